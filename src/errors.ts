@@ -1,0 +1,67 @@
+import { constants as osConstants } from 'node:os';
+import type { Logger } from 'pino';
+
+const ERRNO = osConstants.errno as Record<string, number>;
+const NAMES: Record<number, string> = Object.fromEntries(Object.entries(ERRNO).map(([k, v]) => [v, k]));
+
+/** Name of a positive errno ('ENOENT'), or 'E<n>' when unknown. */
+export function errnoName(errno: number): string {
+  return NAMES[errno] ?? `E${errno}`;
+}
+
+/**
+ * A failure below the frontends. `errno` is positive, equal to C errno; the sign flips once, at
+ * the wire (raw codec writes -errno, fuse-native calls cb(-errno)).
+ */
+export class FsError extends Error {
+  readonly errno: number;
+  readonly code: string;
+  constructor(errno: number, message?: string) {
+    const code = errnoName(errno);
+    super(message ? `${code}: ${message}` : code);
+    this.name = 'FsError';
+    this.errno = errno;
+    this.code = code;
+  }
+}
+
+/** A malformed request on the wire: logged once, answered when the unique is readable. */
+export class ProtocolError extends Error {
+  constructor(message: string, readonly errno: number = ERRNO.EINVAL!) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+export const E = ERRNO as Readonly<Record<string, number>> & {
+  EPERM: number; ENOENT: number; EIO: number; EBADF: number; EAGAIN: number; ENOMEM: number; EACCES: number;
+  EEXIST: number; EXDEV: number; ENOTDIR: number; EISDIR: number; EINVAL: number; ENFILE: number; EMFILE: number;
+  EFBIG: number; ENOSPC: number; EROFS: number; ERANGE: number; ENAMETOOLONG: number; ENOSYS: number;
+  ENOTEMPTY: number; ELOOP: number; ENODATA: number; EOPNOTSUPP: number; ESTALE: number; EINTR: number;
+  ENOTSUP: number; EOVERFLOW: number; ENOTTY: number; EPROTO: number; ENXIO: number; ENODEV: number;
+};
+
+export const fsErr = (errno: number, msg?: string): FsError => new FsError(errno, msg);
+export const ebadf = (msg?: string): FsError => new FsError(E.EBADF, msg);
+export const einval = (msg?: string): FsError => new FsError(E.EINVAL, msg);
+export const erofs = (msg?: string): FsError => new FsError(E.EROFS, msg);
+export const estale = (msg?: string): FsError => new FsError(E.ESTALE, msg);
+export const enosys = (msg?: string): FsError => new FsError(E.ENOSYS, msg);
+export const enoent = (msg?: string): FsError => new FsError(E.ENOENT, msg);
+
+/**
+ * Normalize any thrown value to a positive errno (go-fuse ToStatus). FsError and addon errors
+ * carry a positive `.errno`; Node's fs errors carry a negative one and a `.code`. Anything else is
+ * a bug: EIO, and one error line with the stack when a logger is given.
+ */
+export function toErrno(e: unknown, log?: Logger): number {
+  if (e && typeof e === 'object') {
+    const err = e as { errno?: unknown; code?: unknown };
+    if (typeof err.errno === 'number' && err.errno !== 0 && Number.isInteger(err.errno)) {
+      return Math.abs(err.errno);
+    }
+    if (typeof err.code === 'string' && ERRNO[err.code] !== undefined) return ERRNO[err.code]!;
+  }
+  log?.error({ err: e }, 'unexpected error mapped to EIO');
+  return E.EIO;
+}

@@ -1,0 +1,146 @@
+/**
+ * Shape of the N-API addon native/ (handlefs_sys.node). One function per syscall, no policy.
+ *
+ * Conventions (all functions):
+ * - fds, flags, modes, uids are JS numbers (int32/uint32 as the syscall takes them).
+ * - Names and paths are Buffers. They need NOT be NUL-terminated: the addon copies them into a
+ *   NUL-terminated C string; a Buffer containing a NUL byte gives EINVAL (thrown as an errno error,
+ *   syscall name = the function's). An empty Buffer is passed as "" (for AT_EMPTY_PATH).
+ * - On failure (-1) the addon throws an Error with `.code` ('ENOENT', from strerrorname_np),
+ *   a positive `.errno` and `.syscall` ('openat'); message `"<code>: <syscall>"`.
+ * - A wrong argument type throws TypeError "Expected <nth> argument to be <type>".
+ * - 64-bit values that may exceed 2^53 (inode numbers, dir cookies, stat sizes) are bigint or go
+ *   through a BigUint64Array; file offsets/lengths for I/O are numbers (exact below 2^53).
+ * - `...Async` functions return a Promise, run on the libuv pool (napi_async_work) and reject with
+ *   the same error shape. Blocking lock waits (ofdSetlkw, flockWait) run on a dedicated thread of
+ *   their own so that they can never starve the libuv pool.
+ */
+
+/** Field layouts of the BigUint64Arrays filled by statx/fstatat/fstatfs: see src/sys/stat.ts (ST, STATFS). */
+
+export interface FileHandleRaw {
+  /** handle_type from struct file_handle */
+  type: number;
+  /** f_handle bytes (handle_bytes long) */
+  bytes: Buffer;
+  /** mount id returned by the kernel (unique 64-bit id when AT_HANDLE_MNT_ID_UNIQUE was passed) */
+  mountId: bigint;
+}
+
+export interface FlockRaw {
+  /** F_RDLCK / F_WRLCK / F_UNLCK */
+  type: number;
+  whence: number;
+  start: number;
+  len: number;
+  pid: number;
+}
+
+export interface NativeAddon {
+  // --- open / close / fcntl
+  openat(dirfd: number, name: Buffer, flags: number, mode: number): number;
+  /** openat2 with struct open_how { flags, mode, resolve }. */
+  openat2(dirfd: number, name: Buffer, flags: number, mode: number, resolve: number): number;
+  close(fd: number): void;
+  /** fcntl with an int argument (F_DUPFD_CLOEXEC, F_GETFL, F_SETFL, F_GETFD, F_SETFD); returns the result. */
+  fcntlInt(fd: number, cmd: number, arg: number): number;
+
+  // --- handles
+  /** name_to_handle_at; flags may include AT_EMPTY_PATH, AT_SYMLINK_FOLLOW, AT_HANDLE_FID, AT_HANDLE_MNT_ID_UNIQUE. */
+  nameToHandleAt(dirfd: number, name: Buffer, flags: number): FileHandleRaw;
+  openByHandleAt(mountFd: number, type: number, bytes: Buffer, flags: number): number;
+
+  // --- stat
+  /** statx(dirfd, name, flags, mask) into out (BigUint64Array of STAT_LEN). */
+  statx(dirfd: number, name: Buffer, flags: number, mask: number, out: BigUint64Array): void;
+  /** fstatat(dirfd, name, flags) into the same layout as statx (MASK = STATX_BASIC_STATS, no btime/mnt_id). */
+  fstatat(dirfd: number, name: Buffer, flags: number, out: BigUint64Array): void;
+  /** fstatfs(fd) into out (BigUint64Array of STATFS_LEN). */
+  fstatfs(fd: number, out: BigUint64Array): void;
+
+  // --- namespace
+  mkdirat(dirfd: number, name: Buffer, mode: number): void;
+  /** dev is the kernel dev_t (use makedev(major, minor)); bigint to be lossless. */
+  mknodat(dirfd: number, name: Buffer, mode: number, dev: bigint): void;
+  symlinkat(target: Buffer, dirfd: number, name: Buffer): void;
+  /** readlinkat; an empty name on an O_PATH fd of a symlink reads that symlink. */
+  readlinkat(dirfd: number, name: Buffer): Buffer;
+  unlinkat(dirfd: number, name: Buffer, flags: number): void;
+  renameat2(olddirfd: number, oldname: Buffer, newdirfd: number, newname: Buffer, flags: number): void;
+  linkat(olddirfd: number, oldname: Buffer, newdirfd: number, newname: Buffer, flags: number): void;
+  fchownat(dirfd: number, name: Buffer, uid: number, gid: number, flags: number): void;
+  /** raw fchmodat2 syscall (452): accepts AT_EMPTY_PATH and AT_SYMLINK_NOFOLLOW. */
+  fchmodat2(dirfd: number, name: Buffer, mode: number, flags: number): void;
+  /** utimensat; nsec may be UTIME_NOW or UTIME_OMIT. Seconds as numbers (exact below 2^53). */
+  utimensat(dirfd: number, name: Buffer, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, flags: number): void;
+  faccessat2(dirfd: number, name: Buffer, mode: number, flags: number): void;
+
+  // --- data
+  ftruncate(fd: number, length: number): void;
+  fallocate(fd: number, mode: number, offset: number, length: number): void;
+  /** lseek with bigint offsets (directory cookies are 64-bit hashes); whence may be SEEK_DATA/SEEK_HOLE. */
+  lseek(fd: number, offset: bigint, whence: number): bigint;
+  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
+  fsync(fd: number): void;
+  fdatasync(fd: number): void;
+  syncfs(fd: number): void;
+  /** pread(fd, buf + offset, length, position) -> bytes read */
+  pread(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
+  pwrite(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
+  /** position -1 means write(2) (O_APPEND files, current offset) */
+  preadAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  pwriteAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  fsyncAsync(fd: number, datasync: boolean): Promise<void>;
+  copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): Promise<number>;
+  fallocateAsync(fd: number, mode: number, offset: number, length: number): Promise<void>;
+
+  // --- directories
+  /** getdents64(fd, buf) -> bytes filled (0 at end); records parsed in TS (src/sys/dirent.ts). */
+  getdents64(fd: number, buf: Buffer): number;
+
+  // --- xattrs (path forms use l*xattr: do not follow; use /proc/self/fd/N for O_PATH fds)
+  /** value === null asks for the size. Returns the size / bytes copied. ERANGE when too small. */
+  lgetxattr(path: Buffer, name: Buffer, value: Buffer | null): number;
+  lsetxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void;
+  llistxattr(path: Buffer, list: Buffer | null): number;
+  lremovexattr(path: Buffer, name: Buffer): void;
+  fgetxattr(fd: number, name: Buffer, value: Buffer | null): number;
+  fsetxattr(fd: number, name: Buffer, value: Buffer, flags: number): void;
+  flistxattr(fd: number, list: Buffer | null): number;
+  fremovexattr(fd: number, name: Buffer): void;
+
+  // --- locks
+  /** F_OFD_GETLK; returns the conflicting lock or { type: F_UNLCK, ... }. */
+  ofdGetlk(fd: number, type: number, whence: number, start: number, len: number): FlockRaw;
+  /** F_OFD_SETLK (non-blocking): EAGAIN on conflict. */
+  ofdSetlk(fd: number, type: number, whence: number, start: number, len: number): void;
+  /** F_OFD_SETLKW on a dedicated thread: resolves when the lock is taken. */
+  ofdSetlkw(fd: number, type: number, whence: number, start: number, len: number): Promise<void>;
+  /** flock(fd, op) synchronous; use with LOCK_NB. */
+  flock(fd: number, op: number): void;
+  /** flock(fd, op) without LOCK_NB, on a dedicated thread. */
+  flockWait(fd: number, op: number): Promise<void>;
+
+  // --- process
+  /** RLIMIT_NOFILE as [soft, hard] (RLIM_INFINITY as -1). */
+  getrlimitNofile(): [number, number];
+  setrlimitNofile(soft: number, hard: number): void;
+  /** whether capability number `cap` (e.g. 2 = CAP_DAC_READ_SEARCH, 21 = CAP_SYS_ADMIN) is in the effective set */
+  capEffective(cap: number): boolean;
+  /** setfsuid/setfsgid of the calling thread; returns the previous value (these never fail with -1). */
+  setfsuid(uid: number): number;
+  setfsgid(gid: number): number;
+  /** the thread's errno-free gettid */
+  gettid(): number;
+
+  // --- mount and /dev/fuse
+  mount(source: Buffer, target: Buffer, fstype: Buffer, flags: number, data: Buffer): void;
+  umount2(target: Buffer, flags: number): void;
+  /** FUSE_DEV_IOC_BACKING_OPEN: returns the backing id. */
+  fuseBackingOpen(devFd: number, fd: number, flags: number): number;
+  /** FUSE_DEV_IOC_BACKING_CLOSE */
+  fuseBackingClose(devFd: number, backingId: number): void;
+
+  /** makedev / major / minor of glibc */
+  makedev(major: number, minor: number): bigint;
+}
