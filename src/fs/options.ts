@@ -1,0 +1,24 @@
+import type { Logger } from 'pino';
+
+/** Cache policy, as virtiofsd's CachePolicy: how long the client may trust what it was told. */
+export type CachePolicy = 'never' | 'metadata' | 'auto' | 'always';
+
+/** How evicted inode fds are reopened: 'auto' probes CAP_DAC_READ_SEARCH at start. */
+export type ReopenStrategy = 'auto' | 'handle' | 'path';
+
+/** Options of PassthroughFs (src/fs/passthrough.ts); src/config.ts builds them from the command line. */
+export interface PassthroughOptions {
+  /** absolute path of the shared directory */
+  root: string;
+  /** most fds the FdCache keeps open on the tree; 'auto' derives it from RLIMIT_NOFILE minus a reserve */
+  fdBudget: number | 'auto';
+  reopen: ReopenStrategy;
+  /** 32-byte sealing key (src/handle/key.ts): ephemeral or from --handle-key-file */
+  key: Buffer;
+  cache: CachePolicy;
+  /** serve xattr operations (false: ENOSYS, so the client stops asking) */
+  xattr: boolean;
+  /** when running as root, create files with the requester's uid/gid (as virtiofsd does) */
+  creds: boolean;
+  log: Logger;
+}
