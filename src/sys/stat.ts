@@ -79,3 +79,34 @@ export const isLnk = (mode: number): boolean => (mode & S_IFMT) === S_IFLNK;
 
 /** DT_* from a mode's file type (dirent d_type). */
 export const modeToDtype = (mode: number): number => (mode & S_IFMT) >> 12;
+
+/** A decoded fstatfs record (struct statfs). Block and file counts stay bigint. */
+export interface StatFs {
+  type: number;
+  bsize: number;
+  blocks: bigint;
+  bfree: bigint;
+  bavail: bigint;
+  files: bigint;
+  ffree: bigint;
+  fsid: [number, number];
+  namelen: number;
+  frsize: number;
+  flags: number;
+}
+
+export function decodeStatfs(a: BigUint64Array): StatFs {
+  return {
+    type: Number(a[STATFS.TYPE]!),
+    bsize: Number(a[STATFS.BSIZE]!),
+    blocks: a[STATFS.BLOCKS]!,
+    bfree: a[STATFS.BFREE]!,
+    bavail: a[STATFS.BAVAIL]!,
+    files: a[STATFS.FILES]!,
+    ffree: a[STATFS.FFREE]!,
+    fsid: [Number(a[STATFS.FSID0]!), Number(a[STATFS.FSID1]!)],
+    namelen: Number(a[STATFS.NAMELEN]!),
+    frsize: Number(a[STATFS.FRSIZE]!),
+    flags: Number(a[STATFS.FLAGS]!),
+  };
+}

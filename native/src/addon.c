@@ -1,0 +1,36 @@
+/* Module init: one property per exported syscall binding, and nothing else. */
+#include <node_api.h>
+
+#include "bindings.h"
+#include "errors.h"
+
+#define EXPORT(name) { #name, NULL, binding_##name, NULL, NULL, NULL, napi_enumerable, NULL }
+
+static napi_value init(napi_env env, napi_value exports) {
+  static const napi_property_descriptor props[] = {
+    EXPORT(openat), EXPORT(openat2), EXPORT(close), EXPORT(fcntlInt),
+    EXPORT(nameToHandleAt), EXPORT(openByHandleAt),
+    EXPORT(statx), EXPORT(fstatat), EXPORT(fstatfs),
+    EXPORT(mkdirat), EXPORT(mknodat), EXPORT(symlinkat), EXPORT(readlinkat), EXPORT(unlinkat),
+    EXPORT(renameat2), EXPORT(linkat), EXPORT(fchownat), EXPORT(fchmodat2), EXPORT(utimensat),
+    EXPORT(faccessat2),
+    EXPORT(ftruncate), EXPORT(fallocate), EXPORT(lseek), EXPORT(copyFileRange), EXPORT(fsync),
+    EXPORT(fdatasync), EXPORT(syncfs), EXPORT(pread), EXPORT(pwrite),
+    EXPORT(preadAsync), EXPORT(pwriteAsync), EXPORT(fsyncAsync), EXPORT(copyFileRangeAsync),
+    EXPORT(fallocateAsync),
+    EXPORT(getdents64),
+    EXPORT(lgetxattr), EXPORT(lsetxattr), EXPORT(llistxattr), EXPORT(lremovexattr),
+    EXPORT(fgetxattr), EXPORT(fsetxattr), EXPORT(flistxattr), EXPORT(fremovexattr),
+    EXPORT(ofdGetlk), EXPORT(ofdSetlk), EXPORT(ofdSetlkw), EXPORT(flock), EXPORT(flockWait),
+    EXPORT(getrlimitNofile), EXPORT(setrlimitNofile), EXPORT(capEffective), EXPORT(setfsuid),
+    EXPORT(setfsgid), EXPORT(gettid),
+    EXPORT(mount), EXPORT(umount2), EXPORT(fuseBackingOpen), EXPORT(fuseBackingClose),
+    EXPORT(makedev),
+  };
+  NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  return exports;
+}
+
+NAPI_MODULE_INIT() {
+  return init(env, exports);
+}

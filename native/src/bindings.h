@@ -1,0 +1,35 @@
+/* Every exported binding; addon.c registers one property per entry. */
+#ifndef HANDLEFS_BINDINGS_H
+#define HANDLEFS_BINDINGS_H
+
+#include <node_api.h>
+
+#define BINDING(name) napi_value binding_##name(napi_env env, napi_callback_info info)
+
+/* fs.c */
+BINDING(openat); BINDING(openat2); BINDING(close); BINDING(fcntlInt);
+BINDING(statx); BINDING(fstatat); BINDING(fstatfs); BINDING(readlinkat);
+/* handle.c */
+BINDING(nameToHandleAt); BINDING(openByHandleAt);
+/* ns.c */
+BINDING(mkdirat); BINDING(mknodat); BINDING(symlinkat); BINDING(unlinkat); BINDING(renameat2);
+BINDING(linkat); BINDING(fchownat); BINDING(fchmodat2); BINDING(utimensat); BINDING(faccessat2);
+/* io.c */
+BINDING(ftruncate); BINDING(fallocate); BINDING(lseek); BINDING(copyFileRange); BINDING(fsync);
+BINDING(fdatasync); BINDING(syncfs); BINDING(pread); BINDING(pwrite);
+BINDING(preadAsync); BINDING(pwriteAsync); BINDING(fsyncAsync); BINDING(copyFileRangeAsync);
+BINDING(fallocateAsync);
+/* dir.c */
+BINDING(getdents64);
+/* xattr.c */
+BINDING(lgetxattr); BINDING(lsetxattr); BINDING(llistxattr); BINDING(lremovexattr);
+BINDING(fgetxattr); BINDING(fsetxattr); BINDING(flistxattr); BINDING(fremovexattr);
+/* lock.c */
+BINDING(ofdGetlk); BINDING(ofdSetlk); BINDING(ofdSetlkw); BINDING(flock); BINDING(flockWait);
+/* proc.c */
+BINDING(getrlimitNofile); BINDING(setrlimitNofile); BINDING(capEffective); BINDING(setfsuid);
+BINDING(setfsgid); BINDING(gettid);
+/* dev.c */
+BINDING(mount); BINDING(umount2); BINDING(fuseBackingOpen); BINDING(fuseBackingClose); BINDING(makedev);
+
+#endif

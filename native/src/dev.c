@@ -1,0 +1,80 @@
+/* mount(2)/umount2 and /dev/fuse ioctls. */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/sysmacros.h>
+
+#include "bindings.h"
+#include "errors.h"
+
+/*
+ * FUSE passthrough backing files (Linux 6.9). Debian 12's <linux/fuse.h> predates them, so the
+ * struct and ioctl numbers are declared here, as in the kernel's include/uapi/linux/fuse.h.
+ */
+struct handlefs_fuse_backing_map {
+  int32_t fd;
+  uint32_t flags;
+  uint64_t padding;
+};
+_Static_assert(sizeof(struct handlefs_fuse_backing_map) == 16, "fuse_backing_map is 16 bytes");
+#define HANDLEFS_FUSE_DEV_IOC_MAGIC 229
+#define HANDLEFS_FUSE_DEV_IOC_BACKING_OPEN _IOW(HANDLEFS_FUSE_DEV_IOC_MAGIC, 1, struct handlefs_fuse_backing_map)
+#define HANDLEFS_FUSE_DEV_IOC_BACKING_CLOSE _IOW(HANDLEFS_FUSE_DEV_IOC_MAGIC, 2, uint32_t)
+
+BINDING(mount) {
+  GET_ARGS(env, info, 5);
+  char source[NAME_BUF_SIZE], target[NAME_BUF_SIZE], fstype[NAME_BUF_SIZE], data[NAME_BUF_SIZE];
+  int64_t flags;
+  ARG_NAME(0, "mount", source);
+  ARG_NAME(1, "mount", target);
+  ARG_NAME(2, "mount", fstype);
+  ARG_SAFE(3, &flags);
+  ARG_NAME(4, "mount", data);
+  if (flags < 0) { throw_arg_range(env, 3, "flags >= 0"); return NULL; }
+  if (mount(source, target, fstype, (unsigned long)flags, data) < 0) return throw_errno(env, errno, "mount");
+  return js_undefined(env);
+}
+
+BINDING(umount2) {
+  GET_ARGS(env, info, 2);
+  char target[NAME_BUF_SIZE];
+  int32_t flags;
+  ARG_NAME(0, "umount2", target);
+  ARG_I32(1, &flags);
+  if (umount2(target, flags) < 0) return throw_errno(env, errno, "umount2");
+  return js_undefined(env);
+}
+
+BINDING(fuseBackingOpen) {
+  GET_ARGS(env, info, 3);
+  int32_t dev_fd, fd;
+  uint32_t flags;
+  ARG_I32(0, &dev_fd);
+  ARG_I32(1, &fd);
+  ARG_U32(2, &flags);
+  struct handlefs_fuse_backing_map map = { .fd = fd, .flags = flags, .padding = 0 };
+  int id = ioctl(dev_fd, HANDLEFS_FUSE_DEV_IOC_BACKING_OPEN, &map);
+  if (id < 0) return throw_errno(env, errno, "ioctl");
+  return js_int(env, id);
+}
+
+BINDING(fuseBackingClose) {
+  GET_ARGS(env, info, 2);
+  int32_t dev_fd;
+  uint32_t backing_id;
+  ARG_I32(0, &dev_fd);
+  ARG_U32(1, &backing_id);
+  if (ioctl(dev_fd, HANDLEFS_FUSE_DEV_IOC_BACKING_CLOSE, &backing_id) < 0) return throw_errno(env, errno, "ioctl");
+  return js_undefined(env);
+}
+
+BINDING(makedev) {
+  GET_ARGS(env, info, 2);
+  uint32_t maj, min;
+  ARG_U32(0, &maj);
+  ARG_U32(1, &min);
+  napi_value v;
+  NAPI_CALL(env, napi_create_bigint_uint64(env, (uint64_t)makedev(maj, min), &v));
+  return v;
+}

@@ -1,0 +1,309 @@
+/* Data I/O: synchronous bindings and napi_async_work variants sharing one request runner. */
+#define _FILE_OFFSET_BITS 64
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "bindings.h"
+#include "errors.h"
+
+enum io_op { OP_PREAD, OP_PWRITE, OP_FSYNC, OP_FDATASYNC, OP_COPY_FILE_RANGE, OP_FALLOCATE };
+
+static const char *const op_syscall[] = {
+  [OP_PREAD] = "pread", [OP_PWRITE] = "pwrite", [OP_FSYNC] = "fsync", [OP_FDATASYNC] = "fdatasync",
+  [OP_COPY_FILE_RANGE] = "copy_file_range", [OP_FALLOCATE] = "fallocate",
+};
+
+typedef struct {
+  enum io_op op;
+  int fd;
+  int fd_out;
+  int mode;            /* fallocate mode */
+  unsigned flags;      /* copy_file_range flags */
+  char *data;          /* pread/pwrite: start of the caller's Buffer slice */
+  int64_t length;
+  int64_t pos;         /* -1: use the file offset (read/write, or NULL for copy_file_range) */
+  int64_t pos_out;
+  int64_t result;
+  int err;
+  /* async only */
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref buf_ref;
+} io_req;
+
+/* Runs on the JS thread (sync bindings) or a libuv pool thread (async); touches no napi state. */
+static void run_io(io_req *r) {
+  ssize_t n = 0;
+  switch (r->op) {
+  case OP_PREAD:
+    n = r->pos == -1 ? read(r->fd, r->data, (size_t)r->length) : pread(r->fd, r->data, (size_t)r->length, (off_t)r->pos);
+    break;
+  case OP_PWRITE:
+    /* position -1 writes at the file offset, which is what O_APPEND needs (pwrite ignores it there anyway). */
+    n = r->pos == -1 ? write(r->fd, r->data, (size_t)r->length) : pwrite(r->fd, r->data, (size_t)r->length, (off_t)r->pos);
+    break;
+  case OP_FSYNC:
+    n = fsync(r->fd);
+    break;
+  case OP_FDATASYNC:
+    n = fdatasync(r->fd);
+    break;
+  case OP_COPY_FILE_RANGE: {
+    off_t in = (off_t)r->pos, out = (off_t)r->pos_out;
+    n = copy_file_range(r->fd, r->pos == -1 ? NULL : &in, r->fd_out, r->pos_out == -1 ? NULL : &out,
+                        (size_t)r->length, r->flags);
+    break;
+  }
+  case OP_FALLOCATE:
+    n = fallocate(r->fd, r->mode, (off_t)r->pos, (off_t)r->length);
+    break;
+  }
+  r->err = n < 0 ? errno : 0;
+  r->result = n < 0 ? -1 : (int64_t)n;
+}
+
+static bool returns_count(enum io_op op) {
+  return op == OP_PREAD || op == OP_PWRITE || op == OP_COPY_FILE_RANGE;
+}
+
+static napi_value finish_sync(napi_env env, io_req *r) {
+  run_io(r);
+  if (r->err != 0) return throw_errno(env, r->err, op_syscall[r->op]);
+  return returns_count(r->op) ? js_int(env, r->result) : js_undefined(env);
+}
+
+static void io_execute(napi_env env, void *data) {
+  (void)env;
+  run_io(data);
+}
+
+static void io_complete(napi_env env, napi_status status, void *data) {
+  io_req *r = data;
+  napi_value value = NULL;
+  bool ok = false;
+  if (r->buf_ref != NULL) napi_delete_reference(env, r->buf_ref);
+  if (status != napi_ok) {
+    napi_value msg;
+    if (napi_create_string_utf8(env, "async work was cancelled", NAPI_AUTO_LENGTH, &msg) != napi_ok ||
+        napi_create_error(env, NULL, msg, &value) != napi_ok)
+      value = NULL;
+  } else if (r->err != 0) {
+    if (make_errno_error(env, r->err, op_syscall[r->op], &value) != napi_ok) value = NULL;
+  } else {
+    ok = (returns_count(r->op) ? napi_create_int64(env, r->result, &value)
+                               : napi_get_undefined(env, &value)) == napi_ok;
+    if (!ok) value = NULL;
+  }
+  if (value == NULL) napi_get_undefined(env, &value); /* last resort: settle the promise anyway */
+  if (ok)
+    napi_resolve_deferred(env, r->deferred, value);
+  else
+    napi_reject_deferred(env, r->deferred, value);
+  napi_delete_async_work(env, r->work);
+  free(r);
+}
+
+/*
+ * Queue r (heap-allocated, owned from here on). `buffer` (may be NULL) is kept alive by a reference
+ * until completion so r->data stays valid. Failures after the promise exists reject it.
+ */
+static napi_value start_async(napi_env env, io_req *r, napi_value buffer) {
+  napi_value promise, resource_name;
+  napi_status s = napi_create_promise(env, &r->deferred, &promise);
+  if (s != napi_ok) {
+    free(r);
+    return throw_napi_failure(env, s, "napi_create_promise");
+  }
+  const char *what = "napi_create_reference";
+  if (buffer != NULL && (s = napi_create_reference(env, buffer, 1, &r->buf_ref)) != napi_ok) goto fail;
+  what = "napi_create_async_work";
+  if ((s = napi_create_string_utf8(env, op_syscall[r->op], NAPI_AUTO_LENGTH, &resource_name)) != napi_ok) goto fail;
+  if ((s = napi_create_async_work(env, NULL, resource_name, io_execute, io_complete, r, &r->work)) != napi_ok) goto fail;
+  what = "napi_queue_async_work";
+  if ((s = napi_queue_async_work(env, r->work)) != napi_ok) goto fail;
+  return promise;
+
+fail: {
+    napi_value err = NULL, msg;
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &err);
+    if (err == NULL && napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &msg) == napi_ok)
+      napi_create_error(env, NULL, msg, &err);
+    if (err == NULL) napi_get_undefined(env, &err);
+    napi_reject_deferred(env, r->deferred, err);
+    if (r->work != NULL) napi_delete_async_work(env, r->work);
+    if (r->buf_ref != NULL) napi_delete_reference(env, r->buf_ref);
+    free(r);
+    return promise;
+  }
+}
+
+static io_req *alloc_req(napi_env env, const io_req *init) {
+  io_req *r = malloc(sizeof *r);
+  if (r == NULL) {
+    throw_errno(env, ENOMEM, op_syscall[init->op]);
+    return NULL;
+  }
+  *r = *init;
+  return r;
+}
+
+/* (fd, buf, offset, length, position) shared by pread/pwrite and their async forms. */
+static bool rw_args(napi_env env, napi_value *argv, enum io_op op, io_req *r) {
+  int32_t fd;
+  void *data;
+  size_t buflen;
+  int64_t off, len, pos;
+  if (!arg_i32(env, argv[0], 0, &fd) || !arg_buffer(env, argv[1], 1, &data, &buflen) ||
+      !arg_safe(env, argv[2], 2, &off) || !arg_safe(env, argv[3], 3, &len) || !arg_safe(env, argv[4], 4, &pos))
+    return false;
+  if (!check_range(env, off, len, buflen)) return false;
+  if (pos < -1) return throw_arg_range(env, 4, "a position >= 0 or -1");
+  *r = (io_req){ .op = op, .fd = fd, .data = (char *)data + off, .length = len, .pos = pos };
+  return true;
+}
+
+BINDING(pread) {
+  GET_ARGS(env, info, 5);
+  io_req r;
+  if (!rw_args(env, argv, OP_PREAD, &r)) return NULL;
+  return finish_sync(env, &r);
+}
+
+BINDING(pwrite) {
+  GET_ARGS(env, info, 5);
+  io_req r;
+  if (!rw_args(env, argv, OP_PWRITE, &r)) return NULL;
+  return finish_sync(env, &r);
+}
+
+BINDING(preadAsync) {
+  GET_ARGS(env, info, 5);
+  io_req init, *r;
+  if (!rw_args(env, argv, OP_PREAD, &init) || (r = alloc_req(env, &init)) == NULL) return NULL;
+  return start_async(env, r, argv[1]);
+}
+
+BINDING(pwriteAsync) {
+  GET_ARGS(env, info, 5);
+  io_req init, *r;
+  if (!rw_args(env, argv, OP_PWRITE, &init) || (r = alloc_req(env, &init)) == NULL) return NULL;
+  return start_async(env, r, argv[1]);
+}
+
+BINDING(fsync) {
+  GET_ARGS(env, info, 1);
+  int32_t fd;
+  ARG_I32(0, &fd);
+  io_req r = { .op = OP_FSYNC, .fd = fd };
+  return finish_sync(env, &r);
+}
+
+BINDING(fdatasync) {
+  GET_ARGS(env, info, 1);
+  int32_t fd;
+  ARG_I32(0, &fd);
+  io_req r = { .op = OP_FDATASYNC, .fd = fd };
+  return finish_sync(env, &r);
+}
+
+BINDING(fsyncAsync) {
+  GET_ARGS(env, info, 2);
+  int32_t fd;
+  bool datasync;
+  ARG_I32(0, &fd);
+  ARG_BOOL(1, &datasync);
+  io_req init = { .op = datasync ? OP_FDATASYNC : OP_FSYNC, .fd = fd }, *r;
+  if ((r = alloc_req(env, &init)) == NULL) return NULL;
+  return start_async(env, r, NULL);
+}
+
+/* (fdIn, offIn, fdOut, offOut, len, flags); an offset of -1 uses (and advances) the file offset. */
+static bool cfr_args(napi_env env, napi_value *argv, io_req *r) {
+  int32_t fd_in, fd_out;
+  int64_t off_in, off_out, len;
+  uint32_t flags;
+  if (!arg_i32(env, argv[0], 0, &fd_in) || !arg_safe(env, argv[1], 1, &off_in) || !arg_i32(env, argv[2], 2, &fd_out) ||
+      !arg_safe(env, argv[3], 3, &off_out) || !arg_safe(env, argv[4], 4, &len) || !arg_u32(env, argv[5], 5, &flags))
+    return false;
+  if (off_in < -1) return throw_arg_range(env, 1, "an offset >= 0 or -1");
+  if (off_out < -1) return throw_arg_range(env, 3, "an offset >= 0 or -1");
+  if (len < 0) return throw_arg_range(env, 4, "a length >= 0");
+  *r = (io_req){ .op = OP_COPY_FILE_RANGE, .fd = fd_in, .pos = off_in, .fd_out = fd_out, .pos_out = off_out,
+                 .length = len, .flags = flags };
+  return true;
+}
+
+BINDING(copyFileRange) {
+  GET_ARGS(env, info, 6);
+  io_req r;
+  if (!cfr_args(env, argv, &r)) return NULL;
+  return finish_sync(env, &r);
+}
+
+BINDING(copyFileRangeAsync) {
+  GET_ARGS(env, info, 6);
+  io_req init, *r;
+  if (!cfr_args(env, argv, &init) || (r = alloc_req(env, &init)) == NULL) return NULL;
+  return start_async(env, r, NULL);
+}
+
+static bool fallocate_args(napi_env env, napi_value *argv, io_req *r) {
+  int32_t fd, mode;
+  int64_t off, len;
+  if (!arg_i32(env, argv[0], 0, &fd) || !arg_i32(env, argv[1], 1, &mode) || !arg_safe(env, argv[2], 2, &off) ||
+      !arg_safe(env, argv[3], 3, &len))
+    return false;
+  *r = (io_req){ .op = OP_FALLOCATE, .fd = fd, .mode = mode, .pos = off, .length = len };
+  return true;
+}
+
+BINDING(fallocate) {
+  GET_ARGS(env, info, 4);
+  io_req r;
+  if (!fallocate_args(env, argv, &r)) return NULL;
+  return finish_sync(env, &r);
+}
+
+BINDING(fallocateAsync) {
+  GET_ARGS(env, info, 4);
+  io_req init, *r;
+  if (!fallocate_args(env, argv, &init) || (r = alloc_req(env, &init)) == NULL) return NULL;
+  return start_async(env, r, NULL);
+}
+
+BINDING(ftruncate) {
+  GET_ARGS(env, info, 2);
+  int32_t fd;
+  int64_t len;
+  ARG_I32(0, &fd);
+  ARG_SAFE(1, &len);
+  if (ftruncate(fd, (off_t)len) < 0) return throw_errno(env, errno, "ftruncate");
+  return js_undefined(env);
+}
+
+BINDING(lseek) {
+  GET_ARGS(env, info, 3);
+  int32_t fd, whence;
+  uint64_t off;
+  ARG_I32(0, &fd);
+  ARG_BIGINT64(1, &off);
+  ARG_I32(2, &whence);
+  off_t r = lseek(fd, (off_t)off, whence);
+  /* Compare with -1 exactly: some files (FMODE_UNSIGNED_OFFSET) have "negative" offsets. */
+  if (r == (off_t)-1) return throw_errno(env, errno, "lseek");
+  napi_value v;
+  NAPI_CALL(env, napi_create_bigint_int64(env, (int64_t)r, &v));
+  return v;
+}
+
+BINDING(syncfs) {
+  GET_ARGS(env, info, 1);
+  int32_t fd;
+  ARG_I32(0, &fd);
+  if (syncfs(fd) < 0) return throw_errno(env, errno, "syncfs");
+  return js_undefined(env);
+}

@@ -1,0 +1,75 @@
+/* Process and thread state: RLIMIT_NOFILE, capabilities, fsuid/fsgid, tid. */
+#include <errno.h>
+#include <linux/capability.h>
+#include <sys/fsuid.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "bindings.h"
+#include "errors.h"
+
+static int64_t rlim_to_js(rlim_t v) {
+  if (v == RLIM_INFINITY) return -1;
+  /* Finite limits above 2^53 do not exist in practice (the kernel caps nofile at nr_open). */
+  return v > (rlim_t)9007199254740991ULL ? 9007199254740991LL : (int64_t)v;
+}
+
+BINDING(getrlimitNofile) {
+  (void)info; /* extra arguments are ignored, as in JS */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return throw_errno(env, errno, "getrlimit");
+  napi_value arr, soft, hard;
+  NAPI_CALL(env, napi_create_array_with_length(env, 2, &arr));
+  NAPI_CALL(env, napi_create_int64(env, rlim_to_js(rl.rlim_cur), &soft));
+  NAPI_CALL(env, napi_create_int64(env, rlim_to_js(rl.rlim_max), &hard));
+  NAPI_CALL(env, napi_set_element(env, arr, 0, soft));
+  NAPI_CALL(env, napi_set_element(env, arr, 1, hard));
+  return arr;
+}
+
+BINDING(setrlimitNofile) {
+  GET_ARGS(env, info, 2);
+  int64_t soft, hard;
+  ARG_SAFE(0, &soft);
+  ARG_SAFE(1, &hard);
+  if (soft < -1) { throw_arg_range(env, 0, "a limit >= 0 or -1"); return NULL; }
+  if (hard < -1) { throw_arg_range(env, 1, "a limit >= 0 or -1"); return NULL; }
+  struct rlimit rl = {
+    .rlim_cur = soft == -1 ? RLIM_INFINITY : (rlim_t)soft,
+    .rlim_max = hard == -1 ? RLIM_INFINITY : (rlim_t)hard,
+  };
+  if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return throw_errno(env, errno, "setrlimit");
+  return js_undefined(env);
+}
+
+BINDING(capEffective) {
+  GET_ARGS(env, info, 1);
+  uint32_t cap;
+  ARG_U32(0, &cap);
+  if (cap >= 32 * _LINUX_CAPABILITY_U32S_3) { throw_arg_range(env, 0, "a capability number below 64"); return NULL; }
+  struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+  struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
+  if (syscall(SYS_capget, &hdr, data) < 0) return throw_errno(env, errno, "capget");
+  return js_bool(env, (data[cap / 32].effective >> (cap % 32)) & 1u);
+}
+
+/* setfsuid/setfsgid return the previous value and never fail with -1 (failure = unchanged). */
+BINDING(setfsuid) {
+  GET_ARGS(env, info, 1);
+  uint32_t uid;
+  ARG_ID(0, &uid);
+  return js_int(env, (uint32_t)setfsuid((uid_t)uid));
+}
+
+BINDING(setfsgid) {
+  GET_ARGS(env, info, 1);
+  uint32_t gid;
+  ARG_ID(0, &gid);
+  return js_int(env, (uint32_t)setfsgid((gid_t)gid));
+}
+
+BINDING(gettid) {
+  (void)info; /* extra arguments are ignored, as in JS */
+  return js_int(env, gettid());
+}

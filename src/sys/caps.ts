@@ -1,0 +1,43 @@
+/**
+ * Capability and fd-limit probes used at start-up. They report facts; the caller decides what to
+ * do (e.g. use open_by_handle_at only with CAP_DAC_READ_SEARCH).
+ */
+import { CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN } from './constants.js';
+import { sys } from './syscalls.js';
+
+export interface Caps {
+  /** CAP_DAC_READ_SEARCH: needed by open_by_handle_at */
+  dacReadSearch: boolean;
+  /** CAP_SYS_ADMIN: needed by mount(2) and FUSE passthrough backing files */
+  sysAdmin: boolean;
+}
+
+/** Effective capabilities of this process that handlefs cares about. */
+export function probeCaps(): Caps {
+  return {
+    dacReadSearch: sys.capEffective(CAP_DAC_READ_SEARCH),
+    sysAdmin: sys.capEffective(CAP_SYS_ADMIN),
+  };
+}
+
+export interface NofileLimit {
+  /** -1 means unlimited (RLIM_INFINITY) */
+  soft: number;
+  hard: number;
+}
+
+/** RLIMIT_NOFILE. */
+export function nofileLimit(): NofileLimit {
+  const [soft, hard] = sys.getrlimitNofile();
+  return { soft, hard };
+}
+
+/**
+ * Raise the soft RLIMIT_NOFILE to the hard limit (passthrough_hp maximize_fd_limit) and return
+ * the new soft limit. Throws the setrlimit error if the kernel refuses.
+ */
+export function raiseNofileSoftLimit(): number {
+  const { soft, hard } = nofileLimit();
+  if (soft !== hard) sys.setrlimitNofile(hard, hard);
+  return nofileLimit().soft;
+}
