@@ -1,0 +1,172 @@
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import { E, FsError } from '../errors.js';
+import { LogOnce } from '../log.js';
+
+/** 'path': an inode's O_PATH fd. 'file': the fd of an open file or directory (a FUSE fh). */
+export type FdKind = 'path' | 'file';
+
+interface FdEntry {
+  key: string;
+  fd: number;
+  kind: FdKind;
+  /** borrows in progress: a borrowed fd is never closed */
+  pins: number;
+  /** never evicted (root, no handle, unlinked-but-open, locked, O_TMPFILE) */
+  permanent: boolean;
+}
+
+export interface FdCacheCounters {
+  hits: number;
+  misses: number;
+  evictions: number;
+  emfile: number;
+}
+
+/**
+ * The sole owner of every fd the server holds on the shared tree. Entries live in a Map; the idle
+ * ones (not borrowed, not permanent) are also in an LRU (lru-cache), one for O_PATH fds and one for
+ * open-file fds. Before a new fd is opened, `reserve()` evicts idle entries until the total is
+ * below the budget: O_PATH fds first (they can always be reopened), open files only under pressure
+ * (reopening one fails with ESTALE if the host renamed or unlinked it meanwhile).
+ */
+export class FdCache {
+  readonly budget: number;
+  private readonly entries = new Map<string, FdEntry>();
+  /** entries removed while borrowed, by fd: closed by their last unpin */
+  private readonly doomed = new Map<number, FdEntry>();
+  private readonly pathLru: LRUCache<string, FdEntry>;
+  private readonly fileLru: LRUCache<string, FdEntry>;
+  private readonly once: LogOnce;
+  readonly counters: FdCacheCounters = { hits: 0, misses: 0, evictions: 0, emfile: 0 };
+  /** called after an entry was evicted (the owner of a dir cursor must seek again) */
+  onEvict: ((key: string) => void) | null = null;
+
+  constructor(budget: number, private readonly closeFd: (fd: number) => void, private readonly log: Logger) {
+    if (!Number.isInteger(budget) || budget < 2) throw new RangeError(`fd budget must be an integer >= 2, got ${budget}`);
+    this.budget = budget;
+    // max only sizes lru-cache's arrays: the budget is enforced by reserve(), so it is never reached
+    this.pathLru = new LRUCache<string, FdEntry>({ max: budget + 1 });
+    this.fileLru = new LRUCache<string, FdEntry>({ max: budget + 1 });
+    this.once = new LogOnce(log);
+  }
+
+  /** fds currently open: cached, borrowed and those waiting for their last borrower */
+  get size(): number {
+    return this.entries.size + this.doomed.size;
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
+  /** Borrow the fd of `key` if cached (a hit); undefined on a miss. Pair with unpin(). */
+  pin(key: string): number | undefined {
+    const e = this.entries.get(key);
+    if (!e) {
+      this.counters.misses++;
+      return undefined;
+    }
+    this.counters.hits++;
+    if (e.pins++ === 0 && !e.permanent) this.lruOf(e).delete(key);
+    return e.fd;
+  }
+
+  unpin(key: string, fd: number): void {
+    const e = this.entries.get(key);
+    if (!e || e.fd !== fd) {
+      // removed while borrowed: the last borrower closes it
+      const d = this.doomed.get(fd);
+      if (d && --d.pins <= 0) {
+        this.doomed.delete(fd);
+        this.closeFd(fd);
+      }
+      return;
+    }
+    if (e.pins <= 0) {
+      this.log.error({ key }, 'fd cache unpin without pin');
+      return;
+    }
+    if (--e.pins === 0 && !e.permanent) this.lruOf(e).set(key, e);
+  }
+
+  /**
+   * Make room for one more fd: evict idle entries until the total is below the budget. Throws
+   * EMFILE (logged once) when every entry is borrowed or permanent.
+   */
+  reserve(): void {
+    while (this.size >= this.budget) {
+      if (!this.evictOne()) {
+        this.counters.emfile++;
+        this.once.warn('budget', { budget: this.budget }, 'fd budget exhausted: every cached fd is in use or pinned; failing with EMFILE (raise --fd-budget)');
+        throw new FsError(E.EMFILE, 'fd budget exhausted');
+      }
+    }
+  }
+
+  /** Evict one idle entry (O_PATH first). False when nothing is evictable. */
+  evictOne(): boolean {
+    const victim = this.pathLru.pop() ?? this.fileLru.pop();
+    if (!victim) return false;
+    this.entries.delete(victim.key);
+    this.counters.evictions++;
+    this.closeFd(victim.fd);
+    this.onEvict?.(victim.key);
+    return true;
+  }
+
+  /**
+   * Take ownership of a freshly opened fd (call reserve() before opening it). The entry starts
+   * borrowed once (pins = 1) so that the caller can use it; unpin() when done.
+   */
+  insertPinned(key: string, fd: number, kind: FdKind, permanent = false): void {
+    const old = this.entries.get(key);
+    if (old) {
+      // Safe because a key maps to one inode or one fh: a second insert is a logic error; keep the
+      // newer fd and close the old one only if nobody borrows it.
+      this.log.error({ key }, 'fd cache: duplicate insert');
+      this.remove(key);
+    }
+    this.entries.set(key, { key, fd, kind, pins: 1, permanent });
+  }
+
+  /** Mark an entry never-evictable (or evictable again). */
+  setPermanent(key: string, permanent: boolean): void {
+    const e = this.entries.get(key);
+    if (!e || e.permanent === permanent) return;
+    e.permanent = permanent;
+    if (e.pins > 0) return;
+    if (permanent) this.lruOf(e).delete(key);
+    else this.lruOf(e).set(key, e);
+  }
+
+  isPermanent(key: string): boolean {
+    return this.entries.get(key)?.permanent ?? false;
+  }
+
+  /** Close and forget `key` (inode dropped, file released). A borrowed fd is closed by the last unpin. */
+  remove(key: string): void {
+    const e = this.entries.get(key);
+    if (!e) return;
+    this.entries.delete(key);
+    this.lruOf(e).delete(key);
+    // Safe because a borrowed fd may be inside a syscall on a pool thread: closing it now could
+    // let the number be reused under that syscall. The last unpin closes it instead.
+    if (e.pins > 0) this.doomed.set(e.fd, e);
+    else this.closeFd(e.fd);
+  }
+
+  /** Close everything (destroy). */
+  clear(): void {
+    for (const e of this.entries.values()) this.closeFd(e.fd);
+    for (const e of this.doomed.values()) this.closeFd(e.fd);
+    this.entries.clear();
+    this.doomed.clear();
+    this.pathLru.clear();
+    this.fileLru.clear();
+  }
+
+  private lruOf(e: FdEntry): LRUCache<string, FdEntry> {
+    return e.kind === 'path' ? this.pathLru : this.fileLru;
+  }
+}

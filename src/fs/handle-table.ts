@@ -1,0 +1,70 @@
+import { E, FsError } from '../errors.js';
+import type { Dirent } from '../sys/dirent.js';
+import type { Inode } from './inode-store.js';
+
+/** An open file or directory the client holds (a FUSE fh). Its fd lives in the FdCache as `fdKey`. */
+export interface OpenHandle {
+  fh: bigint;
+  inode: Inode;
+  kind: 'file' | 'dir';
+  /** the flags to reopen with after eviction: never O_CREAT, O_EXCL or O_TRUNC */
+  flags: number;
+  fdKey: string;
+  /** a lock was taken through this handle: its fd is pinned until release */
+  locked: boolean;
+  /** directory cursor: entries read from the host but not yet sent, resuming at `pendingFrom` */
+  pending: Dirent[];
+  pendingIdx: number;
+  pendingFrom: bigint;
+  /** the fd's position is known to be right after `pending` (false after eviction or seek) */
+  cursorValid: boolean;
+}
+
+/** fh -> OpenHandle; every fh is checked to belong to its nodeid (virtiofsd find_handle). */
+export class HandleTable {
+  private readonly map = new Map<bigint, OpenHandle>();
+  private readonly byFdKey = new Map<string, OpenHandle>();
+  private next = 1n;
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  add(inode: Inode, kind: 'file' | 'dir', flags: number): OpenHandle {
+    const fh = this.next++;
+    const h: OpenHandle = {
+      fh, inode, kind, flags, fdKey: `f${fh}`, locked: false,
+      pending: [], pendingIdx: 0, pendingFrom: -1n, cursorValid: false,
+    };
+    this.map.set(fh, h);
+    this.byFdKey.set(h.fdKey, h);
+    inode.opens++;
+    return h;
+  }
+
+  /** The handle `fh` of node `nodeid`, or EBADF (unknown fh, or one that belongs to another node). */
+  get(fh: bigint, nodeid: bigint, kind?: 'file' | 'dir'): OpenHandle {
+    const h = this.map.get(fh);
+    if (!h || h.inode.nodeid !== nodeid || (kind && h.kind !== kind)) throw new FsError(E.EBADF, 'unknown file handle');
+    return h;
+  }
+
+  byKey(fdKey: string): OpenHandle | undefined {
+    return this.byFdKey.get(fdKey);
+  }
+
+  remove(h: OpenHandle): void {
+    if (this.map.get(h.fh) !== h) return;
+    this.map.delete(h.fh);
+    this.byFdKey.delete(h.fdKey);
+    h.inode.opens--;
+  }
+
+  *forInode(inode: Inode): IterableIterator<OpenHandle> {
+    for (const h of this.map.values()) if (h.inode === inode) yield h;
+  }
+
+  *all(): IterableIterator<OpenHandle> {
+    yield* this.map.values();
+  }
+}

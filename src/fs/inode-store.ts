@@ -1,0 +1,125 @@
+import type { Logger } from 'pino';
+import type { FileHandle } from '../handle/file-handle.js';
+
+/**
+ * What the server knows of one host inode. Identity is the sealed file handle (or dev:ino on a
+ * filesystem without handles); the fd is only a cache entry (FdCache key `fdKey`).
+ */
+export class Inode {
+  /** lookups the client holds (FUSE nlookup); saturates at 0 */
+  nlookup = 0;
+  /** inodes whose parent link points here: a parent stays known while a child may need the re-walk */
+  children = 0;
+  /** open files and directories (fh) on this inode */
+  opens = 0;
+  /** the host unlinked it while the client still references it: its fd cannot be reopened */
+  unlinked = false;
+  /** parent link (the last name the client reached it by): used by the by-path reopen */
+  parent: Inode | null = null;
+  name: Buffer | null = null;
+  readonly fdKey: string;
+
+  constructor(
+    readonly nodeid: bigint,
+    readonly generation: bigint,
+    /** S_IFMT bits of the mode */
+    readonly type: number,
+    readonly handle: FileHandle | null,
+    /** MAC of the handle (null when no handle) */
+    readonly seal: Buffer | null,
+    /** index key in the store */
+    readonly identity: string,
+    /** the fd can never be reopened (root, no handle, other mount, tmpfile): pinned for life */
+    public reopenable: boolean,
+  ) {
+    this.fdKey = `i${nodeid}`;
+  }
+}
+
+/**
+ * nodeid <-> inode and identity -> inode (virtiofsd inode_store.rs). Node ids come from a counter
+ * and are never reused. An inode is dropped when the client forgot it, no child links to it and no
+ * file is open on it; dropping it releases its fd through `onDrop` and may drop its parent.
+ */
+export class InodeStore {
+  private readonly byNodeId = new Map<bigint, Inode>();
+  private readonly byIdentity = new Map<string, Inode>();
+  private nextId: bigint;
+  onDrop: ((inode: Inode) => void) | null = null;
+
+  constructor(private readonly rootId: bigint, private readonly log: Logger) {
+    this.nextId = rootId + 1n;
+  }
+
+  get size(): number {
+    return this.byNodeId.size;
+  }
+
+  get(nodeid: bigint): Inode | undefined {
+    return this.byNodeId.get(nodeid);
+  }
+
+  byKey(identity: string): Inode | undefined {
+    return this.byIdentity.get(identity);
+  }
+
+  allocId(): bigint {
+    return this.nextId++;
+  }
+
+  add(inode: Inode): void {
+    this.byNodeId.set(inode.nodeid, inode);
+    this.byIdentity.set(inode.identity, inode);
+  }
+
+  /** Point `inode`'s parent link at (parent, name), keeping the parents' child counts right. */
+  setParent(inode: Inode, parent: Inode | null, name: Buffer | null): void {
+    if (inode.parent === parent) {
+      inode.name = name;
+      return;
+    }
+    const old = inode.parent;
+    if (parent) parent.children++;
+    inode.parent = parent;
+    inode.name = name;
+    if (old) {
+      old.children--;
+      this.maybeDrop(old);
+    }
+  }
+
+  /** Drop `n` lookups; a count going below zero is a client bug: saturate and log, never abort. */
+  forget(inode: Inode, n: number): void {
+    if (n > inode.nlookup) {
+      this.log.warn({ nodeid: String(inode.nodeid), nlookup: inode.nlookup, forget: n }, 'forget below zero lookups; saturating');
+      inode.nlookup = 0;
+    } else {
+      inode.nlookup -= n;
+    }
+    this.maybeDrop(inode);
+  }
+
+  /** The identity was reused or removed: stop finding this inode by it (its nodeid stays valid). */
+  unindex(inode: Inode): void {
+    if (this.byIdentity.get(inode.identity) === inode) this.byIdentity.delete(inode.identity);
+  }
+
+  maybeDrop(start: Inode): void {
+    let inode: Inode | null = start;
+    // iterative: dropping a child may drop its parent, and so on up the chain
+    while (inode && inode.nlookup === 0 && inode.children === 0 && inode.opens === 0 && inode.nodeid !== this.rootId) {
+      if (this.byNodeId.get(inode.nodeid) !== inode) return;
+      this.byNodeId.delete(inode.nodeid);
+      this.unindex(inode);
+      this.onDrop?.(inode);
+      const parent: Inode | null = inode.parent;
+      inode.parent = null;
+      if (parent) parent.children--;
+      inode = parent;
+    }
+  }
+
+  *all(): IterableIterator<Inode> {
+    yield* this.byNodeId.values();
+  }
+}

@@ -1,0 +1,161 @@
+import type { Logger } from 'pino';
+import { E, FsError } from '../errors.js';
+import { sameHandle, type FileHandle } from '../handle/file-handle.js';
+import type { Sealer } from '../handle/seal.js';
+import {
+  sys, AT_EMPTY_PATH, O_CLOEXEC, O_NOFOLLOW, O_PATH, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, S_IFDIR,
+} from '../sys/syscalls.js';
+import type { FdCache } from './fd-cache.js';
+import type { Inode } from './inode-store.js';
+
+const EMPTY = Buffer.alloc(0);
+const DOTDOT = Buffer.from('..');
+/** deepest parent chain the by-path reopen walks (a deeper tree gives ESTALE) */
+export const MAX_DEPTH = 4096;
+
+export interface ReopenCounters {
+  reopenByPath: number;
+  reopenByHandle: number;
+  estale: number;
+  sealFailures: number;
+}
+
+/**
+ * Hands out inode O_PATH fds from the FdCache and reopens evicted ones:
+ * - by handle (open_by_handle_at, needs CAP_DAC_READ_SEARCH): directories are then proven to be
+ *   beneath the root by walking '..' (open_by_handle_at is not confinement);
+ * - by path: re-walk the parent chain beneath the root with openat2(RESOLVE_BENEATH |
+ *   RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), then compare the handle of what was opened with
+ *   the stored one, byte for byte. A mismatch is the host renaming or replacing it behind our
+ *   back: ESTALE, never the wrong file.
+ * Every reopen first verifies the inode's seal.
+ */
+export class InodeFds {
+  readonly counters: ReopenCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0 };
+
+  constructor(
+    private readonly cache: FdCache,
+    private readonly sealer: Sealer,
+    readonly strategy: 'handle' | 'path',
+    /** a real (not O_PATH) fd of the shared root: open_by_handle_at's mount fd */
+    private readonly mountFd: number,
+    private readonly rootHandle: FileHandle,
+    /** flags for name_to_handle_at (AT_HANDLE_MNT_ID_UNIQUE when the kernel has it) */
+    private readonly handleFlags: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Borrow the inode's O_PATH fd, reopening it if it was evicted. Pair with release(). */
+  acquire(inode: Inode, depth = 0): number {
+    const fd = this.cache.pin(inode.fdKey);
+    if (fd !== undefined) return fd;
+    return this.reopen(inode, depth);
+  }
+
+  release(inode: Inode, fd: number): void {
+    this.cache.unpin(inode.fdKey, fd);
+  }
+
+  with<T>(inode: Inode, fn: (fd: number) => T): T {
+    const fd = this.acquire(inode);
+    try {
+      return fn(fd);
+    } finally {
+      this.release(inode, fd);
+    }
+  }
+
+  private stale(inode: Inode, why: string): FsError {
+    this.counters.estale++;
+    this.log.debug({ nodeid: String(inode.nodeid), why }, 'reopen failed: stale');
+    return new FsError(E.ESTALE, why);
+  }
+
+  private reopen(inode: Inode, depth: number): number {
+    if (!inode.reopenable || !inode.handle || !inode.seal) throw this.stale(inode, 'inode cannot be reopened');
+    if (depth > MAX_DEPTH) throw this.stale(inode, 'parent chain too deep');
+    // A seal failure is a bug or tampering: never open from an unverified handle.
+    if (!this.sealer.verify(inode.handle.type, inode.handle.bytes, inode.seal)) {
+      this.counters.sealFailures++;
+      this.log.error({ nodeid: String(inode.nodeid) }, 'file handle seal does not verify; refusing to reopen (tampering or a bug)');
+      throw this.stale(inode, 'seal');
+    }
+    return this.strategy === 'handle' ? this.reopenByHandle(inode) : this.reopenByPath(inode, depth);
+  }
+
+  private reopenByHandle(inode: Inode): number {
+    const h = inode.handle!;
+    this.cache.reserve();
+    let fd: number;
+    try {
+      fd = sys.openByHandleAt(this.mountFd, h.type, h.bytes, O_PATH | O_CLOEXEC);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ESTALE') throw this.stale(inode, 'handle no longer valid');
+      throw e;
+    }
+    if (inode.type === S_IFDIR) {
+      try {
+        if (!this.beneathRoot(fd)) {
+          sys.close(fd);
+          this.log.warn({ nodeid: String(inode.nodeid) }, 'directory moved outside the shared directory; refusing it');
+          throw this.stale(inode, 'outside the shared directory');
+        }
+      } catch (e) {
+        if (!(e instanceof FsError)) sys.close(fd);
+        throw e;
+      }
+    }
+    this.counters.reopenByHandle++;
+    this.cache.insertPinned(inode.fdKey, fd, 'path');
+    return fd;
+  }
+
+  /** Walk '..' from a directory fd until the root's handle (true) or the filesystem's top (false). */
+  private beneathRoot(dirFd: number): boolean {
+    let cur = sys.fcntlInt(dirFd, 1030 /* F_DUPFD_CLOEXEC */, 0);
+    try {
+      for (let i = 0; i <= MAX_DEPTH; i++) {
+        const h = sys.nameToHandleAt(cur, EMPTY, AT_EMPTY_PATH | this.handleFlags);
+        if (sameHandle(h, this.rootHandle) && h.mountId === this.rootHandle.mountId) return true;
+        const up = sys.openat(cur, DOTDOT, O_PATH | O_CLOEXEC, 0);
+        const hu = sys.nameToHandleAt(up, EMPTY, AT_EMPTY_PATH | this.handleFlags);
+        sys.close(cur);
+        cur = up;
+        if (sameHandle(hu, h)) return false; // '..' of the top is itself
+      }
+      return false;
+    } finally {
+      sys.close(cur);
+    }
+  }
+
+  private reopenByPath(inode: Inode, depth: number): number {
+    const parent = inode.parent;
+    const name = inode.name;
+    if (!parent || !name) throw this.stale(inode, 'no parent link');
+    const parentFd = this.acquire(parent, depth + 1);
+    let fd: number;
+    try {
+      this.cache.reserve();
+      try {
+        fd = sys.openat2(parentFd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EXDEV') throw this.stale(inode, `re-walk: ${code}`);
+        throw e;
+      }
+    } finally {
+      this.release(parent, parentFd);
+    }
+    try {
+      const h = sys.nameToHandleAt(fd, EMPTY, AT_EMPTY_PATH | this.handleFlags);
+      if (!sameHandle(h, inode.handle!) || h.mountId !== inode.handle!.mountId) throw this.stale(inode, 'identity mismatch');
+    } catch (e) {
+      sys.close(fd);
+      throw e;
+    }
+    this.counters.reopenByPath++;
+    this.cache.insertPinned(inode.fdKey, fd, 'path');
+    return fd;
+  }
+}
