@@ -1,0 +1,163 @@
+/**
+ * Request parsing and reply encoding. Every length check is explicit arithmetic on numbers that
+ * were read from the buffer (virtiofsd checked_sub, go-fuse parseRequest): a client that lies
+ * about a length gets a ProtocolError, never an out-of-bounds read.
+ *
+ * Version quirks live here, each with a comment: the sizes of EntryOut/AttrOut before 7.9,
+ * InitOut before 7.23, the INIT argument before 7.36 and SetxattrIn without SETXATTR_EXT.
+ */
+import { E, ProtocolError } from '../errors.js';
+import type { Context } from '../fs/types.js';
+import {
+  AttrOut, EntryOut, FUSE_COMPAT_22_INIT_OUT_SIZE, FUSE_COMPAT_ATTR_OUT_SIZE, FUSE_COMPAT_ENTRY_OUT_SIZE,
+  FUSE_COMPAT_INIT_OUT_SIZE, FUSE_COMPAT_SETXATTR_IN_SIZE, InHeader, InitIn, InitOut, OutHeader, SetxattrIn,
+  type Struct,
+} from './abi.js';
+
+/** One parsed request. Names and data are views into `buf`: it must not be reused until the reply. */
+export interface Request {
+  readonly buf: Buffer;
+  readonly opcode: number;
+  readonly unique: bigint;
+  readonly nodeid: bigint;
+  readonly ctx: Context;
+  /** Byte offset where the payload after the in struct and names starts (write data, xattr value). */
+  restOff: number;
+  /** End of the payload: `len` minus request extensions (total_extlen). */
+  readonly end: number;
+  /** First and second NUL-terminated name, without the NUL (views into buf), or null. */
+  name1: Buffer | null;
+  name2: Buffer | null;
+}
+
+/** Offset of every opcode's in struct. */
+export const IN = InHeader.SIZE;
+
+/** What the codec needs to know about the negotiated connection. */
+export interface WireVersion {
+  minor: number;
+  setxattrExt: boolean;
+}
+
+/**
+ * Check the header and build a Request. Throws ProtocolError when the buffer is shorter than a
+ * header, its `len` disagrees with the buffer, or the extension length runs past the header.
+ */
+export function parseHeader(buf: Buffer): Request {
+  if (buf.length < InHeader.SIZE) throw new ProtocolError('request shorter than fuse_in_header', E.EIO);
+  const len = buf.readUInt32LE(InHeader.len);
+  if (len !== buf.length) throw new ProtocolError('request length does not match its header', E.EIO);
+  const extlen = buf.readUInt16LE(InHeader.total_extlen) * 8;
+  // Extensions (security context, supplementary group) sit at the end; we negotiate none, but
+  // their length is subtracted so that a trailing name is still found where the kernel put it.
+  const end = len - extlen;
+  if (end < InHeader.SIZE) throw new ProtocolError('request extensions overlap the header', E.EINVAL);
+  const unique = buf.readBigUInt64LE(InHeader.unique);
+  return {
+    buf,
+    opcode: buf.readUInt32LE(InHeader.opcode),
+    unique,
+    nodeid: buf.readBigUInt64LE(InHeader.nodeid),
+    ctx: {
+      uid: buf.readUInt32LE(InHeader.uid),
+      gid: buf.readUInt32LE(InHeader.gid),
+      pid: buf.readUInt32LE(InHeader.pid),
+      unique,
+    },
+    restOff: IN,
+    end,
+    name1: null,
+    name2: null,
+  };
+}
+
+/**
+ * Minimum size of an opcode's in struct on this connection. Quirks:
+ * - INIT: before 7.36 the kernel sends 16 bytes (no flags2) and before 7.6 8 bytes; we need only
+ *   major+minor to answer (a too-old kernel gets EPROTO), the rest is read when present.
+ * - SETXATTR: 16 bytes only with FUSE_SETXATTR_EXT, else the 8-byte 7.x original.
+ */
+export function inSize(s: Struct | null, v: WireVersion | null): number {
+  if (s === null) return 0;
+  if (s === InitIn) return 8;
+  if (s === SetxattrIn && !(v?.setxattrExt ?? false)) return FUSE_COMPAT_SETXATTR_IN_SIZE;
+  return s.SIZE;
+}
+
+/**
+ * Check that the in struct fits and split `names` NUL-terminated names after it. A name without
+ * its NUL is EINVAL. Bytes after the last name (symlink target's trailing data, xattr value, write
+ * data) start at `req.restOff`.
+ */
+export function parseArgs(req: Request, structSize: number, names: 0 | 1 | 2): void {
+  const avail = req.end - IN;
+  if (avail < structSize) throw new ProtocolError('request shorter than its argument struct', E.EINVAL);
+  let pos = IN + structSize;
+  if (names >= 1) {
+    const nul = req.buf.indexOf(0, pos);
+    if (nul < 0 || nul >= req.end) throw new ProtocolError('name is not NUL-terminated', E.EINVAL);
+    req.name1 = req.buf.subarray(pos, nul);
+    pos = nul + 1;
+    if (names === 2) {
+      const nul2 = req.buf.indexOf(0, pos);
+      if (nul2 < 0 || nul2 >= req.end) throw new ProtocolError('second name is not NUL-terminated', E.EINVAL);
+      req.name2 = req.buf.subarray(pos, nul2);
+      pos = nul2 + 1;
+    }
+  }
+  req.restOff = pos;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+
+/** A reply buffer of OutHeader + `payload` bytes with the header written (error 0). */
+export function allocReply(unique: bigint, payload: number): Buffer {
+  const b = Buffer.allocUnsafe(OutHeader.SIZE + payload);
+  b.writeUInt32LE(OutHeader.SIZE + payload, OutHeader.len);
+  b.writeInt32LE(0, OutHeader.error);
+  b.writeBigUInt64LE(unique, OutHeader.unique);
+  return b;
+}
+
+/**
+ * An error reply. `errno` is positive up to here; this is the one place where the sign flips.
+ * Values the kernel would reject (<= 0 or >= 512) become EIO.
+ */
+export function encodeError(unique: bigint, errno: number): Buffer {
+  const e = errno > 0 && errno < 512 && Number.isInteger(errno) ? errno : E.EIO;
+  const b = Buffer.allocUnsafe(OutHeader.SIZE);
+  b.writeUInt32LE(OutHeader.SIZE, OutHeader.len);
+  b.writeInt32LE(-e, OutHeader.error);
+  b.writeBigUInt64LE(unique, OutHeader.unique);
+  return b;
+}
+
+/** A success reply carrying `payload` (copied) or nothing. */
+export function encodeReply(unique: bigint, payload?: Buffer | null): Buffer {
+  const n = payload ? payload.length : 0;
+  const b = allocReply(unique, n);
+  if (payload && n) payload.copy(b, OutHeader.SIZE);
+  return b;
+}
+
+/** Shrink a reply to `len` bytes (compat struct sizes), fixing the header. */
+export function truncateReply(b: Buffer, len: number): Buffer {
+  if (len >= b.length) return b;
+  const t = b.subarray(0, len);
+  t.writeUInt32LE(len, OutHeader.len);
+  return t;
+}
+
+/** The error of an encoded reply, as the positive errno (0 for success). */
+export function replyErrno(b: Buffer): number {
+  return -b.readInt32LE(OutHeader.error);
+}
+
+/** EntryOut size on the wire: before 7.9 fuse_attr had no blksize/flags (8 bytes shorter). */
+export const entryOutSize = (minor: number): number => (minor < 9 ? FUSE_COMPAT_ENTRY_OUT_SIZE : EntryOut.SIZE);
+/** AttrOut size on the wire: before 7.9, 8 bytes shorter for the same reason. */
+export const attrOutSize = (minor: number): number => (minor < 9 ? FUSE_COMPAT_ATTR_OUT_SIZE : AttrOut.SIZE);
+/** InitOut size: 8 bytes before 7.5, 24 bytes up to 7.22 (no time_gran/max_pages/flags2...), then 64. */
+export const initOutSize = (minor: number): number =>
+  minor < 5 ? FUSE_COMPAT_INIT_OUT_SIZE : minor <= 22 ? FUSE_COMPAT_22_INIT_OUT_SIZE : InitOut.SIZE;

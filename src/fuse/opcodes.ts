@@ -1,0 +1,448 @@
+/**
+ * The opcode table (go-fuse opcode.go): one row per FUSE opcode with its argument struct, how many
+ * NUL-terminated names follow it, whether the kernel expects a reply, and the handler that turns
+ * the parsed request into a FileSystem call and the call's result into reply bytes.
+ *
+ * Handlers may throw: an FsError (or any errno-carrying error) becomes `-errno` in the reply, a
+ * ProtocolError is a malformed request, anything else is a bug answered EIO (protocol-server.ts).
+ * Rows with a null handler (BMAP, IOCTL, POLL, SETUPMAPPING, ...) answer ENOSYS.
+ */
+import { E, fsErr, ProtocolError } from '../errors.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import type { AttrReply, CreateOut, Entry, OpenOut as OpenOutT, XattrReply } from '../fs/types.js';
+import {
+  AccessIn, AttrOut, BatchForgetIn, BmapIn, CopyFileRangeIn, CopyFileRangeOut, CreateIn, EntryOut, FallocateIn,
+  FlushIn, ForgetIn, ForgetOne, FsyncIn, GetattrIn, GetxattrIn, InitIn, InterruptIn, IoctlIn,
+  Kstatfs, LinkIn, LkIn, LkOut, LseekIn, LseekOut, MkdirIn, MknodIn, OpenIn, OpenOut, OutHeader, PollIn, ReadIn,
+  ReleaseIn, Rename2In, RenameIn, SetattrIn, SetxattrIn, StatxIn, StatxOut, SyncfsIn, WriteIn,
+  readFileLock, readSetattrIn, readU64Num, writeAttrOut, writeEntryOut, writeFileLock, writeKstatfs, writeOpenOut,
+  writeStatxOut, writeU64, type Struct,
+} from './abi.js';
+import { allocReply, encodeReply, IN, truncateReply, type Request } from './codec.js';
+import { DirentList } from './dirent-list.js';
+import { FOPEN_PASSTHROUGH, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_LK_FLOCK, FUSE_RELEASE_FLOCK_UNLOCK } from './flags.js';
+
+/** Opcode numbers (enum fuse_opcode). */
+export const Op = {
+  LOOKUP: 1, FORGET: 2, GETATTR: 3, SETATTR: 4, READLINK: 5, SYMLINK: 6, MKNOD: 8, MKDIR: 9, UNLINK: 10,
+  RMDIR: 11, RENAME: 12, LINK: 13, OPEN: 14, READ: 15, WRITE: 16, STATFS: 17, RELEASE: 18, FSYNC: 20,
+  SETXATTR: 21, GETXATTR: 22, LISTXATTR: 23, REMOVEXATTR: 24, FLUSH: 25, INIT: 26, OPENDIR: 27, READDIR: 28,
+  RELEASEDIR: 29, FSYNCDIR: 30, GETLK: 31, SETLK: 32, SETLKW: 33, ACCESS: 34, CREATE: 35, INTERRUPT: 36,
+  BMAP: 37, DESTROY: 38, IOCTL: 39, POLL: 40, NOTIFY_REPLY: 41, BATCH_FORGET: 42, FALLOCATE: 43,
+  READDIRPLUS: 44, RENAME2: 45, LSEEK: 46, COPY_FILE_RANGE: 47, SETUPMAPPING: 48, REMOVEMAPPING: 49,
+  SYNCFS: 50, TMPFILE: 51, STATX: 52, COPY_FILE_RANGE_64: 53,
+} as const;
+
+/** What a handler may use of the server: the filesystem, the negotiated connection, session ops. */
+export interface Session {
+  readonly fs: FileSystem;
+  readonly conn: Conn;
+  doInit(r: Request): Promise<Buffer>;
+  doDestroy(r: Request): Promise<Buffer>;
+  doInterrupt(r: Request): null;
+}
+
+/** Connection facts the handlers need, fixed at INIT. */
+export interface Conn {
+  minor: number;
+  setxattrExt: boolean;
+  passthrough: boolean;
+  /** EntryOut / AttrOut bytes on the wire for this minor (codec.ts). */
+  entrySize: number;
+  attrSize: number;
+  /** Largest READ size the kernel may ask for (max_pages pages); bigger is a malformed request. */
+  maxRead: number;
+  /** Cap for READDIR buffers and xattr sizes we allocate for. */
+  maxReply: number;
+}
+
+export type Handler = (s: Session, r: Request) => Promise<Buffer | null>;
+
+export interface OpcodeRow {
+  readonly name: string;
+  readonly in: Struct | null;
+  readonly names: 0 | 1 | 2;
+  readonly noReply: boolean;
+  readonly handler: Handler | null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument readers (offsets are relative to the in struct, which starts at IN)
+
+const u32 = (r: Request, off: number): number => r.buf.readUInt32LE(IN + off);
+const u64 = (r: Request, off: number): bigint => r.buf.readBigUInt64LE(IN + off);
+/** A byte offset/length as a number; values >= 2^53 cannot be exact: EINVAL. */
+function num(r: Request, off: number): number {
+  const n = readU64Num(r.buf, IN + off);
+  if (n < 0) throw fsErr(E.EINVAL, 'offset or length beyond 2^53');
+  return n;
+}
+/** `size` bytes of payload after the names (write data, xattr value), checked against the length. */
+function payload(r: Request, size: number): Buffer {
+  if (size > r.end - r.restOff) throw new ProtocolError('payload shorter than its declared size', E.EINVAL);
+  return r.buf.subarray(r.restOff, r.restOff + size);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reply builders
+
+const ok = (r: Request): Buffer => allocReply(r.unique, 0);
+
+function entryReply(s: Session, r: Request, e: Entry): Buffer {
+  const b = allocReply(r.unique, EntryOut.SIZE);
+  writeEntryOut(b, OutHeader.SIZE, e);
+  return truncateReply(b, OutHeader.SIZE + s.conn.entrySize);
+}
+
+function attrReply(s: Session, r: Request, a: AttrReply): Buffer {
+  const b = allocReply(r.unique, AttrOut.SIZE);
+  writeAttrOut(b, OutHeader.SIZE, a);
+  return truncateReply(b, OutHeader.SIZE + s.conn.attrSize);
+}
+
+/** FOPEN_PASSTHROUGH is only meaningful when negotiated; otherwise it is dropped with the backing id. */
+function openFlags(s: Session, o: OpenOutT): number {
+  return s.conn.passthrough ? o.openFlags : o.openFlags & ~FOPEN_PASSTHROUGH;
+}
+
+function openReply(s: Session, r: Request, o: OpenOutT): Buffer {
+  const b = allocReply(r.unique, OpenOut.SIZE);
+  writeOpenOut(b, OutHeader.SIZE, s.conn.passthrough ? o : { fh: o.fh, openFlags: 0 }, openFlags(s, o));
+  return b;
+}
+
+/** CREATE and TMPFILE: EntryOut (compat size for old minors) followed by OpenOut. */
+function createReply(s: Session, r: Request, c: CreateOut): Buffer {
+  const b = allocReply(r.unique, EntryOut.SIZE + OpenOut.SIZE);
+  writeEntryOut(b, OutHeader.SIZE, c.entry);
+  const o = OutHeader.SIZE + s.conn.entrySize;
+  writeOpenOut(b, o, s.conn.passthrough ? c.open : { fh: c.open.fh, openFlags: 0 }, openFlags(s, c.open));
+  return truncateReply(b, o + OpenOut.SIZE);
+}
+
+function u32Reply(r: Request, v: number): Buffer {
+  const b = allocReply(r.unique, 8);
+  b.writeUInt32LE(v >>> 0, OutHeader.SIZE);
+  b.writeUInt32LE(0, OutHeader.SIZE + 4);
+  return b;
+}
+
+/** GETXATTR/LISTXATTR: size 0 asks for the size (GetxattrOut), otherwise the bytes themselves. */
+function xattrReply(r: Request, size: number, x: XattrReply): Buffer {
+  const len = 'value' in x ? x.value.length : x.size;
+  if (size === 0) return u32Reply(r, len);
+  if (len > size) throw fsErr(E.ERANGE);
+  if (!('value' in x)) throw new Error('filesystem answered a size to a non-zero-size xattr request');
+  return encodeReply(r.unique, x.value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers, in opcode order
+
+const hLookup: Handler = async (s, r) => entryReply(s, r, await s.fs.lookup(r.ctx, r.nodeid, r.name1!));
+
+const hForget: Handler = async (s, r) => {
+  s.fs.forget(r.ctx, r.nodeid, u64(r, ForgetIn.nlookup));
+  return null;
+};
+
+const hGetattr: Handler = async (s, r) => {
+  const fh = u32(r, GetattrIn.getattr_flags) & FUSE_GETATTR_FH ? u64(r, GetattrIn.fh) : undefined;
+  return attrReply(s, r, await s.fs.getattr(r.ctx, r.nodeid, fh));
+};
+
+const hSetattr: Handler = async (s, r) => attrReply(s, r, await s.fs.setattr(r.ctx, r.nodeid, readSetattrIn(r.buf, IN)));
+
+const hReadlink: Handler = async (s, r) => encodeReply(r.unique, await s.fs.readlink(r.ctx, r.nodeid));
+
+/** Names: the new link's name, then the target. */
+const hSymlink: Handler = async (s, r) => entryReply(s, r, await s.fs.symlink(r.ctx, r.name2!, r.nodeid, r.name1!));
+
+/** rdev is passed as the kernel sent it: new_encode_dev(), which is also what mknod(2) takes. */
+const hMknod: Handler = async (s, r) => {
+  const e = await s.fs.mknod(r.ctx, r.nodeid, r.name1!, u32(r, MknodIn.mode), u32(r, MknodIn.rdev), u32(r, MknodIn.umask));
+  return entryReply(s, r, e);
+};
+
+const hMkdir: Handler = async (s, r) =>
+  entryReply(s, r, await s.fs.mkdir(r.ctx, r.nodeid, r.name1!, u32(r, MkdirIn.mode), u32(r, MkdirIn.umask)));
+
+const hUnlink: Handler = async (s, r) => {
+  await s.fs.unlink(r.ctx, r.nodeid, r.name1!);
+  return ok(r);
+};
+
+const hRmdir: Handler = async (s, r) => {
+  await s.fs.rmdir(r.ctx, r.nodeid, r.name1!);
+  return ok(r);
+};
+
+const hRename: Handler = async (s, r) => {
+  await s.fs.rename(r.ctx, r.nodeid, r.name1!, u64(r, RenameIn.newdir), r.name2!, 0);
+  return ok(r);
+};
+
+/** The request's nodeid is the new parent; LinkIn names the existing node. */
+const hLink: Handler = async (s, r) => entryReply(s, r, await s.fs.link(r.ctx, u64(r, LinkIn.oldnodeid), r.nodeid, r.name1!));
+
+const hOpen: Handler = async (s, r) => openReply(s, r, await s.fs.open(r.ctx, r.nodeid, u32(r, OpenIn.flags)));
+
+/** A READ larger than max_pages is not something the kernel sends; a short reply would mean EOF. */
+const hRead: Handler = async (s, r) => {
+  const size = u32(r, ReadIn.size);
+  if (size > s.conn.maxRead) throw new ProtocolError('READ larger than max_pages', E.EINVAL);
+  const data = await s.fs.read(r.ctx, r.nodeid, u64(r, ReadIn.fh), num(r, ReadIn.offset), size);
+  return encodeReply(r.unique, data.length > size ? data.subarray(0, size) : data);
+};
+
+const hWrite: Handler = async (s, r) => {
+  const data = payload(r, u32(r, WriteIn.size));
+  const n = await s.fs.write(r.ctx, r.nodeid, u64(r, WriteIn.fh), num(r, WriteIn.offset), data, u32(r, WriteIn.write_flags));
+  return u32Reply(r, Math.min(n, data.length));
+};
+
+const hStatfs: Handler = async (s, r) => {
+  const b = allocReply(r.unique, Kstatfs.SIZE);
+  writeKstatfs(b, OutHeader.SIZE, await s.fs.statfs(r.ctx, r.nodeid));
+  return b;
+};
+
+const hRelease: Handler = async (s, r) => {
+  const flock = (u32(r, ReleaseIn.release_flags) & FUSE_RELEASE_FLOCK_UNLOCK) !== 0;
+  await s.fs.release(r.ctx, r.nodeid, u64(r, ReleaseIn.fh), u32(r, ReleaseIn.flags), u64(r, ReleaseIn.lock_owner), flock);
+  return ok(r);
+};
+
+const hFsync: Handler = async (s, r) => {
+  await s.fs.fsync(r.ctx, r.nodeid, u64(r, FsyncIn.fh), (u32(r, FsyncIn.fsync_flags) & FUSE_FSYNC_FDATASYNC) !== 0);
+  return ok(r);
+};
+
+/** Name, then `size` value bytes (not NUL-terminated). setxattr_flags (ACL_KILL_SGID) is not passed on. */
+const hSetxattr: Handler = async (s, r) => {
+  const value = payload(r, u32(r, SetxattrIn.size));
+  await s.fs.setxattr(r.ctx, r.nodeid, r.name1!, value, u32(r, SetxattrIn.flags));
+  return ok(r);
+};
+
+const hGetxattr: Handler = async (s, r) => {
+  const size = Math.min(u32(r, GetxattrIn.size), s.conn.maxReply);
+  return xattrReply(r, size, await s.fs.getxattr(r.ctx, r.nodeid, r.name1!, size));
+};
+
+const hListxattr: Handler = async (s, r) => {
+  const size = Math.min(u32(r, GetxattrIn.size), s.conn.maxReply);
+  return xattrReply(r, size, await s.fs.listxattr(r.ctx, r.nodeid, size));
+};
+
+const hRemovexattr: Handler = async (s, r) => {
+  await s.fs.removexattr(r.ctx, r.nodeid, r.name1!);
+  return ok(r);
+};
+
+const hFlush: Handler = async (s, r) => {
+  await s.fs.flush(r.ctx, r.nodeid, u64(r, FlushIn.fh), u64(r, FlushIn.lock_owner));
+  return ok(r);
+};
+
+const hInit: Handler = (s, r) => s.doInit(r);
+
+const hOpendir: Handler = async (s, r) => openReply(s, r, await s.fs.opendir(r.ctx, r.nodeid, u32(r, OpenIn.flags)));
+
+/** The client's size is a hint: capped so that a hostile size cannot make us allocate gigabytes. */
+const hReaddir: Handler = async (s, r) => {
+  const size = Math.min(u32(r, ReadIn.size), s.conn.maxReply);
+  const list = new DirentList(r.unique, size);
+  await s.fs.readdir(r.ctx, r.nodeid, u64(r, ReadIn.fh), u64(r, ReadIn.offset), size, list.add);
+  return list.finish();
+};
+
+const hReleasedir: Handler = async (s, r) => {
+  await s.fs.releasedir(r.ctx, r.nodeid, u64(r, ReleaseIn.fh));
+  return ok(r);
+};
+
+const hFsyncdir: Handler = async (s, r) => {
+  await s.fs.fsyncdir(r.ctx, r.nodeid, u64(r, FsyncIn.fh), (u32(r, FsyncIn.fsync_flags) & FUSE_FSYNC_FDATASYNC) !== 0);
+  return ok(r);
+};
+
+const hGetlk: Handler = async (s, r) => {
+  const lk = await s.fs.getlk(r.ctx, r.nodeid, u64(r, LkIn.fh), u64(r, LkIn.owner), readFileLock(r.buf, IN + LkIn.lk));
+  const b = allocReply(r.unique, LkOut.SIZE);
+  writeFileLock(b, OutHeader.SIZE + LkOut.lk, lk);
+  return b;
+};
+
+/** SETLK and SETLKW: SETLKW waits (sleep); FUSE_LK_FLOCK marks a flock(2) lock. */
+const hSetlk: Handler = async (s, r) => {
+  const isFlock = (u32(r, LkIn.lk_flags) & FUSE_LK_FLOCK) !== 0;
+  const lock = readFileLock(r.buf, IN + LkIn.lk);
+  await s.fs.setlk(r.ctx, r.nodeid, u64(r, LkIn.fh), u64(r, LkIn.owner), lock, r.opcode === Op.SETLKW, isFlock);
+  return ok(r);
+};
+
+const hAccess: Handler = async (s, r) => {
+  await s.fs.access(r.ctx, r.nodeid, u32(r, AccessIn.mask));
+  return ok(r);
+};
+
+/** CreateIn.open_flags (FUSE_OPEN_KILL_SUIDGID) is not passed on: the contract has no parameter for it. */
+const hCreate: Handler = async (s, r) => {
+  const mode = u32(r, CreateIn.mode);
+  return createReply(s, r, await s.fs.create(r.ctx, r.nodeid, r.name1!, mode, u32(r, CreateIn.flags), u32(r, CreateIn.umask)));
+};
+
+const hInterrupt: Handler = async (s, r) => s.doInterrupt(r);
+
+const hDestroy: Handler = (s, r) => s.doDestroy(r);
+
+/** Count checked against the length before anything is forgotten (a lying count is dropped whole). */
+const hBatchForget: Handler = async (s, r) => {
+  const count = u32(r, BatchForgetIn.count);
+  const base = IN + BatchForgetIn.SIZE;
+  if (count > Math.floor((r.end - base) / ForgetOne.SIZE)) throw new ProtocolError('BATCH_FORGET count exceeds the request', E.EINVAL);
+  const items = new Array<{ nodeid: bigint; nlookup: bigint }>(count);
+  for (let i = 0, o = base; i < count; i++, o += ForgetOne.SIZE) {
+    items[i] = { nodeid: r.buf.readBigUInt64LE(o + ForgetOne.nodeid), nlookup: r.buf.readBigUInt64LE(o + ForgetOne.nlookup) };
+  }
+  s.fs.batchForget(r.ctx, items);
+  return null;
+};
+
+const hFallocate: Handler = async (s, r) => {
+  const fh = u64(r, FallocateIn.fh);
+  await s.fs.fallocate(r.ctx, r.nodeid, fh, u32(r, FallocateIn.mode), num(r, FallocateIn.offset), num(r, FallocateIn.length));
+  return ok(r);
+};
+
+const hReaddirplus: Handler = async (s, r) => {
+  const size = Math.min(u32(r, ReadIn.size), s.conn.maxReply);
+  const list = new DirentList(r.unique, size);
+  await s.fs.readdirplus(r.ctx, r.nodeid, u64(r, ReadIn.fh), u64(r, ReadIn.offset), size, list.addPlus);
+  return list.finish();
+};
+
+const hRename2: Handler = async (s, r) => {
+  await s.fs.rename(r.ctx, r.nodeid, r.name1!, u64(r, Rename2In.newdir), r.name2!, u32(r, Rename2In.flags));
+  return ok(r);
+};
+
+const hLseek: Handler = async (s, r) => {
+  const off = await s.fs.lseek(r.ctx, r.nodeid, u64(r, LseekIn.fh), u64(r, LseekIn.offset), u32(r, LseekIn.whence));
+  const b = allocReply(r.unique, LseekOut.SIZE);
+  b.writeBigUInt64LE(off, OutHeader.SIZE + LseekOut.offset);
+  return b;
+};
+
+/** Shared by both opcodes; `max` bounds the length so that the reply's size field can hold it. */
+async function copyFileRange(s: Session, r: Request, max: number): Promise<number> {
+  const raw = readU64Num(r.buf, IN + CopyFileRangeIn.len); // -1: at least 2^53, i.e. "as much as possible"
+  const len = raw < 0 ? max : Math.min(raw, max);
+  const n = await s.fs.copyFileRange(r.ctx, r.nodeid, u64(r, CopyFileRangeIn.fh_in), num(r, CopyFileRangeIn.off_in),
+    u64(r, CopyFileRangeIn.nodeid_out), u64(r, CopyFileRangeIn.fh_out), num(r, CopyFileRangeIn.off_out), len,
+    Number(u64(r, CopyFileRangeIn.flags) & 0xffff_ffffn));
+  return Math.min(n, len);
+}
+
+/** COPY_FILE_RANGE answers a u32 count in WriteOut (the kernel clamps len to UINT_MAX & PAGE_MASK). */
+const hCopyFileRange: Handler = async (s, r) => u32Reply(r, await copyFileRange(s, r, 0xffff_f000));
+
+/** COPY_FILE_RANGE_64 (7.45) answers a u64 count. */
+const hCopyFileRange64: Handler = async (s, r) => {
+  const n = await copyFileRange(s, r, Number.MAX_SAFE_INTEGER);
+  const b = allocReply(r.unique, CopyFileRangeOut.SIZE);
+  writeU64(b, n, OutHeader.SIZE + CopyFileRangeOut.bytes_copied);
+  return b;
+};
+
+const hSyncfs: Handler = async (s, r) => {
+  await s.fs.syncfs(r.ctx, r.nodeid);
+  return ok(r);
+};
+
+/** TMPFILE carries a CreateIn and a placeholder name ("/") that is ignored. */
+const hTmpfile: Handler = async (s, r) =>
+  createReply(s, r, await s.fs.tmpfile(r.ctx, r.nodeid, u32(r, CreateIn.mode), u32(r, CreateIn.flags), u32(r, CreateIn.umask)));
+
+const hStatx: Handler = async (s, r) => {
+  const fh = u32(r, StatxIn.getattr_flags) & FUSE_GETATTR_FH ? u64(r, StatxIn.fh) : undefined;
+  const a = await s.fs.statx(r.ctx, r.nodeid, fh, u32(r, StatxIn.sx_flags), u32(r, StatxIn.sx_mask));
+  const b = allocReply(r.unique, StatxOut.SIZE);
+  writeStatxOut(b, OutHeader.SIZE, a);
+  return b;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+const row = (name: string, inStruct: Struct | null, names: 0 | 1 | 2, handler: Handler | null, noReply = false): OpcodeRow =>
+  Object.freeze({ name, in: inStruct, names, noReply, handler });
+
+/** Indexed by opcode; holes are unknown opcodes (ENOSYS). */
+export const OPCODES: ReadonlyArray<OpcodeRow | undefined> = (() => {
+  const t: Array<OpcodeRow | undefined> = [];
+  t[Op.LOOKUP] = row('LOOKUP', null, 1, hLookup);
+  t[Op.FORGET] = row('FORGET', ForgetIn, 0, hForget, true);
+  t[Op.GETATTR] = row('GETATTR', GetattrIn, 0, hGetattr);
+  t[Op.SETATTR] = row('SETATTR', SetattrIn, 0, hSetattr);
+  t[Op.READLINK] = row('READLINK', null, 0, hReadlink);
+  t[Op.SYMLINK] = row('SYMLINK', null, 2, hSymlink);
+  t[Op.MKNOD] = row('MKNOD', MknodIn, 1, hMknod);
+  t[Op.MKDIR] = row('MKDIR', MkdirIn, 1, hMkdir);
+  t[Op.UNLINK] = row('UNLINK', null, 1, hUnlink);
+  t[Op.RMDIR] = row('RMDIR', null, 1, hRmdir);
+  t[Op.RENAME] = row('RENAME', RenameIn, 2, hRename);
+  t[Op.LINK] = row('LINK', LinkIn, 1, hLink);
+  t[Op.OPEN] = row('OPEN', OpenIn, 0, hOpen);
+  t[Op.READ] = row('READ', ReadIn, 0, hRead);
+  t[Op.WRITE] = row('WRITE', WriteIn, 0, hWrite);
+  t[Op.STATFS] = row('STATFS', null, 0, hStatfs);
+  t[Op.RELEASE] = row('RELEASE', ReleaseIn, 0, hRelease);
+  t[Op.FSYNC] = row('FSYNC', FsyncIn, 0, hFsync);
+  t[Op.SETXATTR] = row('SETXATTR', SetxattrIn, 1, hSetxattr);
+  t[Op.GETXATTR] = row('GETXATTR', GetxattrIn, 1, hGetxattr);
+  t[Op.LISTXATTR] = row('LISTXATTR', GetxattrIn, 0, hListxattr);
+  t[Op.REMOVEXATTR] = row('REMOVEXATTR', null, 1, hRemovexattr);
+  t[Op.FLUSH] = row('FLUSH', FlushIn, 0, hFlush);
+  t[Op.INIT] = row('INIT', InitIn, 0, hInit);
+  t[Op.OPENDIR] = row('OPENDIR', OpenIn, 0, hOpendir);
+  t[Op.READDIR] = row('READDIR', ReadIn, 0, hReaddir);
+  t[Op.RELEASEDIR] = row('RELEASEDIR', ReleaseIn, 0, hReleasedir);
+  t[Op.FSYNCDIR] = row('FSYNCDIR', FsyncIn, 0, hFsyncdir);
+  t[Op.GETLK] = row('GETLK', LkIn, 0, hGetlk);
+  t[Op.SETLK] = row('SETLK', LkIn, 0, hSetlk);
+  t[Op.SETLKW] = row('SETLKW', LkIn, 0, hSetlk);
+  t[Op.ACCESS] = row('ACCESS', AccessIn, 0, hAccess);
+  t[Op.CREATE] = row('CREATE', CreateIn, 1, hCreate);
+  t[Op.INTERRUPT] = row('INTERRUPT', InterruptIn, 0, hInterrupt, true);
+  t[Op.BMAP] = row('BMAP', BmapIn, 0, null);
+  t[Op.DESTROY] = row('DESTROY', null, 0, hDestroy);
+  t[Op.IOCTL] = row('IOCTL', IoctlIn, 0, null);
+  t[Op.POLL] = row('POLL', PollIn, 0, null);
+  // The kernel's answer to a NOTIFY_RETRIEVE we never send; it expects no reply.
+  t[Op.NOTIFY_REPLY] = row('NOTIFY_REPLY', null, 0, null, true);
+  t[Op.BATCH_FORGET] = row('BATCH_FORGET', BatchForgetIn, 0, hBatchForget, true);
+  t[Op.FALLOCATE] = row('FALLOCATE', FallocateIn, 0, hFallocate);
+  t[Op.READDIRPLUS] = row('READDIRPLUS', ReadIn, 0, hReaddirplus);
+  t[Op.RENAME2] = row('RENAME2', Rename2In, 2, hRename2);
+  t[Op.LSEEK] = row('LSEEK', LseekIn, 0, hLseek);
+  t[Op.COPY_FILE_RANGE] = row('COPY_FILE_RANGE', CopyFileRangeIn, 0, hCopyFileRange);
+  t[Op.SETUPMAPPING] = row('SETUPMAPPING', null, 0, null);
+  t[Op.REMOVEMAPPING] = row('REMOVEMAPPING', null, 0, null);
+  t[Op.SYNCFS] = row('SYNCFS', SyncfsIn, 0, hSyncfs);
+  t[Op.TMPFILE] = row('TMPFILE', CreateIn, 0, hTmpfile);
+  t[Op.STATX] = row('STATX', StatxIn, 0, hStatx);
+  t[Op.COPY_FILE_RANGE_64] = row('COPY_FILE_RANGE_64', CopyFileRangeIn, 0, hCopyFileRange64);
+  return Object.freeze(t);
+})();
+
+/** The row of an opcode, or undefined for an unknown one. */
+export function opcodeRow(opcode: number): OpcodeRow | undefined {
+  return opcode < OPCODES.length ? OPCODES[opcode] : undefined;
+}
+
+/** Opcode name for logs ('OPCODE_4096' when unknown). */
+export function opcodeName(opcode: number): string {
+  return opcodeRow(opcode)?.name ?? `OPCODE_${opcode}`;
+}
