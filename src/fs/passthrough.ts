@@ -147,7 +147,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     this.root.nlookup = 1;
     this.store.add(this.root);
     // the root's O_PATH fd and dir fd are the reserve, outside the budget: never evicted
-    this.fds = new InodeFds(this.cache, this.sealer, strategy, this.rootDirFd, rootHandle, this.handleFlags, this.log);
+    this.fds = new InodeFds(this.cache, this.sealer, strategy, this.rootDirFd, rootHandle, this.handleFlags, this.log, this.root, this.rootPathFd);
     this.log.info({ root: opts.root, budget, reopen: strategy, handleFlags: this.handleFlags }, 'filesystem ready');
   }
 

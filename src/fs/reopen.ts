@@ -43,16 +43,21 @@ export class InodeFds {
     /** flags for name_to_handle_at (AT_HANDLE_MNT_ID_UNIQUE when the kernel has it) */
     private readonly handleFlags: number,
     private readonly log: Logger,
+    /** the root inode and its O_PATH fd: outside the cache, never evicted */
+    private readonly rootNode: Inode,
+    private readonly rootFd: number,
   ) {}
 
   /** Borrow the inode's O_PATH fd, reopening it if it was evicted. Pair with release(). */
   acquire(inode: Inode, depth = 0): number {
+    if (inode === this.rootNode) return this.rootFd;
     const fd = this.cache.pin(inode.fdKey);
     if (fd !== undefined) return fd;
     return this.reopen(inode, depth);
   }
 
   release(inode: Inode, fd: number): void {
+    if (inode === this.rootNode) return;
     this.cache.unpin(inode.fdKey, fd);
   }
 
