@@ -19,6 +19,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT(preadAsync), EXPORT(pwriteAsync), EXPORT(fsyncAsync), EXPORT(copyFileRangeAsync),
     EXPORT(fallocateAsync),
     EXPORT(getdents64),
+    EXPORT(getxattr), EXPORT(setxattr), EXPORT(listxattr), EXPORT(removexattr),
     EXPORT(lgetxattr), EXPORT(lsetxattr), EXPORT(llistxattr), EXPORT(lremovexattr),
     EXPORT(fgetxattr), EXPORT(fsetxattr), EXPORT(flistxattr), EXPORT(fremovexattr),
     EXPORT(ofdGetlk), EXPORT(ofdSetlk), EXPORT(ofdSetlkw), EXPORT(flock), EXPORT(flockWait),

@@ -22,6 +22,7 @@ BINDING(fallocateAsync);
 /* dir.c */
 BINDING(getdents64);
 /* xattr.c */
+BINDING(getxattr); BINDING(setxattr); BINDING(listxattr); BINDING(removexattr);
 BINDING(lgetxattr); BINDING(lsetxattr); BINDING(llistxattr); BINDING(lremovexattr);
 BINDING(fgetxattr); BINDING(fsetxattr); BINDING(flistxattr); BINDING(fremovexattr);
 /* lock.c */

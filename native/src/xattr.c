@@ -1,57 +1,63 @@
-/* Extended attributes: l*xattr on paths (use /proc/self/fd/N for O_PATH fds) and f*xattr on fds. */
+/*
+ * Extended attributes on paths and on fds. The path forms come in two flavours, like the syscalls:
+ * getxattr & co. follow a final symlink, lgetxattr & co. do not. For an O_PATH fd use the
+ * following form on /proc/self/fd/N: the magic link resolves to the fd's own file (the symlink
+ * itself for an O_PATH|O_NOFOLLOW fd), whereas l*xattr would act on the /proc link.
+ */
 #include <errno.h>
 #include <sys/xattr.h>
 
 #include "bindings.h"
 #include "errors.h"
 
-BINDING(lgetxattr) {
-  GET_ARGS(env, info, 3);
-  char path[NAME_BUF_SIZE], name[NAME_BUF_SIZE];
-  void *value;
-  size_t len;
-  ARG_NAME(0, "lgetxattr", path);
-  ARG_NAME(1, "lgetxattr", name);
-  ARG_BUFFER_OR_NULL(2, &value, &len);
-  ssize_t n = lgetxattr(path, name, value, len);
-  if (n < 0) return throw_errno(env, errno, "lgetxattr");
-  return js_int(env, n);
-}
+#define PATH_XATTR_BINDINGS(js, c_get, c_set, c_list, c_remove)                      \
+  BINDING(js##getxattr) {                                                            \
+    GET_ARGS(env, info, 3);                                                          \
+    char path[NAME_BUF_SIZE], name[NAME_BUF_SIZE];                                   \
+    void *value;                                                                     \
+    size_t len;                                                                      \
+    ARG_NAME(0, #c_get, path);                                                       \
+    ARG_NAME(1, #c_get, name);                                                       \
+    ARG_BUFFER_OR_NULL(2, &value, &len);                                             \
+    ssize_t n = c_get(path, name, value, len);                                       \
+    if (n < 0) return throw_errno(env, errno, #c_get);                               \
+    return js_int(env, n);                                                           \
+  }                                                                                  \
+  BINDING(js##setxattr) {                                                            \
+    GET_ARGS(env, info, 4);                                                          \
+    char path[NAME_BUF_SIZE], name[NAME_BUF_SIZE];                                   \
+    void *value;                                                                     \
+    size_t len;                                                                      \
+    int32_t flags;                                                                   \
+    ARG_NAME(0, #c_set, path);                                                       \
+    ARG_NAME(1, #c_set, name);                                                       \
+    ARG_BUFFER(2, &value, &len);                                                     \
+    ARG_I32(3, &flags);                                                              \
+    if (c_set(path, name, value, len, flags) < 0) return throw_errno(env, errno, #c_set); \
+    return js_undefined(env);                                                        \
+  }                                                                                  \
+  BINDING(js##listxattr) {                                                           \
+    GET_ARGS(env, info, 2);                                                          \
+    char path[NAME_BUF_SIZE];                                                        \
+    void *list;                                                                      \
+    size_t len;                                                                      \
+    ARG_NAME(0, #c_list, path);                                                      \
+    ARG_BUFFER_OR_NULL(1, &list, &len);                                              \
+    ssize_t n = c_list(path, list, len);                                             \
+    if (n < 0) return throw_errno(env, errno, #c_list);                              \
+    return js_int(env, n);                                                           \
+  }                                                                                  \
+  BINDING(js##removexattr) {                                                         \
+    GET_ARGS(env, info, 2);                                                          \
+    char path[NAME_BUF_SIZE], name[NAME_BUF_SIZE];                                   \
+    ARG_NAME(0, #c_remove, path);                                                    \
+    ARG_NAME(1, #c_remove, name);                                                    \
+    if (c_remove(path, name) < 0) return throw_errno(env, errno, #c_remove);         \
+    return js_undefined(env);                                                        \
+  }
 
-BINDING(lsetxattr) {
-  GET_ARGS(env, info, 4);
-  char path[NAME_BUF_SIZE], name[NAME_BUF_SIZE];
-  void *value;
-  size_t len;
-  int32_t flags;
-  ARG_NAME(0, "lsetxattr", path);
-  ARG_NAME(1, "lsetxattr", name);
-  ARG_BUFFER(2, &value, &len);
-  ARG_I32(3, &flags);
-  if (lsetxattr(path, name, value, len, flags) < 0) return throw_errno(env, errno, "lsetxattr");
-  return js_undefined(env);
-}
-
-BINDING(llistxattr) {
-  GET_ARGS(env, info, 2);
-  char path[NAME_BUF_SIZE];
-  void *list;
-  size_t len;
-  ARG_NAME(0, "llistxattr", path);
-  ARG_BUFFER_OR_NULL(1, &list, &len);
-  ssize_t n = llistxattr(path, list, len);
-  if (n < 0) return throw_errno(env, errno, "llistxattr");
-  return js_int(env, n);
-}
-
-BINDING(lremovexattr) {
-  GET_ARGS(env, info, 2);
-  char path[NAME_BUF_SIZE], name[NAME_BUF_SIZE];
-  ARG_NAME(0, "lremovexattr", path);
-  ARG_NAME(1, "lremovexattr", name);
-  if (lremovexattr(path, name) < 0) return throw_errno(env, errno, "lremovexattr");
-  return js_undefined(env);
-}
+PATH_XATTR_BINDINGS(, getxattr, setxattr, listxattr, removexattr)
+PATH_XATTR_BINDINGS(l, lgetxattr, lsetxattr, llistxattr, lremovexattr)
 
 BINDING(fgetxattr) {
   GET_ARGS(env, info, 3);

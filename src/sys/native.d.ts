@@ -48,6 +48,10 @@ export interface NativeAddon {
   // --- handles
   /** name_to_handle_at; flags may include AT_EMPTY_PATH, AT_SYMLINK_FOLLOW, AT_HANDLE_FID, AT_HANDLE_MNT_ID_UNIQUE. */
   nameToHandleAt(dirfd: number, name: Buffer, flags: number): FileHandleRaw;
+  /**
+   * open_by_handle_at. mountFd must be a real fd (not O_PATH: the kernel answers EBADF) on the
+   * handle's filesystem. Needs CAP_DAC_READ_SEARCH (EPERM without). Stale handles give ESTALE.
+   */
   openByHandleAt(mountFd: number, type: number, bytes: Buffer, flags: number): number;
 
   // --- stat
@@ -68,6 +72,7 @@ export interface NativeAddon {
   unlinkat(dirfd: number, name: Buffer, flags: number): void;
   renameat2(olddirfd: number, oldname: Buffer, newdirfd: number, newname: Buffer, flags: number): void;
   linkat(olddirfd: number, oldname: Buffer, newdirfd: number, newname: Buffer, flags: number): void;
+  /** uid/gid -1 leaves that id unchanged. */
   fchownat(dirfd: number, name: Buffer, uid: number, gid: number, flags: number): void;
   /** raw fchmodat2 syscall (452): accepts AT_EMPTY_PATH and AT_SYMLINK_NOFOLLOW. */
   fchmodat2(dirfd: number, name: Buffer, mode: number, flags: number): void;
@@ -80,14 +85,18 @@ export interface NativeAddon {
   fallocate(fd: number, mode: number, offset: number, length: number): void;
   /** lseek with bigint offsets (directory cookies are 64-bit hashes); whence may be SEEK_DATA/SEEK_HOLE. */
   lseek(fd: number, offset: bigint, whence: number): bigint;
+  /** An offset of -1 uses (and advances) that fd's file offset (NULL to the syscall). */
   copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
   fsync(fd: number): void;
   fdatasync(fd: number): void;
   syncfs(fd: number): void;
-  /** pread(fd, buf + offset, length, position) -> bytes read */
+  /**
+   * pread(fd, buf + offset, length, position) -> bytes read. [offset, offset + length) must lie
+   * within buf (RangeError otherwise). position -1 means read(2)/write(2) at the file offset.
+   */
   pread(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
   pwrite(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
-  /** position -1 means write(2) (O_APPEND files, current offset) */
+  /** position -1 means read(2)/write(2) (O_APPEND files, current offset). buf is kept alive until settled. */
   preadAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
   pwriteAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
   fsyncAsync(fd: number, datasync: boolean): Promise<void>;
@@ -98,8 +107,16 @@ export interface NativeAddon {
   /** getdents64(fd, buf) -> bytes filled (0 at end); records parsed in TS (src/sys/dirent.ts). */
   getdents64(fd: number, buf: Buffer): number;
 
-  // --- xattrs (path forms use l*xattr: do not follow; use /proc/self/fd/N for O_PATH fds)
+  // --- xattrs
+  // Path forms: getxattr & co. follow a final symlink, l*xattr do not. For an O_PATH fd use the
+  // FOLLOWING form on /proc/self/fd/N: the magic link resolves to the fd's own file (the symlink
+  // itself for an O_PATH|O_NOFOLLOW fd of a symlink). l*xattr on /proc/self/fd/N would act on the
+  // /proc link instead (EPERM / ENODATA). f*xattr refuse O_PATH fds (EBADF).
   /** value === null asks for the size. Returns the size / bytes copied. ERANGE when too small. */
+  getxattr(path: Buffer, name: Buffer, value: Buffer | null): number;
+  setxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void;
+  listxattr(path: Buffer, list: Buffer | null): number;
+  removexattr(path: Buffer, name: Buffer): void;
   lgetxattr(path: Buffer, name: Buffer, value: Buffer | null): number;
   lsetxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void;
   llistxattr(path: Buffer, list: Buffer | null): number;
@@ -141,6 +158,6 @@ export interface NativeAddon {
   /** FUSE_DEV_IOC_BACKING_CLOSE */
   fuseBackingClose(devFd: number, backingId: number): void;
 
-  /** makedev / major / minor of glibc */
+  /** glibc makedev(major, minor) */
   makedev(major: number, minor: number): bigint;
 }
