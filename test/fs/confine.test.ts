@@ -1,0 +1,163 @@
+/** Confinement of the core: bad names, symlinks never followed, '..' chains, host-side swap races. */
+import { describe, it, expect, afterEach } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { makeFs, tmpdir, ctx, B, walk, errnoOf } from './helpers.js';
+import type { PassthroughFs } from '../../src/fs/passthrough.js';
+import { O_RDONLY, S_IFMT, S_IFLNK } from '../../src/sys/constants.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+function setup(over = {}): { root: string; outside: string; pfs: PassthroughFs } {
+  const top = tmpdir('hfs-confine-');
+  const root = path.join(top, 'shared');
+  const outside = path.join(top, 'outside');
+  fs.mkdirSync(root);
+  fs.mkdirSync(outside);
+  fs.writeFileSync(path.join(outside, 'secret'), 'TOP-SECRET');
+  const { pfs } = makeFs(root, over);
+  cleanups.push(async () => {
+    await pfs.destroy();
+    fs.rmSync(top, { recursive: true, force: true });
+  });
+  return { root, outside, pfs };
+}
+
+describe('names', () => {
+  const bad: Array<[string, Buffer, string]> = [
+    ['slash', B('a/b'), 'EINVAL'],
+    ['empty', Buffer.alloc(0), 'EINVAL'],
+    ['NUL', Buffer.from([0x61, 0, 0x62]), 'EINVAL'],
+    ['256 bytes', Buffer.alloc(256, 0x61), 'ENAMETOOLONG'],
+    ['escape', B('../outside'), 'EINVAL'],
+  ];
+  for (const [what, name, code] of bad) {
+    it(`a name with ${what} gives ${code} for every operation`, async () => {
+      const { pfs, root } = setup();
+      fs.writeFileSync(path.join(root, 'f'), 'x');
+      const f = await pfs.lookup(ctx, 1n, B('f'));
+      expect(await errnoOf(pfs.lookup(ctx, 1n, name))).toBe(code);
+      expect(await errnoOf(pfs.create(ctx, 1n, name, 0o100644, 0, 0))).toBe(code);
+      expect(await errnoOf(pfs.mkdir(ctx, 1n, name, 0o755, 0))).toBe(code);
+      expect(await errnoOf(pfs.mknod(ctx, 1n, name, 0o010644, 0, 0))).toBe(code);
+      expect(await errnoOf(pfs.symlink(ctx, B('/etc/passwd'), 1n, name))).toBe(code);
+      expect(await errnoOf(pfs.unlink(ctx, 1n, name))).toBe(code);
+      expect(await errnoOf(pfs.rmdir(ctx, 1n, name))).toBe(code);
+      expect(await errnoOf(pfs.rename(ctx, 1n, B('f'), 1n, name, 0))).toBe(code);
+      expect(await errnoOf(pfs.rename(ctx, 1n, name, 1n, B('g'), 0))).toBe(code);
+      expect(await errnoOf(pfs.link(ctx, f.nodeid, 1n, name))).toBe(code);
+      expect(fs.readdirSync(root)).toEqual(['f']);
+      expect(fs.readdirSync(path.join(root, '..', 'outside'))).toEqual(['secret']);
+    });
+  }
+  it('a name of exactly 255 bytes works', async () => {
+    const { pfs, root } = setup();
+    const name = Buffer.alloc(255, 0x62);
+    const c = await pfs.create(ctx, 1n, name, 0o100644, 1, 0);
+    expect(c.entry.nodeid).toBeGreaterThan(1n);
+    expect(fs.existsSync(path.join(root, name.toString()))).toBe(true);
+  });
+  it('unknown and forged node ids and fhs give ESTALE/EBADF, never a crash', async () => {
+    const { pfs } = setup();
+    for (const id of [0n, 2n, 999n, 0xffffffffffffffffn]) {
+      expect(await errnoOf(pfs.getattr(ctx, id))).toBe('ESTALE');
+      expect(await errnoOf(pfs.lookup(ctx, id, B('x')))).toBe('ESTALE');
+      pfs.forget(ctx, id, 5n);
+    }
+    expect(await errnoOf(pfs.read(ctx, 1n, 77n, 0, 10))).toBe('EBADF');
+    expect(await errnoOf(pfs.readdir(ctx, 1n, 77n, 0n, 10, () => true))).toBe('EBADF');
+  });
+});
+
+describe('symlinks and ..', () => {
+  it('a symlink pointing outside is returned by readlink and never followed', async () => {
+    const { pfs, root, outside } = setup();
+    fs.symlinkSync(outside, path.join(root, 'abs'));
+    fs.symlinkSync('../outside', path.join(root, 'rel'));
+    fs.symlinkSync(path.join(outside, 'secret'), path.join(root, 'file-link'));
+    for (const n of ['abs', 'rel', 'file-link']) {
+      const e = await pfs.lookup(ctx, 1n, B(n));
+      expect(e.attr.mode & S_IFMT).toBe(S_IFLNK);
+      expect((await pfs.readlink(ctx, e.nodeid)).toString()).toBe(fs.readlinkSync(path.join(root, n)));
+      expect(await errnoOf(pfs.lookup(ctx, e.nodeid, B('secret')))).toBe('ENOTDIR');
+      expect(await errnoOf(pfs.open(ctx, e.nodeid, O_RDONLY))).not.toBe('OK');
+      expect(await errnoOf(pfs.opendir(ctx, e.nodeid, 0))).toBe('ENOTDIR');
+    }
+    // create through a planted symlink does not write outside
+    expect(await errnoOf(pfs.create(ctx, 1n, B('file-link'), 0o100644, 1 | 0o1000, 0))).not.toBe('OK');
+    expect(fs.readFileSync(path.join(outside, 'secret'), 'utf8')).toBe('TOP-SECRET');
+  });
+
+  it("'..' of the root is the root, and '..' chains never leave it", async () => {
+    const { pfs, root } = setup();
+    fs.mkdirSync(path.join(root, 'a/b'), { recursive: true });
+    const b = await walk(pfs, 'a/b');
+    let cur = b.nodeid;
+    for (let i = 0; i < 6; i++) cur = (await pfs.lookup(ctx, cur, B('..'))).nodeid;
+    expect(cur).toBe(1n);
+    const rootAttr = (await pfs.lookup(ctx, 1n, B('..'))).attr;
+    expect(rootAttr.ino).toBe(fs.statSync(root, { bigint: true }).ino);
+  });
+});
+
+describe('host-side races', () => {
+  for (const reopen of ['path', 'handle'] as const) {
+    it(`a loop swapping a directory for a symlink to outside never lets a byte through (reopen by ${reopen})`, async () => {
+      const { pfs, root, outside } = setup({ fdBudget: 4, reopen });
+      fs.mkdirSync(path.join(root, 'd'));
+      fs.writeFileSync(path.join(root, 'd', 'secret'), 'inside');
+      fs.writeFileSync(path.join(outside, 'outside-only'), 'x');
+      for (let i = 0; i < 8; i++) fs.writeFileSync(path.join(root, `z${i}`), '');
+      const script = `
+import os, time, sys
+root, outside = sys.argv[1], sys.argv[2]
+d = os.path.join(root, 'd'); t = os.path.join(root, 'd.tmp')
+end = time.time() + 2.0
+while time.time() < end:
+    try:
+        os.rename(d, t); os.symlink(outside, d); os.unlink(d); os.rename(t, d)
+    except OSError:
+        pass
+`;
+      const child = spawn('python3', ['-c', script, root, outside], { stdio: 'ignore' });
+      const done = new Promise<void>((res) => child.on('exit', () => res()));
+      cleanups.push(async () => {
+        child.kill('SIGKILL');
+        await done;
+      });
+      let reads = 0;
+      let leaked = 0;
+      const deadline = Date.now() + 2000;
+      while (Date.now() < deadline) {
+        try {
+          const d = await pfs.lookup(ctx, 1n, B('d'));
+          const s = await pfs.lookup(ctx, d.nodeid, B('secret'));
+          const o = await pfs.open(ctx, s.nodeid, O_RDONLY);
+          const data = (await pfs.read(ctx, s.nodeid, o.fh, 0, 100)).toString();
+          await pfs.release(ctx, s.nodeid, o.fh, 0, 0n, false);
+          reads++;
+          if (data !== 'inside') leaked++;
+          const od = await pfs.opendir(ctx, d.nodeid, 0);
+          await pfs.readdir(ctx, d.nodeid, od.fh, 0n, 4096, (e) => {
+            if (e.name.toString() === 'outside-only') leaked++;
+            return true;
+          });
+          await pfs.releasedir(ctx, d.nodeid, od.fh);
+        } catch (e) {
+          // ENOENT/ENOTDIR/ESTALE/ELOOP are fine: the race was lost, nothing was read
+          expect(['ENOENT', 'ENOTDIR', 'ESTALE', 'ELOOP', 'EACCES']).toContain((e as { code?: string }).code);
+        }
+        // churn the cache so that reopens happen during the race
+        for (let i = 0; i < 8; i++) await pfs.lookup(ctx, 1n, B(`z${i}`));
+      }
+      await done;
+      expect(leaked).toBe(0);
+      expect(reads).toBeGreaterThan(0);
+      expect(fs.readFileSync(path.join(outside, 'secret'), 'utf8')).toBe('TOP-SECRET');
+    }, 20_000);
+  }
+});

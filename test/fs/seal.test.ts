@@ -1,0 +1,123 @@
+import { describe, it, expect } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Sealer, SEAL_LEN } from '../../src/handle/seal.js';
+import { encodeToken, decodeToken, MAX_HANDLE_BYTES } from '../../src/handle/token.js';
+import { ephemeralKey, loadOrCreateKey, KeyFileError } from '../../src/handle/key.js';
+import { tmpdir } from './helpers.js';
+
+/** Small deterministic PRNG (mulberry32) so fuzz failures reproduce. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('seals', () => {
+  const fsId = Buffer.from('root-handle');
+  it('verify accepts its own seal and rejects flipped bits, other keys, other fs, wrong lengths', () => {
+    const s = new Sealer(ephemeralKey(), fsId);
+    const bytes = Buffer.from('0123456789abcdef');
+    const mac = s.seal(1, bytes);
+    expect(mac.length).toBe(SEAL_LEN);
+    expect(s.verify(1, bytes, mac)).toBe(true);
+    expect(s.verify(2, bytes, mac)).toBe(false);
+    for (let bit = 0; bit < mac.length * 8; bit++) {
+      const m = Buffer.from(mac);
+      m[bit >> 3]! ^= 1 << (bit & 7);
+      expect(s.verify(1, bytes, m)).toBe(false);
+    }
+    const b2 = Buffer.from(bytes);
+    b2[3]! ^= 0x80;
+    expect(s.verify(1, b2, mac)).toBe(false);
+    expect(new Sealer(ephemeralKey(), fsId).verify(1, bytes, mac)).toBe(false);
+    expect(new Sealer(Buffer.from(s['key' as never] as Buffer), Buffer.from('other-fs')).verify(1, bytes, mac)).toBe(false);
+    expect(s.verify(1, bytes, mac.subarray(0, 15))).toBe(false);
+    expect(s.verify(1, bytes, Buffer.concat([mac, Buffer.alloc(1)]))).toBe(false);
+    expect(s.verify(1, bytes, 'not a buffer' as unknown as Buffer)).toBe(false);
+  });
+
+  it('refuses a key of the wrong size', () => {
+    expect(() => new Sealer(Buffer.alloc(31), fsId)).toThrow(RangeError);
+  });
+});
+
+describe('tokens', () => {
+  const key = ephemeralKey();
+  const s = new Sealer(key, Buffer.from('fs'));
+  const good = encodeToken(s, { nodeid: 42n, generation: 7n, handleType: 1, handle: Buffer.from('abcdefgh') });
+
+  it('round-trips', () => {
+    const r = decodeToken(s, good);
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(r.value).toEqual({ nodeid: 42n, generation: 7n, handleType: 1, handle: Buffer.from('abcdefgh') });
+  });
+
+  it('rejects truncated, oversized, wrong-version, bit-flipped and other-key input with an errno, never a throw', () => {
+    const bad: Buffer[] = [];
+    for (let n = 0; n < good.length; n++) bad.push(good.subarray(0, n));
+    bad.push(Buffer.concat([good, Buffer.alloc(1)]));
+    bad.push(Buffer.alloc(26 + MAX_HANDLE_BYTES + 16 + 1));
+    const v = Buffer.from(good);
+    v[2] = 2;
+    bad.push(v);
+    for (let bit = 0; bit < good.length * 8; bit++) {
+      const f = Buffer.from(good);
+      f[bit >> 3]! ^= 1 << (bit & 7);
+      bad.push(f);
+    }
+    const other = encodeToken(new Sealer(ephemeralKey(), Buffer.from('fs')), { nodeid: 42n, generation: 7n, handleType: 1, handle: Buffer.from('abcdefgh') });
+    bad.push(other);
+    const rnd = prng(1234);
+    for (let i = 0; i < 3000; i++) {
+      const len = Math.floor(rnd() * 200);
+      const b = Buffer.alloc(len);
+      for (let j = 0; j < len; j++) b[j] = Math.floor(rnd() * 256);
+      if (len > 3 && rnd() < 0.5) {
+        b[0] = 0x48;
+        b[1] = 0x46;
+        b[2] = 1;
+        b[3] = 0;
+      }
+      bad.push(b);
+    }
+    for (const b of bad) {
+      let r: ReturnType<typeof decodeToken> | undefined;
+      expect(() => {
+        r = decodeToken(s, b);
+      }).not.toThrow();
+      expect(r!.ok).toBe(false);
+      if (!r!.ok) expect([22, 116]).toContain(r!.errno); // EINVAL or ESTALE
+    }
+    for (const weird of [null, undefined, 42, 'HF', {}, []]) expect(decodeToken(s, weird).ok).toBe(false);
+  });
+});
+
+describe('key file', () => {
+  it('is created 0600 and read back; refused when others can read it, when a symlink, or of the wrong size', () => {
+    const d = tmpdir();
+    try {
+      const p = path.join(d, 'key');
+      const k1 = loadOrCreateKey(p);
+      expect(k1.length).toBe(32);
+      expect(fs.statSync(p).mode & 0o777).toBe(0o600);
+      expect(loadOrCreateKey(p).equals(k1)).toBe(true);
+      fs.chmodSync(p, 0o644);
+      expect(() => loadOrCreateKey(p)).toThrow(/group or others.*chmod 600/);
+      fs.chmodSync(p, 0o600);
+      fs.symlinkSync(p, path.join(d, 'link'));
+      expect(() => loadOrCreateKey(path.join(d, 'link'))).toThrow(KeyFileError);
+      fs.writeFileSync(path.join(d, 'short'), Buffer.alloc(16), { mode: 0o600 });
+      expect(() => loadOrCreateKey(path.join(d, 'short'))).toThrow(/exactly 32 bytes/);
+      fs.writeFileSync(path.join(d, 'long'), Buffer.alloc(33), { mode: 0o600 });
+      expect(() => loadOrCreateKey(path.join(d, 'long'))).toThrow(/exactly 32 bytes/);
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
