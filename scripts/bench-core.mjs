@@ -1,0 +1,55 @@
+// See scripts/bench-core. Usage: node scripts/bench-core.mjs [files=2000] [rounds=5]
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const { PassthroughFs } = await import(path.join(repo, 'dist/fs/passthrough.js'));
+const { ephemeralKey } = await import(path.join(repo, 'dist/handle/key.js'));
+const N = Number(process.argv[2] ?? 2000);
+const ROUNDS = Number(process.argv[3] ?? 5);
+const ctx = { uid: 0, gid: 0, pid: process.pid, unique: 1n };
+const top = fs.mkdtempSync(path.join(os.tmpdir(), 'hfs-bench-core-'));
+try {
+  for (let d = 0; d < 10; d++) fs.mkdirSync(path.join(top, `d${d}`));
+  for (let i = 0; i < N; i++) fs.writeFileSync(path.join(top, `d${i % 10}`, `f${i}`), 'x');
+
+  async function measure(reopen, budget) {
+    const pfs = new PassthroughFs({ root: top, fdBudget: budget, reopen, key: ephemeralKey(), cache: 'auto', xattr: true, creds: false, log: pino({ level: 'silent' }) });
+    const nodes = [];
+    for (let i = 0; i < N; i++) {
+      const d = await pfs.lookup(ctx, 1n, Buffer.from(`d${i % 10}`));
+      nodes.push((await pfs.lookup(ctx, d.nodeid, Buffer.from(`f${i}`))).nodeid);
+    }
+    const samples = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const t0 = process.hrtime.bigint();
+      for (const n of nodes) await pfs.getattr(ctx, n);
+      samples.push(Number(process.hrtime.bigint() - t0) / 1000 / N);
+    }
+    const c = pfs.counters();
+    await pfs.destroy();
+    samples.sort((a, b) => a - b);
+    return { usPerGetattr: samples[Math.floor(samples.length / 2)], reopens: c.reopenByPath + c.reopenByHandle, hits: c.hits };
+  }
+
+  const hit = await measure('path', N + 64);
+  const byPath = await measure('path', 8);
+  const caps = (await import(path.join(repo, 'dist/sys/caps.js'))).probeCaps();
+  const byHandle = caps.dacReadSearch ? await measure('handle', 8) : null;
+  const rows = [
+    ['getattr, fd cache hit', hit],
+    ['getattr + reopen by path (depth 2)', byPath],
+    ['getattr + reopen by handle', byHandle],
+  ];
+  console.log(`handlefs core, ${N} files, median of ${ROUNDS} rounds, ${os.cpus().length} cpus, node ${process.version}`);
+  console.log('| operation | us/op | reopens |');
+  console.log('|---|---:|---:|');
+  for (const [name, r] of rows) console.log(r ? `| ${name} | ${r.usPerGetattr.toFixed(2)} | ${r.reopens} |` : `| ${name} | n/a (no CAP_DAC_READ_SEARCH) | |`);
+  if (byPath && hit) console.log(`reopen by path costs ${(byPath.usPerGetattr - hit.usPerGetattr).toFixed(2)} us over a hit`);
+  if (byHandle && hit) console.log(`reopen by handle costs ${(byHandle.usPerGetattr - hit.usPerGetattr).toFixed(2)} us over a hit`);
+} finally {
+  fs.rmSync(top, { recursive: true, force: true });
+}
