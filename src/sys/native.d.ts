@@ -8,12 +8,21 @@
  *   syscall name = the function's). An empty Buffer is passed as "" (for AT_EMPTY_PATH).
  * - On failure (-1) the addon throws an Error with `.code` ('ENOENT', from strerrorname_np),
  *   a positive `.errno` and `.syscall` ('openat'); message `"<code>: <syscall>"`.
- * - A wrong argument type throws TypeError "Expected <nth> argument to be <type>".
+ * - A wrong argument type throws TypeError "Expected <nth> argument to be <type>"; a number that is
+ *   not an integer in the expected range (int32, uint32, safe integer) throws RangeError. A name
+ *   longer than PATH_MAX throws ENAMETOOLONG without reaching the kernel.
+ * - `.syscall` is the C name: 'name_to_handle_at', 'copy_file_range', 'fcntl' for the OFD lock
+ *   calls and fcntlInt, 'ioctl' for the FUSE ioctls, 'getrlimit'/'setrlimit', 'capget'.
  * - 64-bit values that may exceed 2^53 (inode numbers, dir cookies, stat sizes) are bigint or go
  *   through a BigUint64Array; file offsets/lengths for I/O are numbers (exact below 2^53).
  * - `...Async` functions return a Promise, run on the libuv pool (napi_async_work) and reject with
  *   the same error shape. Blocking lock waits (ofdSetlkw, flockWait) run on a dedicated thread of
- *   their own so that they can never starve the libuv pool.
+ *   their own so that they can never starve the libuv pool. A pending wait does NOT keep the event
+ *   loop alive (its threadsafe function is unref'd, so a wait that never ends cannot block exit):
+ *   a script that awaits only a lock wait exits with code 13 (unsettled top-level await). A server
+ *   always has its transport handle open, so this matters only in small scripts and tests.
+ * - Argument errors (types, buffer ranges) are thrown synchronously, even by the async functions;
+ *   syscall errors of the async functions reject the Promise.
  */
 
 /** Field layouts of the BigUint64Arrays filled by statx/fstatat/fstatfs: see src/sys/stat.ts (ST, STATFS). */
@@ -127,11 +136,11 @@ export interface NativeAddon {
   fremovexattr(fd: number, name: Buffer): void;
 
   // --- locks
-  /** F_OFD_GETLK; returns the conflicting lock or { type: F_UNLCK, ... }. */
+  /** F_OFD_GETLK; returns the conflicting lock (pid -1 for an OFD lock) or { type: F_UNLCK, ... }. Errors: syscall 'fcntl'. */
   ofdGetlk(fd: number, type: number, whence: number, start: number, len: number): FlockRaw;
   /** F_OFD_SETLK (non-blocking): EAGAIN on conflict. */
   ofdSetlk(fd: number, type: number, whence: number, start: number, len: number): void;
-  /** F_OFD_SETLKW on a dedicated thread: resolves when the lock is taken. */
+  /** F_OFD_SETLKW on a dedicated thread: resolves when the lock is taken (errors reject, syscall 'fcntl'). */
   ofdSetlkw(fd: number, type: number, whence: number, start: number, len: number): Promise<void>;
   /** flock(fd, op) synchronous; use with LOCK_NB. */
   flock(fd: number, op: number): void;

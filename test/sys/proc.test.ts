@@ -1,17 +1,16 @@
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 import { nofileLimit, probeCaps, raiseNofileSoftLimit } from '../../src/sys/caps.js';
-import { CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN, sys } from '../../src/sys/syscalls.js';
+import { CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN, O_CLOEXEC, O_RDONLY, sys } from '../../src/sys/syscalls.js';
 import { expectErrno, useTmpDir } from './util.js';
 
 const ADDON = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'build', 'Release', 'handlefs_sys.node');
 
 function capEffMask(): bigint {
-  const { readFileSync } = require('node:fs') as typeof import('node:fs');
   const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapEff:'))!;
   return BigInt('0x' + line.split(/\s+/)[1]!);
 }
@@ -94,14 +93,17 @@ console.log(JSON.stringify({ lowered, err, raised: sys.getrlimitNofile()[0], har
     expectErrno(() => sys.fuseBackingClose(-1, 1), 'EBADF', 'ioctl');
     // a non-/dev/fuse fd does not understand the ioctls
     expectErrno(() => sys.fuseBackingOpen(t.fd, 0, 0), 'EBADF', 'ioctl'); // O_PATH
+    writeFileSync(t.path('f'), '');
+    const fd = t.track(sys.openat(t.fd, Buffer.from('f'), O_RDONLY | O_CLOEXEC, 0));
+    expectErrno(() => sys.fuseBackingOpen(fd, fd, 0), 'ENOTTY', 'ioctl');
+    expectErrno(() => sys.fuseBackingClose(fd, 1), 'ENOTTY', 'ioctl');
   });
 
   it.skipIf(process.getuid?.() !== 0)('mount(2) a tmpfs and umount2 it (root)', () => {
-    const { mkdirSync, writeFileSync: w, existsSync } = require('node:fs') as typeof import('node:fs');
     mkdirSync(t.path('mnt'));
     sys.mount(Buffer.from('handlefs-test'), Buffer.from(t.path('mnt')), Buffer.from('tmpfs'), 0, Buffer.from('size=1m,mode=0700'));
     try {
-      w(t.path('mnt/x'), 'y');
+      writeFileSync(t.path('mnt/x'), 'y');
       expect(existsSync(t.path('mnt/x'))).toBe(true);
     } finally {
       sys.umount2(Buffer.from(t.path('mnt')), 0);
