@@ -161,3 +161,31 @@ export const attrOutSize = (minor: number): number => (minor < 9 ? FUSE_COMPAT_A
 /** InitOut size: 8 bytes before 7.5, 24 bytes up to 7.22 (no time_gran/max_pages/flags2...), then 64. */
 export const initOutSize = (minor: number): number =>
   minor < 5 ? FUSE_COMPAT_INIT_OUT_SIZE : minor <= 22 ? FUSE_COMPAT_22_INIT_OUT_SIZE : InitOut.SIZE;
+
+/** Header fields of a request built by encodeRequest (tests, transports' self-tests). */
+export interface RequestHeader {
+  opcode: number;
+  unique: bigint;
+  nodeid?: bigint;
+  uid?: number;
+  gid?: number;
+  pid?: number;
+}
+
+/** The inverse of parseHeader: fuse_in_header + the given parts (struct bytes, names with their NUL, data). */
+export function encodeRequest(h: RequestHeader, ...parts: Buffer[]): Buffer {
+  const body = Buffer.concat(parts);
+  const b = Buffer.alloc(InHeader.SIZE + body.length);
+  b.writeUInt32LE(b.length, InHeader.len);
+  b.writeUInt32LE(h.opcode, InHeader.opcode);
+  b.writeBigUInt64LE(h.unique, InHeader.unique);
+  b.writeBigUInt64LE(h.nodeid ?? 0n, InHeader.nodeid);
+  b.writeUInt32LE(h.uid ?? 0, InHeader.uid);
+  b.writeUInt32LE(h.gid ?? 0, InHeader.gid);
+  b.writeUInt32LE(h.pid ?? 0, InHeader.pid);
+  body.copy(b, InHeader.SIZE);
+  return b;
+}
+
+/** A name as the kernel sends it: the bytes and a NUL. */
+export const cstr = (name: string | Buffer): Buffer => Buffer.concat([Buffer.from(name), Buffer.alloc(1)]);

@@ -262,7 +262,9 @@ export class ProtocolServer implements Session {
     // Fields after minor exist since 7.6 (max_readahead, flags) and 7.36 (flags2): read when present.
     const maxReadahead = avail >= InitIn.flags ? r.buf.readUInt32LE(IN + InitIn.max_readahead) : 0;
     let offered = avail >= InitIn.flags2 ? BigInt(r.buf.readUInt32LE(IN + InitIn.flags)) : 0n;
-    if (offered & FUSE_INIT_EXT && avail >= InitIn.unused) offered |= BigInt(r.buf.readUInt32LE(IN + InitIn.flags2)) << 32n;
+    // INIT_EXT means "flags2 is valid": without the 7.36 flags2 field there is nothing to extend.
+    if (avail < InitIn.unused) offered &= ~FUSE_INIT_EXT;
+    if (offered & FUSE_INIT_EXT) offered |= BigInt(r.buf.readUInt32LE(IN + InitIn.flags2)) << 32n;
     let flags = offered & this.wantedFlags();
     if (flags & FUSE_PASSTHROUGH && flags & FUSE_WRITEBACK_CACHE) {
       this.log.warn('passthrough cannot be combined with the writeback cache; passthrough is disabled');

@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import * as abi from '../../src/fuse/abi.js';
+import { initFlagNames, fattrNames, FUSE_ASYNC_READ, FUSE_PASSTHROUGH, FUSE_INIT_EXT } from '../../src/fuse/flags.js';
+
+/** sizeof(struct fuse_*) from include/uapi/linux/fuse.h, protocol 7.45 (the role of repr(C)/checkFixedBufferSize). */
+const KERNEL_SIZES: Record<string, number> = {
+  InHeader: 40, OutHeader: 16, Attr: 88, EntryOut: 128, AttrOut: 104, GetattrIn: 16, SetattrIn: 88,
+  SxTime: 16, Statx: 256, StatxIn: 24, StatxOut: 288, ForgetIn: 8, ForgetOne: 16, BatchForgetIn: 8,
+  MknodIn: 16, MkdirIn: 8, RenameIn: 8, Rename2In: 16, LinkIn: 8, OpenIn: 8, CreateIn: 16, OpenOut: 16,
+  ReleaseIn: 24, FlushIn: 24, ReadIn: 40, WriteIn: 40, WriteOut: 8, FsyncIn: 16, FallocateIn: 32,
+  LseekIn: 24, LseekOut: 8, CopyFileRangeIn: 56, CopyFileRangeOut: 8, FileLock: 24, LkIn: 48, LkOut: 24,
+  SetxattrIn: 16, GetxattrIn: 8, GetxattrOut: 8, AccessIn: 8, Kstatfs: 80, StatfsOut: 80, SyncfsIn: 8,
+  InitIn: 64, InitOut: 64, InterruptIn: 8, BmapIn: 16, BmapOut: 8, IoctlIn: 32, PollIn: 24, Dirent: 24,
+  Direntplus: 152,
+};
+
+describe('fuse abi sizes', () => {
+  it('every struct has the kernel size', () => {
+    for (const s of abi.STRUCTS) expect([s.NAME, s.SIZE]).toEqual([s.NAME, KERNEL_SIZES[s.NAME]]);
+    expect(abi.STRUCTS.map((s) => s.NAME).sort()).toEqual(Object.keys(KERNEL_SIZES).sort());
+  });
+
+  it('compat sizes', () => {
+    expect(abi.FUSE_COMPAT_ENTRY_OUT_SIZE).toBe(120);
+    expect(abi.FUSE_COMPAT_ATTR_OUT_SIZE).toBe(96);
+    expect(abi.FUSE_COMPAT_22_INIT_OUT_SIZE).toBe(24);
+    expect(abi.FUSE_COMPAT_INIT_OUT_SIZE).toBe(8);
+    expect(abi.FUSE_COMPAT_SETXATTR_IN_SIZE).toBe(8);
+    expect(abi.FUSE_COMPAT_WRITE_IN_SIZE).toBe(24);
+    expect(abi.FUSE_COMPAT_MKNOD_IN_SIZE).toBe(8);
+    expect(abi.FUSE_COMPAT_INIT_IN_SIZE).toBe(16);
+  });
+
+  it('a few offsets match the kernel layout', () => {
+    expect(abi.InHeader.unique).toBe(8);
+    expect(abi.InHeader.total_extlen).toBe(36);
+    expect(abi.Attr.rdev).toBe(76);
+    expect(abi.Attr.flags).toBe(84);
+    expect(abi.EntryOut.attr).toBe(40);
+    expect(abi.AttrOut.attr).toBe(16);
+    expect(abi.InitOut.max_write).toBe(20);
+    expect(abi.InitOut.flags2).toBe(32);
+    expect(abi.InitOut.max_stack_depth).toBe(36);
+    expect(abi.InitOut.request_timeout).toBe(40);
+    expect(abi.Statx.atime).toBe(64);
+    expect(abi.Statx.rdev_major).toBe(128);
+    expect(abi.StatxOut.stat).toBe(32);
+    expect(abi.LkIn.lk).toBe(16);
+    expect(abi.LkIn.lk_flags).toBe(40);
+    expect(abi.Direntplus.dirent).toBe(128);
+    expect(abi.OpenOut.backing_id).toBe(12);
+  });
+});
+
+describe('fuse abi helpers', () => {
+  it('new_encode_dev matches the kernel formula and round-trips', () => {
+    expect(abi.newEncodeDev(8, 1)).toBe(0x801);
+    expect(abi.newEncodeDev(259, 0x12345)).toBe(((0x45) | (259 << 8) | ((0x12345 & ~0xff) << 12)) >>> 0);
+    for (const [maj, min] of [[0, 0], [1, 3], [4095, 0xfffff], [253, 256]] as const) {
+      expect(abi.newDecodeDev(abi.newEncodeDev(maj, min))).toEqual({ major: maj, minor: min });
+    }
+  });
+
+  it('writeTimeout splits milliseconds', () => {
+    const b = Buffer.alloc(12);
+    abi.writeTimeout(b, 1500, 0, 8);
+    expect(b.readBigUInt64LE(0)).toBe(1n);
+    expect(b.readUInt32LE(8)).toBe(500_000_000);
+    abi.writeTimeout(b, 0.001, 0, 8);
+    expect([b.readBigUInt64LE(0), b.readUInt32LE(8)]).toEqual([0n, 1000]);
+    for (const junk of [-5, NaN, Infinity, 0]) {
+      abi.writeTimeout(b, junk, 0, 8);
+      expect([b.readBigUInt64LE(0), b.readUInt32LE(8)]).toEqual([0n, 0]);
+    }
+    abi.writeTimeout(b, 86_400_000 * 365 * 100, 0, 8);
+    expect(b.readBigUInt64LE(0)).toBe(3_153_600_000n);
+  });
+
+  it('u64 numbers without bigint', () => {
+    const b = Buffer.alloc(8);
+    abi.writeU64(b, 2 ** 40 + 7, 0);
+    expect(b.readBigUInt64LE(0)).toBe(2n ** 40n + 7n);
+    expect(abi.readU64Num(b, 0)).toBe(2 ** 40 + 7);
+    b.writeBigUInt64LE(2n ** 53n, 0);
+    expect(abi.readU64Num(b, 0)).toBe(-1);
+    b.writeBigUInt64LE(2n ** 53n - 1n, 0);
+    expect(abi.readU64Num(b, 0)).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it('writeStruct/readStruct round-trip and zero padding', () => {
+    const b = Buffer.alloc(abi.LkIn.SIZE, 0xaa);
+    abi.writeStruct(abi.LkIn, b, 0, { fh: 5n, owner: 2n ** 63n, lk: { start: 1n, end: 9n, type: 1, pid: 42 }, lk_flags: 1 });
+    expect(abi.readStruct(abi.LkIn, b)).toEqual({ fh: 5n, owner: 2n ** 63n, lk: { start: 1n, end: 9n, type: 1, pid: 42 }, lk_flags: 1, padding: 0 });
+    const k = Buffer.alloc(abi.Kstatfs.SIZE, 0xff);
+    abi.writeStruct(abi.Kstatfs, k, 0, {});
+    expect(k.every((x) => x === 0)).toBe(true);
+  });
+
+  it('writeAttr writes every byte and encodes rdev and signed times', () => {
+    const b = Buffer.alloc(abi.Attr.SIZE, 0xee);
+    abi.writeAttr(b, 0, {
+      ino: 2n ** 40n, size: 10n, blocks: 1n, atime: { sec: -1n, nsec: 5 }, mtime: { sec: 2n, nsec: 6 },
+      ctime: { sec: 3n, nsec: 7 }, btime: null, mode: 0o20644, nlink: 1, uid: 1000, gid: 1000, rdevMajor: 1,
+      rdevMinor: 3, blksize: 4096, attributes: 0n,
+    });
+    const v = abi.readStruct(abi.Attr, b);
+    expect(v).toMatchObject({ ino: 2n ** 40n, atime: -1n, atimensec: 5, rdev: 0x103, blksize: 4096, flags: 0 });
+  });
+});
+
+describe('fuse flag names', () => {
+  it('names init flags, including flags2 bits and unknown ones', () => {
+    expect(initFlagNames(FUSE_ASYNC_READ | FUSE_INIT_EXT | FUSE_PASSTHROUGH)).toBe('ASYNC_READ|INIT_EXT|PASSTHROUGH');
+    expect(initFlagNames(1n << 60n)).toBe('0x1000000000000000');
+    expect(initFlagNames(0n)).toBe('0');
+    expect(fattrNames(1 | 8)).toBe('MODE|SIZE');
+  });
+});
