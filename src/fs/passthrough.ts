@@ -366,20 +366,6 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     }
   }
 
-  /** A real fd for xattr calls on a regular file or directory (f*xattr refuse O_PATH fds). */
-  private withIoFd<T>(inode: Inode, fn: (fd: number) => T): T {
-    return this.withFd(inode, (ifd) => {
-      // O_RDONLY is enough for f*xattr, set and remove included: permission is the inode's, not the fd's
-      const flags = inode.type === S_IFDIR ? O_RDONLY | O_DIRECTORY : O_RDONLY;
-      const fd = this.openProc(ifd, flags);
-      try {
-        return fn(fd);
-      } finally {
-        CLOSE(fd);
-      }
-    });
-  }
-
   // ------------------------------------------------------------------ lifecycle
 
   override async init(o: InitOptions): Promise<void> {
@@ -785,42 +771,45 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     if (name.length > 255) throw new FsError(E.ERANGE);
   }
 
-  private xattrOp<T>(inode: Inode, _write: boolean, onFd: (fd: number) => T, onPath: (p: Buffer) => T): T {
+  /**
+   * xattrs through /proc/self/fd/N of the inode's O_PATH fd with the FOLLOWING calls: the magic
+   * link resolves to the fd's own file (the symlink itself for a symlink), nothing is opened for
+   * I/O, and f*xattr would refuse the O_PATH fd.
+   */
+  private xattrOp<T>(inode: Inode, fn: (p: Buffer) => T): T {
     if (!this.opts.xattr) throw new FsError(E.ENOSYS);
-    if (inode.type === S_IFREG || inode.type === S_IFDIR) return this.withIoFd(inode, onFd);
-    // symlinks and special files: never opened; the l*xattr calls act on the /proc link target
-    return this.withFd(inode, (fd) => onPath(procFdPath(fd)));
+    return this.withFd(inode, (fd) => fn(procFdPath(fd)));
   }
 
   override async setxattr(_ctx: Context, nodeid: bigint, name: Buffer, value: Buffer, flags: number): Promise<void> {
     this.checkXattrName(name);
     if (value.length > XATTR_SIZE_MAX) throw new FsError(E.E2BIG ?? E.ERANGE);
     if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) throw new FsError(E.EINVAL);
-    this.xattrOp(this.inode(nodeid), true, (fd) => sys.fsetxattr(fd, name, value, flags), (p) => sys.lsetxattr(p, name, value, flags));
+    this.xattrOp(this.inode(nodeid), (p) => sys.setxattr(p, name, value, flags));
   }
 
   override async getxattr(_ctx: Context, nodeid: bigint, name: Buffer, size: number): Promise<XattrReply> {
     this.checkXattrName(name);
     const inode = this.inode(nodeid);
     if (size === 0) {
-      return { size: this.xattrOp(inode, false, (fd) => sys.fgetxattr(fd, name, null), (p) => sys.lgetxattr(p, name, null)) };
+      return { size: this.xattrOp(inode, (p) => sys.getxattr(p, name, null)) };
     }
     const buf = Buffer.allocUnsafe(Math.min(size, XATTR_SIZE_MAX));
-    const n = this.xattrOp(inode, false, (fd) => sys.fgetxattr(fd, name, buf), (p) => sys.lgetxattr(p, name, buf));
+    const n = this.xattrOp(inode, (p) => sys.getxattr(p, name, buf));
     return { value: buf.subarray(0, n) };
   }
 
   override async listxattr(_ctx: Context, nodeid: bigint, size: number): Promise<XattrReply> {
     const inode = this.inode(nodeid);
-    if (size === 0) return { size: this.xattrOp(inode, false, (fd) => sys.flistxattr(fd, null), (p) => sys.llistxattr(p, null)) };
+    if (size === 0) return { size: this.xattrOp(inode, (p) => sys.listxattr(p, null)) };
     const buf = Buffer.allocUnsafe(Math.min(size, XATTR_SIZE_MAX));
-    const n = this.xattrOp(inode, false, (fd) => sys.flistxattr(fd, buf), (p) => sys.llistxattr(p, buf));
+    const n = this.xattrOp(inode, (p) => sys.listxattr(p, buf));
     return { value: buf.subarray(0, n) };
   }
 
   override async removexattr(_ctx: Context, nodeid: bigint, name: Buffer): Promise<void> {
     this.checkXattrName(name);
-    this.xattrOp(this.inode(nodeid), true, (fd) => sys.fremovexattr(fd, name), (p) => sys.lremovexattr(p, name));
+    this.xattrOp(this.inode(nodeid), (p) => sys.removexattr(p, name));
   }
 
   // ------------------------------------------------------------------ directories
