@@ -10,7 +10,7 @@ import { E, ProtocolError } from '../errors.js';
 import type { Context } from '../fs/types.js';
 import {
   AttrOut, EntryOut, FUSE_COMPAT_22_INIT_OUT_SIZE, FUSE_COMPAT_ATTR_OUT_SIZE, FUSE_COMPAT_ENTRY_OUT_SIZE,
-  FUSE_COMPAT_INIT_OUT_SIZE, FUSE_COMPAT_SETXATTR_IN_SIZE, InHeader, InitIn, InitOut, OutHeader, SetxattrIn,
+  FUSE_COMPAT_INIT_OUT_SIZE, FUSE_COMPAT_SETXATTR_IN_SIZE, InHeader, InitIn, InitOut, OutHeader, r64, SetxattrIn, w64,
   type Struct,
 } from './abi.js';
 
@@ -52,12 +52,12 @@ export function parseHeader(buf: Buffer): Request {
   // their length is subtracted so that a trailing name is still found where the kernel put it.
   const end = len - extlen;
   if (end < InHeader.SIZE) throw new ProtocolError('request extensions overlap the header', E.EINVAL);
-  const unique = buf.readBigUInt64LE(InHeader.unique);
+  const unique = r64(buf, InHeader.unique);
   return {
     buf,
     opcode: buf.readUInt32LE(InHeader.opcode),
     unique,
-    nodeid: buf.readBigUInt64LE(InHeader.nodeid),
+    nodeid: r64(buf, InHeader.nodeid),
     ctx: {
       uid: buf.readUInt32LE(InHeader.uid),
       gid: buf.readUInt32LE(InHeader.gid),
@@ -116,7 +116,7 @@ export function allocReply(unique: bigint, payload: number): Buffer {
   const b = Buffer.allocUnsafe(OutHeader.SIZE + payload);
   b.writeUInt32LE(OutHeader.SIZE + payload, OutHeader.len);
   b.writeInt32LE(0, OutHeader.error);
-  b.writeBigUInt64LE(unique, OutHeader.unique);
+  w64(b, unique, OutHeader.unique);
   return b;
 }
 
@@ -129,7 +129,7 @@ export function encodeError(unique: bigint, errno: number): Buffer {
   const b = Buffer.allocUnsafe(OutHeader.SIZE);
   b.writeUInt32LE(OutHeader.SIZE, OutHeader.len);
   b.writeInt32LE(-e, OutHeader.error);
-  b.writeBigUInt64LE(unique, OutHeader.unique);
+  w64(b, unique, OutHeader.unique);
   return b;
 }
 

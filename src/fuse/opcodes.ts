@@ -15,7 +15,7 @@ import {
   FlushIn, ForgetIn, ForgetOne, FsyncIn, GetattrIn, GetxattrIn, InitIn, InterruptIn, IoctlIn,
   Kstatfs, LinkIn, LkIn, LkOut, LseekIn, LseekOut, MkdirIn, MknodIn, OpenIn, OpenOut, OutHeader, PollIn, ReadIn,
   ReleaseIn, Rename2In, RenameIn, SetattrIn, SetxattrIn, StatxIn, StatxOut, SyncfsIn, WriteIn,
-  readFileLock, readSetattrIn, readU64Num, writeAttrOut, writeEntryOut, writeFileLock, writeKstatfs, writeOpenOut,
+  readFileLock, readSetattrIn, readU64Num, r64, w64, writeAttrOut, writeEntryOut, writeFileLock, writeKstatfs, writeOpenOut,
   writeStatxOut, writeU64, type Struct,
 } from './abi.js';
 import { allocReply, encodeReply, IN, truncateReply, type Request } from './codec.js';
@@ -70,7 +70,7 @@ export interface OpcodeRow {
 // Argument readers (offsets are relative to the in struct, which starts at IN)
 
 const u32 = (r: Request, off: number): number => r.buf.readUInt32LE(IN + off);
-const u64 = (r: Request, off: number): bigint => r.buf.readBigUInt64LE(IN + off);
+const u64 = (r: Request, off: number): bigint => r64(r.buf, IN + off);
 /** A byte offset/length as a number; values >= 2^53 cannot be exact: EINVAL. */
 function num(r: Request, off: number): number {
   const n = readU64Num(r.buf, IN + off);
@@ -304,7 +304,7 @@ const hBatchForget: Handler = async (s, r) => {
   if (count > Math.floor((r.end - base) / ForgetOne.SIZE)) throw new ProtocolError('BATCH_FORGET count exceeds the request', E.EINVAL);
   const items = new Array<{ nodeid: bigint; nlookup: bigint }>(count);
   for (let i = 0, o = base; i < count; i++, o += ForgetOne.SIZE) {
-    items[i] = { nodeid: r.buf.readBigUInt64LE(o + ForgetOne.nodeid), nlookup: r.buf.readBigUInt64LE(o + ForgetOne.nlookup) };
+    items[i] = { nodeid: r64(r.buf, o + ForgetOne.nodeid), nlookup: r64(r.buf, o + ForgetOne.nlookup) };
   }
   s.fs.batchForget(r.ctx, items);
   return null;
@@ -331,7 +331,7 @@ const hRename2: Handler = async (s, r) => {
 const hLseek: Handler = async (s, r) => {
   const off = await s.fs.lseek(r.ctx, r.nodeid, u64(r, LseekIn.fh), u64(r, LseekIn.offset), u32(r, LseekIn.whence));
   const b = allocReply(r.unique, LseekOut.SIZE);
-  b.writeBigUInt64LE(off, OutHeader.SIZE + LseekOut.offset);
+  w64(b, off, OutHeader.SIZE + LseekOut.offset);
   return b;
 };
 

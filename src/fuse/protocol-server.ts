@@ -133,51 +133,48 @@ export class ProtocolServer implements Session {
 
   /** Handle one request; resolves to the reply or null (no reply). Never rejects. */
   async handle(buf: Buffer): Promise<Buffer | null> {
+    // One async frame per request (plus the handler's): the steps are inline rather than in a helper.
     try {
-      return await this.dispatch(buf);
+      let r: Request;
+      try {
+        r = parseHeader(buf);
+      } catch (e) {
+        return this.malformed(buf, e);
+      }
+      const row = opcodeRow(r.opcode);
+      const debug = this.log.isLevelEnabled('debug');
+      if (row === undefined) {
+        if (debug) this.log.debug(rxLine(r, undefined, opcodeName(r.opcode)));
+        return this.done(r, encodeError(r.unique, E.ENOSYS), debug);
+      }
+      if (this.neg === null && r.opcode !== Op.INIT) {
+        this.once.warn('before-init', { opcode: row.name }, 'request before INIT answered EIO');
+        return row.noReply ? null : this.done(r, encodeError(r.unique, E.EIO), debug);
+      }
+      try {
+        parseArgs(r, inSize(row.in, this.neg === null ? null : this.conn), row.names);
+      } catch (e) {
+        return this.malformed(buf, e, row);
+      }
+      if (debug) this.log.debug(rxLine(r, row, row.name));
+      if (row.handler === null) return row.noReply ? null : this.done(r, encodeError(r.unique, E.ENOSYS), debug);
+      let out: Buffer | null;
+      try {
+        out = await row.handler(this, r);
+      } catch (e) {
+        if (e instanceof ProtocolError) return this.malformed(buf, e, row);
+        out = row.noReply ? null : encodeError(r.unique, this.errnoOf(e, row));
+      }
+      // An interrupted request that failed anyway reports EINTR; a success is still reported as
+      // such, because its effects (a created entry, a counted lookup) happened.
+      if (this.interrupted.size !== 0 && this.interrupted.delete(r.unique) && out !== null && out.readInt32LE(OutHeader.error) !== 0) {
+        out = encodeError(r.unique, E.EINTR);
+      }
+      return this.done(r, out, debug);
     } catch (e) {
       this.once.error('handle-bug', { err: e }, 'bug: request handling threw; answered EIO');
       return this.errorFor(buf, E.EIO);
     }
-  }
-
-  private async dispatch(buf: Buffer): Promise<Buffer | null> {
-    let r: Request;
-    try {
-      r = parseHeader(buf);
-    } catch (e) {
-      return this.malformed(buf, e);
-    }
-    const row = opcodeRow(r.opcode);
-    const debug = this.log.isLevelEnabled('debug');
-    if (row === undefined) {
-      if (debug) this.log.debug(rxLine(r, undefined, opcodeName(r.opcode)));
-      return this.done(r, encodeError(r.unique, E.ENOSYS), debug);
-    }
-    if (this.neg === null && r.opcode !== Op.INIT) {
-      this.once.warn('before-init', { opcode: row.name }, 'request before INIT answered EIO');
-      return row.noReply ? null : this.done(r, encodeError(r.unique, E.EIO), debug);
-    }
-    try {
-      parseArgs(r, inSize(row.in, this.neg === null ? null : this.conn), row.names);
-    } catch (e) {
-      return this.malformed(buf, e, row);
-    }
-    if (debug) this.log.debug(rxLine(r, row, row.name));
-    if (row.handler === null) return row.noReply ? null : this.done(r, encodeError(r.unique, E.ENOSYS), debug);
-    let out: Buffer | null;
-    try {
-      out = await row.handler(this, r);
-    } catch (e) {
-      if (e instanceof ProtocolError) return this.malformed(buf, e, row);
-      out = row.noReply ? null : encodeError(r.unique, this.errnoOf(e, row));
-    }
-    // An interrupted request that failed anyway reports EINTR; a success is still reported as such,
-    // because its effects (a created entry, a counted lookup) happened.
-    if (this.interrupted.size !== 0 && this.interrupted.delete(r.unique) && out !== null && out.readInt32LE(OutHeader.error) !== 0) {
-      out = encodeError(r.unique, E.EINTR);
-    }
-    return this.done(r, out, debug);
   }
 
   private done(r: Request, out: Buffer | null, debug: boolean): Buffer | null {
