@@ -20,6 +20,8 @@
  *   EBADF. The client may be hostile: every id is checked.
  * - Names are single path components as raw bytes: non-empty, no '/', no NUL, at most 255 bytes
  *   (EINVAL / ENAMETOOLONG otherwise). '.' and '..' are valid only for lookup.
+ * - Name and data Buffers (names, symlink targets, xattr values, write data) are views into the
+ *   request buffer: valid until the returned promise settles. Copy what you keep longer.
  * - Offsets for regular files are byte offsets (numbers, exact below 2^53). Directory offsets are
  *   opaque 64-bit cookies (bigint): 0 starts a listing, and the `off` of an entry resumes after it.
  */
@@ -52,7 +54,10 @@ export interface FileSystem {
 
   readlink(ctx: Context, nodeid: bigint): Promise<Buffer>;
   symlink(ctx: Context, target: Buffer, parent: bigint, name: Buffer): Promise<Entry>;
-  /** `mode` includes the file type; `umask` applies when the client did not apply it (DONT_MASK). */
+  /**
+   * `mode` includes the file type; `umask` applies when the client did not apply it (DONT_MASK).
+   * `rdev` is the 32-bit encoding the kernel sends (new_encode_dev), which mknod(2) takes as is.
+   */
   mknod(ctx: Context, parent: bigint, name: Buffer, mode: number, rdev: number, umask: number): Promise<Entry>;
   mkdir(ctx: Context, parent: bigint, name: Buffer, mode: number, umask: number): Promise<Entry>;
   unlink(ctx: Context, parent: bigint, name: Buffer): Promise<void>;

@@ -116,3 +116,45 @@ describe('fuse flag names', () => {
     expect(fattrNames(1 | 8)).toBe('MODE|SIZE');
   });
 });
+
+describe('fuse abi writers leave no stale bytes', () => {
+  const a = {
+    ino: 1n, size: 2n, blocks: 3n, atime: { sec: 4n, nsec: 5 }, mtime: { sec: 6n, nsec: 7 }, ctime: { sec: 8n, nsec: 9 },
+    btime: { sec: 10n, nsec: 11 }, mode: 0o40755, nlink: 2, uid: 3, gid: 4, rdevMajor: 5, rdevMinor: 6, blksize: 512, attributes: 0x20n,
+  };
+  /** Write into buffers pre-filled with two different patterns: equal results mean every byte was written. */
+  function full(size: number, write: (b: Buffer) => void): void {
+    const x = Buffer.alloc(size, 0xee);
+    const y = Buffer.alloc(size, 0x11);
+    write(x);
+    write(y);
+    expect(x).toEqual(y);
+  }
+  it('every hot-path writer covers its whole struct', () => {
+    full(abi.Attr.SIZE, (b) => abi.writeAttr(b, 0, a));
+    full(abi.EntryOut.SIZE, (b) => abi.writeEntryOut(b, 0, { nodeid: 1n, generation: 2n, attr: a, entryTimeoutMs: 1, attrTimeoutMs: 2 }));
+    full(abi.EntryOut.SIZE, (b) => abi.writeNoEntryOut(b, 0));
+    full(abi.AttrOut.SIZE, (b) => abi.writeAttrOut(b, 0, { attr: a, attrTimeoutMs: 5 }));
+    full(abi.StatxOut.SIZE, (b) => abi.writeStatxOut(b, 0, { attr: a, attrTimeoutMs: 5 }));
+    full(abi.StatxOut.SIZE, (b) => abi.writeStatxOut(b, 0, { attr: { ...a, btime: null }, attrTimeoutMs: 5 }));
+    full(abi.OpenOut.SIZE, (b) => abi.writeOpenOut(b, 0, { fh: 1n, openFlags: 2 }, 2));
+    full(abi.Kstatfs.SIZE, (b) => abi.writeKstatfs(b, 0, { blocks: 1n, bfree: 1n, bavail: 1n, files: 1n, ffree: 1n, bsize: 1, namelen: 1, frsize: 1 }));
+    full(abi.FileLock.SIZE, (b) => abi.writeFileLock(b, 0, { start: 1n, end: 2n, type: 1, pid: 3 }));
+    full(abi.InitOut.SIZE, (b) => abi.writeStruct(abi.InitOut, b, 0, { major: 7, minor: 45 }));
+    full(32, (b) => abi.writeDirent(b, 0, 1n, 2n, 4, Buffer.from('abc')));
+  });
+
+  it('w64/r64 round-trip, wrap signed values and check bounds', () => {
+    const b = Buffer.alloc(16);
+    abi.w64(b, 2n ** 64n - 1n, 0);
+    expect(b.readBigUInt64LE(0)).toBe(2n ** 64n - 1n);
+    abi.w64(b, -2n, 8);
+    expect(b.readBigInt64LE(8)).toBe(-2n);
+    expect(abi.r64(b, 8)).toBe(2n ** 64n - 2n);
+    expect(() => abi.r64(b, 9)).toThrow(RangeError);
+    expect(() => abi.r64(b, -1)).toThrow(RangeError);
+    expect(() => abi.w64(b, 1n, 9)).toThrow(RangeError);
+    expect(() => abi.w64(b, 1 as unknown as bigint, 0)).toThrow(TypeError);
+  });
+});
+
