@@ -102,8 +102,6 @@ function validate(o: ProtocolOptions): ProtocolOptions {
 
 export class ProtocolServer implements Session {
   readonly fs: FileSystem;
-  /** Set at INIT; the placeholder values only matter for parsing the INIT request itself. */
-  conn: Conn;
   /** Set by the transport; called (from a setImmediate) after the DESTROY reply has been returned. */
   onDestroy?: () => void;
 
@@ -111,6 +109,8 @@ export class ProtocolServer implements Session {
   private readonly log: Logger;
   private readonly once: LogOnce;
   private neg: Negotiated | null = null;
+  /** Set at INIT; the placeholder values only matter for parsing the INIT request itself. */
+  private wire: Conn;
   private readonly interrupted = new Set<bigint>();
 
   constructor(fs: FileSystem, opts: Partial<ProtocolOptions> = {}, log: Logger = childLogger('fuse')) {
@@ -118,7 +118,12 @@ export class ProtocolServer implements Session {
     this.opts = validate({ ...DEFAULT_PROTOCOL_OPTIONS, ...opts });
     this.log = log;
     this.once = new LogOnce(log);
-    this.conn = this.makeConn(FUSE_KERNEL_MINOR_VERSION, 0n);
+    this.wire = this.makeConn(FUSE_KERNEL_MINOR_VERSION, 0n);
+  }
+
+  /** Connection facts for the handlers (Session). */
+  get conn(): Conn {
+    return this.wire;
   }
 
   /** What INIT negotiated, or null before INIT (and after DESTROY). */
@@ -281,7 +286,7 @@ export class ProtocolServer implements Session {
       this.log.error({ err: e }, 'filesystem init failed; the mount will not be usable');
       return encodeError(r.unique, this.errnoOf(e, opcodeRow(Op.INIT)!));
     }
-    this.conn = conn;
+    this.wire = conn;
     this.neg = { major: FUSE_KERNEL_VERSION, minor, flags, maxWrite: this.opts.maxWrite, maxReadahead };
     this.log.info({ minor, flags: initFlagNames(flags), maxWrite: this.opts.maxWrite }, `fuse protocol 7.${minor} negotiated`);
     return this.encodeInitOut(r, minor, flags, maxReadahead);
