@@ -1,0 +1,140 @@
+/**
+ * The command line: `handlefs mount SHARED MOUNTPOINT [options]`. Option names follow virtiofsd
+ * where it has one (--cache, --writeback, --xattr, --readonly, --allow-direct-io ...). Parsing
+ * only: values are validated by makeConfig (src/config.ts).
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError, makeConfig, MAX_READERS, MIN_FD_BUDGET, type Config, type RawOptions } from '../config.js';
+
+/** A usage error: exit 2, one line. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'mount'; config: Config };
+
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+  'fd-budget': { type: 'string' },
+  reopen: { type: 'string' },
+  'handle-key-file': { type: 'string' },
+  cache: { type: 'string' },
+  writeback: { type: 'boolean' },
+  passthrough: { type: 'boolean' },
+  readonly: { type: 'boolean' },
+  'allow-other': { type: 'boolean' },
+  'default-permissions': { type: 'boolean' },
+  xattr: { type: 'boolean' },
+  nonempty: { type: 'boolean' },
+  'log-level': { type: 'string' },
+  frontend: { type: 'string' },
+  'max-write': { type: 'string' },
+  readers: { type: 'string' },
+} satisfies ParseArgsConfig['options'];
+
+export const USAGE = `usage: handlefs mount SHARED MOUNTPOINT [options]
+
+Serve the directory SHARED at MOUNTPOINT through FUSE, in the foreground, until SIGINT/SIGTERM or
+until the mount is unmounted (umount MOUNTPOINT). MOUNTPOINT must be an existing empty directory
+outside SHARED. Runs as root (mount(2)); identity of files is their sealed file handle, open fds
+are a bounded cache.
+
+options:
+  --fd-budget N|auto        most fds kept open on the shared tree; auto derives it from
+                            RLIMIT_NOFILE (default auto, minimum ${MIN_FD_BUDGET})
+  --reopen auto|handle|path how evicted fds are reopened: open_by_handle_at (needs
+                            CAP_DAC_READ_SEARCH), a re-walk from the parent with an identity
+                            check, or auto = handle when the capability is held (default auto)
+  --handle-key-file FILE    load (or create, mode 0600) the 32-byte key that seals file handles;
+                            without it the key is ephemeral and handles die with the process
+  --cache auto|always|metadata|never
+                            what the client may cache (virtiofsd policies): never = nothing
+                            (direct I/O), metadata = attributes for a day but no file data,
+                            auto = attributes 1 s and file data until it changes, always =
+                            attributes for a day and file data (default auto)
+  --writeback               enable the kernel's writeback cache (FUSE_WRITEBACK_CACHE)
+  --passthrough             let the kernel read and write the backing files directly
+                            (FUSE_PASSTHROUGH; not with --writeback)
+  --readonly                refuse every modification (EROFS); mounts read-only
+  --allow-other             let users other than the mounting user access the mount
+  --no-default-permissions  do not let the kernel check permissions (mount option
+                            default_permissions is on by default)
+  --xattr, --no-xattr       serve extended attributes (default on)
+  --nonempty                allow a MOUNTPOINT that is not empty
+  --log-level LEVEL         fatal|error|warn|info|debug|trace|silent (default warn); debug traces
+                            every request
+  --frontend raw|fuse-native
+                            raw = own FUSE protocol on /dev/fuse (default); fuse-native = libfuse
+                            high-level API (not available yet)
+  --max-write BYTES         largest write request, a multiple of 4096 up to 1m (default 1m;
+                            k/m suffixes allowed)
+  --readers N               concurrent reads on /dev/fuse, one thread each (default 2, 1..${MAX_READERS})
+  -h, --help                this text
+  -V, --version             print the version
+
+exit status: 0 after a clean unmount, 1 when setting up fails, 2 on a usage error.
+environment: HANDLEFS_READY_FD=N writes "ready\\n" to fd N once the mount is live.`;
+
+/** Parse argv (without node and the script). Throws UsageError for anything malformed. */
+export function parseCommandLine(argv: readonly string[]): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, allowNegative: true, strict: true });
+  } catch (e) {
+    throw new UsageError(parseArgsMessage(e));
+  }
+  const v = parsed.values;
+  if (v.help) return { kind: 'help' };
+  if (v.version) return { kind: 'version' };
+  const pos = parsed.positionals;
+  if (pos.length === 0) throw new UsageError('missing command: handlefs mount SHARED MOUNTPOINT [options]');
+  if (pos[0] !== 'mount') throw new UsageError(`unknown command '${pos[0]}': the only command is mount`);
+  if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
+  if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
+  // allowNegative accepts --no-<string option> too; there is nothing to negate there
+  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'cache', 'log-level', 'frontend', 'max-write', 'readers'] as const) {
+    if (typeof v[k] === 'boolean') throw new UsageError(`unknown option '--no-${k}'`);
+  }
+  const raw: RawOptions = {
+    fdBudget: v['fd-budget'] as string | undefined,
+    reopen: v.reopen as string | undefined,
+    handleKeyFile: v['handle-key-file'] as string | undefined,
+    cache: v.cache as string | undefined,
+    writeback: v.writeback,
+    passthrough: v.passthrough,
+    readonly: v.readonly,
+    allowOther: v['allow-other'],
+    defaultPermissions: v['default-permissions'],
+    xattr: v.xattr,
+    nonempty: v.nonempty,
+    logLevel: v['log-level'] as string | undefined,
+    frontend: v.frontend as string | undefined,
+    maxWrite: v['max-write'] as string | undefined,
+    readers: v.readers as string | undefined,
+  };
+  try {
+    return { kind: 'mount', config: makeConfig(pos[1]!, pos[2]!, raw) };
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+/** node:util's messages, shortened to one line. */
+function parseArgsMessage(e: unknown): string {
+  const err = e as { code?: string; message?: string };
+  const msg = String(err.message ?? e);
+  const opt = /'(-[^' ]+)/.exec(msg)?.[1];
+  switch (err.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown option '${opt ?? msg}'`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      return /argument missing/.test(msg) ? `option '${opt}' needs a value` : `option '${opt}' takes no value`;
+    default:
+      return msg.split('\n')[0]!;
+  }
+}

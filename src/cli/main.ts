@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+/**
+ * The `handlefs` executable (package.json bin). Everything lives in run.ts; this file only turns
+ * the result into an exit code. process.exit is called only after the /dev/fuse readers have
+ * returned: Node joins its threads at exit, and a reader blocked in read(2) would hang it.
+ */
+import { main } from './run.js';
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    try {
+      process.stderr.write(`handlefs: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+    } catch {
+      /* stderr closed */
+    }
+    process.exit(1);
+  },
+);

@@ -1,0 +1,84 @@
+/**
+ * Set-up checks on the host before anything is opened or mounted (virtiofsd checks the shared
+ * directory first). Each failure is a SetupError with one operator line and, where there is one,
+ * the remedy; the CLI exits 1 with it.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { resolve, sep } from 'node:path';
+import type { Config } from '../config.js';
+
+export class SetupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SetupError';
+  }
+}
+
+export interface Preflight {
+  /** realpath of the shared directory */
+  root: string;
+  /** realpath of the mountpoint */
+  mountpoint: string;
+}
+
+/** The /dev/fuse path; HANDLEFS_DEV_FUSE overrides it for tests of the missing-device error. */
+export function devFusePath(): string {
+  return process.env.HANDLEFS_DEV_FUSE || '/dev/fuse';
+}
+
+const code = (e: unknown): string => (e as { code?: string }).code ?? 'EIO';
+
+function realDir(what: string, path: string, missingHint: string): string {
+  let real: string;
+  try {
+    real = fs.realpathSync(path);
+  } catch (e) {
+    const c = code(e);
+    if (c === 'ENOENT') throw new SetupError(`${what} ${path} does not exist${missingHint}`);
+    if (c === 'ENOTCONN') throw new SetupError(`${what} ${path} is a dead FUSE mount; run umount -l ${path}`);
+    throw new SetupError(`${what} ${path} is not accessible (${c})`);
+  }
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(real);
+  } catch (e) {
+    throw new SetupError(`${what} ${path} is not accessible (${code(e)})`);
+  }
+  if (!st.isDirectory()) throw new SetupError(`${what} ${path} is not a directory`);
+  return real;
+}
+
+/** Whether `inner` is `outer` or lies beneath it (both realpaths). */
+export function isWithin(inner: string, outer: string): boolean {
+  return inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
+}
+
+export function preflight(cfg: Config): Preflight {
+  const root = realDir('shared directory', cfg.sharedDir, '');
+  const mnt = realDir('mountpoint', cfg.mountpoint, `; create it first (mkdir -p ${resolve(cfg.mountpoint)})`);
+  if (isWithin(mnt, root)) {
+    throw new SetupError(`mountpoint ${cfg.mountpoint} is inside the shared directory ${cfg.sharedDir}; choose a mountpoint outside it`);
+  }
+  if (!cfg.nonempty) {
+    let entries: string[];
+    try {
+      entries = fs.readdirSync(mnt);
+    } catch (e) {
+      throw new SetupError(`mountpoint ${cfg.mountpoint} cannot be listed (${code(e)})`);
+    }
+    if (entries.length > 0) throw new SetupError(`mountpoint ${cfg.mountpoint} is not empty; empty it or pass --nonempty`);
+  }
+  const dev = devFusePath();
+  if (!fs.existsSync(dev)) {
+    throw new SetupError(`${dev} does not exist; load the fuse module (modprobe fuse) or, in a container, pass --device /dev/fuse`);
+  }
+  const root0 = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!root0) {
+    const r = spawnSync('fusermount3', ['-V'], { stdio: 'ignore', timeout: 5000 });
+    if (r.error || r.status !== 0) {
+      throw new SetupError('not running as root and fusermount3 is not installed; run as root or install fuse3 (apt-get install fuse3)');
+    }
+  }
+  return { root, mountpoint: mnt };
+}

@@ -1,0 +1,208 @@
+/**
+ * argv -> Config -> logger -> PassthroughFs -> ProtocolServer -> mount -> DevFuseSession, and the
+ * way back: SIGINT/SIGTERM unmount cleanly, an external unmount (ENODEV) ends the session, and in
+ * every case the process exits only after the readers have returned (see session.ts "Exit").
+ * Exit codes: 0 clean unmount, 1 set-up error, 2 usage error.
+ */
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import { pino, type Logger } from 'pino';
+import { passthroughOptions, protocolOptions, type Config } from '../config.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import { childLogger, makeLogger, setRootLogger } from '../log.js';
+import { parseCommandLine, USAGE, UsageError } from './args.js';
+import { devFusePath, preflight, SetupError } from './preflight.js';
+
+const noop = (): void => {};
+
+/** One line to stderr, prefixed; EPIPE on a closed stderr is ignored. */
+function say(line: string): void {
+  try {
+    fs.writeSync(2, `handlefs: ${line}\n`);
+  } catch {
+    /* stderr closed */
+  }
+}
+
+function version(): string {
+  try {
+    const req = createRequire(import.meta.url);
+    return (req('../../package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Run the command line; resolves to the exit code once it is safe to exit. */
+export async function main(argv: readonly string[]): Promise<number> {
+  // a reader of our output going away must not kill the server (node ignores SIGPIPE; swallow EPIPE)
+  process.stdout.on('error', noop);
+  process.stderr.on('error', noop);
+
+  let cfg: Config;
+  try {
+    const cmd = parseCommandLine(argv);
+    if (cmd.kind === 'help') {
+      process.stdout.write(USAGE + '\n');
+      return 0;
+    }
+    if (cmd.kind === 'version') {
+      process.stdout.write(`handlefs ${version()}\n`);
+      return 0;
+    }
+    cfg = cmd.config;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      say(`${e.message} (see handlefs --help)`);
+      return 2;
+    }
+    throw e;
+  }
+
+  const dest = pino.destination({ fd: 2, sync: true });
+  dest.on('error', noop);
+  const log = makeLogger(cfg.logLevel, dest as unknown as NodeJS.WritableStream);
+  setRootLogger(log);
+
+  try {
+    return await serve(cfg, log);
+  } catch (e) {
+    if (e instanceof SetupError || (e instanceof Error && (e.name === 'MountError' || e.name === 'KeyFileError'))) {
+      say(e.message);
+      return 1;
+    }
+    // anything else at set-up (the core refusing the shared dir, the addon missing): one line too
+    say(e instanceof Error ? e.message.split('\n')[0]! : String(e));
+    log.debug({ err: e }, 'set-up failed');
+    return 1;
+  }
+}
+
+async function serve(cfg: Config, log: Logger): Promise<number> {
+  if (cfg.frontend === 'fuse-native') {
+    throw new SetupError('the fuse-native frontend is not available yet; use --frontend raw');
+  }
+  const pre = preflight(cfg);
+
+  // imported here, after the checks: loading the core loads the native addon, whose absence is a
+  // set-up error with its own message, not a usage error
+  const [{ ephemeralKey, loadOrCreateKey }, { PassthroughFs }, { ReadOnlyFs }, { ProtocolServer }, dev, { probeCaps }] =
+    await Promise.all([
+      import('../handle/key.js'),
+      import('../fs/passthrough.js'),
+      import('../fs/read-only.js'),
+      import('../fuse/protocol-server.js'),
+      import('../frontends/devfuse/index.js'),
+      import('../sys/caps.js'),
+    ]);
+
+  const key = cfg.handleKeyFile ? loadOrCreateKey(cfg.handleKeyFile) : ephemeralKey();
+  let reopenBy: string = cfg.reopen;
+  if (reopenBy === 'auto') reopenBy = probeCaps().dacReadSearch ? 'handle' : 'path';
+  const core = new PassthroughFs(passthroughOptions(cfg, pre.root, key, childLogger('fs', log)));
+  const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(core) : core;
+  const server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
+  const mlog = childLogger('devfuse', log);
+
+  let mount;
+  try {
+    mount = await dev.mountFuse(
+      { source: pre.root, mountpoint: pre.mountpoint, allowOther: cfg.allowOther, defaultPermissions: cfg.defaultPermissions, readonly: cfg.readonly },
+      mlog,
+      devFusePath(),
+    );
+  } catch (e) {
+    await fsys.destroy().catch(noop);
+    throw e;
+  }
+
+  const session = new dev.DevFuseSession(mount.fd, server, { readers: cfg.readers, kind: readerKind() }, mlog);
+  try {
+    session.start();
+  } catch (e) {
+    await mount.unmount();
+    await fsys.destroy().catch(noop);
+    throw new SetupError((e as Error).message);
+  }
+
+  // --- shutdown: unmount, then wait for the readers (ENODEV); abort the connection if they linger
+  let stopping = false;
+  const stop = async (why: string): Promise<void> => {
+    if (stopping) {
+      // a second signal: stop waiting for users of a lazily detached mount
+      mount.abort();
+      return;
+    }
+    stopping = true;
+    log.info(`${why}: unmounting ${cfg.mountpoint}`);
+    if (!(await mount.unmount())) mount.abort();
+    const t = setTimeout(() => {
+      log.warn(`the session did not end within 5 s of unmounting ${cfg.mountpoint}; aborting the connection`);
+      mount.abort();
+    }, 5000);
+    t.unref();
+    await session.done;
+    clearTimeout(t);
+  };
+  const onSignal = (sig: NodeJS.Signals): void => void stop(`received ${sig}`);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+  server.onDestroy = () => void stop('DESTROY from the kernel');
+  // a crash must not leave a dead mount behind: detach it and abort, so the readers end and exit
+  // can proceed (process exit joins the reader threads)
+  process.on('uncaughtException', (e) => {
+    log.fatal({ err: e }, 'uncaught exception; unmounting');
+    say(`internal error: ${e.message}`);
+    try {
+      mount.abort();
+    } finally {
+      void mount.unmount().finally(() => process.exit(1));
+    }
+  });
+
+  session.live.then(() => {
+    const budget = core.counters().fdBudget;
+    log.info(`mounted ${cfg.sharedDir} on ${cfg.mountpoint} (raw, fd budget ${budget}, reopen by ${reopenBy}, ${cfg.readers} readers)`);
+    signalReady();
+  }, noop);
+
+  const first = await session.firstEnd;
+  if (first.reason === 'error') {
+    // one reader failed for a reason other than unmount: end the others the same way
+    log.error({ code: first.code }, `the /dev/fuse session failed (${first.code}); unmounting ${cfg.mountpoint}`);
+    await stop('session failure');
+  }
+  const end = await session.done;
+  if (end.reason === 'unmounted' && !stopping) log.info(`${cfg.mountpoint} was unmounted`);
+  // the readers are gone: nothing else can be using the device fd
+  try {
+    fs.closeSync(mount.fd);
+  } catch {
+    /* already closed */
+  }
+  await fsys.destroy().catch((e: unknown) => log.warn({ err: e }, 'destroy failed'));
+  return end.reason === 'unmounted' ? 0 : 1;
+}
+
+/** 'pool' readers only when asked for and the environment sized the pool (see session.ts). */
+function readerKind(): 'thread' | 'pool' {
+  return process.env.HANDLEFS_READERS === 'pool' ? 'pool' : 'thread';
+}
+
+/** HANDLEFS_READY_FD=N: write "ready\n" to fd N and close it (the test fixture waits on it). */
+function signalReady(): void {
+  const v = process.env.HANDLEFS_READY_FD;
+  if (!v || !/^\d+$/.test(v)) return;
+  const fd = Number(v);
+  try {
+    fs.writeSync(fd, 'ready\n');
+  } catch {
+    /* nobody is listening: EPIPE/EBADF */
+  }
+  try {
+    fs.closeSync(fd);
+  } catch {
+    /* not open */
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * Configuration in one place (virtiofsd `Config` + `Default`, passthrough_hp `struct Fs`): one
+ * `Config` type, its defaults, value validation, and the derivation of the options each layer
+ * takes. The command line is parsed only in src/cli/; checks that look at the host (does the shared
+ * directory exist, is /dev/fuse there) are set-up checks and live in src/cli/preflight.ts.
+ */
+import type { Logger, LevelWithSilent } from 'pino';
+import type { CachePolicy, PassthroughOptions, ReopenStrategy } from './fs/options.js';
+import type { ProtocolOptions } from './fuse/protocol-server.js';
+
+export type Frontend = 'raw' | 'fuse-native';
+
+export const CACHE_POLICIES: readonly CachePolicy[] = ['auto', 'always', 'metadata', 'never'];
+export const REOPEN_STRATEGIES: readonly ReopenStrategy[] = ['auto', 'handle', 'path'];
+export const FRONTENDS: readonly Frontend[] = ['raw', 'fuse-native'];
+export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+const PAGE = 4096;
+/** FUSE_MAX_MAX_PAGES (256) is the kernel's cap on max_pages; larger max_write is clipped by it. */
+export const MAX_WRITE_LIMIT = 256 * PAGE;
+export const MAX_READERS = 64;
+/** Below this the fd cache thrashes on any directory walk; the core's own floor is 16. */
+export const MIN_FD_BUDGET = 16;
+
+export interface Config {
+  /** the directory to share (as given; preflight resolves its realpath) */
+  sharedDir: string;
+  mountpoint: string;
+  /** most fds kept open on the shared tree; 'auto' derives it from RLIMIT_NOFILE */
+  fdBudget: number | 'auto';
+  /** how evicted fds are reopened: by handle (needs CAP_DAC_READ_SEARCH), by path, or probe */
+  reopen: ReopenStrategy;
+  /** persistent sealing key; null = ephemeral key per process */
+  handleKeyFile: string | null;
+  cache: CachePolicy;
+  /** FUSE_WRITEBACK_CACHE */
+  writeback: boolean;
+  /** FUSE_PASSTHROUGH (kernel does reads/writes on the backing file); excludes writeback */
+  passthrough: boolean;
+  readonly: boolean;
+  /** mount option allow_other: other users may access the mount */
+  allowOther: boolean;
+  /** mount option default_permissions: the kernel checks modes (passthrough_hp and virtiofsd rely on it) */
+  defaultPermissions: boolean;
+  /** serve xattr operations (false: ENOSYS) */
+  xattr: boolean;
+  /** allow mounting over a non-empty directory */
+  nonempty: boolean;
+  logLevel: LevelWithSilent;
+  frontend: Frontend;
+  /** largest WRITE payload in bytes */
+  maxWrite: number;
+  /** concurrent reads on /dev/fuse (each a thread of its own) */
+  readers: number;
+}
+
+export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> = Object.freeze({
+  fdBudget: 'auto',
+  reopen: 'auto',
+  handleKeyFile: null,
+  cache: 'auto',
+  writeback: false,
+  passthrough: false,
+  readonly: false,
+  allowOther: false,
+  defaultPermissions: true,
+  xattr: true,
+  nonempty: false,
+  logLevel: 'warn',
+  frontend: 'raw',
+  maxWrite: 1 << 20,
+  readers: 2,
+});
+
+/** An invalid option value or combination: a usage error (exit 2), one line. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+function oneOf<T extends string>(name: string, v: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new ConfigError(`--${name} must be one of ${allowed.join('|')}, got '${v}'`);
+  }
+  return v as T;
+}
+
+/** A byte count: decimal digits with an optional k/m suffix (binary units). */
+export function parseSize(name: string, v: string): number {
+  const m = /^(\d{1,10})([kKmM]?)$/.exec(v);
+  if (!m) throw new ConfigError(`--${name} must be a size in bytes (e.g. 131072, 128k, 1m), got '${v}'`);
+  const mul = m[2] === '' ? 1 : m[2]!.toLowerCase() === 'k' ? 1024 : 1024 * 1024;
+  return Number(m[1]) * mul;
+}
+
+export function parseIntOption(name: string, v: string): number {
+  if (!/^\d{1,9}$/.test(v)) throw new ConfigError(`--${name} must be a non-negative integer, got '${v}'`);
+  return Number(v);
+}
+
+/** The option values as strings/booleans, as the CLI collected them (undefined = default). */
+export interface RawOptions {
+  fdBudget?: string;
+  reopen?: string;
+  handleKeyFile?: string;
+  cache?: string;
+  writeback?: boolean;
+  passthrough?: boolean;
+  readonly?: boolean;
+  allowOther?: boolean;
+  defaultPermissions?: boolean;
+  xattr?: boolean;
+  nonempty?: boolean;
+  logLevel?: string;
+  frontend?: string;
+  maxWrite?: string;
+  readers?: string;
+}
+
+/** Build and validate a Config; throws ConfigError (a usage error) on a bad value or combination. */
+export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions = {}): Config {
+  const d = DEFAULT_CONFIG;
+  if (sharedDir === '') throw new ConfigError('the shared directory must not be empty');
+  if (mountpoint === '') throw new ConfigError('the mountpoint must not be empty');
+  let fdBudget: number | 'auto' = d.fdBudget;
+  if (o.fdBudget !== undefined && o.fdBudget !== 'auto') {
+    fdBudget = parseIntOption('fd-budget', o.fdBudget);
+    if (fdBudget < MIN_FD_BUDGET) throw new ConfigError(`--fd-budget must be 'auto' or at least ${MIN_FD_BUDGET}, got ${fdBudget}`);
+  }
+  const maxWrite = o.maxWrite === undefined ? d.maxWrite : parseSize('max-write', o.maxWrite);
+  if (maxWrite < PAGE || maxWrite > MAX_WRITE_LIMIT || maxWrite % PAGE !== 0) {
+    throw new ConfigError(`--max-write must be a multiple of ${PAGE} between ${PAGE} and ${MAX_WRITE_LIMIT}, got ${maxWrite}`);
+  }
+  const readers = o.readers === undefined ? d.readers : parseIntOption('readers', o.readers);
+  if (readers < 1 || readers > MAX_READERS) throw new ConfigError(`--readers must be between 1 and ${MAX_READERS}, got ${readers}`);
+  if (o.handleKeyFile === '') throw new ConfigError('--handle-key-file must not be empty');
+
+  const cfg: Config = {
+    sharedDir,
+    mountpoint,
+    fdBudget,
+    reopen: o.reopen === undefined ? d.reopen : oneOf('reopen', o.reopen, REOPEN_STRATEGIES),
+    handleKeyFile: o.handleKeyFile ?? d.handleKeyFile,
+    cache: o.cache === undefined ? d.cache : oneOf('cache', o.cache, CACHE_POLICIES),
+    writeback: o.writeback ?? d.writeback,
+    passthrough: o.passthrough ?? d.passthrough,
+    readonly: o.readonly ?? d.readonly,
+    allowOther: o.allowOther ?? d.allowOther,
+    defaultPermissions: o.defaultPermissions ?? d.defaultPermissions,
+    xattr: o.xattr ?? d.xattr,
+    nonempty: o.nonempty ?? d.nonempty,
+    logLevel: o.logLevel === undefined ? d.logLevel : oneOf('log-level', o.logLevel, LOG_LEVELS),
+    frontend: o.frontend === undefined ? d.frontend : oneOf('frontend', o.frontend, FRONTENDS),
+    maxWrite,
+    readers,
+  };
+  // the kernel refuses FUSE_PASSTHROUGH together with the writeback cache (fuse_kernel.h, 7.40)
+  if (cfg.passthrough && cfg.writeback) throw new ConfigError('--passthrough cannot be combined with --writeback');
+  return cfg;
+}
+
+/** Options of the core filesystem. `root` is the shared directory's realpath (from preflight). */
+export function passthroughOptions(cfg: Config, root: string, key: Buffer, log: Logger): PassthroughOptions {
+  return {
+    root,
+    fdBudget: cfg.fdBudget,
+    reopen: cfg.reopen,
+    key,
+    cache: cfg.cache,
+    xattr: cfg.xattr,
+    // virtiofsd creates files with the requester's credentials when it can
+    creds: true,
+    log,
+  };
+}
+
+/** Options of the raw protocol server. */
+export function protocolOptions(cfg: Config): ProtocolOptions {
+  return {
+    maxWrite: cfg.maxWrite,
+    // a read-only mount has nothing to write back
+    writeback: cfg.writeback && !cfg.readonly,
+    passthrough: cfg.passthrough,
+    exportSupport: true,
+  };
+}
