@@ -82,7 +82,7 @@ export class PathTable {
   private readonly lru = new Set<TNode>();
   private readonly max: number;
   private readonly log: Logger | undefined;
-  /** lookups received (and so owed back) and forgets sent, for tests and counters */
+  /** lookups received (resolve and add; each owed back) and forgets sent, for tests and counters */
   lookups = 0;
   forgets = 0;
   evictions = 0;
@@ -133,6 +133,8 @@ export class PathTable {
    */
   add(dir: Resolved, name: string, e: Entry): void {
     const dnode = (dir as ResolvedImpl).node;
+    if (e.nodeid === 0n) return;
+    this.lookups++;
     this.insert(dnode, name, e);
   }
 
