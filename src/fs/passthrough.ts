@@ -245,14 +245,15 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
         this.cache.insertPinned(inode.fdKey, fd, 'path', !inode.reopenable);
         this.cache.unpin(inode.fdKey, fd);
       }
-      if (parent && name && inode !== this.root && inode !== parent && inode.reopenable) this.store.setParent(inode, parent, name);
+      // names are views into the request buffer (filesystem.ts): keep a copy
+      if (parent && name && inode !== this.root && inode !== parent && inode.reopenable) this.store.setParent(inode, parent, Buffer.from(name));
     } else {
       // another mount below the share, or no handle support: the fd cannot be reopened, pin it
       const canReopen = reopenable && h !== null && h.mountId === this.root.handle!.mountId;
       inode = new Inode(this.store.allocId(), this.generation, st.mode & S_IFMT, h,
         h ? this.sealer.seal(h.type, h.bytes) : null, key, canReopen);
       this.store.add(inode);
-      if (parent && name) this.store.setParent(inode, parent, name);
+      if (parent && name) this.store.setParent(inode, parent, Buffer.from(name));
       this.cache.insertPinned(inode.fdKey, fd, 'path', !canReopen);
       this.cache.unpin(inode.fdKey, fd);
       if (!canReopen) this.once.warn(`pin-${h ? 'mnt' : 'nohandle'}`, { name: name?.toString() },
@@ -623,10 +624,21 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     try {
       this.cache.reserve();
       // O_NOFOLLOW: a symlink planted at `name` is never followed (ELOOP)
-      const fd = this.openRetry(() => sys.openat(dfd, name, f | O_CLOEXEC, mode & ~umask & 0o7777));
+      // O_EXCL first: only a file this call made goes to the requester; an existing one (made on
+      // the host since the client's lookup) is opened and keeps its owner
+      let created = true;
+      const fd = this.openRetry(() => {
+        try {
+          return sys.openat(dfd, name, f | O_EXCL | O_CLOEXEC, mode & ~umask & 0o7777);
+        } catch (e) {
+          if (f & O_EXCL || (e as { code?: string }).code !== 'EEXIST') throw e;
+          created = false;
+          return sys.openat(dfd, name, (f & ~O_CREAT) | O_CLOEXEC, 0);
+        }
+      });
       let entry: Entry;
       try {
-        this.chownToRequester(ctx, fd, dfd);
+        if (created) this.chownToRequester(ctx, fd, dfd);
         this.cache.reserve();
         const pfd = this.openProc(fd, O_PATH);
         entry = this.adopt(parent, Buffer.from(name), pfd);
