@@ -99,7 +99,7 @@ async function serve(cfg: Config, log: Logger): Promise<number> {
   const key = cfg.handleKeyFile ? loadOrCreateKey(cfg.handleKeyFile) : ephemeralKey();
   let reopenBy: string = cfg.reopen;
   if (reopenBy === 'auto') reopenBy = probeCaps().dacReadSearch ? 'handle' : 'path';
-  const core = new PassthroughFs(passthroughOptions(cfg, pre.root, key, childLogger('fs', log)));
+  const core = new PassthroughFs(passthroughOptions(cfg, pre.root, key, log));
   const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(core) : core;
   const server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
   const mlog = childLogger('devfuse', log);
@@ -125,45 +125,52 @@ async function serve(cfg: Config, log: Logger): Promise<number> {
     throw new SetupError((e as Error).message);
   }
 
-  // --- shutdown: unmount, then wait for the readers (ENODEV); abort the connection if they linger
+  // --- shutdown: unmount; the readers then see ENODEV and the session ends. A busy mount is
+  // detached lazily; when the connection cannot be aborted (no fusectl, or a user namespace), the
+  // files still open on it are served until they are closed, as the detached mount's users expect.
+  // A second signal stops at once.
   let stopping = false;
   const stop = async (why: string): Promise<void> => {
     if (stopping) {
-      // a second signal: stop waiting for users of a lazily detached mount
-      mount.abort();
+      if (mount.abort()) return;
+      log.warn('second signal: stopping at once; files still open on the detached mount will fail with ENOTCONN');
+      // the readers are blocked in read(2) and cannot be woken, and process.exit would join them
+      process.kill(process.pid, 'SIGKILL');
       return;
     }
     stopping = true;
-    log.info(`${why}: unmounting ${cfg.mountpoint}`);
-    if (!(await mount.unmount())) mount.abort();
-    const t = setTimeout(() => {
-      log.warn(`the session did not end within 5 s of unmounting ${cfg.mountpoint}; aborting the connection`);
-      mount.abort();
-    }, 5000);
-    t.unref();
-    await session.done;
-    clearTimeout(t);
+    log.info(`${why}: unmounting ${pre.mountpoint}`);
+    const r = await mount.unmount();
+    if (r !== 'unmounted' && !mount.abort()) {
+      log.warn(
+        r === 'busy'
+          ? `${pre.mountpoint} is busy: detached it lazily; serving the files still open on it until they are closed (signal again to stop at once)`
+          : `cannot unmount ${pre.mountpoint}; still serving it (signal again to stop at once)`,
+      );
+    }
   };
   const onSignal = (sig: NodeJS.Signals): void => void stop(`received ${sig}`);
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
   server.onDestroy = () => void stop('DESTROY from the kernel');
-  // a crash must not leave a dead mount behind: detach it and abort, so the readers end and exit
-  // can proceed (process exit joins the reader threads)
+  // a crash must not leave a dead mount behind: unmount (lazily if busy), abort if possible, and
+  // exit once the readers have ended; if they cannot be ended, kill ourselves (exit joins them)
   process.on('uncaughtException', (e) => {
     log.fatal({ err: e }, 'uncaught exception; unmounting');
     say(`internal error: ${e.message}`);
-    try {
+    void (async () => {
+      await mount.unmount().catch(noop);
       mount.abort();
-    } finally {
-      void mount.unmount().finally(() => process.exit(1));
-    }
+      const ended = await Promise.race([session.done.then(() => true), new Promise((r) => setTimeout(r, 2000, false))]);
+      if (ended) process.exit(1);
+      process.kill(process.pid, 'SIGKILL');
+    })();
   });
 
   session.live.then(() => {
     const budget = core.counters().fdBudget;
-    log.info(`mounted ${cfg.sharedDir} on ${cfg.mountpoint} (raw, fd budget ${budget}, reopen by ${reopenBy}, ${cfg.readers} readers)`);
+    log.info(`mounted ${pre.root} on ${pre.mountpoint} (raw, fd budget ${budget}, reopen by ${reopenBy}, ${cfg.readers} readers)`);
     signalReady();
   }, noop);
 

@@ -95,15 +95,15 @@ export class FuseMount {
 
   /**
    * Unmount: umount2 (as root), falling back to a lazy detach when busy; fusermount3 -u -z
-   * otherwise. Returns true when the mount is gone (or was detached). A plain FUSE unmount does
-   * not wait for the server (only fuseblk sends DESTROY synchronously), so calling umount2 from the
-   * serving thread is safe; the readers then see ENODEV.
+   * otherwise. A plain FUSE unmount does not wait for the server (only fuseblk sends DESTROY
+   * synchronously), so calling umount2 from the serving thread is safe; the readers then see ENODEV.
+   * 'busy': detached lazily, but files are still open on it, so the connection (and the session)
+   * lives on until they are closed or the connection is aborted.
    */
-  async unmount(): Promise<boolean> {
-    if (this.unmounted) return true;
-    if (!this.isMounted()) {
+  async unmount(): Promise<'unmounted' | 'busy' | 'failed'> {
+    if (this.unmounted || !this.isMounted()) {
       this.unmounted = true;
-      return true;
+      return 'unmounted';
     }
     if (this.method === 'mount2') {
       const target = Buffer.from(this.mountpoint);
@@ -113,33 +113,30 @@ export class FuseMount {
         const code = (e as { code?: string }).code;
         if (code === 'EINVAL' && !this.isMounted()) {
           this.unmounted = true;
-          return true;
+          return 'unmounted';
         }
-        this.log.warn({ code }, `umount ${this.mountpoint} failed (${code}); detaching lazily and aborting the connection`);
         try {
           sys.umount2(target, MNT_DETACH);
         } catch (e2) {
-          this.log.error({ code: (e2 as { code?: string }).code }, `lazy umount of ${this.mountpoint} failed`);
-          return false;
+          this.log.error({ code: (e2 as { code?: string }).code }, `umount ${this.mountpoint} failed (${code}), and so did a lazy umount`);
+          return 'failed';
         }
-        // users still hold files open on the detached mount: abort so that our readers end
-        this.abort();
+        this.unmounted = true;
+        return code === 'EBUSY' ? 'busy' : 'unmounted';
       }
-    } else {
-      const ok = await run('fusermount3', ['-u', '-z', '--', this.mountpoint]);
-      if (!ok) {
-        this.log.error(`fusermount3 -u -z ${this.mountpoint} failed`);
-        return false;
-      }
+    } else if (!(await run('fusermount3', ['-u', '-z', '--', this.mountpoint]))) {
+      this.log.error(`fusermount3 -u -z ${this.mountpoint} failed`);
+      return 'failed';
     }
     this.unmounted = true;
-    return true;
+    return 'unmounted';
   }
 
   /**
    * Abort the connection (/sys/fs/fuse/connections/<id>/abort): every pending and future request
-   * fails with ENOTCONN and every read on /dev/fuse with ENODEV. Last resort when unmounting
-   * cannot end the session (lazily detached but still in use).
+   * fails with ENOTCONN and every read on /dev/fuse with ENODEV. Returns false when that is not
+   * possible: fusectl not mounted, or (in a user namespace other than the initial one) the kernel
+   * creates no control files for the connection at all.
    */
   abort(): boolean {
     if (this.connection === null) return false;
@@ -147,7 +144,7 @@ export class FuseMount {
       fs.writeFileSync(`${FUSECTL}/${this.connection}/abort`, '1');
       return true;
     } catch (e) {
-      this.log.warn({ code: (e as { code?: string }).code }, `cannot abort fuse connection ${this.connection}`);
+      this.log.debug({ code: (e as { code?: string }).code }, `cannot abort fuse connection ${this.connection}`);
       return false;
     }
   }

@@ -1,0 +1,246 @@
+/**
+ * Mounted-test fixture (go-fuse newTestCase + t.Cleanup; libfuse's runner "kills ... pass or
+ * fail"): `withMount(opts, fn)` makes orig/ and mnt/ in a fresh temp dir, starts the real CLI
+ * (dist/cli/main.js) in a child process, waits for its ready signal, runs fn, and ALWAYS cleans
+ * up: unmount, abort the connection if unmounting hangs, kill the child by its own pid, remove the
+ * temp dir (never while something is still mounted in it: rm would walk into the mount).
+ *
+ * The server runs in a child process because touching a mount from the server's own event loop
+ * deadlocks. The test process itself may use node:fs on the mount (it is a separate process), but
+ * every test needs a timeout: a server that stops answering hangs whoever touches the mount.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = join(REPO, 'dist', 'cli', 'main.js');
+
+export interface MountOptions {
+  /** extra CLI options after `mount orig mnt` */
+  args?: string[];
+  /** fill orig/ before mounting */
+  setup?: (orig: string) => void | Promise<void>;
+  /** extra environment for the server */
+  env?: Record<string, string>;
+  readyTimeoutMs?: number;
+}
+
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface MountContext {
+  dir: string;
+  orig: string;
+  mnt: string;
+  /** the server's pid */
+  pid: number;
+  /** everything the server wrote to stdout/stderr so far */
+  serverLog: () => string;
+  /** send `signal` to the server and wait for it to exit (SIGKILL after timeoutMs) */
+  stop: (signal?: NodeJS.Signals, timeoutMs?: number) => Promise<ExitStatus>;
+  /** the exit status once the server has exited, else null */
+  exited: () => ExitStatus | null;
+  /** close our ends of the server's stdout/stderr pipes (its writes then fail with EPIPE) */
+  closeOutput: () => void;
+}
+
+/** Why mounted tests cannot run here, or null. */
+export function mountSkipReason(): string | null {
+  if (process.platform !== 'linux') return 'FUSE mounts need Linux';
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'mounted tests run as root (mount(2))';
+  if (!fs.existsSync('/dev/fuse')) return '/dev/fuse is missing';
+  if (!fs.existsSync(CLI)) return `${CLI} is missing: build with npx tsc -p tsconfig.json (scripts/setup)`;
+  return null;
+}
+
+interface MountInfo {
+  minor: number;
+  fstype: string;
+}
+
+/** The topmost mount at `path` from /proc/self/mountinfo (read, never stat: stat could hang). */
+export function mountAt(path: string): MountInfo | null {
+  let found: MountInfo | null = null;
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const a = line.slice(0, sep).split(' ');
+    const mp = (a[4] ?? '').replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (mp !== path) continue;
+    found = { minor: Number(a[2]!.split(':')[1]), fstype: line.slice(sep + 3).split(' ')[0]! };
+  }
+  return found;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+}
+
+/**
+ * Run a command in another process with a timeout (SIGKILL by pid when it expires). Use it for
+ * client work that may block on the mount, or that needs other credentials (setpriv).
+ */
+export function run(cmd: string, args: readonly string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
+  return new Promise((resolveRun) => {
+    const c = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    c.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    c.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    c.stdin!.on('error', () => {});
+    c.stdin!.end(opts.input ?? '');
+    const t = setTimeout(() => {
+      timedOut = true;
+      if (c.pid) process.kill(c.pid, 'SIGKILL');
+    }, opts.timeoutMs ?? 10_000);
+    c.on('error', (e) => {
+      clearTimeout(t);
+      resolveRun({ stdout, stderr: stderr + String(e), status: null, signal: null, timedOut });
+    });
+    c.on('close', (status, signal) => {
+      clearTimeout(t);
+      resolveRun({ stdout, stderr, status, signal, timedOut });
+    });
+  });
+}
+
+/** Run a shell script (sh -c) as a client of the mount, in another process, with a timeout. */
+export function runClient(script: string, args: readonly string[] = [], timeoutMs = 10_000): Promise<RunResult> {
+  return run('sh', ['-c', script, 'client', ...args], { timeoutMs });
+}
+
+/** Run the CLI to completion (for usage and set-up errors); HANDLEFS_* env may be added. */
+export function runCli(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 15_000): Promise<RunResult> {
+  return run(process.execPath, [CLI, ...args], { timeoutMs, env: { ...process.env, ...env } });
+}
+
+function waitExit(child: ChildProcess, status: () => ExitStatus | null, ms: number): Promise<boolean> {
+  if (status()) return Promise.resolve(true);
+  return new Promise((r) => {
+    const t = setTimeout(() => r(false), ms);
+    child.once('exit', () => {
+      clearTimeout(t);
+      r(true);
+    });
+  });
+}
+
+function killPid(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
+/** Unmount `mnt` (ours only), escalating: umount, abort the connection + umount -l. */
+export async function forceUnmount(mnt: string): Promise<void> {
+  if (!mountAt(mnt)) return;
+  // -c: no canonicalization, so umount(8) does not stat into the mount (which may hang)
+  const r = await run('umount', ['-c', mnt], { timeoutMs: 5000 });
+  if (r.status === 0 && !mountAt(mnt)) return;
+  const m = mountAt(mnt);
+  if (m && m.fstype.startsWith('fuse')) {
+    try {
+      fs.writeFileSync(`/sys/fs/fuse/connections/${m.minor}/abort`, '1');
+    } catch {
+      /* fusectl not mounted or connection already gone */
+    }
+  }
+  await run('umount', ['-l', '-c', mnt], { timeoutMs: 5000 });
+}
+
+export async function withMount<T>(opts: MountOptions, fn: (ctx: MountContext) => Promise<T>): Promise<T> {
+  const dir = fs.realpathSync(fs.mkdtempSync(join(os.tmpdir(), 'handlefs-mnt-')));
+  const orig = join(dir, 'orig');
+  const mnt = join(dir, 'mnt');
+  fs.mkdirSync(orig);
+  fs.mkdirSync(mnt);
+  let child: ChildProcess | null = null;
+  let status: ExitStatus | null = null;
+  let log = '';
+  try {
+    await opts.setup?.(orig);
+    child = spawn(process.execPath, [CLI, 'mount', orig, mnt, ...(opts.args ?? [])], {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      env: { ...process.env, ...opts.env, HANDLEFS_READY_FD: '3' },
+    });
+    const c = child;
+    c.on('exit', (code, signal) => (status = { code, signal }));
+    c.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+    c.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    await new Promise<void>((ok, fail) => {
+      const ready = c.stdio[3] as Readable;
+      let got = '';
+      const t = setTimeout(() => fail(new Error(`server not ready within ${opts.readyTimeoutMs ?? 15_000} ms; log:\n${log}`)), opts.readyTimeoutMs ?? 15_000);
+      ready.on('data', (d: Buffer) => {
+        got += d.toString();
+        if (got.includes('ready\n')) {
+          clearTimeout(t);
+          ok();
+        }
+      });
+      ready.on('error', () => {});
+      c.once('exit', (code, signal) => {
+        clearTimeout(t);
+        fail(new Error(`server exited before ready (code ${code}, signal ${signal}); log:\n${log}`));
+      });
+      c.once('error', (e) => {
+        clearTimeout(t);
+        fail(e);
+      });
+    });
+    const ctx: MountContext = {
+      dir,
+      orig,
+      mnt,
+      pid: c.pid!,
+      serverLog: () => log,
+      exited: () => status,
+      closeOutput: () => {
+        c.stdout!.destroy();
+        c.stderr!.destroy();
+      },
+      stop: async (signal = 'SIGTERM', timeoutMs = 10_000) => {
+        if (!status) killPid(c.pid!, signal);
+        if (!(await waitExit(c, () => status, timeoutMs))) {
+          killPid(c.pid!, 'SIGKILL');
+          await waitExit(c, () => status, 5000);
+        }
+        return status ?? { code: null, signal: null };
+      },
+    };
+    return await fn(ctx);
+  } finally {
+    await forceUnmount(mnt);
+    if (child && child.pid) {
+      const c = child;
+      // after the unmount the server ends by itself (ENODEV); otherwise SIGTERM, then SIGKILL
+      if (!(await waitExit(c, () => status, 5000))) {
+        killPid(c.pid!, 'SIGTERM');
+        if (!(await waitExit(c, () => status, 3000))) {
+          killPid(c.pid!, 'SIGKILL');
+          await waitExit(c, () => status, 3000);
+        }
+      }
+    }
+    // a SIGKILLed server leaves a dead mount (ENOTCONN) behind
+    await forceUnmount(mnt);
+    if (mountAt(mnt)) {
+      // eslint-disable-next-line no-unsafe-finally
+      throw new Error(`could not unmount ${mnt}; left ${dir} in place`);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * Plumbing of the /dev/fuse frontend through the real CLI: mount, use, unmount; SIGTERM and an
+ * external umount both end the server with status 0 and leave nothing mounted.
+ */
+import * as fs from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { mountAt, mountSkipReason, run, runClient, withMount } from '../helpers/mount.js';
+
+const skip = mountSkipReason();
+
+describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('mounts, stats and lists the root, creates and reads a file, unmounts', { timeout: 60_000 }, async () => {
+    let mnt = '';
+    await withMount({ setup: (orig) => fs.writeFileSync(join(orig, 'hello.txt'), 'hi\n') }, async (t) => {
+      mnt = t.mnt;
+      const m = mountAt(t.mnt);
+      expect(m?.fstype).toBe('fuse.handlefs');
+      const st = await fsp.stat(t.mnt);
+      expect(st.isDirectory()).toBe(true);
+      expect(await fsp.readdir(t.mnt)).toEqual(['hello.txt']);
+      expect(await fsp.readFile(join(t.mnt, 'hello.txt'), 'utf8')).toBe('hi\n');
+      await fsp.writeFile(join(t.mnt, 'new.txt'), 'written through fuse');
+      expect(fs.readFileSync(join(t.orig, 'new.txt'), 'utf8')).toBe('written through fuse');
+      expect((await fsp.readdir(t.mnt)).sort()).toEqual(['hello.txt', 'new.txt']);
+      // a client in another process sees the same
+      const r = await runClient('cat "$1/new.txt" && ls "$1"', [t.mnt]);
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe('written through fuse' + 'hello.txt\nnew.txt\n');
+    });
+    expect(mountAt(mnt)).toBeNull();
+  });
+
+  it('the mount line in /proc/mounts names the shared dir and carries the mount options', { timeout: 60_000 }, async () => {
+    await withMount({}, async (t) => {
+      const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === t.mnt) ?? '';
+      const [source, , type, options] = line.split(' ');
+      expect(source).toBe(t.orig);
+      expect(type).toBe('fuse.handlefs');
+      expect(options!.split(',')).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'default_permissions', 'user_id=0', 'group_id=0']));
+      expect(options!.split(',')).not.toContain('allow_other');
+    });
+  });
+
+  it('--allow-other, --no-default-permissions and --readonly reach the mount options', { timeout: 60_000 }, async () => {
+    await withMount({ args: ['--allow-other', '--no-default-permissions', '--readonly'], setup: (o) => fs.writeFileSync(join(o, 'f'), 'x') }, async (t) => {
+      const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === t.mnt) ?? '';
+      const options = line.split(' ')[3]!.split(',');
+      expect(options).toEqual(expect.arrayContaining(['ro', 'allow_other']));
+      expect(options).not.toContain('default_permissions');
+      expect(await fsp.readFile(join(t.mnt, 'f'), 'utf8')).toBe('x');
+      await expect(fsp.writeFile(join(t.mnt, 'g'), 'y')).rejects.toMatchObject({ code: 'EROFS' });
+    });
+  });
+
+  it('SIGTERM unmounts and exits 0', { timeout: 60_000 }, async () => {
+    await withMount({ args: ['--log-level', 'info'] }, async (t) => {
+      await fsp.writeFile(join(t.mnt, 'f'), 'x');
+      const st = await t.stop('SIGTERM');
+      expect(st).toEqual({ code: 0, signal: null });
+      expect(mountAt(t.mnt)).toBeNull();
+      expect(t.serverLog()).toMatch(/mounted .* on .* \(raw, fd budget \d+, reopen by (handle|path), 2 readers\)/);
+      expect(t.serverLog()).toMatch(/received SIGTERM: unmounting/);
+    });
+  });
+
+  it('SIGINT on a busy mount detaches it, serves the open file until it is closed, then exits 0', { timeout: 60_000 }, async () => {
+    await withMount({ args: ['--log-level', 'info'] }, async (t) => {
+      const fh = await fsp.open(join(t.mnt, 'held'), 'w+');
+      try {
+        process.kill(t.pid, 'SIGINT');
+        for (let i = 0; i < 100 && mountAt(t.mnt); i++) await new Promise((r) => setTimeout(r, 50));
+        expect(mountAt(t.mnt)).toBeNull(); // detached from the namespace
+        await fh.write('still served');
+        expect(t.exited()).toBeNull();
+        expect(fs.readFileSync(join(t.orig, 'held'), 'utf8')).toBe('still served');
+      } finally {
+        await fh.close();
+      }
+      expect(await t.stop('SIGCONT', 10_000)).toEqual({ code: 0, signal: null });
+      expect(t.serverLog()).toMatch(/busy: detached it lazily/);
+    });
+  });
+
+  it('a second signal on a busy mount stops at once', { timeout: 60_000 }, async () => {
+    await withMount({}, async (t) => {
+      const fh = await fsp.open(join(t.mnt, 'held'), 'w');
+      try {
+        process.kill(t.pid, 'SIGTERM');
+        for (let i = 0; i < 100 && mountAt(t.mnt); i++) await new Promise((r) => setTimeout(r, 50));
+        const st = await t.stop('SIGTERM', 10_000);
+        // either the connection was aborted (exit 0) or, without fusectl, the server killed itself
+        expect(st.code === 0 || st.signal === 'SIGKILL').toBe(true);
+        await expect(fh.write('x')).rejects.toMatchObject({ code: 'ENOTCONN' });
+      } finally {
+        await fh.close().catch(() => {});
+      }
+    });
+  });
+
+  it('an external umount ends the server with 0', { timeout: 60_000 }, async () => {
+    await withMount({}, async (t) => {
+      await fsp.readdir(t.mnt);
+      const r = await run('umount', [t.mnt], { timeoutMs: 10_000 });
+      expect(r.status).toBe(0);
+      const st = await t.stop('SIGCONT', 10_000); // SIGCONT: harmless, just wait for the exit
+      expect(st).toEqual({ code: 0, signal: null });
+    });
+  });
+
+  it('the server survives its stderr reader going away (EPIPE)', { timeout: 60_000 }, async () => {
+    await withMount({ args: ['--log-level', 'debug'] }, async (t) => {
+      // debug traces every request to stderr; close our end of the pipe and keep using the mount
+      t.closeOutput();
+      for (let i = 0; i < 20; i++) {
+        await fsp.writeFile(join(t.mnt, `f${i}`), 'x');
+        await fsp.readdir(t.mnt);
+      }
+      expect(t.exited()).toBeNull();
+      expect(fs.readdirSync(t.orig)).toHaveLength(20);
+    });
+  });
+});
