@@ -1,0 +1,135 @@
+/**
+ * The CLI's exit codes and one-line messages: usage errors exit 2, set-up errors exit 1, each
+ * with exactly one line on stderr, before anything is mounted.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, mountAt, run, runCli, withMount } from '../helpers/mount.js';
+
+const built = fs.existsSync(CLI);
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p)) ?? 'setpriv';
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+function oneLine(stderr: string): string {
+  const lines = stderr.split('\n').filter((l) => l !== '');
+  expect(lines, `stderr: ${stderr}`).toHaveLength(1);
+  expect(lines[0]).toMatch(/^handlefs: /);
+  return lines[0]!;
+}
+
+describe.skipIf(!built)('handlefs CLI errors', () => {
+  let dir = '';
+  let shared = '';
+  let mnt = '';
+  beforeAll(() => {
+    dir = fs.realpathSync(fs.mkdtempSync(join(os.tmpdir(), 'handlefs-cli-')));
+    shared = join(dir, 'shared');
+    mnt = join(dir, 'mnt');
+    fs.mkdirSync(shared);
+    fs.mkdirSync(mnt);
+    fs.writeFileSync(join(dir, 'file'), 'x');
+    fs.mkdirSync(join(dir, 'full'));
+    fs.writeFileSync(join(dir, 'full', 'f'), 'x');
+    fs.mkdirSync(join(shared, 'sub'));
+    fs.symlinkSync(join(shared, 'sub'), join(dir, 'link-into-shared'));
+    fs.writeFileSync(join(dir, 'key'), Buffer.alloc(32, 7), { mode: 0o644 });
+    fs.chmodSync(join(dir, 'key'), 0o644);
+  });
+  afterAll(() => {
+    for (const p of [shared, mnt]) expect(mountAt(p)).toBeNull();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('--help explains every option and exits 0', async () => {
+    const r = await runCli(['--help']);
+    expect(r.status).toBe(0);
+    for (const o of ['--fd-budget', '--reopen', '--handle-key-file', '--cache', '--writeback', '--passthrough', '--readonly',
+      '--allow-other', '--no-default-permissions', '--xattr', '--no-xattr', '--log-level', '--frontend', '--nonempty',
+      '--max-write', '--readers', 'HANDLEFS_READY_FD']) {
+      expect(r.stdout).toContain(o);
+    }
+  });
+
+  const usage: Array<[string, () => string[], RegExp]> = [
+    ['no arguments', () => [], /missing command/],
+    ['unknown command', () => ['serve', shared, mnt], /unknown command 'serve'/],
+    ['mount without paths', () => ['mount'], /missing SHARED and MOUNTPOINT/],
+    ['mount without mountpoint', () => ['mount', shared], /missing MOUNTPOINT/],
+    ['an extra argument', () => ['mount', shared, mnt, 'more'], /unexpected argument 'more'/],
+    ['an unknown option', () => ['mount', shared, mnt, '--bogus'], /unknown option '--bogus'/],
+    ['a negated value option', () => ['mount', shared, mnt, '--no-cache'], /unknown option '--no-cache'/],
+    ['a missing option value', () => ['mount', shared, mnt, '--cache'], /option '--cache' needs a value/],
+    ['a value for a flag', () => ['mount', shared, mnt, '--writeback=yes'], /option '--writeback' takes no value/],
+    ['a bad --cache', () => ['mount', shared, mnt, '--cache', 'sometimes'], /--cache must be one of auto\|always\|metadata\|never/],
+    ['a bad --reopen', () => ['mount', shared, mnt, '--reopen', 'magic'], /--reopen must be one of/],
+    ['a bad --fd-budget', () => ['mount', shared, mnt, '--fd-budget', 'lots'], /--fd-budget must be a non-negative integer/],
+    ['a tiny --fd-budget', () => ['mount', shared, mnt, '--fd-budget', '3'], /--fd-budget must be 'auto' or at least 16/],
+    ['--readers 0', () => ['mount', shared, mnt, '--readers', '0'], /--readers must be between 1 and 64/],
+    ['--readers 65', () => ['mount', shared, mnt, '--readers', '65'], /--readers must be between 1 and 64/],
+    ['a bad --max-write', () => ['mount', shared, mnt, '--max-write', '1000'], /--max-write must be a multiple of 4096/],
+    ['a huge --max-write', () => ['mount', shared, mnt, '--max-write', '2m'], /--max-write must be a multiple of 4096/],
+    ['a bad --log-level', () => ['mount', shared, mnt, '--log-level', 'loud'], /--log-level must be one of/],
+    ['a bad --frontend', () => ['mount', shared, mnt, '--frontend', 'nfs'], /--frontend must be one of raw\|fuse-native/],
+    ['--passthrough with --writeback', () => ['mount', shared, mnt, '--passthrough', '--writeback'], /cannot be combined/],
+  ];
+  for (const [name, args, msg] of usage) {
+    it(`usage error, exit 2: ${name}`, async () => {
+      const r = await runCli(args());
+      expect(r.status, r.stderr).toBe(2);
+      expect(oneLine(r.stderr)).toMatch(msg);
+      expect(r.stdout).toBe('');
+    });
+  }
+
+  const setup: Array<[string, () => string[], RegExp, Record<string, string>?]> = [
+    ['the shared dir is missing', () => ['mount', join(dir, 'nope'), mnt], /shared directory .*nope does not exist$/],
+    ['the shared dir is a file', () => ['mount', join(dir, 'file'), mnt], /shared directory .*file is not a directory/],
+    ['the mountpoint is missing', () => ['mount', shared, join(dir, 'nomnt')], /mountpoint .*nomnt does not exist; create it first \(mkdir -p .*nomnt\)/],
+    ['the mountpoint is a file', () => ['mount', shared, join(dir, 'file')], /mountpoint .*file is not a directory/],
+    ['the mountpoint is not empty', () => ['mount', shared, join(dir, 'full')], /mountpoint .*full is not empty; empty it or pass --nonempty/],
+    ['the mountpoint is inside the shared dir', () => ['mount', shared, join(shared, 'sub')], /is inside the shared directory/],
+    ['the mountpoint is the shared dir', () => ['mount', shared, shared], /is inside the shared directory/],
+    ['the mountpoint reaches into the shared dir through a symlink', () => ['mount', shared, join(dir, 'link-into-shared')], /is inside the shared directory/],
+    ['the fuse-native frontend', () => ['mount', shared, mnt, '--frontend', 'fuse-native'], /fuse-native frontend is not available yet/],
+    ['/dev/fuse is missing', () => ['mount', shared, mnt], /\/nonexistent\/fuse does not exist; load the fuse module/, { HANDLEFS_DEV_FUSE: '/nonexistent/fuse' }],
+    ['the key file is readable by others', () => ['mount', shared, mnt, '--handle-key-file', join(dir, 'key')], /accessible by group or others .*chmod 600/],
+  ];
+  for (const [name, args, msg, env] of setup) {
+    it(`set-up error, exit 1: ${name}`, async () => {
+      const r = await runCli(args(), env);
+      expect(r.status, r.stderr).toBe(1);
+      expect(oneLine(r.stderr)).toMatch(msg);
+      expect(mountAt(mnt)).toBeNull();
+    });
+  }
+
+  it.skipIf(!isRoot)('set-up error, exit 1: not root and no fusermount3', async () => {
+    // nobody, with a PATH that has no fusermount3; the dirs must be reachable for that user
+    const d = fs.mkdtempSync(join(os.tmpdir(), 'handlefs-nobody-'));
+    try {
+      fs.mkdirSync(join(d, 's'));
+      fs.mkdirSync(join(d, 'm'));
+      fs.chmodSync(d, 0o755);
+      const r = await run(SETPRIV, ['--reuid=65534', '--regid=65534', '--clear-groups', '--',
+        process.execPath, CLI, 'mount', join(d, 's'), join(d, 'm')], { env: { PATH: '/nonexistent' }, timeoutMs: 15_000 });
+      expect(r.status, r.stderr).toBe(1);
+      expect(oneLine(r.stderr)).toMatch(/not running as root and fusermount3 is not installed/);
+      // with fusermount3 there, the unprivileged mount path says what it lacks (fd passing)
+      const r2 = await run(SETPRIV, ['--reuid=65534', '--regid=65534', '--clear-groups', '--',
+        process.execPath, CLI, 'mount', join(d, 's'), join(d, 'm')], { env: { PATH: '/usr/bin:/bin' }, timeoutMs: 15_000 });
+      expect(r2.status, r2.stderr).toBe(1);
+      expect(oneLine(r2.stderr)).toMatch(/run handlefs as root/);
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!isRoot || !fs.existsSync('/dev/fuse'))('--nonempty mounts over a non-empty directory', { timeout: 60_000 }, async () => {
+    await withMount({ args: ['--nonempty'], setup: (orig) => fs.writeFileSync(join(orig, 'a'), 'A') }, async (t) => {
+      expect(fs.readdirSync(t.mnt)).toEqual(['a']);
+    });
+    // the same fixture without --nonempty but a pre-filled mnt is covered above ("not empty")
+  });
+});
