@@ -4,8 +4,12 @@
  *
  * Mount options (libfuse2 -o list, fuse-native has no escape hatch for extra options, so
  * HandlefsFuse overrides its `_fuseOptions`):
- * - hard_remove: an unlinked file that is still open is removed at once instead of being renamed
- *   to `.fuse_hidden*` in the shared directory (the core keeps serving it through its open fh).
+ * - hard_remove: an unlinked (or renamed-over) file that is still open is removed at once instead
+ *   of being renamed to `.fuse_hidden*` in the shared directory. The price, a libfuse2 limit:
+ *   its node loses its path, and fuse-native (no nullpath_ok) gets no path-less calls, so read,
+ *   write, fstat, ftruncate and fsync on that open fd answer ENOENT; close/release still reach
+ *   us (path "-") and free the core's handle. (Without hard_remove libfuse would rename the file
+ *   to .fuse_hidden* on the host and delete it at the last close.)
  * - big_writes: writes up to 128 KiB per request instead of 4 KiB.
  * - attr_timeout/entry_timeout: the core's attribute timeout (its cache policy); negative_timeout=0.
  * - default_permissions (unless `defaultPermissions: false`): fuse-native gives no caller
