@@ -161,7 +161,16 @@ export async function forceUnmount(mnt: string): Promise<void> {
   await run('umount', ['-l', '-c', mnt], { timeoutMs: 5000 });
 }
 
-export async function withMount<T>(opts: MountOptions, fn: (ctx: MountContext) => Promise<T>): Promise<T> {
+export interface MountHandle extends MountContext {
+  /** unmount, end the server, remove the temp dir; safe to call twice */
+  cleanup: () => Promise<void>;
+}
+
+/**
+ * Start a mount for a whole test file (beforeAll/afterAll); prefer withMount, which cannot forget
+ * the cleanup. On a failed start everything is already cleaned up.
+ */
+export async function startMount(opts: MountOptions = {}): Promise<MountHandle> {
   const dir = fs.realpathSync(fs.mkdtempSync(join(os.tmpdir(), 'handlefs-mnt-')));
   const orig = join(dir, 'orig');
   const mnt = join(dir, 'mnt');
@@ -170,6 +179,29 @@ export async function withMount<T>(opts: MountOptions, fn: (ctx: MountContext) =
   let child: ChildProcess | null = null;
   let status: ExitStatus | null = null;
   let log = '';
+  let cleaned = false;
+
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    await forceUnmount(mnt);
+    if (child && child.pid) {
+      const c = child;
+      // after the unmount the server ends by itself (ENODEV); otherwise SIGTERM, then SIGKILL
+      if (!(await waitExit(c, () => status, 5000))) {
+        killPid(c.pid!, 'SIGTERM');
+        if (!(await waitExit(c, () => status, 3000))) {
+          killPid(c.pid!, 'SIGKILL');
+          await waitExit(c, () => status, 3000);
+        }
+      }
+    }
+    // a SIGKILLed server leaves a dead mount (ENOTCONN) behind
+    await forceUnmount(mnt);
+    if (mountAt(mnt)) throw new Error(`could not unmount ${mnt}; left ${dir} in place`);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+
   try {
     await opts.setup?.(orig);
     child = spawn(process.execPath, [CLI, 'mount', orig, mnt, ...(opts.args ?? [])], {
@@ -180,10 +212,11 @@ export async function withMount<T>(opts: MountOptions, fn: (ctx: MountContext) =
     c.on('exit', (code, signal) => (status = { code, signal }));
     c.stdout!.on('data', (d: Buffer) => (log += d.toString()));
     c.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const timeout = opts.readyTimeoutMs ?? 15_000;
     await new Promise<void>((ok, fail) => {
       const ready = c.stdio[3] as Readable;
       let got = '';
-      const t = setTimeout(() => fail(new Error(`server not ready within ${opts.readyTimeoutMs ?? 15_000} ms; log:\n${log}`)), opts.readyTimeoutMs ?? 15_000);
+      const t = setTimeout(() => fail(new Error(`server not ready within ${timeout} ms; log:\n${log}`)), timeout);
       ready.on('data', (d: Buffer) => {
         got += d.toString();
         if (got.includes('ready\n')) {
@@ -201,7 +234,7 @@ export async function withMount<T>(opts: MountOptions, fn: (ctx: MountContext) =
         fail(e);
       });
     });
-    const ctx: MountContext = {
+    return {
       dir,
       orig,
       mnt,
@@ -220,27 +253,20 @@ export async function withMount<T>(opts: MountOptions, fn: (ctx: MountContext) =
         }
         return status ?? { code: null, signal: null };
       },
+      cleanup,
     };
-    return await fn(ctx);
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+/** Mount, run fn, and always clean up (unmount, end the server by pid, remove the temp dir). */
+export async function withMount<T>(opts: MountOptions, fn: (ctx: MountContext) => Promise<T>): Promise<T> {
+  const m = await startMount(opts);
+  try {
+    return await fn(m);
   } finally {
-    await forceUnmount(mnt);
-    if (child && child.pid) {
-      const c = child;
-      // after the unmount the server ends by itself (ENODEV); otherwise SIGTERM, then SIGKILL
-      if (!(await waitExit(c, () => status, 5000))) {
-        killPid(c.pid!, 'SIGTERM');
-        if (!(await waitExit(c, () => status, 3000))) {
-          killPid(c.pid!, 'SIGKILL');
-          await waitExit(c, () => status, 3000);
-        }
-      }
-    }
-    // a SIGKILLed server leaves a dead mount (ENOTCONN) behind
-    await forceUnmount(mnt);
-    if (mountAt(mnt)) {
-      // eslint-disable-next-line no-unsafe-finally
-      throw new Error(`could not unmount ${mnt}; left ${dir} in place`);
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
+    await m.cleanup();
   }
 }
