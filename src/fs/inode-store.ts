@@ -67,6 +67,20 @@ export class InodeStore {
     return this.nextId++;
   }
 
+  /** The next node id to hand out (a successor continues after its predecessor's ids). */
+  get next(): bigint {
+    return this.nextId;
+  }
+
+  set next(v: bigint) {
+    if (v > this.nextId) this.nextId = v;
+  }
+
+  /** Add under its node id only: another node already owns this identity (a restored alias). */
+  addUnindexed(inode: Inode): void {
+    this.byNodeId.set(inode.nodeid, inode);
+  }
+
   add(inode: Inode): void {
     this.byNodeId.set(inode.nodeid, inode);
     this.byIdentity.set(inode.identity, inode);

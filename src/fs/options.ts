@@ -21,4 +21,6 @@ export interface PassthroughOptions {
   /** when running as root, create files with the requester's uid/gid (as virtiofsd does) */
   creds: boolean;
   log: Logger;
+  /** records kept for inodes that left memory, so persistent client handles resolve (default 100,000) */
+  exportTableSize?: number;
 }

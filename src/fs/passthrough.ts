@@ -23,7 +23,8 @@ import { DefaultFileSystem, ROOT_ID, type FileSystem } from './filesystem.js';
 import { HandleTable, type OpenHandle } from './handle-table.js';
 import { Inode, InodeStore } from './inode-store.js';
 import type { PassthroughOptions } from './options.js';
-import { InodeFds } from './reopen.js';
+import { InodeFds, type ReopenCounters } from './reopen.js';
+import { ExportTable, encodeState, decodeState, type InodeRecord } from './export-table.js';
 import {
   FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW,
   FATTR_SIZE, FATTR_UID, WRITE_KILL_SUIDGID,
@@ -60,6 +61,7 @@ export interface PassthroughCounters {
   reopenByHandle: number;
   estale: number;
   sealFailures: number;
+  resurrected: number;
 }
 
 /**
@@ -72,6 +74,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   private readonly once: LogOnce;
   private readonly cache: FdCache;
   private readonly store: InodeStore;
+  private readonly exports: ExportTable;
   private readonly handles = new HandleTable();
   private readonly fds: InodeFds;
   private readonly sealer: Sealer;
@@ -118,7 +121,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     this.sealer = new Sealer(opts.key, Buffer.concat([Buffer.from(String(rootHandle.type)), rootHandle.bytes]));
     // a per-process generation: node ids are never reused within a process; across processes the
     // generation tells an old client handle apart
-    this.generation = BigInt(randomBytes(4).readUInt32LE(0) | 1);
+    this.generation = BigInt((randomBytes(4).readUInt32LE(0) | 1) >>> 0);
 
     const caps = probeCaps();
     this.canLinkEmptyPath = caps.dacReadSearch;
@@ -140,7 +143,12 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       if (h) h.cursorValid = false;
     };
     this.store = new InodeStore(ROOT_ID, this.log);
-    this.store.onDrop = (inode) => this.cache.remove(inode.fdKey);
+    this.exports = new ExportTable(opts.exportTableSize ?? 100_000);
+    this.store.onDrop = (inode) => {
+      this.cache.remove(inode.fdKey);
+      const r = this.recordOf(inode, 0);
+      if (r) this.exports.put(r);
+    };
     const rootStat = statAt(this.rootPathFd, EMPTY, AT_EMPTY_PATH);
     this.root = new Inode(ROOT_ID, this.generation, rootStat.mode & S_IFMT, rootHandle,
       this.sealer.seal(rootHandle.type, rootHandle.bytes), handleKey(rootHandle), false);
@@ -172,8 +180,82 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   private inode(nodeid: bigint): Inode {
     if (nodeid === ROOT_ID) return this.root;
     const i = this.store.get(nodeid);
-    if (!i) throw new FsError(E.ESTALE, 'unknown node id');
-    return i;
+    if (i) return i;
+    // not in memory: a client's persistent handle, or a request to a successor after a restart
+    return this.resurrect(nodeid, 0);
+  }
+
+  /** The record a successor (or a later LOOKUP of ".") needs to find this inode again. */
+  private recordOf(inode: Inode, nlookup: number): InodeRecord | null {
+    if (!inode.reopenable || !inode.handle || !inode.seal || !inode.parent || !inode.name) return null;
+    return {
+      nodeid: inode.nodeid, generation: inode.generation, parent: inode.parent.nodeid, name: Buffer.from(inode.name),
+      type: inode.type, handleType: inode.handle.type, handle: inode.handle.bytes, seal: inode.seal, nlookup,
+    };
+  }
+
+  /**
+   * Bring back an inode that left memory, under its old node id, from its sealed record: the seal
+   * is verified first; the parent is brought back the same way (bounded depth); the inode is then
+   * reopened beneath its parent by name (or, for a directory with CAP_DAC_READ_SEARCH, by handle
+   * and proven beneath the root) and its handle compared byte for byte. Anything else is ESTALE.
+   */
+  private resurrect(nodeid: bigint, depth: number): Inode {
+    const rec = this.exports.get(nodeid);
+    if (!rec) throw new FsError(E.ESTALE, 'unknown node id');
+    if (depth > 4096) throw new FsError(E.ESTALE, 'parent chain too deep');
+    if (!this.sealer.verify(rec.handleType, rec.handle, rec.seal)) {
+      this.fdsCounters().sealFailures++;
+      this.log.error({ nodeid: String(nodeid) }, 'inode record seal does not verify; refusing it (tampering or a bug)');
+      throw new FsError(E.ESTALE, 'record seal');
+    }
+    const parent = rec.parent === ROOT_ID ? this.root : this.store.get(rec.parent) ?? this.resurrect(rec.parent, depth + 1);
+    const handle: FileHandle = { type: rec.handleType, bytes: rec.handle, mountId: this.root.handle!.mountId };
+    const fd = this.fds.openRecord(parent, rec.name, handle, rec.type);
+    const key = handleKey(handle);
+    const inode = new Inode(rec.nodeid, rec.generation, rec.type, handle, rec.seal, key, true);
+    if (this.store.byKey(key)) this.store.addUnindexed(inode);
+    else this.store.add(inode);
+    this.store.setParent(inode, parent, rec.name);
+    inode.nlookup = rec.nlookup;
+    this.exports.delete(nodeid);
+    this.cache.insertPinned(inode.fdKey, fd, 'path');
+    this.cache.unpin(inode.fdKey, fd);
+    this.fdsCounters().resurrected++;
+    return inode;
+  }
+
+  private fdsCounters(): ReopenCounters {
+    return this.fds.counters;
+  }
+
+  /** Sealed state for a successor: every inode the client may still name, with its lookup count. */
+  exportState(): Buffer {
+    const records: InodeRecord[] = [];
+    for (const inode of this.store.all()) {
+      if (inode === this.root) continue;
+      const r = this.recordOf(inode, inode.nlookup);
+      if (r) records.push(r);
+    }
+    for (const r of this.exports.values()) records.push(r);
+    return encodeState(this.sealer, { nextNodeid: this.store.next, generation: this.generation, records });
+  }
+
+  /**
+   * Take over a predecessor's sealed state: refused whole when its seal does not verify (another
+   * key, truncated, reordered, flipped). Records are brought back lazily, on first use.
+   */
+  importState(blob: Buffer): { ok: true; records: number } | { ok: false; reason: string } {
+    const r = decodeState(this.sealer, blob);
+    if (!r.ok) {
+      this.fdsCounters().sealFailures++;
+      this.log.error({ reason: r.reason }, 'refusing the predecessor state');
+      return { ok: false, reason: r.reason };
+    }
+    this.store.next = r.state.nextNodeid;
+    for (const rec of r.state.records) if (rec.nodeid !== ROOT_ID && !this.store.get(rec.nodeid)) this.exports.put(rec);
+    this.log.info({ records: r.state.records.length }, 'predecessor state accepted');
+    return { ok: true, records: r.state.records.length };
   }
 
   private withFd<T>(inode: Inode, fn: (fd: number) => T): T {
@@ -387,7 +469,10 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   override async lookup(_ctx: Context, parentId: bigint, name: Buffer): Promise<Entry> {
     checkName(name, true);
     const parent = this.inode(parentId);
-    if (parent.type !== S_IFDIR) throw new FsError(E.ENOTDIR);
+    // LOOKUP of "." names the node itself, of any type: the kernel's export code resolves a client
+    // file handle that way (fuse_get_dentry)
+    const isSelf = name.length === 1 && name[0] === 0x2e;
+    if (!isSelf && parent.type !== S_IFDIR) throw new FsError(E.ENOTDIR);
     if (isDotName(name)) {
       let target = parent;
       if (name.length === 2) {
@@ -413,7 +498,10 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   override forget(_ctx: Context, nodeid: bigint, nlookup: bigint): void {
     const inode = nodeid === ROOT_ID ? this.root : this.store.get(nodeid);
     if (!inode) {
-      this.log.debug({ nodeid: String(nodeid) }, 'forget of an unknown node id');
+      const rec = this.exports.get(nodeid);
+      // keep the record (a persistent client handle may still name it), drop the count
+      if (rec) rec.nlookup = Math.max(0, rec.nlookup - Number(nlookup > 0xffffffffn ? 0xffffffffn : nlookup));
+      else this.log.debug({ nodeid: String(nodeid) }, 'forget of an unknown node id');
       return;
     }
     const n = nlookup > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(nlookup);

@@ -18,6 +18,7 @@ export interface ReopenCounters {
   reopenByHandle: number;
   estale: number;
   sealFailures: number;
+  resurrected: number;
 }
 
 /**
@@ -31,7 +32,7 @@ export interface ReopenCounters {
  * Every reopen first verifies the inode's seal.
  */
 export class InodeFds {
-  readonly counters: ReopenCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0 };
+  readonly counters: ReopenCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0 };
 
   constructor(
     private readonly cache: FdCache,
@@ -132,6 +133,64 @@ export class InodeFds {
     } finally {
       sys.close(cur);
     }
+  }
+
+  /**
+   * Open an inode known only by its (already verified) record: a directory by handle when allowed,
+   * then proven beneath the root; anything else by name beneath its parent. The handle of what was
+   * opened must equal the record's. Returns an fd the caller owns.
+   */
+  openRecord(parent: Inode, name: Buffer, handle: FileHandle, type: number): number {
+    if (type === S_IFDIR && this.strategy === 'handle') {
+      this.cache.reserve();
+      let fd: number;
+      try {
+        fd = sys.openByHandleAt(this.mountFd, handle.type, handle.bytes, O_PATH | O_CLOEXEC);
+      } catch (e) {
+        if ((e as { code?: string }).code === 'ESTALE') { this.counters.estale++; throw new FsError(E.ESTALE, 'handle no longer valid'); }
+        throw e;
+      }
+      let inside = false;
+      try {
+        inside = this.beneathRoot(fd);
+      } finally {
+        if (!inside) sys.close(fd);
+      }
+      if (!inside) {
+        this.counters.estale++;
+        this.log.warn({ name: name.toString() }, 'a persistent handle names a directory outside the shared directory; refused');
+        throw new FsError(E.ESTALE, 'outside the shared directory');
+      }
+      return fd;
+    }
+    const parentFd = this.acquire(parent);
+    let fd: number;
+    try {
+      this.cache.reserve();
+      try {
+        fd = sys.openat2(parentFd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EXDEV') {
+          this.counters.estale++;
+          throw new FsError(E.ESTALE, `record re-walk: ${code}`);
+        }
+        throw e;
+      }
+    } finally {
+      this.release(parent, parentFd);
+    }
+    try {
+      const h = sys.nameToHandleAt(fd, EMPTY, AT_EMPTY_PATH | this.handleFlags);
+      if (!sameHandle(h, handle)) {
+        this.counters.estale++;
+        throw new FsError(E.ESTALE, 'record identity mismatch');
+      }
+    } catch (e) {
+      sys.close(fd);
+      throw e;
+    }
+    return fd;
   }
 
   private reopenByPath(inode: Inode, depth: number): number {

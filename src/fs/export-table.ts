@@ -1,0 +1,137 @@
+import { LRUCache } from 'lru-cache';
+import { E } from '../errors.js';
+import type { Sealer } from '../handle/seal.js';
+import { SEAL_LEN } from '../handle/seal.js';
+
+/**
+ * What the server remembers of an inode after it left memory, so that a client's persistent handle
+ * (FUSE export: node id + generation) still resolves: LOOKUP of "." on a node id the server no
+ * longer holds, or any request after a restart. The handle's own seal travels with it; nothing is
+ * opened from a record whose seal does not verify.
+ */
+export interface InodeRecord {
+  nodeid: bigint;
+  generation: bigint;
+  /** parent hint: the node id the inode was last reached from (0n when none) */
+  parent: bigint;
+  name: Buffer;
+  /** S_IFMT bits */
+  type: number;
+  handleType: number;
+  handle: Buffer;
+  /** MAC of the handle (Sealer.seal) */
+  seal: Buffer;
+  /** lookups the client held when the record was written (restored by a successor) */
+  nlookup: number;
+}
+
+/** A bounded LRU of records of inodes that are no longer in memory. */
+export class ExportTable {
+  private readonly lru: LRUCache<bigint, InodeRecord>;
+  constructor(readonly max: number) {
+    this.lru = new LRUCache<bigint, InodeRecord>({ max: Math.max(1, max) });
+  }
+  get size(): number {
+    return this.lru.size;
+  }
+  put(r: InodeRecord): void {
+    this.lru.set(r.nodeid, r);
+  }
+  get(nodeid: bigint): InodeRecord | undefined {
+    return this.lru.get(nodeid);
+  }
+  delete(nodeid: bigint): void {
+    this.lru.delete(nodeid);
+  }
+  *values(): IterableIterator<InodeRecord> {
+    yield* this.lru.values();
+  }
+}
+
+/**
+ * Sealed state: what a successor process needs to keep serving the same client without an
+ * unmount. Layout (little endian):
+ *   "HFSTATE1" | u32 count | u64 nextNodeid | u64 generation | records... | MAC(16) over all before
+ * record: u64 nodeid | u64 generation | u64 parent | u32 type | i32 handleType | u32 nlookup |
+ *         u16 handleLen | handle | u16 nameLen | name | seal(16)
+ * One MAC covers the whole blob, so a truncated, reordered, flipped or foreign-key state is
+ * refused whole; the decoder also checks every length before it reads.
+ */
+const MAGIC = Buffer.from('HFSTATE1', 'latin1');
+const PURPOSE = 'state';
+const MAX_RECORDS = 10_000_000;
+
+export interface ServerState {
+  nextNodeid: bigint;
+  generation: bigint;
+  records: InodeRecord[];
+}
+
+export function encodeState(sealer: Sealer, st: ServerState): Buffer {
+  const parts: Buffer[] = [];
+  const hdr = Buffer.alloc(MAGIC.length + 4 + 16);
+  MAGIC.copy(hdr, 0);
+  hdr.writeUInt32LE(st.records.length, 8);
+  hdr.writeBigUInt64LE(st.nextNodeid, 12);
+  hdr.writeBigUInt64LE(st.generation, 20);
+  parts.push(hdr);
+  for (const r of st.records) {
+    const b = Buffer.alloc(8 * 3 + 4 * 3 + 2 + r.handle.length + 2 + r.name.length + SEAL_LEN);
+    let o = 0;
+    o = b.writeBigUInt64LE(r.nodeid, o);
+    o = b.writeBigUInt64LE(r.generation, o);
+    o = b.writeBigUInt64LE(r.parent, o);
+    o = b.writeUInt32LE(r.type >>> 0, o);
+    o = b.writeInt32LE(r.handleType, o);
+    o = b.writeUInt32LE(Math.min(r.nlookup, 0xffffffff) >>> 0, o);
+    o = b.writeUInt16LE(r.handle.length, o);
+    o += r.handle.copy(b, o);
+    o = b.writeUInt16LE(r.name.length, o);
+    o += r.name.copy(b, o);
+    r.seal.copy(b, o);
+    parts.push(b);
+  }
+  const body = Buffer.concat(parts);
+  return Buffer.concat([body, sealer.mac(body, PURPOSE)]);
+}
+
+export type StateResult = { ok: true; state: ServerState } | { ok: false; errno: number; reason: string };
+
+export function decodeState(sealer: Sealer, buf: unknown): StateResult {
+  const bad = (reason: string, errno = E.EINVAL): StateResult => ({ ok: false, errno, reason });
+  if (!Buffer.isBuffer(buf)) return bad('not a buffer');
+  const HDR = MAGIC.length + 4 + 16;
+  if (buf.length < HDR + SEAL_LEN) return bad('truncated');
+  if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) return bad('bad magic');
+  const body = buf.subarray(0, buf.length - SEAL_LEN);
+  if (!sealer.verifyMac(body, buf.subarray(buf.length - SEAL_LEN), PURPOSE)) return bad('state seal does not verify', E.ESTALE);
+  const count = buf.readUInt32LE(8);
+  if (count > MAX_RECORDS) return bad('too many records');
+  const st: ServerState = { nextNodeid: buf.readBigUInt64LE(12), generation: buf.readBigUInt64LE(20), records: [] };
+  let o = HDR;
+  const end = body.length;
+  for (let i = 0; i < count; i++) {
+    if (o + 38 > end) return bad('record truncated');
+    const nodeid = body.readBigUInt64LE(o);
+    const generation = body.readBigUInt64LE(o + 8);
+    const parent = body.readBigUInt64LE(o + 16);
+    const type = body.readUInt32LE(o + 24);
+    const handleType = body.readInt32LE(o + 28);
+    const nlookup = body.readUInt32LE(o + 32);
+    const hl = body.readUInt16LE(o + 36);
+    o += 38;
+    if (hl > 128 || o + hl + 2 > end) return bad('handle length');
+    const handle = Buffer.from(body.subarray(o, o + hl));
+    o += hl;
+    const nl = body.readUInt16LE(o);
+    o += 2;
+    if (nl > 255 || o + nl + SEAL_LEN > end) return bad('name length');
+    const name = Buffer.from(body.subarray(o, o + nl));
+    o += nl;
+    const seal = Buffer.from(body.subarray(o, o + SEAL_LEN));
+    o += SEAL_LEN;
+    st.records.push({ nodeid, generation, parent, name, type, handleType, handle, seal, nlookup });
+  }
+  if (o !== end) return bad('trailing bytes');
+  return { ok: true, state: st };
+}

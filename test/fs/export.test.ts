@@ -1,0 +1,151 @@
+/**
+ * Persistent handles in the core (issue 8): inodes that left memory come back under their old node
+ * id from sealed records (LOOKUP of "." on an unknown node id), and a successor process takes over a
+ * predecessor's sealed state. Nothing outside the shared directory comes back.
+ */
+import { describe, it, expect, afterEach } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { makeFs, tmpdir, ctx, B, walk, errnoOf } from './helpers.js';
+import type { PassthroughFs } from '../../src/fs/passthrough.js';
+import { ephemeralKey } from '../../src/handle/key.js';
+import { Sealer } from '../../src/handle/seal.js';
+import { encodeState, decodeState } from '../../src/fs/export-table.js';
+import { O_RDONLY } from '../../src/sys/constants.js';
+
+const open: PassthroughFs[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  while (open.length) await open.pop()!.destroy();
+  while (dirs.length) fs.rmSync(dirs.pop()!, { recursive: true, force: true });
+});
+
+function tree(): { top: string; root: string; outside: string } {
+  const top = tmpdir('hfs-export-');
+  dirs.push(top);
+  const root = path.join(top, 'shared');
+  const outside = path.join(top, 'outside');
+  fs.mkdirSync(path.join(root, 'a/b/c'), { recursive: true });
+  fs.mkdirSync(outside);
+  for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(root, 'a/b/c', `f${i}`), `file-${i}`);
+  return { top, root, outside };
+}
+
+async function readAll(pfs: PassthroughFs, nodeid: bigint): Promise<string> {
+  const o = await pfs.open(ctx, nodeid, O_RDONLY);
+  try {
+    return (await pfs.read(ctx, nodeid, o.fh, 0, 1000)).toString();
+  } finally {
+    await pfs.release(ctx, nodeid, o.fh, 0, 0n, false);
+  }
+}
+
+/** Forget a node and its ancestors as the kernel would when it drops them. */
+async function forgetChain(pfs: PassthroughFs, rel: string): Promise<bigint[]> {
+  const ids: bigint[] = [];
+  let parent = 1n;
+  for (const part of rel.split('/')) {
+    const e = await pfs.lookup(ctx, parent, B(part));
+    ids.push(e.nodeid);
+    parent = e.nodeid;
+  }
+  // each lookup above counted one; walk() style lookups may have counted more: drop everything
+  for (const id of ids) pfs.forget(ctx, id, 1n << 40n);
+  return ids;
+}
+
+describe('records of forgotten inodes', () => {
+  for (const reopen of ['path', 'handle'] as const) {
+    it(`LOOKUP "." on a forgotten node id brings the same file back under the same id (reopen by ${reopen})`, async () => {
+      const { root } = tree();
+      const { pfs } = makeFs(root, { reopen });
+      open.push(pfs);
+      const ids = await forgetChain(pfs, 'a/b/c/f7');
+      expect(pfs.counters().inodes).toBe(1); // only the root is in memory
+      const f = ids[3]!;
+      const e = await pfs.lookup(ctx, f, B('.'));
+      expect(e.nodeid).toBe(f);
+      expect(await readAll(pfs, f)).toBe('file-7');
+      // its directory came back too, and '..' answers
+      const up = await pfs.lookup(ctx, ids[2]!, B('..'));
+      expect(up.nodeid).toBe(ids[1]);
+      expect(pfs.counters().resurrected).toBeGreaterThanOrEqual(4);
+    });
+  }
+
+  it('a file replaced or a directory moved outside meanwhile gives ESTALE, never another file', async () => {
+    const { root, outside } = tree();
+    const { pfs } = makeFs(root, { reopen: 'handle' });
+    open.push(pfs);
+    const f = (await forgetChain(pfs, 'a/b/c/f1'))[3]!;
+    const c = (await forgetChain(pfs, 'a/b/c'))[2]!;
+    fs.unlinkSync(path.join(root, 'a/b/c/f1'));
+    fs.writeFileSync(path.join(root, 'a/b/c/f1'), 'IMPOSTOR');
+    expect(await errnoOf(pfs.lookup(ctx, f, B('.')))).toBe('ESTALE');
+    fs.renameSync(path.join(root, 'a/b/c'), path.join(outside, 'c'));
+    expect(await errnoOf(pfs.lookup(ctx, c, B('.')))).toBe('ESTALE');
+    expect(await errnoOf(pfs.getattr(ctx, 123456n))).toBe('ESTALE');
+  });
+});
+
+describe('successor state', () => {
+  it('a successor with the same key serves the same node ids; new ids never collide', async () => {
+    const { root } = tree();
+    const key = ephemeralKey();
+    const a = makeFs(root, { key }).pfs;
+    open.push(a);
+    const nodes: bigint[] = [];
+    for (let i = 0; i < 20; i++) nodes.push((await walk(a, `a/b/c/f${i}`)).nodeid);
+    const state = a.exportState();
+    await a.destroy();
+    open.pop();
+    const b = makeFs(root, { key }).pfs;
+    open.push(b);
+    expect(b.importState(state)).toEqual({ ok: true, records: expect.any(Number) });
+    for (let i = 0; i < 20; i++) expect(await readAll(b, nodes[i]!)).toBe(`file-${i}`);
+    fs.writeFileSync(path.join(root, 'fresh'), 'x');
+    const fresh = await b.lookup(ctx, 1n, B('fresh'));
+    expect(fresh.nodeid).toBeGreaterThan(nodes.reduce((m, x) => (x > m ? x : m), 0n));
+  });
+
+  it('refuses a state sealed under another key, and every truncated, flipped or reordered state', async () => {
+    const { root } = tree();
+    const key = ephemeralKey();
+    const a = makeFs(root, { key }).pfs;
+    open.push(a);
+    for (let i = 0; i < 5; i++) await walk(a, `a/b/c/f${i}`);
+    const state = a.exportState();
+    const other = makeFs(root).pfs;
+    open.push(other);
+    expect(other.importState(state).ok).toBe(false);
+    const sealer = new Sealer(key, Buffer.from('x'));
+    const sealerRef = (a as unknown as { sealer: Sealer }).sealer;
+    const good = decodeState(sealerRef, state);
+    expect(good.ok).toBe(true);
+    void sealer;
+    const bad: Buffer[] = [];
+    for (let n = 0; n < state.length; n += 3) bad.push(state.subarray(0, n));
+    for (let bit = 0; bit < state.length * 8; bit += 5) {
+      const f = Buffer.from(state);
+      f[bit >> 3]! ^= 1 << (bit & 7);
+      bad.push(f);
+    }
+    if (good.ok && good.state.records.length >= 2) {
+      const recs = [...good.state.records];
+      [recs[0], recs[1]] = [recs[1]!, recs[0]!];
+      const reordered = encodeState(sealerRef, { ...good.state, records: recs });
+      // re-sealed by the key holder it is valid; spliced into the old seal it is not
+      const spliced = Buffer.concat([reordered.subarray(0, reordered.length - 16), state.subarray(state.length - 16)]);
+      bad.push(spliced);
+    }
+    bad.push(Buffer.concat([state, Buffer.from([0])]));
+    for (const b of bad) {
+      let r: ReturnType<typeof decodeState> | undefined;
+      expect(() => { r = decodeState(sealerRef, b); }).not.toThrow();
+      expect(r!.ok).toBe(false);
+    }
+    const b2 = makeFs(root, { key }).pfs;
+    open.push(b2);
+    for (const b of bad.slice(0, 50)) expect(b2.importState(b).ok).toBe(false);
+  });
+});
