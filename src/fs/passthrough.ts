@@ -796,10 +796,12 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     });
   }
 
-  override async flush(_ctx: Context, nodeid: bigint, fh: bigint, _lockOwner: bigint): Promise<void> {
+  override async flush(_ctx: Context, nodeid: bigint, fh: bigint, lockOwner: bigint): Promise<void> {
     const h = this.handles.get(fh, nodeid, 'file');
-    if (h.locked) {
-      // close(2) drops the process's POSIX locks: drop the OFD locks taken through this fh
+    // close(2) drops the POSIX locks of the closing process (the FLUSH's lock owner). Our locks are
+    // OFD locks on this fh: drop them only when that owner took some, so that a forked child
+    // closing its inherited copy, or an OFD lock's dup being closed, leaves them alone.
+    if (h.lockOwners?.delete(lockOwner)) {
       this.withFile(h, (fd) => {
         try {
           sys.ofdSetlk(fd, F_UNLCK, SEEK_SET, 0, 0);
@@ -1023,8 +1025,9 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     return { start: BigInt(r.start), end: r.len === 0 ? OFFSET_MAX : BigInt(r.start + r.len - 1), type: r.type, pid: r.pid > 0 ? r.pid : 0 };
   }
 
-  override async setlk(_ctx: Context, nodeid: bigint, fh: bigint, _owner: bigint, lock: FileLock, sleep: boolean, isFlock: boolean): Promise<void> {
+  override async setlk(_ctx: Context, nodeid: bigint, fh: bigint, owner: bigint, lock: FileLock, sleep: boolean, isFlock: boolean): Promise<void> {
     const h = this.handles.get(fh, nodeid, 'file');
+    if (!isFlock && lock.type !== F_UNLCK) (h.lockOwners ??= new Set()).add(owner);
     if (lock.type !== F_RDLCK && lock.type !== F_WRLCK && lock.type !== F_UNLCK) throw new FsError(E.EINVAL);
     if (lock.type !== F_UNLCK && !h.locked) {
       // a lock lives on the open file description: that fd must never be closed under it
