@@ -52,6 +52,13 @@ export interface Config {
   maxWrite: number;
   /** concurrent reads on /dev/fuse (each a thread of its own) */
   readers: number;
+  /** write the core's counters as JSON to this file every second and at exit */
+  statsFile: string | null;
+  /**
+   * run the filesystem in a worker process under a supervisor that holds /dev/fuse: the worker can
+   * be upgraded (SIGHUP) or can crash and be restarted without unmounting
+   */
+  supervise: boolean;
 }
 
 export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> = Object.freeze({
@@ -68,6 +75,8 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   nonempty: false,
   logLevel: 'warn',
   frontend: 'raw',
+  statsFile: null,
+  supervise: false,
   maxWrite: 1 << 20,
   readers: 2,
 });
@@ -117,6 +126,8 @@ export interface RawOptions {
   frontend?: string;
   maxWrite?: string;
   readers?: string;
+  statsFile?: string;
+  supervise?: boolean;
 }
 
 /** Build and validate a Config; throws ConfigError (a usage error) on a bad value or combination. */
@@ -155,7 +166,11 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     frontend: o.frontend === undefined ? d.frontend : oneOf('frontend', o.frontend, FRONTENDS),
     maxWrite,
     readers,
+    statsFile: o.statsFile ?? d.statsFile,
+    supervise: o.supervise ?? d.supervise,
   };
+  if (cfg.statsFile === '') throw new ConfigError('--stats-file must not be empty');
+  if (cfg.supervise && cfg.frontend !== 'raw') throw new ConfigError('--supervise needs --frontend raw');
   // the kernel refuses FUSE_PASSTHROUGH together with the writeback cache (fuse_kernel.h, 7.40)
   if (cfg.passthrough && cfg.writeback) throw new ConfigError('--passthrough cannot be combined with --writeback');
   return cfg;

@@ -34,6 +34,8 @@ const OPTIONS = {
   frontend: { type: 'string' },
   'max-write': { type: 'string' },
   readers: { type: 'string' },
+  'stats-file': { type: 'string' },
+  supervise: { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
 export const USAGE = `usage: handlefs mount SHARED MOUNTPOINT [options]
@@ -68,11 +70,16 @@ options:
   --log-level LEVEL         fatal|error|warn|info|debug|trace|silent (default warn); debug traces
                             every request
   --frontend raw|fuse-native
-                            raw = own FUSE protocol on /dev/fuse (default); fuse-native = libfuse
-                            high-level API (not available yet)
+                            raw = own FUSE protocol on /dev/fuse (default); fuse-native = libfuse2's
+                            high-level API through fuse-native (paths, millisecond times: see README)
   --max-write BYTES         largest write request, a multiple of 4096 up to 1m (default 1m;
                             k/m suffixes allowed)
   --readers N               concurrent reads on /dev/fuse, one thread each (default 2, 1..${MAX_READERS})
+  --stats-file FILE         write the server's counters (fds, evictions, reopens, ESTALE, ...) as
+                            JSON to FILE every second and at exit
+  --supervise               keep /dev/fuse in a supervisor and run the filesystem in a worker
+                            process: SIGHUP upgrades the worker (new code, same mount), a crashed
+                            worker is restarted; client handles and node ids survive both
   -h, --help                this text
   -V, --version             print the version
 
@@ -96,7 +103,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
   if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
   // allowNegative accepts --no-<string option> too; there is nothing to negate there
-  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'cache', 'log-level', 'frontend', 'max-write', 'readers'] as const) {
+  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'cache', 'log-level', 'frontend', 'max-write', 'readers', 'stats-file'] as const) {
     if (typeof v[k] === 'boolean') throw new UsageError(`unknown option '--no-${k}'`);
   }
   const raw: RawOptions = {
@@ -115,6 +122,8 @@ export function parseCommandLine(argv: readonly string[]): Command {
     frontend: v.frontend as string | undefined,
     maxWrite: v['max-write'] as string | undefined,
     readers: v.readers as string | undefined,
+    statsFile: v['stats-file'] as string | undefined,
+    supervise: v.supervise,
   };
   try {
     return { kind: 'mount', config: makeConfig(pos[1]!, pos[2]!, raw) };

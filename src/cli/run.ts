@@ -12,11 +12,12 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { childLogger, makeLogger, setRootLogger } from '../log.js';
 import { parseCommandLine, USAGE, UsageError } from './args.js';
 import { devFusePath, preflight, SetupError } from './preflight.js';
+import { startStats } from '../stats.js';
 
 const noop = (): void => {};
 
 /** One line to stderr, prefixed; EPIPE on a closed stderr is ignored. */
-function say(line: string): void {
+export function say(line: string): void {
   try {
     fs.writeSync(2, `handlefs: ${line}\n`);
   } catch {
@@ -79,10 +80,11 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 async function serve(cfg: Config, log: Logger): Promise<number> {
-  if (cfg.frontend === 'fuse-native') {
-    throw new SetupError('the fuse-native frontend is not available yet; use --frontend raw');
-  }
   const pre = preflight(cfg);
+  if (cfg.supervise) {
+    const { supervise } = await import('../frontends/supervisor/supervisor.js');
+    return supervise(cfg, pre, log, { signalReady, say });
+  }
 
   // imported here, after the checks: loading the core loads the native addon, whose absence is a
   // set-up error with its own message, not a usage error
@@ -101,6 +103,14 @@ async function serve(cfg: Config, log: Logger): Promise<number> {
   if (reopenBy === 'auto') reopenBy = probeCaps().dacReadSearch ? 'handle' : 'path';
   const core = new PassthroughFs(passthroughOptions(cfg, pre.root, key, log));
   const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(core) : core;
+  const stats = startStats(cfg.statsFile, () => core.counters(), log);
+  if (cfg.frontend === 'fuse-native') {
+    try {
+      return await serveHighLevel(cfg, pre, fsys, log, reopenBy, core.counters().fdBudget);
+    } finally {
+      stats.stop();
+    }
+  }
   const server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
   const mlog = childLogger('devfuse', log);
 
@@ -188,17 +198,55 @@ async function serve(cfg: Config, log: Logger): Promise<number> {
   } catch {
     /* already closed */
   }
+  stats.stop();
   await fsys.destroy().catch((e: unknown) => log.warn({ err: e }, 'destroy failed'));
   return end.reason === 'unmounted' ? 0 : 1;
 }
 
+/**
+ * --frontend fuse-native: the same core behind libfuse2's high-level API. libfuse runs its own
+ * loop; we stop on SIGINT/SIGTERM/SIGHUP, or when the mount disappears from /proc/self/mounts.
+ */
+async function serveHighLevel(
+  cfg: Config, pre: { root: string; mountpoint: string }, fsys: FileSystem, log: Logger, reopenBy: string, budget: number,
+): Promise<number> {
+  const { mountHighLevel } = await import('../frontends/highlevel/mount.js');
+  const hl = await mountHighLevel(fsys, pre.mountpoint, {
+    allowOther: cfg.allowOther, defaultPermissions: cfg.defaultPermissions, fsname: pre.root,
+    log: childLogger('highlevel', log), debug: cfg.logLevel === 'trace',
+  });
+  log.info(`mounted ${pre.root} on ${pre.mountpoint} (fuse-native, fd budget ${budget}, reopen by ${reopenBy})`);
+  signalReady();
+  const why = await new Promise<string>((resolve) => {
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => resolve(`received ${sig}`));
+    const poll = setInterval(() => {
+      if (!isMounted(pre.mountpoint)) resolve('unmounted');
+    }, 500);
+    poll.unref();
+  });
+  log.info(`${why}: unmounting ${pre.mountpoint}`);
+  if (why !== 'unmounted') await hl.unmount();
+  else await hl.unmount().catch(noop);
+  await fsys.destroy().catch((e: unknown) => log.warn({ err: e }, 'destroy failed'));
+  return 0;
+}
+
+function isMounted(mountpoint: string): boolean {
+  try {
+    const esc = mountpoint.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+    return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === esc);
+  } catch {
+    return true;
+  }
+}
+
 /** 'pool' readers only when asked for and the environment sized the pool (see session.ts). */
-function readerKind(): 'thread' | 'pool' {
+export function readerKind(): 'thread' | 'pool' {
   return process.env.HANDLEFS_READERS === 'pool' ? 'pool' : 'thread';
 }
 
 /** HANDLEFS_READY_FD=N: write "ready\n" to fd N and close it (the test fixture waits on it). */
-function signalReady(): void {
+export function signalReady(): void {
   const v = process.env.HANDLEFS_READY_FD;
   if (!v || !/^\d+$/.test(v)) return;
   const fd = Number(v);

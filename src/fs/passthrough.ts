@@ -90,6 +90,11 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   private killPrivV2 = false;
   private readonly direntBuf = Buffer.allocUnsafe(DIRENT_BUF);
   private destroyed = false;
+  /**
+   * Called with a sealed one-record state whenever an inode a client may name appears or moves
+   * (a supervisor keeps them so that a crashed worker's successor can resolve the same node ids).
+   */
+  onRecord: ((sealed: Buffer) => void) | null = null;
 
   constructor(private readonly opts: PassthroughOptions) {
     super();
@@ -229,6 +234,12 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     return this.fds.counters;
   }
 
+  private emitRecord(inode: Inode): void {
+    if (!this.onRecord) return;
+    const r = this.recordOf(inode, inode.nlookup);
+    if (r) this.onRecord(encodeState(this.sealer, { nextNodeid: this.store.next, generation: this.generation, records: [r] }));
+  }
+
   /** Sealed state for a successor: every inode the client may still name, with its lookup count. */
   exportState(): Buffer {
     const records: InodeRecord[] = [];
@@ -336,6 +347,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
         h ? this.sealer.seal(h.type, h.bytes) : null, key, canReopen);
       this.store.add(inode);
       if (parent && name) this.store.setParent(inode, parent, Buffer.from(name));
+      this.emitRecord(inode);
       this.cache.insertPinned(inode.fdKey, fd, 'path', !canReopen);
       this.cache.unpin(inode.fdKey, fd);
       if (!canReopen) this.once.warn(`pin-${h ? 'mnt' : 'nohandle'}`, { name: name?.toString() },
@@ -646,7 +658,10 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
         const moved = this.findChild(ofd, oldname);
         const other = flags & RENAME_EXCHANGE || this.handles.size > 0 ? this.findChild(nfd, newname) : undefined;
         sys.renameat2(ofd, oldname, nfd, newname, flags);
-        if (moved && moved.reopenable) this.store.setParent(moved, newdir, Buffer.from(newname));
+        if (moved && moved.reopenable) {
+          this.store.setParent(moved, newdir, Buffer.from(newname));
+          this.emitRecord(moved);
+        }
         if (flags & RENAME_EXCHANGE) {
           if (other && other.reopenable) this.store.setParent(other, olddir, Buffer.from(oldname));
         } else this.noteMaybeUnlinked(other);

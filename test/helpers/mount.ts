@@ -21,6 +21,7 @@ export const CLI = join(REPO, 'dist', 'cli', 'main.js');
 
 export interface MountOptions {
   /** extra CLI options after `mount orig mnt` */
+  /** extra CLI arguments; '{dir}' is replaced by the test's temp dir (beside orig/ and mnt/) */
   args?: string[];
   /** fill orig/ before mounting */
   setup?: (orig: string) => void | Promise<void>;
@@ -204,7 +205,7 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
 
   try {
     await opts.setup?.(orig);
-    child = spawn(process.execPath, [CLI, 'mount', orig, mnt, ...(opts.args ?? [])], {
+    child = spawn(process.execPath, [CLI, 'mount', orig, mnt, ...(opts.args ?? []).map((a) => a.replaceAll('{dir}', dir))], {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
       env: { ...process.env, ...opts.env, HANDLEFS_READY_FD: '3' },
     });

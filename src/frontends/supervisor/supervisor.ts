@@ -1,0 +1,327 @@
+/**
+ * Restart without unmount (`handlefs mount --supervise`).
+ *
+ * The supervisor holds what must outlive a worker: the /dev/fuse fd and the mount, the sealing key,
+ * the kernel's INIT request, and the sealed inode records the worker streams to it. It reads
+ * requests from /dev/fuse and forwards their bytes to the worker, which runs the filesystem and the
+ * protocol server and answers reply bytes (the protocol server is transport-agnostic, so this is
+ * one more transport). It keeps no filesystem logic.
+ *
+ * - Upgrade (SIGHUP, or SIGUSR2): new requests are queued; requests in flight are allowed to finish
+ *   (bounded); the old worker hands over its full sealed state and exits; a new worker (the code on
+ *   disk now) starts with that state and a replay of INIT; the queue is released to it.
+ * - Crash (the worker dies): every request it had not answered is answered EIO by the supervisor
+ *   (never left hanging); a new worker starts with the records streamed so far. Restarts are rate
+ *   limited: more than 5 crashes within a minute unmount and exit 1.
+ * - Node ids and client file handles survive both: the successor verifies each sealed record (same
+ *   key) and brings inodes back lazily, under their old node ids. Open files (fh) do not survive:
+ *   requests on an fh of a previous worker get EBADF.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { Config } from '../../config.js';
+import { E } from '../../errors.js';
+import { ephemeralKey, loadOrCreateKey } from '../../handle/key.js';
+import { childLogger } from '../../log.js';
+import { DevFuseSession, mountFuse, type RequestHandler } from '../devfuse/index.js';
+import {
+  errorReply, FUSE_INIT, IN_OPCODE, IN_UNIQUE, noReply, type FromWorker, type StartMsg, type ToWorker,
+} from './protocol.js';
+
+export interface SupervisorHooks {
+  signalReady(): void;
+  say(line: string): void;
+}
+
+const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.js');
+const DRAIN_MS = 10_000;
+const MAX_CRASHES_PER_MIN = 5;
+
+interface Pending {
+  resolve: (b: Buffer | null) => void;
+  unique: bigint;
+  opcode: number;
+}
+
+class Forwarder implements RequestHandler {
+  private worker: ChildProcess | null = null;
+  private ready = false;
+  private paused = false;
+  private queue: Array<{ id: number; buf: Buffer }> = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  init: Buffer | null = null;
+  private initId = -1;
+  /** set once the worker answered INIT (the session reports the mount live then) */
+  negotiated: object | null = null;
+  /** latest sealed record per streamed blob, in arrival order (a successor replays them all) */
+  readonly records: Buffer[] = [];
+  private recordBytes = 0;
+  private drained: (() => void) | null = null;
+  private onState: ((b: Buffer) => void) | null = null;
+  generation = 0;
+  crashes: number[] = [];
+  stopping = false;
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly root: string,
+    private readonly key: Buffer,
+    private readonly log: Logger,
+    private readonly bufSize: number,
+    private readonly onFatal: (why: string) => void,
+  ) {}
+
+  bufferSize(): number {
+    return this.bufSize;
+  }
+
+  handle(req: Buffer): Promise<Buffer | null> {
+    const opcode = req.length >= 8 ? req.readUInt32LE(IN_OPCODE) : 0;
+    const unique = req.length >= 16 ? req.readBigUInt64LE(IN_UNIQUE) : 0n;
+    const id = this.nextId++;
+    if (opcode === FUSE_INIT) {
+      this.init = Buffer.from(req);
+      this.initId = id;
+    }
+    return new Promise((resolve) => {
+      this.pending.set(id, { resolve, unique, opcode });
+      if (this.ready && !this.paused) this.send({ t: 'req', id, buf: req });
+      else this.queue.push({ id, buf: req });
+    });
+  }
+
+  get inflight(): number {
+    return this.pending.size - this.queue.length;
+  }
+
+  private send(m: ToWorker): void {
+    try {
+      this.worker?.send(m);
+    } catch (e) {
+      this.log.warn({ err: e }, 'cannot send to the worker');
+    }
+  }
+
+  /** Start a worker with the given state; resolves when it is ready. */
+  start(state: Buffer | null): Promise<void> {
+    const gen = ++this.generation;
+    const child = fork(WORKER, [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: process.execArgv.filter((a) => !a.startsWith('--cpu-prof')),
+    });
+    this.worker = child;
+    this.ready = false;
+    return new Promise<void>((resolve, reject) => {
+      child.on('message', (raw) => this.onMessage(raw as FromWorker, resolve, reject));
+      child.on('exit', (code, signal) => this.onExit(gen, child, code, signal, reject));
+      const start: StartMsg = {
+        t: 'start', cfg: { ...this.cfg } as unknown as Record<string, unknown>, root: this.root, key: this.key,
+        state, records: state ? [] : this.records, init: this.init,
+      };
+      child.send(start);
+    });
+  }
+
+  private onMessage(m: FromWorker, resolve: () => void, reject: (e: Error) => void): void {
+    switch (m.t) {
+      case 'ready':
+        this.ready = true;
+        this.log.info({ pid: this.worker?.pid, restored: m.restored, generation: this.generation }, 'worker ready');
+        this.release();
+        resolve();
+        return;
+      case 'fail':
+        reject(new Error(m.message));
+        return;
+      case 'rep': {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if (m.id === this.initId && m.buf) this.negotiated = {};
+        p.resolve(m.buf ? Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength) : null);
+        if (this.pending.size === this.queue.length && this.drained) this.drained();
+        return;
+      }
+      case 'recs':
+        for (const r of m.recs) {
+          const b = Buffer.from(r.buffer, r.byteOffset, r.byteLength);
+          this.records.push(b);
+          this.recordBytes += b.length;
+        }
+        // bounded: past 64 MiB of streamed records, keep the newer half (older ids fall back to ESTALE)
+        if (this.recordBytes > 64 << 20) {
+          const keep = this.records.splice(0, this.records.length >> 1);
+          this.recordBytes -= keep.reduce((n, b) => n + b.length, 0);
+        }
+        return;
+      case 'state':
+        this.onState?.(Buffer.from(m.blob.buffer, m.blob.byteOffset, m.blob.byteLength));
+        return;
+    }
+  }
+
+  private onExit(gen: number, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null, reject: (e: Error) => void): void {
+    if (gen !== this.generation || child !== this.worker) return; // an old worker, already replaced
+    this.ready = false;
+    reject(new Error(`worker exited (${signal ?? code}) before it was ready`));
+    // every request the worker had not answered: EIO, never a client hanging forever
+    const queued = new Set(this.queue.map((q) => q.id));
+    let failed = 0;
+    for (const [id, p] of this.pending) {
+      if (queued.has(id)) continue;
+      this.pending.delete(id);
+      p.resolve(noReply(p.opcode) ? null : errorReply(p.unique, E.EIO));
+      failed++;
+    }
+    if (this.stopping) return;
+    this.log.error({ code, signal, failedRequests: failed }, 'the worker died; restarting it (requests in flight were answered EIO)');
+    const now = Date.now();
+    this.crashes = this.crashes.filter((t) => now - t < 60_000);
+    this.crashes.push(now);
+    if (this.crashes.length > MAX_CRASHES_PER_MIN) {
+      this.onFatal(`the worker crashed ${this.crashes.length} times within a minute`);
+      return;
+    }
+    this.start(null).catch((e: unknown) => this.onFatal(`cannot restart the worker: ${(e as Error).message}`));
+  }
+
+  private release(): void {
+    const q = this.queue;
+    this.queue = [];
+    for (const r of q) this.send({ t: 'req', id: r.id, buf: r.buf });
+  }
+
+  /** Upgrade: drain, take the full state, stop the old worker, start a new one with it. */
+  async upgrade(): Promise<void> {
+    if (!this.ready || this.paused) return;
+    this.paused = true;
+    const old = this.worker!;
+    this.log.info({ pid: old.pid, inflight: this.inflight }, 'upgrade: draining the worker');
+    if (this.inflight > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, DRAIN_MS);
+        this.drained = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.drained = null;
+    }
+    const state = await new Promise<Buffer>((resolve) => {
+      this.onState = resolve;
+      this.send({ t: 'state' });
+    });
+    this.onState = null;
+    const gone = new Promise<void>((resolve) => old.once('exit', () => resolve()));
+    this.generation++; // the old worker's exit is no crash
+    this.send({ t: 'stop' });
+    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+    if (old.exitCode === null && old.signalCode === null) old.kill('SIGKILL');
+    // requests the old worker never answered within the drain window
+    for (const [id, p] of this.pending) {
+      if (this.queue.some((q) => q.id === id)) continue;
+      this.pending.delete(id);
+      p.resolve(noReply(p.opcode) ? null : errorReply(p.unique, E.EINTR));
+    }
+    this.paused = false;
+    await this.start(state);
+    this.log.info({ pid: this.worker?.pid, stateBytes: state.length }, 'upgrade done');
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const w = this.worker;
+    if (!w || w.exitCode !== null) return;
+    const gone = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    this.send({ t: 'stop' });
+    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+    if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
+  }
+
+  get workerPid(): number | undefined {
+    return this.worker?.pid;
+  }
+}
+
+export async function supervise(cfg: Config, pre: { root: string; mountpoint: string }, log: Logger, hooks: SupervisorHooks): Promise<number> {
+  const slog = childLogger('supervisor', log);
+  // one key for every worker: the successor must verify its predecessor's seals
+  const key = cfg.handleKeyFile ? loadOrCreateKey(cfg.handleKeyFile) : ephemeralKey();
+  let fatal: string | null = null;
+  let stopNow: ((why: string) => void) | null = null;
+  const fwd = new Forwarder(cfg, pre.root, key, slog, Math.max(8192, cfg.maxWrite + 4096), (why) => {
+    fatal = why;
+    stopNow?.(why);
+  });
+  await fwd.start(null);
+
+  const mount = await mountFuse(
+    { source: pre.root, mountpoint: pre.mountpoint, allowOther: cfg.allowOther, defaultPermissions: cfg.defaultPermissions, readonly: cfg.readonly },
+    childLogger('devfuse', log),
+    process.env.HANDLEFS_DEV_FUSE || undefined,
+  ).catch(async (e: unknown) => {
+    await fwd.stop();
+    throw e;
+  });
+  const session = new DevFuseSession(mount.fd, fwd, { readers: cfg.readers, kind: 'thread' }, childLogger('devfuse', log));
+  session.start();
+
+  if (cfg.statsFile) {
+    // the worker writes the core's counters; the supervisor adds its own beside them
+    const file = `${cfg.statsFile}.supervisor`;
+    const t = setInterval(() => {
+      try {
+        fs.writeFileSync(`${file}.tmp`, JSON.stringify({ pid: process.pid, workerPid: fwd.workerPid, generation: fwd.generation, records: fwd.records.length }) + '\n');
+        fs.renameSync(`${file}.tmp`, file);
+      } catch {
+        /* best effort */
+      }
+    }, 500);
+    t.unref();
+  }
+
+  let stopping = false;
+  const stop = async (why: string): Promise<void> => {
+    if (stopping) {
+      if (!mount.abort()) process.kill(process.pid, 'SIGKILL');
+      return;
+    }
+    stopping = true;
+    slog.info(`${why}: unmounting ${pre.mountpoint}`);
+    const r = await mount.unmount();
+    if (r !== 'unmounted' && !mount.abort()) slog.warn(`${pre.mountpoint} is busy: detached lazily; serving open files until they are closed`);
+  };
+  stopNow = (why) => void stop(why);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void stop(`received ${sig}`));
+  const upgrade = (): void => {
+    fwd.upgrade().catch((e: unknown) => {
+      slog.error({ err: e }, 'upgrade failed');
+      void stop('upgrade failed');
+    });
+  };
+  process.on('SIGHUP', upgrade);
+  process.on('SIGUSR2', upgrade);
+
+  session.live.then(() => {
+    slog.info(`mounted ${pre.root} on ${pre.mountpoint} (raw, supervised, worker pid ${fwd.workerPid})`);
+    hooks.signalReady();
+  }, () => {});
+
+  await session.done;
+  try {
+    fs.closeSync(mount.fd);
+  } catch {
+    /* closed */
+  }
+  await fwd.stop();
+  if (fatal) {
+    hooks.say(fatal);
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,109 @@
+/**
+ * The supervised worker: the filesystem core and the protocol server, fed request bytes by the
+ * supervisor over the IPC channel, answering reply bytes. Started only by the supervisor (it needs
+ * the IPC channel the supervisor created; run by hand it exits at once).
+ */
+import { pino } from 'pino';
+import type { Config } from '../../config.js';
+import { passthroughOptions, protocolOptions } from '../../config.js';
+import type { FileSystem } from '../../fs/filesystem.js';
+import { PassthroughFs } from '../../fs/passthrough.js';
+import { ReadOnlyFs } from '../../fs/read-only.js';
+import { ProtocolServer } from '../../fuse/protocol-server.js';
+import { childLogger, setRootLogger } from '../../log.js';
+import type { FromWorker, StartMsg, ToWorker } from './protocol.js';
+
+if (!process.send) {
+  process.stderr.write('handlefs: the worker is started by `handlefs mount --supervise`, not by hand\n');
+  process.exit(2);
+}
+
+const send = (m: FromWorker): void => {
+  process.send!(m);
+};
+
+let core: PassthroughFs | null = null;
+let server: ProtocolServer | null = null;
+let pendingRecs: Uint8Array[] = [];
+let flushScheduled = false;
+
+function flushRecs(): void {
+  flushScheduled = false;
+  if (pendingRecs.length === 0) return;
+  const recs = pendingRecs;
+  pendingRecs = [];
+  send({ t: 'recs', recs });
+}
+
+async function start(m: StartMsg): Promise<void> {
+  const cfg = m.cfg as unknown as Config;
+  const log = pino({ level: cfg.logLevel, base: { pid: process.pid, role: 'worker' } }, pino.destination({ fd: 2, sync: true }));
+  setRootLogger(log);
+  const key = Buffer.from(m.key);
+  core = new PassthroughFs(passthroughOptions(cfg, m.root, key, log));
+  const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(core) : core;
+  server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
+  let restored = 0;
+  // every record is verified by the core before use: a foreign or tampered one is refused and logged
+  if (m.state) {
+    const r = core.importState(Buffer.from(m.state));
+    if (r.ok) restored += r.records;
+  }
+  for (const rec of m.records) {
+    const r = core.importState(Buffer.from(rec));
+    if (r.ok) restored += r.records;
+  }
+  if (m.init) {
+    // the kernel sent INIT to a predecessor; replay it so that this protocol server is initialized
+    // with the same negotiation (the reply is dropped: the kernel already has one)
+    await server.handle(Buffer.from(m.init));
+  }
+  core.onRecord = (sealed) => {
+    pendingRecs.push(sealed);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushRecs);
+    }
+  };
+  if (cfg.statsFile) {
+    const { startStats } = await import('../../stats.js');
+    startStats(cfg.statsFile, () => ({ role: 'worker', ...core!.counters() }), log);
+  }
+  log.info({ restored }, 'worker ready');
+  send({ t: 'ready', restored });
+}
+
+process.on('message', (raw) => {
+  const m = raw as ToWorker;
+  switch (m.t) {
+    case 'req': {
+      const srv = server;
+      if (!srv) return;
+      srv.handle(Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength)).then(
+        (rep) => {
+          flushRecs(); // records before the reply that names them
+          send({ t: 'rep', id: m.id, buf: rep });
+        },
+        () => send({ t: 'rep', id: m.id, buf: null }),
+      );
+      return;
+    }
+    case 'start':
+      start(m).catch((e: unknown) => {
+        send({ t: 'fail', message: e instanceof Error ? e.message : String(e) });
+        process.exit(1);
+      });
+      return;
+    case 'state':
+      flushRecs();
+      send({ t: 'state', blob: core ? core.exportState() : Buffer.alloc(0) });
+      return;
+    case 'stop':
+      flushRecs();
+      void (core ? core.destroy() : Promise.resolve()).finally(() => process.exit(0));
+      return;
+  }
+});
+
+// the supervisor went away: nothing can reach us any more
+process.on('disconnect', () => process.exit(0));

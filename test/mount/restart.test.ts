@@ -1,0 +1,96 @@
+/**
+ * Persistent client handles and restarting the server without unmounting (issue 8): a client takes
+ * FUSE export handles for 1,000 files; the supervised server is upgraded (SIGHUP: new worker, sealed
+ * state handed over) and its worker is killed with SIGKILL (restarted from the streamed records);
+ * after each, with the kernel's caches dropped, open_by_handle_at opens every file with the right
+ * contents, and the mount was never unmounted.
+ */
+import { describe, it, expect } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { withMount, mountSkipReason, run, mountAt } from '../helpers/mount.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const PY = path.join(here, 'fixtures/handles.py');
+const skip = mountSkipReason();
+
+async function waitFor<T>(what: string, fn: () => T | null | undefined, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v !== null && v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function readJson(file: string): Record<string, any> | null {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+describe.skipIf(skip !== null)(`persistent handles across restarts${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('1,000 client handles survive an upgrade and a SIGKILL of the worker; the mount stays', async () => {
+    const N = 1000;
+    const expect_: Record<string, string> = {};
+    await withMount({
+      args: ['--supervise', '--stats-file', '{dir}/stats'],
+      setup: (orig) => {
+        for (let d = 0; d < 10; d++) fs.mkdirSync(path.join(orig, `d${d}`, 'sub'), { recursive: true });
+        for (let i = 0; i < N; i++) {
+          const rel = `d${i % 10}/sub/f${i}`;
+          fs.writeFileSync(path.join(orig, rel), `content of ${i}\n`);
+          expect_[rel] = `content of ${i}\n`;
+        }
+      },
+    }, async ({ dir, mnt, pid }) => {
+      const stats = path.join(dir, 'stats');
+      const list = path.join(dir, 'list');
+      fs.writeFileSync(list, Object.keys(expect_).join('\n'));
+      fs.writeFileSync(path.join(dir, 'expect.json'), JSON.stringify(expect_));
+      const dev0 = fs.statSync(mnt).dev;
+      const take = await run('python3', [PY, 'take', mnt, list], { timeoutMs: 60_000 });
+      expect(JSON.parse(take.stdout)).toEqual({ taken: N });
+      const sup = await waitFor('supervisor stats', () => readJson(`${stats}.supervisor`));
+      expect(sup.pid).toBe(pid);
+      const openAll = async (): Promise<{ ok: number; nfailed: number; failed: unknown[] }> => {
+        const r = await run('python3', [PY, 'open', mnt, `${list}.handles`, path.join(dir, 'expect.json')], { timeoutMs: 60_000 });
+        return JSON.parse(r.stdout);
+      };
+      // --- upgrade
+      const gen0 = sup.generation;
+      const worker0 = sup.workerPid;
+      process.kill(pid, 'SIGHUP');
+      const up = await waitFor('the upgraded worker', () => {
+        const s = readJson(`${stats}.supervisor`);
+        return s && s.workerPid !== worker0 && s.generation > gen0 ? s : null;
+      });
+      const r1 = await openAll();
+      expect(r1.failed).toEqual([]);
+      expect(r1.ok).toBe(N);
+      // --- crash
+      process.kill(up.workerPid, 'SIGKILL');
+      await waitFor('the restarted worker', () => {
+        const s = readJson(`${stats}.supervisor`);
+        return s && s.workerPid !== up.workerPid ? s : null;
+      });
+      const r2 = await openAll();
+      expect(r2.failed).toEqual([]);
+      expect(r2.ok).toBe(N);
+      // the successor brought the inodes back from sealed records
+      const w = await waitFor('worker stats', () => {
+        const s = readJson(stats);
+        return s && s.resurrected > 0 ? s : null;
+      });
+      expect(w.sealFailures).toBe(0);
+      // never unmounted: the same mount, the same device, the same server
+      expect(fs.statSync(mnt).dev).toBe(dev0);
+      expect(mountAt(mnt)).not.toBeNull();
+      expect(fs.readFileSync(path.join(mnt, 'd3/sub/f3'), 'utf8')).toBe('content of 3\n');
+    });
+  }, 180_000);
+});
