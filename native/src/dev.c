@@ -2,7 +2,10 @@
 #include <errno.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/sysmacros.h>
 
 #include "bindings.h"
@@ -77,4 +80,47 @@ BINDING(makedev) {
   napi_value v;
   NAPI_CALL(env, napi_create_bigint_uint64(env, (uint64_t)makedev(maj, min), &v));
   return v;
+}
+
+/* socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): for fusermount3's _FUSE_COMMFD. Returns [a, b]. */
+BINDING(socketpairUnix) {
+  (void)info;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return throw_errno(env, errno, "socketpair");
+  napi_value arr;
+  NAPI_CALL(env, napi_create_array_with_length(env, 2, &arr));
+  NAPI_CALL(env, napi_set_element(env, arr, 0, js_int(env, sv[0])));
+  NAPI_CALL(env, napi_set_element(env, arr, 1, js_int(env, sv[1])));
+  return arr;
+}
+
+/*
+ * Receive one fd sent with SCM_RIGHTS (fusermount3 sends the /dev/fuse fd this way). Blocks until
+ * a message arrives; EOF without an fd (the sender exited) gives ECONNRESET. The fd is made
+ * close-on-exec (MSG_CMSG_CLOEXEC).
+ */
+BINDING(recvFd) {
+  GET_ARGS(env, info, 1);
+  int32_t sock;
+  ARG_I32(0, &sock);
+  char byte;
+  struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  memset(&u, 0, sizeof(u));
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_errno(env, errno, "recvmsg");
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (n == 0 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) {
+    return throw_errno(env, ECONNRESET, "recvmsg");
+  }
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof(int));
+  return js_int(env, fd);
 }

@@ -167,6 +167,11 @@ export interface NativeAddon {
   /** FUSE_DEV_IOC_BACKING_CLOSE */
   fuseBackingClose(devFd: number, backingId: number): void;
 
+  /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC) -> [a, b] (for fusermount3's _FUSE_COMMFD) */
+  socketpairUnix(): [number, number];
+  /** recvmsg one fd sent with SCM_RIGHTS (blocks; close-on-exec); ECONNRESET when the peer closed without sending */
+  recvFd(sock: number): number;
+
   /** glibc makedev(major, minor) */
   makedev(major: number, minor: number): bigint;
 }

@@ -200,19 +200,47 @@ function mountAsRoot(r: MountRequest, log: Logger, devFuse: string): FuseMount {
 }
 
 /**
- * Unprivileged mount through fusermount3: it mounts and sends the /dev/fuse fd over the socket
- * named by _FUSE_COMMFD with SCM_RIGHTS. Node cannot receive SCM_RIGHTS without native help, so
- * this path needs an addon `recvFd(socketFd)`; until the addon has it, say so.
+ * Unprivileged mount through fusermount3 (libfuse's protocol): fusermount3 mounts, then sends the
+ * /dev/fuse fd over the unix socket named by _FUSE_COMMFD with SCM_RIGHTS (the addon's recvFd).
+ * The options are ours: fixed words and numbers only, never client input.
  */
-async function mountWithFusermount(r: MountRequest, _log: Logger): Promise<FuseMount> {
+async function mountWithFusermount(r: MountRequest, log: Logger): Promise<FuseMount> {
   if (!hasFusermount3()) {
     throw new MountError('not running as root and fusermount3 is not installed; run as root or install fuse3 (apt-get install fuse3)');
   }
-  const recvFd = (sys as unknown as { recvFd?: (fd: number) => number }).recvFd;
-  if (typeof recvFd !== 'function') {
-    throw new MountError('mounting without root needs fusermount3 fd passing (SCM_RIGHTS), which this build does not support yet; run handlefs as root');
+  const opts = ['nosuid', 'nodev', `fsname=${r.source.replace(/[,\\]/g, '_')}`, `subtype=handlefs`];
+  if (r.defaultPermissions) opts.push('default_permissions');
+  if (r.allowOther) opts.push('allow_other');
+  if (r.readonly) opts.push('ro');
+  const [mine, theirs] = sys.socketpairUnix();
+  let stderr = '';
+  let fd: number;
+  try {
+    const child = spawn('fusermount3', ['-o', opts.join(','), '--', r.mountpoint], {
+      // fd 3 of the child is our socket's other end; _FUSE_COMMFD names it
+      stdio: ['ignore', 'ignore', 'pipe', theirs],
+      env: { ...process.env, _FUSE_COMMFD: '3' },
+    });
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    sys.close(theirs);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      // blocks until fusermount3 sends the fd, or exits (EOF: ECONNRESET)
+      fd = sys.recvFd(mine);
+    } catch {
+      const code = await exited;
+      throw new MountError(`fusermount3 could not mount ${r.mountpoint} (exit ${code}): ${stderr.trim().split('\n')[0] ?? ''}`);
+    }
+    await exited;
+  } finally {
+    try {
+      sys.close(mine);
+    } catch {
+      /* closed */
+    }
   }
-  throw new MountError('mounting through fusermount3 is not implemented yet; run handlefs as root');
+  const m = findMount(r.mountpoint);
+  return new FuseMount(fd, r.mountpoint, 'fusermount3', m ? m.minor : null, log);
 }
 
 /** Whether fusermount3 is on PATH. */
