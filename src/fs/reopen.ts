@@ -163,7 +163,26 @@ export class InodeFds {
       }
       return fd;
     }
-    const parentFd = this.acquire(parent);
+    return this.walkBeneath(parent, name, handle, 0, 'record');
+  }
+
+  private reopenByPath(inode: Inode, depth: number): number {
+    const parent = inode.parent;
+    const name = inode.name;
+    if (!parent || !name) throw this.stale(inode, 'no parent link');
+    const fd = this.walkBeneath(parent, name, inode.handle!, depth + 1, 're-walk');
+    this.counters.reopenByPath++;
+    this.cache.insertPinned(inode.fdKey, fd, 'path');
+    return fd;
+  }
+
+  /**
+   * Open `name` beneath `parent` (one component, no symlink, no magic link, no '..') and prove it
+   * is the file `handle` names, byte for byte. ENOENT/ENOTDIR/ELOOP/EXDEV or another handle: the
+   * host renamed or replaced it behind our back, ESTALE. Returns an fd the caller owns.
+   */
+  private walkBeneath(parent: Inode, name: Buffer, handle: FileHandle, depth: number, what: string): number {
+    const parentFd = this.acquire(parent, depth);
     let fd: number;
     try {
       this.cache.reserve();
@@ -173,7 +192,7 @@ export class InodeFds {
         const code = (e as { code?: string }).code;
         if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EXDEV') {
           this.counters.estale++;
-          throw new FsError(E.ESTALE, `record re-walk: ${code}`);
+          throw new FsError(E.ESTALE, `${what}: ${code}`);
         }
         throw e;
       }
@@ -182,9 +201,9 @@ export class InodeFds {
     }
     try {
       const h = sys.nameToHandleAt(fd, EMPTY, AT_EMPTY_PATH | this.handleFlags);
-      if (!sameHandle(h, handle)) {
+      if (!sameHandle(h, handle) || (handle.mountId !== 0n && h.mountId !== handle.mountId)) {
         this.counters.estale++;
-        throw new FsError(E.ESTALE, 'record identity mismatch');
+        throw new FsError(E.ESTALE, `${what}: identity mismatch`);
       }
     } catch (e) {
       sys.close(fd);
@@ -193,33 +212,4 @@ export class InodeFds {
     return fd;
   }
 
-  private reopenByPath(inode: Inode, depth: number): number {
-    const parent = inode.parent;
-    const name = inode.name;
-    if (!parent || !name) throw this.stale(inode, 'no parent link');
-    const parentFd = this.acquire(parent, depth + 1);
-    let fd: number;
-    try {
-      this.cache.reserve();
-      try {
-        fd = sys.openat2(parentFd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
-      } catch (e) {
-        const code = (e as { code?: string }).code;
-        if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EXDEV') throw this.stale(inode, `re-walk: ${code}`);
-        throw e;
-      }
-    } finally {
-      this.release(parent, parentFd);
-    }
-    try {
-      const h = sys.nameToHandleAt(fd, EMPTY, AT_EMPTY_PATH | this.handleFlags);
-      if (!sameHandle(h, inode.handle!) || h.mountId !== inode.handle!.mountId) throw this.stale(inode, 'identity mismatch');
-    } catch (e) {
-      sys.close(fd);
-      throw e;
-    }
-    this.counters.reopenByPath++;
-    this.cache.insertPinned(inode.fdKey, fd, 'path');
-    return fd;
-  }
 }

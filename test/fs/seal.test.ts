@@ -5,18 +5,7 @@ import { Sealer, SEAL_LEN } from '../../src/handle/seal.js';
 import { encodeToken, decodeToken, MAX_HANDLE_BYTES } from '../../src/handle/token.js';
 import { ephemeralKey, loadOrCreateKey, KeyFileError } from '../../src/handle/key.js';
 import { tmpdir } from './helpers.js';
-
-/** Small deterministic PRNG (mulberry32) so fuzz failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng } from '../helpers/prng.js';
 
 describe('seals', () => {
   const fsId = Buffer.from('root-handle');

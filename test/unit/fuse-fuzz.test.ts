@@ -13,19 +13,9 @@ import { encodeStruct, InHeader, InitIn, OutHeader, STRUCTS } from '../../src/fu
 import { encodeRequest } from '../../src/fuse/codec.js';
 import { Op, OPCODES } from '../../src/fuse/opcodes.js';
 import { ProtocolServer } from '../../src/fuse/protocol-server.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 const silent = pino({ level: 'silent' });
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const attr = (ino: bigint) => ({
   ino, size: 1n, blocks: 0n, atime: { sec: 0n, nsec: 0 }, mtime: { sec: 0n, nsec: 0 }, ctime: { sec: 0n, nsec: 0 },
