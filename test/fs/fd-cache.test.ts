@@ -1,0 +1,69 @@
+import { describe, it, expect } from 'vitest';
+import { pino } from 'pino';
+import { FdCache } from '../../src/fs/fd-cache.js';
+
+const silent = pino({ level: 'silent' });
+
+function cache(budget: number) {
+  const closed: number[] = [];
+  const c = new FdCache(budget, (fd) => closed.push(fd), silent);
+  return { c, closed };
+}
+
+describe('FdCache', () => {
+  it('evicts idle O_PATH fds before open files, least recently used first', () => {
+    const { c, closed } = cache(3);
+    c.insertPinned('f1', 10, 'file');
+    c.unpin('f1', 10);
+    c.insertPinned('i1', 11, 'path');
+    c.unpin('i1', 11);
+    c.insertPinned('i2', 12, 'path');
+    c.unpin('i2', 12);
+    expect(c.pin('i1')).toBe(11); // i1 is now the most recent path fd
+    c.unpin('i1', 11);
+    c.reserve();
+    expect(closed).toEqual([12]); // the idle path fd used least recently, not the open file
+    c.reserve(); // size 2 < 3: nothing to do
+    expect(closed).toEqual([12]);
+    c.insertPinned('i3', 13, 'path');
+    c.unpin('i3', 13);
+    c.reserve();
+    expect(closed).toEqual([12, 11]);
+    expect(c.counters.evictions).toBe(2);
+  });
+
+  it('never closes a borrowed fd; remove() while borrowed defers the close to the last unpin', () => {
+    const { c, closed } = cache(2);
+    c.insertPinned('f1', 20, 'file'); // borrowed once
+    expect(c.pin('f1')).toBe(20); // twice
+    c.remove('f1');
+    expect(closed).toEqual([]);
+    expect(c.size).toBe(1); // still open, waiting for its borrowers
+    c.insertPinned('f1', 21, 'file'); // the key may be reused at once by a new fd
+    c.unpin('f1', 20);
+    expect(closed).toEqual([]);
+    c.unpin('f1', 20);
+    expect(closed).toEqual([20]);
+    c.unpin('f1', 21);
+    expect(c.size).toBe(1);
+  });
+
+  it('EMFILE when every entry is borrowed or permanent, then serves again', () => {
+    const { c } = cache(2);
+    c.insertPinned('a', 1, 'path', true);
+    c.unpin('a', 1);
+    c.insertPinned('b', 2, 'file'); // borrowed
+    expect(() => c.reserve()).toThrow(/fd budget exhausted/);
+    expect(c.counters.emfile).toBe(1);
+    c.unpin('b', 2);
+    expect(() => c.reserve()).not.toThrow();
+    expect(c.has('a')).toBe(true); // the permanent entry survived
+    c.setPermanent('a', false);
+    c.reserve();
+    expect(c.size).toBe(1);
+  });
+
+  it('refuses a budget below 2', () => {
+    expect(() => new FdCache(1, () => {}, silent)).toThrow(RangeError);
+  });
+});
