@@ -436,9 +436,87 @@ describe.skipIf(skip !== null)(`adversarial: a directory renamed out of the shar
   }
 });
 
+/**
+ * A client keeps a FILE (open fd and file handle) while the host moves it out of the share and
+ * appends outside content to it; then the client's fds are evicted (budget 16, 100 other files
+ * open) and it reads through the held fd, writes, and opens the kept handle anew.
+ */
+const FILE_HOLDER = String.raw`
+m, flag = sys.argv[1], sys.argv[2]
+fd = os.open(m + '/victim', os.O_RDWR)
+ht, hb = n2h(m + '/victim')
+mfd = os.open(m, os.O_RDONLY | os.O_DIRECTORY)
+open(flag + '.READY', 'w').close()
+end = time.time() + 10
+while not os.path.exists(flag + '.GO') and time.time() < end: time.sleep(0.02)
+held = [os.open(m + '/fill/f%d' % i, os.O_RDONLY) for i in range(100)]
+for h in held: os.read(h, 10)
+t('held fd read', lambda: os.pread(fd, 4096, 0).decode('latin1'))
+def via_handle():
+    f = obh(mfd, ht, hb, os.O_RDONLY)
+    try: return os.pread(f, 4096, 0).decode('latin1')
+    finally: os.close(f)
+t('handle open+read', via_handle)
+t('path read', lambda: rd(m + '/victim'))
+for h in held: os.close(h)
+done()
+`;
+
+async function moveFileOutWhileHeld(t: MountContext) {
+  const flag = join(t.dir, 'flag');
+  const moved = join(outsideOf(t.orig), 'victim-moved');
+  const client = jail(t, FILE_HOLDER, [t.mnt, flag], 30_000);
+  for (let i = 0; i < 200 && !fs.existsSync(flag + '.READY'); i++) await new Promise((r) => setTimeout(r, 50));
+  expect(fs.existsSync(flag + '.READY')).toBe(true);
+  fs.renameSync(join(t.orig, 'victim'), moved);
+  fs.appendFileSync(moved, `${SECRET} appended outside\n`);
+  fs.writeFileSync(flag + '.GO', '');
+  return parse(await client);
+}
+
+describe.skipIf(skip !== null)(`adversarial: a file moved out of the share while held${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  const fill = (orig: string) => {
+    fs.writeFileSync(join(orig, 'victim'), 'inside\n');
+    fs.mkdirSync(join(orig, 'fill'));
+    for (let i = 0; i < 100; i++) fs.writeFileSync(join(orig, 'fill', `f${i}`), `fill ${i}\n`);
+  };
+
+  // FINDING (reported in issue 6): with CAP_DAC_READ_SEARCH, an evicted NON-directory is reopened
+  // with open_by_handle_at and no confinement check (src/fs/reopen.ts reopenByHandle proves only
+  // directories beneath the root), so a file the host moved out of the shared directory is
+  // opened again wherever it now is: a client that kept its file handle (name_to_handle_at)
+  // opens it anew after the move and reads what the host wrote there, outside. By path the same
+  // sequence is ESTALE (next test). Remove `.fails` when fixed.
+  it.fails('FINDING: a kept client handle of a file moved outside does not open it again (reopen by handle)', { timeout: 60_000 }, async () => {
+    await withMount(opts({ args: ['--fd-budget', '16', '--reopen', 'handle', '--cache', 'never'] }, fill), async (t) => {
+      const r = await moveFileOutWhileHeld(t);
+      if (process.env.HANDLEFS_SECURITY_DEBUG) console.log(JSON.stringify(r.results));
+      try {
+        expect(r.byName('path read').ok).toBe(false);
+        noSecretIn([r.byName('handle open+read')]);
+        expect(r.byName('handle open+read').ok).toBe(false);
+      } finally {
+        await expectServerUp(t);
+      }
+    });
+  });
+
+  it('by path, the moved file is ESTALE through the held fd and the kept handle once evicted', { timeout: 60_000 }, async () => {
+    await withMount(opts({ args: ['--fd-budget', '16', '--reopen', 'path', '--cache', 'never'] }, fill), async (t) => {
+      const before = snapshotCanaries(t.orig);
+      const r = await moveFileOutWhileHeld(t);
+      noSecretIn(r.results);
+      expect(r.byName('held fd read')).toMatchObject({ ok: false, errno: 'ESTALE' });
+      expect(r.byName('handle open+read')).toMatchObject({ ok: false, errno: 'ESTALE' });
+      expect(r.byName('path read')).toMatchObject({ ok: false, errno: 'ENOENT' });
+      expectCanariesUntouched(before);
+      await expectServerUp(t);
+    });
+  });
+});
+
 describe.skipIf(skip !== null)(`adversarial: names${skip ? ` (skipped: ${skip})` : ''}`, () => {
   it('255-byte names work, 256-byte names are ENAMETOOLONG for every operation; non-UTF-8 names round-trip byte for byte', { timeout: 60_000 }, async () => {
-    const n255 = 'n'.repeat(255);
     const hostNames = [Buffer.from([0xff, 0xfe, 0x41]), Buffer.from('caf\xe9', 'latin1'), Buffer.from([0x80]), Buffer.from('a\nb\tc'), Buffer.from([0xc3, 0x28])];
     await withMount(
       opts({}, (orig) => {
