@@ -15,7 +15,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'mount',
-          include: ['test/mount/**/*.test.ts', 'test/security/**/*.test.ts', 'test/stress/**/*.test.ts'],
+          include: ['test/mount/**/*.test.ts', 'test/highlevel/**/*.test.ts', 'test/security/**/*.test.ts', 'test/stress/**/*.test.ts'],
           fileParallelism: false,
           testTimeout: 120_000,
         },

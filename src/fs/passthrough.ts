@@ -694,7 +694,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   // ------------------------------------------------------------------ files
 
   private sanitizeOpenFlags(flags: number): number {
-    let f = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT);
+    let f = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW); // O_NOFOLLOW: the kernel resolved the name; on the /proc magic link it would be ELOOP
     if (this.writeback) {
       // the kernel may read to fill pages of a write-only file, and it handles O_APPEND itself
       if ((f & O_ACCMODE) === O_WRONLY) f = (f & ~O_ACCMODE) | O_RDWR;

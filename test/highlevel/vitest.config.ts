@@ -1,4 +1,5 @@
-// Mounted tests of the fuse-native frontend (not in the root config's projects yet):
+// Mounted tests of the fuse-native frontend's own server (test/highlevel/server.mjs). They are part of
+// the root config's `mount` project (npx vitest run --project mount); to run them alone:
 //   npx tsc -p tsconfig.json && npx vitest run --config test/highlevel/vitest.config.ts
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
