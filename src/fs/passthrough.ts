@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { E, FsError, toErrno } from '../errors.js';
 import { LogOnce } from '../log.js';
@@ -80,6 +81,8 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   private readonly sealer: Sealer;
   private readonly root: Inode;
   private readonly rootPathFd: number;
+  /** realpath of the shared directory, as the kernel prints paths in /proc/self/fd */
+  private readonly rootPath: Buffer;
   private readonly rootDirFd: number;
   private readonly handleFlags: number;
   private readonly generation: bigint;
@@ -105,7 +108,8 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     // the client applies its umask (DONT_MASK off) or sends it; ours must not mask again
     process.umask(0);
 
-    const rootPath = Buffer.from(opts.root);
+    const rootPath = Buffer.from(realpathSync(opts.root));
+    this.rootPath = rootPath;
     this.rootPathFd = sys.openat(AT_FDCWD, rootPath, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
     try {
       // a real directory fd: open_by_handle_at rejects an O_PATH mount fd with EBADF
@@ -280,6 +284,39 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
 
   private releaseInode(inode: Inode, fd: number): void {
     if (inode !== this.root) this.fds.release(inode, fd);
+  }
+
+  /**
+   * A directory (or a file about to be opened) must still be beneath the shared root: the host may
+   * have moved it out while we held its fd, and an fd follows its file. The kernel's path of the
+   * fd (/proc/self/fd/N) must be the root or below it; otherwise ESTALE, and one warning.
+   */
+  private confirmInside(inode: Inode, fd: number): void {
+    if (inode === this.root) return;
+    let p: Buffer;
+    try {
+      p = sys.readlinkat(AT_FDCWD, procFdPath(fd));
+    } catch {
+      throw new FsError(E.ESTALE, 'cannot place the inode');
+    }
+    const r = this.rootPath;
+    if (p.length > r.length && p[r.length] === 0x2f && p.subarray(0, r.length).equals(r)) return;
+    this.fdsCounters().estale++;
+    this.once.warn(`outside-${inode.nodeid}`, { nodeid: String(inode.nodeid) },
+      'an inode was moved outside the shared directory behind the server\'s back; refusing it (ESTALE)');
+    throw new FsError(E.ESTALE, 'moved outside the shared directory');
+  }
+
+  /** Borrow a directory's fd to reach names in it, proving it is still inside. */
+  private acquireDir(inode: Inode): number {
+    const fd = this.acquire(inode);
+    try {
+      this.confirmInside(inode, fd);
+    } catch (e) {
+      this.releaseInode(inode, fd);
+      throw e;
+    }
+    return fd;
   }
 
   private entry(inode: Inode, st: Stat): Entry {
@@ -499,7 +536,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       target.nlookup++;
       return this.entry(target, st);
     }
-    const dfd = this.acquire(parent);
+    const dfd = this.acquireDir(parent);
     try {
       return this.lookupAt(parent, dfd, name);
     } finally {
@@ -543,6 +580,8 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     const inode = this.inode(nodeid);
     const h = s.valid & FATTR_FH && s.fh !== 0n ? this.handles.get(s.fh, nodeid, 'file') : null;
     this.withFd(inode, (fd) => {
+      // a change of something the host moved out of the share would change the outside
+      this.confirmInside(inode, fd);
       if (s.valid & FATTR_MODE) sys.fchmodat2(fd, EMPTY, s.mode & 0o7777, AT_EMPTY_PATH);
       if (s.valid & (FATTR_UID | FATTR_GID)) {
         const uid = s.valid & FATTR_UID ? s.uid : -1;
@@ -592,7 +631,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   private makeNode(ctx: Context, parentId: bigint, name: Buffer, make: (dfd: number) => void): Entry {
     checkName(name);
     const parent = this.inode(parentId);
-    const dfd = this.acquire(parent);
+    const dfd = this.acquireDir(parent);
     try {
       make(dfd);
       const e = this.lookupAt(parent, dfd, name);
@@ -627,7 +666,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   private removeName(parentId: bigint, name: Buffer, flags: number): void {
     checkName(name);
     const parent = this.inode(parentId);
-    const dfd = this.acquire(parent);
+    const dfd = this.acquireDir(parent);
     try {
       const victim = this.handles.size > 0 ? this.findChild(dfd, name) : undefined;
       sys.unlinkat(dfd, name, flags);
@@ -651,9 +690,9 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) throw new FsError(E.EINVAL);
     const olddir = this.inode(olddirId);
     const newdir = this.inode(newdirId);
-    const ofd = this.acquire(olddir);
+    const ofd = this.acquireDir(olddir);
     try {
-      const nfd = this.acquire(newdir);
+      const nfd = this.acquireDir(newdir);
       try {
         const moved = this.findChild(ofd, oldname);
         const other = flags & RENAME_EXCHANGE || this.handles.size > 0 ? this.findChild(nfd, newname) : undefined;
@@ -678,7 +717,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     const inode = this.inode(nodeid);
     if (inode.type === S_IFDIR) throw new FsError(E.EPERM);
     const newparent = this.inode(newparentId);
-    const dfd = this.acquire(newparent);
+    const dfd = this.acquireDir(newparent);
     try {
       this.withFd(inode, (fd) => {
         if (this.canLinkEmptyPath) sys.linkat(fd, EMPTY, dfd, newname, AT_EMPTY_PATH);
@@ -710,6 +749,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     if (inode.type !== S_IFREG) throw new FsError(E.EACCES);
     const f = this.sanitizeOpenFlags(flags);
     const fd = this.withFd(inode, (ifd) => {
+      this.confirmInside(inode, ifd);
       this.cache.reserve();
       return this.openProc(ifd, f);
     });
@@ -723,7 +763,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     checkName(name);
     const parent = this.inode(parentId);
     const f = this.sanitizeOpenFlags(flags) | O_CREAT | (flags & O_EXCL) | O_NOFOLLOW;
-    const dfd = this.acquire(parent);
+    const dfd = this.acquireDir(parent);
     try {
       this.cache.reserve();
       // O_NOFOLLOW: a symlink planted at `name` is never followed (ELOOP)
@@ -763,7 +803,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     const parent = this.inode(parentId);
     let f = this.sanitizeOpenFlags(flags) & ~O_TRUNC;
     if ((f & O_ACCMODE) === O_RDONLY) f = (f & ~O_ACCMODE) | O_RDWR;
-    const dfd = this.acquire(parent);
+    const dfd = this.acquireDir(parent);
     try {
       this.cache.reserve();
       const fd = this.openRetry(() => sys.openat(dfd, DOT, (f | O_TMPFILE | O_CLOEXEC) & ~O_DIRECTORY | O_TMPFILE, mode & ~umask & 0o7777));
@@ -895,7 +935,10 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
    */
   private xattrOp<T>(inode: Inode, fn: (p: Buffer) => T): T {
     if (!this.opts.xattr) throw new FsError(E.ENOSYS);
-    return this.withFd(inode, (fd) => fn(procFdPath(fd)));
+    return this.withFd(inode, (fd) => {
+      this.confirmInside(inode, fd);
+      return fn(procFdPath(fd));
+    });
   }
 
   override async setxattr(_ctx: Context, nodeid: bigint, name: Buffer, value: Buffer, flags: number): Promise<void> {
@@ -935,6 +978,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     const inode = this.inode(nodeid);
     if (inode.type !== S_IFDIR) throw new FsError(E.ENOTDIR);
     const fd = this.withFd(inode, (ifd) => {
+      this.confirmInside(inode, ifd);
       this.cache.reserve();
       return this.openRetry(() => sys.openat(ifd, DOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0));
     });
@@ -980,7 +1024,10 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
 
   override async readdir(_ctx: Context, nodeid: bigint, fh: bigint, offset: bigint, _size: number, add: (e: DirEntry) => boolean): Promise<void> {
     const h = this.handles.get(fh, nodeid, 'dir');
-    this.withFile(h, (fd) => this.walkDir(h, fd, offset, add));
+    this.withFile(h, (fd) => {
+      this.confirmInside(h.inode, fd);
+      this.walkDir(h, fd, offset, add);
+    });
   }
 
   override async readdirplus(
@@ -988,6 +1035,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   ): Promise<void> {
     const h = this.handles.get(fh, nodeid, 'dir');
     const dir = h.inode;
+    this.withFile(h, (fd) => this.confirmInside(dir, fd));
     this.withFile(h, (fd) => this.walkDir(h, fd, offset, (d) => {
       if (isDotName(d.name)) return add(d, null);
       let e: Entry;

@@ -86,7 +86,10 @@ export class InodeFds {
       this.log.error({ nodeid: String(inode.nodeid) }, 'file handle seal does not verify; refusing to reopen (tampering or a bug)');
       throw this.stale(inode, 'seal');
     }
-    return this.strategy === 'handle' ? this.reopenByHandle(inode) : this.reopenByPath(inode, depth);
+    // open_by_handle_at opens whatever the handle names, wherever it is now: for a directory the
+    // '..' walk then proves it is beneath the root, but a non-directory has no reliable way up, so
+    // it is always re-walked by name from its (proven) parent
+    return this.strategy === 'handle' && inode.type === S_IFDIR ? this.reopenByHandle(inode) : this.reopenByPath(inode, depth);
   }
 
   private reopenByHandle(inode: Inode): number {
@@ -99,17 +102,15 @@ export class InodeFds {
       if ((e as { code?: string }).code === 'ESTALE') throw this.stale(inode, 'handle no longer valid');
       throw e;
     }
-    if (inode.type === S_IFDIR) {
-      try {
-        if (!this.beneathRoot(fd)) {
-          sys.close(fd);
-          this.log.warn({ nodeid: String(inode.nodeid) }, 'directory moved outside the shared directory; refusing it');
-          throw this.stale(inode, 'outside the shared directory');
-        }
-      } catch (e) {
-        if (!(e instanceof FsError)) sys.close(fd);
-        throw e;
+    try {
+      if (!this.beneathRoot(fd)) {
+        sys.close(fd);
+        this.log.warn({ nodeid: String(inode.nodeid) }, 'directory moved outside the shared directory; refusing it');
+        throw this.stale(inode, 'outside the shared directory');
       }
+    } catch (e) {
+      if (!(e instanceof FsError)) sys.close(fd);
+      throw e;
     }
     this.counters.reopenByHandle++;
     this.cache.insertPinned(inode.fdKey, fd, 'path');

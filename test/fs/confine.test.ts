@@ -104,6 +104,30 @@ describe('symlinks and ..', () => {
   });
 });
 
+describe('moved outside while held', () => {
+  it('a directory the host moved out of the share, its fd still cached, gives ESTALE for every name operation', async () => {
+    const { pfs, root, outside } = setup();
+    fs.mkdirSync(path.join(root, 'held'));
+    fs.writeFileSync(path.join(root, 'held', 'f'), 'inside');
+    const held = await pfs.lookup(ctx, 1n, B('held'));
+    const f = await pfs.lookup(ctx, held.nodeid, B('f'));
+    const od = await pfs.opendir(ctx, held.nodeid, 0);
+    fs.renameSync(path.join(root, 'held'), path.join(outside, 'held'));
+    fs.writeFileSync(path.join(outside, 'held', 'leak'), 'OUTSIDE');
+    expect(await errnoOf(pfs.lookup(ctx, held.nodeid, B('leak')))).toBe('ESTALE');
+    expect(await errnoOf(pfs.readdir(ctx, held.nodeid, od.fh, 0n, 4096, () => true))).toBe('ESTALE');
+    expect(await errnoOf(pfs.create(ctx, held.nodeid, B('new'), 0o100644, 1, 0))).toBe('ESTALE');
+    expect(await errnoOf(pfs.mkdir(ctx, held.nodeid, B('d'), 0o755, 0))).toBe('ESTALE');
+    expect(await errnoOf(pfs.unlink(ctx, held.nodeid, B('leak')))).toBe('ESTALE');
+    expect(await errnoOf(pfs.opendir(ctx, held.nodeid, 0))).toBe('ESTALE');
+    expect(await errnoOf(pfs.open(ctx, f.nodeid, O_RDONLY))).toBe('ESTALE');
+    expect(await errnoOf(pfs.setattr(ctx, f.nodeid, { valid: 1, fh: 0n, size: 0n, mode: 0o600, uid: 0, gid: 0,
+      atime: { sec: 0n, nsec: 0 }, mtime: { sec: 0n, nsec: 0 }, ctime: { sec: 0n, nsec: 0 } }))).toBe('ESTALE');
+    expect(fs.readdirSync(path.join(outside, 'held')).sort()).toEqual(['f', 'leak']);
+    expect(fs.statSync(path.join(outside, 'held', 'f')).mode & 0o777).toBe(0o644);
+  });
+});
+
 describe('host-side races', () => {
   for (const reopen of ['path', 'handle'] as const) {
     it(`a loop swapping a directory for a symlink to outside never lets a byte through (reopen by ${reopen})`, async () => {

@@ -394,14 +394,13 @@ describe.skipIf(skip !== null)(`adversarial: a directory renamed out of the shar
     for (let i = 0; i < 100; i++) fs.writeFileSync(join(orig, 'fill', `f${i}`), `fill ${i}\n`);
   };
 
-  // FINDING (reported in issue 6): while the server still holds the moved directory's fds in its
-  // cache (the default budget: nothing forces eviction), every operation relative to that
-  // directory goes through the cached fd, which now points outside the shared directory:
-  // READDIR lists outside entries, LOOKUP+OPEN reads a file the host put there, CREATE/MKDIR make
-  // files outside. src/fs/passthrough.ts lookup()/readdir/create use this.acquire(parent) = the
-  // cached O_PATH fd with no check that the parent is still beneath the root (reopen.ts checks
-  // confinement only when an fd is REopened by handle). Remove `.fails` when fixed.
-  it.fails('FINDING: through a held dir fd, cwd or handle (fds cached), nothing outside is listed, read or created', { timeout: 60_000 }, async () => {
+  // Was a finding (issue 6): while the server still held the moved directory's fds in its cache,
+  // every operation relative to that directory went through the cached fd, which then pointed
+  // outside the shared directory (READDIR listed outside entries, LOOKUP+OPEN read a file there,
+  // CREATE/MKDIR made files outside). Fixed: operations that reach names in a directory, open a
+  // file, or change an inode first prove, through the kernel's path of the fd, that it is still
+  // beneath the root (PassthroughFs.confirmInside); otherwise ESTALE.
+  it('through a held dir fd, cwd or handle (fds cached), nothing outside is listed, read or created', { timeout: 60_000 }, async () => {
     await withMount(opts({}, fill), async (t) => {
       const { r, listing, after } = await renameOutWhileHeld(t, 0);
       if (process.env.HANDLEFS_SECURITY_DEBUG) console.log(JSON.stringify({ results: r.results, listing, after }));
@@ -481,13 +480,12 @@ describe.skipIf(skip !== null)(`adversarial: a file moved out of the share while
     for (let i = 0; i < 100; i++) fs.writeFileSync(join(orig, 'fill', `f${i}`), `fill ${i}\n`);
   };
 
-  // FINDING (reported in issue 6): with CAP_DAC_READ_SEARCH, an evicted NON-directory is reopened
-  // with open_by_handle_at and no confinement check (src/fs/reopen.ts reopenByHandle proves only
-  // directories beneath the root), so a file the host moved out of the shared directory is
-  // opened again wherever it now is: a client that kept its file handle (name_to_handle_at)
-  // opens it anew after the move and reads what the host wrote there, outside. By path the same
-  // sequence is ESTALE (next test). Remove `.fails` when fixed.
-  it.fails('FINDING: a kept client handle of a file moved outside does not open it again (reopen by handle)', { timeout: 60_000 }, async () => {
+  // Was a finding (issue 6): with CAP_DAC_READ_SEARCH, an evicted NON-directory was reopened with
+  // open_by_handle_at and no confinement check, so a file the host moved out of the shared
+  // directory was opened again wherever it then was. Fixed: open_by_handle_at is used for
+  // directories only (then proven beneath the root by walking '..'); a non-directory is always
+  // re-walked by name from its proven parent (src/fs/reopen.ts).
+  it('a kept client handle of a file moved outside does not open it again (reopen by handle)', { timeout: 60_000 }, async () => {
     await withMount(opts({ args: ['--fd-budget', '16', '--reopen', 'handle', '--cache', 'never'] }, fill), async (t) => {
       const r = await moveFileOutWhileHeld(t);
       if (process.env.HANDLEFS_SECURITY_DEBUG) console.log(JSON.stringify(r.results));
