@@ -47,8 +47,6 @@ export const KNOWN_FAILURES: Record<Frontend, Record<string, string>> = {
     'flock and fcntl locks held by a host process contend with a client on the mount': LOCKS,
     "stat shows the host's inode number (64-bit, bigint compare)": INO,
     'stat shows nanosecond times (atime, mtime, ctime as on the host)': MS,
-    'a file the host replaces (write + rename over) is seen through the mount after the cache timeout':
-      'BUG: the path table never revalidates a cached path, the old inode is served',
   },
 };
 

@@ -16,6 +16,8 @@ class StubFs extends DefaultFileSystem {
   next = 2n;
   lookupCalls = 0;
   forgetCalls = 0;
+  /** how long the table may trust a name (the core sets it from its cache policy) */
+  entryTimeoutMs = 60_000;
   delay = 0;
   constructor() {
     super();
@@ -39,7 +41,7 @@ class StubFs extends DefaultFileSystem {
   }
   entry(id: bigint): Entry {
     const attr = { mode: this.nodes.get(id)!.mode } as Attr;
-    return { nodeid: id, generation: 0n, attr, entryTimeoutMs: 0, attrTimeoutMs: 0 };
+    return { nodeid: id, generation: 0n, attr, entryTimeoutMs: this.entryTimeoutMs, attrTimeoutMs: 0 };
   }
   override async lookup(_c: Context, parent: bigint, name: Buffer): Promise<Entry> {
     this.lookupCalls++;
@@ -261,5 +263,28 @@ describe('PathTable', () => {
     expect(isRepresentable(Buffer.from('héllo'))).toBe(true);
     expect(isRepresentable(Buffer.from([0x61, 0xff]))).toBe(false);
     expect(isRepresentable(Buffer.from('a\ufffd'))).toBe(false);
+  });
+});
+
+describe('revalidation', () => {
+  it('a cached name past its entry timeout is looked up again, and a replaced inode replaces the entry', async () => {
+    const fs = new StubFs();
+    fs.entryTimeoutMs = 0; // every use is past the timeout
+    const a = fs.path('/d/f');
+    const t = new PathTable(fs, { max: 100 });
+    const r1 = await t.resolve(ctx, '/d/f');
+    expect(r1.nodeid).toBe(a);
+    r1.release();
+    const calls = fs.lookupCalls;
+    // the host replaces d/f with another inode
+    const d = fs.path('/d', true);
+    fs.nodes.get(d)!.children.delete('f');
+    const b = fs.mk(d, 'f', false);
+    const r2 = await t.resolve(ctx, '/d/f');
+    expect(r2.nodeid).toBe(b);
+    r2.release();
+    expect(fs.lookupCalls).toBeGreaterThan(calls);
+    // the old inode's lookup was handed back
+    expect(fs.nodes.get(a)!.nlookup).toBe(0);
   });
 });

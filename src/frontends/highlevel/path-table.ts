@@ -30,6 +30,8 @@ export interface PathEntry {
   name: Buffer;
   /** S_IFMT bits of the looked-up attributes (for the adapter's readdir/fh decisions) */
   type: number;
+  /** Date.now() after which the name is looked up again (the entry timeout of the core's cache policy) */
+  validUntil: number;
 }
 
 /** A trie node: one path component. `entry` is null for the root and for evicted interior nodes. */
@@ -212,7 +214,8 @@ export class PathTable {
     const dirId = dir === this.root ? ROOT_ID : dir.entry?.nodeid;
     if (dirId === undefined) throw new FsError(E.ESTALE, 'directory left the table');
     const cached = dir.children.get(part);
-    if (cached?.entry && !cached.dead) {
+    // past its entry timeout a cached name is looked up again: the host may have replaced it
+    if (cached?.entry && !cached.dead && cached.entry.validUntil > Date.now()) {
       this.pin(cached);
       this.touch(cached);
       this.unpin(dir);
@@ -256,14 +259,20 @@ export class PathTable {
         // a racing lookup of the same name: one lookup is enough
         this.forget(e.nodeid);
         node.entry.generation = e.generation;
+        node.entry.validUntil = Date.now() + e.entryTimeoutMs;
         this.touch(node);
         return node;
       }
-      // the name now means another inode (changed on the host): the old lookup goes back
+      // the name now means another inode (changed on the host): the old lookup goes back, and
+      // whatever was cached below the old inode no longer belongs under this name
       this.forget(node.entry.nodeid);
       this.lru.delete(node);
+      for (const c of [...node.children.values()]) this.dropSubtree(c);
     }
-    node.entry = { nodeid: e.nodeid, generation: e.generation, parent: parentId, name: Buffer.from(name, 'utf8'), type: e.attr.mode & 0o170000 };
+    node.entry = {
+      nodeid: e.nodeid, generation: e.generation, parent: parentId, name: Buffer.from(name, 'utf8'),
+      type: e.attr.mode & 0o170000, validUntil: Date.now() + e.entryTimeoutMs,
+    };
     this.lru.add(node);
     this.evict();
     return node;
