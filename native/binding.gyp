@@ -13,7 +13,8 @@
         "src/xattr.c",
         "src/lock.c",
         "src/proc.c",
-        "src/dev.c"
+        "src/dev.c",
+        "src/poll.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11"],

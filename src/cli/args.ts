@@ -74,7 +74,8 @@ options:
                             high-level API through fuse-native (paths, millisecond times: see README)
   --max-write BYTES         largest write request, a multiple of 4096 up to 1m (default 1m;
                             k/m suffixes allowed)
-  --readers N               concurrent reads on /dev/fuse, one thread each (default 2, 1..${MAX_READERS})
+  --readers N               reader threads on /dev/fuse when HANDLEFS_READERS=thread or pool
+                            (default 2, 1..${MAX_READERS}); the default reads on the event loop
   --stats-file FILE         write the server's counters (fds, evictions, reopens, ESTALE, ...) as
                             JSON to FILE every second and at exit
   --supervise               keep /dev/fuse in a supervisor and run the filesystem in a worker

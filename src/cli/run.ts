@@ -240,9 +240,10 @@ function isMounted(mountpoint: string): boolean {
   }
 }
 
-/** 'pool' readers only when asked for and the environment sized the pool (see session.ts). */
-export function readerKind(): 'thread' | 'pool' {
-  return process.env.HANDLEFS_READERS === 'pool' ? 'pool' : 'thread';
+/** How /dev/fuse is read (see session.ts): 'poll' unless HANDLEFS_READERS asks for threads or the pool. */
+export function readerKind(): 'poll' | 'thread' | 'pool' {
+  const v = process.env.HANDLEFS_READERS;
+  return v === 'pool' || v === 'thread' ? v : 'poll';
 }
 
 /** HANDLEFS_READY_FD=N: write "ready\n" to fd N and close it (the test fixture waits on it). */

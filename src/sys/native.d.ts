@@ -172,6 +172,11 @@ export interface NativeAddon {
   /** recvmsg one fd sent with SCM_RIGHTS (blocks; close-on-exec); ECONNRESET when the peer closed without sending */
   recvFd(sock: number): number;
 
+  /** watch fd for readability on the event loop (uv_poll); callback(status) runs on the main thread */
+  pollStart(fd: number, callback: (status: number) => void): unknown;
+  /** stop a watch started by pollStart */
+  pollStop(handle: unknown): void;
+
   /** glibc makedev(major, minor) */
   makedev(major: number, minor: number): bigint;
 }

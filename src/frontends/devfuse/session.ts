@@ -26,6 +26,7 @@ import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { LogOnce } from '../../log.js';
+import { sys, F_GETFL, F_SETFL, O_NONBLOCK } from '../../sys/syscalls.js';
 
 /** What the session needs from the protocol server (src/fuse/protocol-server.ts). */
 export interface RequestHandler {
@@ -34,7 +35,7 @@ export interface RequestHandler {
   readonly negotiated?: unknown;
 }
 
-export type ReaderKind = 'thread' | 'pool';
+export type ReaderKind = 'poll' | 'thread' | 'pool';
 
 export interface SessionOptions {
   readers: number;
@@ -101,11 +102,58 @@ export class DevFuseSession {
         `pool readers need UV_THREADPOOL_SIZE >= ${this.opts.readers + POOL_HEADROOM} set before node starts (it is ${poolSize()})`,
       );
     }
+    if (this.opts.kind === 'poll') {
+      this.running = 1;
+      this.startPoll(size);
+      return;
+    }
     for (let i = 0; i < this.opts.readers; i++) {
       this.running++;
       if (this.opts.kind === 'thread') this.startThread(size);
       else this.startPool(size);
     }
+  }
+
+  /**
+   * 'poll' (the default): the device fd is non-blocking and watched by the event loop (uv_poll);
+   * when the kernel has requests, the main thread reads them itself, in a bounded batch, and hands
+   * each to the server. No thread hands requests over (a request costs no thread wake-ups besides
+   * the loop's own), nothing sits blocked in read(2), and the process can always exit.
+   */
+  private startPoll(size: number): void {
+    const fl = sys.fcntlInt(this.fd, F_GETFL, 0);
+    sys.fcntlInt(this.fd, F_SETFL, fl | O_NONBLOCK);
+    const buf = Buffer.allocUnsafeSlow(size);
+    let handle: unknown = null;
+    const stop = (m: EndMessage): void => {
+      if (handle === null) return;
+      sys.pollStop(handle);
+      handle = null;
+      this.readerEnded(m);
+    };
+    handle = sys.pollStart(this.fd, () => {
+      // a bounded batch, then back to the loop so that replies and timers get their turn
+      for (let i = 0; i < 64 && handle !== null; i++) {
+        let n: number;
+        try {
+          n = sys.pread(this.fd, buf, 0, size, -1);
+        } catch (e) {
+          const code = (e as { code?: string }).code ?? 'EIO';
+          if (code === 'EAGAIN') return; // drained
+          // EINTR: a signal; ENOENT: the request was interrupted before we read it
+          if (code === 'EINTR' || code === 'ENOENT') continue;
+          stop({ end: code, message: (e as Error).message });
+          return;
+        }
+        if (n === 0) {
+          stop({ end: 'EOF' });
+          return;
+        }
+        const req = Buffer.allocUnsafe(n);
+        buf.copy(req, 0, 0, n);
+        this.dispatch(req);
+      }
+    });
   }
 
   private startThread(size: number): void {

@@ -268,7 +268,7 @@ export async function supervise(cfg: Config, pre: { root: string; mountpoint: st
     await fwd.stop();
     throw e;
   });
-  const session = new DevFuseSession(mount.fd, fwd, { readers: cfg.readers, kind: 'thread' }, childLogger('devfuse', log));
+  const session = new DevFuseSession(mount.fd, fwd, { readers: cfg.readers, kind: 'poll' }, childLogger('devfuse', log));
   session.start();
 
   if (cfg.statsFile) {

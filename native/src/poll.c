@@ -1,0 +1,101 @@
+/*
+ * Readiness of an fd on the event loop (uv_poll): the /dev/fuse session reads requests on the main
+ * thread when the kernel has some, instead of a thread blocked in read(2) handing each request
+ * over (two thread hops less per request). No policy: the callback is told "readable" and does
+ * its own non-blocking reads.
+ */
+#include <stdlib.h>
+#include <uv.h>
+
+#include "bindings.h"
+#include "errors.h"
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref cb;
+  napi_async_context ctx;
+  int stopped;
+} fd_poll_t;
+
+static void on_close(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void on_ready(uv_poll_t *h, int status, int events) {
+  (void)events;
+  fd_poll_t *p = h->data;
+  if (p->stopped) return;
+  napi_env env = p->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, arg, result;
+  if (napi_get_reference_value(env, p->cb, &cb) == napi_ok && napi_get_global(env, &recv) == napi_ok &&
+      napi_create_int32(env, status, &arg) == napi_ok) {
+    /* make_callback: microtasks (promise continuations) run when it returns, as for any callback */
+    napi_status s = napi_make_callback(env, p->ctx, recv, cb, 1, &arg, &result);
+    if (s == napi_pending_exception) {
+      napi_value err;
+      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/* pollStart(fd, callback(status)) -> handle: callback runs on the event loop whenever fd is readable. */
+BINDING(pollStart) {
+  GET_ARGS(env, info, 2);
+  int32_t fd;
+  ARG_I32(0, &fd);
+  napi_valuetype t;
+  NAPI_CALL(env, napi_typeof(env, argv[1], &t));
+  if (t != napi_function) {
+    napi_throw_type_error(env, NULL, "Expected second argument to be a function");
+    return NULL;
+  }
+  uv_loop_t *loop;
+  NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  fd_poll_t *p = calloc(1, sizeof(*p));
+  if (!p) return throw_errno(env, ENOMEM, "uv_poll_init");
+  p->env = env;
+  int r = uv_poll_init(loop, &p->poll, fd);
+  if (r < 0) {
+    free(p);
+    return throw_errno(env, -r, "uv_poll_init");
+  }
+  p->poll.data = p;
+  napi_value name;
+  NAPI_CALL(env, napi_create_string_utf8(env, "handlefs.poll", NAPI_AUTO_LENGTH, &name));
+  NAPI_CALL(env, napi_create_reference(env, argv[1], 1, &p->cb));
+  NAPI_CALL(env, napi_async_init(env, NULL, name, &p->ctx));
+  r = uv_poll_start(&p->poll, UV_READABLE, on_ready);
+  if (r < 0) {
+    napi_delete_reference(env, p->cb);
+    napi_async_destroy(env, p->ctx);
+    uv_close((uv_handle_t *)&p->poll, on_close);
+    return throw_errno(env, -r, "uv_poll_start");
+  }
+  napi_value ext;
+  NAPI_CALL(env, napi_create_external(env, p, NULL, NULL, &ext));
+  return ext;
+}
+
+/* pollStop(handle): stop watching and release the callback; safe to call once per handle. */
+BINDING(pollStop) {
+  GET_ARGS(env, info, 1);
+  napi_valuetype t;
+  NAPI_CALL(env, napi_typeof(env, argv[0], &t));
+  if (t != napi_external) {
+    napi_throw_type_error(env, NULL, "Expected first argument to be a poll handle");
+    return NULL;
+  }
+  fd_poll_t *p;
+  NAPI_CALL(env, napi_get_value_external(env, argv[0], (void **)&p));
+  if (!p || p->stopped) return js_undefined(env);
+  p->stopped = 1;
+  uv_poll_stop(&p->poll);
+  napi_delete_reference(env, p->cb);
+  napi_async_destroy(env, p->ctx);
+  uv_close((uv_handle_t *)&p->poll, on_close);
+  return js_undefined(env);
+}
