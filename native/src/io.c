@@ -7,13 +7,16 @@
 #include <unistd.h>
 
 #include "bindings.h"
+#include <sys/uio.h>
+
 #include "errors.h"
 
-enum io_op { OP_PREAD, OP_PWRITE, OP_FSYNC, OP_FDATASYNC, OP_COPY_FILE_RANGE, OP_FALLOCATE };
+enum io_op { OP_PREAD, OP_PWRITE, OP_FSYNC, OP_FDATASYNC, OP_COPY_FILE_RANGE, OP_FALLOCATE, OP_PREAD_NOWAIT, OP_PWRITE_NOWAIT };
 
 static const char *const op_syscall[] = {
   [OP_PREAD] = "pread", [OP_PWRITE] = "pwrite", [OP_FSYNC] = "fsync", [OP_FDATASYNC] = "fdatasync",
   [OP_COPY_FILE_RANGE] = "copy_file_range", [OP_FALLOCATE] = "fallocate",
+  [OP_PREAD_NOWAIT] = "preadv2", [OP_PWRITE_NOWAIT] = "pwritev2",
 };
 
 typedef struct {
@@ -45,6 +48,14 @@ static void run_io(io_req *r) {
     /* position -1 writes at the file offset, which is what O_APPEND needs (pwrite ignores it there anyway). */
     n = r->pos == -1 ? write(r->fd, r->data, (size_t)r->length) : pwrite(r->fd, r->data, (size_t)r->length, (off_t)r->pos);
     break;
+  case OP_PREAD_NOWAIT:
+  case OP_PWRITE_NOWAIT: {
+    /* RWF_NOWAIT: only what can be done without blocking (page cache); EAGAIN otherwise */
+    struct iovec iov = { .iov_base = r->data, .iov_len = (size_t)r->length };
+    n = r->op == OP_PREAD_NOWAIT ? preadv2(r->fd, &iov, 1, (off_t)r->pos, RWF_NOWAIT)
+                                 : pwritev2(r->fd, &iov, 1, (off_t)r->pos, RWF_NOWAIT);
+    break;
+  }
   case OP_FSYNC:
     n = fsync(r->fd);
     break;
@@ -66,7 +77,7 @@ static void run_io(io_req *r) {
 }
 
 static bool returns_count(enum io_op op) {
-  return op == OP_PREAD || op == OP_PWRITE || op == OP_COPY_FILE_RANGE;
+  return op == OP_PREAD || op == OP_PWRITE || op == OP_COPY_FILE_RANGE || op == OP_PREAD_NOWAIT || op == OP_PWRITE_NOWAIT;
 }
 
 static napi_value finish_sync(napi_env env, io_req *r) {
@@ -177,6 +188,23 @@ BINDING(pwrite) {
   GET_ARGS(env, info, 5);
   io_req r;
   if (!rw_args(env, argv, OP_PWRITE, &r)) return NULL;
+  return finish_sync(env, &r);
+}
+
+/* preadv2/pwritev2 with RWF_NOWAIT (same arguments as pread): EAGAIN when it would block. */
+BINDING(preadNowait) {
+  GET_ARGS(env, info, 5);
+  io_req r;
+  if (!rw_args(env, argv, OP_PREAD, &r)) return NULL;
+  r.op = OP_PREAD_NOWAIT;
+  return finish_sync(env, &r);
+}
+
+BINDING(pwriteNowait) {
+  GET_ARGS(env, info, 5);
+  io_req r;
+  if (!rw_args(env, argv, OP_PWRITE, &r)) return NULL;
+  r.op = OP_PWRITE_NOWAIT;
   return finish_sync(env, &r);
 }
 

@@ -93,6 +93,8 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   private killPrivV2 = false;
   private readonly direntBuf = Buffer.allocUnsafe(DIRENT_BUF);
   private destroyed = false;
+  /** try RWF_NOWAIT I/O first (off once the kernel or filesystem refuses it) */
+  private nowait = true;
   /**
    * Called with a sealed one-record state whenever an inode a client may name appears or moves
    * (a supervisor keeps them so that a crashed worker's successor can resolve the same node ids).
@@ -835,7 +837,13 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     const h = this.handles.get(fh, nodeid, 'file');
     if (!Number.isSafeInteger(offset) || offset < 0) throw new FsError(E.EINVAL);
     const buf = Buffer.allocUnsafe(size);
-    const n = await this.withFileAsync(h, (fd) => sys.preadAsync(fd, buf, 0, size, offset));
+    const n = await this.withFileAsync(h, async (fd) => {
+      // page-cache hits are served at once on this thread (RWF_NOWAIT); only what would block
+      // goes to the pool. A short non-blocking read is not EOF: the rest is read the slow way.
+      const fast = this.nowait ? tryNowait(() => sys.preadNowait(fd, buf, 0, size, offset)) : 0;
+      if (fast === size) return fast;
+      return fast + (await sys.preadAsync(fd, buf, fast, size - fast, offset + fast));
+    });
     return n === size ? buf : buf.subarray(0, n);
   }
 
@@ -845,7 +853,8 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     // O_APPEND (kept across reopen): write(2) appends wherever the host's end is
     const pos = h.flags & O_APPEND ? -1 : offset;
     return this.withFileAsync(h, async (fd) => {
-      const n = await sys.pwriteAsync(fd, data, 0, data.length, pos);
+      const fast = this.nowait && pos >= 0 ? tryNowait(() => sys.pwriteNowait(fd, data, 0, data.length, pos)) : 0;
+      const n = fast === data.length ? fast : fast + (await sys.pwriteAsync(fd, data, fast, data.length - fast, pos < 0 ? -1 : pos + fast));
       if (this.killPrivV2 && writeFlags & WRITE_KILL_SUIDGID) this.killSuidgid(fd);
       return n;
     });
@@ -1108,6 +1117,17 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       if (sleep && lock.type !== F_UNLCK) await sys.ofdSetlkw(fd, lock.type, SEEK_SET, start, len);
       else sys.ofdSetlk(fd, lock.type, SEEK_SET, start, len);
     });
+  }
+}
+
+/** A non-blocking attempt: its count, or 0 when it would block (EAGAIN) or is not supported. */
+function tryNowait(fn: () => number): number {
+  try {
+    return fn();
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'EAGAIN' || code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'EINVAL') return 0;
+    throw e;
   }
 }
 

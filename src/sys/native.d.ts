@@ -172,6 +172,9 @@ export interface NativeAddon {
   /** recvmsg one fd sent with SCM_RIGHTS (blocks; close-on-exec); ECONNRESET when the peer closed without sending */
   recvFd(sock: number): number;
 
+  /** preadv2/pwritev2 with RWF_NOWAIT: only what needs no blocking (page cache), EAGAIN otherwise; may be short */
+  preadNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
+  pwriteNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
   /** watch fd for readability on the event loop (uv_poll); callback(status) runs on the main thread */
   pollStart(fd: number, callback: (status: number) => void): unknown;
   /** stop a watch started by pollStart */
