@@ -1,0 +1,536 @@
+// Workload runner of scripts/bench (which installs the tools and builds passthrough_ll first).
+// Runs the same workloads, in one run, on the native directory and on every FUSE server in
+// TARGETS, then writes bench/results.json and bench/results.md (scripts/bench-chart.py draws the
+// chart). Every server is started and stopped here, killed only by its own pid, always unmounted.
+//
+//   node scripts/bench.mjs --pll PATH [--quick] [--work DIR] [--out DIR]
+//        [--targets a,b] [--workloads w1,w2] [--no-sweep] [--profile DIR]
+//   node scripts/bench.mjs summarize-profile FILE.cpuprofile|DIR   (top self time, by function and file)
+//
+// --profile DIR starts the handlefs servers as `node --cpu-prof --cpu-prof-dir=DIR ...`; pair it
+// with --targets handlefs-raw --workloads X --no-sweep to profile one workload.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = path.join(REPO, 'dist/cli/main.js');
+
+if (process.argv[2] === 'summarize-profile') {
+  summarizeProfiles(process.argv[3]);
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------- options
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const QUICK = args.includes('--quick');
+const PLL = opt('--pll');
+const WORK = path.resolve(opt('--work', '/var/tmp/handlefs-bench'));
+const OUT = path.resolve(opt('--out', path.join(REPO, 'bench')));
+const PROFILE = opt('--profile') ? path.resolve(opt('--profile')) : null;
+const ONLY_TARGETS = opt('--targets')?.split(',');
+const ONLY_WORKLOADS = opt('--workloads')?.split(',');
+const SWEEP = !args.includes('--no-sweep');
+if (!PLL) { console.error('bench: --pll PATH (the compiled passthrough_ll) is required'); process.exit(2); }
+
+const SIZES = QUICK
+  ? { csuFiles: 2000, treeFiles: 2000, seqMiB: 256, randMiB: 16, sweepFiles: 10000, gitRuns: 2 }
+  : { csuFiles: 20000, treeFiles: 12000, seqMiB: 1024, randMiB: 192, sweepFiles: 100000, gitRuns: 3 };
+const SWEEP_BUDGETS = ['16', '64', '256', '4096', 'auto'];
+const CMD_TIMEOUT_MS = 150_000;   // one workload never runs longer than this
+const FIO_RUNTIME_S = 30;         // fio stops at this even if the size is not reached
+
+// ---------------------------------------------------------------- targets
+// One entry per target. start(shared, mnt) -> [argv0, argv...]; ready: 'fd' (HANDLEFS_READY_FD) or
+// 'mountinfo' (poll until the mountpoint appears). `cache` states the cache settings used.
+const handlefs = (frontend) => (shared, mnt) => [
+  process.execPath,
+  [...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : []), CLI, 'mount', shared, mnt,
+    '--frontend', frontend, '--cache', 'auto', '--log-level', 'warn'],
+];
+const fuseNativeAvailable = () => !/not available yet/.test(
+  spawnSync(process.execPath, [CLI, 'mount', '--help'], { encoding: 'utf8' }).stdout ?? 'not available yet');
+const TARGETS = [
+  { id: 'native', label: 'native (ext4)', native: true, cache: 'kernel page/dentry cache (the limit)' },
+  { id: 'bindfs', label: 'bindfs', ready: 'mountinfo',
+    cache: 'libfuse2 high level: -o attr_timeout=1,entry_timeout=1,negative_timeout=0 (no kernel_cache/auto_cache: page cache dropped on open), -o big_writes (128 KiB writes); single-threaded (bindfs default)',
+    start: (s, m) => ['bindfs', ['-f', '--no-allow-other', '-o', 'attr_timeout=1,entry_timeout=1,negative_timeout=0,big_writes', s, m]] },
+  { id: 'passthrough_ll', label: 'passthrough_ll', ready: 'mountinfo',
+    cache: 'libfuse 3.14 example: -o cache=auto,timeout=1 (attr/entry 1 s, no keep_cache: page cache dropped on open), multi-threaded (default), 1 MiB requests',
+    start: (s, m) => [PLL, ['-f', '-o', `source=${s},cache=auto,timeout=1`, m]] },
+  { id: 'handlefs-raw', label: 'handlefs raw', ready: 'fd', sweep: true,
+    cache: '--cache auto (attr/entry 1 s, no keep_cache: page cache dropped on open), --readers 2 (default), 1 MiB requests',
+    start: handlefs('raw') },
+  { id: 'handlefs-fuse-native', label: 'handlefs fuse-native', ready: 'fd', when: fuseNativeAvailable,
+    cache: '--cache auto via the libfuse2 high-level API (attr_timeout=entry_timeout=1)', start: handlefs('fuse-native') },
+];
+
+// ---------------------------------------------------------------- workloads
+// Each: run(ctx) -> { value, unit, better: 'lower'|'higher', detail }. ctx: { dir (inside the
+// mount, or the native dir), remount(), target }. `metadata`/`seqio` tag the target checks.
+const WORKLOADS = [
+  { id: 'create_stat_unlink', label: `create+stat+unlink ${SIZES.csuFiles} files`, group: 'metadata', run: createStatUnlink },
+  { id: 'tar_x', label: `tar -x ${SIZES.treeFiles} small files`, group: 'metadata', run: tarX },
+  { id: 'find_stat_cold', label: 'find + stat, cold caches', group: 'metadata', run: findStatCold },
+  { id: 'du_s', label: 'du -s (right after find)', group: 'metadata', run: duS },
+  { id: 'git_status', label: `git status (${SIZES.treeFiles} files, warm, median of ${SIZES.gitRuns})`, group: 'metadata', run: gitStatus },
+  { id: 'seq_write', label: `sequential write ${SIZES.seqMiB} MiB (fio bs=1M)`, group: 'seqio', run: (c) => fio(c, 'write') },
+  { id: 'seq_read', label: `sequential read ${SIZES.seqMiB} MiB (fio bs=1M)`, group: 'seqio', run: (c) => fio(c, 'read') },
+  { id: 'rand_read_4k', label: `random 4 KiB reads, ${SIZES.randMiB} MiB of the file (fio)`, group: 'randio', run: (c) => fio(c, 'randread') },
+];
+
+// ---------------------------------------------------------------- helpers
+const T0 = Date.now();
+const say = (s) => process.stderr.write(`[bench ${((Date.now() - T0) / 1000).toFixed(0).padStart(4)}s] ${s}\n`);
+const now = () => Number(process.hrtime.bigint()) / 1e9;
+function sh(cmd, argv, o = {}) {
+  const r = spawnSync(cmd, argv, { stdio: ['ignore', o.capture ? 'pipe' : 'ignore', 'pipe'], encoding: 'utf8',
+    timeout: CMD_TIMEOUT_MS, maxBuffer: 64 << 20, cwd: o.cwd, env: o.env ?? process.env });
+  if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')}: exit ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().slice(0, 500)}`);
+  return r.stdout;
+}
+function timed(cmd, argv, o) {
+  const t = now();
+  sh(cmd, argv, o);
+  return now() - t;
+}
+function dropCaches() {
+  spawnSync('sync');
+  fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+}
+function isMounted(mnt) {
+  const unesc = (s) => s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l && unesc(l.split(' ')[4]) === mnt);
+}
+// Deterministic PRNG so every run generates the same tree.
+function prng(seed) {
+  let s = seed >>> 0;
+  return () => { s = (s + 0x6d2b79f5) >>> 0; let t = s; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+}
+
+// ---------------------------------------------------------------- server lifecycle
+const PIDFILE = path.join(WORK, 'pids');
+const live = new Map(); // pid -> { child, mnt }
+
+async function startServer(target, shared, mnt, extra = []) {
+  const [cmd, argv] = target.start(shared, mnt);
+  const log = fs.openSync(path.join(WORK, 'logs', `${target.id}.log`), 'a');
+  const env = { ...process.env };
+  const stdio = ['ignore', log, log];
+  if (target.ready === 'fd') { env.HANDLEFS_READY_FD = '3'; stdio.push('pipe'); }
+  const child = spawn(cmd, [...argv, ...extra], { stdio, env });
+  fs.closeSync(log);
+  const exited = new Promise((res) => child.once('exit', (code, sig) => res({ code, sig })));
+  child.exitedP = exited;
+  live.set(child.pid, { child, mnt });
+  fs.appendFileSync(PIDFILE, `${child.pid} ${mnt}\n`);
+  const deadline = Date.now() + 30_000;
+  let ready = false;
+  if (target.ready === 'fd') {
+    let buf = '';
+    child.stdio[3].on('data', (d) => { buf += d; if (buf.includes('ready\n')) ready = true; });
+  }
+  let done = false;
+  exited.then(() => { done = true; });
+  while (!ready) {
+    if (done) throw new Error(`${target.id} exited before the mount was live (see ${WORK}/logs/${target.id}.log)`);
+    if (Date.now() > deadline) { await stopServer(child); throw new Error(`${target.id}: mount not live after 30 s`); }
+    if (target.ready === 'mountinfo' && isMounted(mnt)) ready = true;
+    else await sleep(20);
+  }
+  return child;
+}
+
+async function stopServer(child) {
+  const ent = live.get(child.pid);
+  if (!ent) return;
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGTERM');
+    const t = await Promise.race([child.exitedP, sleep(15_000).then(() => 'timeout')]);
+    if (t === 'timeout') {
+      say(`  pid ${child.pid} still running 15 s after SIGTERM: SIGKILL`);
+      child.kill('SIGKILL');
+      await child.exitedP;
+    }
+  }
+  if (isMounted(ent.mnt)) spawnSync('umount', ['-l', ent.mnt]);
+  live.delete(child.pid);
+}
+
+async function stopAll() {
+  for (const { child } of [...live.values()]) await stopServer(child).catch(() => {});
+}
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, async () => { say(`${sig}: stopping servers`); await stopAll(); process.exit(130); });
+}
+
+// ---------------------------------------------------------------- data sets (native, prepared once)
+function prepareData() {
+  fs.mkdirSync(path.join(WORK, 'logs'), { recursive: true });
+  fs.writeFileSync(PIDFILE, '');
+  const stampWant = JSON.stringify(SIZES);
+  const stamp = path.join(WORK, 'data', 'stamp');
+  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === stampWant) return;
+  fs.rmSync(path.join(WORK, 'data'), { recursive: true, force: true });
+  const data = path.join(WORK, 'data');
+  fs.mkdirSync(data, { recursive: true });
+  // The tree for tar/find/du/git: dirs of depth 2, sizes mostly small (a source-tree-like mix).
+  say(`generating the tree (${SIZES.treeFiles} files) and its tarball, the git repository, the fd-sweep set (${SIZES.sweepFiles} files)`);
+  const rnd = prng(7);
+  const tree = path.join(data, 'gen', 'tree');
+  const perDir = 30;
+  const blob = Buffer.alloc(64 << 10);
+  for (let i = 0; i < blob.length; i++) blob[i] = 32 + Math.floor(rnd() * 95);
+  for (let i = 0; i < SIZES.treeFiles; i++) {
+    const d = Math.floor(i / perDir);
+    const dir = path.join(tree, `d${d % 20}`, `s${Math.floor(d / 20)}`);
+    if (i % perDir === 0) fs.mkdirSync(dir, { recursive: true });
+    const u = rnd();
+    const size = u < 0.5 ? Math.floor(rnd() * 1024) : u < 0.9 ? Math.floor(rnd() * 8192) : Math.floor(rnd() * 65536);
+    fs.writeFileSync(path.join(dir, `f${i}.txt`), blob.subarray(0, size));
+  }
+  sh('tar', ['-cf', path.join(data, 'tree.tar'), '-C', path.join(data, 'gen'), 'tree']);
+  const repo = path.join(data, 'gitrepo');
+  fs.cpSync(tree, repo, { recursive: true });
+  const g = (...a) => sh('git', ['-C', repo, '-c', 'user.name=bench', '-c', 'user.email=bench@localhost', ...a]);
+  g('init', '-q'); g('add', '-A'); g('commit', '-q', '-m', 'bench tree');
+  // The fd-budget sweep set: 1000 files of 256 bytes per directory.
+  const sweep = path.join(data, 'sweep');
+  const small = blob.subarray(0, 256);
+  for (let i = 0; i < SIZES.sweepFiles; i++) {
+    const dir = path.join(sweep, `d${Math.floor(i / 1000)}`);
+    if (i % 1000 === 0) fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, `f${i}`), small);
+  }
+  fs.writeFileSync(stamp, stampWant);
+}
+
+// ---------------------------------------------------------------- workload implementations
+// In batches of CSU_BATCH files (create all, stat all, unlink all): at most CSU_BATCH new files
+// are alive at once, so a server that keeps an fd per known inode (passthrough_ll) stays under
+// RLIMIT_NOFILE (20000 here, and the hard limit cannot be raised without CAP_SYS_RESOURCE).
+const CSU_BATCH = 1000;
+function createStatUnlink(c) {
+  const dir = path.join(c.dir, 'csu');
+  fs.mkdirSync(dir);
+  const payload = Buffer.alloc(100, 'x');
+  const names = Array.from({ length: SIZES.csuFiles }, (_, i) => path.join(dir, `file-${i}`));
+  let tc = 0, ts = 0, tu = 0;
+  for (let b = 0; b < names.length; b += CSU_BATCH) {
+    const batch = names.slice(b, b + CSU_BATCH);
+    const t0 = now();
+    for (const p of batch) { const fd = fs.openSync(p, 'wx', 0o644); fs.writeSync(fd, payload); fs.closeSync(fd); }
+    const t1 = now();
+    for (const p of batch) fs.statSync(p);
+    const t2 = now();
+    for (const p of batch) fs.unlinkSync(p);
+    const t3 = now();
+    tc += t1 - t0; ts += t2 - t1; tu += t3 - t2;
+  }
+  fs.rmdirSync(dir);
+  const total = tc + ts + tu;
+  return { value: total, unit: 's', better: 'lower',
+    detail: { batch: CSU_BATCH, create_s: tc, stat_s: ts, unlink_s: tu, files_per_s: SIZES.csuFiles / total } };
+}
+function tarX(c) {
+  const s = timed('tar', ['-xf', path.join(WORK, 'data', 'tree.tar'), '-C', c.dir]);
+  return { value: s, unit: 's', better: 'lower', detail: { files: SIZES.treeFiles } };
+}
+async function findStatCold(c) {
+  await c.remount(); // a fresh server and kernel state; then the host caches too
+  dropCaches();
+  // -printf %s/%i/%m needs a stat of every entry
+  const s = timed('find', [path.join(c.dir, 'tree'), '-printf', '%s %i %m %p\n']);
+  return { value: s, unit: 's', better: 'lower' };
+}
+function duS(c) {
+  return { value: timed('du', ['-s', path.join(c.dir, 'tree')]), unit: 's', better: 'lower' };
+}
+async function gitStatus(c) {
+  // The repository was copied natively into the shared directory before the mount.
+  const repo = path.join(c.dir, 'gitrepo');
+  await c.remount(); // forget the tree's inodes (passthrough_ll holds an fd for each: RLIMIT_NOFILE)
+  const warm = timed('git', ['-C', repo, 'status', '--porcelain']); // refreshes the index (new inode numbers)
+  const runs = [];
+  for (let i = 0; i < SIZES.gitRuns; i++) runs.push(timed('git', ['-C', repo, 'status', '--porcelain']));
+  runs.sort((a, b) => a - b);
+  return { value: runs[Math.floor(runs.length / 2)], unit: 's', better: 'lower', detail: { first_run_s: warm, runs } };
+}
+function fio(c, rw) {
+  const dir = path.join(c.dir, 'fio');
+  fs.mkdirSync(dir, { recursive: true });
+  const common = ['--name=bench', `--filename=${path.join(dir, 'data.bin')}`, '--ioengine=psync', '--invalidate=0',
+    `--size=${SIZES.seqMiB}m`, `--runtime=${FIO_RUNTIME_S}`, '--output-format=json', '--thread'];
+  const spec = {
+    write: ['--rw=write', '--bs=1m', '--end_fsync=1'],
+    read: ['--rw=read', '--bs=1m'],
+    randread: ['--rw=randread', '--bs=4k', `--io_size=${SIZES.randMiB}m`, '--randrepeat=1', '--random_generator=lfsr'],
+  }[rw];
+  spawnSync('sync');
+  const out = JSON.parse(sh('fio', [...common, ...spec], { capture: true }));
+  const j = out.jobs[0];
+  const side = rw === 'write' ? j.write : j.read;
+  if (rw === 'randread') {
+    return { value: side.iops, unit: 'IOPS', better: 'higher', detail: { MiB: side.io_bytes / 1048576, runtime_ms: side.runtime, clat_mean_us: side.clat_ns.mean / 1000 } };
+  }
+  // bandwidth over the whole job, end_fsync included for the write (job_runtime covers it)
+  const secs = (j.job_runtime || side.runtime) / 1000;
+  return { value: side.io_bytes / 1048576 / secs, unit: 'MiB/s', better: 'higher', detail: { MiB: side.io_bytes / 1048576, seconds: secs } };
+}
+
+// The fd-budget sweep: directory by directory (1000 files each), a stat pass over its files, then
+// a read pass: every file's inode fd was opened by the stat pass, and a budget below 1000 has
+// evicted most of them by the time the read opens the file, so the read pass reopens them.
+// Time-boxed: stops at a directory boundary after SWEEP_CAP_S; the figure of merit is µs per file.
+const SWEEP_CAP_S = QUICK ? 12 : 40;
+function statReadPass(dir, capS = Infinity) {
+  const dirs = fs.readdirSync(dir).sort();
+  let n = 0, st = 0, rd = 0, capped = false;
+  for (const d of dirs) {
+    if (st + rd >= capS) { capped = true; break; }
+    const p = path.join(dir, d);
+    const t0 = now();
+    const names = fs.readdirSync(p);
+    for (const f of names) fs.statSync(path.join(p, f));
+    const t1 = now();
+    for (const f of names) fs.readFileSync(path.join(p, f));
+    const t2 = now();
+    n += names.length; st += t1 - t0; rd += t2 - t1;
+  }
+  return { files: n, stat_s: st, read_s: rd, total_s: st + rd, us_per_file: ((st + rd) / n) * 1e6, capped };
+}
+
+// ---------------------------------------------------------------- run
+function machine() {
+  const cpu = (fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) ?? [])[1] ?? os.cpus()[0]?.model;
+  const ver = (c, a) => { try { return execFileSync(c, a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0]; } catch { return 'n/a'; } };
+  const fstype = ver('findmnt', ['-n', '-o', 'FSTYPE', '-T', WORK]);
+  return {
+    cpu: cpu?.trim(), cores: os.cpus().length, kernel: os.release(), memory_gib: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version, fs: fstype, fio: ver('fio', ['--version']), bindfs: ver('bindfs', ['--version']),
+    libfuse3: ver('pkg-config', ['--modversion', 'fuse3']), git: ver('git', ['--version']), tar: ver('tar', ['--version']),
+  };
+}
+
+async function runTarget(target, results) {
+  const shared = path.join(WORK, `shared-${target.id}`);
+  const mnt = path.join(WORK, `mnt-${target.id}`);
+  fs.rmSync(shared, { recursive: true, force: true });
+  fs.mkdirSync(shared, { recursive: true });
+  fs.mkdirSync(mnt, { recursive: true });
+  fs.cpSync(path.join(WORK, 'data', 'gitrepo'), path.join(shared, 'gitrepo'), { recursive: true });
+  let server = null;
+  const mount = async () => { if (!target.native) server = await startServer(target, shared, mnt); };
+  const unmount = async () => { if (server) { await stopServer(server); server = null; } };
+  const ctx = { target, dir: target.native ? shared : mnt, remount: async () => { await unmount(); await mount(); } };
+  const res = (results[target.id] = {});
+  try {
+    await mount();
+    for (const w of WORKLOADS) {
+      if (ONLY_WORKLOADS && !ONLY_WORKLOADS.includes(w.id)) continue;
+      spawnSync('sync');
+      try {
+        const r = await w.run(ctx);
+        res[w.id] = r;
+        const v = r.unit === 's' ? `${r.value.toFixed(3)} s` : `${r.value.toFixed(0)} ${r.unit}`;
+        say(`${target.id.padEnd(22)} ${w.label.padEnd(48)} ${v}`);
+      } catch (e) {
+        res[w.id] = { error: String(e.message ?? e) };
+        say(`${target.id.padEnd(22)} ${w.label.padEnd(48)} FAILED: ${e.message}`);
+        if (!target.native && !isMounted(mnt)) { say(`  ${target.id}: the mount is gone; remounting`); await unmount(); await mount(); }
+      }
+    }
+  } finally {
+    await unmount();
+    fs.rmSync(shared, { recursive: true, force: true });
+  }
+}
+
+async function runSweep(target) {
+  const shared = path.join(WORK, 'data', 'sweep');
+  const mnt = path.join(WORK, `mnt-${target.id}`);
+  fs.mkdirSync(mnt, { recursive: true });
+  const out = {};
+  // warm the host caches first (untimed), so the first budget does not pay for cold data
+  statReadPass(shared);
+  for (const b of SWEEP_BUDGETS) {
+    const logf = path.join(WORK, 'logs', `${target.id}.log`);
+    const logAt = fs.existsSync(logf) ? fs.statSync(logf).size : 0;
+    const server = await startServer(target, shared, mnt, ['--fd-budget', b, '--log-level', 'info']);
+    try {
+      const r = statReadPass(mnt, SWEEP_CAP_S);
+      // the budget the server chose (its "mounted ... fd budget N" info line)
+      const m = fs.readFileSync(logf, 'utf8').slice(logAt).match(/fd budget (\d+)/);
+      r.budget = m ? Number(m[1]) : null;
+      out[b] = r;
+      say(`${target.id.padEnd(22)} ${`fd budget ${b}: stat+read ${r.files} files${r.capped ? ' (time box)' : ''}`.padEnd(48)} ${r.total_s.toFixed(3)} s = ${r.us_per_file.toFixed(0)} µs/file (stat ${r.stat_s.toFixed(2)}, read ${r.read_s.toFixed(2)})`);
+    } catch (e) {
+      out[b] = { error: String(e.message ?? e) };
+      say(`${target.id.padEnd(22)} fd budget ${b}: FAILED: ${e.message}`);
+    } finally {
+      await stopServer(server);
+    }
+  }
+  const native = statReadPass(shared);
+  say(`${'native'.padEnd(22)} ${`stat+read ${native.files} files (warm)`.padEnd(48)} ${native.total_s.toFixed(3)} s = ${native.us_per_file.toFixed(0)} µs/file`);
+  return { budgets: out, native };
+}
+
+// speed ratio of a to b (>1: a is faster)
+function speed(a, b) {
+  if (!a || !b || a.error || b.error || !(a.value > 0) || !(b.value > 0)) return null;
+  return a.better === 'lower' ? b.value / a.value : a.value / b.value;
+}
+const fmt = (x, d = 2) => (x == null ? 'n/a' : x.toFixed(d));
+
+function report(doc) {
+  const { results, targets } = doc;
+  const ids = targets.map((t) => t.id);
+  const lab = Object.fromEntries(targets.map((t) => [t.id, t.label]));
+  const wl = WORKLOADS.filter((w) => !ONLY_WORKLOADS || ONLY_WORKLOADS.includes(w.id));
+  const lines = [];
+  const m = doc.machine;
+  lines.push(`### Benchmark: handlefs against its peers`, '');
+  lines.push(`${doc.date} · ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, Linux ${m.kernel}, ${m.fs} · Node ${m.node} · ${doc.quick ? '**--quick** sizes' : 'full sizes'} · \`scripts/bench\``, '');
+  const val = (r) => (!r ? 'n/a' : r.error ? 'failed' : r.unit === 's' ? `${r.value.toFixed(2)} s` : `${Math.round(r.value)} ${r.unit}`);
+  lines.push('Measured values:', '');
+  lines.push(`| workload | ${ids.map((i) => lab[i]).join(' | ')} |`, `|---|${ids.map(() => '---:').join('|')}|`);
+  for (const w of wl) lines.push(`| ${w.label} | ${ids.map((i) => val(results[i]?.[w.id])).join(' | ')} |`);
+  lines.push('');
+  const ratioTable = (ref, title) => {
+    lines.push(title, '');
+    const cols = ids.filter((i) => i !== ref);
+    lines.push(`| workload | ${cols.map((i) => lab[i]).join(' | ')} |`, `|---|${cols.map(() => '---:').join('|')}|`);
+    for (const w of wl) lines.push(`| ${w.label} | ${cols.map((i) => fmt(speed(results[i]?.[w.id], results[ref]?.[w.id]))).join(' | ')} |`);
+    lines.push('');
+  };
+  ratioTable('native', 'Speed relative to native (1.00 = native; higher is faster):');
+  if (ids.includes('passthrough_ll')) ratioTable('passthrough_ll', 'Speed relative to passthrough_ll (higher is faster):');
+  if (doc.sweep) {
+    lines.push(`fd-budget sweep (handlefs raw), fresh mount per budget: ${SIZES.sweepFiles} files of 256 bytes in directories of 1000; per directory a stat pass over its files, then a read pass (which reopens what the budget evicted). Time-boxed at ${SWEEP_CAP_S} s per budget (stops at a directory boundary); compare µs per file:`, '');
+    lines.push('| --fd-budget | files done | µs/file | stat | read | time relative to auto |', '|---|---:|---:|---:|---:|---:|');
+    const auto = doc.sweep.budgets.auto;
+    const row = (name, r, rel) => `| ${name} | ${r.files}${r.capped ? ' (time box)' : ''} | ${r.us_per_file.toFixed(0)} | ${((r.stat_s / r.files) * 1e6).toFixed(0)} µs | ${((r.read_s / r.files) * 1e6).toFixed(0)} µs | ${rel} |`;
+    for (const b of SWEEP_BUDGETS) {
+      const r = doc.sweep.budgets[b];
+      lines.push(r?.error || !r ? `| ${b} | failed | | | | |` :
+        row(b === 'auto' ? `auto (${doc.sweep.autoBudget})` : b, r, auto && !auto.error ? (r.us_per_file / auto.us_per_file).toFixed(2) + '×' : 'n/a'));
+    }
+    lines.push(row('native (no FUSE)', doc.sweep.native, ''), '');
+  }
+  lines.push('Targets (tracked here, never by a timed test):', '');
+  for (const c of doc.checks) lines.push(`- **${c.pass == null ? 'N/A' : c.pass ? 'PASS' : 'FAIL'}** ${c.text}`);
+  lines.push('', 'Cache settings (identical where the servers allow):', '');
+  for (const t of targets) lines.push(`- ${t.label}: ${t.cache}`);
+  lines.push('', 'Method: one run, targets one after another, each on its own copy of the data on the same ext4 file system. ' +
+    'Times are wall-clock of the whole command. Cold caches = server restarted (fresh mount) and `echo 3 > /proc/sys/vm/drop_caches`. ' +
+    'fio: psync, one job, `--invalidate=0` (reads come from the host page cache, so they measure the server, not the disk); the write includes `end_fsync`. ' +
+    'git status runs once untimed first (it refreshes the index: the copied repository has new inode numbers).', '');
+  return lines.join('\n');
+}
+
+function checks(doc) {
+  const r = doc.results;
+  const out = [];
+  const hr = r['handlefs-raw'], pl = r.passthrough_ll;
+  for (const [group, min, name] of [['metadata', 0.7, 'metadata workloads'], ['seqio', 0.8, 'sequential I/O']]) {
+    for (const w of WORKLOADS.filter((x) => x.group === group && (!ONLY_WORKLOADS || ONLY_WORKLOADS.includes(x.id)))) {
+      const s = hr && pl ? speed(hr[w.id], pl[w.id]) : null;
+      out.push({ id: `${w.id}>=${min}`, pass: s == null ? null : s >= min, value: s, text: `handlefs raw ≥ ${min}× passthrough_ll on ${name}: ${w.label}: ${fmt(s)}×` });
+    }
+  }
+  if (doc.sweep) {
+    const a = doc.sweep.budgets.auto, b = doc.sweep.budgets['64'];
+    const q = a && b && !a.error && !b.error ? b.us_per_file / a.us_per_file : null;
+    out.push({ id: 'fd64', pass: q == null ? null : q <= 2, value: q, text: `fd budget 64 within 2× of unlimited (auto, ${doc.sweep.autoBudget}): ${fmt(q)}× the time per file` });
+  }
+  return out;
+}
+
+async function main() {
+  fs.mkdirSync(WORK, { recursive: true });
+  fs.mkdirSync(OUT, { recursive: true });
+  if (PROFILE) fs.mkdirSync(PROFILE, { recursive: true });
+  prepareData();
+  const targets = [];
+  for (const t of TARGETS) {
+    if (ONLY_TARGETS && !ONLY_TARGETS.includes(t.id)) continue;
+    if (t.when && !t.when()) { say(`${t.id}: skipped (not available: \`mount --help\` says "not available yet")`); continue; }
+    targets.push(t);
+  }
+  const doc = { date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), quick: QUICK, machine: machine(), sizes: SIZES,
+    targets: targets.map(({ id, label, cache }) => ({ id, label, cache })), results: {}, sweep: null };
+  say(`machine: ${doc.machine.cpu}, ${doc.machine.cores} cores, Linux ${doc.machine.kernel}; work dir ${WORK}; ${QUICK ? 'quick' : 'full'} sizes`);
+  for (const t of targets) await runTarget(t, doc.results);
+  const sweepTarget = targets.find((t) => t.sweep);
+  if (SWEEP && sweepTarget) {
+    doc.sweep = await runSweep(sweepTarget);
+    const lim = Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim());
+    doc.sweep.autoBudget = `${doc.sweep.budgets.auto?.budget ?? '?'} fds, from RLIMIT_NOFILE ${lim}`;
+  }
+  doc.ratios = {};
+  for (const ref of ['native', 'passthrough_ll']) {
+    doc.ratios[`to_${ref}`] = {};
+    for (const t of targets) {
+      doc.ratios[`to_${ref}`][t.id] = Object.fromEntries(WORKLOADS.map((w) => [w.id, speed(doc.results[t.id]?.[w.id], doc.results[ref]?.[w.id])]));
+    }
+  }
+  doc.checks = checks(doc);
+  doc.elapsed_s = Math.round((Date.now() - T0) / 1000);
+  const md = report(doc);
+  if (!PROFILE && !ONLY_TARGETS && !ONLY_WORKLOADS) {
+    fs.writeFileSync(path.join(OUT, 'results.json'), JSON.stringify(doc, null, 2) + '\n');
+    fs.writeFileSync(path.join(OUT, 'results.md'), md + '\n');
+    say(`wrote ${path.relative(REPO, OUT)}/results.json and results.md (${doc.elapsed_s} s)`);
+  } else {
+    const f = path.join(PROFILE ?? WORK, 'partial-results.json');
+    fs.writeFileSync(f, JSON.stringify(doc, null, 2) + '\n');
+    say(`partial run: bench/ left alone; results in ${f}`);
+  }
+  process.stdout.write(md + '\n');
+  if (PROFILE) summarizeProfiles(PROFILE);
+}
+
+// ---------------------------------------------------------------- cpu profile summary
+function summarizeProfiles(p) {
+  const files = fs.statSync(p).isDirectory() ? fs.readdirSync(p).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(p, f)) : [p];
+  for (const f of files) {
+    const prof = JSON.parse(fs.readFileSync(f, 'utf8'));
+    const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+    const self = new Map();
+    const dt = prof.timeDeltas;
+    for (let i = 0; i < prof.samples.length; i++) {
+      const n = byId.get(prof.samples[i]);
+      self.set(n, (self.get(n) ?? 0) + (dt[i] ?? 0));
+    }
+    const total = [...self.values()].reduce((a, b) => a + b, 0);
+    const fn = new Map(), file = new Map();
+    for (const [n, t] of self) {
+      const cf = n.callFrame;
+      const url = cf.url ? cf.url.replace(`file://${REPO}/`, '') : '';
+      const k = `${cf.functionName || '(anonymous)'}  ${url}${url ? `:${cf.lineNumber + 1}` : ''}`;
+      fn.set(k, (fn.get(k) ?? 0) + t);
+      const fk = url || cf.functionName;
+      file.set(fk, (file.get(fk) ?? 0) + t);
+    }
+    const top = (m, k) => [...m].sort((a, b) => b[1] - a[1]).slice(0, k)
+      .map(([name, t]) => `  ${(t / 1000).toFixed(0).padStart(7)} ms ${((100 * t) / total).toFixed(1).padStart(5)}%  ${name}`).join('\n');
+    const text = `${f}: ${(total / 1e6).toFixed(2)} s sampled\ntop self time by function:\n${top(fn, 25)}\ntop self time by file:\n${top(file, 15)}\n`;
+    fs.writeFileSync(f.replace(/\.cpuprofile$/, '.summary.txt'), text);
+    process.stdout.write(text);
+  }
+}
+
+try {
+  await main();
+} finally {
+  await stopAll();
+}
