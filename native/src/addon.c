@@ -26,7 +26,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT(getrlimitNofile), EXPORT(setrlimitNofile), EXPORT(capEffective), EXPORT(setfsuid),
     EXPORT(setfsgid), EXPORT(gettid),
     EXPORT(mount), EXPORT(umount2), EXPORT(fuseBackingOpen), EXPORT(fuseBackingClose),
-    EXPORT(makedev), EXPORT(socketpairUnix), EXPORT(recvFd), EXPORT(pollStart), EXPORT(pollStop), EXPORT(preadNowait), EXPORT(pwriteNowait),
+    EXPORT(makedev), EXPORT(socketpairUnix), EXPORT(recvFd), EXPORT(pollStart), EXPORT(pollStop), EXPORT(preadNowait), EXPORT(pwriteNowait), EXPORT(readNonblock),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -32,6 +32,6 @@ BINDING(getrlimitNofile); BINDING(setrlimitNofile); BINDING(capEffective); BINDI
 BINDING(setfsgid); BINDING(gettid);
 /* dev.c */
 BINDING(mount); BINDING(umount2); BINDING(fuseBackingOpen); BINDING(fuseBackingClose); BINDING(makedev);
-BINDING(socketpairUnix); BINDING(recvFd); BINDING(pollStart); BINDING(pollStop); BINDING(preadNowait); BINDING(pwriteNowait);
+BINDING(socketpairUnix); BINDING(recvFd); BINDING(pollStart); BINDING(pollStop); BINDING(preadNowait); BINDING(pwriteNowait); BINDING(readNonblock);
 
 #endif

@@ -191,13 +191,25 @@ BINDING(pwrite) {
   return finish_sync(env, &r);
 }
 
-/* preadv2/pwritev2 with RWF_NOWAIT (same arguments as pread): EAGAIN when it would block. */
+/*
+ * Attempts that may not complete: run `r` on this thread and return the count, or -errno for the
+ * conditions the caller expects and retries elsewhere (no Error object built on the hot path);
+ * any other failure throws as usual.
+ */
+static napi_value finish_try(napi_env env, io_req *r, int soft1, int soft2, int soft3) {
+  run_io(r);
+  if (r->err == 0) return js_int(env, r->result);
+  if (r->err == soft1 || r->err == soft2 || r->err == soft3) return js_int(env, -r->err);
+  return throw_errno(env, r->err, op_syscall[r->op]);
+}
+
+/* preadv2/pwritev2 with RWF_NOWAIT (arguments as pread): -EAGAIN when it would block, -EOPNOTSUPP when unsupported. */
 BINDING(preadNowait) {
   GET_ARGS(env, info, 5);
   io_req r;
   if (!rw_args(env, argv, OP_PREAD, &r)) return NULL;
   r.op = OP_PREAD_NOWAIT;
-  return finish_sync(env, &r);
+  return finish_try(env, &r, EAGAIN, EOPNOTSUPP, EINVAL);
 }
 
 BINDING(pwriteNowait) {
@@ -205,7 +217,16 @@ BINDING(pwriteNowait) {
   io_req r;
   if (!rw_args(env, argv, OP_PWRITE, &r)) return NULL;
   r.op = OP_PWRITE_NOWAIT;
-  return finish_sync(env, &r);
+  return finish_try(env, &r, EAGAIN, EOPNOTSUPP, EINVAL);
+}
+
+/* read(2) on a non-blocking fd (arguments as pread, position ignored): -EAGAIN, -EINTR, -ENOENT instead of throwing. */
+BINDING(readNonblock) {
+  GET_ARGS(env, info, 5);
+  io_req r;
+  if (!rw_args(env, argv, OP_PREAD, &r)) return NULL;
+  r.pos = -1;
+  return finish_try(env, &r, EAGAIN, EINTR, ENOENT);
 }
 
 BINDING(preadAsync) {

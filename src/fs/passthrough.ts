@@ -1120,15 +1120,10 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   }
 }
 
-/** A non-blocking attempt: its count, or 0 when it would block (EAGAIN) or is not supported. */
+/** A non-blocking attempt: its count, or 0 when it would block or is not supported (a negative errno). */
 function tryNowait(fn: () => number): number {
-  try {
-    return fn();
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === 'EAGAIN' || code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'EINVAL') return 0;
-    throw e;
-  }
+  const n = fn();
+  return n < 0 ? 0 : n;
 }
 
 function lockRange(lock: FileLock): [number, number] {

@@ -172,9 +172,15 @@ export interface NativeAddon {
   /** recvmsg one fd sent with SCM_RIGHTS (blocks; close-on-exec); ECONNRESET when the peer closed without sending */
   recvFd(sock: number): number;
 
-  /** preadv2/pwritev2 with RWF_NOWAIT: only what needs no blocking (page cache), EAGAIN otherwise; may be short */
+  /**
+   * preadv2/pwritev2 with RWF_NOWAIT: only what needs no blocking (page cache); may be short.
+   * Returns the count, or -EAGAIN (would block) / -EOPNOTSUPP / -EINVAL (not supported here)
+   * without building an Error; other failures throw.
+   */
   preadNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
   pwriteNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
+  /** read(2) on a non-blocking fd into buf[offset, offset+length) (position ignored): the count, or -EAGAIN, -EINTR, -ENOENT; other failures throw */
+  readNonblock(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
   /** watch fd for readability on the event loop (uv_poll); callback(status) runs on the main thread */
   pollStart(fd: number, callback: (status: number) => void): unknown;
   /** stop a watch started by pollStart */

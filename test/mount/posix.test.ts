@@ -35,7 +35,7 @@ for (const frontend of FRONTENDS) {
     for (const [name, fn] of Object.entries(cases)) {
       // a case listed as failing on this frontend runs anyway (it must fail: see ./frontends.ts)
       const wanted = knownFailure(frontend, name) === undefined ? (needs[name] ?? []) : [];
-      itOn(frontend, name, { timeout: 30_000 }, async (ctx) => {
+      itOn(frontend, name, { timeout: 120_000 }, async (ctx) => {
         const missing = wanted.filter((x) => !have.has(x));
         if (missing.length) ctx.skip(`needs ${missing.join(', ')}`);
         const sub = `case-${n++}`;

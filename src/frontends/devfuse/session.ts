@@ -62,6 +62,19 @@ export function poolSize(): number {
   return Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4;
 }
 
+const EAGAIN = 11;
+const EINTR = 4;
+const ENOENT = 2;
+
+/** One non-blocking read of the device: the count, a negative errno to retry on, or the code of a failure. */
+function readDev(fd: number, buf: Buffer, size: number): number | string {
+  try {
+    return sys.readNonblock(fd, buf, 0, size, -1);
+  } catch (e) {
+    return (e as { code?: string }).code ?? 'EIO';
+  }
+}
+
 export class DevFuseSession {
   private readonly once: LogOnce;
   private running = 0;
@@ -134,15 +147,12 @@ export class DevFuseSession {
     handle = sys.pollStart(this.fd, () => {
       // a bounded batch, then back to the loop so that replies and timers get their turn
       for (let i = 0; i < 64 && handle !== null; i++) {
-        let n: number;
-        try {
-          n = sys.pread(this.fd, buf, 0, size, -1);
-        } catch (e) {
-          const code = (e as { code?: string }).code ?? 'EIO';
-          if (code === 'EAGAIN') return; // drained
-          // EINTR: a signal; ENOENT: the request was interrupted before we read it
-          if (code === 'EINTR' || code === 'ENOENT') continue;
-          stop({ end: code, message: (e as Error).message });
+        const n = readDev(this.fd, buf, size);
+        if (n === -EAGAIN) return; // drained
+        // -EINTR: a signal; -ENOENT: the request was interrupted before we read it
+        if (n === -EINTR || n === -ENOENT) continue;
+        if (typeof n === 'string') {
+          stop({ end: n, message: n });
           return;
         }
         if (n === 0) {
