@@ -177,12 +177,13 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
 }
 
 /** Options of the core filesystem. `root` is the shared directory's realpath (from preflight). */
-export function passthroughOptions(cfg: Config, root: string, key: Buffer, log: Logger): PassthroughOptions {
+export function passthroughOptions(cfg: Config, root: string, key: Buffer, log: Logger, previousKeys: Buffer[] = []): PassthroughOptions {
   return {
     root,
     fdBudget: cfg.fdBudget,
     reopen: cfg.reopen,
     key,
+    previousKeys,
     cache: cfg.cache,
     xattr: cfg.xattr,
     // virtiofsd creates files with the requester's credentials when it can

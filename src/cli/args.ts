@@ -14,7 +14,7 @@ export class UsageError extends Error {
   }
 }
 
-export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'mount'; config: Config };
+export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'mount'; config: Config } | { kind: 'rotate-key'; file: string; keep: number };
 
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
@@ -36,6 +36,7 @@ const OPTIONS = {
   readers: { type: 'string' },
   'stats-file': { type: 'string' },
   supervise: { type: 'boolean' },
+  keep: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 export const USAGE = `usage: handlefs mount SHARED MOUNTPOINT [options]
@@ -84,6 +85,11 @@ options:
   -h, --help                this text
   -V, --version             print the version
 
+       handlefs rotate-key KEYFILE [--keep N]
+  put a new key in front of the key file (created 0600 if absent) and keep the N previous keys
+  (default 1, at most 7): handles and state sealed under a kept key still verify; a server picks
+  the new key up when it starts (a supervised one: at its next start)
+
 exit status: 0 after a clean unmount, 1 when setting up fails, 2 on a usage error.
 environment: HANDLEFS_READY_FD=N writes "ready\\n" to fd N once the mount is live.`;
 
@@ -100,7 +106,14 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (v.version) return { kind: 'version' };
   const pos = parsed.positionals;
   if (pos.length === 0) throw new UsageError('missing command: handlefs mount SHARED MOUNTPOINT [options]');
-  if (pos[0] !== 'mount') throw new UsageError(`unknown command '${pos[0]}': the only command is mount`);
+  if (pos[0] === 'rotate-key') {
+    if (pos.length !== 2) throw new UsageError('usage: handlefs rotate-key KEYFILE [--keep N]');
+    const keep = v.keep === undefined ? 1 : Number(v.keep);
+    if (typeof v.keep === 'boolean' || !Number.isInteger(keep) || keep < 0 || keep > 7) throw new UsageError('--keep must be a whole number from 0 to 7');
+    return { kind: 'rotate-key', file: pos[1]!, keep };
+  }
+  if (v.keep !== undefined) throw new UsageError("--keep goes with 'handlefs rotate-key'");
+  if (pos[0] !== 'mount') throw new UsageError(`unknown command '${pos[0]}': the commands are mount and rotate-key`);
   if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
   if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
   // allowNegative accepts --no-<string option> too; there is nothing to negate there

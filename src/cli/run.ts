@@ -51,6 +51,17 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`handlefs ${version()}\n`);
       return 0;
     }
+    if (cmd.kind === 'rotate-key') {
+      const { rotateKeyFile } = await import('../handle/key.js');
+      try {
+        const n = rotateKeyFile(cmd.file, cmd.keep);
+        process.stdout.write(`rotated ${cmd.file}: a new key and ${n - 1} previous key${n === 2 ? '' : 's'} still accepted\n`);
+        return 0;
+      } catch (e) {
+        say((e as Error).message);
+        return 1;
+      }
+    }
     cfg = cmd.config;
   } catch (e) {
     if (e instanceof UsageError) {
@@ -88,7 +99,7 @@ async function serve(cfg: Config, log: Logger): Promise<number> {
 
   // imported here, after the checks: loading the core loads the native addon, whose absence is a
   // set-up error with its own message, not a usage error
-  const [{ ephemeralKey, loadOrCreateKey }, { PassthroughFs }, { ReadOnlyFs }, { ProtocolServer }, dev, { probeCaps }] =
+  const [{ ephemeralKey, loadOrCreateKeys }, { PassthroughFs }, { ReadOnlyFs }, { ProtocolServer }, dev, { probeCaps }] =
     await Promise.all([
       import('../handle/key.js'),
       import('../fs/passthrough.js'),
@@ -98,10 +109,10 @@ async function serve(cfg: Config, log: Logger): Promise<number> {
       import('../sys/caps.js'),
     ]);
 
-  const key = cfg.handleKeyFile ? loadOrCreateKey(cfg.handleKeyFile) : ephemeralKey();
+  const [key, ...previousKeys] = cfg.handleKeyFile ? loadOrCreateKeys(cfg.handleKeyFile) : [ephemeralKey()];
   let reopenBy: string = cfg.reopen;
   if (reopenBy === 'auto') reopenBy = probeCaps().dacReadSearch ? 'handle' : 'path';
-  const core = new PassthroughFs(passthroughOptions(cfg, pre.root, key, log));
+  const core = new PassthroughFs(passthroughOptions(cfg, pre.root, key!, log, previousKeys));
   const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(core) : core;
   const stats = startStats(cfg.statsFile, () => core.counters(), log);
   if (cfg.frontend === 'fuse-native') {

@@ -15,6 +15,8 @@ export interface PassthroughOptions {
   reopen: ReopenStrategy;
   /** 32-byte sealing key (src/handle/key.ts): ephemeral or from --handle-key-file */
   key: Buffer;
+  /** keys rotated out of the key file but still accepted when verifying (grace period) */
+  previousKeys?: Buffer[];
   cache: CachePolicy;
   /** serve xattr operations (false: ENOSYS, so the client stops asking) */
   xattr: boolean;

@@ -129,7 +129,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       CLOSE(this.rootDirFd);
       throw new Error(`the shared directory's filesystem does not support file handles (${(e as Error).message}); handlefs needs them`);
     }
-    this.sealer = new Sealer(opts.key, Buffer.concat([Buffer.from(String(rootHandle.type)), rootHandle.bytes]));
+    this.sealer = new Sealer(opts.key, Buffer.concat([Buffer.from(String(rootHandle.type)), rootHandle.bytes]), opts.previousKeys ?? []);
     // a per-process generation: node ids are never reused within a process; across processes the
     // generation tells an old client handle apart
     this.generation = BigInt((randomBytes(4).readUInt32LE(0) | 1) >>> 0);

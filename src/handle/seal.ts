@@ -13,16 +13,25 @@ export const KEY_LEN = 32;
 export class Sealer {
   private readonly key: Buffer;
   private readonly fsId: Buffer;
+  /** keys rotated out but still accepted by verify (a key file's grace period) */
+  private readonly previous: Buffer[];
 
-  constructor(key: Buffer, fsIdentity: Buffer) {
-    if (key.length !== KEY_LEN) throw new RangeError(`sealing key must be ${KEY_LEN} bytes, got ${key.length}`);
+  constructor(key: Buffer, fsIdentity: Buffer, previousKeys: readonly Buffer[] = []) {
+    for (const k of [key, ...previousKeys]) {
+      if (k.length !== KEY_LEN) throw new RangeError(`sealing key must be ${KEY_LEN} bytes, got ${k.length}`);
+    }
     this.key = Buffer.from(key);
     this.fsId = Buffer.from(fsIdentity);
+    this.previous = previousKeys.map((k) => Buffer.from(k));
   }
 
   /** MAC over (domain | fs identity | purpose | type | handle bytes | extra). */
   seal(type: number, bytes: Buffer, extra?: Buffer, purpose = 'h'): Buffer {
-    const h = createHmac('sha256', this.key);
+    return this.sealWith(this.key, type, bytes, extra, purpose);
+  }
+
+  private sealWith(key: Buffer, type: number, bytes: Buffer, extra: Buffer | undefined, purpose: string): Buffer {
+    const h = createHmac('sha256', key);
     const hdr = Buffer.allocUnsafe(12);
     hdr.writeUInt32LE(this.fsId.length, 0);
     hdr.writeInt32LE(type, 4);
@@ -35,8 +44,10 @@ export class Sealer {
   /** Constant-time check of a seal; false for a wrong length, never a throw. */
   verify(type: number, bytes: Buffer, mac: Buffer, extra?: Buffer, purpose = 'h'): boolean {
     if (!Buffer.isBuffer(mac) || mac.length !== SEAL_LEN) return false;
-    const want = this.seal(type, bytes, extra, purpose);
-    return timingSafeEqual(want, mac);
+    if (timingSafeEqual(this.seal(type, bytes, extra, purpose), mac)) return true;
+    // a seal made before the last rotations: accepted while its key is kept
+    for (const k of this.previous) if (timingSafeEqual(this.sealWith(k, type, bytes, extra, purpose), mac)) return true;
+    return false;
   }
 
   /** MAC of an arbitrary record (tokens, state files): same key, separate purpose. */

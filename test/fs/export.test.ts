@@ -108,6 +108,25 @@ describe('successor state', () => {
     expect(fresh.nodeid).toBeGreaterThan(nodes.reduce((m, x) => (x > m ? x : m), 0n));
   });
 
+  it('after a key rotation the successor still takes the state and resurrects the old node ids (grace), and not once the key is gone', async () => {
+    const { root } = tree();
+    const oldKey = ephemeralKey();
+    const a = makeFs(root, { key: oldKey }).pfs;
+    open.push(a);
+    const f = (await walk(a, 'a/b/c/f3')).nodeid;
+    const state = a.exportState();
+    await a.destroy();
+    open.pop();
+    const b = makeFs(root, { key: ephemeralKey(), previousKeys: [oldKey] }).pfs;
+    open.push(b);
+    expect(b.importState(state).ok).toBe(true);
+    expect(await readAll(b, f)).toBe('file-3');
+    const c = makeFs(root, { key: ephemeralKey() }).pfs;
+    open.push(c);
+    expect(c.importState(state).ok).toBe(false);
+    expect(await errnoOf(c.getattr(ctx, f))).toBe('ESTALE');
+  });
+
   it('refuses a state sealed under another key, and every truncated, flipped or reordered state', async () => {
     const { root } = tree();
     const key = ephemeralKey();

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Sealer, SEAL_LEN } from '../../src/handle/seal.js';
 import { encodeToken, decodeToken, MAX_HANDLE_BYTES } from '../../src/handle/token.js';
-import { ephemeralKey, loadOrCreateKey, KeyFileError } from '../../src/handle/key.js';
+import { ephemeralKey, loadOrCreateKey, loadOrCreateKeys, rotateKeyFile, KeyFileError } from '../../src/handle/key.js';
 import { tmpdir } from './helpers.js';
 import { mulberry32 as prng } from '../helpers/prng.js';
 
@@ -105,6 +105,43 @@ describe('key file', () => {
       expect(() => loadOrCreateKey(path.join(d, 'short'))).toThrow(/exactly 32 bytes/);
       fs.writeFileSync(path.join(d, 'long'), Buffer.alloc(33), { mode: 0o600 });
       expect(() => loadOrCreateKey(path.join(d, 'long'))).toThrow(/exactly 32 bytes/);
+      fs.writeFileSync(path.join(d, 'nine'), Buffer.alloc(32 * 9), { mode: 0o600 });
+      expect(() => loadOrCreateKey(path.join(d, 'nine'))).toThrow(/1 to 8 keys/);
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('key rotation', () => {
+  it('a rotated key file seals with the new key and still verifies under the kept ones, until they are rotated out', () => {
+    const d = tmpdir();
+    try {
+      const p = path.join(d, 'key');
+      const [k0] = loadOrCreateKeys(p);
+      const fsId = Buffer.from('fs');
+      const old = new Sealer(k0!, fsId);
+      const token = encodeToken(old, { nodeid: 7n, generation: 1n, handleType: 1, handle: Buffer.from('handle') });
+      const mac = old.seal(1, Buffer.from('handle'));
+      expect(rotateKeyFile(p, 1)).toBe(2);
+      expect(fs.statSync(p).mode & 0o777).toBe(0o600);
+      const keys = loadOrCreateKeys(p);
+      expect(keys.length).toBe(2);
+      expect(keys[1]!.equals(k0!)).toBe(true);
+      const now = new Sealer(keys[0]!, fsId, keys.slice(1));
+      expect(now.seal(1, Buffer.from('handle')).equals(mac)).toBe(false); // new seals use the new key
+      expect(now.verify(1, Buffer.from('handle'), mac)).toBe(true); // grace: the old seal still verifies
+      expect(decodeToken(now, token).ok).toBe(true);
+      // two more rotations keeping one: k0 is gone, its seals are refused
+      rotateKeyFile(p, 1);
+      rotateKeyFile(p, 1);
+      const later = loadOrCreateKeys(p);
+      const after = new Sealer(later[0]!, fsId, later.slice(1));
+      expect(after.verify(1, Buffer.from('handle'), mac)).toBe(false);
+      const r = decodeToken(after, token);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.errno).toBe(116); // ESTALE
+      expect(() => rotateKeyFile(p, 8)).toThrow(KeyFileError);
     } finally {
       fs.rmSync(d, { recursive: true, force: true });
     }

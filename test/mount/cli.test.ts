@@ -42,6 +42,24 @@ describe.skipIf(!built)('handlefs CLI errors', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it('rotate-key puts a new key in front and keeps the previous ones asked for', async () => {
+    const d = fs.mkdtempSync(join(os.tmpdir(), 'handlefs-rotate-'));
+    try {
+      const key = join(d, 'key');
+      const r1 = await runCli(['rotate-key', key]);
+      expect(r1.status, r1.stderr).toBe(0);
+      expect(fs.statSync(key).size).toBe(64); // created, then a new key in front of it
+      const r2 = await runCli(['rotate-key', key, '--keep', '0']);
+      expect(r2.stdout).toMatch(/a new key and 0 previous keys still accepted/);
+      expect(fs.statSync(key).size).toBe(32);
+      expect(fs.statSync(key).mode & 0o777).toBe(0o600);
+      const r3 = await runCli(['rotate-key', key, '--keep', '9']);
+      expect(r3.status).toBe(2);
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   it('--help explains every option and exits 0', async () => {
     const r = await runCli(['--help']);
     expect(r.status).toBe(0);

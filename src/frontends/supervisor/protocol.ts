@@ -13,6 +13,8 @@ export interface StartMsg {
   cfg: Record<string, unknown>;
   root: string;
   key: Uint8Array;
+  /** keys rotated out but still accepted (grace period) */
+  previousKeys: Uint8Array[];
   /** full sealed state from a predecessor that stopped cleanly (upgrade) */
   state: Uint8Array | null;
   /** sealed one-record states streamed by the predecessors (crash recovery) */

@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import { E } from '../../errors.js';
-import { ephemeralKey, loadOrCreateKey } from '../../handle/key.js';
+import { ephemeralKey, loadOrCreateKeys } from '../../handle/key.js';
 import { childLogger } from '../../log.js';
 import { DevFuseSession, mountFuse, type RequestHandler } from '../devfuse/index.js';
 import {
@@ -69,7 +69,7 @@ class Forwarder implements RequestHandler {
   constructor(
     private readonly cfg: Config,
     private readonly root: string,
-    private readonly key: Buffer,
+    private readonly keys: Buffer[],
     private readonly log: Logger,
     private readonly bufSize: number,
     private readonly onFatal: (why: string) => void,
@@ -120,7 +120,7 @@ class Forwarder implements RequestHandler {
       child.on('message', (raw) => this.onMessage(raw as FromWorker, resolve, reject));
       child.on('exit', (code, signal) => this.onExit(gen, child, code, signal, reject));
       const start: StartMsg = {
-        t: 'start', cfg: { ...this.cfg } as unknown as Record<string, unknown>, root: this.root, key: this.key,
+        t: 'start', cfg: { ...this.cfg } as unknown as Record<string, unknown>, root: this.root, key: this.keys[0]!, previousKeys: this.keys.slice(1),
         state, records: state ? [] : this.records, init: this.init,
       };
       child.send(start);
@@ -251,10 +251,10 @@ class Forwarder implements RequestHandler {
 export async function supervise(cfg: Config, pre: { root: string; mountpoint: string }, log: Logger, hooks: SupervisorHooks): Promise<number> {
   const slog = childLogger('supervisor', log);
   // one key for every worker: the successor must verify its predecessor's seals
-  const key = cfg.handleKeyFile ? loadOrCreateKey(cfg.handleKeyFile) : ephemeralKey();
+  const [key, ...previousKeys] = cfg.handleKeyFile ? loadOrCreateKeys(cfg.handleKeyFile) : [ephemeralKey()];
   let fatal: string | null = null;
   let stopNow: ((why: string) => void) | null = null;
-  const fwd = new Forwarder(cfg, pre.root, key, slog, Math.max(8192, cfg.maxWrite + 4096), (why) => {
+  const fwd = new Forwarder(cfg, pre.root, [key!, ...previousKeys], slog, Math.max(8192, cfg.maxWrite + 4096), (why) => {
     fatal = why;
     stopNow?.(why);
   });

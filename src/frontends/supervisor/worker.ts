@@ -40,7 +40,7 @@ async function start(m: StartMsg): Promise<void> {
   const log = pino({ level: cfg.logLevel, base: { pid: process.pid, role: 'worker' } }, pino.destination({ fd: 2, sync: true }));
   setRootLogger(log);
   const key = Buffer.from(m.key);
-  core = new PassthroughFs(passthroughOptions(cfg, m.root, key, log));
+  core = new PassthroughFs(passthroughOptions(cfg, m.root, key, log, m.previousKeys.map((k) => Buffer.from(k))));
   const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(core) : core;
   server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
   let restored = 0;
