@@ -50,10 +50,10 @@ const FIO_RUNTIME_S = 30;         // fio stops at this even if the size is not r
 // ---------------------------------------------------------------- targets
 // One entry per target. start(shared, mnt) -> [argv0, argv...]; ready: 'fd' (HANDLEFS_READY_FD) or
 // 'mountinfo' (poll until the mountpoint appears). `cache` states the cache settings used.
-const handlefs = (frontend) => (shared, mnt) => [
+const handlefs = (frontend, extra = []) => (shared, mnt) => [
   process.execPath,
   [...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : []), CLI, 'mount', shared, mnt,
-    '--frontend', frontend, '--cache', 'auto', '--log-level', 'warn'],
+    '--frontend', frontend, '--cache', 'auto', '--log-level', 'warn', ...extra],
 ];
 const fuseNativeAvailable = () => !/not available yet/.test(
   spawnSync(process.execPath, [CLI, 'mount', '--help'], { encoding: 'utf8' }).stdout ?? 'not available yet');
@@ -68,6 +68,9 @@ const TARGETS = [
   { id: 'handlefs-raw', label: 'handlefs raw', ready: 'fd', sweep: true,
     cache: '--cache auto (attr/entry 1 s, no keep_cache: page cache dropped on open), --readers 2 (default), 1 MiB requests',
     start: handlefs('raw') },
+  { id: 'handlefs-passthrough', label: 'handlefs raw --passthrough', ready: 'fd',
+    cache: 'as handlefs raw, plus FUSE passthrough: open files are kernel backing files (reads/writes bypass the server)',
+    start: handlefs('raw', ['--passthrough']) },
   { id: 'handlefs-fuse-native', label: 'handlefs fuse-native', ready: 'fd', when: fuseNativeAvailable,
     cache: '--cache auto via the libfuse2 high-level API (attr_timeout=entry_timeout=1)', start: handlefs('fuse-native') },
 ];

@@ -171,6 +171,9 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
   };
   if (cfg.statsFile === '') throw new ConfigError('--stats-file must not be empty');
   if (cfg.supervise && cfg.frontend !== 'raw') throw new ConfigError('--supervise needs --frontend raw');
+  // backing files are registered on the /dev/fuse fd, which only the supervisor holds
+  if (cfg.supervise && cfg.passthrough) throw new ConfigError('--passthrough cannot be combined with --supervise');
+  if (cfg.passthrough && cfg.frontend !== 'raw') throw new ConfigError('--passthrough needs --frontend raw');
   // the kernel refuses FUSE_PASSTHROUGH together with the writeback cache (fuse_kernel.h, 7.40)
   if (cfg.passthrough && cfg.writeback) throw new ConfigError('--passthrough cannot be combined with --writeback');
   return cfg;

@@ -61,7 +61,8 @@ options:
                             attributes for a day and file data (default auto)
   --writeback               enable the kernel's writeback cache (FUSE_WRITEBACK_CACHE)
   --passthrough             let the kernel read and write the backing files directly
-                            (FUSE_PASSTHROUGH; not with --writeback)
+                            (FUSE_PASSTHROUGH backing files, needs CAP_SYS_ADMIN; not with
+                            --writeback or --supervise)
   --readonly                refuse every modification (EROFS); mounts read-only
   --allow-other             let users other than the mounting user access the mount
   --no-default-permissions  do not let the kernel check permissions (mount option

@@ -137,6 +137,7 @@ async function serve(cfg: Config, log: Logger): Promise<number> {
     throw e;
   }
 
+  if (cfg.passthrough) core.backing = dev.backingRegistry(mount.fd);
   const session = new dev.DevFuseSession(mount.fd, server, { readers: cfg.readers, kind: readerKind() }, mlog);
   try {
     session.start();

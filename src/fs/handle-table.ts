@@ -12,6 +12,8 @@ export interface OpenHandle {
   fdKey: string;
   /** a lock was taken through this handle: its fd is pinned until release */
   locked: boolean;
+  /** FUSE passthrough: the kernel's backing id for this open file (it reads and writes it itself) */
+  backingId: number | null;
   /** POSIX lock owners that took locks through this fh: a FLUSH from one of them drops the locks */
   lockOwners: Set<bigint> | null;
   /** directory cursor: entries read from the host but not yet sent, resuming at `pendingFrom` */
@@ -35,7 +37,7 @@ export class HandleTable {
   add(inode: Inode, kind: 'file' | 'dir', flags: number): OpenHandle {
     const fh = this.next++;
     const h: OpenHandle = {
-      fh, inode, kind, flags, fdKey: `f${fh}`, locked: false, lockOwners: null,
+      fh, inode, kind, flags, fdKey: `f${fh}`, locked: false, lockOwners: null, backingId: null,
       pending: [], pendingIdx: 0, pendingFrom: -1n, cursorValid: false,
     };
     this.map.set(fh, h);

@@ -28,7 +28,7 @@ import { InodeFds, type ReopenCounters } from './reopen.js';
 import { ExportTable, encodeState, decodeState, type InodeRecord } from './export-table.js';
 import {
   FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW,
-  FATTR_SIZE, FATTR_UID, WRITE_KILL_SUIDGID,
+  FATTR_SIZE, FATTR_UID, FOPEN_PASSTHROUGH, WRITE_KILL_SUIDGID,
   type AttrReply, type Context, type CreateOut, type DirEntry, type Entry, type FileLock, type InitOptions, type OpenOut,
   type SetattrIn, type StatfsOut, type XattrReply,
 } from './types.js';
@@ -100,6 +100,13 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
    * (a supervisor keeps them so that a crashed worker's successor can resolve the same node ids).
    */
   onRecord: ((sealed: Buffer) => void) | null = null;
+  /**
+   * FUSE passthrough: registers an open file's fd with the kernel as a backing file (the /dev/fuse
+   * transport sets it; FUSE_DEV_IOC_BACKING_OPEN/CLOSE). With it, reads and writes of that file
+   * never reach the server.
+   */
+  backing: { open(fd: number): number; close(id: number): void } | null = null;
+  private passthroughOn = false;
 
   constructor(private readonly opts: PassthroughOptions) {
     super();
@@ -505,6 +512,21 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   override async init(o: InitOptions): Promise<void> {
     this.writeback = o.writeback;
     this.killPrivV2 = o.killPrivV2;
+    this.passthroughOn = o.passthrough && this.backing !== null;
+  }
+
+  /** The reply flags of an opened file, registering it as a backing file under FUSE passthrough. */
+  private openReply(h: OpenHandle, fd: number): OpenOut {
+    if (this.passthroughOn && this.backing) {
+      try {
+        h.backingId = this.backing.open(fd);
+        // the kernel holds its own reference to the file: reads and writes go to it directly
+        return { fh: h.fh, openFlags: FOPEN_PASSTHROUGH, backingId: h.backingId };
+      } catch (e) {
+        this.once.warn('backing', { code: (e as { code?: string }).code }, 'cannot register a backing file; serving reads and writes through the server');
+      }
+    }
+    return { fh: h.fh, openFlags: fileOpenFlags(this.opts.cache) };
   }
 
   override async destroy(): Promise<void> {
@@ -757,8 +779,9 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     });
     const h = this.handles.add(inode, 'file', f & ~O_TRUNC);
     this.cache.insertPinned(h.fdKey, fd, 'file', inode.unlinked);
+    const reply = this.openReply(h, fd);
     this.cache.unpin(h.fdKey, fd);
-    return { fh: h.fh, openFlags: fileOpenFlags(this.opts.cache) };
+    return reply;
   }
 
   override async create(ctx: Context, parentId: bigint, name: Buffer, mode: number, flags: number, umask: number): Promise<CreateOut> {
@@ -794,8 +817,9 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       const inode = this.store.get(entry.nodeid)!;
       const h = this.handles.add(inode, 'file', f & ~(O_TRUNC | O_CREAT | O_EXCL | O_NOFOLLOW));
       this.cache.insertPinned(h.fdKey, fd, 'file');
+      const open = this.openReply(h, fd);
       this.cache.unpin(h.fdKey, fd);
-      return { entry, open: { fh: h.fh, openFlags: fileOpenFlags(this.opts.cache) } };
+      return { entry, open };
     } finally {
       this.releaseInode(parent, dfd);
     }
@@ -892,6 +916,14 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   }
 
   private closeHandle(h: OpenHandle): void {
+    if (h.backingId !== null && this.backing) {
+      try {
+        this.backing.close(h.backingId);
+      } catch {
+        /* the connection is gone: so is the backing file */
+      }
+      h.backingId = null;
+    }
     this.handles.remove(h);
     this.cache.remove(h.fdKey);
     this.store.maybeDrop(h.inode);

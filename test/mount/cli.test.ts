@@ -91,6 +91,7 @@ describe.skipIf(!built)('handlefs CLI errors', () => {
     ['a bad --log-level', () => ['mount', shared, mnt, '--log-level', 'loud'], /--log-level must be one of/],
     ['a bad --frontend', () => ['mount', shared, mnt, '--frontend', 'nfs'], /--frontend must be one of raw\|fuse-native/],
     ['--passthrough with --writeback', () => ['mount', shared, mnt, '--passthrough', '--writeback'], /cannot be combined/],
+    ['--passthrough with --supervise', () => ['mount', shared, mnt, '--passthrough', '--supervise'], /cannot be combined/],
   ];
   for (const [name, args, msg] of usage) {
     it(`usage error, exit 2: ${name}`, async () => {

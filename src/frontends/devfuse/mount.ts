@@ -257,3 +257,11 @@ function run(cmd: string, args: string[]): Promise<boolean> {
     c.on('exit', (code) => resolve(code === 0));
   });
 }
+
+/** FUSE passthrough backing files on this connection (FUSE_DEV_IOC_BACKING_OPEN/CLOSE on the device fd). */
+export function backingRegistry(devFd: number): { open(fd: number): number; close(id: number): void } {
+  return {
+    open: (fd) => sys.fuseBackingOpen(devFd, fd, 0),
+    close: (id) => sys.fuseBackingClose(devFd, id),
+  };
+}
