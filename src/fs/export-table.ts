@@ -51,7 +51,9 @@ export class ExportTable {
 /**
  * Sealed state: what a successor process needs to keep serving the same client without an
  * unmount. Layout (little endian):
- *   "HFSTATE1" | u32 count | u64 nextNodeid | u64 generation | records... | MAC(16) over all before
+ *   "HFSTATE1" | u32 count | u64 nextNodeid | u64 generation | records... |
+ *   [u32 handleCount | handles...] | MAC(16) over all before
+ * handle: u64 fh | u64 nodeid | u32 flags | u8 kind (0 file, 1 dir)
  * record: u64 nodeid | u64 generation | u64 parent | u32 type | i32 handleType | u32 nlookup |
  *         u16 handleLen | handle | u16 nameLen | name | seal(16)
  * One MAC covers the whole blob, so a truncated, reordered, flipped or foreign-key state is
@@ -61,10 +63,21 @@ const MAGIC = Buffer.from('HFSTATE1', 'latin1');
 const PURPOSE = 'state';
 const MAX_RECORDS = 10_000_000;
 
+/** An open file or directory the client holds (FUSE fh), handed to a successor at an upgrade. */
+export interface HandleRecord {
+  fh: bigint;
+  nodeid: bigint;
+  /** open flags to reopen with (never O_CREAT/O_EXCL/O_TRUNC) */
+  flags: number;
+  kind: 'file' | 'dir';
+}
+
 export interface ServerState {
   nextNodeid: bigint;
   generation: bigint;
   records: InodeRecord[];
+  /** open handles (upgrade only; absent from streamed one-record states) */
+  handles?: HandleRecord[];
 }
 
 export function encodeState(sealer: Sealer, st: ServerState): Buffer {
@@ -90,6 +103,17 @@ export function encodeState(sealer: Sealer, st: ServerState): Buffer {
     o += r.name.copy(b, o);
     r.seal.copy(b, o);
     parts.push(b);
+  }
+  if (st.handles && st.handles.length > 0) {
+    const hb = Buffer.alloc(4 + st.handles.length * 21);
+    let o = hb.writeUInt32LE(st.handles.length, 0);
+    for (const h of st.handles) {
+      o = hb.writeBigUInt64LE(h.fh, o);
+      o = hb.writeBigUInt64LE(h.nodeid, o);
+      o = hb.writeUInt32LE(h.flags >>> 0, o);
+      o = hb.writeUInt8(h.kind === 'dir' ? 1 : 0, o);
+    }
+    parts.push(hb);
   }
   const body = Buffer.concat(parts);
   return Buffer.concat([body, sealer.mac(body, PURPOSE)]);
@@ -132,6 +156,17 @@ export function decodeState(sealer: Sealer, buf: unknown): StateResult {
     o += SEAL_LEN;
     st.records.push({ nodeid, generation, parent, name, type, handleType, handle, seal, nlookup });
   }
-  if (o !== end) return bad('trailing bytes');
+  if (o !== end) {
+    if (o + 4 > end) return bad('trailing bytes');
+    const n = body.readUInt32LE(o);
+    o += 4;
+    if (n > MAX_RECORDS || o + n * 21 !== end) return bad('handle section length');
+    st.handles = [];
+    for (let i = 0; i < n; i++, o += 21) {
+      const kind = body[o + 20];
+      if (kind !== 0 && kind !== 1) return bad('handle kind');
+      st.handles.push({ fh: body.readBigUInt64LE(o), nodeid: body.readBigUInt64LE(o + 8), flags: body.readUInt32LE(o + 16), kind: kind === 1 ? 'dir' : 'file' });
+    }
+  }
   return { ok: true, state: st };
 }

@@ -47,8 +47,32 @@ export class HandleTable {
   }
 
   /** The handle `fh` of node `nodeid`, or EBADF (unknown fh, or one that belongs to another node). */
+  /** handles a predecessor held, restored on first use (see `restore`) */
+  private readonly pending = new Map<bigint, { nodeid: bigint; flags: number; kind: 'file' | 'dir' }>();
+  /** brings back the inode of a pending handle (PassthroughFs.inode) */
+  resolveInode: ((nodeid: bigint) => Inode) | null = null;
+
+  /** A predecessor's open handle: it becomes live (without an fd: reopened on use) when first named. */
+  restore(fh: bigint, nodeid: bigint, flags: number, kind: 'file' | 'dir'): void {
+    if (this.map.has(fh)) return;
+    this.pending.set(fh, { nodeid, flags, kind });
+    if (fh >= this.next) this.next = fh + 1n;
+  }
+
   get(fh: bigint, nodeid: bigint, kind?: 'file' | 'dir'): OpenHandle {
-    const h = this.map.get(fh);
+    let h = this.map.get(fh);
+    if (!h) {
+      const p = this.pending.get(fh);
+      if (p && p.nodeid === nodeid && this.resolveInode) {
+        this.pending.delete(fh);
+        const inode = this.resolveInode(nodeid);
+        h = { fh, inode, kind: p.kind, flags: p.flags, fdKey: `f${fh}`, locked: false, lockOwners: null, backingId: null,
+          pending: [], pendingIdx: 0, pendingFrom: -1n, cursorValid: false };
+        this.map.set(fh, h);
+        this.byFdKey.set(h.fdKey, h);
+        inode.opens++;
+      }
+    }
     if (!h || h.inode.nodeid !== nodeid || (kind && h.kind !== kind)) throw new FsError(E.EBADF, 'unknown file handle');
     return h;
   }
@@ -70,5 +94,10 @@ export class HandleTable {
 
   *all(): IterableIterator<OpenHandle> {
     yield* this.map.values();
+  }
+
+  /** Handles restored from a predecessor and not used yet. */
+  *pendingRecords(): IterableIterator<{ fh: bigint; nodeid: bigint; flags: number; kind: 'file' | 'dir' }> {
+    for (const [fh, p] of this.pending) yield { fh, ...p };
   }
 }

@@ -25,7 +25,7 @@ import { HandleTable, type OpenHandle } from './handle-table.js';
 import { Inode, InodeStore } from './inode-store.js';
 import type { PassthroughOptions } from './options.js';
 import { InodeFds, type ReopenCounters } from './reopen.js';
-import { ExportTable, encodeState, decodeState, type InodeRecord } from './export-table.js';
+import { ExportTable, encodeState, decodeState, type HandleRecord, type InodeRecord } from './export-table.js';
 import {
   FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW,
   FATTR_SIZE, FATTR_UID, FOPEN_PASSTHROUGH, WRITE_KILL_SUIDGID,
@@ -161,6 +161,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       if (h) h.cursorValid = false;
     };
     this.store = new InodeStore(ROOT_ID, this.log);
+    this.handles.resolveInode = (nodeid) => this.inode(nodeid);
     this.exports = new ExportTable(opts.exportTableSize ?? 100_000);
     this.store.onDrop = (inode) => {
       this.cache.remove(inode.fdKey);
@@ -262,7 +263,13 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       if (r) records.push(r);
     }
     for (const r of this.exports.values()) records.push(r);
-    return encodeState(this.sealer, { nextNodeid: this.store.next, generation: this.generation, records });
+    // open files and directories: a successor reopens them on first use (their locks do not move)
+    const handles: HandleRecord[] = [];
+    for (const h of this.handles.all()) {
+      if (h.inode.reopenable && !h.inode.unlinked) handles.push({ fh: h.fh, nodeid: h.inode.nodeid, flags: h.flags, kind: h.kind });
+    }
+    for (const p of this.handles.pendingRecords()) handles.push(p);
+    return encodeState(this.sealer, { nextNodeid: this.store.next, generation: this.generation, records, handles });
   }
 
   /**
@@ -278,6 +285,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     }
     this.store.next = r.state.nextNodeid;
     for (const rec of r.state.records) if (rec.nodeid !== ROOT_ID && !this.store.get(rec.nodeid)) this.exports.put(rec);
+    for (const h of r.state.handles ?? []) this.handles.restore(h.fh, h.nodeid, h.flags, h.kind);
     this.log.info({ records: r.state.records.length }, 'predecessor state accepted');
     return { ok: true, records: r.state.records.length };
   }

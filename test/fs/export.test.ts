@@ -108,6 +108,45 @@ describe('successor state', () => {
     expect(fresh.nodeid).toBeGreaterThan(nodes.reduce((m, x) => (x > m ? x : m), 0n));
   });
 
+  it('open files and directories (fh) pass to the successor and keep working, O_APPEND and the listing position included', async () => {
+    const { root } = tree();
+    const key = ephemeralKey();
+    const a = makeFs(root, { key }).pfs;
+    open.push(a);
+    const f = await walk(a, 'a/b/c/f1');
+    const of = await a.open(ctx, f.nodeid, 0o2001 /* O_WRONLY|O_APPEND */);
+    await a.write(ctx, f.nodeid, of.fh, 0, Buffer.from('+A'), 0);
+    const c = await walk(a, 'a/b/c');
+    const od = await a.opendir(ctx, c.nodeid, 0);
+    const seen: string[] = [];
+    let last = 0n;
+    await a.readdir(ctx, c.nodeid, od.fh, 0n, 4096, (e) => {
+      if (seen.length >= 5) return false;
+      seen.push(e.name.toString());
+      last = e.off;
+      return true;
+    });
+    const state = a.exportState();
+    await a.destroy();
+    open.pop();
+    const b = makeFs(root, { key }).pfs;
+    open.push(b);
+    expect(b.importState(state).ok).toBe(true);
+    await b.write(ctx, f.nodeid, of.fh, 0, Buffer.from('+B'), 0);
+    expect(fs.readFileSync(path.join(root, 'a/b/c/f1'), 'utf8')).toBe('file-1+A+B');
+    await b.readdir(ctx, c.nodeid, od.fh, last, 4096, (e) => {
+      seen.push(e.name.toString());
+      return true;
+    });
+    expect(seen.sort()).toEqual(['.', '..', ...Array.from({ length: 20 }, (_, i) => `f${i}`)].sort());
+    await b.release(ctx, f.nodeid, of.fh, 0, 0n, false);
+    await b.releasedir(ctx, c.nodeid, od.fh);
+    expect(await errnoOf(b.read(ctx, f.nodeid, of.fh, 0, 10))).toBe('EBADF');
+    // a new fh never collides with a restored one
+    const o2 = await b.open(ctx, f.nodeid, 0);
+    expect(o2.fh).toBeGreaterThan(od.fh);
+  });
+
   it('after a key rotation the successor still takes the state and resurrects the old node ids (grace), and not once the key is gone', async () => {
     const { root } = tree();
     const oldKey = ephemeralKey();

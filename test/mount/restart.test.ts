@@ -93,4 +93,37 @@ describe.skipIf(skip !== null)(`persistent handles across restarts${skip ? ` (sk
       expect(fs.readFileSync(path.join(mnt, 'd3/sub/f3'), 'utf8')).toBe('content of 3\n');
     });
   }, 180_000);
+
+  it('a file held open by a client keeps working across an upgrade (its fh passes to the new worker)', async () => {
+    await withMount({
+      args: ['--supervise', '--stats-file', '{dir}/stats'],
+      setup: (orig) => fs.writeFileSync(path.join(orig, 'held'), 'start;'),
+    }, async ({ dir, mnt, pid }) => {
+      const stats = path.join(dir, 'stats');
+      const marker = path.join(dir, 'upgraded');
+      const client = run('python3', ['-c', `
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_APPEND)
+os.write(fd, b'before;')
+print('opened', flush=True)
+end = time.time() + 30
+while not os.path.exists(sys.argv[2]) and time.time() < end: time.sleep(0.05)
+os.write(fd, b'after;')
+os.lseek(fd, 0, 0)
+print(os.read(fd, 100).decode(), flush=True)
+`, path.join(mnt, 'held'), marker], { timeoutMs: 45_000 });
+      await waitFor('the client to open', () => (fs.readFileSync(path.join(dir, 'orig', 'held'), 'utf8').includes('before;') ? true : null));
+      const s0 = await waitFor('supervisor stats', () => readJson(`${stats}.supervisor`));
+      process.kill(pid, 'SIGHUP');
+      await waitFor('the upgraded worker', () => {
+        const s = readJson(`${stats}.supervisor`);
+        return s && s.workerPid !== s0.workerPid ? s : null;
+      });
+      fs.writeFileSync(marker, '');
+      const r = await client;
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout.trim().split('\n').pop()).toBe('start;before;after;');
+      expect(fs.readFileSync(path.join(dir, 'orig', 'held'), 'utf8')).toBe('start;before;after;');
+    });
+  }, 90_000);
 });
