@@ -66,8 +66,12 @@ export interface FileSystem {
   rename(ctx: Context, olddir: bigint, oldname: Buffer, newdir: bigint, newname: Buffer, flags: number): Promise<void>;
   link(ctx: Context, nodeid: bigint, newparent: bigint, newname: Buffer): Promise<Entry>;
 
-  /** open(2) flags as the client sent them (O_CREAT/O_EXCL never set; O_TRUNC only with ATOMIC_O_TRUNC). */
-  open(ctx: Context, nodeid: bigint, flags: number): Promise<OpenOut>;
+  /**
+   * open(2) flags as the client sent them (O_CREAT/O_EXCL never set; O_TRUNC only with ATOMIC_O_TRUNC).
+   * `killSuidgid` (FUSE_OPEN_KILL_SUIDGID, with HANDLE_KILLPRIV_V2): an O_TRUNC open by someone
+   * without CAP_FSETID must clear the file's setuid/setgid bits, as truncate(2) would.
+   */
+  open(ctx: Context, nodeid: bigint, flags: number, killSuidgid?: boolean): Promise<OpenOut>;
   /** Atomic create+open; O_EXCL honoured. */
   create(ctx: Context, parent: bigint, name: Buffer, mode: number, flags: number, umask: number): Promise<CreateOut>;
   /** O_TMPFILE in directory `parent`: an unnamed file, open, pinned until released. */
@@ -153,7 +157,7 @@ export class DefaultFileSystem implements FileSystem {
   async rmdir(_c: Context, _p: bigint, _n: Buffer): Promise<void> { throw enosys(); }
   async rename(_c: Context, _od: bigint, _on: Buffer, _nd: bigint, _nn: Buffer, _f: number): Promise<void> { throw enosys(); }
   async link(_c: Context, _n: bigint, _np: bigint, _nn: Buffer): Promise<Entry> { throw enosys(); }
-  async open(_c: Context, _n: bigint, _f: number): Promise<OpenOut> { throw enosys(); }
+  async open(_c: Context, _n: bigint, _f: number, _k?: boolean): Promise<OpenOut> { throw enosys(); }
   async create(_c: Context, _p: bigint, _n: Buffer, _m: number, _f: number, _u: number): Promise<CreateOut> { throw enosys(); }
   async tmpfile(_c: Context, _p: bigint, _m: number, _f: number, _u: number): Promise<CreateOut> { throw enosys(); }
   async read(_c: Context, _n: bigint, _fh: bigint, _o: number, _s: number): Promise<Buffer> { throw enosys(); }

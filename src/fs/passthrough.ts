@@ -774,7 +774,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     return f;
   }
 
-  override async open(_ctx: Context, nodeid: bigint, flags: number): Promise<OpenOut> {
+  override async open(_ctx: Context, nodeid: bigint, flags: number, killSuidgid = false): Promise<OpenOut> {
     const inode = this.inode(nodeid);
     if (inode.type === S_IFDIR) throw new FsError(E.EISDIR);
     // special files are never opened for I/O by the server
@@ -783,7 +783,15 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     const fd = this.withFd(inode, (ifd) => {
       this.confirmInside(inode, ifd);
       this.cache.reserve();
-      return this.openProc(ifd, f);
+      const nfd = this.openProc(ifd, f);
+      // the server (root) keeps setuid bits on truncation; the client's caller may not
+      try {
+        if (killSuidgid && this.killPrivV2 && f & O_TRUNC) this.killSuidgid(ifd);
+      } catch (e) {
+        CLOSE(nfd);
+        throw e;
+      }
+      return nfd;
     });
     const h = this.handles.add(inode, 'file', f & ~O_TRUNC);
     this.cache.insertPinned(h.fdKey, fd, 'file', inode.unlinked);

@@ -24,9 +24,9 @@ export class ReadOnlyFs implements FileSystem {
   async rmdir(): Promise<void> { throw erofs(); }
   async rename(): Promise<void> { throw erofs(); }
   async link(): Promise<Entry> { throw erofs(); }
-  open(c: Context, n: bigint, flags: number): Promise<OpenOut> {
+  open(c: Context, n: bigint, flags: number, killSuidgid?: boolean): Promise<OpenOut> {
     if ((flags & O_ACCMODE) !== O_RDONLY || flags & O_TRUNC) return Promise.reject(erofs());
-    return this.inner.open(c, n, flags);
+    return this.inner.open(c, n, flags, killSuidgid);
   }
   async create(): Promise<CreateOut> { throw erofs(); }
   async tmpfile(): Promise<CreateOut> { throw erofs(); }

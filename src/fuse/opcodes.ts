@@ -185,7 +185,8 @@ const hRename: Handler = async (s, r) => {
 /** The request's nodeid is the new parent; LinkIn names the existing node. */
 const hLink: Handler = async (s, r) => entryReply(s, r, await s.fs.link(r.ctx, u64(r, LinkIn.oldnodeid), r.nodeid, r.name1!));
 
-const hOpen: Handler = async (s, r) => openReply(s, r, await s.fs.open(r.ctx, r.nodeid, u32(r, OpenIn.flags)));
+/** open_flags bit 0 is FUSE_OPEN_KILL_SUIDGID (HANDLE_KILLPRIV_V2). */
+const hOpen: Handler = async (s, r) => openReply(s, r, await s.fs.open(r.ctx, r.nodeid, u32(r, OpenIn.flags), (u32(r, OpenIn.open_flags) & 1) !== 0));
 
 /** A READ larger than max_pages is not something the kernel sends; a short reply would mean EOF. */
 const hRead: Handler = async (s, r) => {

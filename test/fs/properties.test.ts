@@ -238,3 +238,21 @@ describe('reopen', () => {
     expect(m.cap.lines.some((l) => l.level === 50 && String(l.msg).includes('seal'))).toBe(true);
   });
 });
+
+describe('HANDLE_KILLPRIV_V2', () => {
+  it('an O_TRUNC open marked FUSE_OPEN_KILL_SUIDGID clears setuid/setgid; unmarked, the bits stay', async () => {
+    const p = path.join(dir, 'suid');
+    fs.writeFileSync(p, 'binary');
+    fs.chmodSync(p, 0o6755);
+    const m = makeFs(dir);
+    pfs = m.pfs;
+    await pfs.init({ writeback: false, killPrivV2: true, passthrough: false });
+    const e = await pfs.lookup(ctx, 1n, B('suid'));
+    const o1 = await pfs.open(ctx, e.nodeid, O_WRONLY | O_TRUNC, false);
+    await pfs.release(ctx, e.nodeid, o1.fh, 0, 0n, false);
+    expect(fs.statSync(p).mode & 0o7777).toBe(0o6755);
+    const o2 = await pfs.open(ctx, e.nodeid, O_WRONLY | O_TRUNC, true);
+    await pfs.release(ctx, e.nodeid, o2.fh, 0, 0n, false);
+    expect(fs.statSync(p).mode & 0o7777).toBe(0o0755);
+  });
+});

@@ -44,8 +44,8 @@ class StubFs extends DefaultFileSystem {
     this.calls.push(['statx', n, fh, f, m]);
     return { attr: attr(n), attrTimeoutMs: 1000 };
   }
-  override async open(_c: Context, n: bigint, f: number): Promise<OpenOut> {
-    this.calls.push(['open', n, f]);
+  override async open(_c: Context, n: bigint, f: number, kill?: boolean): Promise<OpenOut> {
+    this.calls.push(kill ? ['open', n, f, 'kill-suidgid'] : ['open', n, f]);
     return { fh: 99n, openFlags: F.FOPEN_KEEP_CACHE | F.FOPEN_PASSTHROUGH, backingId: 7 };
   }
   override async opendir(_c: Context, _n: bigint, _f: number): Promise<OpenOut> { return { fh: 5n, openFlags: 0 }; }
@@ -295,6 +295,14 @@ describe('requests', () => {
     const pt = await setup({ passthrough: true });
     const o2 = readStruct(OpenOutS, parse(await pt.call(Op.OPEN, 5n, encodeStruct(OpenIn, { flags: 2 })))[1]);
     expect(o2).toEqual({ fh: 99n, open_flags: F.FOPEN_KEEP_CACHE | F.FOPEN_PASSTHROUGH, backing_id: 7 });
+  });
+
+  it('OPEN passes FUSE_OPEN_KILL_SUIDGID (open_flags bit 0) to the filesystem', async () => {
+    const s = await setup();
+    await s.call(Op.OPEN, 5n, encodeStruct(OpenIn, { flags: 0o1001, open_flags: 1 }));
+    await s.call(Op.OPEN, 5n, encodeStruct(OpenIn, { flags: 0o1001, open_flags: 0 }));
+    const opens = s.fs.calls.filter((c) => c[0] === 'open');
+    expect(opens).toEqual([['open', 5n, 0o1001, 'kill-suidgid'], ['open', 5n, 0o1001]]);
   });
 
   it('READ carries the data; WRITE answers WriteOut', async () => {
