@@ -99,20 +99,19 @@ async function serve(cfg: Config, log: Logger): Promise<number> {
 
   // imported here, after the checks: loading the core loads the native addon, whose absence is a
   // set-up error with its own message, not a usage error
-  const [{ ephemeralKey, loadOrCreateKeys }, { PassthroughFs }, { ReadOnlyFs }, { ProtocolServer }, dev, { probeCaps }] =
+  const [{ ephemeralKey, loadOrCreateKeys }, { PassthroughFs }, { ReadOnlyFs }, { ProtocolServer }, dev] =
     await Promise.all([
       import('../handle/key.js'),
       import('../fs/passthrough.js'),
       import('../fs/read-only.js'),
       import('../fuse/protocol-server.js'),
       import('../frontends/devfuse/index.js'),
-      import('../sys/caps.js'),
     ]);
 
   const [key, ...previousKeys] = cfg.handleKeyFile ? loadOrCreateKeys(cfg.handleKeyFile) : [ephemeralKey()];
-  let reopenBy: string = cfg.reopen;
-  if (reopenBy === 'auto') reopenBy = probeCaps().dacReadSearch ? 'handle' : 'path';
   const core = new PassthroughFs(passthroughOptions(cfg, pre.root, key!, log, previousKeys));
+  // what the core chose (it probed the capability and open_by_handle_at itself)
+  const reopenBy = core.reopenStrategy;
   const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(core) : core;
   const stats = startStats(cfg.statsFile, () => core.counters(), log);
   if (cfg.frontend === 'fuse-native') {

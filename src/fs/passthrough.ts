@@ -1092,23 +1092,25 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   ): Promise<void> {
     const h = this.handles.get(fh, nodeid, 'dir');
     const dir = h.inode;
-    this.withFile(h, (fd) => this.confirmInside(dir, fd));
-    this.withFile(h, (fd) => this.walkDir(h, fd, offset, (d) => {
-      if (isDotName(d.name)) return add(d, null);
-      let e: Entry;
-      try {
-        e = this.lookupAt(dir, fd, d.name);
-      } catch (err) {
-        const errno = toErrno(err);
-        // vanished between getdents and the lookup: list it without attributes
-        if (errno === E.ENOENT) return add(d, null);
-        throw err;
-      }
-      if (add(d, e)) return true;
-      const inode = this.store.get(e.nodeid);
-      if (inode) this.store.forget(inode, 1); // not sent: undo its lookup
-      return false;
-    }));
+    this.withFile(h, (fd) => {
+      this.confirmInside(dir, fd);
+      this.walkDir(h, fd, offset, (d) => {
+        if (isDotName(d.name)) return add(d, null);
+        let e: Entry;
+        try {
+          e = this.lookupAt(dir, fd, d.name);
+        } catch (err) {
+          const errno = toErrno(err);
+          // vanished between getdents and the lookup: list it without attributes
+          if (errno === E.ENOENT) return add(d, null);
+          throw err;
+        }
+        if (add(d, e)) return true;
+        const inode = this.store.get(e.nodeid);
+        if (inode) this.store.forget(inode, 1); // not sent: undo its lookup
+        return false;
+      });
+    });
   }
 
   override async releasedir(_ctx: Context, nodeid: bigint, fh: bigint): Promise<void> {

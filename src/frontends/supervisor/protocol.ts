@@ -1,3 +1,5 @@
+import { opcodeRow } from '../../fuse/opcodes.js';
+
 /**
  * Messages between the supervisor (holds /dev/fuse and the mount) and its worker (runs the
  * filesystem and the protocol server). The channel is Node's IPC channel over a socketpair the
@@ -67,25 +69,7 @@ export interface FailMsg {
 
 export type FromWorker = ReadyMsg | RepMsg | RecsMsg | StateMsg | FailMsg;
 
-/** Offsets in fuse_in_header (fuse_kernel.h). */
-export const IN_LEN = 0;
-export const IN_OPCODE = 4;
-export const IN_UNIQUE = 8;
-export const FUSE_INIT = 26;
-export const FUSE_FORGET = 2;
-export const FUSE_INTERRUPT = 36;
-export const FUSE_BATCH_FORGET = 42;
-
-/** fuse_out_header with an error and no payload. */
-export function errorReply(unique: bigint, errno: number): Buffer {
-  const b = Buffer.alloc(16);
-  b.writeUInt32LE(16, 0);
-  b.writeInt32LE(-errno, 4);
-  b.writeBigUInt64LE(unique, 8);
-  return b;
-}
-
-/** Requests the kernel expects no reply to. */
+/** Requests the kernel expects no reply to (FORGET, BATCH_FORGET, INTERRUPT): the opcode table says. */
 export function noReply(opcode: number): boolean {
-  return opcode === FUSE_FORGET || opcode === FUSE_BATCH_FORGET || opcode === FUSE_INTERRUPT;
+  return opcodeRow(opcode)?.noReply ?? false;
 }

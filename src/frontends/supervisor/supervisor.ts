@@ -25,10 +25,14 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import { E } from '../../errors.js';
 import { ephemeralKey, loadOrCreateKeys } from '../../handle/key.js';
+import { InHeader } from '../../fuse/abi.js';
+import { encodeError } from '../../fuse/codec.js';
+import { Op } from '../../fuse/opcodes.js';
 import { childLogger } from '../../log.js';
+import { startStats } from '../../stats.js';
 import { DevFuseSession, mountFuse, type RequestHandler } from '../devfuse/index.js';
 import {
-  errorReply, FUSE_INIT, IN_OPCODE, IN_UNIQUE, noReply, type FromWorker, type StartMsg, type ToWorker,
+  noReply, type FromWorker, type StartMsg, type ToWorker,
 } from './protocol.js';
 
 export interface SupervisorHooks {
@@ -80,10 +84,10 @@ class Forwarder implements RequestHandler {
   }
 
   handle(req: Buffer): Promise<Buffer | null> {
-    const opcode = req.length >= 8 ? req.readUInt32LE(IN_OPCODE) : 0;
-    const unique = req.length >= 16 ? req.readBigUInt64LE(IN_UNIQUE) : 0n;
+    const opcode = req.length >= 8 ? req.readUInt32LE(InHeader.opcode) : 0;
+    const unique = req.length >= 16 ? req.readBigUInt64LE(InHeader.unique) : 0n;
     const id = this.nextId++;
-    if (opcode === FUSE_INIT) {
+    if (opcode === Op.INIT) {
       this.init = Buffer.from(req);
       this.initId = id;
     }
@@ -175,7 +179,7 @@ class Forwarder implements RequestHandler {
     for (const [id, p] of this.pending) {
       if (queued.has(id)) continue;
       this.pending.delete(id);
-      p.resolve(noReply(p.opcode) ? null : errorReply(p.unique, E.EIO));
+      p.resolve(noReply(p.opcode) ? null : encodeError(p.unique, E.EIO));
       failed++;
     }
     if (this.stopping) return;
@@ -226,7 +230,7 @@ class Forwarder implements RequestHandler {
     for (const [id, p] of this.pending) {
       if (this.queue.some((q) => q.id === id)) continue;
       this.pending.delete(id);
-      p.resolve(noReply(p.opcode) ? null : errorReply(p.unique, E.EINTR));
+      p.resolve(noReply(p.opcode) ? null : encodeError(p.unique, E.EINTR));
     }
     this.paused = false;
     await this.start(state);
@@ -271,19 +275,9 @@ export async function supervise(cfg: Config, pre: { root: string; mountpoint: st
   const session = new DevFuseSession(mount.fd, fwd, { readers: cfg.readers, kind: 'poll' }, childLogger('devfuse', log));
   session.start();
 
-  if (cfg.statsFile) {
-    // the worker writes the core's counters; the supervisor adds its own beside them
-    const file = `${cfg.statsFile}.supervisor`;
-    const t = setInterval(() => {
-      try {
-        fs.writeFileSync(`${file}.tmp`, JSON.stringify({ pid: process.pid, workerPid: fwd.workerPid, generation: fwd.generation, records: fwd.records.length }) + '\n');
-        fs.renameSync(`${file}.tmp`, file);
-      } catch {
-        /* best effort */
-      }
-    }, 500);
-    t.unref();
-  }
+  // the worker writes the core's counters to --stats-file; the supervisor adds its own beside them
+  const stats = startStats(cfg.statsFile ? `${cfg.statsFile}.supervisor` : null,
+    () => ({ workerPid: fwd.workerPid, generation: fwd.generation, records: fwd.records.length }), slog);
 
   let stopping = false;
   const stop = async (why: string): Promise<void> => {
@@ -319,6 +313,7 @@ export async function supervise(cfg: Config, pre: { root: string; mountpoint: st
     /* closed */
   }
   await fwd.stop();
+  stats.stop();
   if (fatal) {
     hooks.say(fatal);
     return 1;
