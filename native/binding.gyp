@@ -14,7 +14,8 @@
         "src/lock.c",
         "src/proc.c",
         "src/dev.c",
-        "src/poll.c"
+        "src/poll.c",
+        "src/notify.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11"],

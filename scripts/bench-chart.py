@@ -23,7 +23,7 @@ labels = {
     "seq_read": "seq read 1M",
     "rand_read_4k": "rand read 4K",
 }
-colors = {"bindfs": "#8c8c8c", "passthrough_ll": "#4c72b0", "handlefs-raw": "#dd8452", "handlefs-passthrough": "#c44e52", "handlefs-fuse-native": "#55a868"}
+colors = {"bindfs": "#8c8c8c", "passthrough_ll": "#4c72b0", "passthrough_ll-1t": "#8fa9d6", "handlefs-raw": "#dd8452", "handlefs-passthrough": "#c44e52", "handlefs-fuse-native": "#55a868"}
 
 has_sweep = bool(doc.get("sweep"))
 fig, axes = plt.subplots(1, 2 if has_sweep else 1, figsize=(14 if has_sweep else 10, 6),

@@ -65,8 +65,13 @@ const TARGETS = [
   { id: 'passthrough_ll', label: 'passthrough_ll', ready: 'mountinfo',
     cache: 'libfuse 3.14 example: -o cache=auto,timeout=1 (attr/entry 1 s, no keep_cache: page cache dropped on open), multi-threaded (default), 1 MiB requests',
     start: (s, m) => [PLL, ['-f', '-o', `source=${s},cache=auto,timeout=1`, m]] },
+  // a reference, not a peer of its own: the same server with one serving thread, as handlefs has
+  // (it shows what a thread pool buys on this machine; see the README)
+  { id: 'passthrough_ll-1t', label: 'passthrough_ll -s (one thread)', ready: 'mountinfo',
+    cache: 'as passthrough_ll, single-threaded (-s): one thread serves every request, as in handlefs',
+    start: (s, m) => [PLL, ['-f', '-s', '-o', `source=${s},cache=auto,timeout=1`, m]] },
   { id: 'handlefs-raw', label: 'handlefs raw', ready: 'fd', sweep: true,
-    cache: '--cache auto (attr/entry 1 s, no keep_cache: page cache dropped on open), --readers 2 (default), 1 MiB requests',
+    cache: '--cache auto (attr/entry 1 s, no keep_cache: page cache dropped on open), one serving thread (the event loop), 1 MiB requests; xattrs on (passthrough_ll serves none: one GETXATTR less per new file)',
     start: handlefs('raw') },
   { id: 'handlefs-passthrough', label: 'handlefs raw --passthrough', ready: 'fd',
     cache: 'as handlefs raw, plus FUSE passthrough: open files are kernel backing files (reads/writes bypass the server)',
@@ -318,7 +323,7 @@ function machine() {
   const fstype = ver('findmnt', ['-n', '-o', 'FSTYPE', '-T', WORK]);
   return {
     cpu: cpu?.trim(), cores: os.cpus().length, kernel: os.release(), memory_gib: Math.round(os.totalmem() / 2 ** 30),
-    node: process.version, fs: fstype, fio: ver('fio', ['--version']), bindfs: ver('bindfs', ['--version']),
+    node: process.version, fs: fstype, fsNote: process.env.HANDLEFS_BENCH_FS_NOTE ?? null, fio: ver('fio', ['--version']), bindfs: ver('bindfs', ['--version']),
     libfuse3: ver('pkg-config', ['--modversion', 'fuse3']), git: ver('git', ['--version']), tar: ver('tar', ['--version']),
   };
 }
@@ -433,7 +438,8 @@ function report(doc) {
   for (const c of doc.checks) lines.push(`- **${c.pass == null ? 'N/A' : c.pass ? 'PASS' : 'FAIL'}** ${c.text}`);
   lines.push('', 'Cache settings (identical where the servers allow):', '');
   for (const t of targets) lines.push(`- ${t.label}: ${t.cache}`);
-  lines.push('', 'Method: one run, targets one after another, each on its own copy of the data on the same ext4 file system. ' +
+  const fsNote = doc.machine.fsNote ? ` (${doc.machine.fsNote}: no target pays for the deletions of those before it)` : '';
+  lines.push('', `Method: one run, targets one after another, each on its own copy of the data on the same ${doc.machine.fs} file system${fsNote}. ` +
     'Times are wall-clock of the whole command. Cold caches = server restarted (fresh mount) and `echo 3 > /proc/sys/vm/drop_caches`. ' +
     'fio: psync, one job, `--invalidate=0` (reads come from the host page cache, so they measure the server, not the disk); the write includes `end_fsync`. ' +
     'git status runs once untimed first (it refreshes the index: the copied repository has new inode numbers).', '');

@@ -40,7 +40,13 @@ export interface Config {
   readonly: boolean;
   /** mount option allow_other: other users may access the mount */
   allowOther: boolean;
-  /** mount option default_permissions: the kernel checks modes (passthrough_hp and virtiofsd rely on it) */
+  /**
+   * mount option default_permissions: the kernel checks modes before asking the server. Default:
+   * on exactly when other users may reach the mount (allowOther). Without allow_other only
+   * processes of the mounting user reach it (the kernel refuses everyone else), and the server runs
+   * as that user, so the host checks every syscall it makes with the same rights; the kernel's
+   * own check would only cost a GETATTR of each directory changed since (one per create or unlink).
+   */
   defaultPermissions: boolean;
   /** serve xattr operations (false: ENOSYS) */
   xattr: boolean;
@@ -70,7 +76,7 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   passthrough: false,
   readonly: false,
   allowOther: false,
-  defaultPermissions: true,
+  defaultPermissions: false, // follows allowOther unless set (see Config)
   xattr: true,
   nonempty: false,
   logLevel: 'warn',
@@ -159,7 +165,7 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     passthrough: o.passthrough ?? d.passthrough,
     readonly: o.readonly ?? d.readonly,
     allowOther: o.allowOther ?? d.allowOther,
-    defaultPermissions: o.defaultPermissions ?? d.defaultPermissions,
+    defaultPermissions: o.defaultPermissions ?? (o.allowOther ?? d.allowOther),
     xattr: o.xattr ?? d.xattr,
     nonempty: o.nonempty ?? d.nonempty,
     logLevel: o.logLevel === undefined ? d.logLevel : oneOf('log-level', o.logLevel, LOG_LEVELS),

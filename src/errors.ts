@@ -18,7 +18,12 @@ export class FsError extends Error {
   readonly code: string;
   constructor(errno: number, message?: string) {
     const code = errnoName(errno);
+    // An expected answer, not a bug: no stack trace, whose capture would cost more than the
+    // syscall that failed (ENOENT of every negative lookup)
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ? `${code}: ${message}` : code);
+    Error.stackTraceLimit = limit;
     this.name = 'FsError';
     this.errno = errno;
     this.code = code;

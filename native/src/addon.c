@@ -8,8 +8,8 @@
 
 static napi_value init(napi_env env, napi_value exports) {
   static const napi_property_descriptor props[] = {
-    EXPORT(openat), EXPORT(openat2), EXPORT(close), EXPORT(fcntlInt),
-    EXPORT(nameToHandleAt), EXPORT(openByHandleAt),
+    EXPORT(openat), EXPORT(openatTry), EXPORT(openat2), EXPORT(close), EXPORT(fcntlInt),
+    EXPORT(nameToHandleAt), EXPORT(nameToHandleAtTry), EXPORT(openByHandleAt),
     EXPORT(statx), EXPORT(fstatat), EXPORT(fstatfs),
     EXPORT(mkdirat), EXPORT(mknodat), EXPORT(symlinkat), EXPORT(readlinkat), EXPORT(unlinkat),
     EXPORT(renameat2), EXPORT(linkat), EXPORT(fchownat), EXPORT(fchmodat2), EXPORT(utimensat),
@@ -19,14 +19,15 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT(preadAsync), EXPORT(pwriteAsync), EXPORT(fsyncAsync), EXPORT(copyFileRangeAsync),
     EXPORT(fallocateAsync),
     EXPORT(getdents64),
-    EXPORT(getxattr), EXPORT(setxattr), EXPORT(listxattr), EXPORT(removexattr),
-    EXPORT(lgetxattr), EXPORT(lsetxattr), EXPORT(llistxattr), EXPORT(lremovexattr),
-    EXPORT(fgetxattr), EXPORT(fsetxattr), EXPORT(flistxattr), EXPORT(fremovexattr),
+    EXPORT(getxattr), EXPORT(getxattrTry), EXPORT(setxattr), EXPORT(listxattr), EXPORT(removexattr),
+    EXPORT(lgetxattr), EXPORT(lgetxattrTry), EXPORT(lsetxattr), EXPORT(llistxattr), EXPORT(lremovexattr),
+    EXPORT(fgetxattr), EXPORT(fgetxattrTry), EXPORT(fsetxattr), EXPORT(flistxattr), EXPORT(fremovexattr),
     EXPORT(ofdGetlk), EXPORT(ofdSetlk), EXPORT(ofdSetlkw), EXPORT(flock), EXPORT(flockWait),
     EXPORT(getrlimitNofile), EXPORT(setrlimitNofile), EXPORT(capEffective), EXPORT(setfsuid),
     EXPORT(setfsgid), EXPORT(gettid),
     EXPORT(mount), EXPORT(umount2), EXPORT(fuseBackingOpen), EXPORT(fuseBackingClose),
     EXPORT(makedev), EXPORT(socketpairUnix), EXPORT(recvFd), EXPORT(pollStart), EXPORT(pollStop), EXPORT(preadNowait), EXPORT(pwriteNowait), EXPORT(readNonblock),
+    EXPORT(fanotifyInit), EXPORT(fanotifyMark),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -7,10 +7,10 @@
 #define BINDING(name) napi_value binding_##name(napi_env env, napi_callback_info info)
 
 /* fs.c */
-BINDING(openat); BINDING(openat2); BINDING(close); BINDING(fcntlInt);
+BINDING(openat); BINDING(openatTry); BINDING(openat2); BINDING(close); BINDING(fcntlInt);
 BINDING(statx); BINDING(fstatat); BINDING(fstatfs); BINDING(readlinkat);
 /* handle.c */
-BINDING(nameToHandleAt); BINDING(openByHandleAt);
+BINDING(nameToHandleAt); BINDING(nameToHandleAtTry); BINDING(openByHandleAt);
 /* ns.c */
 BINDING(mkdirat); BINDING(mknodat); BINDING(symlinkat); BINDING(unlinkat); BINDING(renameat2);
 BINDING(linkat); BINDING(fchownat); BINDING(fchmodat2); BINDING(utimensat); BINDING(faccessat2);
@@ -22,9 +22,9 @@ BINDING(fallocateAsync);
 /* dir.c */
 BINDING(getdents64);
 /* xattr.c */
-BINDING(getxattr); BINDING(setxattr); BINDING(listxattr); BINDING(removexattr);
-BINDING(lgetxattr); BINDING(lsetxattr); BINDING(llistxattr); BINDING(lremovexattr);
-BINDING(fgetxattr); BINDING(fsetxattr); BINDING(flistxattr); BINDING(fremovexattr);
+BINDING(getxattr); BINDING(getxattrTry); BINDING(setxattr); BINDING(listxattr); BINDING(removexattr);
+BINDING(lgetxattr); BINDING(lgetxattrTry); BINDING(lsetxattr); BINDING(llistxattr); BINDING(lremovexattr);
+BINDING(fgetxattr); BINDING(fgetxattrTry); BINDING(fsetxattr); BINDING(flistxattr); BINDING(fremovexattr);
 /* lock.c */
 BINDING(ofdGetlk); BINDING(ofdSetlk); BINDING(ofdSetlkw); BINDING(flock); BINDING(flockWait);
 /* proc.c */
@@ -33,5 +33,7 @@ BINDING(setfsgid); BINDING(gettid);
 /* dev.c */
 BINDING(mount); BINDING(umount2); BINDING(fuseBackingOpen); BINDING(fuseBackingClose); BINDING(makedev);
 BINDING(socketpairUnix); BINDING(recvFd); BINDING(pollStart); BINDING(pollStop); BINDING(preadNowait); BINDING(pwriteNowait); BINDING(readNonblock);
+
+BINDING(fanotifyInit); BINDING(fanotifyMark);
 
 #endif

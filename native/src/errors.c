@@ -260,3 +260,7 @@ napi_value js_bool(napi_env env, bool x) {
   NAPI_CALL(env, napi_get_boolean(env, x, &v));
   return v;
 }
+
+napi_value fail_errno(napi_env env, int err, const char *syscall, bool soft) {
+  return soft ? js_int(env, -(int64_t)err) : throw_errno(env, err, syscall);
+}

@@ -25,6 +25,12 @@
 napi_status make_errno_error(napi_env env, int err, const char *syscall, napi_value *out);
 /* Throw it. Always returns NULL so bindings can `return throw_errno(...)`. */
 napi_value throw_errno(napi_env env, int err, const char *syscall);
+/*
+ * The *Try bindings: a failure returns -errno instead of throwing (no Error object is built, which
+ * costs several times the syscall), for failures a caller expects on its hot path (ENOENT of a
+ * lookup, ENODATA of getxattr). soft = false throws as usual.
+ */
+napi_value fail_errno(napi_env env, int err, const char *syscall, bool soft);
 /* Throw a generic Error for a failed napi_* call unless an exception is already pending. */
 napi_value throw_napi_failure(napi_env env, napi_status status, const char *what);
 

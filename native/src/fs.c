@@ -29,7 +29,7 @@ enum {
   STATFS_LEN
 };
 
-BINDING(openat) {
+static napi_value do_openat(napi_env env, napi_callback_info info, bool soft) {
   GET_ARGS(env, info, 4);
   int32_t dirfd, flags;
   uint32_t mode;
@@ -39,9 +39,13 @@ BINDING(openat) {
   ARG_I32(2, &flags);
   ARG_U32(3, &mode);
   int fd = openat(dirfd, name, flags, (mode_t)mode);
-  if (fd < 0) return throw_errno(env, errno, "openat");
+  if (fd < 0) return fail_errno(env, errno, "openat", soft);
   return js_int(env, fd);
 }
+
+BINDING(openat) { return do_openat(env, info, false); }
+/* openat, returning -errno on failure. */
+BINDING(openatTry) { return do_openat(env, info, true); }
 
 BINDING(openat2) {
   GET_ARGS(env, info, 5);

@@ -18,7 +18,7 @@ static struct file_handle *alloc_handle(void) {
   return malloc(sizeof(struct file_handle) + MAX_HANDLE_SZ);
 }
 
-BINDING(nameToHandleAt) {
+static napi_value name_to_handle(napi_env env, napi_callback_info info, bool soft) {
   GET_ARGS(env, info, 3);
   int32_t dirfd, flags;
   char name[NAME_BUF_SIZE];
@@ -38,7 +38,7 @@ BINDING(nameToHandleAt) {
   if (syscall(SYS_name_to_handle_at, dirfd, name, fh, mnt_ptr, flags) < 0) {
     int err = errno;
     free(fh);
-    return throw_errno(env, err, "name_to_handle_at");
+    return fail_errno(env, err, "name_to_handle_at", soft);
   }
   uint64_t mount_id = (flags & AT_HANDLE_MNT_ID_UNIQUE) ? mnt_unique : (uint64_t)(uint32_t)mnt_int;
 
@@ -62,6 +62,10 @@ fail:
   free(fh);
   return throw_napi_failure(env, s, what);
 }
+
+BINDING(nameToHandleAt) { return name_to_handle(env, info, false); }
+/* nameToHandleAt returning -errno (a number) instead of throwing: lookups of names that are not there. */
+BINDING(nameToHandleAtTry) { return name_to_handle(env, info, true); }
 
 BINDING(openByHandleAt) {
   GET_ARGS(env, info, 4);

@@ -199,35 +199,26 @@ BINDING(pwrite) {
 static napi_value finish_try(napi_env env, io_req *r, int soft1, int soft2, int soft3) {
   run_io(r);
   if (r->err == 0) return js_int(env, r->result);
-  if (r->err == soft1 || r->err == soft2 || r->err == soft3) return js_int(env, -r->err);
-  return throw_errno(env, r->err, op_syscall[r->op]);
+  return fail_errno(env, r->err, op_syscall[r->op], r->err == soft1 || r->err == soft2 || r->err == soft3);
+}
+
+/* A pread-shaped attempt run as `op` (at_offset false: at the file offset), through finish_try. */
+static napi_value rw_try(napi_env env, napi_callback_info info, enum io_op args_as, enum io_op op, bool at_offset,
+                         int soft1, int soft2, int soft3) {
+  GET_ARGS(env, info, 5);
+  io_req r;
+  if (!rw_args(env, argv, args_as, &r)) return NULL;
+  r.op = op;
+  if (!at_offset) r.pos = -1;
+  return finish_try(env, &r, soft1, soft2, soft3);
 }
 
 /* preadv2/pwritev2 with RWF_NOWAIT (arguments as pread): -EAGAIN when it would block, -EOPNOTSUPP when unsupported. */
-BINDING(preadNowait) {
-  GET_ARGS(env, info, 5);
-  io_req r;
-  if (!rw_args(env, argv, OP_PREAD, &r)) return NULL;
-  r.op = OP_PREAD_NOWAIT;
-  return finish_try(env, &r, EAGAIN, EOPNOTSUPP, EINVAL);
-}
-
-BINDING(pwriteNowait) {
-  GET_ARGS(env, info, 5);
-  io_req r;
-  if (!rw_args(env, argv, OP_PWRITE, &r)) return NULL;
-  r.op = OP_PWRITE_NOWAIT;
-  return finish_try(env, &r, EAGAIN, EOPNOTSUPP, EINVAL);
-}
+BINDING(preadNowait) { return rw_try(env, info, OP_PREAD, OP_PREAD_NOWAIT, true, EAGAIN, EOPNOTSUPP, EINVAL); }
+BINDING(pwriteNowait) { return rw_try(env, info, OP_PWRITE, OP_PWRITE_NOWAIT, true, EAGAIN, EOPNOTSUPP, EINVAL); }
 
 /* read(2) on a non-blocking fd (arguments as pread, position ignored): -EAGAIN, -EINTR, -ENOENT instead of throwing. */
-BINDING(readNonblock) {
-  GET_ARGS(env, info, 5);
-  io_req r;
-  if (!rw_args(env, argv, OP_PREAD, &r)) return NULL;
-  r.pos = -1;
-  return finish_try(env, &r, EAGAIN, EINTR, ENOENT);
-}
+BINDING(readNonblock) { return rw_try(env, info, OP_PREAD, OP_PREAD, false, EAGAIN, EINTR, ENOENT); }
 
 BINDING(preadAsync) {
   GET_ARGS(env, info, 5);

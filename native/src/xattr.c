@@ -11,7 +11,7 @@
 #include "errors.h"
 
 #define PATH_XATTR_BINDINGS(js, c_get, c_set, c_list, c_remove)                      \
-  BINDING(js##getxattr) {                                                            \
+  static napi_value js##getxattr_impl(napi_env env, napi_callback_info info, bool soft) { \
     GET_ARGS(env, info, 3);                                                          \
     char path[NAME_BUF_SIZE], name[NAME_BUF_SIZE];                                   \
     void *value;                                                                     \
@@ -20,9 +20,11 @@
     ARG_NAME(1, #c_get, name);                                                       \
     ARG_BUFFER_OR_NULL(2, &value, &len);                                             \
     ssize_t n = c_get(path, name, value, len);                                       \
-    if (n < 0) return throw_errno(env, errno, #c_get);                               \
+    if (n < 0) return fail_errno(env, errno, #c_get, soft);                          \
     return js_int(env, n);                                                           \
   }                                                                                  \
+  BINDING(js##getxattr) { return js##getxattr_impl(env, info, false); }              \
+  BINDING(js##getxattr##Try) { return js##getxattr_impl(env, info, true); }          \
   BINDING(js##setxattr) {                                                            \
     GET_ARGS(env, info, 4);                                                          \
     char path[NAME_BUF_SIZE], name[NAME_BUF_SIZE];                                   \
@@ -59,7 +61,7 @@
 PATH_XATTR_BINDINGS(, getxattr, setxattr, listxattr, removexattr)
 PATH_XATTR_BINDINGS(l, lgetxattr, lsetxattr, llistxattr, lremovexattr)
 
-BINDING(fgetxattr) {
+static napi_value fgetxattr_impl(napi_env env, napi_callback_info info, bool soft) {
   GET_ARGS(env, info, 3);
   int32_t fd;
   char name[NAME_BUF_SIZE];
@@ -69,9 +71,12 @@ BINDING(fgetxattr) {
   ARG_NAME(1, "fgetxattr", name);
   ARG_BUFFER_OR_NULL(2, &value, &len);
   ssize_t n = fgetxattr(fd, name, value, len);
-  if (n < 0) return throw_errno(env, errno, "fgetxattr");
+  if (n < 0) return fail_errno(env, errno, "fgetxattr", soft);
   return js_int(env, n);
 }
+
+BINDING(fgetxattr) { return fgetxattr_impl(env, info, false); }
+BINDING(fgetxattrTry) { return fgetxattr_impl(env, info, true); }
 
 BINDING(fsetxattr) {
   GET_ARGS(env, info, 4);

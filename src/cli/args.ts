@@ -65,8 +65,11 @@ options:
                             --writeback or --supervise)
   --readonly                refuse every modification (EROFS); mounts read-only
   --allow-other             let users other than the mounting user access the mount
-  --no-default-permissions  do not let the kernel check permissions (mount option
-                            default_permissions is on by default)
+  --default-permissions, --no-default-permissions
+                            let the kernel check permissions (mount option default_permissions);
+                            default: on with --allow-other, off without (then only the mounting
+                            user reaches the mount, and the host checks the server's syscalls,
+                            made with that user's rights)
   --xattr, --no-xattr       serve extended attributes (default on)
   --nonempty                allow a MOUNTPOINT that is not empty
   --log-level LEVEL         fatal|error|warn|info|debug|trace|silent (default warn); debug traces

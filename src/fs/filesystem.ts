@@ -77,7 +77,12 @@ export interface FileSystem {
   /** O_TMPFILE in directory `parent`: an unnamed file, open, pinned until released. */
   tmpfile(ctx: Context, parent: bigint, mode: number, flags: number, umask: number): Promise<CreateOut>;
   /** Up to `size` bytes at `offset`; a shorter result means EOF. */
-  read(ctx: Context, nodeid: bigint, fh: bigint, offset: number, size: number): Promise<Buffer>;
+  /**
+   * Read up to `size` bytes at `offset`; fewer only at EOF. With `into` (at least `size` bytes) the
+   * bytes may be read into it and a view of it returned (the protocol layer then sends them
+   * without a copy); callers accept any Buffer back.
+   */
+  read(ctx: Context, nodeid: bigint, fh: bigint, offset: number, size: number, into?: Buffer): Promise<Buffer>;
   /**
    * Write `data` at `offset` and return the count written. On a file opened O_APPEND without
    * writeback cache the offset is ignored and the data appended (the host decides where).
@@ -160,7 +165,7 @@ export class DefaultFileSystem implements FileSystem {
   async open(_c: Context, _n: bigint, _f: number, _k?: boolean): Promise<OpenOut> { throw enosys(); }
   async create(_c: Context, _p: bigint, _n: Buffer, _m: number, _f: number, _u: number): Promise<CreateOut> { throw enosys(); }
   async tmpfile(_c: Context, _p: bigint, _m: number, _f: number, _u: number): Promise<CreateOut> { throw enosys(); }
-  async read(_c: Context, _n: bigint, _fh: bigint, _o: number, _s: number): Promise<Buffer> { throw enosys(); }
+  async read(_c: Context, _n: bigint, _fh: bigint, _o: number, _s: number, _into?: Buffer): Promise<Buffer> { throw enosys(); }
   async write(_c: Context, _n: bigint, _fh: bigint, _o: number, _d: Buffer, _w: number): Promise<number> { throw enosys(); }
   async flush(_c: Context, _n: bigint, _fh: bigint, _l: bigint): Promise<void> { throw enosys(); }
   async fsync(_c: Context, _n: bigint, _fh: bigint, _d: boolean): Promise<void> { throw enosys(); }

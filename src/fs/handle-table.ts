@@ -43,6 +43,7 @@ export class HandleTable {
     this.map.set(fh, h);
     this.byFdKey.set(h.fdKey, h);
     inode.opens++;
+    if (kind === 'file') inode.openFile = h;
     return h;
   }
 
@@ -86,6 +87,7 @@ export class HandleTable {
     this.map.delete(h.fh);
     this.byFdKey.delete(h.fdKey);
     h.inode.opens--;
+    if (h.inode.openFile === h) h.inode.openFile = null;
   }
 
   *forInode(inode: Inode): IterableIterator<OpenHandle> {

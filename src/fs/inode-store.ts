@@ -17,6 +17,13 @@ export class Inode {
   /** parent link (the last name the client reached it by): used by the by-path reopen */
   parent: Inode | null = null;
   name: Buffer | null = null;
+  /** the last file opened on it (an fh still open): xattr reads go through its real fd, not /proc */
+  openFile: { readonly fdKey: string } | null = null;
+  /** inode number and device as the host reported them at the last lookup through an fd (LOOKUP's fast path checks them) */
+  ino = -1n;
+  dev = -1;
+  /** MoveWatch epoch at which it was last proven to be beneath the root (-2: never) */
+  proven = -2;
   readonly fdKey: string;
 
   constructor(

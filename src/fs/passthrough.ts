@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { E, FsError, toErrno } from '../errors.js';
+import { E, FsError, errnoName, toErrno } from '../errors.js';
 import { LogOnce } from '../log.js';
 import { handleKey, type FileHandle } from '../handle/file-handle.js';
 import { Sealer } from '../handle/seal.js';
 import {
   sys, statAt, statfsFd, procFdPath, parseDirents,
-  AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_HANDLE_MNT_ID_UNIQUE, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW,
+  AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_HANDLE_MNT_ID_UNIQUE, AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW,
   F_RDLCK, F_UNLCK, F_WRLCK, LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN,
   O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_PATH, O_RDONLY,
   O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT,
@@ -25,6 +25,7 @@ import { HandleTable, type OpenHandle } from './handle-table.js';
 import { Inode, InodeStore } from './inode-store.js';
 import type { PassthroughOptions } from './options.js';
 import { InodeFds, type ReopenCounters } from './reopen.js';
+import { MoveWatch } from './move-watch.js';
 import { ExportTable, encodeState, decodeState, type HandleRecord, type InodeRecord } from './export-table.js';
 import {
   FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW,
@@ -41,6 +42,8 @@ export const FD_RESERVE = 8;
 const XATTR_SIZE_MAX = 65536;
 const OFFSET_MAX = 0x7fffffffffffffffn;
 const DIRENT_BUF = 32 * 1024;
+/** Reads and writes up to this size are done inline when RWF_NOWAIT cannot be used (see readAt). */
+const INLINE_IO_MAX = 128 * 1024;
 const CLOSE = (fd: number): void => {
   try {
     sys.close(fd);
@@ -63,6 +66,8 @@ export interface PassthroughCounters {
   estale: number;
   sealFailures: number;
   resurrected: number;
+  /** rename events seen by the MoveWatch (each voids the kept confinement proofs) */
+  renamesSeen: number;
 }
 
 /**
@@ -83,6 +88,8 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   private readonly rootPathFd: number;
   /** realpath of the shared directory, as the kernel prints paths in /proc/self/fd */
   private readonly rootPath: Buffer;
+  /** renames on the root's filesystem: keeps confinement proofs until something moves */
+  private readonly moves: MoveWatch;
   private readonly rootDirFd: number;
   private readonly handleFlags: number;
   private readonly generation: bigint;
@@ -93,8 +100,6 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   private killPrivV2 = false;
   private readonly direntBuf = Buffer.allocUnsafe(DIRENT_BUF);
   private destroyed = false;
-  /** try RWF_NOWAIT I/O first (off once the kernel or filesystem refuses it) */
-  private nowait = true;
   /**
    * Called with a sealed one-record state whenever an inode a client may name appears or moves
    * (a supervisor keeps them so that a crashed worker's successor can resolve the same node ids).
@@ -175,7 +180,8 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     this.store.add(this.root);
     // the root's O_PATH fd and dir fd are the reserve, outside the budget: never evicted
     this.fds = new InodeFds(this.cache, this.sealer, strategy, this.rootDirFd, rootHandle, this.handleFlags, this.log, this.root, this.rootPathFd);
-    this.log.info({ root: opts.root, budget, reopen: strategy, handleFlags: this.handleFlags }, 'filesystem ready');
+    this.moves = new MoveWatch(rootPath, this.log);
+    this.log.info({ root: opts.root, budget, reopen: strategy, handleFlags: this.handleFlags, renameWatch: this.moves.enabled }, 'filesystem ready');
   }
 
   /** How evicted fds are reopened ('handle' or 'path'). */
@@ -191,6 +197,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       fdBudget: this.cache.budget,
       ...this.cache.counters,
       ...this.fds.counters,
+      renamesSeen: this.moves.events,
     };
   }
 
@@ -310,6 +317,10 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
    */
   private confirmInside(inode: Inode, fd: number): void {
     if (inode === this.root) return;
+    // the proof holds until something is renamed on the root's filesystem (MoveWatch); taken
+    // before the readlink, so that a rename during it voids the new proof
+    const epoch = this.moves.epoch();
+    if (epoch >= 0 && inode.proven === epoch) return;
     let p: Buffer;
     try {
       p = sys.readlinkat(AT_FDCWD, procFdPath(fd));
@@ -317,7 +328,11 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       throw new FsError(E.ESTALE, 'cannot place the inode');
     }
     const r = this.rootPath;
-    if (p.length > r.length && p[r.length] === 0x2f && p.subarray(0, r.length).equals(r)) return;
+    if (p.length > r.length && p[r.length] === 0x2f && p.subarray(0, r.length).equals(r)) {
+      // renames are only watched on the root's filesystem: a submount's inodes are proven each time
+      if (inode.handle && inode.handle.mountId === this.root.handle!.mountId) inode.proven = epoch;
+      return;
+    }
     this.fdsCounters().estale++;
     this.once.warn(`outside-${inode.nodeid}`, { nodeid: String(inode.nodeid) },
       'an inode was moved outside the shared directory behind the server\'s back; refusing it (ESTALE)');
@@ -408,14 +423,58 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
         h ? 'a submount below the shared directory: its inodes keep their fds open (cannot be reopened)'
           : 'filesystem without file handles below the shared directory: its inodes keep their fds open');
     }
+    inode.ino = st.ino;
+    inode.dev = devOf(st);
     inode.nlookup++;
     return this.entry(inode, st);
+  }
+
+  /**
+   * LOOKUP of a name whose inode the server already knows, without opening anything:
+   * name_to_handle_at and statx by name in the proven directory. The handle names the inode; the
+   * statx must then describe that same inode (the ino and device recorded when it was last reached
+   * through an fd), or the name changed between the two calls and the slow path decides. Unknown
+   * inodes, submounts and filesystems without handles take the slow path (null); a name that is
+   * not there is ENOENT at once.
+   */
+  private lookupKnown(parent: Inode, dirFd: number, name: Buffer): Entry | null {
+    const h = sys.nameToHandleAtTry(dirFd, name, this.handleFlags);
+    if (typeof h === 'number') {
+      if (h === -E.ENOENT) throw new FsError(E.ENOENT, 'name_to_handle_at');
+      return null;
+    }
+    const inode = this.store.byKey(handleKey(h));
+    if (!inode || inode === this.root || inode.ino < 0n) return null;
+    let st: Stat;
+    try {
+      st = statAt(dirFd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT);
+    } catch {
+      return null;
+    }
+    if (st.ino !== inode.ino || devOf(st) !== inode.dev || (st.mode & S_IFMT) !== inode.type) return null;
+    if (inode !== parent && inode.reopenable && (inode.parent !== parent || !inode.name?.equals(name))) {
+      // names are views into the request buffer (filesystem.ts): keep a copy
+      this.store.setParent(inode, parent, Buffer.from(name));
+    }
+    inode.nlookup++;
+    return this.entry(inode, st);
+  }
+
+  /** openat that throws an FsError (built cheaply: a negative lookup is common), with openRetry's EMFILE handling. */
+  private openAtFs(dirFd: number, name: Buffer, flags: number, mode: number): number {
+    let fd = sys.openatTry(dirFd, name, flags | O_CLOEXEC, mode);
+    if ((fd === -E.EMFILE || fd === -E.ENFILE) && this.cache.evictOne()) {
+      this.once.warn('kernel-emfile', { code: errnoName(-fd) }, 'process fd limit reached below the fd budget; evicting (lower --fd-budget or raise RLIMIT_NOFILE)');
+      fd = sys.openatTry(dirFd, name, flags | O_CLOEXEC, mode);
+    }
+    if (fd < 0) throw new FsError(-fd, 'openat');
+    return fd;
   }
 
   /** Look `name` up in directory `parent` whose fd (O_PATH or real) is `dirFd`. */
   private lookupAt(parent: Inode, dirFd: number, name: Buffer): Entry {
     this.cache.reserve();
-    const fd = this.openRetry(() => sys.openat(dirFd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0));
+    const fd = this.openAtFs(dirFd, name, O_PATH | O_NOFOLLOW, 0);
     return this.adopt(parent, name, fd);
   }
 
@@ -506,7 +565,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     }
   }
 
-  private async withFileAsync<T>(h: OpenHandle, fn: (fd: number) => Promise<T>): Promise<T> {
+  private async withFileAsync<T>(h: OpenHandle, fn: (fd: number) => T | Promise<T>): Promise<T> {
     const fd = this.acquireFile(h);
     try {
       return await fn(fd);
@@ -541,6 +600,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     if (this.destroyed) return;
     this.destroyed = true;
     this.cache.clear();
+    this.moves.close();
     CLOSE(this.rootDirFd);
     CLOSE(this.rootPathFd);
   }
@@ -570,7 +630,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     }
     const dfd = this.acquireDir(parent);
     try {
-      return this.lookupAt(parent, dfd, name);
+      return this.lookupKnown(parent, dfd, name) ?? this.lookupAt(parent, dfd, name);
     } finally {
       this.releaseInode(parent, dfd);
     }
@@ -811,15 +871,14 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       // O_EXCL first: only a file this call made goes to the requester; an existing one (made on
       // the host since the client's lookup) is opened and keeps its owner
       let created = true;
-      const fd = this.openRetry(() => {
-        try {
-          return sys.openat(dfd, name, f | O_EXCL | O_CLOEXEC, mode & ~umask & 0o7777);
-        } catch (e) {
-          if (f & O_EXCL || (e as { code?: string }).code !== 'EEXIST') throw e;
-          created = false;
-          return sys.openat(dfd, name, (f & ~O_CREAT) | O_CLOEXEC, 0);
-        }
-      });
+      let fd: number;
+      try {
+        fd = this.openAtFs(dfd, name, f | O_EXCL, mode & ~umask & 0o7777);
+      } catch (e) {
+        if (f & O_EXCL || (e as FsError).errno !== E.EEXIST) throw e;
+        created = false;
+        fd = this.openAtFs(dfd, name, f & ~O_CREAT, 0);
+      }
       let entry: Entry;
       try {
         if (created) this.chownToRequester(ctx, fd, dfd);
@@ -873,17 +932,11 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     }
   }
 
-  override async read(_ctx: Context, nodeid: bigint, fh: bigint, offset: number, size: number): Promise<Buffer> {
+  override async read(_ctx: Context, nodeid: bigint, fh: bigint, offset: number, size: number, into?: Buffer): Promise<Buffer> {
     const h = this.handles.get(fh, nodeid, 'file');
     if (!Number.isSafeInteger(offset) || offset < 0) throw new FsError(E.EINVAL);
-    const buf = Buffer.allocUnsafe(size);
-    const n = await this.withFileAsync(h, async (fd) => {
-      // page-cache hits are served at once on this thread (RWF_NOWAIT); only what would block
-      // goes to the pool. A short non-blocking read is not EOF: the rest is read the slow way.
-      const fast = this.nowait ? tryNowait(() => sys.preadNowait(fd, buf, 0, size, offset)) : 0;
-      if (fast === size) return fast;
-      return fast + (await sys.preadAsync(fd, buf, fast, size - fast, offset + fast));
-    });
+    const buf = into && into.length >= size ? into : Buffer.allocUnsafe(size);
+    const n = await this.withFileAsync(h, (fd) => this.readAt(fd, buf, size, offset));
     return n === size ? buf : buf.subarray(0, n);
   }
 
@@ -893,11 +946,43 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     // O_APPEND (kept across reopen): write(2) appends wherever the host's end is
     const pos = h.flags & O_APPEND ? -1 : offset;
     return this.withFileAsync(h, async (fd) => {
-      const fast = this.nowait && pos >= 0 ? tryNowait(() => sys.pwriteNowait(fd, data, 0, data.length, pos)) : 0;
-      const n = fast === data.length ? fast : fast + (await sys.pwriteAsync(fd, data, fast, data.length - fast, pos < 0 ? -1 : pos + fast));
+      const n = await this.writeAt(fd, data, pos);
       if (this.killPrivV2 && writeFlags & WRITE_KILL_SUIDGID) this.killSuidgid(fd);
       return n;
     });
+  }
+
+  /**
+   * Serving I/O without stalling the loop on the disk. Page-cache hits are served at once on this
+   * thread (RWF_NOWAIT); what would block goes to the pool. A short non-blocking read ends at EOF
+   * when the file ends there (fstat), and is otherwise finished the slow way. Where the filesystem
+   * cannot tell (RWF_NOWAIT unsupported: tmpfs, and buffered writes on ext4), requests up to
+   * INLINE_IO_MAX are done here too, as virtiofsd does all of them by default: a pool round trip
+   * costs more than copying that much into the page cache.
+   */
+  private readAt(fd: number, buf: Buffer, size: number, offset: number): number | Promise<number> {
+    const r = sys.preadNowait(fd, buf, 0, size, offset);
+    if (r === size) return r;
+    if (r < 0 && r !== -E.EAGAIN) {
+      if (size <= INLINE_IO_MAX) return sys.pread(fd, buf, 0, size, offset);
+      return sys.preadAsync(fd, buf, 0, size, offset);
+    }
+    const fast = r < 0 ? 0 : r;
+    if (BigInt(offset + fast) >= statAt(fd, EMPTY, AT_EMPTY_PATH).size) return fast;
+    return sys.preadAsync(fd, buf, fast, size - fast, offset + fast).then((m) => fast + m);
+  }
+
+  /** pos -1: at the file's end (O_APPEND). See readAt. */
+  private writeAt(fd: number, data: Buffer, pos: number): number | Promise<number> {
+    const len = data.length;
+    const r = pos >= 0 ? sys.pwriteNowait(fd, data, 0, len, pos) : -E.EOPNOTSUPP;
+    if (r === len) return r;
+    if (r < 0 && r !== -E.EAGAIN) {
+      if (len <= INLINE_IO_MAX) return sys.pwrite(fd, data, 0, len, pos);
+      return sys.pwriteAsync(fd, data, 0, len, pos);
+    }
+    const fast = r < 0 ? 0 : r;
+    return sys.pwriteAsync(fd, data, fast, len - fast, pos + fast).then((m) => fast + m);
   }
 
   override async flush(_ctx: Context, nodeid: bigint, fh: bigint, lockOwner: bigint): Promise<void> {
@@ -990,6 +1075,20 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
    * link resolves to the fd's own file (the symlink itself for a symlink), nothing is opened for
    * I/O, and f*xattr would refuse the O_PATH fd.
    */
+  /** fn on the fd of a file open on `inode` when one is cached (proven inside), else null. */
+  private withOpenFile(inode: Inode, fn: (fd: number) => number): number | null {
+    const h = inode.openFile;
+    if (!h || !this.opts.xattr) return null;
+    const fd = this.cache.pin(h.fdKey);
+    if (fd === undefined) return null;
+    try {
+      this.confirmInside(inode, fd);
+      return fn(fd);
+    } finally {
+      this.cache.unpin(h.fdKey, fd);
+    }
+  }
+
   private xattrOp<T>(inode: Inode, fn: (p: Buffer) => T): T {
     if (!this.opts.xattr) throw new FsError(E.ENOSYS);
     return this.withFd(inode, (fd) => {
@@ -1008,11 +1107,13 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   override async getxattr(_ctx: Context, nodeid: bigint, name: Buffer, size: number): Promise<XattrReply> {
     this.checkXattrName(name);
     const inode = this.inode(nodeid);
-    if (size === 0) {
-      return { size: this.xattrOp(inode, (p) => sys.getxattr(p, name, null)) };
-    }
-    const buf = Buffer.allocUnsafe(Math.min(size, XATTR_SIZE_MAX));
-    const n = this.xattrOp(inode, (p) => sys.getxattr(p, name, buf));
+    const buf = size === 0 ? null : Buffer.allocUnsafe(Math.min(size, XATTR_SIZE_MAX));
+    // ENODATA is the usual answer: the kernel asks for security.capability before a file's first
+    // write, while the writer holds it open, so the open file's fd answers without a /proc walk
+    let n = this.withOpenFile(inode, (fd) => sys.fgetxattrTry(fd, name, buf));
+    if (n === null) n = this.xattrOp(inode, (p) => sys.getxattrTry(p, name, buf));
+    if (n < 0) throw new FsError(-n, 'getxattr');
+    if (buf === null) return { size: n };
     return { value: buf.subarray(0, n) };
   }
 
@@ -1171,9 +1272,9 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
 }
 
 /** A non-blocking attempt: its count, or 0 when it would block or is not supported (a negative errno). */
-function tryNowait(fn: () => number): number {
-  const n = fn();
-  return n < 0 ? 0 : n;
+/** One number for a device (major, minor). */
+function devOf(st: Stat): number {
+  return st.devMajor * 0x100000 + st.devMinor;
 }
 
 function lockRange(lock: FileLock): [number, number] {

@@ -30,7 +30,7 @@ export class ReadOnlyFs implements FileSystem {
   }
   async create(): Promise<CreateOut> { throw erofs(); }
   async tmpfile(): Promise<CreateOut> { throw erofs(); }
-  read(c: Context, n: bigint, fh: bigint, o: number, s: number): Promise<Buffer> { return this.inner.read(c, n, fh, o, s); }
+  read(c: Context, n: bigint, fh: bigint, o: number, s: number, into?: Buffer): Promise<Buffer> { return this.inner.read(c, n, fh, o, s, into); }
   async write(): Promise<number> { throw erofs(); }
   flush(c: Context, n: bigint, fh: bigint, l: bigint): Promise<void> { return this.inner.flush(c, n, fh, l); }
   fsync(c: Context, n: bigint, fh: bigint, d: boolean): Promise<void> { return this.inner.fsync(c, n, fh, d); }

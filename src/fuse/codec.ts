@@ -113,8 +113,12 @@ export function parseArgs(req: Request, structSize: number, names: 0 | 1 | 2): v
 
 /** A reply buffer of OutHeader + `payload` bytes with the header written (error 0). */
 export function allocReply(unique: bigint, payload: number): Buffer {
-  const b = Buffer.allocUnsafe(OutHeader.SIZE + payload);
-  b.writeUInt32LE(OutHeader.SIZE + payload, OutHeader.len);
+  return writeReplyHeader(Buffer.allocUnsafe(OutHeader.SIZE + payload), unique);
+}
+
+/** Write the header of a success reply that is all of `b` (its payload already in place). */
+export function writeReplyHeader(b: Buffer, unique: bigint): Buffer {
+  b.writeUInt32LE(b.length, OutHeader.len);
   b.writeInt32LE(0, OutHeader.error);
   w64(b, unique, OutHeader.unique);
   return b;

@@ -18,7 +18,7 @@ import {
   readFileLock, readSetattrIn, readU64Num, r64, w64, writeAttrOut, writeEntryOut, writeFileLock, writeKstatfs, writeOpenOut,
   writeStatxOut, writeU64, type Struct,
 } from './abi.js';
-import { allocReply, encodeReply, IN, truncateReply, type Request } from './codec.js';
+import { allocReply, encodeReply, IN, truncateReply, writeReplyHeader, type Request } from './codec.js';
 import { DirentList } from './dirent-list.js';
 import { FOPEN_PASSTHROUGH, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_LK_FLOCK, FUSE_RELEASE_FLOCK_UNLOCK } from './flags.js';
 
@@ -37,6 +37,10 @@ export const Op = {
 export interface Session {
   readonly fs: FileSystem;
   readonly conn: Conn;
+  /** A buffer for a large reply (READ): pooled when the transport gives replies back (ProtocolServer.recycle). */
+  replyBuffer(size: number): Buffer;
+  /** A reply buffer that will not be sent after all. */
+  recycle(reply: Buffer): void;
   doInit(r: Request): Promise<Buffer>;
   doDestroy(r: Request): Promise<Buffer>;
   doInterrupt(r: Request): null;
@@ -192,7 +196,20 @@ const hOpen: Handler = async (s, r) => openReply(s, r, await s.fs.open(r.ctx, r.
 const hRead: Handler = async (s, r) => {
   const size = u32(r, ReadIn.size);
   if (size > s.conn.maxRead) throw new ProtocolError('READ larger than max_pages', E.EINVAL);
-  const data = await s.fs.read(r.ctx, r.nodeid, u64(r, ReadIn.fh), num(r, ReadIn.offset), size);
+  // the reply is allocated first and the data read straight into it (no second buffer, no copy)
+  const reply = s.replyBuffer(OutHeader.SIZE + size);
+  let data: Buffer;
+  try {
+    data = await s.fs.read(r.ctx, r.nodeid, u64(r, ReadIn.fh), num(r, ReadIn.offset), size, reply.subarray(OutHeader.SIZE, OutHeader.SIZE + size));
+  } catch (e) {
+    s.recycle(reply);
+    throw e;
+  }
+  const n = Math.min(data.length, size);
+  if (data.buffer === reply.buffer && data.byteOffset === reply.byteOffset + OutHeader.SIZE) {
+    return writeReplyHeader(reply.subarray(0, OutHeader.SIZE + n), r.unique);
+  }
+  s.recycle(reply);
   return encodeReply(r.unique, data.length > size ? data.subarray(0, size) : data);
 };
 

@@ -16,6 +16,7 @@
  * Buffer ownership: names and write data are views into the request buffer, so the transport must
  * not reuse a request buffer until the promise returned by handle() has settled.
  */
+import { SlabPool } from './slab-pool.js';
 import type { Logger } from 'pino';
 import { E, FsError, ProtocolError, toErrno } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
@@ -119,6 +120,32 @@ export class ProtocolServer implements Session {
     this.log = log;
     this.once = new LogOnce(log);
     this.wire = this.makeConn(FUSE_KERNEL_MINOR_VERSION, 0n);
+  }
+
+  /** READ reply slabs, once the transport promised to give every reply back after writing it */
+  private replies: SlabPool | null = null;
+  private pooling = false;
+
+  /**
+   * The transport writes each reply before it needs the buffer again and then calls recycle():
+   * large replies (READ) may come from a pool of slabs instead of a fresh allocation each.
+   */
+  reuseReplies(): void {
+    this.pooling = true;
+  }
+
+  /** Session: a buffer for a large reply. */
+  replyBuffer(size: number): Buffer {
+    if (!this.pooling) return Buffer.allocUnsafe(size);
+    const slab = OutHeader.SIZE + this.wire.maxRead;
+    if (size > slab) return Buffer.allocUnsafe(size);
+    if (this.replies === null || this.replies.size !== slab) this.replies = new SlabPool(slab);
+    return this.replies.take().subarray(0, size);
+  }
+
+  /** A reply is written (or will not be): its buffer may be reused. Buffers not from the pool are ignored. */
+  recycle(reply: Buffer): void {
+    this.replies?.give(reply);
   }
 
   /** Connection facts for the handlers (Session). */

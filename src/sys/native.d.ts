@@ -48,6 +48,8 @@ export interface FlockRaw {
 export interface NativeAddon {
   // --- open / close / fcntl
   openat(dirfd: number, name: Buffer, flags: number, mode: number): number;
+  /** openat returning -errno instead of throwing (the *Try forms build no Error: hot-path failures). */
+  openatTry(dirfd: number, name: Buffer, flags: number, mode: number): number;
   /** openat2 with struct open_how { flags, mode, resolve }. */
   openat2(dirfd: number, name: Buffer, flags: number, mode: number, resolve: number): number;
   close(fd: number): void;
@@ -57,6 +59,8 @@ export interface NativeAddon {
   // --- handles
   /** name_to_handle_at; flags may include AT_EMPTY_PATH, AT_SYMLINK_FOLLOW, AT_HANDLE_FID, AT_HANDLE_MNT_ID_UNIQUE. */
   nameToHandleAt(dirfd: number, name: Buffer, flags: number): FileHandleRaw;
+  /** nameToHandleAt returning -errno instead of throwing */
+  nameToHandleAtTry(dirfd: number, name: Buffer, flags: number): FileHandleRaw | number;
   /**
    * open_by_handle_at. mountFd must be a real fd (not O_PATH: the kernel answers EBADF) on the
    * handle's filesystem. Needs CAP_DAC_READ_SEARCH (EPERM without). Stale handles give ESTALE.
@@ -123,14 +127,19 @@ export interface NativeAddon {
   // /proc link instead (EPERM / ENODATA). f*xattr refuse O_PATH fds (EBADF).
   /** value === null asks for the size. Returns the size / bytes copied. ERANGE when too small. */
   getxattr(path: Buffer, name: Buffer, value: Buffer | null): number;
+  /** getxattr returning -errno instead of throwing (ENODATA is the common answer). */
+  getxattrTry(path: Buffer, name: Buffer, value: Buffer | null): number;
   setxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void;
   listxattr(path: Buffer, list: Buffer | null): number;
   removexattr(path: Buffer, name: Buffer): void;
   lgetxattr(path: Buffer, name: Buffer, value: Buffer | null): number;
+  lgetxattrTry(path: Buffer, name: Buffer, value: Buffer | null): number;
   lsetxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void;
   llistxattr(path: Buffer, list: Buffer | null): number;
   lremovexattr(path: Buffer, name: Buffer): void;
   fgetxattr(fd: number, name: Buffer, value: Buffer | null): number;
+  /** fgetxattr returning -errno instead of throwing */
+  fgetxattrTry(fd: number, name: Buffer, value: Buffer | null): number;
   fsetxattr(fd: number, name: Buffer, value: Buffer, flags: number): void;
   flistxattr(fd: number, list: Buffer | null): number;
   fremovexattr(fd: number, name: Buffer): void;
@@ -181,6 +190,10 @@ export interface NativeAddon {
   pwriteNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
   /** read(2) on a non-blocking fd into buf[offset, offset+length) (position ignored): the count, or -EAGAIN, -EINTR, -ENOENT; other failures throw */
   readNonblock(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
+  /** fanotify_init(2) -> fd */
+  fanotifyInit(flags: number, eventFlags: number): number;
+  /** fanotify_mark(2); the mask is 64 bits */
+  fanotifyMark(fd: number, flags: number, mask: bigint, dirfd: number, path: Buffer): void;
   /** watch fd for readability on the event loop (uv_poll); callback(status) runs on the main thread */
   pollStart(fd: number, callback: (status: number) => void): unknown;
   /** stop a watch started by pollStart */

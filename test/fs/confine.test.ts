@@ -129,6 +129,40 @@ describe('moved outside while held', () => {
   });
 });
 
+describe('kept confinement proofs (MoveWatch)', () => {
+  it('a proof kept across many operations is voided by a host rename: the moved directory is ESTALE at once', async () => {
+    const { pfs, root, outside } = setup();
+    fs.mkdirSync(path.join(root, 'busy'));
+    const busy = await pfs.lookup(ctx, 1n, B('busy'));
+    // many name operations in the same directory: with the watch, one proof serves them all
+    for (let i = 0; i < 50; i++) {
+      const c = await pfs.create(ctx, busy.nodeid, B(`f${i}`), 0o100644, 1, 0);
+      await pfs.release(ctx, c.entry.nodeid, c.open.fh, 1, 0n, false);
+    }
+    const seen0 = pfs.counters().renamesSeen;
+    fs.renameSync(path.join(root, 'busy'), path.join(outside, 'busy'));
+    fs.writeFileSync(path.join(outside, 'busy', 'leak'), 'OUTSIDE');
+    expect(await errnoOf(pfs.lookup(ctx, busy.nodeid, B('leak')))).toBe('ESTALE');
+    expect(await errnoOf(pfs.create(ctx, busy.nodeid, B('more'), 0o100644, 1, 0))).toBe('ESTALE');
+    expect(fs.readdirSync(path.join(outside, 'busy'))).not.toContain('more');
+    // as root (the suite's user) the filesystem-wide rename watch is available and saw the move
+    if (process.getuid?.() === 0) expect(pfs.counters().renamesSeen).toBeGreaterThan(seen0);
+  });
+
+  it('a rename inside the share voids proofs too, and the moved directory keeps working where it now is', async () => {
+    const { pfs, root } = setup();
+    fs.mkdirSync(path.join(root, 'a/d'), { recursive: true });
+    fs.mkdirSync(path.join(root, 'b'));
+    const a = await pfs.lookup(ctx, 1n, B('a'));
+    const d = await pfs.lookup(ctx, a.nodeid, B('d'));
+    fs.writeFileSync(path.join(root, 'a/d/x'), 'x');
+    await pfs.lookup(ctx, d.nodeid, B('x'));
+    fs.renameSync(path.join(root, 'a/d'), path.join(root, 'b/d'));
+    fs.writeFileSync(path.join(root, 'b/d/y'), 'y');
+    expect((await pfs.lookup(ctx, d.nodeid, B('y'))).attr.size).toBe(1n);
+  });
+});
+
 describe('host-side races', () => {
   for (const reopen of ['path', 'handle'] as const) {
     it(`a loop swapping a directory for a symlink to outside never lets a byte through (reopen by ${reopen})`, async () => {

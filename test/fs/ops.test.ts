@@ -167,6 +167,36 @@ describe('lookup', () => {
     expect(b.generation).toBe(a.generation);
   });
 
+  it('a re-lookup of a known name (no open) follows the host: fresh attributes, a replaced name is another node, a symlink stays a symlink', async () => {
+    fs.writeFileSync(P('k'), 'one');
+    fs.mkdirSync(P('kd'));
+    fs.symlinkSync('k', P('kl'));
+    const k = await pfs.lookup(ctx, 1n, B('k'));
+    const kd = await pfs.lookup(ctx, 1n, B('kd'));
+    const kl = await pfs.lookup(ctx, 1n, B('kl'));
+    fs.appendFileSync(P('k'), 'more');
+    fs.chmodSync(P('kd'), 0o700);
+    for (const [n, e] of [['k', k], ['kd', kd], ['kl', kl]] as const) {
+      const again = await pfs.lookup(ctx, 1n, B(n));
+      expect(again.nodeid).toBe(e.nodeid);
+      expectHostAttr(again.attr, P(n));
+    }
+    // replaced by the host (write + rename over): the name is another inode now
+    fs.writeFileSync(P('k.new'), 'replacement');
+    fs.renameSync(P('k.new'), P('k'));
+    const r = await pfs.lookup(ctx, 1n, B('k'));
+    expect(r.nodeid).not.toBe(k.nodeid);
+    expectHostAttr(r.attr, P('k'));
+    // a directory swapped for a file of the same name
+    fs.rmSync(P('kd'), { recursive: true });
+    fs.writeFileSync(P('kd'), 'file now');
+    const f = await pfs.lookup(ctx, 1n, B('kd'));
+    expect(f.nodeid).not.toBe(kd.nodeid);
+    expect(f.attr.mode & 0o170000).toBe(0o100000);
+    fs.rmSync(P('kd'));
+    expect(await errnoOf(pfs.lookup(ctx, 1n, B('kd')))).toBe('ENOENT');
+  });
+
   it("'.' is the directory, '..' its parent, '..' of the root is the root", async () => {
     fs.mkdirSync(P('d/e'), { recursive: true });
     const d = await look('d');
@@ -1090,6 +1120,22 @@ describe('xattrs', () => {
     expect(await errnoOf(pfs.getxattr(ctx, f, B(''), 0))).toBe('EINVAL');
     expect(await errnoOf(pfs.getxattr(ctx, f, B('user.' + 'n'.repeat(251)), 0))).toBe(host(() => sys.lgetxattr(B(P('f')), B('user.' + 'n'.repeat(251)), null)));
     expect(await errnoOf(pfs.setxattr(ctx, f, B('nonamespace'), B('v'), 0))).toBe(host(() => sys.lsetxattr(B(P('f')), B('nonamespace'), B('v'), 0)));
+  });
+
+  it('while the file is open (read through its fd): values, ENODATA, ERANGE and host changes as the host; after release as before', async () => {
+    fs.writeFileSync(P('o'), 'data');
+    const f = (await look('o')).nodeid;
+    const o = await pfs.open(ctx, f, O_RDWR);
+    expect(await errnoOf(pfs.getxattr(ctx, f, B('security.capability'), 0))).toBe(host(() => sys.lgetxattr(B(P('o')), B('security.capability'), null)));
+    sys.lsetxattr(B(P('o')), B('user.k'), B('one'), 0);
+    expect(size(await pfs.getxattr(ctx, f, B('user.k'), 0))).toBe(3);
+    expect(value(await pfs.getxattr(ctx, f, B('user.k'), 3)).toString()).toBe('one');
+    expect(await errnoOf(pfs.getxattr(ctx, f, B('user.k'), 2))).toBe('ERANGE');
+    sys.lsetxattr(B(P('o')), B('user.k'), B('second'), 0);
+    expect(value(await pfs.getxattr(ctx, f, B('user.k'), 64)).toString()).toBe('second');
+    await pfs.release(ctx, f, o.fh, O_RDWR, 0n, false);
+    expect(value(await pfs.getxattr(ctx, f, B('user.k'), 64)).toString()).toBe('second');
+    expect(await errnoOf(pfs.getxattr(ctx, f, B('user.none'), 0))).toBe('ENODATA');
   });
 
   it('on a directory, a symlink (user.* EPERM as the host) and a FIFO; trusted.* as root', async () => {

@@ -1,4 +1,5 @@
 import { describe, it, expect } from 'vitest';
+import { createHmac } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Sealer, SEAL_LEN } from '../../src/handle/seal.js';
@@ -9,8 +10,19 @@ import { mulberry32 as prng } from '../helpers/prng.js';
 
 describe('seals', () => {
   const fsId = Buffer.from('root-handle');
+  it('are HMAC-SHA256 over the documented layout, truncated to 16 bytes (handles sealed by older versions still verify)', () => {
+    const key = Buffer.alloc(32, 7);
+    const bytes = Buffer.from('0123456789abcdef');
+    const hdr = Buffer.alloc(12);
+    hdr.writeUInt32LE(fsId.length, 0);
+    hdr.writeInt32LE(1, 4);
+    hdr.writeUInt32LE(bytes.length, 8);
+    const want = createHmac('sha256', key).update(Buffer.from('handlefs-v1\0', 'latin1')).update('h').update(hdr).update(fsId).update(bytes).digest().subarray(0, 16);
+    expect(new Sealer(key, fsId).seal(1, bytes).equals(want)).toBe(true);
+  });
   it('verify accepts its own seal and rejects flipped bits, other keys, other fs, wrong lengths', () => {
-    const s = new Sealer(ephemeralKey(), fsId);
+    const key = ephemeralKey();
+    const s = new Sealer(key, fsId);
     const bytes = Buffer.from('0123456789abcdef');
     const mac = s.seal(1, bytes);
     expect(mac.length).toBe(SEAL_LEN);
@@ -25,7 +37,7 @@ describe('seals', () => {
     b2[3]! ^= 0x80;
     expect(s.verify(1, b2, mac)).toBe(false);
     expect(new Sealer(ephemeralKey(), fsId).verify(1, bytes, mac)).toBe(false);
-    expect(new Sealer(Buffer.from(s['key' as never] as Buffer), Buffer.from('other-fs')).verify(1, bytes, mac)).toBe(false);
+    expect(new Sealer(key, Buffer.from('other-fs')).verify(1, bytes, mac)).toBe(false);
     expect(s.verify(1, bytes, mac.subarray(0, 15))).toBe(false);
     expect(s.verify(1, bytes, Buffer.concat([mac, Buffer.alloc(1)]))).toBe(false);
     expect(s.verify(1, bytes, 'not a buffer' as unknown as Buffer)).toBe(false);

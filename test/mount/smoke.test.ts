@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { promises as fsp } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { mountAt, mountSkipReason, run, runClient, withMount } from '../helpers/mount.js';
 
@@ -38,8 +38,44 @@ describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''
       const [source, , type, options] = line.split(' ');
       expect(source).toBe(t.orig);
       expect(type).toBe('fuse.handlefs');
-      expect(options!.split(',')).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'default_permissions', 'user_id=0', 'group_id=0']));
+      expect(options!.split(',')).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'user_id=0', 'group_id=0']));
       expect(options!.split(',')).not.toContain('allow_other');
+      // only the mounting user (root) reaches it: the kernel's own mode check is left out
+      expect(options!.split(',')).not.toContain('default_permissions');
+    });
+  });
+
+  it('who gets in: without --allow-other nobody but root (the kernel refuses others); with it, the kernel checks modes (default_permissions)', { timeout: 60_000 }, async () => {
+    const setup = (o: string): void => {
+      fs.writeFileSync(join(o, 'pub'), 'public\n', { mode: 0o644 });
+      fs.writeFileSync(join(o, 'secret'), 'SECRET\n', { mode: 0o600 });
+      fs.chmodSync(join(o, 'pub'), 0o644);
+      fs.chmodSync(join(o, 'secret'), 0o600);
+    };
+    const asNobody = (...cmd: string[]) => run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', ...cmd]);
+    const open = (p: string): void => {
+      for (let d = dirname(p); d !== '/'; d = dirname(d)) fs.chmodSync(d, fs.statSync(d).mode | 0o005);
+    };
+    await withMount({ setup }, async (t) => {
+      open(t.mnt);
+      expect(await fsp.readFile(join(t.mnt, 'secret'), 'utf8')).toBe('SECRET\n');
+      for (const f of ['pub', 'secret']) {
+        const r = await asNobody('cat', join(t.mnt, f));
+        expect(r.status).not.toBe(0);
+        expect(r.stdout).toBe('');
+      }
+    });
+    await withMount({ args: ['--allow-other'], setup }, async (t) => {
+      open(t.mnt);
+      const options = (fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === t.mnt) ?? '').split(' ')[3]!.split(',');
+      expect(options).toEqual(expect.arrayContaining(['allow_other', 'default_permissions']));
+      expect((await asNobody('cat', join(t.mnt, 'pub'))).stdout).toBe('public\n');
+      const r = await asNobody('cat', join(t.mnt, 'secret'));
+      expect(r.status).not.toBe(0);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/Permission denied/);
+      expect((await asNobody('sh', '-c', `echo x >> ${join(t.mnt, 'pub')}`)).status).not.toBe(0);
+      expect(fs.readFileSync(join(t.orig, 'pub'), 'utf8')).toBe('public\n');
     });
   });
 

@@ -314,6 +314,46 @@ describe('requests', () => {
     expect(fs.calls).toContainEqual(['write', 3n, 7, 'hello', 1]);
   });
 
+  it('READ into the reply: a filesystem that fills the given buffer is sent as is, pooled replies come back for reuse and are never shared', async () => {
+    class IntoFs extends StubFs {
+      override async read(_c: Context, _n: bigint, fh: bigint, off: number, size: number, into?: Buffer): Promise<Buffer> {
+        if (fh === 9n) throw new FsError(E.EIO);
+        const b = into ?? Buffer.alloc(size);
+        const n = Math.min(size, 20 - off);
+        for (let i = 0; i < n; i++) b[i] = 0x61 + ((off + i) % 26);
+        return b.subarray(0, Math.max(0, n));
+      }
+    }
+    const fs = new IntoFs();
+    const srv = new ProtocolServer(fs, {}, silent);
+    await srv.handle(initReq(45));
+    srv.reuseReplies();
+    let u = 100n;
+    const read = (fh: bigint, offset: bigint, size: number) =>
+      srv.handle(encodeRequest({ opcode: Op.READ, unique: ++u, nodeid: 5n }, encodeStruct(ReadIn, { fh, offset, size })));
+    const a = (await read(1n, 0n, 4))!;
+    expect(parse(a)).toEqual([0, Buffer.from('abcd')]);
+    expect(a.readBigUInt64LE(8)).toBe(u);
+    // not given back yet: the next reply is another buffer
+    const b = (await read(1n, 16n, 4096))!;
+    expect(parse(b)).toEqual([0, Buffer.from('qrst')]);
+    expect(b.buffer).not.toBe(a.buffer);
+    srv.recycle(a);
+    srv.recycle(a); // twice: ignored
+    srv.recycle(Buffer.alloc(64)); // not ours: ignored
+    const c = (await read(1n, 4n, 2))!;
+    expect(c.buffer).toBe(a.buffer);
+    const d = (await read(1n, 6n, 2))!;
+    expect(d.buffer).not.toBe(a.buffer);
+    expect(d.buffer).not.toBe(c.buffer);
+    expect(parse(c)).toEqual([0, Buffer.from('ef')]);
+    expect(parse(d)).toEqual([0, Buffer.from('gh')]);
+    expect(parse(await read(9n, 0n, 4))[0]).toBe(E.EIO);
+    // the stub's own buffers (not the reply) are copied
+    const { call } = await setup();
+    expect(parse(await call(Op.READ, 5n, encodeStruct(ReadIn, { fh: 1n, offset: 0n, size: 3 })))).toEqual([0, Buffer.from('012')]);
+  });
+
   it('WRITE with less data than declared is EINVAL; READ beyond max_pages is EINVAL; offset >= 2^53 is EINVAL', async () => {
     const { call } = await setup();
     expect(parse(await call(Op.WRITE, 5n, encodeStruct(WriteIn, { fh: 3n, size: 10 }), Buffer.from('abc')))[0]).toBe(E.EINVAL);

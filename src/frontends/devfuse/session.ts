@@ -25,6 +25,7 @@
 import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { SlabPool } from '../../fuse/slab-pool.js';
 import { LogOnce } from '../../log.js';
 import { sys, F_GETFL, F_SETFL, O_NONBLOCK } from '../../sys/syscalls.js';
 
@@ -33,9 +34,15 @@ export interface RequestHandler {
   handle(req: Buffer): Promise<Buffer | null>;
   bufferSize(): number;
   readonly negotiated?: unknown;
+  /** told that every reply is given back (recycle) once written */
+  reuseReplies?(): void;
+  recycle?(reply: Buffer): void;
 }
 
 export type ReaderKind = 'poll' | 'thread' | 'pool';
+
+/** Requests above this size (WRITE payloads) are served from the slab they were read into. */
+const LARGE_REQUEST = 64 * 1024;
 
 export interface SessionOptions {
   readers: number;
@@ -110,6 +117,8 @@ export class DevFuseSession {
 
   start(): void {
     const size = this.server.bufferSize();
+    // every reply goes through write(), which gives it back once written
+    this.server.reuseReplies?.();
     if (this.opts.kind === 'pool' && poolSize() < this.opts.readers + POOL_HEADROOM) {
       throw new Error(
         `pool readers need UV_THREADPOOL_SIZE >= ${this.opts.readers + POOL_HEADROOM} set before node starts (it is ${poolSize()})`,
@@ -136,7 +145,10 @@ export class DevFuseSession {
   private startPoll(size: number): void {
     const fl = sys.fcntlInt(this.fd, F_GETFL, 0);
     sys.fcntlInt(this.fd, F_SETFL, fl | O_NONBLOCK);
-    const buf = Buffer.allocUnsafeSlow(size);
+    // a large request (a WRITE) keeps the slab it was read into until it is done, and the next
+    // read gets another slab: no copy, and no fresh megabyte per request
+    const slabs = new SlabPool(size);
+    let buf = slabs.take();
     let handle: unknown = null;
     const stop = (m: EndMessage): void => {
       if (handle === null) return;
@@ -145,7 +157,9 @@ export class DevFuseSession {
       this.readerEnded(m);
     };
     handle = sys.pollStart(this.fd, () => {
-      // a bounded batch, then back to the loop so that replies and timers get their turn
+      // One request per wake-up: its reply (written from a microtask, once this callback returns)
+      // goes out before anything else is read, so a lone client never waits for our EAGAIN read.
+      // The poll is level-triggered: queued requests wake the loop again at once.
       for (let i = 0; i < 64 && handle !== null; i++) {
         const n = readDev(this.fd, buf, size);
         if (n === -EAGAIN) return; // drained
@@ -159,9 +173,16 @@ export class DevFuseSession {
           stop({ end: 'EOF' });
           return;
         }
+        if (n > LARGE_REQUEST) {
+          const held = buf;
+          buf = slabs.take();
+          this.dispatch(held.subarray(0, n), () => slabs.give(held));
+          return;
+        }
         const req = Buffer.allocUnsafe(n);
         buf.copy(req, 0, 0, n);
         this.dispatch(req);
+        return;
       }
     });
   }
@@ -197,27 +218,35 @@ export class DevFuseSession {
     next();
   }
 
-  private dispatch(req: Buffer): void {
+  /** `done`: called once the request buffer is no longer read (its reply is built). */
+  private dispatch(req: Buffer, done?: () => void): void {
     this.requests++;
     this.inflight++;
     this.server.handle(req).then(
       (reply) => {
         this.inflight--;
+        done?.();
         if (reply) this.write(reply);
       },
       (e: unknown) => {
         // handle() never rejects by contract; a rejection is a bug, and the request stays unanswered
         this.inflight--;
+        done?.();
         this.once.error('handle-rejected', { err: e }, 'protocol server rejected a request (bug)');
       },
     );
   }
 
   private write(reply: Buffer): void {
-    if (this.ended) return;
+    if (!this.ended) this.writeOut(reply);
+    this.server.recycle?.(reply);
+  }
+
+  private writeOut(reply: Buffer): void {
     try {
       // a write to /dev/fuse never blocks: the kernel copies the reply and wakes the requester
-      fs.writeSync(this.fd, reply);
+      // (the addon's write: fs.writeSync validates and sets up a libuv request each time)
+      sys.pwrite(this.fd, reply, 0, reply.length, -1);
     } catch (e) {
       const code = (e as { code?: string }).code;
       if (code === 'ENOENT') return; // the request was interrupted and is gone
