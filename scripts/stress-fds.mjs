@@ -32,6 +32,7 @@ import * as os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { collect } from './stress/collect.mjs';
 import { content, dirName, fileName } from './stress/content.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -366,30 +367,21 @@ function runClients(phase, jobs, timeoutMs, total, hooks = {}) {
       fs.writeFileSync(jobFile, JSON.stringify({ ...job, phase, mnt, timeoutMs, seed: opt.seed * 1000 + w + 1 }));
       const c = spawn(process.execPath, [CLIENT, jobFile], { stdio: ['ignore', 'pipe', 'pipe'] });
       workers.add(c);
-      let buf = '';
-      let err = '';
-      c.stdout.on('data', (d) => {
-        buf += d.toString();
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (line.startsWith('P ')) done[w] = Number(line.slice(2));
-          else if (line === 'OPENED') {
-            if (++opened === jobs.length) hooks.onAllOpened?.();
-          } else if (line.startsWith('R ')) results[w] = JSON.parse(line.slice(2));
-        }
-      });
-      c.stderr.on('data', (d) => (err += d.toString()));
       const killer = setTimeout(() => {
         failures.push(`${phase}: client ${w} overran its deadline; killed`);
         killPid(c.pid, 'SIGKILL');
       }, timeoutMs + 10_000);
-      c.on('exit', (code, signal) => {
+      c.on('exit', () => workers.delete(c));
+      collect(c, {
+        onProgress: (n) => (done[w] = n),
+        onOpened: () => {
+          if (++opened === jobs.length) hooks.onAllOpened?.();
+        },
+      }).then(({ result, code, signal, stderr }) => {
         clearTimeout(killer);
-        workers.delete(c);
-        if (!results[w]) {
-          failures.push(`${phase}: client ${w} ended without a result (code ${code}, signal ${signal}) ${err.slice(0, 500)}`);
+        results[w] = result;
+        if (!result) {
+          failures.push(`${phase}: client ${w} ended without a result (code ${code}, signal ${signal}) ${stderr.slice(0, 500)}`);
           // a client that died before OPENED must not hold the mutator back
           if (phase === 'hold' && ++opened === jobs.length) hooks.onAllOpened?.();
         }
