@@ -328,6 +328,18 @@ function machine() {
   };
 }
 
+// The server's CPU time (user + system, every thread) from /proc/PID/stat, in seconds.
+const CLK_TCK = (() => { try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100; } catch { return 100; } })();
+function procCpuS(pid) {
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime, stime (fields 14 and 15)
+  } catch {
+    return null;
+  }
+}
+
 async function runTarget(target, results) {
   const shared = path.join(WORK, `shared-${target.id}`);
   const mnt = path.join(WORK, `mnt-${target.id}`);
@@ -336,8 +348,21 @@ async function runTarget(target, results) {
   fs.mkdirSync(mnt, { recursive: true });
   fs.cpSync(path.join(WORK, 'data', 'gitrepo'), path.join(shared, 'gitrepo'), { recursive: true });
   let server = null;
-  const mount = async () => { if (!target.native) server = await startServer(target, shared, mnt); };
-  const unmount = async () => { if (server) { await stopServer(server); server = null; } };
+  // server CPU: what servers stopped since the run began used, plus what the live one used since
+  // it was ready (a workload that remounts is charged for both of its servers)
+  let cpuBase = 0, cpuDone = 0;
+  const cpuNow = () => cpuDone + (server ? (procCpuS(server.pid) ?? cpuBase) - cpuBase : 0);
+  const mount = async () => {
+    if (target.native) return;
+    server = await startServer(target, shared, mnt);
+    cpuBase = procCpuS(server.pid) ?? 0;
+  };
+  const unmount = async () => {
+    if (!server) return;
+    cpuDone = cpuNow();
+    await stopServer(server);
+    server = null;
+  };
   const ctx = { target, dir: target.native ? shared : mnt, remount: async () => { await unmount(); await mount(); } };
   const res = (results[target.id] = {});
   try {
@@ -346,10 +371,12 @@ async function runTarget(target, results) {
       if (ONLY_WORKLOADS && !ONLY_WORKLOADS.includes(w.id)) continue;
       spawnSync('sync');
       try {
+        const c0 = cpuNow();
         const r = await w.run(ctx);
+        if (!target.native) r.server_cpu_s = +(cpuNow() - c0).toFixed(3);
         res[w.id] = r;
         const v = r.unit === 's' ? `${r.value.toFixed(3)} s` : `${r.value.toFixed(0)} ${r.unit}`;
-        say(`${target.id.padEnd(22)} ${w.label.padEnd(48)} ${v}`);
+        say(`${target.id.padEnd(22)} ${w.label.padEnd(48)} ${v}${r.server_cpu_s != null ? `, server CPU ${r.server_cpu_s.toFixed(2)} s` : ''}`);
       } catch (e) {
         res[w.id] = { error: String(e.message ?? e) };
         say(`${target.id.padEnd(22)} ${w.label.padEnd(48)} FAILED: ${e.message}`);
@@ -420,6 +447,13 @@ function report(doc) {
     for (const w of wl) lines.push(`| ${w.label} | ${cols.map((i) => fmt(speed(results[i]?.[w.id], results[ref]?.[w.id]))).join(' | ')} |`);
     lines.push('');
   };
+  const fuseIds = ids.filter((i) => results[i] && Object.values(results[i]).some((r) => r?.server_cpu_s != null));
+  if (fuseIds.length) {
+    lines.push('Server CPU time per workload (user + system, all threads of the server process, from /proc/PID/stat; the client\'s own time is not in it):', '');
+    lines.push(`| workload | ${fuseIds.map((i) => lab[i]).join(' | ')} |`, `|---|${fuseIds.map(() => '---:').join('|')}|`);
+    for (const w of wl) lines.push(`| ${w.label} | ${fuseIds.map((i) => { const c = results[i]?.[w.id]?.server_cpu_s; return c == null ? 'n/a' : `${c.toFixed(2)} s`; }).join(' | ')} |`);
+    lines.push('');
+  }
   ratioTable('native', 'Speed relative to native (1.00 = native; higher is faster):');
   if (ids.includes('passthrough_ll')) ratioTable('passthrough_ll', 'Speed relative to passthrough_ll (higher is faster):');
   if (doc.sweep) {
