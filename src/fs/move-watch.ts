@@ -73,6 +73,14 @@ export class MoveWatch {
     }
   }
 
+  /**
+   * The epoch as of the last read, without reading (-1 when disabled). A proof stamped with it is
+   * conservative: a rename after that read shows up as a later epoch at the next read.
+   */
+  get last(): number {
+    return this.enabled ? this.current : -1;
+  }
+
   close(): void {
     if (this.enabled) sys.close(this.fd);
   }

@@ -68,6 +68,8 @@ export interface PassthroughCounters {
   resurrected: number;
   /** rename events seen by the MoveWatch (each voids the kept confinement proofs) */
   renamesSeen: number;
+  /** confinement proofs made with a readlink of /proc/self/fd/N (those not kept or inherited) */
+  placeChecks: number;
 }
 
 /**
@@ -90,6 +92,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   private readonly rootPath: Buffer;
   /** renames on the root's filesystem: keeps confinement proofs until something moves */
   private readonly moves: MoveWatch;
+  private placeChecks = 0;
   private readonly rootDirFd: number;
   private readonly handleFlags: number;
   private readonly generation: bigint;
@@ -198,6 +201,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       ...this.cache.counters,
       ...this.fds.counters,
       renamesSeen: this.moves.events,
+      placeChecks: this.placeChecks,
     };
   }
 
@@ -321,6 +325,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     // before the readlink, so that a rename during it voids the new proof
     const epoch = this.moves.epoch();
     if (epoch >= 0 && inode.proven === epoch) return;
+    this.placeChecks++;
     let p: Buffer;
     try {
       p = sys.readlinkat(AT_FDCWD, procFdPath(fd));
@@ -337,6 +342,18 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     this.once.warn(`outside-${inode.nodeid}`, { nodeid: String(inode.nodeid) },
       'an inode was moved outside the shared directory behind the server\'s back; refusing it (ESTALE)');
     throw new FsError(E.ESTALE, 'moved outside the shared directory');
+  }
+
+  /**
+   * A child just reached by one name in `parent` is beneath the root when the parent is (the root
+   * itself, or proven at the latest epoch read): it takes the parent's proof, so its first check
+   * needs no readlink. Same mount only, as for any kept proof.
+   */
+  private inheritProof(child: Inode, parent: Inode): void {
+    const e = this.moves.last;
+    if (e < 0 || child === this.root) return;
+    if (parent !== this.root && parent.proven !== e) return;
+    if (child.handle && child.handle.mountId === this.root.handle!.mountId) child.proven = e;
   }
 
   /** Borrow a directory's fd to reach names in it, proving it is still inside. */
@@ -426,6 +443,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     inode.ino = st.ino;
     inode.dev = devOf(st);
     inode.nlookup++;
+    if (parent && name) this.inheritProof(inode, parent);
     return this.entry(inode, st);
   }
 
@@ -457,6 +475,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       this.store.setParent(inode, parent, Buffer.from(name));
     }
     inode.nlookup++;
+    this.inheritProof(inode, parent);
     return this.entry(inode, st);
   }
 
