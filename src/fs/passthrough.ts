@@ -70,6 +70,8 @@ export interface PassthroughCounters {
   renamesSeen: number;
   /** confinement proofs made with a readlink of /proc/self/fd/N (those not kept or inherited) */
   placeChecks: number;
+  /** RWF_NOWAIT attempts a filesystem refused as unsupported (once per device and direction) */
+  nowaitRefusals: number;
 }
 
 /**
@@ -93,6 +95,9 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   /** renames on the root's filesystem: keeps confinement proofs until something moves */
   private readonly moves: MoveWatch;
   private placeChecks = 0;
+  /** devices whose filesystem refused RWF_NOWAIT reads / writes (EOPNOTSUPP): not asked again */
+  private readonly noNowait = { read: new Set<number>(), write: new Set<number>() };
+  private nowaitRefusals = 0;
   private readonly rootDirFd: number;
   private readonly handleFlags: number;
   private readonly generation: bigint;
@@ -202,6 +207,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       ...this.fds.counters,
       renamesSeen: this.moves.events,
       placeChecks: this.placeChecks,
+      nowaitRefusals: this.nowaitRefusals,
     };
   }
 
@@ -955,7 +961,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     const h = this.handles.get(fh, nodeid, 'file');
     if (!Number.isSafeInteger(offset) || offset < 0) throw new FsError(E.EINVAL);
     const buf = into && into.length >= size ? into : Buffer.allocUnsafe(size);
-    const n = await this.withFileAsync(h, (fd) => this.readAt(fd, buf, size, offset));
+    const n = await this.withFileAsync(h, (fd) => this.readAt(fd, buf, size, offset, h.inode.dev));
     return n === size ? buf : buf.subarray(0, n);
   }
 
@@ -965,7 +971,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     // O_APPEND (kept across reopen): write(2) appends wherever the host's end is
     const pos = h.flags & O_APPEND ? -1 : offset;
     return this.withFileAsync(h, async (fd) => {
-      const n = await this.writeAt(fd, data, pos);
+      const n = await this.writeAt(fd, data, pos, h.inode.dev);
       if (this.killPrivV2 && writeFlags & WRITE_KILL_SUIDGID) this.killSuidgid(fd);
       return n;
     });
@@ -977,12 +983,14 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
    * when the file ends there (fstat), and is otherwise finished the slow way. Where the filesystem
    * cannot tell (RWF_NOWAIT unsupported: tmpfs, and buffered writes on ext4), requests up to
    * INLINE_IO_MAX are done here too, as virtiofsd does all of them by default: a pool round trip
-   * costs more than copying that much into the page cache.
+   * costs more than copying that much into the page cache. A filesystem (device) that refused
+   * RWF_NOWAIT once is not asked again.
    */
-  private readAt(fd: number, buf: Buffer, size: number, offset: number): number | Promise<number> {
-    const r = sys.preadNowait(fd, buf, 0, size, offset);
+  private readAt(fd: number, buf: Buffer, size: number, offset: number, dev: number): number | Promise<number> {
+    const r = this.noNowait.read.has(dev) ? -E.EOPNOTSUPP : sys.preadNowait(fd, buf, 0, size, offset);
     if (r === size) return r;
     if (r < 0 && r !== -E.EAGAIN) {
+      this.refusedNowait(this.noNowait.read, dev, r);
       if (size <= INLINE_IO_MAX) return sys.pread(fd, buf, 0, size, offset);
       return sys.preadAsync(fd, buf, 0, size, offset);
     }
@@ -992,16 +1000,23 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   }
 
   /** pos -1: at the file's end (O_APPEND). See readAt. */
-  private writeAt(fd: number, data: Buffer, pos: number): number | Promise<number> {
+  private writeAt(fd: number, data: Buffer, pos: number, dev: number): number | Promise<number> {
     const len = data.length;
-    const r = pos >= 0 ? sys.pwriteNowait(fd, data, 0, len, pos) : -E.EOPNOTSUPP;
+    const r = pos >= 0 && !this.noNowait.write.has(dev) ? sys.pwriteNowait(fd, data, 0, len, pos) : -E.EOPNOTSUPP;
     if (r === len) return r;
     if (r < 0 && r !== -E.EAGAIN) {
+      if (pos >= 0) this.refusedNowait(this.noNowait.write, dev, r);
       if (len <= INLINE_IO_MAX) return sys.pwrite(fd, data, 0, len, pos);
       return sys.pwriteAsync(fd, data, 0, len, pos);
     }
     const fast = r < 0 ? 0 : r;
     return sys.pwriteAsync(fd, data, fast, len - fast, pos + fast).then((m) => fast + m);
+  }
+
+  private refusedNowait(set: Set<number>, dev: number, r: number): void {
+    if (r !== -E.EOPNOTSUPP || set.has(dev)) return;
+    set.add(dev);
+    this.nowaitRefusals++;
   }
 
   override async flush(_ctx: Context, nodeid: bigint, fh: bigint, lockOwner: bigint): Promise<void> {
@@ -1089,11 +1104,6 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     if (name.length > 255) throw new FsError(E.ERANGE);
   }
 
-  /**
-   * xattrs through /proc/self/fd/N of the inode's O_PATH fd with the FOLLOWING calls: the magic
-   * link resolves to the fd's own file (the symlink itself for a symlink), nothing is opened for
-   * I/O, and f*xattr would refuse the O_PATH fd.
-   */
   /** fn on the fd of a file open on `inode` when one is cached (proven inside), else null. */
   private withOpenFile(inode: Inode, fn: (fd: number) => number): number | null {
     const h = inode.openFile;
@@ -1108,6 +1118,11 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     }
   }
 
+  /**
+   * xattrs through /proc/self/fd/N of the inode's O_PATH fd with the FOLLOWING calls: the magic
+   * link resolves to the fd's own file (the symlink itself for a symlink), nothing is opened for
+   * I/O, and f*xattr would refuse the O_PATH fd.
+   */
   private xattrOp<T>(inode: Inode, fn: (p: Buffer) => T): T {
     if (!this.opts.xattr) throw new FsError(E.ENOSYS);
     return this.withFd(inode, (fd) => {
@@ -1290,7 +1305,6 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   }
 }
 
-/** A non-blocking attempt: its count, or 0 when it would block or is not supported (a negative errno). */
 /** One number for a device (major, minor). */
 function devOf(st: Stat): number {
   return st.devMajor * 0x100000 + st.devMinor;

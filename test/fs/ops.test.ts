@@ -694,6 +694,21 @@ describe('link', () => {
 // ====================================================================== files
 
 describe('open, create, read, write', () => {
+  it('a filesystem that refuses RWF_NOWAIT is asked once, not on every read and write; the data is right', async () => {
+    // what the host's filesystem says to a non-blocking buffered write and read (ext4: writes refused)
+    fs.writeFileSync(P('probe'), 'x');
+    const pfd = fs.openSync(P('probe'), 'r+');
+    const one = Buffer.from('y');
+    const refused = [sys.pwriteNowait(pfd, one, 0, 1, 0), sys.preadNowait(pfd, one, 0, 1, 0)].filter((r) => r === -95).length;
+    fs.closeSync(pfd);
+    const c = await pfs.create(ctx, 1n, B('f'), 0o644, O_RDWR | O_CREAT, 0);
+    for (let i = 0; i < 20; i++) expect(await pfs.write(ctx, c.entry.nodeid, c.open.fh, i * 4, B(`w${String(i).padStart(2, '0')} `.slice(0, 4)), 0)).toBe(4);
+    for (let i = 0; i < 20; i++) expect((await pfs.read(ctx, c.entry.nodeid, c.open.fh, i * 4, 4)).toString()).toBe(`w${String(i).padStart(2, '0')} `.slice(0, 4));
+    expect(pfs.counters().nowaitRefusals).toBe(refused);
+    expect(fs.readFileSync(P('f'), 'utf8').slice(0, 8)).toBe('w00 w01 ');
+    await pfs.release(ctx, c.entry.nodeid, c.open.fh, O_RDWR, 0n, false);
+  });
+
   it('create makes the file with the host attributes; O_EXCL on an existing name is EEXIST', async () => {
     const c = await pfs.create(ctx, 1n, B('f'), 0o666, O_RDWR | O_CREAT, 0o022);
     expect(fs.statSync(P('f')).mode & 0o777).toBe(0o644);

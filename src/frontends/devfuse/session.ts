@@ -138,9 +138,10 @@ export class DevFuseSession {
 
   /**
    * 'poll' (the default): the device fd is non-blocking and watched by the event loop (uv_poll);
-   * when the kernel has requests, the main thread reads them itself, in a bounded batch, and hands
-   * each to the server. No thread hands requests over (a request costs no thread wake-ups besides
-   * the loop's own), nothing sits blocked in read(2), and the process can always exit.
+   * when the kernel has requests, the main thread reads one itself and hands it to the server (the
+   * loop only retries reads that a signal or an interrupted request cut short). No thread hands
+   * requests over (a request costs no thread wake-ups besides the loop's own), nothing sits
+   * blocked in read(2), and the process can always exit.
    */
   private startPoll(size: number): void {
     const fl = sys.fcntlInt(this.fd, F_GETFL, 0);
