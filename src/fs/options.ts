@@ -25,4 +25,21 @@ export interface PassthroughOptions {
   log: Logger;
   /** records kept for inodes that left memory, so persistent client handles resolve (default 100,000) */
   exportTableSize?: number;
+  /**
+   * FUSE passthrough: registers an open file's fd with the kernel as a backing file (the /dev/fuse
+   * transport provides it: FUSE_DEV_IOC_BACKING_OPEN/CLOSE). With it, reads and writes of that file
+   * never reach the server. Absent: they are served through the server.
+   */
+  backing?: BackingFiles | null;
+  /**
+   * Called with a sealed one-record state whenever an inode a client may name appears or moves (a
+   * supervisor keeps them so that a crashed worker's successor can resolve the same node ids).
+   */
+  onRecord?: ((sealed: Buffer) => void) | null;
+}
+
+/** Kernel backing files of FUSE passthrough (src/frontends/devfuse/mount.ts backingRegistry). */
+export interface BackingFiles {
+  open(fd: number): number;
+  close(id: number): void;
 }

@@ -23,7 +23,7 @@ import { FdCache } from './fd-cache.js';
 import { DefaultFileSystem, ROOT_ID, type FileSystem } from './filesystem.js';
 import { HandleTable, type OpenHandle } from './handle-table.js';
 import { Inode, InodeStore } from './inode-store.js';
-import type { PassthroughOptions } from './options.js';
+import type { BackingFiles, PassthroughOptions } from './options.js';
 import { InodeFds, type ReopenCounters } from './reopen.js';
 import { MoveWatch } from './move-watch.js';
 import { ExportTable, encodeState, decodeState, type HandleRecord, type InodeRecord } from './export-table.js';
@@ -112,17 +112,19 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
    * Called with a sealed one-record state whenever an inode a client may name appears or moves
    * (a supervisor keeps them so that a crashed worker's successor can resolve the same node ids).
    */
-  onRecord: ((sealed: Buffer) => void) | null = null;
+  onRecord: ((sealed: Buffer) => void) | null;
   /**
    * FUSE passthrough: registers an open file's fd with the kernel as a backing file (the /dev/fuse
    * transport sets it; FUSE_DEV_IOC_BACKING_OPEN/CLOSE). With it, reads and writes of that file
    * never reach the server.
    */
-  backing: { open(fd: number): number; close(id: number): void } | null = null;
+  backing: BackingFiles | null;
   private passthroughOn = false;
 
   constructor(private readonly opts: PassthroughOptions) {
     super();
+    this.backing = opts.backing ?? null;
+    this.onRecord = opts.onRecord ?? null;
     this.log = opts.log.child({ component: 'fs' });
     this.once = new LogOnce(this.log);
     this.timeout = timeoutMs(opts.cache);
