@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
 import { passthroughOptions, protocolOptions, type Config } from '../config.js';
 import type { FileSystem } from '../fs/filesystem.js';
+import type { BackingFiles } from '../fs/options.js';
 import { childLogger, makeLogger, setRootLogger } from '../log.js';
 import { parseCommandLine, USAGE, UsageError } from './args.js';
 import { devFusePath, preflight, SetupError } from './preflight.js';
@@ -109,7 +110,13 @@ async function serve(cfg: Config, log: Logger): Promise<number> {
     ]);
 
   const [key, ...previousKeys] = cfg.handleKeyFile ? loadOrCreateKeys(cfg.handleKeyFile) : [ephemeralKey()];
-  const core = new PassthroughFs(passthroughOptions(cfg, pre.root, key!, log, previousKeys));
+  // FUSE passthrough registers backing files on the device fd, which exists once mounted (INIT,
+  // the first moment the core may use it, comes after the mount)
+  let registry: BackingFiles | null = null;
+  const backing: BackingFiles | null = cfg.passthrough
+    ? { open: (fd) => registry!.open(fd), close: (id) => registry!.close(id) }
+    : null;
+  const core = new PassthroughFs({ ...passthroughOptions(cfg, pre.root, key!, log, previousKeys), backing });
   // what the core chose (it probed the capability and open_by_handle_at itself)
   const reopenBy = core.reopenStrategy;
   const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(core) : core;
@@ -136,7 +143,7 @@ async function serve(cfg: Config, log: Logger): Promise<number> {
     throw e;
   }
 
-  if (cfg.passthrough) core.backing = dev.backingRegistry(mount.fd);
+  if (cfg.passthrough) registry = dev.backingRegistry(mount.fd);
   const session = new dev.DevFuseSession(mount.fd, server, { readers: cfg.readers, kind: readerKind() }, mlog);
   try {
     session.start();

@@ -48,10 +48,14 @@ export class FdCache {
   private readonly fileLru: LRUCache<string, FdEntry>;
   private readonly once: LogOnce;
   readonly counters: FdCacheCounters = { hits: 0, misses: 0, evictions: 0, emfile: 0 };
-  /** called after an entry was evicted (the owner of a dir cursor must seek again) */
-  onEvict: ((key: string) => void) | null = null;
 
-  constructor(budget: number, private readonly closeFd: (fd: number) => void, private readonly log: Logger) {
+  constructor(
+    budget: number,
+    private readonly closeFd: (fd: number) => void,
+    private readonly log: Logger,
+    /** called after an entry was evicted (the owner of a dir cursor must seek again) */
+    private readonly onEvict: ((key: string) => void) | null = null,
+  ) {
     if (!Number.isInteger(budget) || budget < 2) throw new RangeError(`fd budget must be an integer >= 2, got ${budget}`);
     this.budget = budget;
     // max only sizes lru-cache's arrays: the budget is enforced by reserve(), so it is never reached

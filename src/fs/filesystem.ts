@@ -76,7 +76,6 @@ export interface FileSystem {
   create(ctx: Context, parent: bigint, name: Buffer, mode: number, flags: number, umask: number): Promise<CreateOut>;
   /** O_TMPFILE in directory `parent`: an unnamed file, open, pinned until released. */
   tmpfile(ctx: Context, parent: bigint, mode: number, flags: number, umask: number): Promise<CreateOut>;
-  /** Up to `size` bytes at `offset`; a shorter result means EOF. */
   /**
    * Read up to `size` bytes at `offset`; fewer only at EOF. With `into` (at least `size` bytes) the
    * bytes may be read into it and a view of it returned (the protocol layer then sends them

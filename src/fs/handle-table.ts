@@ -28,14 +28,22 @@ export interface OpenHandle {
 export class HandleTable {
   private readonly map = new Map<bigint, OpenHandle>();
   private readonly byFdKey = new Map<string, OpenHandle>();
+  /** handles a predecessor held, restored on first use (see `restore`) */
+  private readonly pending = new Map<bigint, { nodeid: bigint; flags: number; kind: 'file' | 'dir' }>();
   private next = 1n;
+
+  /** `resolveInode` brings back the inode of a restored handle (it may have left memory). */
+  constructor(private readonly resolveInode: (nodeid: bigint) => Inode) {}
 
   get size(): number {
     return this.map.size;
   }
 
   add(inode: Inode, kind: 'file' | 'dir', flags: number): OpenHandle {
-    const fh = this.next++;
+    return this.insert(this.next++, inode, kind, flags);
+  }
+
+  private insert(fh: bigint, inode: Inode, kind: 'file' | 'dir', flags: number): OpenHandle {
     const h: OpenHandle = {
       fh, inode, kind, flags, fdKey: `f${fh}`, locked: false, lockOwners: null, backingId: null,
       pending: [], pendingIdx: 0, pendingFrom: -1n, cursorValid: false,
@@ -47,12 +55,6 @@ export class HandleTable {
     return h;
   }
 
-  /** The handle `fh` of node `nodeid`, or EBADF (unknown fh, or one that belongs to another node). */
-  /** handles a predecessor held, restored on first use (see `restore`) */
-  private readonly pending = new Map<bigint, { nodeid: bigint; flags: number; kind: 'file' | 'dir' }>();
-  /** brings back the inode of a pending handle (PassthroughFs.inode) */
-  resolveInode: ((nodeid: bigint) => Inode) | null = null;
-
   /** A predecessor's open handle: it becomes live (without an fd: reopened on use) when first named. */
   restore(fh: bigint, nodeid: bigint, flags: number, kind: 'file' | 'dir'): void {
     if (this.map.has(fh)) return;
@@ -60,18 +62,14 @@ export class HandleTable {
     if (fh >= this.next) this.next = fh + 1n;
   }
 
+  /** The handle `fh` of node `nodeid`, or EBADF (unknown fh, or one that belongs to another node). */
   get(fh: bigint, nodeid: bigint, kind?: 'file' | 'dir'): OpenHandle {
     let h = this.map.get(fh);
     if (!h) {
       const p = this.pending.get(fh);
-      if (p && p.nodeid === nodeid && this.resolveInode) {
+      if (p && p.nodeid === nodeid) {
         this.pending.delete(fh);
-        const inode = this.resolveInode(nodeid);
-        h = { fh, inode, kind: p.kind, flags: p.flags, fdKey: `f${fh}`, locked: false, lockOwners: null, backingId: null,
-          pending: [], pendingIdx: 0, pendingFrom: -1n, cursorValid: false };
-        this.map.set(fh, h);
-        this.byFdKey.set(h.fdKey, h);
-        inode.opens++;
+        h = this.insert(fh, this.resolveInode(nodeid), p.kind, p.flags);
       }
     }
     if (!h || h.inode.nodeid !== nodeid || (kind && h.kind !== kind)) throw new FsError(E.EBADF, 'unknown file handle');

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { FileHandle } from '../handle/file-handle.js';
+import { handleKey, type FileHandle } from '../handle/file-handle.js';
 
 /**
  * What the server knows of one host inode. Identity is the sealed file handle (or dev:ino on a
@@ -44,6 +44,14 @@ export class Inode {
 }
 
 /**
+ * The key an inode is found by: its file handle, or (dev, ino) where the filesystem has no handles
+ * (such an inode is pinned: its number alone cannot prove identity on a reopen).
+ */
+export function identityOf(h: FileHandle | null, st: { devMajor: number; devMinor: number; ino: bigint }): string {
+  return h ? handleKey(h) : `d${st.devMajor}:${st.devMinor}:${st.ino}`;
+}
+
+/**
  * nodeid <-> inode and identity -> inode (virtiofsd inode_store.rs). Node ids come from a counter
  * and are never reused. An inode is dropped when the client forgot it, no child links to it and no
  * file is open on it; dropping it releases its fd through `onDrop` and may drop its parent.
@@ -52,9 +60,13 @@ export class InodeStore {
   private readonly byNodeId = new Map<bigint, Inode>();
   private readonly byIdentity = new Map<string, Inode>();
   private nextId: bigint;
-  onDrop: ((inode: Inode) => void) | null = null;
 
-  constructor(private readonly rootId: bigint, private readonly log: Logger) {
+  constructor(
+    private readonly rootId: bigint,
+    private readonly log: Logger,
+    /** an inode left memory: release its fd, keep its record */
+    private readonly onDrop: ((inode: Inode) => void) | null = null,
+  ) {
     this.nextId = rootId + 1n;
   }
 

@@ -32,8 +32,6 @@ export interface ReopenCounters {
  * Every reopen first verifies the inode's seal.
  */
 export class InodeFds {
-  readonly counters: ReopenCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0 };
-
   constructor(
     private readonly cache: FdCache,
     private readonly sealer: Sealer,
@@ -47,6 +45,8 @@ export class InodeFds {
     /** the root inode and its O_PATH fd: outside the cache, never evicted */
     private readonly rootNode: Inode,
     private readonly rootFd: number,
+    /** the filesystem's counters (the services record owns them; reopens count here) */
+    private readonly counters: ReopenCounters,
   ) {}
 
   /** Borrow the inode's O_PATH fd, reopening it if it was evicted. Pair with release(). */

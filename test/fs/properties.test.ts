@@ -243,7 +243,7 @@ describe('reopen', () => {
     const f = await pfs.lookup(ctx, 1n, B('f'));
     for (let i = 0; i < 10; i++) await pfs.lookup(ctx, 1n, B(`z${i}`));
     // reach into the store as an attacker with memory access would: flip one MAC bit
-    const store = (pfs as unknown as { store: { get(n: bigint): { seal: Buffer } } }).store;
+    const store = (pfs as unknown as { s: { store: { get(n: bigint): { seal: Buffer } } } }).s.store;
     store.get(f.nodeid).seal[0]! ^= 1;
     expect(await errnoOf(pfs.getattr(ctx, f.nodeid))).toBe('ESTALE');
     expect(pfs.counters().sealFailures).toBe(1);

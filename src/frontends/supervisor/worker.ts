@@ -40,7 +40,15 @@ async function start(m: StartMsg): Promise<void> {
   const log = pino({ level: cfg.logLevel, base: { pid: process.pid, role: 'worker' } }, pino.destination({ fd: 2, sync: true }));
   setRootLogger(log);
   const key = Buffer.from(m.key);
-  core = new PassthroughFs(passthroughOptions(cfg, m.root, key, log, m.previousKeys.map((k) => Buffer.from(k))));
+  // each new or moved inode's sealed record goes to the supervisor (batched per tick)
+  const onRecord = (sealed: Buffer): void => {
+    pendingRecs.push(sealed);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushRecs);
+    }
+  };
+  core = new PassthroughFs({ ...passthroughOptions(cfg, m.root, key, log, m.previousKeys.map((k) => Buffer.from(k))), onRecord });
   const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(core) : core;
   server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
   let restored = 0;
@@ -58,13 +66,6 @@ async function start(m: StartMsg): Promise<void> {
     // with the same negotiation (the reply is dropped: the kernel already has one)
     await server.handle(Buffer.from(m.init));
   }
-  core.onRecord = (sealed) => {
-    pendingRecs.push(sealed);
-    if (!flushScheduled) {
-      flushScheduled = true;
-      setImmediate(flushRecs);
-    }
-  };
   if (cfg.statsFile) {
     const { startStats } = await import('../../stats.js');
     startStats(cfg.statsFile, () => ({ role: 'worker', ...core!.counters() }), log);

@@ -1,0 +1,305 @@
+/**
+ * Names: lookup and forget, what creates a name (mknod, mkdir, symlink, link) and what removes or
+ * moves one (unlink, rmdir, rename). Every name is one checked component, used with an *at()
+ * syscall relative to a directory fd proven to be beneath the root.
+ */
+import { E, FsError } from '../errors.js';
+import { handleKey, type FileHandle } from '../handle/file-handle.js';
+import {
+  sys, statAt, procFdPath,
+  AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW,
+  O_CLOEXEC, O_NOFOLLOW, O_PATH, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFMT, S_ISGID,
+  type Stat,
+} from '../sys/syscalls.js';
+import { checkName, isDotName } from './confine.js';
+import type { Confinement } from './confinement.js';
+import { Inode, identityOf } from './inode-store.js';
+import { EMPTY, closeQuietly, devOf, entryOf, handleOf, openAt, type Services } from './services.js';
+import type { Context, Entry } from './types.js';
+
+/** An inode just reached through an fd, with the attributes read from that fd. */
+export interface Reached {
+  inode: Inode;
+  st: Stat;
+}
+
+export class Entries {
+  constructor(private readonly s: Services, private readonly conf: Confinement) {}
+
+  async lookup(_ctx: Context, parentId: bigint, name: Buffer): Promise<Entry> {
+    const s = this.s;
+    checkName(name, true);
+    const parent = s.records.inode(parentId);
+    // LOOKUP of "." names the node itself, of any type: the kernel's export code resolves a client
+    // file handle that way (fuse_get_dentry)
+    const isSelf = name.length === 1 && name[0] === 0x2e;
+    if (!isSelf && parent.type !== S_IFDIR) throw new FsError(E.ENOTDIR);
+    if (isDotName(name)) {
+      let target = parent;
+      if (name.length === 2) {
+        // '..' of the root is the root; otherwise the parent link (never a walk above the root)
+        if (parent !== s.root && !parent.parent) {
+          // a directory reached without a parent link (tmp/export): prove nothing, refuse
+          throw new FsError(E.ESTALE, 'parent unknown');
+        }
+        target = parent === s.root ? s.root : parent.parent!;
+      }
+      const st = s.fds.with(target, (fd) => statAt(fd, EMPTY, AT_EMPTY_PATH));
+      target.nlookup++;
+      return entryOf(s, target, st);
+    }
+    const r = this.conf.withDir(parent, (dfd) => this.lookupKnown(parent, dfd, name) ?? this.lookupAt(parent, dfd, name));
+    return entryOf(s, r.inode, r.st);
+  }
+
+  forget(nodeid: bigint, nlookup: bigint): void {
+    const s = this.s;
+    const inode = s.store.get(nodeid);
+    if (!inode) {
+      const rec = s.exports.get(nodeid);
+      // keep the record (a persistent client handle may still name it), drop the count
+      if (rec) rec.nlookup = Math.max(0, rec.nlookup - Number(nlookup > 0xffffffffn ? 0xffffffffn : nlookup));
+      else s.log.debug({ nodeid: String(nodeid) }, 'forget of an unknown node id');
+      return;
+    }
+    // the root lives as long as the session; the kernel's count on it is not ours to drop
+    if (inode === s.root) return;
+    s.store.forget(inode, nlookup > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(nlookup));
+  }
+
+  /** `rdev` is the kernel's 32-bit new_encode_dev() form. */
+  async mknod(ctx: Context, parentId: bigint, name: Buffer, mode: number, rdev: number, umask: number): Promise<Entry> {
+    const major = ((rdev >>> 8) & 0xfff);
+    const minor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
+    return this.makeNode(ctx, parentId, name, (dfd) => sys.mknodat(dfd, name, mode & ~umask, sys.makedev(major, minor)));
+  }
+
+  async mkdir(ctx: Context, parentId: bigint, name: Buffer, mode: number, umask: number): Promise<Entry> {
+    return this.makeNode(ctx, parentId, name, (dfd) => sys.mkdirat(dfd, name, mode & ~umask & 0o7777));
+  }
+
+  async symlink(ctx: Context, target: Buffer, parentId: bigint, name: Buffer): Promise<Entry> {
+    if (target.length === 0 || target.indexOf(0) >= 0) throw new FsError(E.EINVAL);
+    if (target.length >= 4096) throw new FsError(E.ENAMETOOLONG);
+    // the target is stored, never followed by the server
+    return this.makeNode(ctx, parentId, name, (dfd) => sys.symlinkat(target, dfd, name));
+  }
+
+  async unlink(parentId: bigint, name: Buffer): Promise<void> {
+    this.removeName(parentId, name, 0);
+  }
+
+  async rmdir(parentId: bigint, name: Buffer): Promise<void> {
+    this.removeName(parentId, name, AT_REMOVEDIR);
+  }
+
+  async rename(olddirId: bigint, oldname: Buffer, newdirId: bigint, newname: Buffer, flags: number): Promise<void> {
+    const s = this.s;
+    checkName(oldname);
+    checkName(newname);
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) throw new FsError(E.EINVAL);
+    const olddir = s.records.inode(olddirId);
+    const newdir = s.records.inode(newdirId);
+    this.conf.withDir(olddir, (ofd) => this.conf.withDir(newdir, (nfd) => {
+      const moved = this.findChild(ofd, oldname);
+      const other = flags & RENAME_EXCHANGE || s.handles.size > 0 ? this.findChild(nfd, newname) : undefined;
+      sys.renameat2(ofd, oldname, nfd, newname, flags);
+      if (moved && moved.reopenable) {
+        s.store.setParent(moved, newdir, Buffer.from(newname));
+        s.records.emit(moved);
+      }
+      if (flags & RENAME_EXCHANGE) {
+        if (other && other.reopenable) s.store.setParent(other, olddir, Buffer.from(oldname));
+      } else this.noteMaybeUnlinked(other);
+    }));
+  }
+
+  async link(nodeid: bigint, newparentId: bigint, newname: Buffer): Promise<Entry> {
+    const s = this.s;
+    checkName(newname);
+    const inode = s.records.inode(nodeid);
+    if (inode.type === S_IFDIR) throw new FsError(E.EPERM);
+    const newparent = s.records.inode(newparentId);
+    const r = this.conf.withDir(newparent, (dfd) => {
+      s.fds.with(inode, (fd) => {
+        if (s.canLinkEmptyPath) sys.linkat(fd, EMPTY, dfd, newname, AT_EMPTY_PATH);
+        // without CAP_DAC_READ_SEARCH: through the fd's /proc magic link
+        else sys.linkat(AT_FDCWD, procFdPath(fd), dfd, newname, AT_SYMLINK_FOLLOW);
+      });
+      return this.lookupAt(newparent, dfd, newname);
+    });
+    return entryOf(s, r.inode, r.st);
+  }
+
+  /** Look `name` up in directory `parent` whose fd (O_PATH or real) is `dirFd`; counts one lookup. */
+  lookupAt(parent: Inode, dirFd: number, name: Buffer): Reached {
+    this.s.cache.reserve();
+    const fd = openAt(this.s, dirFd, name, O_PATH | O_NOFOLLOW, 0);
+    return this.adopt(parent, name, fd);
+  }
+
+  /**
+   * Take an O_PATH fd of a just-reached child (ownership passes here): the existing inode when the
+   * handle is known (hard link, re-lookup), a new one otherwise. Counts one lookup. Without a
+   * parent and name (O_TMPFILE), or with `reopenable` false, the inode's fd is pinned for life.
+   */
+  adopt(parent: Inode | null, name: Buffer | null, fd: number, reopenable = true): Reached {
+    const s = this.s;
+    let st: Stat;
+    let h: FileHandle | null;
+    try {
+      st = statAt(fd, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+      h = handleOf(s, fd);
+    } catch (e) {
+      closeQuietly(fd);
+      throw e;
+    }
+    const key = identityOf(h, st);
+    let inode = s.store.byKey(key);
+    if (inode && inode.type !== (st.mode & S_IFMT)) {
+      // the same identity with another type: an old (dev, ino) reused by the host
+      s.store.unindex(inode);
+      inode = undefined;
+    }
+    if (inode) {
+      if (inode === s.root || s.cache.has(inode.fdKey)) closeQuietly(fd);
+      else {
+        s.cache.insertPinned(inode.fdKey, fd, 'path', !inode.reopenable);
+        s.cache.unpin(inode.fdKey, fd);
+      }
+      // names are views into the request buffer (filesystem.ts): keep a copy
+      if (parent && name && inode !== s.root && inode !== parent && inode.reopenable) s.store.setParent(inode, parent, Buffer.from(name));
+    } else {
+      // another mount below the share, or no handle support: the fd cannot be reopened, pin it
+      const canReopen = reopenable && h !== null && h.mountId === s.root.handle!.mountId;
+      inode = new Inode(s.store.allocId(), s.generation, st.mode & S_IFMT, h, h ? s.sealer.seal(h.type, h.bytes) : null, key, canReopen);
+      s.store.add(inode);
+      if (parent && name) s.store.setParent(inode, parent, Buffer.from(name));
+      s.records.emit(inode);
+      s.cache.insertPinned(inode.fdKey, fd, 'path', !canReopen);
+      s.cache.unpin(inode.fdKey, fd);
+      if (!canReopen) s.once.warn(`pin-${h ? 'mnt' : 'nohandle'}`, { name: name?.toString() },
+        h ? 'a submount below the shared directory: its inodes keep their fds open (cannot be reopened)'
+          : 'filesystem without file handles below the shared directory: its inodes keep their fds open');
+    }
+    inode.ino = st.ino;
+    inode.dev = devOf(st);
+    inode.nlookup++;
+    if (parent && name) this.conf.inheritProof(inode, parent);
+    return { inode, st };
+  }
+
+  /**
+   * LOOKUP of a name whose inode the server already knows, without opening anything:
+   * name_to_handle_at and statx by name in the proven directory. The handle names the inode; the
+   * statx must then describe that same inode (the ino and device recorded when it was last reached
+   * through an fd), or the name changed between the two calls and the slow path decides. Unknown
+   * inodes, submounts and filesystems without handles take the slow path (null); a name that is
+   * not there is ENOENT at once.
+   */
+  private lookupKnown(parent: Inode, dirFd: number, name: Buffer): Reached | null {
+    const s = this.s;
+    const h = sys.nameToHandleAtTry(dirFd, name, s.handleFlags);
+    if (typeof h === 'number') {
+      if (h === -E.ENOENT) throw new FsError(E.ENOENT, 'name_to_handle_at');
+      return null;
+    }
+    const inode = s.store.byKey(handleKey(h));
+    if (!inode || inode === s.root || inode.ino < 0n) return null;
+    let st: Stat;
+    try {
+      st = statAt(dirFd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT);
+    } catch {
+      return null;
+    }
+    if (st.ino !== inode.ino || devOf(st) !== inode.dev || (st.mode & S_IFMT) !== inode.type) return null;
+    if (inode !== parent && inode.reopenable && (inode.parent !== parent || !inode.name?.equals(name))) {
+      // names are views into the request buffer (filesystem.ts): keep a copy
+      s.store.setParent(inode, parent, Buffer.from(name));
+    }
+    inode.nlookup++;
+    this.conf.inheritProof(inode, parent);
+    return { inode, st };
+  }
+
+  /** The known inode a name refers to now, if any (no lookup counted). */
+  private findChild(dirFd: number, name: Buffer): Inode | undefined {
+    let fd: number;
+    try {
+      fd = sys.openat(dirFd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+    } catch {
+      return undefined;
+    }
+    try {
+      const h = handleOf(this.s, fd);
+      return this.s.store.byKey(h ? handleKey(h) : identityOf(null, statAt(fd, EMPTY, AT_EMPTY_PATH)));
+    } catch {
+      return undefined;
+    } finally {
+      closeQuietly(fd);
+    }
+  }
+
+  /** After an unlink/rename-over: an inode whose last name went while files are open keeps its fds. */
+  private noteMaybeUnlinked(inode: Inode | undefined): void {
+    const s = this.s;
+    if (!inode || inode === s.root) return;
+    const fd = s.cache.pin(inode.fdKey);
+    if (fd === undefined) return;
+    try {
+      const st = statAt(fd, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+      if (st.nlink === 0 || (inode.type === S_IFDIR && st.nlink <= 1)) {
+        inode.unlinked = true;
+        inode.reopenable = false;
+        s.store.unindex(inode);
+        s.cache.setPermanent(inode.fdKey, true);
+        for (const h of s.handles.forInode(inode)) s.cache.setPermanent(h.fdKey, true);
+      }
+    } catch {
+      /* gone already */
+    } finally {
+      s.cache.unpin(inode.fdKey, fd);
+    }
+  }
+
+  /** Files the server (root) creates for another user belong to the requester, as virtiofsd does. */
+  chownToRequester(ctx: Context, fd: number, parentFd: number): void {
+    if (!this.needsChown(ctx)) return;
+    // a setgid parent hands its group down; the kernel already did that
+    const pst = statAt(parentFd, EMPTY, AT_EMPTY_PATH);
+    const gid = pst.mode & S_ISGID ? -1 : ctx.gid;
+    sys.fchownat(fd, EMPTY, ctx.uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+  }
+
+  private needsChown(ctx: Context): boolean {
+    return this.s.opts.creds && this.s.isRoot && (ctx.uid !== 0 || ctx.gid !== 0);
+  }
+
+  private makeNode(ctx: Context, parentId: bigint, name: Buffer, make: (dfd: number) => void): Entry {
+    const s = this.s;
+    checkName(name);
+    const parent = s.records.inode(parentId);
+    return this.conf.withDir(parent, (dfd) => {
+      make(dfd);
+      const r = this.lookupAt(parent, dfd, name);
+      if (this.needsChown(ctx)) {
+        s.fds.with(r.inode, (fd) => {
+          this.chownToRequester(ctx, fd, dfd);
+          r.st = statAt(fd, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+        });
+      }
+      return entryOf(s, r.inode, r.st);
+    });
+  }
+
+  private removeName(parentId: bigint, name: Buffer, flags: number): void {
+    const s = this.s;
+    checkName(name);
+    const parent = s.records.inode(parentId);
+    this.conf.withDir(parent, (dfd) => {
+      const victim = s.handles.size > 0 ? this.findChild(dfd, name) : undefined;
+      sys.unlinkat(dfd, name, flags);
+      this.noteMaybeUnlinked(victim);
+    });
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The services record every concern of the passthrough filesystem shares (entries, attrs, files,
+ * dirs, xattrs, locks, state, confinement): the tables, the fd cache, the root and what set-up
+ * probed. src/fs/setup.ts builds it and owns its fds; src/fs/passthrough.ts is the facade that
+ * routes each FileSystem operation to its concern. Plus the few fd helpers all of them use.
+ */
+import type { Logger } from 'pino';
+import { E, FsError, errnoName } from '../errors.js';
+import type { FileHandle } from '../handle/file-handle.js';
+import type { Sealer } from '../handle/seal.js';
+import type { LogOnce } from '../log.js';
+import { sys, procFdPath, AT_EMPTY_PATH, AT_FDCWD, O_CLOEXEC, type Stat } from '../sys/syscalls.js';
+import { statToAttr } from './attr.js';
+import type { ExportTable } from './export-table.js';
+import type { FdCache } from './fd-cache.js';
+import type { HandleTable } from './handle-table.js';
+import type { Inode, InodeStore } from './inode-store.js';
+import type { MoveWatch } from './move-watch.js';
+import type { BackingFiles, PassthroughOptions } from './options.js';
+import type { InodeFds, ReopenCounters } from './reopen.js';
+import type { Records } from './state.js';
+import type { Entry } from './types.js';
+
+export const EMPTY = Buffer.alloc(0);
+export const DOT = Buffer.from('.');
+
+/** The filesystem's own counters (the fd cache keeps its own); see PassthroughFs.counters(). */
+export interface FsCounters extends ReopenCounters {
+  /** confinement proofs made with a readlink of /proc/self/fd/N (those not kept or inherited) */
+  placeChecks: number;
+  /** RWF_NOWAIT attempts a filesystem refused as unsupported (once per device and direction) */
+  nowaitRefusals: number;
+}
+
+/** What INIT negotiated (PassthroughFs.init). */
+export interface Negotiated {
+  writeback: boolean;
+  killPrivV2: boolean;
+  /** FUSE passthrough is on: open files are registered as kernel backing files */
+  passthrough: boolean;
+}
+
+export interface Services {
+  readonly opts: PassthroughOptions;
+  readonly log: Logger;
+  readonly once: LogOnce;
+  readonly sealer: Sealer;
+  readonly cache: FdCache;
+  readonly store: InodeStore;
+  readonly exports: ExportTable;
+  readonly handles: HandleTable;
+  /** inode O_PATH fds: borrowed from the cache, reopened on demand (the root's is outside it) */
+  readonly fds: InodeFds;
+  /** node id -> inode, bringing back inodes that left memory from their sealed records */
+  readonly records: Records;
+  /** renames on the root's filesystem: keeps confinement proofs until something moves */
+  readonly moves: MoveWatch;
+  readonly root: Inode;
+  readonly rootPathFd: number;
+  /** a real directory fd of the root: open_by_handle_at's mount fd, syncfs */
+  readonly rootDirFd: number;
+  /** realpath of the shared directory, as the kernel prints paths in /proc/self/fd */
+  readonly rootPath: Buffer;
+  /** name_to_handle_at flags (AT_HANDLE_MNT_ID_UNIQUE where the kernel has it) */
+  readonly handleFlags: number;
+  /** this process's generation: node ids are never reused within it */
+  readonly generation: bigint;
+  /** entry and attribute timeout of the cache policy */
+  readonly timeout: number;
+  readonly isRoot: boolean;
+  /** linkat(AT_EMPTY_PATH) is allowed (CAP_DAC_READ_SEARCH); otherwise through /proc/self/fd */
+  readonly canLinkEmptyPath: boolean;
+  readonly backing: BackingFiles | null;
+  readonly counters: FsCounters;
+  readonly negotiated: Negotiated;
+}
+
+export function closeQuietly(fd: number): void {
+  try {
+    sys.close(fd);
+  } catch {
+    /* EBADF/EINTR on close: nothing to recover */
+  }
+}
+
+/**
+ * Open a kernel fd with `open` (an fd, or a negative errno); when the process hit its fd limit
+ * below the budget, evict one idle cached fd and try once more. Failure is an FsError, built
+ * cheaply: a negative lookup is common.
+ */
+export function openFd(s: Services, open: () => number): number {
+  let fd = open();
+  if ((fd === -E.EMFILE || fd === -E.ENFILE) && s.cache.evictOne()) {
+    s.once.warn('kernel-emfile', { code: errnoName(-fd) }, 'process fd limit reached below the fd budget; evicting (lower --fd-budget or raise RLIMIT_NOFILE)');
+    fd = open();
+  }
+  if (fd < 0) throw new FsError(-fd, 'openat');
+  return fd;
+}
+
+/** openat(dirFd, name) with O_CLOEXEC, through openFd. */
+export function openAt(s: Services, dirFd: number, name: Buffer, flags: number, mode: number): number {
+  return openFd(s, () => sys.openatTry(dirFd, name, flags | O_CLOEXEC, mode));
+}
+
+/** Open the file an fd refers to again, with other flags, through its /proc magic link. */
+export function openProc(s: Services, inodeFd: number, flags: number): number {
+  return openFd(s, () => sys.openatTry(AT_FDCWD, procFdPath(inodeFd), flags | O_CLOEXEC, 0));
+}
+
+/** The file handle of an fd; null where the filesystem has none (the inode is then pinned). */
+export function handleOf(s: Services, fd: number): FileHandle | null {
+  try {
+    return sys.nameToHandleAt(fd, EMPTY, AT_EMPTY_PATH | s.handleFlags);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'EOVERFLOW') return null;
+    throw e;
+  }
+}
+
+export function entryOf(s: Services, inode: Inode, st: Stat): Entry {
+  return { nodeid: inode.nodeid, generation: inode.generation, attr: statToAttr(st), entryTimeoutMs: s.timeout, attrTimeoutMs: s.timeout };
+}
+
+/** One number for a device (major, minor). */
+export function devOf(st: Stat): number {
+  return st.devMajor * 0x100000 + st.devMinor;
+}
+

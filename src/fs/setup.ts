@@ -1,0 +1,135 @@
+/**
+ * Set-up of the passthrough filesystem: open the shared root, probe what the kernel and our
+ * capabilities allow (file handles, unique mount ids, open_by_handle_at), size the fd budget and
+ * build the services record (src/fs/services.ts). The bundle owns the root fds and the watch;
+ * `closeServices` releases them.
+ */
+import { randomBytes } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import { handleKey, type FileHandle } from '../handle/file-handle.js';
+import { Sealer } from '../handle/seal.js';
+import { LogOnce } from '../log.js';
+import { nofileLimit, probeCaps } from '../sys/caps.js';
+import {
+  sys, statAt, AT_EMPTY_PATH, AT_FDCWD, AT_HANDLE_MNT_ID_UNIQUE, O_CLOEXEC, O_DIRECTORY, O_PATH, O_RDONLY, S_IFMT,
+} from '../sys/syscalls.js';
+import { timeoutMs } from './attr.js';
+import { ExportTable } from './export-table.js';
+import { FdCache } from './fd-cache.js';
+import { ROOT_ID } from './filesystem.js';
+import { HandleTable } from './handle-table.js';
+import { Inode, InodeStore } from './inode-store.js';
+import { MoveWatch } from './move-watch.js';
+import type { PassthroughOptions } from './options.js';
+import { InodeFds } from './reopen.js';
+import { DOT, EMPTY, closeQuietly, type FsCounters, type Services } from './services.js';
+import { Records, recordOf } from './state.js';
+
+/** fds outside the budget: root O_PATH + root dir fd + transient fds (truncate, xattr, '..' walks) */
+const FD_RESERVE = 8;
+
+export function openServices(opts: PassthroughOptions): Services {
+  const log = opts.log.child({ component: 'fs' });
+  const rootPath = Buffer.from(realpathSync(opts.root));
+  const rootPathFd = sys.openat(AT_FDCWD, rootPath, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+  let rootDirFd = -1;
+  try {
+    // a real directory fd: open_by_handle_at rejects an O_PATH mount fd with EBADF
+    rootDirFd = sys.openat(rootPathFd, DOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    return build(opts, log, rootPath, rootPathFd, rootDirFd);
+  } catch (e) {
+    if (rootDirFd >= 0) closeQuietly(rootDirFd);
+    closeQuietly(rootPathFd);
+    throw e;
+  }
+}
+
+export function closeServices(s: Services): void {
+  s.cache.clear();
+  s.moves.close();
+  closeQuietly(s.rootDirFd);
+  closeQuietly(s.rootPathFd);
+}
+
+function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer, rootPathFd: number, rootDirFd: number): Services {
+  const handleFlags = probeHandleFlags(rootPathFd);
+  let rootHandle: FileHandle;
+  try {
+    rootHandle = sys.nameToHandleAt(rootPathFd, EMPTY, AT_EMPTY_PATH | handleFlags);
+  } catch (e) {
+    throw new Error(`the shared directory's filesystem does not support file handles (${(e as Error).message}); handlefs needs them`);
+  }
+  const sealer = new Sealer(opts.key, Buffer.concat([Buffer.from(String(rootHandle.type)), rootHandle.bytes]), opts.previousKeys ?? []);
+  // a per-process generation: node ids are never reused within a process; across processes the
+  // generation tells an old client handle apart
+  const generation = BigInt((randomBytes(4).readUInt32LE(0) | 1) >>> 0);
+
+  const caps = probeCaps();
+  let strategy: 'handle' | 'path' = 'path';
+  if (opts.reopen === 'handle' || (opts.reopen === 'auto' && caps.dacReadSearch)) {
+    strategy = probeOpenByHandle(rootDirFd, rootHandle) ? 'handle' : 'path';
+    if (opts.reopen === 'handle' && strategy !== 'handle') {
+      throw new Error('--reopen handle needs CAP_DAC_READ_SEARCH (open_by_handle_at is refused); use --reopen path or auto');
+    }
+  }
+
+  const counters: FsCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0 };
+  const budget = opts.fdBudget === 'auto' ? autoBudget() : opts.fdBudget;
+  // an evicted directory fd loses its position: its listing seeks again on next use
+  const cache = new FdCache(budget, closeQuietly, log, (key) => {
+    const h = handles.byKey(key);
+    if (h) h.cursorValid = false;
+  });
+  const exports = new ExportTable(opts.exportTableSize ?? 100_000);
+  // an inode leaving memory gives up its fd and leaves its record behind
+  const store = new InodeStore(ROOT_ID, log, (inode) => {
+    cache.remove(inode.fdKey);
+    const r = recordOf(inode, 0);
+    if (r) exports.put(r);
+  });
+  const rootStat = statAt(rootPathFd, EMPTY, AT_EMPTY_PATH);
+  const root = new Inode(ROOT_ID, generation, rootStat.mode & S_IFMT, rootHandle,
+    sealer.seal(rootHandle.type, rootHandle.bytes), handleKey(rootHandle), false);
+  root.nlookup = 1;
+  store.add(root);
+  // the root's O_PATH fd and dir fd are the reserve, outside the budget: never evicted
+  const fds = new InodeFds(cache, sealer, strategy, rootDirFd, rootHandle, handleFlags, log, root, rootPathFd, counters);
+  const records = new Records({ store, exports, cache, fds, sealer, root, generation, counters, log, onRecord: opts.onRecord ?? null });
+  const handles = new HandleTable((nodeid) => records.inode(nodeid));
+  const moves = new MoveWatch(rootPath, log);
+  log.info({ root: opts.root, budget, reopen: strategy, handleFlags, renameWatch: moves.enabled }, 'filesystem ready');
+  return {
+    opts, log, once: new LogOnce(log), sealer, cache, store, exports, handles, fds, records, moves, root,
+    rootPathFd, rootDirFd, rootPath, handleFlags, generation, timeout: timeoutMs(opts.cache),
+    isRoot: typeof process.getuid === 'function' && process.getuid() === 0,
+    canLinkEmptyPath: caps.dacReadSearch, backing: opts.backing ?? null, counters,
+    negotiated: { writeback: false, killPrivV2: false, passthrough: false },
+  };
+}
+
+/** AT_HANDLE_MNT_ID_UNIQUE (6.12+) gives 64-bit mount ids that are never reused; older kernels: EINVAL. */
+function probeHandleFlags(rootFd: number): number {
+  try {
+    sys.nameToHandleAt(rootFd, EMPTY, AT_EMPTY_PATH | AT_HANDLE_MNT_ID_UNIQUE);
+    return AT_HANDLE_MNT_ID_UNIQUE;
+  } catch {
+    return 0;
+  }
+}
+
+function probeOpenByHandle(mountFd: number, h: FileHandle): boolean {
+  try {
+    const fd = sys.openByHandleAt(mountFd, h.type, h.bytes, O_PATH | O_CLOEXEC);
+    sys.close(fd);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Budget from RLIMIT_NOFILE: the soft limit minus a reserve for the server's own fds. */
+function autoBudget(): number {
+  const soft = nofileLimit().soft;
+  const lim = soft < 0 ? 1 << 20 : soft;
+  return Math.max(16, Math.min(lim - 64 - FD_RESERVE, 1 << 20));
+}
