@@ -8,10 +8,9 @@ import {
   AT_EACCESS, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, O_WRONLY, R_OK, S_IFDIR, S_IFLNK, S_IFREG, S_ISGID, S_ISUID,
   UTIME_NOW, UTIME_OMIT, W_OK, X_OK,
 } from '../sys/syscalls.js';
-import { statToAttr } from './attr.js';
 import type { Confinement } from './confinement.js';
 import type { OpenFiles } from './open-files.js';
-import { EMPTY, closeQuietly, openProc, type Services } from './services.js';
+import { EMPTY, closeQuietly, openProc, statToAttr, type Services } from './services.js';
 import {
   FATTR_ATIME, FATTR_ATIME_NOW, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW,
   FATTR_SIZE, FATTR_UID, type AttrReply, type Context, type SetattrIn, type StatfsOut,

@@ -5,8 +5,8 @@
  */
 import { E, FsError, toErrno } from '../errors.js';
 import { sys, parseDirents, O_DIRECTORY, O_RDONLY, SEEK_SET, S_IFDIR } from '../sys/syscalls.js';
-import { dirOpenFlags } from './attr.js';
-import { isDotName } from './confine.js';
+import { dirOpenFlags } from './cache-policy.js';
+import { isDotName } from './names.js';
 import type { Confinement } from './confinement.js';
 import type { Entries } from './entries.js';
 import type { OpenHandle } from './handle-table.js';

@@ -11,7 +11,7 @@ import {
   O_CLOEXEC, O_NOFOLLOW, O_PATH, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFMT, S_ISGID,
   type Stat,
 } from '../sys/syscalls.js';
-import { checkName, isDotName } from './confine.js';
+import { checkName, isDotName } from './names.js';
 import type { Confinement } from './confinement.js';
 import { Inode, identityOf } from './inode-store.js';
 import { EMPTY, closeQuietly, devOf, entryOf, handleOf, openAt, type Services } from './services.js';

@@ -8,8 +8,8 @@ import {
   SEEK_DATA, SEEK_HOLE, SEEK_SET, S_IFDIR, S_IFREG,
 } from '../sys/syscalls.js';
 import { killSuidgid } from './attrs.js';
-import { fileOpenFlags } from './attr.js';
-import { checkName } from './confine.js';
+import { fileOpenFlags } from './cache-policy.js';
+import { checkName } from './names.js';
 import type { Confinement } from './confinement.js';
 import { NowaitIo } from './data-io.js';
 import type { Entries } from './entries.js';

@@ -6,7 +6,7 @@
  */
 import { E, FsError } from '../errors.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_DIRECT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_RDONLY, O_RDWR, O_WRONLY } from '../sys/syscalls.js';
-import { fileOpenFlags } from './attr.js';
+import { fileOpenFlags } from './cache-policy.js';
 import type { OpenHandle } from './handle-table.js';
 import type { Inode } from './inode-store.js';
 import { DOT, openAt, openProc, type Services } from './services.js';

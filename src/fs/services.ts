@@ -10,7 +10,6 @@ import type { FileHandle } from '../handle/file-handle.js';
 import type { Sealer } from '../handle/seal.js';
 import type { LogOnce } from '../log.js';
 import { sys, procFdPath, AT_EMPTY_PATH, AT_FDCWD, O_CLOEXEC, type Stat } from '../sys/syscalls.js';
-import { statToAttr } from './attr.js';
 import type { ExportTable } from './export-table.js';
 import type { FdCache } from './fd-cache.js';
 import type { HandleTable } from './handle-table.js';
@@ -18,8 +17,8 @@ import type { Inode, InodeStore } from './inode-store.js';
 import type { MoveWatch } from './move-watch.js';
 import type { BackingFiles, PassthroughOptions } from './options.js';
 import type { InodeFds, ReopenCounters } from './reopen.js';
-import type { Records } from './state.js';
-import type { Entry } from './types.js';
+import type { Records } from './records.js';
+import type { Attr, Entry } from './types.js';
 
 export const EMPTY = Buffer.alloc(0);
 export const DOT = Buffer.from('.');
@@ -117,6 +116,27 @@ export function handleOf(s: Services, fd: number): FileHandle | null {
     if (code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'EOVERFLOW') return null;
     throw e;
   }
+}
+
+/** A host stat as the attributes the client is told. */
+export function statToAttr(st: Stat): Attr {
+  return {
+    ino: st.ino,
+    size: st.size,
+    blocks: st.blocks,
+    atime: st.atime,
+    mtime: st.mtime,
+    ctime: st.ctime,
+    btime: st.btime,
+    mode: st.mode,
+    nlink: st.nlink,
+    uid: st.uid,
+    gid: st.gid,
+    rdevMajor: st.rdevMajor,
+    rdevMinor: st.rdevMinor,
+    blksize: st.blksize,
+    attributes: st.attributes,
+  };
 }
 
 export function entryOf(s: Services, inode: Inode, st: Stat): Entry {

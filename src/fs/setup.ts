@@ -13,7 +13,7 @@ import { nofileLimit, probeCaps } from '../sys/caps.js';
 import {
   sys, statAt, AT_EMPTY_PATH, AT_FDCWD, AT_HANDLE_MNT_ID_UNIQUE, O_CLOEXEC, O_DIRECTORY, O_PATH, O_RDONLY, S_IFMT,
 } from '../sys/syscalls.js';
-import { timeoutMs } from './attr.js';
+import { timeoutMs } from './cache-policy.js';
 import { ExportTable } from './export-table.js';
 import { FdCache } from './fd-cache.js';
 import { ROOT_ID } from './filesystem.js';
@@ -23,7 +23,7 @@ import { MoveWatch } from './move-watch.js';
 import type { PassthroughOptions } from './options.js';
 import { InodeFds } from './reopen.js';
 import { DOT, EMPTY, closeQuietly, type FsCounters, type Services } from './services.js';
-import { Records, recordOf } from './state.js';
+import { Records, recordOf } from './records.js';
 
 /** fds outside the budget: root O_PATH + root dir fd + transient fds (truncate, xattr, '..' walks) */
 const FD_RESERVE = 8;

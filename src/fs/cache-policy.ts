@@ -1,27 +1,6 @@
-import type { Stat } from '../sys/stat.js';
-import type { Attr } from './types.js';
+/** What a cache policy (--cache) means for timeouts and open flags, as virtiofsd defines them. */
 import type { CachePolicy } from './options.js';
 import { FOPEN_CACHE_DIR, FOPEN_DIRECT_IO, FOPEN_KEEP_CACHE } from './types.js';
-
-export function statToAttr(st: Stat): Attr {
-  return {
-    ino: st.ino,
-    size: st.size,
-    blocks: st.blocks,
-    atime: st.atime,
-    mtime: st.mtime,
-    ctime: st.ctime,
-    btime: st.btime,
-    mode: st.mode,
-    nlink: st.nlink,
-    uid: st.uid,
-    gid: st.gid,
-    rdevMajor: st.rdevMajor,
-    rdevMinor: st.rdevMinor,
-    blksize: st.blksize,
-    attributes: st.attributes,
-  };
-}
 
 /** Attribute/entry timeouts of a cache policy (virtiofsd: never 0, auto 1 s, metadata/always 1 day). */
 export function timeoutMs(policy: CachePolicy): number {

@@ -1,0 +1,87 @@
+/**
+ * Node ids that outlive the inode in memory: the sealed record of an inode a client may still
+ * name (a persistent client handle, a successor after a restart), and the lazy return of such an
+ * inode under its old node id.
+ */
+import type { Logger } from 'pino';
+import { E, FsError } from '../errors.js';
+import { handleKey, type FileHandle } from '../handle/file-handle.js';
+import type { Sealer } from '../handle/seal.js';
+import { encodeState, type ExportTable, type InodeRecord } from './export-table.js';
+import type { FdCache } from './fd-cache.js';
+import { ROOT_ID } from './filesystem.js';
+import { Inode, type InodeStore } from './inode-store.js';
+import { MAX_DEPTH, type InodeFds, type ReopenCounters } from './reopen.js';
+
+/** The record a successor (or a later LOOKUP of ".") needs to find this inode again; null if it cannot be reopened. */
+export function recordOf(inode: Inode, nlookup: number): InodeRecord | null {
+  if (!inode.reopenable || !inode.handle || !inode.seal || !inode.parent || !inode.name) return null;
+  return {
+    nodeid: inode.nodeid, generation: inode.generation, parent: inode.parent.nodeid, name: Buffer.from(inode.name),
+    type: inode.type, handleType: inode.handle.type, handle: inode.handle.bytes, seal: inode.seal, nlookup,
+  };
+}
+
+export interface RecordsParts {
+  store: InodeStore;
+  exports: ExportTable;
+  cache: FdCache;
+  fds: InodeFds;
+  sealer: Sealer;
+  root: Inode;
+  generation: bigint;
+  counters: ReopenCounters;
+  log: Logger;
+  /** streams each new or moved inode's sealed record (a supervisor keeps them) */
+  onRecord: ((sealed: Buffer) => void) | null;
+}
+
+/** node id -> inode, for every node id the server handed out and can still prove. */
+export class Records {
+  constructor(private readonly p: RecordsParts) {}
+
+  /** The inode of `nodeid`: in memory, or brought back from its record (ESTALE when there is none). */
+  inode(nodeid: bigint): Inode {
+    if (nodeid === ROOT_ID) return this.p.root;
+    return this.p.store.get(nodeid) ?? this.resurrect(nodeid, 0);
+  }
+
+  /**
+   * Bring back an inode that left memory, under its old node id, from its sealed record: the seal
+   * is verified first; the parent is brought back the same way (bounded depth); the inode is then
+   * reopened beneath its parent by name (or, for a directory with CAP_DAC_READ_SEARCH, by handle
+   * and proven beneath the root) and its handle compared byte for byte. Anything else is ESTALE.
+   */
+  private resurrect(nodeid: bigint, depth: number): Inode {
+    const { store, exports, cache, sealer, root, counters } = this.p;
+    const rec = exports.get(nodeid);
+    if (!rec) throw new FsError(E.ESTALE, 'unknown node id');
+    if (depth > MAX_DEPTH) throw new FsError(E.ESTALE, 'parent chain too deep');
+    if (!sealer.verify(rec.handleType, rec.handle, rec.seal)) {
+      counters.sealFailures++;
+      this.p.log.error({ nodeid: String(nodeid) }, 'inode record seal does not verify; refusing it (tampering or a bug)');
+      throw new FsError(E.ESTALE, 'record seal');
+    }
+    const parent = rec.parent === ROOT_ID ? root : store.get(rec.parent) ?? this.resurrect(rec.parent, depth + 1);
+    const handle: FileHandle = { type: rec.handleType, bytes: rec.handle, mountId: root.handle!.mountId };
+    const fd = this.p.fds.openRecord(parent, rec.name, handle, rec.type);
+    const key = handleKey(handle);
+    const inode = new Inode(rec.nodeid, rec.generation, rec.type, handle, rec.seal, key, true);
+    if (store.byKey(key)) store.addUnindexed(inode);
+    else store.add(inode);
+    store.setParent(inode, parent, rec.name);
+    inode.nlookup = rec.nlookup;
+    exports.delete(nodeid);
+    cache.insertPinned(inode.fdKey, fd, 'path');
+    cache.unpin(inode.fdKey, fd);
+    counters.resurrected++;
+    return inode;
+  }
+
+  /** Stream the inode's record to whoever keeps them (a new inode, or one that moved). */
+  emit(inode: Inode): void {
+    if (!this.p.onRecord) return;
+    const r = recordOf(inode, inode.nlookup);
+    if (r) this.p.onRecord(encodeState(this.p.sealer, { nextNodeid: this.p.store.next, generation: this.p.generation, records: [r] }));
+  }
+}
