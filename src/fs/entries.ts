@@ -4,17 +4,17 @@
  * syscall relative to a directory fd proven to be beneath the root.
  */
 import { E, FsError } from '../errors.js';
-import { handleKey, type FileHandle } from '../handle/file-handle.js';
+import { handleKey, sameHandle, type FileHandle } from '../handle/file-handle.js';
 import {
-  sys, statAt, procFdPath,
+  sys, statAt, procFdPath, parseDirents, DT_DIR, O_DIRECTORY, O_RDONLY,
   AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW,
   O_CLOEXEC, O_NOFOLLOW, O_PATH, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFMT, S_ISGID,
   type Stat,
 } from '../sys/syscalls.js';
 import { checkName, isDotName } from './names.js';
 import type { Confinement } from './confinement.js';
-import { Inode, identityOf } from './inode-store.js';
-import { EMPTY, closeQuietly, devOf, entryOf, handleOf, openAt, type Services } from './services.js';
+import { Inode, dropAltLink, identityOf, rememberAltLink } from './inode-store.js';
+import { DOT, EMPTY, closeQuietly, devOf, entryOf, handleOf, openAt, type Services } from './services.js';
 import type { Context, Entry } from './types.js';
 
 /** An inode just reached through an fd, with the attributes read from that fd. */
@@ -22,6 +22,9 @@ export interface Reached {
   inode: Inode;
   st: Stat;
 }
+
+/** directory entries read at most when looking for another name of a file whose name went */
+const MAX_LINK_SEARCH = 10_000;
 
 export class Entries {
   constructor(private readonly s: Services, private readonly conf: Confinement) {}
@@ -101,16 +104,16 @@ export class Entries {
     const olddir = s.records.inode(olddirId);
     const newdir = s.records.inode(newdirId);
     this.conf.withDir(olddir, (ofd) => this.conf.withDir(newdir, (nfd) => {
-      const moved = this.findChild(ofd, oldname);
-      const other = flags & RENAME_EXCHANGE || s.handles.size > 0 ? this.findChild(nfd, newname) : undefined;
+      const moved = this.knownByName(ofd, oldname);
+      const other = this.knownByName(nfd, newname);
+      const links = flags & RENAME_EXCHANGE || !other ? 0 : this.linksIfLast(other, newdir, nfd, newname);
       sys.renameat2(ofd, oldname, nfd, newname, flags);
-      if (moved && moved.reopenable) {
-        s.store.setParent(moved, newdir, Buffer.from(newname));
-        s.records.emit(moved);
+      if (moved) this.nameMoved(moved, olddir, oldname, newdir, newname);
+      if (other && flags & RENAME_EXCHANGE) this.nameMoved(other, newdir, newname, olddir, oldname);
+      else if (other && other !== moved) {
+        if (s.handles.size > 0) this.noteMaybeUnlinked(other);
+        this.nameGone(other, newdir, nfd, newname, links);
       }
-      if (flags & RENAME_EXCHANGE) {
-        if (other && other.reopenable) s.store.setParent(other, olddir, Buffer.from(oldname));
-      } else this.noteMaybeUnlinked(other);
     }));
   }
 
@@ -167,8 +170,7 @@ export class Entries {
         s.cache.insertPinned(inode.fdKey, fd, 'path', !inode.reopenable);
         s.cache.unpin(inode.fdKey, fd);
       }
-      // names are views into the request buffer (filesystem.ts): keep a copy
-      if (parent && name && inode !== s.root && inode !== parent && inode.reopenable) s.store.setParent(inode, parent, Buffer.from(name));
+      if (parent && name) this.learnName(inode, parent, name);
     } else {
       // another mount below the share, or no handle support: the fd cannot be reopened, pin it
       const canReopen = reopenable && h !== null && h.mountId === s.root.handle!.mountId;
@@ -213,31 +215,25 @@ export class Entries {
       return null;
     }
     if (st.ino !== inode.ino || devOf(st) !== inode.dev || (st.mode & S_IFMT) !== inode.type) return null;
-    if (inode !== parent && inode.reopenable && (inode.parent !== parent || !inode.name?.equals(name))) {
-      // names are views into the request buffer (filesystem.ts): keep a copy
-      s.store.setParent(inode, parent, Buffer.from(name));
-    }
+    this.learnName(inode, parent, name);
     inode.nlookup++;
     this.conf.inheritProof(inode, parent);
     return { inode, st };
   }
 
   /** The known inode a name refers to now, if any (no lookup counted). */
-  private findChild(dirFd: number, name: Buffer): Inode | undefined {
-    let fd: number;
-    try {
-      fd = sys.openat(dirFd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
-    } catch {
-      return undefined;
+  private knownByName(dirFd: number, name: Buffer): Inode | undefined {
+    const h = sys.nameToHandleAtTry(dirFd, name, this.s.handleFlags);
+    if (typeof h !== 'number') return this.s.store.byKey(handleKey(h));
+    // no handles on this filesystem: by (dev, ino)
+    if (h === -E.EOPNOTSUPP || h === -E.EOVERFLOW) {
+      try {
+        return this.s.store.byKey(identityOf(null, statAt(dirFd, name, AT_SYMLINK_NOFOLLOW)));
+      } catch {
+        return undefined;
+      }
     }
-    try {
-      const h = handleOf(this.s, fd);
-      return this.s.store.byKey(h ? handleKey(h) : identityOf(null, statAt(fd, EMPTY, AT_EMPTY_PATH)));
-    } catch {
-      return undefined;
-    } finally {
-      closeQuietly(fd);
-    }
+    return undefined;
   }
 
   /** After an unlink/rename-over: an inode whose last name went while files are open keeps its fds. */
@@ -297,9 +293,110 @@ export class Entries {
     checkName(name);
     const parent = s.records.inode(parentId);
     this.conf.withDir(parent, (dfd) => {
-      const victim = s.handles.size > 0 ? this.findChild(dfd, name) : undefined;
+      const victim = this.knownByName(dfd, name);
+      const links = victim ? this.linksIfLast(victim, parent, dfd, name) : 0;
       sys.unlinkat(dfd, name, flags);
-      this.noteMaybeUnlinked(victim);
+      if (!victim) return;
+      if (s.handles.size > 0) this.noteMaybeUnlinked(victim);
+      this.nameGone(victim, parent, dfd, name, links);
     });
   }
+
+  /**
+   * `name` in `parent` reached `inode`: it becomes the parent link (the name a reopen walks), and
+   * the previous one, for a non-directory, is remembered as another name (a hard link).
+   */
+  private learnName(inode: Inode, parent: Inode, name: Buffer): void {
+    const s = this.s;
+    if (inode === s.root || inode === parent || !inode.reopenable) return;
+    if (inode.parent === parent && inode.name?.equals(name)) return;
+    if (inode.type !== S_IFDIR && inode.parent && inode.name) rememberAltLink(inode, inode.parent.nodeid, inode.name);
+    // names are views into the request buffer (filesystem.ts): keep a copy
+    const copy = Buffer.from(name);
+    dropAltLink(inode, parent.nodeid, copy);
+    s.store.setParent(inode, parent, copy);
+    s.records.emit(inode);
+  }
+
+  /** A rename moved one name of `inode` from (fromDir, fromName) to (toDir, toName). */
+  private nameMoved(inode: Inode, fromDir: Inode, fromName: Buffer, toDir: Inode, toName: Buffer): void {
+    if (!inode.reopenable || inode === this.s.root) return;
+    dropAltLink(inode, fromDir.nodeid, fromName);
+    if (inode.parent === fromDir && inode.name?.equals(fromName)) {
+      this.s.store.setParent(inode, toDir, Buffer.from(toName));
+      this.s.records.emit(inode);
+    } else this.learnName(inode, toDir, toName);
+  }
+
+  /**
+   * How many links `inode` has before its name (parent, name) is removed, when that is its parent
+   * link and no other name of it is known (the only case nameGone needs it); 0 otherwise.
+   */
+  private linksIfLast(inode: Inode, parent: Inode, dirFd: number, name: Buffer): number {
+    if (inode.type === S_IFDIR || inode.altLinks || inode.parent !== parent || !inode.name?.equals(name)) return 0;
+    try {
+      return statAt(dirFd, name, AT_SYMLINK_NOFOLLOW).nlink;
+    } catch {
+      return 0;
+    }
+  }
+
+  /**
+   * The name (parent, name) of `inode` is gone (unlink, or renamed over). When it was the parent
+   * link, another name takes its place, so that the inode (and a client's persistent handle of it)
+   * can still be reopened: a known other name, else (the file still had `linksBefore` > 1 links) a
+   * bounded search of the same directory for a name with the same file handle.
+   */
+  private nameGone(inode: Inode, parent: Inode, dirFd: number, name: Buffer, linksBefore: number): void {
+    const s = this.s;
+    if (inode === s.root || inode.type === S_IFDIR || !inode.reopenable) return;
+    dropAltLink(inode, parent.nodeid, name);
+    if (inode.parent !== parent || !inode.name?.equals(name)) return;
+    while (inode.altLinks) {
+      const alt = inode.altLinks[0]!;
+      dropAltLink(inode, alt.parent, alt.name);
+      let dir: Inode;
+      try {
+        dir = s.records.inode(alt.parent);
+      } catch {
+        continue; // that directory is gone too
+      }
+      s.store.setParent(inode, dir, alt.name);
+      s.records.emit(inode);
+      return;
+    }
+    if (linksBefore <= 1) return;
+    const other = this.findLinkIn(dirFd, inode);
+    if (other) {
+      s.store.setParent(inode, parent, other);
+      s.records.emit(inode);
+    }
+  }
+
+  /** A name in the directory (O_PATH fd `dirFd`) with the file handle of `inode`, reading at most MAX_LINK_SEARCH entries. */
+  private findLinkIn(dirFd: number, inode: Inode): Buffer | null {
+    const s = this.s;
+    const h = inode.handle;
+    if (!h) return null;
+    s.cache.reserve();
+    const fd = openAt(s, dirFd, DOT, O_RDONLY | O_DIRECTORY, 0);
+    try {
+      const buf = Buffer.allocUnsafe(32 * 1024);
+      let seen = 0;
+      while (seen < MAX_LINK_SEARCH) {
+        const n = sys.getdents64(fd, buf);
+        if (n === 0) return null;
+        for (const d of parseDirents(buf, n)) {
+          if (++seen > MAX_LINK_SEARCH) return null;
+          if (d.type === DT_DIR) continue;
+          const o = sys.nameToHandleAtTry(dirFd, d.name, s.handleFlags);
+          if (typeof o !== 'number' && sameHandle(o, h)) return d.name;
+        }
+      }
+      return null;
+    } finally {
+      closeQuietly(fd);
+    }
+  }
+
 }

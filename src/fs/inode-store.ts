@@ -17,6 +17,11 @@ export class Inode {
   /** parent link (the last name the client reached it by): used by the by-path reopen */
   parent: Inode | null = null;
   name: Buffer | null = null;
+  /**
+   * Other names (hard links) the server has seen for a non-directory, by parent node id: when the
+   * parent link's name goes, one of them takes its place. Null until a second name is seen.
+   */
+  altLinks: AltLink[] | null = null;
   /** the last file opened on it (an fh still open): xattr reads go through its real fd, not /proc */
   openFile: { readonly fdKey: string } | null = null;
   /** inode number and device as the host reported them at the last lookup through an fd (LOOKUP's fast path checks them) */
@@ -41,6 +46,32 @@ export class Inode {
   ) {
     this.fdKey = `i${nodeid}`;
   }
+}
+
+/** Another name of a hard-linked inode: the parent's node id (it may have left memory) and the name. */
+export interface AltLink {
+  parent: bigint;
+  name: Buffer;
+}
+
+/** How many other names an inode remembers (the oldest is forgotten first). */
+const MAX_ALT_LINKS = 8;
+
+/** Remember (parent, name) as another name of `inode` (not its parent link). */
+export function rememberAltLink(inode: Inode, parent: bigint, name: Buffer): void {
+  dropAltLink(inode, parent, name);
+  const l = (inode.altLinks ??= []);
+  if (l.length >= MAX_ALT_LINKS) l.shift();
+  l.push({ parent, name });
+}
+
+/** (parent, name) is no longer a name of `inode`. */
+export function dropAltLink(inode: Inode, parent: bigint, name: Buffer): void {
+  const l = inode.altLinks;
+  if (!l) return;
+  const i = l.findIndex((a) => a.parent === parent && a.name.equals(name));
+  if (i >= 0) l.splice(i, 1);
+  if (l.length === 0) inode.altLinks = null;
 }
 
 /**

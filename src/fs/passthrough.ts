@@ -102,9 +102,12 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     return exportState(this.s);
   }
 
-  /** Take over a predecessor's sealed state (refused whole unless its seal verifies). */
-  importState(blob: Buffer): { ok: true; records: number } | { ok: false; reason: string } {
-    return importState(this.s, blob);
+  /**
+   * Take over a predecessor's sealed state (refused whole unless its seal verifies); `fresh`: from
+   * a server of another mount (the state file), whose lookups and open files the client no longer holds.
+   */
+  importState(blob: Buffer, fresh = false): { ok: true; records: number } | { ok: false; reason: string } {
+    return importState(this.s, blob, fresh);
   }
 
   override async init(o: InitOptions): Promise<void> {

@@ -24,9 +24,11 @@ export function exportState(s: Services): Buffer {
 
 /**
  * Take over a predecessor's sealed state: refused whole when its seal does not verify (another
- * key, truncated, reordered, flipped). Records are brought back lazily, on first use.
+ * key, truncated, reordered, flipped). Records are brought back lazily, on first use. `fresh`: the
+ * state comes from a server of another mount (the state file), so the client holds no lookups and
+ * no open files of it: lookup counts start at zero and open handles are left out.
  */
-export function importState(s: Services, blob: Buffer): { ok: true; records: number } | { ok: false; reason: string } {
+export function importState(s: Services, blob: Buffer, fresh = false): { ok: true; records: number } | { ok: false; reason: string } {
   const r = decodeState(s.sealer, blob);
   if (!r.ok) {
     s.counters.sealFailures++;
@@ -34,8 +36,12 @@ export function importState(s: Services, blob: Buffer): { ok: true; records: num
     return { ok: false, reason: r.reason };
   }
   s.store.next = r.state.nextNodeid;
-  for (const rec of r.state.records) if (rec.nodeid !== ROOT_ID && !s.store.get(rec.nodeid)) s.exports.put(rec);
-  for (const h of r.state.handles ?? []) s.handles.restore(h.fh, h.nodeid, h.flags, h.kind);
-  s.log.info({ records: r.state.records.length }, 'predecessor state accepted');
+  for (const rec of r.state.records) {
+    if (rec.nodeid === ROOT_ID || s.store.get(rec.nodeid)) continue;
+    if (fresh) rec.nlookup = 0;
+    s.exports.put(rec);
+  }
+  if (!fresh) for (const h of r.state.handles ?? []) s.handles.restore(h.fh, h.nodeid, h.flags, h.kind);
+  s.log.debug({ records: r.state.records.length }, 'sealed state accepted');
   return { ok: true, records: r.state.records.length };
 }

@@ -1,0 +1,203 @@
+/**
+ * Persistent handles that persist (issue 17), in the core: node ids resolve in a new server on the
+ * same shared directory and key (through the state file), and a record survives the loss of its
+ * name while the file has another (hard links).
+ */
+import { describe, it, expect, afterEach } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pino } from 'pino';
+import { makeFs, tmpdir, ctx, B, walk, errnoOf } from './helpers.js';
+import type { PassthroughFs } from '../../src/fs/passthrough.js';
+import { StateFile, StateFileError } from '../../src/fs/state-file.js';
+import { ephemeralKey } from '../../src/handle/key.js';
+import { O_RDONLY } from '../../src/sys/constants.js';
+
+const silent = pino({ level: 'silent' });
+const open: PassthroughFs[] = [];
+const files: StateFile[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  while (files.length) files.pop()!.close(false);
+  while (open.length) await open.pop()!.destroy();
+  while (dirs.length) fs.rmSync(dirs.pop()!, { recursive: true, force: true });
+});
+
+function tree(): { top: string; root: string; outside: string } {
+  const top = tmpdir('hfs-persist-');
+  dirs.push(top);
+  const root = path.join(top, 'shared');
+  const outside = path.join(top, 'outside');
+  fs.mkdirSync(path.join(root, 'a'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'b'));
+  fs.mkdirSync(outside);
+  for (let i = 0; i < 10; i++) fs.writeFileSync(path.join(root, 'a', `f${i}`), `file-${i}`);
+  return { top, root, outside };
+}
+
+async function readAll(pfs: PassthroughFs, nodeid: bigint): Promise<string> {
+  const o = await pfs.open(ctx, nodeid, O_RDONLY);
+  try {
+    return (await pfs.read(ctx, nodeid, o.fh, 0, 1000)).toString();
+  } finally {
+    await pfs.release(ctx, nodeid, o.fh, 0, 0n, false);
+  }
+}
+
+/** A server whose records go to the state file `file`, which it loads first (what the CLI does). */
+function serverWithStateFile(root: string, key: Buffer, file: string): { pfs: PassthroughFs; sf: StateFile } {
+  let sf: StateFile | null = null;
+  const { pfs } = makeFs(root, { key, onRecord: (b) => sf!.append(b) });
+  open.push(pfs);
+  sf = StateFile.open(file, silent, (blob) => pfs.importState(blob, true), () => pfs.exportState());
+  files.push(sf);
+  return { pfs, sf };
+}
+
+/** The client's handle resolved by a server: LOOKUP "." of the node id, as the kernel's export code does. */
+async function resolve(pfs: PassthroughFs, nodeid: bigint, generation: bigint): Promise<string> {
+  const e = await pfs.lookup(ctx, nodeid, B('.'));
+  expect(e.nodeid).toBe(nodeid);
+  expect(e.generation).toBe(generation);
+  return readAll(pfs, nodeid);
+}
+
+describe('state file: node ids that a new server resolves', () => {
+  it('a new server with the same key resolves every node id; a deleted file gives ESTALE; another key is refused', async () => {
+    const { top, root } = tree();
+    const key = ephemeralKey();
+    const file = path.join(top, 'state');
+    const a = serverWithStateFile(root, key, file);
+    const ents = [];
+    for (let i = 0; i < 10; i++) ents.push(await walk(a.pfs, `a/f${i}`));
+    // renamed across directories through the server
+    const adir = await walk(a.pfs, 'a');
+    const bdir = await walk(a.pfs, 'b');
+    await a.pfs.rename(ctx, adir.nodeid, B('f3'), bdir.nodeid, B('moved3'), 0);
+    // created through the server
+    const c = await a.pfs.create(ctx, bdir.nodeid, B('new'), 0o644, 1 /* O_WRONLY */, 0);
+    await a.pfs.write(ctx, c.entry.nodeid, c.open.fh, 0, B('created'), 0);
+    await a.pfs.release(ctx, c.entry.nodeid, c.open.fh, 0, 0n, false);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    // the first server dies without a clean stop: no compaction, nothing but what was appended
+    files.splice(files.indexOf(a.sf), 1);
+    a.sf.close(false);
+    fs.rmSync(path.join(root, 'a', 'f7'));
+
+    const b = serverWithStateFile(root, key, file);
+    for (let i = 0; i < 10; i++) {
+      if (i === 7) {
+        expect(await errnoOf(b.pfs.lookup(ctx, ents[i]!.nodeid, B('.')))).toBe('ESTALE');
+        continue;
+      }
+      expect(await resolve(b.pfs, ents[i]!.nodeid, ents[i]!.generation)).toBe(`file-${i}`);
+    }
+    expect(await resolve(b.pfs, c.entry.nodeid, c.entry.generation)).toBe('created');
+    // new node ids never collide with the old ones
+    const fresh = await walk(b.pfs, 'a/f0');
+    expect(fresh.nodeid).toBe(ents[0]!.nodeid);
+    const other = await b.pfs.mkdir(ctx, 1n, B('later'), 0o755, 0);
+    for (const e of ents) expect(other.nodeid).not.toBe(e.nodeid);
+
+    // a server with another key refuses the file (and does not overwrite it)
+    const before = fs.readFileSync(file);
+    const { pfs: wrong } = makeFs(root, { key: ephemeralKey() });
+    open.push(wrong);
+    expect(() => StateFile.open(file, silent, (blob) => wrong.importState(blob, true), () => wrong.exportState())).toThrow(StateFileError);
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+  });
+
+  it('a torn last frame is cut off; a file others can read, or that is not ours, is refused', async () => {
+    const { top, root } = tree();
+    const key = ephemeralKey();
+    const file = path.join(top, 'state');
+    const a = serverWithStateFile(root, key, file);
+    const e = await walk(a.pfs, 'a/f1');
+    files.splice(files.indexOf(a.sf), 1);
+    a.sf.close(false);
+    const good = fs.statSync(file).size;
+    fs.appendFileSync(file, Buffer.from([200, 0, 0, 0, 1, 2, 3])); // a frame of 200 bytes, cut after 3
+    const b = serverWithStateFile(root, key, file);
+    expect(fs.statSync(file).size).toBe(good);
+    expect(await resolve(b.pfs, e.nodeid, e.generation)).toBe('file-1');
+
+    fs.chmodSync(file, 0o644);
+    expect(() => serverWithStateFile(root, key, file)).toThrow(/readable or writable by others/);
+    const notOurs = path.join(top, 'not-ours');
+    fs.writeFileSync(notOurs, 'hello world, not a state file', { mode: 0o600 });
+    expect(() => serverWithStateFile(root, key, notOurs)).toThrow(/not a handlefs state file/);
+  });
+
+  it('stays bounded: compaction rewrites it as the live state once it doubled', async () => {
+    const { top, root } = tree();
+    const key = ephemeralKey();
+    const file = path.join(top, 'state');
+    const a = serverWithStateFile(root, key, file);
+    const e = await walk(a.pfs, 'a/f2');
+    const adir = await walk(a.pfs, 'a');
+    // renames append a record each: 20,000 of them would be MiBs
+    for (let i = 0; i < 20_000; i++) await a.pfs.rename(ctx, adir.nodeid, B(i % 2 ? 'g2' : 'f2'), adir.nodeid, B(i % 2 ? 'f2' : 'g2'), 0);
+    await new Promise((r) => setImmediate(r));
+    expect(a.sf.counters.compactions).toBeGreaterThan(0);
+    expect(fs.statSync(file).size).toBeLessThan(3 << 20);
+    files.splice(files.indexOf(a.sf), 1);
+    a.sf.close(true);
+    expect(fs.existsSync(`${file}.tmp`)).toBe(false);
+    const b = serverWithStateFile(root, key, file);
+    expect(await resolve(b.pfs, e.nodeid, e.generation)).toBe('file-2');
+  });
+});
+
+describe('a record survives the loss of its name (hard links)', () => {
+  it('a link made through the server takes over when the name the record had is unlinked', async () => {
+    const { top, root } = tree();
+    const key = ephemeralKey();
+    const file = path.join(top, 'state');
+    const a = serverWithStateFile(root, key, file);
+    const adir = await walk(a.pfs, 'a');
+    const bdir = await walk(a.pfs, 'b');
+    const e = await walk(a.pfs, 'a/f4');
+    await a.pfs.link(ctx, e.nodeid, bdir.nodeid, B('link4'));
+    // the client looks the first name up again (its record now names a/f4), then unlinks it
+    await a.pfs.lookup(ctx, adir.nodeid, B('f4'));
+    await a.pfs.unlink(ctx, adir.nodeid, B('f4'));
+    files.splice(files.indexOf(a.sf), 1);
+    a.sf.close(false);
+    const b = serverWithStateFile(root, key, file);
+    expect(await resolve(b.pfs, e.nodeid, e.generation)).toBe('file-4');
+  });
+
+  it('a link the host made in the same directory is found when the known name is unlinked', async () => {
+    const { top, root } = tree();
+    const key = ephemeralKey();
+    const file = path.join(top, 'state');
+    const a = serverWithStateFile(root, key, file);
+    const adir = await walk(a.pfs, 'a');
+    const e = await walk(a.pfs, 'a/f5');
+    fs.linkSync(path.join(root, 'a/f5'), path.join(root, 'a/hostlink5'));
+    await a.pfs.unlink(ctx, adir.nodeid, B('f5'));
+    files.splice(files.indexOf(a.sf), 1);
+    a.sf.close(false);
+    const b = serverWithStateFile(root, key, file);
+    expect(await resolve(b.pfs, e.nodeid, e.generation)).toBe('file-5');
+  });
+
+  it('the last name unlinked, or the file moved outside the share: ESTALE, nothing outside opens', async () => {
+    const { top, root, outside } = tree();
+    const key = ephemeralKey();
+    const file = path.join(top, 'state');
+    const a = serverWithStateFile(root, key, file);
+    const adir = await walk(a.pfs, 'a');
+    const gone = await walk(a.pfs, 'a/f6');
+    const out = await walk(a.pfs, 'a/f8');
+    await a.pfs.unlink(ctx, adir.nodeid, B('f6'));
+    files.splice(files.indexOf(a.sf), 1);
+    a.sf.close(false);
+    // the host moves a file outside (keeping it on the same filesystem)
+    fs.renameSync(path.join(root, 'a/f8'), path.join(outside, 'f8'));
+    const b = serverWithStateFile(root, key, file);
+    expect(await errnoOf(b.pfs.lookup(ctx, gone.nodeid, B('.')))).toBe('ESTALE');
+    expect(await errnoOf(b.pfs.lookup(ctx, out.nodeid, B('.')))).toBe('ESTALE');
+    expect(fs.readFileSync(path.join(outside, 'f8'), 'utf8')).toBe('file-8');
+  });
+});
