@@ -25,7 +25,7 @@
  *   syscall errors of the async functions reject the Promise.
  */
 
-/** Field layouts of the BigUint64Arrays filled by statx/fstatat/fstatfs: see src/sys/stat.ts (ST, STATFS). */
+/** Field layouts of the BigUint64Arrays filled by statx/fstatfs: see src/sys/stat.ts (ST, STATFS). */
 
 export interface FileHandleRaw {
   /** handle_type from struct file_handle */
@@ -70,8 +70,6 @@ export interface NativeAddon {
   // --- stat
   /** statx(dirfd, name, flags, mask) into out (BigUint64Array of STAT_LEN). */
   statx(dirfd: number, name: Buffer, flags: number, mask: number, out: BigUint64Array): void;
-  /** fstatat(dirfd, name, flags) into the same layout as statx (MASK = STATX_BASIC_STATS, no btime/mnt_id). */
-  fstatat(dirfd: number, name: Buffer, flags: number, out: BigUint64Array): void;
   /** fstatfs(fd) into out (BigUint64Array of STATFS_LEN). */
   fstatfs(fd: number, out: BigUint64Array): void;
 
@@ -95,13 +93,8 @@ export interface NativeAddon {
 
   // --- data
   ftruncate(fd: number, length: number): void;
-  fallocate(fd: number, mode: number, offset: number, length: number): void;
   /** lseek with bigint offsets (directory cookies are 64-bit hashes); whence may be SEEK_DATA/SEEK_HOLE. */
   lseek(fd: number, offset: bigint, whence: number): bigint;
-  /** An offset of -1 uses (and advances) that fd's file offset (NULL to the syscall). */
-  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
-  fsync(fd: number): void;
-  fdatasync(fd: number): void;
   syncfs(fd: number): void;
   /**
    * pread(fd, buf + offset, length, position) -> bytes read. [offset, offset + length) must lie
@@ -112,7 +105,9 @@ export interface NativeAddon {
   /** position -1 means read(2)/write(2) (O_APPEND files, current offset). buf is kept alive until settled. */
   preadAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
   pwriteAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /** fsync, or fdatasync when datasync is true (errors name the one called). */
   fsyncAsync(fd: number, datasync: boolean): Promise<void>;
+  /** An offset of -1 uses (and advances) that fd's file offset (NULL to the syscall). */
   copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): Promise<number>;
   fallocateAsync(fd: number, mode: number, offset: number, length: number): Promise<void>;
 
@@ -121,28 +116,21 @@ export interface NativeAddon {
   getdents64(fd: number, buf: Buffer): number;
 
   // --- xattrs
-  // Path forms: getxattr & co. follow a final symlink, l*xattr do not. For an O_PATH fd use the
-  // FOLLOWING form on /proc/self/fd/N: the magic link resolves to the fd's own file (the symlink
-  // itself for an O_PATH|O_NOFOLLOW fd of a symlink). l*xattr on /proc/self/fd/N would act on the
-  // /proc link instead (EPERM / ENODATA). f*xattr refuse O_PATH fds (EBADF).
-  /** value === null asks for the size. Returns the size / bytes copied. ERANGE when too small. */
-  getxattr(path: Buffer, name: Buffer, value: Buffer | null): number;
-  /** getxattr returning -errno instead of throwing (ENODATA is the common answer). */
+  // The path forms follow a final symlink. For an O_PATH fd use them on /proc/self/fd/N: the magic
+  // link resolves to the fd's own file (the symlink itself for an O_PATH|O_NOFOLLOW fd of a
+  // symlink). l*xattr on /proc/self/fd/N would act on the /proc link instead (EPERM / ENODATA), and
+  // f*xattr refuse O_PATH fds (EBADF). A null value or list asks for the size; ERANGE when too small.
+  /** getxattr returning the size / bytes copied, or -errno instead of throwing (ENODATA is the common answer). */
   getxattrTry(path: Buffer, name: Buffer, value: Buffer | null): number;
   setxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void;
   listxattr(path: Buffer, list: Buffer | null): number;
   removexattr(path: Buffer, name: Buffer): void;
+  /** Test-only: test/sys/xattr.test.ts and test/fs/ops.test.ts read a symlink's own xattrs with it, independently of the /proc/self/fd route src takes. */
   lgetxattr(path: Buffer, name: Buffer, value: Buffer | null): number;
-  lgetxattrTry(path: Buffer, name: Buffer, value: Buffer | null): number;
+  /** Test-only: the host's answer for a symlink's own xattrs (user.* EPERM) in test/fs/ops.test.ts and test/sys/xattr.test.ts. */
   lsetxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void;
-  llistxattr(path: Buffer, list: Buffer | null): number;
-  lremovexattr(path: Buffer, name: Buffer): void;
-  fgetxattr(fd: number, name: Buffer, value: Buffer | null): number;
-  /** fgetxattr returning -errno instead of throwing */
+  /** fgetxattr on an fd open for I/O, returning -errno instead of throwing. */
   fgetxattrTry(fd: number, name: Buffer, value: Buffer | null): number;
-  fsetxattr(fd: number, name: Buffer, value: Buffer, flags: number): void;
-  flistxattr(fd: number, list: Buffer | null): number;
-  fremovexattr(fd: number, name: Buffer): void;
 
   // --- locks
   /** F_OFD_GETLK; returns the conflicting lock (pid -1 for an OFD lock) or { type: F_UNLCK, ... }. Errors: syscall 'fcntl'. */
@@ -162,11 +150,6 @@ export interface NativeAddon {
   setrlimitNofile(soft: number, hard: number): void;
   /** whether capability number `cap` (e.g. 2 = CAP_DAC_READ_SEARCH, 21 = CAP_SYS_ADMIN) is in the effective set */
   capEffective(cap: number): boolean;
-  /** setfsuid/setfsgid of the calling thread; returns the previous value (these never fail with -1). */
-  setfsuid(uid: number): number;
-  setfsgid(gid: number): number;
-  /** the thread's errno-free gettid */
-  gettid(): number;
 
   // --- mount and /dev/fuse
   mount(source: Buffer, target: Buffer, fstype: Buffer, flags: number, data: Buffer): void;

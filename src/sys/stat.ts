@@ -1,6 +1,6 @@
 import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } from './constants.js';
 
-/** Index of each field in the BigUint64Array filled by statx()/fstatat() (native/src/fs.c). */
+/** Index of each field in the BigUint64Array filled by statx() (native/src/fs.c). */
 export const ST = {
   MASK: 0, BLKSIZE: 1, ATTRIBUTES: 2, NLINK: 3, UID: 4, GID: 5, MODE: 6, INO: 7, SIZE: 8,
   BLOCKS: 9, ATTRIBUTES_MASK: 10,

@@ -63,25 +63,6 @@ console.log(JSON.stringify({ lowered, err, raised: sys.getrlimitNofile()[0], har
     });
   });
 
-  it('setfsuid / setfsgid return the previous value and are per-thread', () => {
-    const uid = process.getuid!();
-    const gid = process.getgid!();
-    expect(sys.setfsuid(uid)).toBe(uid);
-    if (uid === 0) {
-      expect(sys.setfsuid(1234)).toBe(0);
-      expect(sys.setfsuid(0)).toBe(1234);
-      expect(sys.setfsgid(4321)).toBe(gid);
-      expect(sys.setfsgid(gid)).toBe(4321);
-      // -1 is never valid: the call fails silently and returns the current value
-      expect(sys.setfsuid(-1)).toBe(0);
-      expect(sys.setfsuid(0)).toBe(0);
-    }
-  });
-
-  it('gettid is the main thread id (= pid) on the JS thread', () => {
-    expect(sys.gettid()).toBe(process.pid);
-  });
-
   it('mount / umount2 / fuse ioctls report errno errors', () => {
     expectErrno(() => sys.umount2(Buffer.from(t.dir), 0), 'EINVAL', 'umount2'); // not a mount point
     expectErrno(
