@@ -131,3 +131,5 @@ export const CAP_FOWNER = 3;
 export const CAP_SYS_ADMIN = 21;
 
 export const NAME_MAX = 255;
+/** Largest f_handle of a struct file_handle (MAX_HANDLE_SZ of <fcntl.h>). */
+export const MAX_HANDLE_SZ = 128;
