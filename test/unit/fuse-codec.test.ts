@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ProtocolError } from '../../src/errors.js';
 import type { DirEntry, Entry } from '../../src/fs/types.js';
-import { Dirent, Direntplus, encodeStruct, EntryOut, InHeader, MkdirIn, OutHeader, readStruct, RenameIn } from '../../src/fuse/abi.js';
+import { Dirent, Direntplus, encodeStruct, EntryOut, InHeader, MAX_ERRNO, MkdirIn, OutHeader, readStruct, RenameIn } from '../../src/fuse/abi.js';
 import {
   allocReply, attrOutSize, cstr, encodeError, encodeReply, encodeRequest, entryOutSize, initOutSize, inSize,
   parseArgs, parseHeader, replyErrno, truncateReply,
@@ -91,7 +91,8 @@ describe('replies', () => {
   });
 
   it('errno values the kernel would reject become EIO', () => {
-    for (const bad of [0, -2, 512, 100000, 1.5, NaN]) expect(replyErrno(encodeError(1n, bad))).toBe(5);
+    for (const bad of [0, -2, MAX_ERRNO + 1, 100000, 1.5, NaN]) expect(replyErrno(encodeError(1n, bad))).toBe(5);
+    expect(replyErrno(encodeError(1n, MAX_ERRNO))).toBe(MAX_ERRNO);
   });
 
   it('payload replies', () => {
