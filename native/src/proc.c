@@ -27,21 +27,6 @@ BINDING(getrlimitNofile) {
   return arr;
 }
 
-BINDING(setrlimitNofile) {
-  GET_ARGS(env, info, 2);
-  int64_t soft, hard;
-  ARG_SAFE(0, &soft);
-  ARG_SAFE(1, &hard);
-  if (soft < -1) { throw_arg_range(env, 0, "a limit >= 0 or -1"); return NULL; }
-  if (hard < -1) { throw_arg_range(env, 1, "a limit >= 0 or -1"); return NULL; }
-  struct rlimit rl = {
-    .rlim_cur = soft == -1 ? RLIM_INFINITY : (rlim_t)soft,
-    .rlim_max = hard == -1 ? RLIM_INFINITY : (rlim_t)hard,
-  };
-  if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return throw_errno(env, errno, "setrlimit");
-  return js_undefined(env);
-}
-
 BINDING(capEffective) {
   GET_ARGS(env, info, 1);
   uint32_t cap;

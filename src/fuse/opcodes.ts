@@ -60,7 +60,7 @@ export interface Conn {
   maxReply: number;
 }
 
-export type Handler = (s: Session, r: Request) => Promise<Buffer | null>;
+type Handler = (s: Session, r: Request) => Promise<Buffer | null>;
 
 export interface OpcodeRow {
   readonly name: string;

@@ -64,7 +64,7 @@ const DEFAULT_PROTOCOL_OPTIONS: Readonly<ProtocolOptions> = Object.freeze({
 });
 
 /** What INIT settled on. */
-export interface Negotiated {
+interface Negotiated {
   major: number;
   minor: number;
   /** capability bits both sides agreed on (flags | flags2 << 32) */

@@ -12,7 +12,7 @@
  *   not an integer in the expected range (int32, uint32, safe integer) throws RangeError. A name
  *   longer than PATH_MAX throws ENAMETOOLONG without reaching the kernel.
  * - `.syscall` is the C name: 'name_to_handle_at', 'copy_file_range', 'fcntl' for the OFD lock
- *   calls and fcntlInt, 'ioctl' for the FUSE ioctls, 'getrlimit'/'setrlimit', 'capget'.
+ *   calls and fcntlInt, 'ioctl' for the FUSE ioctls, 'getrlimit', 'capget'.
  * - 64-bit values that may exceed 2^53 (inode numbers, dir cookies, stat sizes) are bigint or go
  *   through a BigUint64Array; file offsets/lengths for I/O are numbers (exact below 2^53).
  * - `...Async` functions return a Promise, run on the libuv pool (napi_async_work) and reject with
@@ -147,7 +147,6 @@ export interface NativeAddon {
   // --- process
   /** RLIMIT_NOFILE as [soft, hard] (RLIM_INFINITY as -1). */
   getrlimitNofile(): [number, number];
-  setrlimitNofile(soft: number, hard: number): void;
   /** whether capability number `cap` (e.g. 2 = CAP_DAC_READ_SEARCH, 21 = CAP_SYS_ADMIN) is in the effective set */
   capEffective(cap: number): boolean;
 

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Sealer, SEAL_LEN } from '../../src/handle/seal.js';
 import { encodeState, decodeState, type ServerState } from '../../src/fs/export-table.js';
-import { ephemeralKey, loadOrCreateKey, loadOrCreateKeys, rotateKeyFile, KeyFileError } from '../../src/handle/key.js';
+import { ephemeralKey, loadOrCreateKeys, rotateKeyFile, KeyFileError } from '../../src/handle/key.js';
 import { tmpdir } from './helpers.js';
 import { mulberry32 as prng } from '../helpers/prng.js';
 
@@ -104,21 +104,23 @@ describe('key file', () => {
     const d = tmpdir();
     try {
       const p = path.join(d, 'key');
-      const k1 = loadOrCreateKey(p);
+      const created = loadOrCreateKeys(p);
+      expect(created.length).toBe(1);
+      const k1 = created[0]!;
       expect(k1.length).toBe(32);
       expect(fs.statSync(p).mode & 0o777).toBe(0o600);
-      expect(loadOrCreateKey(p).equals(k1)).toBe(true);
+      expect(loadOrCreateKeys(p)[0]!.equals(k1)).toBe(true);
       fs.chmodSync(p, 0o644);
-      expect(() => loadOrCreateKey(p)).toThrow(/group or others.*chmod 600/);
+      expect(() => loadOrCreateKeys(p)).toThrow(/group or others.*chmod 600/);
       fs.chmodSync(p, 0o600);
       fs.symlinkSync(p, path.join(d, 'link'));
-      expect(() => loadOrCreateKey(path.join(d, 'link'))).toThrow(KeyFileError);
+      expect(() => loadOrCreateKeys(path.join(d, 'link'))).toThrow(KeyFileError);
       fs.writeFileSync(path.join(d, 'short'), Buffer.alloc(16), { mode: 0o600 });
-      expect(() => loadOrCreateKey(path.join(d, 'short'))).toThrow(/exactly 32 bytes/);
+      expect(() => loadOrCreateKeys(path.join(d, 'short'))).toThrow(/exactly 32 bytes/);
       fs.writeFileSync(path.join(d, 'long'), Buffer.alloc(33), { mode: 0o600 });
-      expect(() => loadOrCreateKey(path.join(d, 'long'))).toThrow(/exactly 32 bytes/);
+      expect(() => loadOrCreateKeys(path.join(d, 'long'))).toThrow(/exactly 32 bytes/);
       fs.writeFileSync(path.join(d, 'nine'), Buffer.alloc(32 * 9), { mode: 0o600 });
-      expect(() => loadOrCreateKey(path.join(d, 'nine'))).toThrow(/1 to 8 keys/);
+      expect(() => loadOrCreateKeys(path.join(d, 'nine'))).toThrow(/1 to 8 keys/);
     } finally {
       fs.rmSync(d, { recursive: true, force: true });
     }

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeState, encodeState, type InodeRecord, type ServerState } from '../../src/fs/export-table.js';
-import { loadOrCreateKey, ephemeralKey } from '../../src/handle/key.js';
+import { loadOrCreateKeys, ephemeralKey } from '../../src/handle/key.js';
 import { SEAL_LEN, Sealer } from '../../src/handle/seal.js';
 import { MAX_HANDLE_SZ, NAME_MAX, S_IFREG } from '../../src/sys/constants.js';
 
@@ -51,14 +51,14 @@ describe('sealed state: adversarial', () => {
     const dir = fs.mkdtempSync(join(os.tmpdir(), 'hfs-state-'));
     try {
       const keyFile = join(dir, 'key');
-      const a = new Sealer(loadOrCreateKey(keyFile), FS);
+      const a = new Sealer(loadOrCreateKeys(keyFile)[0]!, FS);
       const old = Array.from({ length: 50 }, (_, i) => encodeState(a, state([record(BigInt(i + 2), Buffer.from(`handle-${i}`), BigInt(i))])));
       // same file read again: same key, states still good (a restart, not a rotation)
-      const a2 = new Sealer(loadOrCreateKey(keyFile), FS);
+      const a2 = new Sealer(loadOrCreateKeys(keyFile)[0]!, FS);
       for (const t of old) expect(decodeState(a2, t).ok).toBe(true);
       // rotation: the key file is replaced
       fs.rmSync(keyFile);
-      const b = new Sealer(loadOrCreateKey(keyFile), FS);
+      const b = new Sealer(loadOrCreateKeys(keyFile)[0]!, FS);
       for (const t of old) expectRefused(b, t, ESTALE, 'old state under the new key');
       const fresh = encodeState(b, state([record(2n, Buffer.from('handle-0'), 0n)]));
       expect(decodeState(b, fresh).ok).toBe(true);

@@ -55,7 +55,7 @@ describe('addon errors', () => {
     expect(() => anySys.fgetxattrTry!(0, b('user.x'), 'nope')).toThrow(new TypeError('Expected third argument to be a Buffer or null'));
     expect(() => anySys.fsyncAsync!(0, 1)).toThrow(new TypeError('Expected second argument to be a boolean'));
     expect(() => anySys.pread!(0, [0, 0, 0, 0], 0, 4, 0)).toThrow(new TypeError('Expected second argument to be a Buffer'));
-    expect(() => anySys.setrlimitNofile!(10n, 10)).toThrow(new TypeError('Expected first argument to be a safe integer'));
+    expect(() => anySys.ftruncate!(0, 10n)).toThrow(new TypeError('Expected second argument to be a safe integer'));
   });
 
   it('out-of-range numbers give RangeError', () => {
