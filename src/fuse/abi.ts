@@ -85,14 +85,10 @@ export const EntryOut = struct('EntryOut', 128, [
   ['nodeid', 'u64'], ['generation', 'u64'], ['entry_valid', 'u64'], ['attr_valid', 'u64'],
   ['entry_valid_nsec', 'u32'], ['attr_valid_nsec', 'u32'], ['attr', Attr],
 ]);
-/** EntryOut before 7.9 (no attr.blksize/flags). */
-export const FUSE_COMPAT_ENTRY_OUT_SIZE = 120;
 export const AttrOut = struct('AttrOut', 104, [
   ['attr_valid', 'u64'], ['attr_valid_nsec', 'u32'], ['dummy', 'u32'], ['attr', Attr],
 ]);
-/** AttrOut before 7.9. */
-export const FUSE_COMPAT_ATTR_OUT_SIZE = 96;
-/** GETATTR argument (7.9+); `fh` is valid when getattr_flags has FUSE_GETATTR_FH. */
+/** GETATTR argument; `fh` is valid when getattr_flags has FUSE_GETATTR_FH. */
 export const GetattrIn = struct('GetattrIn', 16, [['getattr_flags', 'u32'], ['dummy', 'u32'], ['fh', 'u64']]);
 
 /** SETATTR argument; `valid` is the FATTR_* mask telling which fields are meaningful. */
@@ -220,7 +216,6 @@ export const InitOut = struct('InitOut', 64, [
   ['map_alignment', 'u16'], ['flags2', 'u32'], ['max_stack_depth', 'u32'], ['request_timeout', 'u16'],
   ['unused', 'u16', 11],
 ]);
-export const FUSE_COMPAT_INIT_OUT_SIZE = 8;
 export const FUSE_COMPAT_22_INIT_OUT_SIZE = 24;
 /** INTERRUPT argument: the unique of the request to interrupt. */
 export const InterruptIn = struct('InterruptIn', 8, [['unique', 'u64']]);

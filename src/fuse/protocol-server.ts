@@ -27,7 +27,7 @@ import {
   InterruptIn, OutHeader, writeStruct,
 } from './abi.js';
 import {
-  allocReply, attrOutSize, encodeError, entryOutSize, IN, initOutSize, inSize, parseArgs, parseHeader, truncateReply,
+  allocReply, encodeError, IN, initOutSize, inSize, parseArgs, parseHeader, truncateReply,
   type Request,
 } from './codec.js';
 import {
@@ -246,8 +246,6 @@ export class ProtocolServer implements Session {
       minor,
       setxattrExt: (flags & FUSE_SETXATTR_EXT) !== 0n,
       passthrough: (flags & FUSE_PASSTHROUGH) !== 0n,
-      entrySize: entryOutSize(minor),
-      attrSize: attrOutSize(minor),
       maxRead,
       maxReply: Math.max(maxRead, XATTR_SIZE_MAX),
     };
