@@ -208,7 +208,7 @@ export const InitIn = struct('InitIn', 64, [
 /**
  * INIT reply. flags2 carries capability bits 32..63 (with FUSE_INIT_EXT), max_stack_depth is for
  * FUSE_PASSTHROUGH (7.40), request_timeout seconds for FUSE_REQUEST_TIMEOUT (7.43).
- * Only 24 bytes for minor <= 22 and 8 bytes before 7.5 (codec.ts).
+ * Only 24 bytes for minors 12 to 22 (codec.ts).
  */
 export const InitOut = struct('InitOut', 64, [
   ['major', 'u32'], ['minor', 'u32'], ['max_readahead', 'u32'], ['flags', 'u32'], ['max_background', 'u16'],
@@ -282,7 +282,7 @@ export function writeStruct(s: Struct, b: Buffer, off: number, v: Readonly<Recor
   }
 }
 
-/** Encode a struct into a fresh buffer (tests, INIT). */
+/** Encode a struct into a fresh buffer (request builders: tests, scripts/bench-requests.mjs). */
 export function encodeStruct(s: Struct, v: Readonly<Record<string, unknown>>): Buffer {
   const b = Buffer.allocUnsafe(s.SIZE);
   writeStruct(s, b, 0, v);

@@ -77,6 +77,8 @@ export interface NativeAddon {
   mkdirat(dirfd: number, name: Buffer, mode: number): void;
   /** dev is the kernel dev_t (use makedev(major, minor)); bigint to be lossless. */
   mknodat(dirfd: number, name: Buffer, mode: number, dev: bigint): void;
+  /** glibc makedev(major, minor) */
+  makedev(major: number, minor: number): bigint;
   symlinkat(target: Buffer, dirfd: number, name: Buffer): void;
   /** readlinkat; an empty name on an O_PATH fd of a symlink reads that symlink. */
   readlinkat(dirfd: number, name: Buffer): Buffer;
@@ -110,6 +112,18 @@ export interface NativeAddon {
   /** An offset of -1 uses (and advances) that fd's file offset (NULL to the syscall). */
   copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): Promise<number>;
   fallocateAsync(fd: number, mode: number, offset: number, length: number): Promise<void>;
+  /**
+   * preadv2/pwritev2 with RWF_NOWAIT: only what needs no blocking (page cache); may be short.
+   * Returns the count, or -EAGAIN (would block) / -EOPNOTSUPP / -EINVAL (not supported here)
+   * without building an Error; other failures throw.
+   */
+  preadNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
+  pwriteNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
+  /**
+   * read(2) on a non-blocking fd into buf[offset, offset+length) (position ignored): the count, or
+   * -EAGAIN, -EINTR, -ENOENT; other failures throw.
+   */
+  readNonblock(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
 
   // --- directories
   /** getdents64(fd, buf) -> bytes filled (0 at end); records parsed in TS (src/sys/dirent.ts). */
@@ -125,9 +139,11 @@ export interface NativeAddon {
   setxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void;
   listxattr(path: Buffer, list: Buffer | null): number;
   removexattr(path: Buffer, name: Buffer): void;
-  /** Test-only: test/sys/xattr.test.ts and test/fs/ops.test.ts read a symlink's own xattrs with it, independently of the /proc/self/fd route src takes. */
+  /**
+   * Test-only, with lsetxattr: test/sys/xattr.test.ts and test/fs/ops.test.ts check a symlink's own
+   * xattrs through them, independently of the /proc/self/fd route src takes.
+   */
   lgetxattr(path: Buffer, name: Buffer, value: Buffer | null): number;
-  /** Test-only: the host's answer for a symlink's own xattrs (user.* EPERM) in test/fs/ops.test.ts and test/sys/xattr.test.ts. */
   lsetxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void;
   /** fgetxattr on an fd open for I/O, returning -errno instead of throwing. */
   fgetxattrTry(fd: number, name: Buffer, value: Buffer | null): number;
@@ -150,6 +166,16 @@ export interface NativeAddon {
   /** whether capability number `cap` (e.g. 2 = CAP_DAC_READ_SEARCH, 21 = CAP_SYS_ADMIN) is in the effective set */
   capEffective(cap: number): boolean;
 
+  // --- event loop and file system events
+  /** watch fd for readability on the event loop (uv_poll); callback(status) runs on the main thread */
+  pollStart(fd: number, callback: (status: number) => void): unknown;
+  /** stop a watch started by pollStart */
+  pollStop(handle: unknown): void;
+  /** fanotify_init(2) -> fd */
+  fanotifyInit(flags: number, eventFlags: number): number;
+  /** fanotify_mark(2); the mask is 64 bits */
+  fanotifyMark(fd: number, flags: number, mask: bigint, dirfd: number, path: Buffer): void;
+
   // --- mount and /dev/fuse
   mount(source: Buffer, target: Buffer, fstype: Buffer, flags: number, data: Buffer): void;
   umount2(target: Buffer, flags: number): void;
@@ -157,30 +183,8 @@ export interface NativeAddon {
   fuseBackingOpen(devFd: number, fd: number, flags: number): number;
   /** FUSE_DEV_IOC_BACKING_CLOSE */
   fuseBackingClose(devFd: number, backingId: number): void;
-
   /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC) -> [a, b] (for fusermount3's _FUSE_COMMFD) */
   socketpairUnix(): [number, number];
   /** recvmsg one fd sent with SCM_RIGHTS (blocks; close-on-exec); ECONNRESET when the peer closed without sending */
   recvFd(sock: number): number;
-
-  /**
-   * preadv2/pwritev2 with RWF_NOWAIT: only what needs no blocking (page cache); may be short.
-   * Returns the count, or -EAGAIN (would block) / -EOPNOTSUPP / -EINVAL (not supported here)
-   * without building an Error; other failures throw.
-   */
-  preadNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
-  pwriteNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
-  /** read(2) on a non-blocking fd into buf[offset, offset+length) (position ignored): the count, or -EAGAIN, -EINTR, -ENOENT; other failures throw */
-  readNonblock(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
-  /** fanotify_init(2) -> fd */
-  fanotifyInit(flags: number, eventFlags: number): number;
-  /** fanotify_mark(2); the mask is 64 bits */
-  fanotifyMark(fd: number, flags: number, mask: bigint, dirfd: number, path: Buffer): void;
-  /** watch fd for readability on the event loop (uv_poll); callback(status) runs on the main thread */
-  pollStart(fd: number, callback: (status: number) => void): unknown;
-  /** stop a watch started by pollStart */
-  pollStop(handle: unknown): void;
-
-  /** glibc makedev(major, minor) */
-  makedev(major: number, minor: number): bigint;
 }
