@@ -47,12 +47,9 @@ export const E = ERRNO as Readonly<Record<string, number>> & {
 };
 
 export const fsErr = (errno: number, msg?: string): FsError => new FsError(errno, msg);
-export const ebadf = (msg?: string): FsError => new FsError(E.EBADF, msg);
-export const einval = (msg?: string): FsError => new FsError(E.EINVAL, msg);
 export const erofs = (msg?: string): FsError => new FsError(E.EROFS, msg);
 export const estale = (msg?: string): FsError => new FsError(E.ESTALE, msg);
 export const enosys = (msg?: string): FsError => new FsError(E.ENOSYS, msg);
-export const enoent = (msg?: string): FsError => new FsError(E.ENOENT, msg);
 
 /**
  * Normalize any thrown value to a positive errno (go-fuse ToStatus). FsError and addon errors

@@ -8,25 +8,33 @@
 
 static napi_value init(napi_env env, napi_value exports) {
   static const napi_property_descriptor props[] = {
+    /* fs.c */
     EXPORT(openat), EXPORT(openatTry), EXPORT(openat2), EXPORT(close), EXPORT(fcntlInt),
+    EXPORT(statx), EXPORT(fstatfs), EXPORT(readlinkat),
+    /* handle.c */
     EXPORT(nameToHandleAt), EXPORT(nameToHandleAtTry), EXPORT(openByHandleAt),
-    EXPORT(statx), EXPORT(fstatat), EXPORT(fstatfs),
-    EXPORT(mkdirat), EXPORT(mknodat), EXPORT(symlinkat), EXPORT(readlinkat), EXPORT(unlinkat),
-    EXPORT(renameat2), EXPORT(linkat), EXPORT(fchownat), EXPORT(fchmodat2), EXPORT(utimensat),
-    EXPORT(faccessat2),
-    EXPORT(ftruncate), EXPORT(fallocate), EXPORT(lseek), EXPORT(copyFileRange), EXPORT(fsync),
-    EXPORT(fdatasync), EXPORT(syncfs), EXPORT(pread), EXPORT(pwrite),
+    /* ns.c */
+    EXPORT(mkdirat), EXPORT(mknodat), EXPORT(symlinkat), EXPORT(unlinkat), EXPORT(renameat2),
+    EXPORT(linkat), EXPORT(fchownat), EXPORT(fchmodat2), EXPORT(utimensat), EXPORT(faccessat2),
+    /* io.c */
+    EXPORT(ftruncate), EXPORT(lseek), EXPORT(syncfs), EXPORT(pread), EXPORT(pwrite),
     EXPORT(preadAsync), EXPORT(pwriteAsync), EXPORT(fsyncAsync), EXPORT(copyFileRangeAsync),
-    EXPORT(fallocateAsync),
+    EXPORT(fallocateAsync), EXPORT(preadNowait), EXPORT(pwriteNowait), EXPORT(readNonblock),
+    /* dir.c */
     EXPORT(getdents64),
-    EXPORT(getxattr), EXPORT(getxattrTry), EXPORT(setxattr), EXPORT(listxattr), EXPORT(removexattr),
-    EXPORT(lgetxattr), EXPORT(lgetxattrTry), EXPORT(lsetxattr), EXPORT(llistxattr), EXPORT(lremovexattr),
-    EXPORT(fgetxattr), EXPORT(fgetxattrTry), EXPORT(fsetxattr), EXPORT(flistxattr), EXPORT(fremovexattr),
+    /* xattr.c */
+    EXPORT(getxattrTry), EXPORT(setxattr), EXPORT(listxattr), EXPORT(removexattr),
+    EXPORT(lgetxattr), EXPORT(lsetxattr), EXPORT(fgetxattrTry),
+    /* lock.c */
     EXPORT(ofdGetlk), EXPORT(ofdSetlk), EXPORT(ofdSetlkw), EXPORT(flock), EXPORT(flockWait),
-    EXPORT(getrlimitNofile), EXPORT(setrlimitNofile), EXPORT(capEffective), EXPORT(setfsuid),
-    EXPORT(setfsgid), EXPORT(gettid),
-    EXPORT(mount), EXPORT(umount2), EXPORT(fuseBackingOpen), EXPORT(fuseBackingClose),
-    EXPORT(makedev), EXPORT(socketpairUnix), EXPORT(recvFd), EXPORT(pollStart), EXPORT(pollStop), EXPORT(preadNowait), EXPORT(pwriteNowait), EXPORT(readNonblock),
+    /* proc.c */
+    EXPORT(getrlimitNofile), EXPORT(capEffective),
+    /* dev.c */
+    EXPORT(mount), EXPORT(umount2), EXPORT(fuseBackingOpen), EXPORT(fuseBackingClose), EXPORT(makedev),
+    EXPORT(socketpairUnix), EXPORT(recvFd),
+    /* poll.c */
+    EXPORT(pollStart), EXPORT(pollStop),
+    /* notify.c */
     EXPORT(fanotifyInit), EXPORT(fanotifyMark),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));

@@ -8,32 +8,31 @@
 
 /* fs.c */
 BINDING(openat); BINDING(openatTry); BINDING(openat2); BINDING(close); BINDING(fcntlInt);
-BINDING(statx); BINDING(fstatat); BINDING(fstatfs); BINDING(readlinkat);
+BINDING(statx); BINDING(fstatfs); BINDING(readlinkat);
 /* handle.c */
 BINDING(nameToHandleAt); BINDING(nameToHandleAtTry); BINDING(openByHandleAt);
 /* ns.c */
 BINDING(mkdirat); BINDING(mknodat); BINDING(symlinkat); BINDING(unlinkat); BINDING(renameat2);
 BINDING(linkat); BINDING(fchownat); BINDING(fchmodat2); BINDING(utimensat); BINDING(faccessat2);
 /* io.c */
-BINDING(ftruncate); BINDING(fallocate); BINDING(lseek); BINDING(copyFileRange); BINDING(fsync);
-BINDING(fdatasync); BINDING(syncfs); BINDING(pread); BINDING(pwrite);
+BINDING(ftruncate); BINDING(lseek); BINDING(syncfs); BINDING(pread); BINDING(pwrite);
 BINDING(preadAsync); BINDING(pwriteAsync); BINDING(fsyncAsync); BINDING(copyFileRangeAsync);
-BINDING(fallocateAsync);
+BINDING(fallocateAsync); BINDING(preadNowait); BINDING(pwriteNowait); BINDING(readNonblock);
 /* dir.c */
 BINDING(getdents64);
 /* xattr.c */
-BINDING(getxattr); BINDING(getxattrTry); BINDING(setxattr); BINDING(listxattr); BINDING(removexattr);
-BINDING(lgetxattr); BINDING(lgetxattrTry); BINDING(lsetxattr); BINDING(llistxattr); BINDING(lremovexattr);
-BINDING(fgetxattr); BINDING(fgetxattrTry); BINDING(fsetxattr); BINDING(flistxattr); BINDING(fremovexattr);
+BINDING(getxattrTry); BINDING(setxattr); BINDING(listxattr); BINDING(removexattr);
+BINDING(lgetxattr); BINDING(lsetxattr); BINDING(fgetxattrTry);
 /* lock.c */
 BINDING(ofdGetlk); BINDING(ofdSetlk); BINDING(ofdSetlkw); BINDING(flock); BINDING(flockWait);
 /* proc.c */
-BINDING(getrlimitNofile); BINDING(setrlimitNofile); BINDING(capEffective); BINDING(setfsuid);
-BINDING(setfsgid); BINDING(gettid);
+BINDING(getrlimitNofile); BINDING(capEffective);
 /* dev.c */
 BINDING(mount); BINDING(umount2); BINDING(fuseBackingOpen); BINDING(fuseBackingClose); BINDING(makedev);
-BINDING(socketpairUnix); BINDING(recvFd); BINDING(pollStart); BINDING(pollStop); BINDING(preadNowait); BINDING(pwriteNowait); BINDING(readNonblock);
-
+BINDING(socketpairUnix); BINDING(recvFd);
+/* poll.c */
+BINDING(pollStart); BINDING(pollStop);
+/* notify.c */
 BINDING(fanotifyInit); BINDING(fanotifyMark);
 
 #endif

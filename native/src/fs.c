@@ -1,4 +1,4 @@
-/* open/close/fcntl, stat family, readlinkat. */
+/* open/close/fcntl, statx, fstatfs, readlinkat. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "bindings.h"
@@ -124,46 +123,6 @@ BINDING(statx) {
   out[ST_MNT_ID] = stx.stx_mnt_id;
   out[ST_DIO_MEM_ALIGN] = stx.stx_dio_mem_align;
   out[ST_DIO_OFFSET_ALIGN] = stx.stx_dio_offset_align;
-  return js_undefined(env);
-}
-
-BINDING(fstatat) {
-  GET_ARGS(env, info, 4);
-  int32_t dirfd, flags;
-  uint64_t *out;
-  char name[NAME_BUF_SIZE];
-  ARG_I32(0, &dirfd);
-  ARG_NAME(1, "fstatat", name);
-  ARG_I32(2, &flags);
-  ARG_U64ARRAY(3, STAT_LEN, &out);
-  struct stat st;
-  if (fstatat(dirfd, name, &st, flags) < 0) return throw_errno(env, errno, "fstatat");
-  out[ST_MASK] = STATX_BASIC_STATS;
-  out[ST_BLKSIZE] = (uint64_t)st.st_blksize;
-  out[ST_ATTRIBUTES] = 0;
-  out[ST_NLINK] = st.st_nlink;
-  out[ST_UID] = st.st_uid;
-  out[ST_GID] = st.st_gid;
-  out[ST_MODE] = st.st_mode;
-  out[ST_INO] = st.st_ino;
-  out[ST_SIZE] = (uint64_t)st.st_size;
-  out[ST_BLOCKS] = (uint64_t)st.st_blocks;
-  out[ST_ATTRIBUTES_MASK] = 0;
-  out[ST_ATIME_SEC] = (uint64_t)st.st_atim.tv_sec;
-  out[ST_ATIME_NSEC] = (uint64_t)st.st_atim.tv_nsec;
-  out[ST_BTIME_SEC] = 0;
-  out[ST_BTIME_NSEC] = 0;
-  out[ST_CTIME_SEC] = (uint64_t)st.st_ctim.tv_sec;
-  out[ST_CTIME_NSEC] = (uint64_t)st.st_ctim.tv_nsec;
-  out[ST_MTIME_SEC] = (uint64_t)st.st_mtim.tv_sec;
-  out[ST_MTIME_NSEC] = (uint64_t)st.st_mtim.tv_nsec;
-  out[ST_RDEV_MAJOR] = major(st.st_rdev);
-  out[ST_RDEV_MINOR] = minor(st.st_rdev);
-  out[ST_DEV_MAJOR] = major(st.st_dev);
-  out[ST_DEV_MINOR] = minor(st.st_dev);
-  out[ST_MNT_ID] = 0;
-  out[ST_DIO_MEM_ALIGN] = 0;
-  out[ST_DIO_OFFSET_ALIGN] = 0;
   return js_undefined(env);
 }
 

@@ -80,10 +80,11 @@ static bool returns_count(enum io_op op) {
   return op == OP_PREAD || op == OP_PWRITE || op == OP_COPY_FILE_RANGE || op == OP_PREAD_NOWAIT || op == OP_PWRITE_NOWAIT;
 }
 
+/* pread/pwrite: the count, or throw. */
 static napi_value finish_sync(napi_env env, io_req *r) {
   run_io(r);
   if (r->err != 0) return throw_errno(env, r->err, op_syscall[r->op]);
-  return returns_count(r->op) ? js_int(env, r->result) : js_undefined(env);
+  return js_int(env, r->result);
 }
 
 static void io_execute(napi_env env, void *data) {
@@ -234,22 +235,6 @@ BINDING(pwriteAsync) {
   return start_async(env, r, argv[1]);
 }
 
-BINDING(fsync) {
-  GET_ARGS(env, info, 1);
-  int32_t fd;
-  ARG_I32(0, &fd);
-  io_req r = { .op = OP_FSYNC, .fd = fd };
-  return finish_sync(env, &r);
-}
-
-BINDING(fdatasync) {
-  GET_ARGS(env, info, 1);
-  int32_t fd;
-  ARG_I32(0, &fd);
-  io_req r = { .op = OP_FDATASYNC, .fd = fd };
-  return finish_sync(env, &r);
-}
-
 BINDING(fsyncAsync) {
   GET_ARGS(env, info, 2);
   int32_t fd;
@@ -262,56 +247,36 @@ BINDING(fsyncAsync) {
 }
 
 /* (fdIn, offIn, fdOut, offOut, len, flags); an offset of -1 uses (and advances) the file offset. */
-static bool cfr_args(napi_env env, napi_value *argv, io_req *r) {
+BINDING(copyFileRangeAsync) {
+  GET_ARGS(env, info, 6);
   int32_t fd_in, fd_out;
   int64_t off_in, off_out, len;
   uint32_t flags;
-  if (!arg_i32(env, argv[0], 0, &fd_in) || !arg_safe(env, argv[1], 1, &off_in) || !arg_i32(env, argv[2], 2, &fd_out) ||
-      !arg_safe(env, argv[3], 3, &off_out) || !arg_safe(env, argv[4], 4, &len) || !arg_u32(env, argv[5], 5, &flags))
-    return false;
-  if (off_in < -1) return throw_arg_range(env, 1, "an offset >= 0 or -1");
-  if (off_out < -1) return throw_arg_range(env, 3, "an offset >= 0 or -1");
-  if (len < 0) return throw_arg_range(env, 4, "a length >= 0");
-  *r = (io_req){ .op = OP_COPY_FILE_RANGE, .fd = fd_in, .pos = off_in, .fd_out = fd_out, .pos_out = off_out,
-                 .length = len, .flags = flags };
-  return true;
-}
-
-BINDING(copyFileRange) {
-  GET_ARGS(env, info, 6);
-  io_req r;
-  if (!cfr_args(env, argv, &r)) return NULL;
-  return finish_sync(env, &r);
-}
-
-BINDING(copyFileRangeAsync) {
-  GET_ARGS(env, info, 6);
-  io_req init, *r;
-  if (!cfr_args(env, argv, &init) || (r = alloc_req(env, &init)) == NULL) return NULL;
+  ARG_I32(0, &fd_in);
+  ARG_SAFE(1, &off_in);
+  ARG_I32(2, &fd_out);
+  ARG_SAFE(3, &off_out);
+  ARG_SAFE(4, &len);
+  ARG_U32(5, &flags);
+  if (off_in < -1) { throw_arg_range(env, 1, "an offset >= 0 or -1"); return NULL; }
+  if (off_out < -1) { throw_arg_range(env, 3, "an offset >= 0 or -1"); return NULL; }
+  if (len < 0) { throw_arg_range(env, 4, "a length >= 0"); return NULL; }
+  io_req init = { .op = OP_COPY_FILE_RANGE, .fd = fd_in, .pos = off_in, .fd_out = fd_out, .pos_out = off_out,
+                  .length = len, .flags = flags }, *r;
+  if ((r = alloc_req(env, &init)) == NULL) return NULL;
   return start_async(env, r, NULL);
-}
-
-static bool fallocate_args(napi_env env, napi_value *argv, io_req *r) {
-  int32_t fd, mode;
-  int64_t off, len;
-  if (!arg_i32(env, argv[0], 0, &fd) || !arg_i32(env, argv[1], 1, &mode) || !arg_safe(env, argv[2], 2, &off) ||
-      !arg_safe(env, argv[3], 3, &len))
-    return false;
-  *r = (io_req){ .op = OP_FALLOCATE, .fd = fd, .mode = mode, .pos = off, .length = len };
-  return true;
-}
-
-BINDING(fallocate) {
-  GET_ARGS(env, info, 4);
-  io_req r;
-  if (!fallocate_args(env, argv, &r)) return NULL;
-  return finish_sync(env, &r);
 }
 
 BINDING(fallocateAsync) {
   GET_ARGS(env, info, 4);
-  io_req init, *r;
-  if (!fallocate_args(env, argv, &init) || (r = alloc_req(env, &init)) == NULL) return NULL;
+  int32_t fd, mode;
+  int64_t off, len;
+  ARG_I32(0, &fd);
+  ARG_I32(1, &mode);
+  ARG_SAFE(2, &off);
+  ARG_SAFE(3, &len);
+  io_req init = { .op = OP_FALLOCATE, .fd = fd, .mode = mode, .pos = off, .length = len }, *r;
+  if ((r = alloc_req(env, &init)) == NULL) return NULL;
   return start_async(env, r, NULL);
 }
 

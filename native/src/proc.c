@@ -1,7 +1,6 @@
-/* Process and thread state: RLIMIT_NOFILE, capabilities, fsuid/fsgid, tid. */
+/* Process state: RLIMIT_NOFILE and capabilities. */
 #include <errno.h>
 #include <linux/capability.h>
-#include <sys/fsuid.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -28,21 +27,6 @@ BINDING(getrlimitNofile) {
   return arr;
 }
 
-BINDING(setrlimitNofile) {
-  GET_ARGS(env, info, 2);
-  int64_t soft, hard;
-  ARG_SAFE(0, &soft);
-  ARG_SAFE(1, &hard);
-  if (soft < -1) { throw_arg_range(env, 0, "a limit >= 0 or -1"); return NULL; }
-  if (hard < -1) { throw_arg_range(env, 1, "a limit >= 0 or -1"); return NULL; }
-  struct rlimit rl = {
-    .rlim_cur = soft == -1 ? RLIM_INFINITY : (rlim_t)soft,
-    .rlim_max = hard == -1 ? RLIM_INFINITY : (rlim_t)hard,
-  };
-  if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return throw_errno(env, errno, "setrlimit");
-  return js_undefined(env);
-}
-
 BINDING(capEffective) {
   GET_ARGS(env, info, 1);
   uint32_t cap;
@@ -52,24 +36,4 @@ BINDING(capEffective) {
   struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
   if (syscall(SYS_capget, &hdr, data) < 0) return throw_errno(env, errno, "capget");
   return js_bool(env, (data[cap / 32].effective >> (cap % 32)) & 1u);
-}
-
-/* setfsuid/setfsgid return the previous value and never fail with -1 (failure = unchanged). */
-BINDING(setfsuid) {
-  GET_ARGS(env, info, 1);
-  uint32_t uid;
-  ARG_ID(0, &uid);
-  return js_int(env, (uint32_t)setfsuid((uid_t)uid));
-}
-
-BINDING(setfsgid) {
-  GET_ARGS(env, info, 1);
-  uint32_t gid;
-  ARG_ID(0, &gid);
-  return js_int(env, (uint32_t)setfsgid((gid_t)gid));
-}
-
-BINDING(gettid) {
-  (void)info; /* extra arguments are ignored, as in JS */
-  return js_int(env, gettid());
 }

@@ -16,6 +16,7 @@
  * Protocol version quirks (which size applies to which minor) live in codec.ts, not here.
  */
 import type * as T from '../fs/types.js';
+import { STATX_BASIC_STATS, STATX_BTIME } from '../sys/constants.js';
 
 /** The protocol version this server speaks (Linux 6.18: 7.45). */
 export const FUSE_KERNEL_VERSION = 7;
@@ -28,9 +29,9 @@ export const FUSE_MIN_READ_BUFFER = 8192;
 /** Largest positive errno the kernel accepts in out_header.error (it rejects error <= -512). */
 export const MAX_ERRNO = 511;
 
-export type Scalar = 'u16' | 'u32' | 'i32' | 'u64' | 'i64';
+type Scalar = 'u16' | 'u32' | 'i32' | 'u64' | 'i64';
 /** [name, scalar type, array count?] or [name, nested struct] */
-export type FieldDef = readonly [string, Scalar] | readonly [string, Scalar, number] | readonly [string, Struct];
+type FieldDef = readonly [string, Scalar] | readonly [string, Scalar, number] | readonly [string, Struct];
 
 export interface Struct {
   readonly NAME: string;
@@ -84,14 +85,10 @@ export const EntryOut = struct('EntryOut', 128, [
   ['nodeid', 'u64'], ['generation', 'u64'], ['entry_valid', 'u64'], ['attr_valid', 'u64'],
   ['entry_valid_nsec', 'u32'], ['attr_valid_nsec', 'u32'], ['attr', Attr],
 ]);
-/** EntryOut before 7.9 (no attr.blksize/flags). */
-export const FUSE_COMPAT_ENTRY_OUT_SIZE = 120;
 export const AttrOut = struct('AttrOut', 104, [
   ['attr_valid', 'u64'], ['attr_valid_nsec', 'u32'], ['dummy', 'u32'], ['attr', Attr],
 ]);
-/** AttrOut before 7.9. */
-export const FUSE_COMPAT_ATTR_OUT_SIZE = 96;
-/** GETATTR argument (7.9+); `fh` is valid when getattr_flags has FUSE_GETATTR_FH. */
+/** GETATTR argument; `fh` is valid when getattr_flags has FUSE_GETATTR_FH. */
 export const GetattrIn = struct('GetattrIn', 16, [['getattr_flags', 'u32'], ['dummy', 'u32'], ['fh', 'u64']]);
 
 /** SETATTR argument; `valid` is the FATTR_* mask telling which fields are meaningful. */
@@ -126,9 +123,8 @@ export const ForgetIn = struct('ForgetIn', 8, [['nlookup', 'u64']]);
 export const ForgetOne = struct('ForgetOne', 16, [['nodeid', 'u64'], ['nlookup', 'u64']]);
 /** Followed by `count` ForgetOne records. */
 export const BatchForgetIn = struct('BatchForgetIn', 8, [['count', 'u32'], ['dummy', 'u32']]);
-/** MKNOD argument, followed by the name. Before 7.12 it was 8 bytes (no umask). */
+/** MKNOD argument, followed by the name. */
 export const MknodIn = struct('MknodIn', 16, [['mode', 'u32'], ['rdev', 'u32'], ['umask', 'u32'], ['padding', 'u32']]);
-export const FUSE_COMPAT_MKNOD_IN_SIZE = 8;
 export const MkdirIn = struct('MkdirIn', 8, [['mode', 'u32'], ['umask', 'u32']]);
 /** RENAME argument, followed by oldname and newname. */
 export const RenameIn = struct('RenameIn', 8, [['newdir', 'u64']]);
@@ -153,12 +149,11 @@ export const ReadIn = struct('ReadIn', 40, [
   ['fh', 'u64'], ['offset', 'u64'], ['size', 'u32'], ['read_flags', 'u32'], ['lock_owner', 'u64'],
   ['flags', 'u32'], ['padding', 'u32'],
 ]);
-/** WRITE argument, followed by `size` bytes of data. 24 bytes before 7.9. */
+/** WRITE argument, followed by `size` bytes of data. */
 export const WriteIn = struct('WriteIn', 40, [
   ['fh', 'u64'], ['offset', 'u64'], ['size', 'u32'], ['write_flags', 'u32'], ['lock_owner', 'u64'],
   ['flags', 'u32'], ['padding', 'u32'],
 ]);
-export const FUSE_COMPAT_WRITE_IN_SIZE = 24;
 export const WriteOut = struct('WriteOut', 8, [['size', 'u32'], ['padding', 'u32']]);
 export const FsyncIn = struct('FsyncIn', 16, [['fh', 'u64'], ['fsync_flags', 'u32'], ['padding', 'u32']]);
 export const FallocateIn = struct('FallocateIn', 32, [
@@ -210,11 +205,10 @@ export const SyncfsIn = struct('SyncfsIn', 8, [['padding', 'u64']]);
 export const InitIn = struct('InitIn', 64, [
   ['major', 'u32'], ['minor', 'u32'], ['max_readahead', 'u32'], ['flags', 'u32'], ['flags2', 'u32'], ['unused', 'u32', 11],
 ]);
-export const FUSE_COMPAT_INIT_IN_SIZE = 16;
 /**
  * INIT reply. flags2 carries capability bits 32..63 (with FUSE_INIT_EXT), max_stack_depth is for
  * FUSE_PASSTHROUGH (7.40), request_timeout seconds for FUSE_REQUEST_TIMEOUT (7.43).
- * Only 24 bytes for minor <= 22 and 8 bytes before 7.5 (codec.ts).
+ * Only 24 bytes for minors 12 to 22 (codec.ts).
  */
 export const InitOut = struct('InitOut', 64, [
   ['major', 'u32'], ['minor', 'u32'], ['max_readahead', 'u32'], ['flags', 'u32'], ['max_background', 'u16'],
@@ -222,12 +216,10 @@ export const InitOut = struct('InitOut', 64, [
   ['map_alignment', 'u16'], ['flags2', 'u32'], ['max_stack_depth', 'u32'], ['request_timeout', 'u16'],
   ['unused', 'u16', 11],
 ]);
-export const FUSE_COMPAT_INIT_OUT_SIZE = 8;
 export const FUSE_COMPAT_22_INIT_OUT_SIZE = 24;
 /** INTERRUPT argument: the unique of the request to interrupt. */
 export const InterruptIn = struct('InterruptIn', 8, [['unique', 'u64']]);
 export const BmapIn = struct('BmapIn', 16, [['block', 'u64'], ['blocksize', 'u32'], ['padding', 'u32']]);
-export const BmapOut = struct('BmapOut', 8, [['block', 'u64']]);
 export const IoctlIn = struct('IoctlIn', 32, [
   ['fh', 'u64'], ['flags', 'u32'], ['cmd', 'u32'], ['arg', 'u64'], ['in_size', 'u32'], ['out_size', 'u32'],
 ]);
@@ -242,15 +234,6 @@ export const Dirent = struct('Dirent', 24, [['ino', 'u64'], ['off', 'u64'], ['na
 export const Direntplus = struct('Direntplus', 152, [['entry_out', EntryOut], ['dirent', Dirent]]);
 /** Round up to the 8-byte record alignment of READDIR/READDIRPLUS. */
 export const direntAlign = (n: number): number => (n + 7) & ~7;
-
-/** Every struct of this module, for the size test and tooling. */
-export const STRUCTS: readonly Struct[] = [
-  InHeader, OutHeader, Attr, EntryOut, AttrOut, GetattrIn, SetattrIn, SxTime, Statx, StatxIn, StatxOut,
-  ForgetIn, ForgetOne, BatchForgetIn, MknodIn, MkdirIn, RenameIn, Rename2In, LinkIn, OpenIn, CreateIn, OpenOut,
-  ReleaseIn, FlushIn, ReadIn, WriteIn, WriteOut, FsyncIn, FallocateIn, LseekIn, LseekOut, CopyFileRangeIn,
-  CopyFileRangeOut, FileLock, LkIn, LkOut, SetxattrIn, GetxattrIn, GetxattrOut, AccessIn, Kstatfs, StatfsOut,
-  SyncfsIn, InitIn, InitOut, InterruptIn, BmapIn, BmapOut, IoctlIn, PollIn, Dirent, Direntplus,
-];
 
 // ---------------------------------------------------------------------------------------------
 // Generic read/write (cold paths: INIT, tests, tracing). Arrays read as their first element's type
@@ -299,7 +282,7 @@ export function writeStruct(s: Struct, b: Buffer, off: number, v: Readonly<Recor
   }
 }
 
-/** Encode a struct into a fresh buffer (tests, INIT). */
+/** Encode a struct into a fresh buffer (request builders: tests, scripts/bench-requests.mjs). */
 export function encodeStruct(s: Struct, v: Readonly<Record<string, unknown>>): Buffer {
   const b = Buffer.allocUnsafe(s.SIZE);
   writeStruct(s, b, 0, v);
@@ -352,11 +335,6 @@ export function readU64Num(b: Buffer, o: number): number {
 /** Kernel new_encode_dev(): the 32-bit dev_t encoding of fuse_attr.rdev. */
 export function newEncodeDev(major: number, minor: number): number {
   return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
-}
-
-/** Kernel new_decode_dev(), the inverse of newEncodeDev (mknod's rdev argument). */
-export function newDecodeDev(dev: number): { major: number; minor: number } {
-  return { major: (dev & 0xfff00) >>> 8, minor: ((dev & 0xff) | ((dev >>> 12) & 0xfff00)) >>> 0 };
 }
 
 /** Split a cache timeout in milliseconds into the wire's seconds + nanoseconds (0 for junk). */
@@ -426,10 +404,7 @@ function writeSxTime(b: Buffer, o: number, t: { sec: bigint; nsec: number } | nu
   b.writeInt32LE(0, o + SxTime.__reserved);
 }
 
-/** STATX_BASIC_STATS; STATX_BTIME added when the host reported a birth time. */
-export const STATX_BASIC_STATS = 0x7ff;
-export const STATX_BTIME = 0x800;
-
+/** fuse_statx with mask STATX_BASIC_STATS, plus STATX_BTIME when the host reported a birth time. */
 export function writeStatxOut(b: Buffer, o: number, r: T.AttrReply): void {
   writeTimeout(b, r.attrTimeoutMs, o + StatxOut.attr_valid, o + StatxOut.attr_valid_nsec);
   b.fill(0, o + StatxOut.flags, o + StatxOut.stat);

@@ -3,14 +3,14 @@
  * were read from the buffer (virtiofsd checked_sub, go-fuse parseRequest): a client that lies
  * about a length gets a ProtocolError, never an out-of-bounds read.
  *
- * Version quirks live here, each with a comment: the sizes of EntryOut/AttrOut before 7.9,
- * InitOut before 7.23, the INIT argument before 7.36 and SetxattrIn without SETXATTR_EXT.
+ * Version quirks of the minors we accept (7.12 and later) live here, each with a comment: the size
+ * of InitOut up to 7.22, the INIT argument before 7.36 and SetxattrIn without SETXATTR_EXT.
  */
 import { E, ProtocolError } from '../errors.js';
 import type { Context } from '../fs/types.js';
 import {
-  AttrOut, EntryOut, FUSE_COMPAT_22_INIT_OUT_SIZE, FUSE_COMPAT_ATTR_OUT_SIZE, FUSE_COMPAT_ENTRY_OUT_SIZE,
-  FUSE_COMPAT_INIT_OUT_SIZE, FUSE_COMPAT_SETXATTR_IN_SIZE, InHeader, InitIn, InitOut, OutHeader, r64, SetxattrIn, w64,
+  FUSE_COMPAT_22_INIT_OUT_SIZE, FUSE_COMPAT_SETXATTR_IN_SIZE, InHeader, InitIn, InitOut, MAX_ERRNO, OutHeader, r64,
+  SetxattrIn, w64,
   type Struct,
 } from './abi.js';
 
@@ -34,7 +34,7 @@ export interface Request {
 export const IN = InHeader.SIZE;
 
 /** What the codec needs to know about the negotiated connection. */
-export interface WireVersion {
+interface WireVersion {
   minor: number;
   setxattrExt: boolean;
 }
@@ -126,10 +126,10 @@ export function writeReplyHeader(b: Buffer, unique: bigint): Buffer {
 
 /**
  * An error reply. `errno` is positive up to here; this is the one place where the sign flips.
- * Values the kernel would reject (<= 0 or >= 512) become EIO.
+ * Values the kernel would reject (not an integer in 1..MAX_ERRNO) become EIO.
  */
 export function encodeError(unique: bigint, errno: number): Buffer {
-  const e = errno > 0 && errno < 512 && Number.isInteger(errno) ? errno : E.EIO;
+  const e = Number.isInteger(errno) && errno > 0 && errno <= MAX_ERRNO ? errno : E.EIO;
   const b = Buffer.allocUnsafe(OutHeader.SIZE);
   b.writeUInt32LE(OutHeader.SIZE, OutHeader.len);
   b.writeInt32LE(-e, OutHeader.error);
@@ -145,7 +145,12 @@ export function encodeReply(unique: bigint, payload?: Buffer | null): Buffer {
   return b;
 }
 
-/** Shrink a reply to `len` bytes (compat struct sizes), fixing the header. */
+/** The error of an encoded reply, as the positive errno (0 for success). */
+export function replyErrno(b: Buffer): number {
+  return -b.readInt32LE(OutHeader.error);
+}
+
+/** Shrink a reply to `len` bytes (a listing shorter than its buffer, InitOut of older minors), fixing the header. */
 export function truncateReply(b: Buffer, len: number): Buffer {
   if (len >= b.length) return b;
   const t = b.subarray(0, len);
@@ -153,21 +158,11 @@ export function truncateReply(b: Buffer, len: number): Buffer {
   return t;
 }
 
-/** The error of an encoded reply, as the positive errno (0 for success). */
-export function replyErrno(b: Buffer): number {
-  return -b.readInt32LE(OutHeader.error);
-}
-
-/** EntryOut size on the wire: before 7.9 fuse_attr had no blksize/flags (8 bytes shorter). */
-export const entryOutSize = (minor: number): number => (minor < 9 ? FUSE_COMPAT_ENTRY_OUT_SIZE : EntryOut.SIZE);
-/** AttrOut size on the wire: before 7.9, 8 bytes shorter for the same reason. */
-export const attrOutSize = (minor: number): number => (minor < 9 ? FUSE_COMPAT_ATTR_OUT_SIZE : AttrOut.SIZE);
-/** InitOut size: 8 bytes before 7.5, 24 bytes up to 7.22 (no time_gran/max_pages/flags2...), then 64. */
-export const initOutSize = (minor: number): number =>
-  minor < 5 ? FUSE_COMPAT_INIT_OUT_SIZE : minor <= 22 ? FUSE_COMPAT_22_INIT_OUT_SIZE : InitOut.SIZE;
+/** InitOut size: 24 bytes up to 7.22 (no time_gran/max_pages/flags2...), then 64. */
+export const initOutSize = (minor: number): number => (minor <= 22 ? FUSE_COMPAT_22_INIT_OUT_SIZE : InitOut.SIZE);
 
 /** Header fields of a request built by encodeRequest (tests, transports' self-tests). */
-export interface RequestHeader {
+interface RequestHeader {
   opcode: number;
   unique: bigint;
   nodeid?: bigint;

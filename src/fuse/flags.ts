@@ -1,7 +1,7 @@
 /**
- * Bit constants of the FUSE protocol, kernel names (include/uapi/linux/fuse.h), and their names for
- * debug output. INIT capability bits are bigint: bits 32..63 travel in init_in/init_out.flags2
- * (only when FUSE_INIT_EXT is set on both sides).
+ * Bit constants of the FUSE protocol, kernel names (include/uapi/linux/fuse.h), and the INIT
+ * capability names for debug output. INIT capability bits are bigint: bits 32..63 travel in
+ * init_in/init_out.flags2 (only when FUSE_INIT_EXT is set on both sides).
  *
  * FOPEN_*, FATTR_* and WRITE_* are the domain constants of src/fs/types.ts (same values as the
  * kernel's), re-exported here so that fuse/ code has one place to import bits from.
@@ -14,7 +14,6 @@ export {
   WRITE_CACHE as FUSE_WRITE_CACHE, WRITE_LOCKOWNER as FUSE_WRITE_LOCKOWNER,
   WRITE_KILL_SUIDGID as FUSE_WRITE_KILL_SUIDGID,
 } from '../fs/types.js';
-import { FOPEN_PASSTHROUGH } from '../fs/types.js';
 
 // INIT request/reply capability bits -------------------------------------------------------------
 
@@ -80,7 +79,7 @@ export const FUSE_ALLOW_IDMAP = 1n << 40n;
 export const FUSE_OVER_IO_URING = 1n << 41n;
 export const FUSE_REQUEST_TIMEOUT = 1n << 42n;
 
-export const INIT_FLAG_NAMES: ReadonlyArray<readonly [bigint, string]> = [
+const INIT_FLAG_NAMES: ReadonlyArray<readonly [bigint, string]> = [
   [FUSE_ASYNC_READ, 'ASYNC_READ'], [FUSE_POSIX_LOCKS, 'POSIX_LOCKS'], [FUSE_FILE_OPS, 'FILE_OPS'],
   [FUSE_ATOMIC_O_TRUNC, 'ATOMIC_O_TRUNC'], [FUSE_EXPORT_SUPPORT, 'EXPORT_SUPPORT'],
   [FUSE_BIG_WRITES, 'BIG_WRITES'], [FUSE_DONT_MASK, 'DONT_MASK'], [FUSE_SPLICE_WRITE, 'SPLICE_WRITE'],
@@ -123,30 +122,16 @@ export const FUSE_SETXATTR_ACL_KILL_SGID = 1 << 0;
 export const FUSE_ATTR_SUBMOUNT = 1 << 0;
 export const FUSE_ATTR_DAX = 1 << 1;
 
-const FOPEN_NAMES: ReadonlyArray<readonly [number, string]> = [
-  [1 << 0, 'DIRECT_IO'], [1 << 1, 'KEEP_CACHE'], [1 << 2, 'NONSEEKABLE'], [1 << 3, 'CACHE_DIR'],
-  [1 << 4, 'STREAM'], [1 << 5, 'NOFLUSH'], [1 << 6, 'PARALLEL_DIRECT_WRITES'], [FOPEN_PASSTHROUGH, 'PASSTHROUGH'],
-];
-const FATTR_NAMES: ReadonlyArray<readonly [number, string]> = [
-  [1 << 0, 'MODE'], [1 << 1, 'UID'], [1 << 2, 'GID'], [1 << 3, 'SIZE'], [1 << 4, 'ATIME'], [1 << 5, 'MTIME'],
-  [1 << 6, 'FH'], [1 << 7, 'ATIME_NOW'], [1 << 8, 'MTIME_NOW'], [1 << 9, 'LOCKOWNER'], [1 << 10, 'CTIME'],
-  [1 << 11, 'KILL_SUIDGID'],
-];
-
-function names<T extends number | bigint>(v: T, table: ReadonlyArray<readonly [T, string]>, zero: T): string {
+/** "ASYNC_READ|POSIX_LOCKS|0x1000000000" */
+export function initFlagNames(f: bigint): string {
   const out: string[] = [];
-  let rest = v;
-  for (const [bit, name] of table) {
-    if ((v & bit) !== zero) {
+  let rest = f;
+  for (const [bit, name] of INIT_FLAG_NAMES) {
+    if (f & bit) {
       out.push(name);
-      rest = (rest & ~bit) as T;
+      rest &= ~bit;
     }
   }
-  if (rest !== zero) out.push(`0x${rest.toString(16)}`);
+  if (rest) out.push(`0x${rest.toString(16)}`);
   return out.length ? out.join('|') : '0';
 }
-
-/** "ASYNC_READ|POSIX_LOCKS|0x1000000000" */
-export const initFlagNames = (f: bigint): string => names(f, INIT_FLAG_NAMES, 0n);
-export const fopenNames = (f: number): string => names(f, FOPEN_NAMES, 0);
-export const fattrNames = (f: number): string => names(f, FATTR_NAMES, 0);

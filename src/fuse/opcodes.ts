@@ -18,7 +18,7 @@ import {
   readFileLock, readSetattrIn, readU64Num, r64, w64, writeAttrOut, writeEntryOut, writeFileLock, writeKstatfs, writeOpenOut,
   writeStatxOut, writeU64, type Struct,
 } from './abi.js';
-import { allocReply, encodeReply, IN, truncateReply, writeReplyHeader, type Request } from './codec.js';
+import { allocReply, encodeReply, IN, writeReplyHeader, type Request } from './codec.js';
 import { DirentList } from './dirent-list.js';
 import { FOPEN_PASSTHROUGH, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_LK_FLOCK, FUSE_RELEASE_FLOCK_UNLOCK } from './flags.js';
 
@@ -51,16 +51,13 @@ export interface Conn {
   minor: number;
   setxattrExt: boolean;
   passthrough: boolean;
-  /** EntryOut / AttrOut bytes on the wire for this minor (codec.ts). */
-  entrySize: number;
-  attrSize: number;
   /** Largest READ size the kernel may ask for (max_pages pages); bigger is a malformed request. */
   maxRead: number;
   /** Cap for READDIR buffers and xattr sizes we allocate for. */
   maxReply: number;
 }
 
-export type Handler = (s: Session, r: Request) => Promise<Buffer | null>;
+type Handler = (s: Session, r: Request) => Promise<Buffer | null>;
 
 export interface OpcodeRow {
   readonly name: string;
@@ -92,16 +89,16 @@ function payload(r: Request, size: number): Buffer {
 
 const ok = (r: Request): Buffer => allocReply(r.unique, 0);
 
-function entryReply(s: Session, r: Request, e: Entry): Buffer {
+function entryReply(r: Request, e: Entry): Buffer {
   const b = allocReply(r.unique, EntryOut.SIZE);
   writeEntryOut(b, OutHeader.SIZE, e);
-  return truncateReply(b, OutHeader.SIZE + s.conn.entrySize);
+  return b;
 }
 
-function attrReply(s: Session, r: Request, a: AttrReply): Buffer {
+function attrReply(r: Request, a: AttrReply): Buffer {
   const b = allocReply(r.unique, AttrOut.SIZE);
   writeAttrOut(b, OutHeader.SIZE, a);
-  return truncateReply(b, OutHeader.SIZE + s.conn.attrSize);
+  return b;
 }
 
 /** FOPEN_PASSTHROUGH is only meaningful when negotiated; otherwise it is dropped with the backing id. */
@@ -115,13 +112,12 @@ function openReply(s: Session, r: Request, o: OpenOutT): Buffer {
   return b;
 }
 
-/** CREATE and TMPFILE: EntryOut (compat size for old minors) followed by OpenOut. */
+/** CREATE and TMPFILE: EntryOut followed by OpenOut. */
 function createReply(s: Session, r: Request, c: CreateOut): Buffer {
   const b = allocReply(r.unique, EntryOut.SIZE + OpenOut.SIZE);
   writeEntryOut(b, OutHeader.SIZE, c.entry);
-  const o = OutHeader.SIZE + s.conn.entrySize;
-  writeOpenOut(b, o, s.conn.passthrough ? c.open : { fh: c.open.fh, openFlags: 0 }, openFlags(s, c.open));
-  return truncateReply(b, o + OpenOut.SIZE);
+  writeOpenOut(b, OutHeader.SIZE + EntryOut.SIZE, s.conn.passthrough ? c.open : { fh: c.open.fh, openFlags: 0 }, openFlags(s, c.open));
+  return b;
 }
 
 function u32Reply(r: Request, v: number): Buffer {
@@ -143,7 +139,7 @@ function xattrReply(r: Request, size: number, x: XattrReply): Buffer {
 // ---------------------------------------------------------------------------------------------
 // Handlers, in opcode order
 
-const hLookup: Handler = async (s, r) => entryReply(s, r, await s.fs.lookup(r.ctx, r.nodeid, r.name1!));
+const hLookup: Handler = async (s, r) => entryReply(r, await s.fs.lookup(r.ctx, r.nodeid, r.name1!));
 
 const hForget: Handler = async (s, r) => {
   s.fs.forget(r.ctx, r.nodeid, u64(r, ForgetIn.nlookup));
@@ -152,24 +148,24 @@ const hForget: Handler = async (s, r) => {
 
 const hGetattr: Handler = async (s, r) => {
   const fh = u32(r, GetattrIn.getattr_flags) & FUSE_GETATTR_FH ? u64(r, GetattrIn.fh) : undefined;
-  return attrReply(s, r, await s.fs.getattr(r.ctx, r.nodeid, fh));
+  return attrReply(r, await s.fs.getattr(r.ctx, r.nodeid, fh));
 };
 
-const hSetattr: Handler = async (s, r) => attrReply(s, r, await s.fs.setattr(r.ctx, r.nodeid, readSetattrIn(r.buf, IN)));
+const hSetattr: Handler = async (s, r) => attrReply(r, await s.fs.setattr(r.ctx, r.nodeid, readSetattrIn(r.buf, IN)));
 
 const hReadlink: Handler = async (s, r) => encodeReply(r.unique, await s.fs.readlink(r.ctx, r.nodeid));
 
 /** Names: the new link's name, then the target. */
-const hSymlink: Handler = async (s, r) => entryReply(s, r, await s.fs.symlink(r.ctx, r.name2!, r.nodeid, r.name1!));
+const hSymlink: Handler = async (s, r) => entryReply(r, await s.fs.symlink(r.ctx, r.name2!, r.nodeid, r.name1!));
 
-/** rdev is passed as the kernel sent it: new_encode_dev(), which is also what mknod(2) takes. */
+/** rdev is passed as the kernel sent it (new_encode_dev()); the filesystem decodes it. */
 const hMknod: Handler = async (s, r) => {
   const e = await s.fs.mknod(r.ctx, r.nodeid, r.name1!, u32(r, MknodIn.mode), u32(r, MknodIn.rdev), u32(r, MknodIn.umask));
-  return entryReply(s, r, e);
+  return entryReply(r, e);
 };
 
 const hMkdir: Handler = async (s, r) =>
-  entryReply(s, r, await s.fs.mkdir(r.ctx, r.nodeid, r.name1!, u32(r, MkdirIn.mode), u32(r, MkdirIn.umask)));
+  entryReply(r, await s.fs.mkdir(r.ctx, r.nodeid, r.name1!, u32(r, MkdirIn.mode), u32(r, MkdirIn.umask)));
 
 const hUnlink: Handler = async (s, r) => {
   await s.fs.unlink(r.ctx, r.nodeid, r.name1!);
@@ -187,7 +183,7 @@ const hRename: Handler = async (s, r) => {
 };
 
 /** The request's nodeid is the new parent; LinkIn names the existing node. */
-const hLink: Handler = async (s, r) => entryReply(s, r, await s.fs.link(r.ctx, u64(r, LinkIn.oldnodeid), r.nodeid, r.name1!));
+const hLink: Handler = async (s, r) => entryReply(r, await s.fs.link(r.ctx, u64(r, LinkIn.oldnodeid), r.nodeid, r.name1!));
 
 /** open_flags bit 0 is FUSE_OPEN_KILL_SUIDGID (HANDLE_KILLPRIV_V2). */
 const hOpen: Handler = async (s, r) => openReply(s, r, await s.fs.open(r.ctx, r.nodeid, u32(r, OpenIn.flags), (u32(r, OpenIn.open_flags) & 1) !== 0));

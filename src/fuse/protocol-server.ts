@@ -21,12 +21,13 @@ import type { Logger } from 'pino';
 import { E, FsError, ProtocolError, toErrno } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import { childLogger, LogOnce } from '../log.js';
+import { PAGE_SIZE, XATTR_SIZE_MAX } from '../sys/constants.js';
 import {
   FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MIN_MINOR_VERSION, FUSE_MIN_READ_BUFFER, InitIn, InitOut,
   InterruptIn, OutHeader, writeStruct,
 } from './abi.js';
 import {
-  allocReply, attrOutSize, encodeError, entryOutSize, IN, initOutSize, inSize, parseArgs, parseHeader, truncateReply,
+  allocReply, encodeError, IN, initOutSize, inSize, parseArgs, parseHeader, truncateReply,
   type Request,
 } from './codec.js';
 import {
@@ -54,7 +55,7 @@ export interface ProtocolOptions {
   timeGran?: number;
 }
 
-export const DEFAULT_PROTOCOL_OPTIONS: Readonly<ProtocolOptions> = Object.freeze({
+const DEFAULT_PROTOCOL_OPTIONS: Readonly<ProtocolOptions> = Object.freeze({
   maxWrite: 1 << 20,
   writeback: false,
   passthrough: false,
@@ -63,7 +64,7 @@ export const DEFAULT_PROTOCOL_OPTIONS: Readonly<ProtocolOptions> = Object.freeze
 });
 
 /** What INIT settled on. */
-export interface Negotiated {
+interface Negotiated {
   major: number;
   minor: number;
   /** capability bits both sides agreed on (flags | flags2 << 32) */
@@ -72,12 +73,9 @@ export interface Negotiated {
   maxReadahead: number;
 }
 
-const PAGE = 4096;
 /** Kernel default pages per request without FUSE_MAX_PAGES (FUSE_DEFAULT_MAX_PAGES_PER_REQ). */
 const DEFAULT_MAX_PAGES = 32;
 const MAX_PAGES_LIMIT = 0xffff;
-/** XATTR_SIZE_MAX: the largest xattr value or list the kernel asks for. */
-const XATTR_SIZE_MAX = 65536;
 /** Interrupts for requests that already completed would otherwise accumulate. */
 const MAX_INTERRUPTS = 4096;
 
@@ -88,8 +86,8 @@ const BASE_FLAGS =
   FUSE_HANDLE_KILLPRIV_V2 | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_SETXATTR_EXT | FUSE_INIT_EXT;
 
 function validate(o: ProtocolOptions): ProtocolOptions {
-  if (!Number.isInteger(o.maxWrite) || o.maxWrite < PAGE || o.maxWrite > MAX_PAGES_LIMIT * PAGE) {
-    throw new RangeError(`maxWrite must be an integer between ${PAGE} and ${MAX_PAGES_LIMIT * PAGE}, got ${o.maxWrite}`);
+  if (!Number.isInteger(o.maxWrite) || o.maxWrite < PAGE_SIZE || o.maxWrite > MAX_PAGES_LIMIT * PAGE_SIZE) {
+    throw new RangeError(`maxWrite must be an integer between ${PAGE_SIZE} and ${MAX_PAGES_LIMIT * PAGE_SIZE}, got ${o.maxWrite}`);
   }
   for (const k of ['maxBackground', 'congestionThreshold'] as const) {
     const v = o[k];
@@ -160,7 +158,7 @@ export class ProtocolServer implements Session {
 
   /** Recommended read buffer for the transport: max_write + a page for headers, at least 8 KiB. */
   bufferSize(): number {
-    return Math.max(FUSE_MIN_READ_BUFFER, this.opts.maxWrite + PAGE);
+    return Math.max(FUSE_MIN_READ_BUFFER, this.opts.maxWrite + PAGE_SIZE);
   }
 
   /** Handle one request; resolves to the reply or null (no reply). Never rejects. */
@@ -242,14 +240,12 @@ export class ProtocolServer implements Session {
   }
 
   private makeConn(minor: number, flags: bigint): Conn {
-    const maxPages = flags & FUSE_MAX_PAGES ? Math.min(MAX_PAGES_LIMIT, Math.ceil(this.opts.maxWrite / PAGE)) : DEFAULT_MAX_PAGES;
-    const maxRead = Math.max(this.opts.maxWrite, maxPages * PAGE, DEFAULT_MAX_PAGES * PAGE);
+    const maxPages = flags & FUSE_MAX_PAGES ? Math.min(MAX_PAGES_LIMIT, Math.ceil(this.opts.maxWrite / PAGE_SIZE)) : DEFAULT_MAX_PAGES;
+    const maxRead = Math.max(this.opts.maxWrite, maxPages * PAGE_SIZE, DEFAULT_MAX_PAGES * PAGE_SIZE);
     return {
       minor,
       setxattrExt: (flags & FUSE_SETXATTR_EXT) !== 0n,
       passthrough: (flags & FUSE_PASSTHROUGH) !== 0n,
-      entrySize: entryOutSize(minor),
-      attrSize: attrOutSize(minor),
       maxRead,
       maxReply: Math.max(maxRead, XATTR_SIZE_MAX),
     };
@@ -330,7 +326,7 @@ export class ProtocolServer implements Session {
       congestion_threshold: this.opts.congestionThreshold ?? 0,
       max_write: this.opts.maxWrite,
       time_gran: this.opts.timeGran ?? 1,
-      max_pages: Math.min(MAX_PAGES_LIMIT, Math.ceil(this.opts.maxWrite / PAGE)),
+      max_pages: Math.min(MAX_PAGES_LIMIT, Math.ceil(this.opts.maxWrite / PAGE_SIZE)),
       map_alignment: 0,
       flags2: flags & FUSE_INIT_EXT ? Number(flags >> 32n) : 0,
       max_stack_depth: flags & FUSE_PASSTHROUGH ? 1 : 0,

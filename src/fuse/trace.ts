@@ -5,14 +5,14 @@
  * Only called when debug is enabled: the server checks the level before building any string.
  */
 import { errnoName } from '../errors.js';
-import { OutHeader, readStruct, type StructValue } from './abi.js';
-import type { Request } from './codec.js';
+import { readStruct, type StructValue } from './abi.js';
+import { IN, replyErrno, type Request } from './codec.js';
 import type { OpcodeRow } from './opcodes.js';
 
 const SKIP = /^(padding|unused|dummy|reserved|__)/;
 
 /** Bytes as a quoted string with non-printable bytes escaped (names may not be UTF-8). */
-export function quoteBytes(b: Buffer, max = 64): string {
+function quoteBytes(b: Buffer, max = 64): string {
   let s = '"';
   const n = Math.min(b.length, max);
   for (let i = 0; i < n; i++) {
@@ -37,13 +37,7 @@ function fields(v: StructValue, prefix = ''): string[] {
 /** `rx 12 LOOKUP n1 "foo"` */
 export function rxLine(r: Request, row: OpcodeRow | undefined, name: string): string {
   const parts = [`rx ${r.unique} ${name} n${r.nodeid}`];
-  if (row?.in && r.end - OutHeader.SIZE >= 0) {
-    try {
-      if (r.buf.length >= 40 + row.in.SIZE) parts.push(...fields(readStruct(row.in, r.buf, 40)));
-    } catch {
-      // tracing never fails a request
-    }
-  }
+  if (row?.in && r.buf.length >= IN + row.in.SIZE) parts.push(...fields(readStruct(row.in, r.buf, IN)));
   if (r.name1) parts.push(quoteBytes(r.name1));
   if (r.name2) parts.push(quoteBytes(r.name2));
   return parts.join(' ');
@@ -52,6 +46,6 @@ export function rxLine(r: Request, row: OpcodeRow | undefined, name: string): st
 /** `tx 12 OK 144` or `tx 12 ENOENT` */
 export function txLine(unique: bigint, reply: Buffer | null): string {
   if (reply === null) return `tx ${unique} -`;
-  const err = -reply.readInt32LE(OutHeader.error);
+  const err = replyErrno(reply);
   return err === 0 ? `tx ${unique} OK ${reply.length}` : `tx ${unique} ${errnoName(err)}`;
 }

@@ -16,13 +16,15 @@ export class KeyFileError extends Error {
 }
 
 /** Most keys a key file holds: the current one and up to 7 previous ones still accepted. */
-export const MAX_KEYS = 8;
+const MAX_KEYS = 8;
 
 /**
- * The keys of a key file: the first seals, every one verifies. A key file is 32-byte keys one
- * after another, newest first (a file of one key is the original format). `rotateKeyFile` puts a
+ * The keys of a key file, created (one key, mode 0600, O_EXCL) when absent: the first seals, every
+ * one verifies. A key file is 32-byte keys one after another, newest first. `rotateKeyFile` puts a
  * new key in front and keeps `keep` previous ones: handles sealed under a previous key stay valid
- * until that key is rotated out (the grace period, counted in rotations).
+ * until that key is rotated out (the grace period, counted in rotations). Refused: a symlink, a
+ * non-regular file, a file that group or others can read or write, a file owned by another user,
+ * a file of the wrong size. The keys are never logged.
  */
 export function loadOrCreateKeys(path: string): Buffer[] {
   const all = readKeyFile(path, true);
@@ -47,15 +49,6 @@ export function rotateKeyFile(path: string, keep = 1): number {
   }
   fs.renameSync(tmp, path);
   return keys.length;
-}
-
-/**
- * Load the persistent (current) key from `path`, or create it (mode 0600, O_EXCL) when absent.
- * Refused: a symlink, a non-regular file, a file that group or others can read or write, a file
- * owned by another user, a file of the wrong size. The key is never logged.
- */
-export function loadOrCreateKey(path: string): Buffer {
-  return loadOrCreateKeys(path)[0]!;
 }
 
 function readKeyFile(path: string, create: boolean): Buffer {

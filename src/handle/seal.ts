@@ -51,7 +51,7 @@ export class Sealer {
     return false;
   }
 
-  /** MAC of an arbitrary record (tokens, state files): same key, separate purpose. */
+  /** MAC of an arbitrary record (the sealed server state): same key, separate purpose. */
   mac(data: Buffer, purpose: string): Buffer {
     return this.seal(0, data, undefined, purpose);
   }

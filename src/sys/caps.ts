@@ -5,7 +5,7 @@
 import { CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN } from './constants.js';
 import { sys } from './syscalls.js';
 
-export interface Caps {
+interface Caps {
   /** CAP_DAC_READ_SEARCH: needed by open_by_handle_at */
   dacReadSearch: boolean;
   /** CAP_SYS_ADMIN: needed by mount(2) and FUSE passthrough backing files */
@@ -20,24 +20,14 @@ export function probeCaps(): Caps {
   };
 }
 
-export interface NofileLimit {
+interface NofileLimit {
   /** -1 means unlimited (RLIM_INFINITY) */
   soft: number;
   hard: number;
 }
 
-/** RLIMIT_NOFILE. */
+/** RLIMIT_NOFILE. Node raises the soft limit to the hard one when it starts, so nothing here sets it. */
 export function nofileLimit(): NofileLimit {
   const [soft, hard] = sys.getrlimitNofile();
   return { soft, hard };
-}
-
-/**
- * Raise the soft RLIMIT_NOFILE to the hard limit (passthrough_hp maximize_fd_limit) and return
- * the new soft limit. Throws the setrlimit error if the kernel refuses.
- */
-export function raiseNofileSoftLimit(): number {
-  const { soft, hard } = nofileLimit();
-  if (soft !== hard) sys.setrlimitNofile(hard, hard);
-  return nofileLimit().soft;
 }

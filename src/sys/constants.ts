@@ -113,6 +113,8 @@ export const FALLOC_FL_ZERO_RANGE = 0x10;
 
 export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;
+/** Largest xattr value or list the kernel passes (linux/limits.h). */
+export const XATTR_SIZE_MAX = 65536;
 
 export const R_OK = 4;
 export const W_OK = 2;
@@ -130,4 +132,9 @@ export const CAP_DAC_READ_SEARCH = 2;
 export const CAP_FOWNER = 3;
 export const CAP_SYS_ADMIN = 21;
 
+/** The page size FUSE counts max_pages in (x86_64/aarch64 4K pages). */
+export const PAGE_SIZE = 4096;
+
 export const NAME_MAX = 255;
+/** Largest f_handle of a struct file_handle (MAX_HANDLE_SZ of <fcntl.h>). */
+export const MAX_HANDLE_SZ = 128;

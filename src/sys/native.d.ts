@@ -12,7 +12,7 @@
  *   not an integer in the expected range (int32, uint32, safe integer) throws RangeError. A name
  *   longer than PATH_MAX throws ENAMETOOLONG without reaching the kernel.
  * - `.syscall` is the C name: 'name_to_handle_at', 'copy_file_range', 'fcntl' for the OFD lock
- *   calls and fcntlInt, 'ioctl' for the FUSE ioctls, 'getrlimit'/'setrlimit', 'capget'.
+ *   calls and fcntlInt, 'ioctl' for the FUSE ioctls, 'getrlimit', 'capget'.
  * - 64-bit values that may exceed 2^53 (inode numbers, dir cookies, stat sizes) are bigint or go
  *   through a BigUint64Array; file offsets/lengths for I/O are numbers (exact below 2^53).
  * - `...Async` functions return a Promise, run on the libuv pool (napi_async_work) and reject with
@@ -25,7 +25,7 @@
  *   syscall errors of the async functions reject the Promise.
  */
 
-/** Field layouts of the BigUint64Arrays filled by statx/fstatat/fstatfs: see src/sys/stat.ts (ST, STATFS). */
+/** Field layouts of the BigUint64Arrays filled by statx/fstatfs: see src/sys/stat.ts (ST, STATFS). */
 
 export interface FileHandleRaw {
   /** handle_type from struct file_handle */
@@ -70,8 +70,6 @@ export interface NativeAddon {
   // --- stat
   /** statx(dirfd, name, flags, mask) into out (BigUint64Array of STAT_LEN). */
   statx(dirfd: number, name: Buffer, flags: number, mask: number, out: BigUint64Array): void;
-  /** fstatat(dirfd, name, flags) into the same layout as statx (MASK = STATX_BASIC_STATS, no btime/mnt_id). */
-  fstatat(dirfd: number, name: Buffer, flags: number, out: BigUint64Array): void;
   /** fstatfs(fd) into out (BigUint64Array of STATFS_LEN). */
   fstatfs(fd: number, out: BigUint64Array): void;
 
@@ -79,6 +77,8 @@ export interface NativeAddon {
   mkdirat(dirfd: number, name: Buffer, mode: number): void;
   /** dev is the kernel dev_t (use makedev(major, minor)); bigint to be lossless. */
   mknodat(dirfd: number, name: Buffer, mode: number, dev: bigint): void;
+  /** glibc makedev(major, minor) */
+  makedev(major: number, minor: number): bigint;
   symlinkat(target: Buffer, dirfd: number, name: Buffer): void;
   /** readlinkat; an empty name on an O_PATH fd of a symlink reads that symlink. */
   readlinkat(dirfd: number, name: Buffer): Buffer;
@@ -95,13 +95,8 @@ export interface NativeAddon {
 
   // --- data
   ftruncate(fd: number, length: number): void;
-  fallocate(fd: number, mode: number, offset: number, length: number): void;
   /** lseek with bigint offsets (directory cookies are 64-bit hashes); whence may be SEEK_DATA/SEEK_HOLE. */
   lseek(fd: number, offset: bigint, whence: number): bigint;
-  /** An offset of -1 uses (and advances) that fd's file offset (NULL to the syscall). */
-  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
-  fsync(fd: number): void;
-  fdatasync(fd: number): void;
   syncfs(fd: number): void;
   /**
    * pread(fd, buf + offset, length, position) -> bytes read. [offset, offset + length) must lie
@@ -112,37 +107,46 @@ export interface NativeAddon {
   /** position -1 means read(2)/write(2) (O_APPEND files, current offset). buf is kept alive until settled. */
   preadAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
   pwriteAsync(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /** fsync, or fdatasync when datasync is true (errors name the one called). */
   fsyncAsync(fd: number, datasync: boolean): Promise<void>;
+  /** An offset of -1 uses (and advances) that fd's file offset (NULL to the syscall). */
   copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): Promise<number>;
   fallocateAsync(fd: number, mode: number, offset: number, length: number): Promise<void>;
+  /**
+   * preadv2/pwritev2 with RWF_NOWAIT: only what needs no blocking (page cache); may be short.
+   * Returns the count, or -EAGAIN (would block) / -EOPNOTSUPP / -EINVAL (not supported here)
+   * without building an Error; other failures throw.
+   */
+  preadNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
+  pwriteNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
+  /**
+   * read(2) on a non-blocking fd into buf[offset, offset+length) (position ignored): the count, or
+   * -EAGAIN, -EINTR, -ENOENT; other failures throw.
+   */
+  readNonblock(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
 
   // --- directories
   /** getdents64(fd, buf) -> bytes filled (0 at end); records parsed in TS (src/sys/dirent.ts). */
   getdents64(fd: number, buf: Buffer): number;
 
   // --- xattrs
-  // Path forms: getxattr & co. follow a final symlink, l*xattr do not. For an O_PATH fd use the
-  // FOLLOWING form on /proc/self/fd/N: the magic link resolves to the fd's own file (the symlink
-  // itself for an O_PATH|O_NOFOLLOW fd of a symlink). l*xattr on /proc/self/fd/N would act on the
-  // /proc link instead (EPERM / ENODATA). f*xattr refuse O_PATH fds (EBADF).
-  /** value === null asks for the size. Returns the size / bytes copied. ERANGE when too small. */
-  getxattr(path: Buffer, name: Buffer, value: Buffer | null): number;
-  /** getxattr returning -errno instead of throwing (ENODATA is the common answer). */
+  // The path forms follow a final symlink. For an O_PATH fd use them on /proc/self/fd/N: the magic
+  // link resolves to the fd's own file (the symlink itself for an O_PATH|O_NOFOLLOW fd of a
+  // symlink). l*xattr on /proc/self/fd/N would act on the /proc link instead (EPERM / ENODATA), and
+  // f*xattr refuse O_PATH fds (EBADF). A null value or list asks for the size; ERANGE when too small.
+  /** getxattr returning the size / bytes copied, or -errno instead of throwing (ENODATA is the common answer). */
   getxattrTry(path: Buffer, name: Buffer, value: Buffer | null): number;
   setxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void;
   listxattr(path: Buffer, list: Buffer | null): number;
   removexattr(path: Buffer, name: Buffer): void;
+  /**
+   * Test-only, with lsetxattr: test/sys/xattr.test.ts and test/fs/ops.test.ts check a symlink's own
+   * xattrs through them, independently of the /proc/self/fd route src takes.
+   */
   lgetxattr(path: Buffer, name: Buffer, value: Buffer | null): number;
-  lgetxattrTry(path: Buffer, name: Buffer, value: Buffer | null): number;
   lsetxattr(path: Buffer, name: Buffer, value: Buffer, flags: number): void;
-  llistxattr(path: Buffer, list: Buffer | null): number;
-  lremovexattr(path: Buffer, name: Buffer): void;
-  fgetxattr(fd: number, name: Buffer, value: Buffer | null): number;
-  /** fgetxattr returning -errno instead of throwing */
+  /** fgetxattr on an fd open for I/O, returning -errno instead of throwing. */
   fgetxattrTry(fd: number, name: Buffer, value: Buffer | null): number;
-  fsetxattr(fd: number, name: Buffer, value: Buffer, flags: number): void;
-  flistxattr(fd: number, list: Buffer | null): number;
-  fremovexattr(fd: number, name: Buffer): void;
 
   // --- locks
   /** F_OFD_GETLK; returns the conflicting lock (pid -1 for an OFD lock) or { type: F_UNLCK, ... }. Errors: syscall 'fcntl'. */
@@ -159,14 +163,18 @@ export interface NativeAddon {
   // --- process
   /** RLIMIT_NOFILE as [soft, hard] (RLIM_INFINITY as -1). */
   getrlimitNofile(): [number, number];
-  setrlimitNofile(soft: number, hard: number): void;
   /** whether capability number `cap` (e.g. 2 = CAP_DAC_READ_SEARCH, 21 = CAP_SYS_ADMIN) is in the effective set */
   capEffective(cap: number): boolean;
-  /** setfsuid/setfsgid of the calling thread; returns the previous value (these never fail with -1). */
-  setfsuid(uid: number): number;
-  setfsgid(gid: number): number;
-  /** the thread's errno-free gettid */
-  gettid(): number;
+
+  // --- event loop and file system events
+  /** watch fd for readability on the event loop (uv_poll); callback(status) runs on the main thread */
+  pollStart(fd: number, callback: (status: number) => void): unknown;
+  /** stop a watch started by pollStart */
+  pollStop(handle: unknown): void;
+  /** fanotify_init(2) -> fd */
+  fanotifyInit(flags: number, eventFlags: number): number;
+  /** fanotify_mark(2); the mask is 64 bits */
+  fanotifyMark(fd: number, flags: number, mask: bigint, dirfd: number, path: Buffer): void;
 
   // --- mount and /dev/fuse
   mount(source: Buffer, target: Buffer, fstype: Buffer, flags: number, data: Buffer): void;
@@ -175,30 +183,8 @@ export interface NativeAddon {
   fuseBackingOpen(devFd: number, fd: number, flags: number): number;
   /** FUSE_DEV_IOC_BACKING_CLOSE */
   fuseBackingClose(devFd: number, backingId: number): void;
-
   /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC) -> [a, b] (for fusermount3's _FUSE_COMMFD) */
   socketpairUnix(): [number, number];
   /** recvmsg one fd sent with SCM_RIGHTS (blocks; close-on-exec); ECONNRESET when the peer closed without sending */
   recvFd(sock: number): number;
-
-  /**
-   * preadv2/pwritev2 with RWF_NOWAIT: only what needs no blocking (page cache); may be short.
-   * Returns the count, or -EAGAIN (would block) / -EOPNOTSUPP / -EINVAL (not supported here)
-   * without building an Error; other failures throw.
-   */
-  preadNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
-  pwriteNowait(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
-  /** read(2) on a non-blocking fd into buf[offset, offset+length) (position ignored): the count, or -EAGAIN, -EINTR, -ENOENT; other failures throw */
-  readNonblock(fd: number, buf: Buffer, offset: number, length: number, position: number): number;
-  /** fanotify_init(2) -> fd */
-  fanotifyInit(flags: number, eventFlags: number): number;
-  /** fanotify_mark(2); the mask is 64 bits */
-  fanotifyMark(fd: number, flags: number, mask: bigint, dirfd: number, path: Buffer): void;
-  /** watch fd for readability on the event loop (uv_poll); callback(status) runs on the main thread */
-  pollStart(fd: number, callback: (status: number) => void): unknown;
-  /** stop a watch started by pollStart */
-  pollStop(handle: unknown): void;
-
-  /** glibc makedev(major, minor) */
-  makedev(major: number, minor: number): bigint;
 }

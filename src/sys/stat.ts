@@ -1,6 +1,6 @@
-import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK } from './constants.js';
+import { STATX_BTIME } from './constants.js';
 
-/** Index of each field in the BigUint64Array filled by statx()/fstatat() (native/src/fs.c). */
+/** Index of each field in the BigUint64Array filled by statx() (native/src/fs.c). */
 export const ST = {
   MASK: 0, BLKSIZE: 1, ATTRIBUTES: 2, NLINK: 3, UID: 4, GID: 5, MODE: 6, INO: 7, SIZE: 8,
   BLOCKS: 9, ATTRIBUTES_MASK: 10,
@@ -45,8 +45,6 @@ export interface Stat {
   mntId: bigint;
 }
 
-const STATX_BTIME = 0x800;
-
 export function decodeStat(a: BigUint64Array): Stat {
   const mask = Number(a[ST.MASK]!);
   return {
@@ -71,14 +69,6 @@ export function decodeStat(a: BigUint64Array): Stat {
     mntId: a[ST.MNT_ID]!,
   };
 }
-
-export const fileType = (mode: number): number => mode & S_IFMT;
-export const isDir = (mode: number): boolean => (mode & S_IFMT) === S_IFDIR;
-export const isReg = (mode: number): boolean => (mode & S_IFMT) === S_IFREG;
-export const isLnk = (mode: number): boolean => (mode & S_IFMT) === S_IFLNK;
-
-/** DT_* from a mode's file type (dirent d_type). */
-export const modeToDtype = (mode: number): number => (mode & S_IFMT) >> 12;
 
 /** A decoded fstatfs record (struct statfs). Block and file counts stay bigint. */
 export interface StatFs {

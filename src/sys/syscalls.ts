@@ -6,7 +6,6 @@
  */
 import { loadAddon } from './binding.js';
 import { STATX_BASIC_STATS, STATX_BTIME, STATX_MNT_ID } from './constants.js';
-import { parseDirents, type Dirent } from './dirent.js';
 import type { NativeAddon } from './native.js';
 import { decodeStat, decodeStatfs, STAT_LEN, STATFS_LEN, type Stat, type StatFs } from './stat.js';
 
@@ -19,7 +18,7 @@ export type { FileHandleRaw, FlockRaw, NativeAddon } from './native.js';
 export const sys: NativeAddon = loadAddon();
 
 /** statx mask used by statAt: everything stat(2) has plus birth time and mount id. */
-export const STAT_AT_MASK = STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID;
+const STAT_AT_MASK = STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID;
 
 // Scratch records: the addon fills them synchronously and they are decoded before returning.
 const statScratch = new BigUint64Array(STAT_LEN);
@@ -40,10 +39,4 @@ export function statfsFd(fd: number): StatFs {
 /** "/proc/self/fd/N": the path form of an fd, for syscalls without an fd variant usable on O_PATH fds. */
 export function procFdPath(fd: number): Buffer {
   return Buffer.from(`/proc/self/fd/${fd}`);
-}
-
-/** One getdents64 call into buf, parsed; an empty array means the end of the directory. */
-export function readDir(fd: number, buf: Buffer): Dirent[] {
-  const n = sys.getdents64(fd, buf);
-  return parseDirents(buf, n);
 }

@@ -841,7 +841,7 @@ describe('open, create, read, write', () => {
     // PUNCH_HOLE without KEEP_SIZE: the host refuses it
     const hfd = fs.openSync(P('f'), 'r+');
     try {
-      const want = host(() => sys.fallocate(hfd, FALLOC_FL_PUNCH_HOLE, 0, 4096));
+      const want = await errnoOf(sys.fallocateAsync(hfd, FALLOC_FL_PUNCH_HOLE, 0, 4096));
       expect(await errnoOf(pfs.fallocate(ctx, nodeid, fh, FALLOC_FL_PUNCH_HOLE, 0, 4096))).toBe(want);
     } finally {
       fs.closeSync(hfd);
@@ -897,7 +897,7 @@ describe('open, create, read, write', () => {
     // a write-only source: the host's answer
     const hin = fs.openSync(P('dst'), 'w');
     const hout = fs.openSync(P('src'), 'r+');
-    const want = host(() => sys.copyFileRange(hin, 0, hout, 0, 1, 0));
+    const want = await errnoOf(sys.copyFileRangeAsync(hin, 0, hout, 0, 1, 0));
     fs.closeSync(hin);
     fs.closeSync(hout);
     expect(await errnoOf(pfs.copyFileRange(ctx, d.nodeid, d.fh, 0, s.nodeid, s.fh, 0, 1, 0))).toBe(want);
@@ -1119,7 +1119,7 @@ describe('xattrs', () => {
     expect(await errnoOf(pfs.getxattr(ctx, f, B('user.none'), 0))).toBe(host(() => sys.lgetxattr(B(P('f')), B('user.none'), null)));
     expect(await errnoOf(pfs.getxattr(ctx, f, B('user.none'), 0))).toBe('ENODATA');
     const listSize = size(await pfs.listxattr(ctx, f, 0));
-    expect(listSize).toBe(sys.llistxattr(B(P('f')), null));
+    expect(listSize).toBe(sys.listxattr(B(P('f')), null));
     const list = value(await pfs.listxattr(ctx, f, listSize)).toString().split('\0').filter(Boolean);
     expect(list.filter((n) => n.startsWith('user.')).sort()).toEqual(['user.a', 'user.empty']);
     expect(await errnoOf(pfs.listxattr(ctx, f, 3))).toBe('ERANGE');
@@ -1131,7 +1131,7 @@ describe('xattrs', () => {
     expect(hostGet(P('f'), 'user.a')).toBe('beta');
     await pfs.removexattr(ctx, f, B('user.a'));
     expect(hostGet(P('f'), 'user.a')).toBe('ENODATA');
-    expect(await errnoOf(pfs.removexattr(ctx, f, B('user.a')))).toBe(host(() => sys.lremovexattr(B(P('f')), B('user.a'))));
+    expect(await errnoOf(pfs.removexattr(ctx, f, B('user.a')))).toBe(host(() => sys.removexattr(B(P('f')), B('user.a'))));
     expect(await errnoOf(pfs.getxattr(ctx, f, B(''), 0))).toBe('EINVAL');
     expect(await errnoOf(pfs.getxattr(ctx, f, B('user.' + 'n'.repeat(251)), 0))).toBe(host(() => sys.lgetxattr(B(P('f')), B('user.' + 'n'.repeat(251)), null)));
     expect(await errnoOf(pfs.setxattr(ctx, f, B('nonamespace'), B('v'), 0))).toBe(host(() => sys.lsetxattr(B(P('f')), B('nonamespace'), B('v'), 0)));

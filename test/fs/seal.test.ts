@@ -3,8 +3,8 @@ import { createHmac } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Sealer, SEAL_LEN } from '../../src/handle/seal.js';
-import { encodeToken, decodeToken, MAX_HANDLE_BYTES } from '../../src/handle/token.js';
-import { ephemeralKey, loadOrCreateKey, loadOrCreateKeys, rotateKeyFile, KeyFileError } from '../../src/handle/key.js';
+import { encodeState, decodeState, type ServerState } from '../../src/fs/export-table.js';
+import { ephemeralKey, loadOrCreateKeys, rotateKeyFile, KeyFileError } from '../../src/handle/key.js';
 import { tmpdir } from './helpers.js';
 import { mulberry32 as prng } from '../helpers/prng.js';
 
@@ -48,54 +48,54 @@ describe('seals', () => {
   });
 });
 
-describe('tokens', () => {
+describe('sealed state', () => {
   const key = ephemeralKey();
   const s = new Sealer(key, Buffer.from('fs'));
-  const good = encodeToken(s, { nodeid: 42n, generation: 7n, handleType: 1, handle: Buffer.from('abcdefgh') });
+  const st: ServerState = {
+    nextNodeid: 43n,
+    generation: 7n,
+    records: [{ nodeid: 42n, generation: 7n, parent: 1n, name: Buffer.from('f'), type: 0o100000, handleType: 1, handle: Buffer.from('abcdefgh'), seal: s.seal(1, Buffer.from('abcdefgh')), nlookup: 2 }],
+    handles: [{ fh: 3n, nodeid: 42n, flags: 2, kind: 'file' }],
+  };
+  const good = encodeState(s, st);
 
   it('round-trips', () => {
-    const r = decodeToken(s, good);
+    const r = decodeState(s, good);
     expect(r.ok).toBe(true);
-    if (r.ok) expect(r.value).toEqual({ nodeid: 42n, generation: 7n, handleType: 1, handle: Buffer.from('abcdefgh') });
+    if (r.ok) expect(r.state).toEqual(st);
   });
 
-  it('rejects truncated, oversized, wrong-version, bit-flipped and other-key input with an errno, never a throw', () => {
+  it('rejects truncated, oversized, wrong-version, bit-flipped, other-key and random input with an errno, never a throw', () => {
     const bad: Buffer[] = [];
     for (let n = 0; n < good.length; n++) bad.push(good.subarray(0, n));
     bad.push(Buffer.concat([good, Buffer.alloc(1)]));
-    bad.push(Buffer.alloc(26 + MAX_HANDLE_BYTES + 16 + 1));
+    bad.push(Buffer.alloc(good.length + 1));
     const v = Buffer.from(good);
-    v[2] = 2;
+    v[7] = 0x32; // "HFSTATE2"
     bad.push(v);
     for (let bit = 0; bit < good.length * 8; bit++) {
       const f = Buffer.from(good);
       f[bit >> 3]! ^= 1 << (bit & 7);
       bad.push(f);
     }
-    const other = encodeToken(new Sealer(ephemeralKey(), Buffer.from('fs')), { nodeid: 42n, generation: 7n, handleType: 1, handle: Buffer.from('abcdefgh') });
-    bad.push(other);
+    bad.push(encodeState(new Sealer(ephemeralKey(), Buffer.from('fs')), st));
     const rnd = prng(1234);
     for (let i = 0; i < 3000; i++) {
       const len = Math.floor(rnd() * 200);
       const b = Buffer.alloc(len);
       for (let j = 0; j < len; j++) b[j] = Math.floor(rnd() * 256);
-      if (len > 3 && rnd() < 0.5) {
-        b[0] = 0x48;
-        b[1] = 0x46;
-        b[2] = 1;
-        b[3] = 0;
-      }
+      if (len > 8 && rnd() < 0.5) b.write('HFSTATE1', 0, 'latin1');
       bad.push(b);
     }
     for (const b of bad) {
-      let r: ReturnType<typeof decodeToken> | undefined;
+      let r: ReturnType<typeof decodeState> | undefined;
       expect(() => {
-        r = decodeToken(s, b);
+        r = decodeState(s, b);
       }).not.toThrow();
       expect(r!.ok).toBe(false);
       if (!r!.ok) expect([22, 116]).toContain(r!.errno); // EINVAL or ESTALE
     }
-    for (const weird of [null, undefined, 42, 'HF', {}, []]) expect(decodeToken(s, weird).ok).toBe(false);
+    for (const weird of [null, undefined, 42, 'HFSTATE1', {}, []]) expect(decodeState(s, weird).ok).toBe(false);
   });
 });
 
@@ -104,21 +104,23 @@ describe('key file', () => {
     const d = tmpdir();
     try {
       const p = path.join(d, 'key');
-      const k1 = loadOrCreateKey(p);
+      const created = loadOrCreateKeys(p);
+      expect(created.length).toBe(1);
+      const k1 = created[0]!;
       expect(k1.length).toBe(32);
       expect(fs.statSync(p).mode & 0o777).toBe(0o600);
-      expect(loadOrCreateKey(p).equals(k1)).toBe(true);
+      expect(loadOrCreateKeys(p)[0]!.equals(k1)).toBe(true);
       fs.chmodSync(p, 0o644);
-      expect(() => loadOrCreateKey(p)).toThrow(/group or others.*chmod 600/);
+      expect(() => loadOrCreateKeys(p)).toThrow(/group or others.*chmod 600/);
       fs.chmodSync(p, 0o600);
       fs.symlinkSync(p, path.join(d, 'link'));
-      expect(() => loadOrCreateKey(path.join(d, 'link'))).toThrow(KeyFileError);
+      expect(() => loadOrCreateKeys(path.join(d, 'link'))).toThrow(KeyFileError);
       fs.writeFileSync(path.join(d, 'short'), Buffer.alloc(16), { mode: 0o600 });
-      expect(() => loadOrCreateKey(path.join(d, 'short'))).toThrow(/exactly 32 bytes/);
+      expect(() => loadOrCreateKeys(path.join(d, 'short'))).toThrow(/exactly 32 bytes/);
       fs.writeFileSync(path.join(d, 'long'), Buffer.alloc(33), { mode: 0o600 });
-      expect(() => loadOrCreateKey(path.join(d, 'long'))).toThrow(/exactly 32 bytes/);
+      expect(() => loadOrCreateKeys(path.join(d, 'long'))).toThrow(/exactly 32 bytes/);
       fs.writeFileSync(path.join(d, 'nine'), Buffer.alloc(32 * 9), { mode: 0o600 });
-      expect(() => loadOrCreateKey(path.join(d, 'nine'))).toThrow(/1 to 8 keys/);
+      expect(() => loadOrCreateKeys(path.join(d, 'nine'))).toThrow(/1 to 8 keys/);
     } finally {
       fs.rmSync(d, { recursive: true, force: true });
     }
@@ -133,7 +135,7 @@ describe('key rotation', () => {
       const [k0] = loadOrCreateKeys(p);
       const fsId = Buffer.from('fs');
       const old = new Sealer(k0!, fsId);
-      const token = encodeToken(old, { nodeid: 7n, generation: 1n, handleType: 1, handle: Buffer.from('handle') });
+      const state = encodeState(old, { nextNodeid: 8n, generation: 1n, records: [] });
       const mac = old.seal(1, Buffer.from('handle'));
       expect(rotateKeyFile(p, 1)).toBe(2);
       expect(fs.statSync(p).mode & 0o777).toBe(0o600);
@@ -143,14 +145,14 @@ describe('key rotation', () => {
       const now = new Sealer(keys[0]!, fsId, keys.slice(1));
       expect(now.seal(1, Buffer.from('handle')).equals(mac)).toBe(false); // new seals use the new key
       expect(now.verify(1, Buffer.from('handle'), mac)).toBe(true); // grace: the old seal still verifies
-      expect(decodeToken(now, token).ok).toBe(true);
+      expect(decodeState(now, state).ok).toBe(true);
       // two more rotations keeping one: k0 is gone, its seals are refused
       rotateKeyFile(p, 1);
       rotateKeyFile(p, 1);
       const later = loadOrCreateKeys(p);
       const after = new Sealer(later[0]!, fsId, later.slice(1));
       expect(after.verify(1, Buffer.from('handle'), mac)).toBe(false);
-      const r = decodeToken(after, token);
+      const r = decodeState(after, state);
       expect(r.ok).toBe(false);
       if (!r.ok) expect(r.errno).toBe(116); // ESTALE
       expect(() => rotateKeyFile(p, 8)).toThrow(KeyFileError);

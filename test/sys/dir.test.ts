@@ -2,9 +2,12 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 import {
-  DT_DIR, DT_LNK, DT_REG, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_RDONLY, SEEK_SET, readDir, statAt, sys,
+  DT_DIR, DT_LNK, DT_REG, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_RDONLY, SEEK_SET, parseDirents, statAt, sys, type Dirent,
 } from '../../src/sys/syscalls.js';
 import { b, expectErrno, useTmpDir } from './util.js';
+
+/** One getdents64 call into buf, parsed (as src/fs reads a directory); empty at the end. */
+const readDir = (fd: number, buf: Buffer): Dirent[] => parseDirents(buf, sys.getdents64(fd, buf));
 
 describe('getdents64', () => {
   const t = useTmpDir();

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { FsError } from '../../src/errors.js';
 import { DefaultFileSystem } from '../../src/fs/filesystem.js';
 import type { AttrReply, Context, CreateOut, DirEntry, Entry, OpenOut, StatfsOut, XattrReply, FileLock } from '../../src/fs/types.js';
-import { encodeStruct, InHeader, InitIn, OutHeader, STRUCTS } from '../../src/fuse/abi.js';
+import { encodeStruct, InHeader, InitIn, OutHeader } from '../../src/fuse/abi.js';
 import { encodeRequest } from '../../src/fuse/codec.js';
 import { Op, OPCODES } from '../../src/fuse/opcodes.js';
 import { ProtocolServer } from '../../src/fuse/protocol-server.js';
@@ -201,6 +201,5 @@ describe('ProtocolServer fuzz', () => {
   it('all struct sizes are exercised by the table', () => {
     const used = new Set(OPCODES.flatMap((r) => (r?.in ? [r.in.NAME] : [])));
     for (const n of ['ReadIn', 'WriteIn', 'LkIn', 'SetattrIn', 'CopyFileRangeIn', 'StatxIn']) expect(used.has(n)).toBe(true);
-    expect(STRUCTS.length).toBeGreaterThan(40);
   });
 });

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { E, FsError, enoent } from '../../src/errors.js';
+import { E, FsError } from '../../src/errors.js';
 import { DefaultFileSystem } from '../../src/fs/filesystem.js';
 import type { AttrReply, Context, CreateOut, DirEntry, Entry, FileLock, InitOptions, OpenOut, StatfsOut, XattrReply } from '../../src/fs/types.js';
 import {
@@ -32,7 +32,7 @@ class StubFs extends DefaultFileSystem {
     this.calls.push(['lookup', parent, name.toString()]);
     if (name.toString() === 'boom') throw new Error('a bug');
     if (name.toString() === 'nodeerr') throw Object.assign(new Error('x'), { code: 'EACCES', errno: -13 });
-    if (!['a', 'b', 'c'].includes(name.toString())) throw enoent();
+    if (!['a', 'b', 'c'].includes(name.toString())) throw new FsError(E.ENOENT);
     return entry(10n + BigInt(name[0]! - 0x61));
   }
   override forget(_c: Context, n: bigint, k: bigint): void { this.calls.push(['forget', n, k]); }
@@ -479,7 +479,7 @@ describe('requests', () => {
     let release!: () => void;
     fs.lookup = async () => {
       await new Promise<void>((r) => { release = r; });
-      throw enoent();
+      throw new FsError(E.ENOENT);
     };
     const srv = new ProtocolServer(fs, {}, silent);
     await srv.handle(initReq(45));
