@@ -5,7 +5,8 @@
  *
  * - SIGINT, SIGTERM: unmount; a busy mount is detached lazily and the files still open on it are
  *   served until they are closed. A second one stops at once. A signal that arrives while the
- *   server is being set up takes effect once it is (a mount is never left without its server).
+ *   server is being set up takes effect once it is (a mount is never left without its server); a
+ *   second one then exits at once.
  * - SIGHUP: upgrade without unmounting. A supervised server starts a new worker; any other logs
  *   that it has nothing to upgrade and goes on serving. SIGHUP never unmounts.
  * - An uncaught exception (or unhandled rejection): one line to the operator, then unmount (lazily

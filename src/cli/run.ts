@@ -110,14 +110,14 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
     { source: pre.root, mountpoint: pre.mountpoint, allowOther: cfg.allowOther, defaultPermissions: cfg.defaultPermissions, readonly: cfg.readonly },
     mlog,
   );
-  // late-bound: a supervised worker can fail fatally once the server runs
+  // late-bound: the handler can ask to stop once the server runs (a fatal worker failure, DESTROY)
   let served: Served | null = null;
-  const fail = (why: string): void => served?.stop(why, true);
+  const stop = (why: string, failure: boolean): void => served?.stop(why, failure);
   let handler: RawHandler | null = null;
   try {
     handler = cfg.supervise
-      ? await supervised(cfg, pre, keys, log, fail)
-      : await inProcess(cfg, pre, keys, log, cfg.passthrough ? dev.backingRegistry(mount.fd) : null);
+      ? await supervised(cfg, pre, keys, log, stop)
+      : await inProcess(cfg, pre, keys, log, cfg.passthrough ? dev.backingRegistry(mount.fd) : null, stop);
     const session = new dev.DevFuseSession(mount.fd, handler.requests, mlog);
     session.start();
     served = rawServed(pre, mount, session, handler, log);
@@ -130,10 +130,15 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
   }
 }
 
-async function inProcess(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, backing: BackingFiles | null): Promise<RawHandler> {
+type StopServed = (why: string, failure: boolean) => void;
+
+async function inProcess(
+  cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, backing: BackingFiles | null, stop: StopServed,
+): Promise<RawHandler> {
   const { ProtocolServer } = await import('../fuse/protocol-server.js');
   const { core, fsys } = await makeCore(cfg, pre, keys, log, backing);
   const server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
+  server.onDestroy = () => stop('DESTROY from the kernel', false);
   return {
     requests: server,
     describe: () => `raw, fd budget ${core.counters().fdBudget}, reopen by ${core.reopenStrategy}`,
@@ -142,9 +147,10 @@ async function inProcess(cfg: Config, pre: Preflight, keys: SealingKeys, log: Lo
   };
 }
 
-async function supervised(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, fail: (why: string) => void): Promise<RawHandler> {
+async function supervised(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, stop: StopServed): Promise<RawHandler> {
   const { Supervisor } = await import('../frontends/supervisor/supervisor.js');
   const slog = childLogger('supervisor', log);
+  const fail = (why: string): void => stop(why, true);
   const sup = new Supervisor(coreConfig(cfg), pre.root, keys, slog, fail);
   try {
     await sup.start(null);
