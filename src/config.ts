@@ -18,7 +18,6 @@ export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn',
 const PAGE = 4096;
 /** FUSE_MAX_MAX_PAGES (256) is the kernel's cap on max_pages; larger max_write is clipped by it. */
 export const MAX_WRITE_LIMIT = 256 * PAGE;
-export const MAX_READERS = 64;
 /** Below this the fd cache thrashes on any directory walk; the core's own floor is 16. */
 export const MIN_FD_BUDGET = 16;
 
@@ -56,8 +55,6 @@ export interface Config {
   frontend: Frontend;
   /** largest WRITE payload in bytes */
   maxWrite: number;
-  /** concurrent reads on /dev/fuse (each a thread of its own) */
-  readers: number;
   /** write the core's counters as JSON to this file every second and at exit */
   statsFile: string | null;
   /**
@@ -84,7 +81,6 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   statsFile: null,
   supervise: false,
   maxWrite: 1 << 20,
-  readers: 2,
 });
 
 /** An invalid option value or combination: a usage error (exit 2), one line. */
@@ -131,7 +127,6 @@ export interface RawOptions {
   logLevel?: string;
   frontend?: string;
   maxWrite?: string;
-  readers?: string;
   statsFile?: string;
   supervise?: boolean;
 }
@@ -150,8 +145,6 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
   if (maxWrite < PAGE || maxWrite > MAX_WRITE_LIMIT || maxWrite % PAGE !== 0) {
     throw new ConfigError(`--max-write must be a multiple of ${PAGE} between ${PAGE} and ${MAX_WRITE_LIMIT}, got ${maxWrite}`);
   }
-  const readers = o.readers === undefined ? d.readers : parseIntOption('readers', o.readers);
-  if (readers < 1 || readers > MAX_READERS) throw new ConfigError(`--readers must be between 1 and ${MAX_READERS}, got ${readers}`);
   if (o.handleKeyFile === '') throw new ConfigError('--handle-key-file must not be empty');
 
   const cfg: Config = {
@@ -171,7 +164,6 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     logLevel: o.logLevel === undefined ? d.logLevel : oneOf('log-level', o.logLevel, LOG_LEVELS),
     frontend: o.frontend === undefined ? d.frontend : oneOf('frontend', o.frontend, FRONTENDS),
     maxWrite,
-    readers,
     statsFile: o.statsFile ?? d.statsFile,
     supervise: o.supervise ?? d.supervise,
   };
@@ -185,24 +177,48 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
   return cfg;
 }
 
-/** Options of the core filesystem. `root` is the shared directory's realpath (from preflight). */
-export function passthroughOptions(cfg: Config, root: string, key: Buffer, log: Logger, previousKeys: Buffer[] = []): PassthroughOptions {
+/** The key that seals file handles, and the keys rotated out of the key file but still accepted. */
+export interface SealingKeys {
+  key: Buffer;
+  previousKeys: Buffer[];
+}
+
+/**
+ * What the filesystem core and the protocol server are built from: the part of Config a supervised
+ * worker receives over IPC (plain data, cloned as it is).
+ */
+export type CoreConfig = Pick<Config, 'fdBudget' | 'reopen' | 'cache' | 'xattr' | 'readonly' | 'writeback' | 'passthrough' | 'maxWrite' | 'logLevel' | 'statsFile'>;
+
+export function coreConfig(cfg: Config): CoreConfig {
+  const { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile } = cfg;
+  return { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile };
+}
+
+/**
+ * Options of the core filesystem. `root` is the shared directory's realpath (from preflight);
+ * `wiring` is what the transport connects the core to (FUSE passthrough backing files, a
+ * supervisor's record stream).
+ */
+export function passthroughOptions(
+  cfg: CoreConfig, root: string, keys: SealingKeys, log: Logger, wiring: Pick<PassthroughOptions, 'backing' | 'onRecord'> = {},
+): PassthroughOptions {
   return {
     root,
     fdBudget: cfg.fdBudget,
     reopen: cfg.reopen,
-    key,
-    previousKeys,
+    key: keys.key,
+    previousKeys: keys.previousKeys,
     cache: cfg.cache,
     xattr: cfg.xattr,
     // virtiofsd creates files with the requester's credentials when it can
     creds: true,
     log,
+    ...wiring,
   };
 }
 
 /** Options of the raw protocol server. */
-export function protocolOptions(cfg: Config): ProtocolOptions {
+export function protocolOptions(cfg: CoreConfig): ProtocolOptions {
   return {
     maxWrite: cfg.maxWrite,
     // a read-only mount has nothing to write back

@@ -1,19 +1,19 @@
 import { pino, type Logger, type LevelWithSilent } from 'pino';
 
-let root: Logger = pino({ level: process.env.HANDLEFS_LOG_LEVEL ?? 'warn', base: { pid: process.pid } }, pino.destination(2));
+const noop = (): void => {};
 
-/** Replace the root logger (cli sets the level; tests may pass a capturing logger). */
-export function setRootLogger(l: Logger): void {
-  root = l;
+/**
+ * A server logger: JSON lines on stderr, written synchronously (a crash loses no line), and a
+ * closed stderr (EPIPE) ignored rather than fatal. `base` adds fields to every line.
+ */
+export function makeLogger(level: LevelWithSilent, base: Record<string, unknown> = {}): Logger {
+  const dest = pino.destination({ fd: 2, sync: true });
+  dest.on('error', noop);
+  return pino({ level, base: { pid: process.pid, ...base } }, dest);
 }
 
-export function makeLogger(level: LevelWithSilent, dest?: NodeJS.WritableStream): Logger {
-  return pino({ level, base: { pid: process.pid } }, (dest as never) ?? pino.destination(2));
-}
-
-export function rootLogger(): Logger {
-  return root;
-}
+/** The parent of loggers made without one (a ProtocolServer built without a logger, in tests). */
+const root: Logger = makeLogger('warn');
 
 export function childLogger(component: string, parent: Logger = root): Logger {
   return parent.child({ component });

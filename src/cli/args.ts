@@ -4,7 +4,7 @@
  * only: values are validated by makeConfig (src/config.ts).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, makeConfig, MAX_READERS, MIN_FD_BUDGET, type Config, type RawOptions } from '../config.js';
+import { ConfigError, makeConfig, MIN_FD_BUDGET, type Config, type RawOptions } from '../config.js';
 
 /** A usage error: exit 2, one line. */
 export class UsageError extends Error {
@@ -33,7 +33,6 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   frontend: { type: 'string' },
   'max-write': { type: 'string' },
-  readers: { type: 'string' },
   'stats-file': { type: 'string' },
   supervise: { type: 'boolean' },
   keep: { type: 'string' },
@@ -43,8 +42,8 @@ export const USAGE = `usage: handlefs mount SHARED MOUNTPOINT [options]
 
 Serve the directory SHARED at MOUNTPOINT through FUSE, in the foreground, until SIGINT/SIGTERM or
 until the mount is unmounted (umount MOUNTPOINT). MOUNTPOINT must be an existing empty directory
-outside SHARED. Runs as root (mount(2)); identity of files is their sealed file handle, open fds
-are a bounded cache.
+outside SHARED. Mounts with mount(2) as root, through fusermount3 otherwise. Identity of files is
+their sealed file handle, open fds are a bounded cache.
 
 options:
   --fd-budget N|auto        most fds kept open on the shared tree; auto derives it from
@@ -79,8 +78,6 @@ options:
                             high-level API through fuse-native (paths, millisecond times: see README)
   --max-write BYTES         largest write request, a multiple of 4096 up to 1m (default 1m;
                             k/m suffixes allowed)
-  --readers N               reader threads on /dev/fuse when HANDLEFS_READERS=thread or pool
-                            (default 2, 1..${MAX_READERS}); the default reads on the event loop
   --stats-file FILE         write the server's counters (fds, evictions, reopens, ESTALE, ...) as
                             JSON to FILE every second and at exit
   --supervise               keep /dev/fuse in a supervisor and run the filesystem in a worker
@@ -94,8 +91,12 @@ options:
   (default 1, at most 7): handles and state sealed under a kept key still verify; a server picks
   the new key up when it starts (a supervised one: at its next start)
 
-exit status: 0 after a clean unmount, 1 when setting up fails, 2 on a usage error.
-environment: HANDLEFS_READY_FD=N writes "ready\\n" to fd N once the mount is live.`;
+signals: SIGINT, SIGTERM unmount (a busy mount is detached and its open files are served until
+  closed; a second signal stops at once); SIGHUP upgrades a --supervise server and is otherwise
+  logged and ignored: it never unmounts.
+exit status: 0 after a clean unmount, 1 when setting up or serving fails, 2 on a usage error.
+environment: HANDLEFS_READY_FD=N writes "ready\\n" to fd N once the mount is live (for scripts and
+  tests that start the server), then closes fd N.`;
 
 /** Parse argv (without node and the script). Throws UsageError for anything malformed. */
 export function parseCommandLine(argv: readonly string[]): Command {
@@ -121,7 +122,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
   if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
   // allowNegative accepts --no-<string option> too; there is nothing to negate there
-  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'cache', 'log-level', 'frontend', 'max-write', 'readers', 'stats-file'] as const) {
+  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file'] as const) {
     if (typeof v[k] === 'boolean') throw new UsageError(`unknown option '--no-${k}'`);
   }
   const raw: RawOptions = {
@@ -139,7 +140,6 @@ export function parseCommandLine(argv: readonly string[]): Command {
     logLevel: v['log-level'] as string | undefined,
     frontend: v.frontend as string | undefined,
     maxWrite: v['max-write'] as string | undefined,
-    readers: v.readers as string | undefined,
     statsFile: v['stats-file'] as string | undefined,
     supervise: v.supervise,
   };

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `handlefs` executable (package.json bin). Everything lives in run.ts; this file only turns
- * the result into an exit code. process.exit is called only after the /dev/fuse readers have
- * returned: Node joins its threads at exit, and a reader blocked in read(2) would hang it.
+ * the result into an exit code. main() resolves once the server has unmounted and released what it
+ * holds, so exiting then leaves nothing behind.
  */
 import { main } from './run.js';
 

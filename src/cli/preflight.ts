@@ -22,10 +22,8 @@ export interface Preflight {
   mountpoint: string;
 }
 
-/** The /dev/fuse path; HANDLEFS_DEV_FUSE overrides it for tests of the missing-device error. */
-export function devFusePath(): string {
-  return process.env.HANDLEFS_DEV_FUSE || '/dev/fuse';
-}
+/** The FUSE device (the devfuse frontend's DEV_FUSE; not imported from there: that loads the addon). */
+const DEV_FUSE = '/dev/fuse';
 
 const code = (e: unknown): string => (e as { code?: string }).code ?? 'EIO';
 
@@ -69,9 +67,8 @@ export function preflight(cfg: Config): Preflight {
     }
     if (entries.length > 0) throw new SetupError(`mountpoint ${cfg.mountpoint} is not empty; empty it or pass --nonempty`);
   }
-  const dev = devFusePath();
-  if (!fs.existsSync(dev)) {
-    throw new SetupError(`${dev} does not exist; load the fuse module (modprobe fuse) or, in a container, pass --device /dev/fuse`);
+  if (!fs.existsSync(DEV_FUSE)) {
+    throw new SetupError(`${DEV_FUSE} does not exist; load the fuse module (modprobe fuse) or, in a container, pass --device /dev/fuse`);
   }
   const root0 = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!root0) {

@@ -1,30 +1,24 @@
 /**
- * argv -> Config -> logger -> PassthroughFs -> ProtocolServer -> mount -> DevFuseSession, and the
- * way back: SIGINT/SIGTERM unmount cleanly, an external unmount (ENODEV) ends the session, and in
- * every case the process exits only after the readers have returned (see session.ts "Exit").
- * Exit codes: 0 clean unmount, 1 set-up error, 2 usage error.
+ * argv -> Config -> set-up checks -> mount -> filesystem -> session, run by the lifecycle
+ * (lifecycle.ts: signals, readiness, exit codes). Three ways of serving share it:
+ * - raw: our own protocol server on /dev/fuse, the filesystem core in this process;
+ * - raw --supervise: the same mount and session, the requests forwarded to a worker process;
+ * - fuse-native: the core behind libfuse2's high-level API, which mounts and runs its own loop.
  */
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
-import { pino, type Logger } from 'pino';
-import { passthroughOptions, protocolOptions, type Config } from '../config.js';
-import type { FileSystem } from '../fs/filesystem.js';
+import type { Logger } from 'pino';
+import { coreConfig, passthroughOptions, protocolOptions, type Config, type SealingKeys } from '../config.js';
 import type { BackingFiles } from '../fs/options.js';
-import { childLogger, makeLogger, setRootLogger } from '../log.js';
-import { parseCommandLine, USAGE, UsageError } from './args.js';
-import { devFusePath, preflight, SetupError } from './preflight.js';
-import { startStats } from '../stats.js';
+import type { FileSystem } from '../fs/filesystem.js';
+import type { PassthroughFs } from '../fs/passthrough.js';
+import type { FuseMount, DevFuseSession, RequestHandler } from '../frontends/devfuse/index.js';
+import { childLogger } from '../log.js';
+import { parseCommandLine, USAGE, UsageError, type Command } from './args.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, runServer, say, type Served } from './lifecycle.js';
+import { preflight, type Preflight } from './preflight.js';
 
 const noop = (): void => {};
-
-/** One line to stderr, prefixed; EPIPE on a closed stderr is ignored. */
-export function say(line: string): void {
-  try {
-    fs.writeSync(2, `handlefs: ${line}\n`);
-  } catch {
-    /* stderr closed */
-  }
-}
 
 function version(): string {
   try {
@@ -41,133 +35,175 @@ export async function main(argv: readonly string[]): Promise<number> {
   process.stdout.on('error', noop);
   process.stderr.on('error', noop);
 
-  let cfg: Config;
+  let cmd: Command;
   try {
-    const cmd = parseCommandLine(argv);
-    if (cmd.kind === 'help') {
+    cmd = parseCommandLine(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    say(`${e.message} (see handlefs --help)`);
+    return EXIT_USAGE;
+  }
+  switch (cmd.kind) {
+    case 'help':
       process.stdout.write(USAGE + '\n');
-      return 0;
-    }
-    if (cmd.kind === 'version') {
+      return EXIT_OK;
+    case 'version':
       process.stdout.write(`handlefs ${version()}\n`);
-      return 0;
-    }
-    if (cmd.kind === 'rotate-key') {
+      return EXIT_OK;
+    case 'rotate-key': {
       const { rotateKeyFile } = await import('../handle/key.js');
       try {
         const n = rotateKeyFile(cmd.file, cmd.keep);
         process.stdout.write(`rotated ${cmd.file}: a new key and ${n - 1} previous key${n === 2 ? '' : 's'} still accepted\n`);
-        return 0;
+        return EXIT_OK;
       } catch (e) {
         say((e as Error).message);
-        return 1;
+        return EXIT_FAILURE;
       }
     }
-    cfg = cmd.config;
-  } catch (e) {
-    if (e instanceof UsageError) {
-      say(`${e.message} (see handlefs --help)`);
-      return 2;
+    case 'mount': {
+      const cfg = cmd.config;
+      return runServer(cfg, async (log) => {
+        const pre = preflight(cfg);
+        // imported after the checks: the key file and the core load the native addon, whose
+        // absence is a set-up error with its own message, not a usage error
+        const keys = await loadKeys(cfg);
+        return cfg.frontend === 'fuse-native' ? startHighLevel(cfg, pre, keys, log) : startRaw(cfg, pre, keys, log);
+      });
     }
-    throw e;
-  }
-
-  const dest = pino.destination({ fd: 2, sync: true });
-  dest.on('error', noop);
-  const log = makeLogger(cfg.logLevel, dest as unknown as NodeJS.WritableStream);
-  setRootLogger(log);
-
-  try {
-    return await serve(cfg, log);
-  } catch (e) {
-    if (e instanceof SetupError || (e instanceof Error && (e.name === 'MountError' || e.name === 'KeyFileError'))) {
-      say(e.message);
-      return 1;
-    }
-    // anything else at set-up (the core refusing the shared dir, the addon missing): one line too
-    say(e instanceof Error ? e.message.split('\n')[0]! : String(e));
-    log.debug({ err: e }, 'set-up failed');
-    return 1;
   }
 }
 
-async function serve(cfg: Config, log: Logger): Promise<number> {
-  const pre = preflight(cfg);
-  if (cfg.supervise) {
-    const { supervise } = await import('../frontends/supervisor/supervisor.js');
-    return supervise(cfg, pre, log, { signalReady, say });
-  }
-
-  // imported here, after the checks: loading the core loads the native addon, whose absence is a
-  // set-up error with its own message, not a usage error
-  const [{ ephemeralKey, loadOrCreateKeys }, { PassthroughFs }, { ReadOnlyFs }, { ProtocolServer }, dev] =
-    await Promise.all([
-      import('../handle/key.js'),
-      import('../fs/passthrough.js'),
-      import('../fs/read-only.js'),
-      import('../fuse/protocol-server.js'),
-      import('../frontends/devfuse/index.js'),
-    ]);
-
+async function loadKeys(cfg: Config): Promise<SealingKeys> {
+  const { ephemeralKey, loadOrCreateKeys } = await import('../handle/key.js');
+  // one key for every worker of a supervised server: a successor must verify its predecessor's seals
   const [key, ...previousKeys] = cfg.handleKeyFile ? loadOrCreateKeys(cfg.handleKeyFile) : [ephemeralKey()];
-  // FUSE passthrough registers backing files on the device fd, which exists once mounted (INIT,
-  // the first moment the core may use it, comes after the mount)
-  let registry: BackingFiles | null = null;
-  const backing: BackingFiles | null = cfg.passthrough
-    ? { open: (fd) => registry!.open(fd), close: (id) => registry!.close(id) }
-    : null;
-  const core = new PassthroughFs({ ...passthroughOptions(cfg, pre.root, key!, log, previousKeys), backing });
-  // what the core chose (it probed the capability and open_by_handle_at itself)
-  const reopenBy = core.reopenStrategy;
-  const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(core) : core;
-  const stats = startStats(cfg.statsFile, () => core.counters(), log);
-  if (cfg.frontend === 'fuse-native') {
-    try {
-      return await serveHighLevel(cfg, pre, fsys, log, reopenBy, core.counters().fdBudget);
-    } finally {
-      stats.stop();
-    }
-  }
-  const server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
+  return { key: key!, previousKeys };
+}
+
+/** The filesystem core, wrapped read-only under --readonly. */
+async function makeCore(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, backing: BackingFiles | null):
+Promise<{ core: PassthroughFs; fsys: FileSystem }> {
+  const [{ PassthroughFs }, { ReadOnlyFs }] = await Promise.all([import('../fs/passthrough.js'), import('../fs/read-only.js')]);
+  const core = new PassthroughFs(passthroughOptions(cfg, pre.root, keys, log, { backing }));
+  return { core, fsys: cfg.readonly ? new ReadOnlyFs(core) : core };
+}
+
+/** What serves the requests of a raw session: the protocol server here, or a supervised worker. */
+interface RawHandler {
+  requests: RequestHandler;
+  /** the "(...)" of the mounted line, once live */
+  describe(): string;
+  stats: Served['stats'];
+  upgrade?(): void;
+  release(): Promise<void>;
+}
+
+/**
+ * Raw /dev/fuse: mount first, then the filesystem (FUSE passthrough registers backing files on the
+ * device fd, so the core is built with it), then the session. A failure after mounting unmounts.
+ */
+async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger): Promise<Served> {
+  const dev = await import('../frontends/devfuse/index.js');
   const mlog = childLogger('devfuse', log);
-
-  let mount;
+  const mount = await dev.mountFuse(
+    { source: pre.root, mountpoint: pre.mountpoint, allowOther: cfg.allowOther, defaultPermissions: cfg.defaultPermissions, readonly: cfg.readonly },
+    mlog,
+  );
+  // late-bound: the handler can ask to stop once the server runs (a fatal worker failure, DESTROY)
+  let served: Served | null = null;
+  const stop = (why: string, failure: boolean): void => served?.stop(why, failure);
+  let handler: RawHandler | null = null;
   try {
-    mount = await dev.mountFuse(
-      { source: pre.root, mountpoint: pre.mountpoint, allowOther: cfg.allowOther, defaultPermissions: cfg.defaultPermissions, readonly: cfg.readonly },
-      mlog,
-      devFusePath(),
-    );
-  } catch (e) {
-    await fsys.destroy().catch(noop);
-    throw e;
-  }
-
-  if (cfg.passthrough) registry = dev.backingRegistry(mount.fd);
-  const session = new dev.DevFuseSession(mount.fd, server, { readers: cfg.readers, kind: readerKind() }, mlog);
-  try {
+    handler = cfg.supervise
+      ? await supervised(cfg, pre, keys, log, stop)
+      : await inProcess(cfg, pre, keys, log, cfg.passthrough ? dev.backingRegistry(mount.fd) : null, stop);
+    const session = new dev.DevFuseSession(mount.fd, handler.requests, mlog);
     session.start();
+    served = rawServed(pre, mount, session, handler, log);
+    return served;
   } catch (e) {
     await mount.unmount();
-    await fsys.destroy().catch(noop);
-    throw new SetupError((e as Error).message);
+    closeFd(mount.fd);
+    await handler?.release().catch(noop);
+    throw e;
   }
+}
 
-  // --- shutdown: unmount; the readers then see ENODEV and the session ends. A busy mount is
-  // detached lazily; when the connection cannot be aborted (no fusectl, or a user namespace), the
-  // files still open on it are served until they are closed, as the detached mount's users expect.
-  // A second signal stops at once.
+type StopServed = (why: string, failure: boolean) => void;
+
+async function inProcess(
+  cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, backing: BackingFiles | null, stop: StopServed,
+): Promise<RawHandler> {
+  const { ProtocolServer } = await import('../fuse/protocol-server.js');
+  const { core, fsys } = await makeCore(cfg, pre, keys, log, backing);
+  const server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
+  server.onDestroy = () => stop('DESTROY from the kernel', false);
+  return {
+    requests: server,
+    describe: () => `raw, fd budget ${core.counters().fdBudget}, reopen by ${core.reopenStrategy}`,
+    stats: { file: cfg.statsFile, counters: () => core.counters() },
+    release: () => fsys.destroy(),
+  };
+}
+
+async function supervised(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, stop: StopServed): Promise<RawHandler> {
+  const { Supervisor } = await import('../frontends/supervisor/supervisor.js');
+  const slog = childLogger('supervisor', log);
+  const fail = (why: string): void => stop(why, true);
+  const sup = new Supervisor(coreConfig(cfg), pre.root, keys, slog, fail);
+  try {
+    await sup.start(null);
+  } catch (e) {
+    await sup.stop(); // a worker that failed to start is not restarted
+    throw e;
+  }
+  return {
+    requests: sup,
+    describe: () => `raw, supervised, worker pid ${sup.counters().workerPid}`,
+    // the worker writes the core's counters to --stats-file; the supervisor its own beside them
+    stats: { file: cfg.statsFile ? `${cfg.statsFile}.supervisor` : null, counters: () => sup.counters() },
+    upgrade: () => {
+      sup.upgrade().catch((e: unknown) => fail(`upgrade failed: ${(e as Error).message}`));
+    },
+    release: () => sup.stop(),
+  };
+}
+
+function closeFd(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    /* already closed */
+  }
+}
+
+/**
+ * A raw mount being served. Stopping unmounts; the session then reads ENODEV and ends. A busy
+ * mount is detached lazily; when the connection cannot be aborted (no fusectl, or a user
+ * namespace), the files still open on it are served until they are closed, as the detached
+ * mount's users expect. Stopping again aborts the connection, or ends the process at once (closing
+ * the device fd ends the connection too).
+ */
+function rawServed(pre: Preflight, mount: FuseMount, session: DevFuseSession, h: RawHandler, log: Logger): Served {
   let stopping = false;
-  const stop = async (why: string): Promise<void> => {
+  let failed = false;
+  let atOnce = false;
+  let endAtOnce: () => void = noop;
+  const stoppedAtOnce = new Promise<void>((r) => (endAtOnce = r));
+
+  const stop = async (why: string, failure = false): Promise<void> => {
+    failed ||= failure;
     if (stopping) {
       if (mount.abort()) return;
-      log.warn('second signal: stopping at once; files still open on the detached mount will fail with ENOTCONN');
-      // the readers are blocked in read(2) and cannot be woken, and process.exit would join them
-      process.kill(process.pid, 'SIGKILL');
+      log.warn('stopping at once; files still open on the detached mount will fail with ENOTCONN');
+      atOnce = true;
+      endAtOnce();
       return;
     }
     stopping = true;
-    log.info(`${why}: unmounting ${pre.mountpoint}`);
+    if (failure) log.error(`${why}: unmounting ${pre.mountpoint}`);
+    else log.info(`${why}: unmounting ${pre.mountpoint}`);
     const r = await mount.unmount();
     if (r !== 'unmounted' && !mount.abort()) {
       log.warn(
@@ -177,106 +213,80 @@ async function serve(cfg: Config, log: Logger): Promise<number> {
       );
     }
   };
-  const onSignal = (sig: NodeJS.Signals): void => void stop(`received ${sig}`);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGHUP', onSignal);
-  server.onDestroy = () => void stop('DESTROY from the kernel');
-  // a crash must not leave a dead mount behind: unmount (lazily if busy), abort if possible, and
-  // exit once the readers have ended; if they cannot be ended, kill ourselves (exit joins them)
-  process.on('uncaughtException', (e) => {
-    log.fatal({ err: e }, 'uncaught exception; unmounting');
-    say(`internal error: ${e.message}`);
-    void (async () => {
+
+  const ended = (async (): Promise<number> => {
+    const end = await Promise.race([session.done, stoppedAtOnce.then(() => null)]);
+    if (end === null) return EXIT_FAILURE;
+    if (end.reason === 'error') await stop(`the /dev/fuse session failed (${end.code})`, true);
+    else if (!stopping) log.info(`${pre.mountpoint} was unmounted`);
+    return failed || end.reason === 'error' ? EXIT_FAILURE : EXIT_OK;
+  })();
+
+  return {
+    live: session.live.then(() => `${pre.root} on ${pre.mountpoint} (${h.describe()})`),
+    ended,
+    stop: (why, failure) => void stop(why, failure),
+    upgrade: h.upgrade,
+    crash: async () => {
       await mount.unmount().catch(noop);
       mount.abort();
-      const ended = await Promise.race([session.done.then(() => true), new Promise((r) => setTimeout(r, 2000, false))]);
-      if (ended) process.exit(1);
-      process.kill(process.pid, 'SIGKILL');
-    })();
-  });
-
-  session.live.then(() => {
-    const budget = core.counters().fdBudget;
-    log.info(`mounted ${pre.root} on ${pre.mountpoint} (raw, fd budget ${budget}, reopen by ${reopenBy}, ${cfg.readers} readers)`);
-    signalReady();
-  }, noop);
-
-  const first = await session.firstEnd;
-  if (first.reason === 'error') {
-    // one reader failed for a reason other than unmount: end the others the same way
-    log.error({ code: first.code }, `the /dev/fuse session failed (${first.code}); unmounting ${cfg.mountpoint}`);
-    await stop('session failure');
-  }
-  const end = await session.done;
-  if (end.reason === 'unmounted' && !stopping) log.info(`${cfg.mountpoint} was unmounted`);
-  // the readers are gone: nothing else can be using the device fd
-  try {
-    fs.closeSync(mount.fd);
-  } catch {
-    /* already closed */
-  }
-  stats.stop();
-  await fsys.destroy().catch((e: unknown) => log.warn({ err: e }, 'destroy failed'));
-  return end.reason === 'unmounted' ? 0 : 1;
+    },
+    release: async () => {
+      // stopped at once: the session may still be reading the fd; the process exit closes it
+      if (atOnce) return;
+      closeFd(mount.fd);
+      await h.release();
+    },
+    stats: h.stats,
+  };
 }
 
 /**
  * --frontend fuse-native: the same core behind libfuse2's high-level API. libfuse runs its own
- * loop; we stop on SIGINT/SIGTERM/SIGHUP, or when the mount disappears from /proc/self/mounts.
+ * loop; the server ends when stopped or when the mount disappears from /proc/self/mountinfo.
  */
-async function serveHighLevel(
-  cfg: Config, pre: { root: string; mountpoint: string }, fsys: FileSystem, log: Logger, reopenBy: string, budget: number,
-): Promise<number> {
-  const { mountHighLevel } = await import('../frontends/highlevel/mount.js');
-  const hl = await mountHighLevel(fsys, pre.mountpoint, {
-    allowOther: cfg.allowOther, defaultPermissions: cfg.defaultPermissions, fsname: pre.root,
-    log: childLogger('highlevel', log), debug: cfg.logLevel === 'trace',
+async function startHighLevel(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger): Promise<Served> {
+  const [{ mountHighLevel }, { findMount }] = await Promise.all([import('../frontends/highlevel/mount.js'), import('../frontends/devfuse/index.js')]);
+  const { core, fsys } = await makeCore(cfg, pre, keys, log, null);
+  let hl;
+  try {
+    hl = await mountHighLevel(fsys, pre.mountpoint, {
+      allowOther: cfg.allowOther, defaultPermissions: cfg.defaultPermissions, fsname: pre.root,
+      log: childLogger('highlevel', log), debug: cfg.logLevel === 'trace',
+    });
+  } catch (e) {
+    await fsys.destroy().catch(noop);
+    throw e;
+  }
+  const mounted = hl;
+  let stopped: (end: { why: string; failure: boolean }) => void = noop;
+  const stop = new Promise<{ why: string; failure: boolean }>((r) => (stopped = r));
+  const poll = setInterval(() => {
+    if (!findMount(pre.mountpoint)) stopped({ why: 'unmounted', failure: false });
+  }, 500);
+  poll.unref();
+  const ended = stop.then(async ({ why, failure }): Promise<number> => {
+    clearInterval(poll);
+    if (why === 'unmounted') {
+      log.info(`${pre.mountpoint} was unmounted`);
+      await mounted.unmount().catch(noop);
+      return EXIT_OK;
+    }
+    log.info(`${why}: unmounting ${pre.mountpoint}`);
+    try {
+      await mounted.unmount();
+    } catch (e) {
+      log.error({ err: e }, `cannot unmount ${pre.mountpoint}`);
+      return EXIT_FAILURE;
+    }
+    return failure ? EXIT_FAILURE : EXIT_OK;
   });
-  log.info(`mounted ${pre.root} on ${pre.mountpoint} (fuse-native, fd budget ${budget}, reopen by ${reopenBy})`);
-  signalReady();
-  const why = await new Promise<string>((resolve) => {
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => resolve(`received ${sig}`));
-    const poll = setInterval(() => {
-      if (!isMounted(pre.mountpoint)) resolve('unmounted');
-    }, 500);
-    poll.unref();
-  });
-  log.info(`${why}: unmounting ${pre.mountpoint}`);
-  if (why !== 'unmounted') await hl.unmount();
-  else await hl.unmount().catch(noop);
-  await fsys.destroy().catch((e: unknown) => log.warn({ err: e }, 'destroy failed'));
-  return 0;
-}
-
-function isMounted(mountpoint: string): boolean {
-  try {
-    const esc = mountpoint.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
-    return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === esc);
-  } catch {
-    return true;
-  }
-}
-
-/** How /dev/fuse is read (see session.ts): 'poll' unless HANDLEFS_READERS asks for threads or the pool. */
-export function readerKind(): 'poll' | 'thread' | 'pool' {
-  const v = process.env.HANDLEFS_READERS;
-  return v === 'pool' || v === 'thread' ? v : 'poll';
-}
-
-/** HANDLEFS_READY_FD=N: write "ready\n" to fd N and close it (the test fixture waits on it). */
-export function signalReady(): void {
-  const v = process.env.HANDLEFS_READY_FD;
-  if (!v || !/^\d+$/.test(v)) return;
-  const fd = Number(v);
-  try {
-    fs.writeSync(fd, 'ready\n');
-  } catch {
-    /* nobody is listening: EPIPE/EBADF */
-  }
-  try {
-    fs.closeSync(fd);
-  } catch {
-    /* not open */
-  }
+  return {
+    live: Promise.resolve(`${pre.root} on ${pre.mountpoint} (fuse-native, fd budget ${core.counters().fdBudget}, reopen by ${core.reopenStrategy})`),
+    ended,
+    stop: (why, failure = false) => stopped({ why, failure }),
+    crash: () => mounted.unmount().catch(noop),
+    release: () => fsys.destroy(),
+    stats: { file: cfg.statsFile, counters: () => core.counters() },
+  };
 }

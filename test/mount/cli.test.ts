@@ -65,7 +65,7 @@ describe.skipIf(!built)('handlefs CLI errors', () => {
     expect(r.status).toBe(0);
     for (const o of ['--fd-budget', '--reopen', '--handle-key-file', '--cache', '--writeback', '--passthrough', '--readonly',
       '--allow-other', '--no-default-permissions', '--xattr', '--no-xattr', '--log-level', '--frontend', '--nonempty',
-      '--max-write', '--readers', 'HANDLEFS_READY_FD']) {
+      '--max-write', '--stats-file', '--supervise', 'SIGHUP', 'HANDLEFS_READY_FD']) {
       expect(r.stdout).toContain(o);
     }
   });
@@ -84,8 +84,6 @@ describe.skipIf(!built)('handlefs CLI errors', () => {
     ['a bad --reopen', () => ['mount', shared, mnt, '--reopen', 'magic'], /--reopen must be one of/],
     ['a bad --fd-budget', () => ['mount', shared, mnt, '--fd-budget', 'lots'], /--fd-budget must be a non-negative integer/],
     ['a tiny --fd-budget', () => ['mount', shared, mnt, '--fd-budget', '3'], /--fd-budget must be 'auto' or at least 16/],
-    ['--readers 0', () => ['mount', shared, mnt, '--readers', '0'], /--readers must be between 1 and 64/],
-    ['--readers 65', () => ['mount', shared, mnt, '--readers', '65'], /--readers must be between 1 and 64/],
     ['a bad --max-write', () => ['mount', shared, mnt, '--max-write', '1000'], /--max-write must be a multiple of 4096/],
     ['a huge --max-write', () => ['mount', shared, mnt, '--max-write', '2m'], /--max-write must be a multiple of 4096/],
     ['a bad --log-level', () => ['mount', shared, mnt, '--log-level', 'loud'], /--log-level must be one of/],
@@ -102,7 +100,7 @@ describe.skipIf(!built)('handlefs CLI errors', () => {
     });
   }
 
-  const setup: Array<[string, () => string[], RegExp, Record<string, string>?]> = [
+  const setup: Array<[string, () => string[], RegExp]> = [
     ['the shared dir is missing', () => ['mount', join(dir, 'nope'), mnt], /shared directory .*nope does not exist$/],
     ['the shared dir is a file', () => ['mount', join(dir, 'file'), mnt], /shared directory .*file is not a directory/],
     ['the mountpoint is missing', () => ['mount', shared, join(dir, 'nomnt')], /mountpoint .*nomnt does not exist; create it first \(mkdir -p .*nomnt\)/],
@@ -111,17 +109,25 @@ describe.skipIf(!built)('handlefs CLI errors', () => {
     ['the mountpoint is inside the shared dir', () => ['mount', shared, join(shared, 'sub')], /is inside the shared directory/],
     ['the mountpoint is the shared dir', () => ['mount', shared, shared], /is inside the shared directory/],
     ['the mountpoint reaches into the shared dir through a symlink', () => ['mount', shared, join(dir, 'link-into-shared')], /is inside the shared directory/],
-    ['/dev/fuse is missing', () => ['mount', shared, mnt], /\/nonexistent\/fuse does not exist; load the fuse module/, { HANDLEFS_DEV_FUSE: '/nonexistent/fuse' }],
     ['the key file is readable by others', () => ['mount', shared, mnt, '--handle-key-file', join(dir, 'key')], /accessible by group or others .*chmod 600/],
   ];
-  for (const [name, args, msg, env] of setup) {
+  for (const [name, args, msg] of setup) {
     it(`set-up error, exit 1: ${name}`, async () => {
-      const r = await runCli(args(), env);
+      const r = await runCli(args());
       expect(r.status, r.stderr).toBe(1);
       expect(oneLine(r.stderr)).toMatch(msg);
       expect(mountAt(mnt)).toBeNull();
     });
   }
+
+  it.skipIf(!isRoot)('set-up error, exit 1: /dev/fuse is missing', async () => {
+    // a mount namespace of its own whose /dev is an empty tmpfs
+    const r = await run('unshare', ['-m', 'sh', '-c', 'mount --make-rprivate / && mount -t tmpfs tmpfs /dev && exec "$@"', 'sh',
+      process.execPath, CLI, 'mount', shared, mnt], { timeoutMs: 15_000 });
+    expect(r.status, r.stderr).toBe(1);
+    expect(oneLine(r.stderr)).toMatch(/^handlefs: \/dev\/fuse does not exist; load the fuse module/);
+    expect(mountAt(mnt)).toBeNull();
+  });
 
   it.skipIf(!isRoot)('set-up error, exit 1: not root and no fusermount3', async () => {
     // nobody, with a PATH that has no fusermount3; the dirs must be reachable for that user
@@ -142,6 +148,31 @@ describe.skipIf(!built)('handlefs CLI errors', () => {
     } finally {
       fs.rmSync(d, { recursive: true, force: true });
     }
+  });
+
+  // the filesystem is built after mounting (FUSE passthrough needs the device fd): when it fails,
+  // the mount is undone; --reopen handle without CAP_DAC_READ_SEARCH makes the core refuse to start
+  for (const extra of [[], ['--passthrough'], ['--supervise']]) {
+    it.skipIf(!isRoot || !fs.existsSync('/dev/fuse'))(`set-up error after mounting, exit 1, nothing left mounted: ${['--reopen handle', ...extra].join(' ')}`, async () => {
+      const r = await run(SETPRIV, ['--inh-caps=-dac_read_search', '--bounding-set=-dac_read_search', '--',
+        process.execPath, CLI, 'mount', shared, mnt, '--reopen', 'handle', ...extra], { timeoutMs: 20_000 });
+      expect(r.status, r.stderr).toBe(1);
+      expect(oneLine(r.stderr)).toMatch(/--reopen handle needs CAP_DAC_READ_SEARCH/);
+      expect(mountAt(mnt)).toBeNull();
+    });
+  }
+
+  it.skipIf(!isRoot || !fs.existsSync('/dev/fuse'))('SIGHUP without --supervise is logged and ignored: the mount stays until SIGTERM', { timeout: 60_000 }, async () => {
+    await withMount({ args: ['--log-level', 'info'], setup: (orig) => fs.writeFileSync(join(orig, 'a'), 'A') }, async (t) => {
+      process.kill(t.pid, 'SIGHUP');
+      for (let i = 0; i < 100 && !/received SIGHUP/.test(t.serverLog()); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(t.serverLog()).toMatch(/received SIGHUP: only a supervised server \(--supervise\) upgrades; still serving/);
+      expect(t.exited()).toBeNull();
+      expect(mountAt(t.mnt)).not.toBeNull();
+      expect(fs.readFileSync(join(t.mnt, 'a'), 'utf8')).toBe('A');
+      expect(await t.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+      expect(mountAt(t.mnt)).toBeNull();
+    });
   });
 
   it.skipIf(!isRoot || !fs.existsSync('/dev/fuse'))('--nonempty mounts over a non-empty directory', { timeout: 60_000 }, async () => {

@@ -96,7 +96,7 @@ describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''
       const st = await t.stop('SIGTERM');
       expect(st).toEqual({ code: 0, signal: null });
       expect(mountAt(t.mnt)).toBeNull();
-      expect(t.serverLog()).toMatch(/mounted .* on .* \(raw, fd budget \d+, reopen by (handle|path), 2 readers\)/);
+      expect(t.serverLog()).toMatch(/mounted .* on .* \(raw, fd budget \d+, reopen by (handle|path)\)/);
       expect(t.serverLog()).toMatch(/received SIGTERM: unmounting/);
     });
   });
@@ -126,8 +126,8 @@ describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''
         process.kill(t.pid, 'SIGTERM');
         for (let i = 0; i < 100 && mountAt(t.mnt); i++) await new Promise((r) => setTimeout(r, 50));
         const st = await t.stop('SIGTERM', 10_000);
-        // either the connection was aborted (exit 0) or, without fusectl, the server killed itself
-        expect(st.code === 0 || st.signal === 'SIGKILL').toBe(true);
+        // either the connection was aborted (exit 0) or, without fusectl, the server stopped at once (exit 1)
+        expect(st.code === 0 || st.code === 1).toBe(true);
         await expect(fh.write('x')).rejects.toMatchObject({ code: 'ENOTCONN' });
       } finally {
         await fh.close().catch(() => {});

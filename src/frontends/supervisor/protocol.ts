@@ -1,3 +1,4 @@
+import type { CoreConfig } from '../../config.js';
 import { opcodeRow } from '../../fuse/opcodes.js';
 
 /**
@@ -11,8 +12,8 @@ import { opcodeRow } from '../../fuse/opcodes.js';
 /** Supervisor -> worker: everything the worker needs; `key` is the sealing key (never logged). */
 export interface StartMsg {
   t: 'start';
-  /** the Config, as plain data */
-  cfg: Record<string, unknown>;
+  /** what the core and the protocol server are built from (plain data: it crosses the channel as it is) */
+  cfg: CoreConfig;
   root: string;
   key: Uint8Array;
   /** keys rotated out but still accepted (grace period) */
@@ -68,6 +69,22 @@ export interface FailMsg {
 }
 
 export type FromWorker = ReadyMsg | RepMsg | RecsMsg | StateMsg | FailMsg;
+
+/**
+ * A message as it arrives on the channel (Node types it `any`), accepted when its tag is one the
+ * direction carries; null otherwise. Only the supervisor and its worker hold the channel, so the
+ * fields are the sender's types and are not re-validated one by one.
+ */
+function accept<M extends { t: string }>(tags: ReadonlyArray<M['t']>): (raw: unknown) => M | null {
+  const known: ReadonlySet<string> = new Set(tags);
+  return (raw) => {
+    const t: unknown = typeof raw === 'object' && raw !== null ? (raw as { t?: unknown }).t : undefined;
+    return typeof t === 'string' && known.has(t) ? (raw as M) : null;
+  };
+}
+
+export const asToWorker = accept<ToWorker>(['start', 'req', 'state', 'stop']);
+export const asFromWorker = accept<FromWorker>(['ready', 'rep', 'recs', 'state', 'fail']);
 
 /** Requests the kernel expects no reply to (FORGET, BATCH_FORGET, INTERRUPT): the opcode table says. */
 export function noReply(opcode: number): boolean {

@@ -1,44 +1,36 @@
 /**
- * Restart without unmount (`handlefs mount --supervise`).
+ * Restart without unmount (`handlefs mount --supervise`): the request handler of the /dev/fuse
+ * session when the filesystem runs in a worker process.
  *
- * The supervisor holds what must outlive a worker: the /dev/fuse fd and the mount, the sealing key,
- * the kernel's INIT request, and the sealed inode records the worker streams to it. It reads
- * requests from /dev/fuse and forwards their bytes to the worker, which runs the filesystem and the
- * protocol server and answers reply bytes (the protocol server is transport-agnostic, so this is
- * one more transport). It keeps no filesystem logic.
+ * The supervisor process holds what must outlive a worker: the /dev/fuse fd and the mount (the CLI
+ * mounts and runs the session, as for a plain server), the sealing key, the kernel's INIT request,
+ * and the sealed inode records the worker streams to it. This handler forwards each request's
+ * bytes to the worker, which runs the filesystem and the protocol server and answers reply bytes
+ * (the protocol server is transport-agnostic, so this is one more transport). It keeps no
+ * filesystem logic.
  *
- * - Upgrade (SIGHUP, or SIGUSR2): new requests are queued; requests in flight are allowed to finish
- *   (bounded); the old worker hands over its full sealed state and exits; a new worker (the code on
- *   disk now) starts with that state and a replay of INIT; the queue is released to it.
- * - Crash (the worker dies): every request it had not answered is answered EIO by the supervisor
- *   (never left hanging); a new worker starts with the records streamed so far. Restarts are rate
- *   limited: more than 5 crashes within a minute unmount and exit 1.
+ * - Upgrade (the CLI calls upgrade() on SIGHUP): new requests are queued; requests in flight are
+ *   allowed to finish (bounded); the old worker hands over its full sealed state and exits; a new
+ *   worker (the code on disk now) starts with that state and a replay of INIT; the queue is
+ *   released to it.
+ * - Crash (the worker dies): every request it had not answered is answered EIO (never left
+ *   hanging); a new worker starts with the records streamed so far. Restarts are rate limited:
+ *   more than 5 crashes within a minute are fatal (onFatal: the CLI unmounts and exits 1).
  * - Node ids and client file handles survive both: the successor verifies each sealed record (same
- *   key) and brings inodes back lazily, under their old node ids. Open files (fh) do not survive:
- *   requests on an fh of a previous worker get EBADF.
+ *   key) and brings inodes back lazily, under their old node ids. Open files (fh) pass to the
+ *   successor at an upgrade (in the state); after a crash, requests on a dead worker's fh get EBADF.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import type { Config } from '../../config.js';
+import type { CoreConfig, SealingKeys } from '../../config.js';
 import { E } from '../../errors.js';
-import { ephemeralKey, loadOrCreateKeys } from '../../handle/key.js';
 import { InHeader } from '../../fuse/abi.js';
 import { encodeError } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
-import { childLogger } from '../../log.js';
-import { startStats } from '../../stats.js';
-import { DevFuseSession, mountFuse, type RequestHandler } from '../devfuse/index.js';
-import {
-  noReply, type FromWorker, type StartMsg, type ToWorker,
-} from './protocol.js';
-
-export interface SupervisorHooks {
-  signalReady(): void;
-  say(line: string): void;
-}
+import type { RequestHandler } from '../devfuse/index.js';
+import { asFromWorker, noReply, type FromWorker, type StartMsg, type ToWorker } from './protocol.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.js');
 const DRAIN_MS = 10_000;
@@ -50,37 +42,38 @@ interface Pending {
   opcode: number;
 }
 
-class Forwarder implements RequestHandler {
+export class Supervisor implements RequestHandler {
   private worker: ChildProcess | null = null;
   private ready = false;
   private paused = false;
   private queue: Array<{ id: number; buf: Buffer }> = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
-  init: Buffer | null = null;
+  private init: Buffer | null = null;
   private initId = -1;
   /** set once the worker answered INIT (the session reports the mount live then) */
   negotiated: object | null = null;
   /** latest sealed record per streamed blob, in arrival order (a successor replays them all) */
-  readonly records: Buffer[] = [];
+  private readonly records: Buffer[] = [];
   private recordBytes = 0;
   private drained: (() => void) | null = null;
   private onState: ((b: Buffer) => void) | null = null;
-  generation = 0;
-  crashes: number[] = [];
-  stopping = false;
+  private generation = 0;
+  private crashes: number[] = [];
+  private stopping = false;
 
+  /** `onFatal`: the worker cannot be kept running (it crashes too often, or cannot restart) */
   constructor(
-    private readonly cfg: Config,
+    private readonly cfg: CoreConfig,
     private readonly root: string,
-    private readonly keys: Buffer[],
+    private readonly keys: SealingKeys,
     private readonly log: Logger,
-    private readonly bufSize: number,
     private readonly onFatal: (why: string) => void,
   ) {}
 
   bufferSize(): number {
-    return this.bufSize;
+    // a request is at most a header and max_write bytes of WRITE payload
+    return Math.max(8192, this.cfg.maxWrite + 4096);
   }
 
   handle(req: Buffer): Promise<Buffer | null> {
@@ -121,10 +114,14 @@ class Forwarder implements RequestHandler {
     this.worker = child;
     this.ready = false;
     return new Promise<void>((resolve, reject) => {
-      child.on('message', (raw) => this.onMessage(raw as FromWorker, resolve, reject));
+      child.on('message', (raw) => {
+        const m = asFromWorker(raw);
+        if (m) this.onMessage(m, resolve, reject);
+        else this.log.warn('an unknown message from the worker; ignored');
+      });
       child.on('exit', (code, signal) => this.onExit(gen, child, code, signal, reject));
       const start: StartMsg = {
-        t: 'start', cfg: { ...this.cfg } as unknown as Record<string, unknown>, root: this.root, key: this.keys[0]!, previousKeys: this.keys.slice(1),
+        t: 'start', cfg: this.cfg, root: this.root, key: this.keys.key, previousKeys: this.keys.previousKeys,
         state, records: state ? [] : this.records, init: this.init,
       };
       child.send(start);
@@ -247,76 +244,8 @@ class Forwarder implements RequestHandler {
     if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
   }
 
-  get workerPid(): number | undefined {
-    return this.worker?.pid;
+  /** For the supervisor's stats file (the worker writes the core's counters itself). */
+  counters(): { workerPid: number | undefined; generation: number; records: number } {
+    return { workerPid: this.worker?.pid, generation: this.generation, records: this.records.length };
   }
-}
-
-export async function supervise(cfg: Config, pre: { root: string; mountpoint: string }, log: Logger, hooks: SupervisorHooks): Promise<number> {
-  const slog = childLogger('supervisor', log);
-  // one key for every worker: the successor must verify its predecessor's seals
-  const [key, ...previousKeys] = cfg.handleKeyFile ? loadOrCreateKeys(cfg.handleKeyFile) : [ephemeralKey()];
-  let fatal: string | null = null;
-  let stopNow: ((why: string) => void) | null = null;
-  const fwd = new Forwarder(cfg, pre.root, [key!, ...previousKeys], slog, Math.max(8192, cfg.maxWrite + 4096), (why) => {
-    fatal = why;
-    stopNow?.(why);
-  });
-  await fwd.start(null);
-
-  const mount = await mountFuse(
-    { source: pre.root, mountpoint: pre.mountpoint, allowOther: cfg.allowOther, defaultPermissions: cfg.defaultPermissions, readonly: cfg.readonly },
-    childLogger('devfuse', log),
-    process.env.HANDLEFS_DEV_FUSE || undefined,
-  ).catch(async (e: unknown) => {
-    await fwd.stop();
-    throw e;
-  });
-  const session = new DevFuseSession(mount.fd, fwd, { readers: cfg.readers, kind: 'poll' }, childLogger('devfuse', log));
-  session.start();
-
-  // the worker writes the core's counters to --stats-file; the supervisor adds its own beside them
-  const stats = startStats(cfg.statsFile ? `${cfg.statsFile}.supervisor` : null,
-    () => ({ workerPid: fwd.workerPid, generation: fwd.generation, records: fwd.records.length }), slog);
-
-  let stopping = false;
-  const stop = async (why: string): Promise<void> => {
-    if (stopping) {
-      if (!mount.abort()) process.kill(process.pid, 'SIGKILL');
-      return;
-    }
-    stopping = true;
-    slog.info(`${why}: unmounting ${pre.mountpoint}`);
-    const r = await mount.unmount();
-    if (r !== 'unmounted' && !mount.abort()) slog.warn(`${pre.mountpoint} is busy: detached lazily; serving open files until they are closed`);
-  };
-  stopNow = (why) => void stop(why);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void stop(`received ${sig}`));
-  const upgrade = (): void => {
-    fwd.upgrade().catch((e: unknown) => {
-      slog.error({ err: e }, 'upgrade failed');
-      void stop('upgrade failed');
-    });
-  };
-  process.on('SIGHUP', upgrade);
-  process.on('SIGUSR2', upgrade);
-
-  session.live.then(() => {
-    slog.info(`mounted ${pre.root} on ${pre.mountpoint} (raw, supervised, worker pid ${fwd.workerPid})`);
-    hooks.signalReady();
-  }, () => {});
-
-  await session.done;
-  try {
-    fs.closeSync(mount.fd);
-  } catch {
-    /* closed */
-  }
-  await fwd.stop();
-  stats.stop();
-  if (fatal) {
-    hooks.say(fatal);
-    return 1;
-  }
-  return 0;
 }

@@ -3,15 +3,14 @@
  * supervisor over the IPC channel, answering reply bytes. Started only by the supervisor (it needs
  * the IPC channel the supervisor created; run by hand it exits at once).
  */
-import { pino } from 'pino';
-import type { Config } from '../../config.js';
 import { passthroughOptions, protocolOptions } from '../../config.js';
 import type { FileSystem } from '../../fs/filesystem.js';
 import { PassthroughFs } from '../../fs/passthrough.js';
 import { ReadOnlyFs } from '../../fs/read-only.js';
 import { ProtocolServer } from '../../fuse/protocol-server.js';
-import { childLogger, setRootLogger } from '../../log.js';
-import type { FromWorker, StartMsg, ToWorker } from './protocol.js';
+import { childLogger, makeLogger } from '../../log.js';
+import { startStats } from '../../stats.js';
+import { asToWorker, type FromWorker, type StartMsg } from './protocol.js';
 
 if (!process.send) {
   process.stderr.write('handlefs: the worker is started by `handlefs mount --supervise`, not by hand\n');
@@ -35,30 +34,27 @@ function flushRecs(): void {
   send({ t: 'recs', recs });
 }
 
+/** A sealed record for the supervisor, sent in a batch once the current request is done. */
+function streamRecord(sealed: Buffer): void {
+  pendingRecs.push(sealed);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushRecs);
+  }
+}
+
 async function start(m: StartMsg): Promise<void> {
-  const cfg = m.cfg as unknown as Config;
-  const log = pino({ level: cfg.logLevel, base: { pid: process.pid, role: 'worker' } }, pino.destination({ fd: 2, sync: true }));
-  setRootLogger(log);
-  const key = Buffer.from(m.key);
-  // each new or moved inode's sealed record goes to the supervisor (batched per tick)
-  const onRecord = (sealed: Buffer): void => {
-    pendingRecs.push(sealed);
-    if (!flushScheduled) {
-      flushScheduled = true;
-      setImmediate(flushRecs);
-    }
-  };
-  core = new PassthroughFs({ ...passthroughOptions(cfg, m.root, key, log, m.previousKeys.map((k) => Buffer.from(k))), onRecord });
-  const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(core) : core;
+  const { cfg } = m;
+  const log = makeLogger(cfg.logLevel, { role: 'worker' });
+  const keys = { key: Buffer.from(m.key), previousKeys: m.previousKeys.map((k) => Buffer.from(k)) };
+  const pfs = new PassthroughFs(passthroughOptions(cfg, m.root, keys, log, { onRecord: streamRecord }));
+  core = pfs;
+  const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(pfs) : pfs;
   server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
   let restored = 0;
   // every record is verified by the core before use: a foreign or tampered one is refused and logged
-  if (m.state) {
-    const r = core.importState(Buffer.from(m.state));
-    if (r.ok) restored += r.records;
-  }
-  for (const rec of m.records) {
-    const r = core.importState(Buffer.from(rec));
+  for (const blob of m.state ? [m.state, ...m.records] : m.records) {
+    const r = pfs.importState(Buffer.from(blob));
     if (r.ok) restored += r.records;
   }
   if (m.init) {
@@ -66,16 +62,14 @@ async function start(m: StartMsg): Promise<void> {
     // with the same negotiation (the reply is dropped: the kernel already has one)
     await server.handle(Buffer.from(m.init));
   }
-  if (cfg.statsFile) {
-    const { startStats } = await import('../../stats.js');
-    startStats(cfg.statsFile, () => ({ role: 'worker', ...core!.counters() }), log);
-  }
+  startStats(cfg.statsFile, () => ({ role: 'worker', ...pfs.counters() }), log);
   log.info({ restored }, 'worker ready');
   send({ t: 'ready', restored });
 }
 
 process.on('message', (raw) => {
-  const m = raw as ToWorker;
+  const m = asToWorker(raw);
+  if (!m) return;
   switch (m.t) {
     case 'req': {
       const srv = server;
