@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Sealer, SEAL_LEN } from '../../src/handle/seal.js';
 import { encodeToken, decodeToken, MAX_HANDLE_BYTES } from '../../src/handle/token.js';
 import { ephemeralKey, loadOrCreateKey, loadOrCreateKeys, rotateKeyFile, KeyFileError } from '../../src/handle/key.js';
-import { tmpdir } from './helpers.js';
+import { tmpdir } from '../helpers/fs-fixture.js';
 import { mulberry32 as prng } from '../helpers/prng.js';
 
 describe('seals', () => {
