@@ -13,13 +13,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { killPid, run, waitExit, type RunResult } from './child.js';
-import { forceUnmount, mountAt } from './mounts.js';
+import { forceUnmount, mountAt, mountDirs } from './mounts.js';
 
 // test/stress/stress.test.ts takes run from here
 export { run };
@@ -84,11 +83,7 @@ export interface MountHandle extends MountContext {
  * On a failed start everything is already cleaned up.
  */
 export async function startMount(opts: MountOptions = {}): Promise<MountHandle> {
-  const dir = fs.realpathSync(fs.mkdtempSync(join(os.tmpdir(), 'handlefs-mnt-')));
-  const orig = join(dir, 'orig');
-  const mnt = join(dir, 'mnt');
-  fs.mkdirSync(orig);
-  fs.mkdirSync(mnt);
+  const { dir, orig, mnt } = mountDirs('handlefs-mnt-');
   let child: ChildProcess | null = null;
   let status: ExitStatus | null = null;
   let log = '';

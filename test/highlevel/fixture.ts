@@ -5,12 +5,11 @@
  * by pid, pass or fail.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killPid, start, waitExit, type Started } from '../helpers/child.js';
 import { mountSkipReason } from '../helpers/mount.js';
-import { forceUnmount, mountAt } from '../helpers/mounts.js';
+import { forceUnmount, mountAt, mountDirs } from '../helpers/mounts.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const SERVER = path.join(HERE, 'server.mjs');
@@ -34,11 +33,7 @@ export function skipReason(): string | null {
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<Mounted> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hfs-hl-'));
-  const orig = path.join(dir, 'orig');
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(orig);
-  fs.mkdirSync(mnt);
+  const { dir, orig, mnt } = mountDirs('hfs-hl-');
   const m: Mounted = { dir, orig, mnt, ...start(process.execPath, [SERVER, orig, mnt, JSON.stringify(opts)]) };
   const { child } = m;
   try {
