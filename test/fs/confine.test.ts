@@ -2,8 +2,9 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
-import { makeFs, tmpdir, ctx, B, walk, errnoOf } from './helpers.js';
+import { start } from '../helpers/child.js';
+import { codeOf, errnoOf } from '../helpers/errno.js';
+import { makeFs, tmpdir, ctx, B, walk } from '../helpers/fs-fixture.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
 import { O_RDONLY, O_WRONLY, S_IFMT, S_IFLNK } from '../../src/sys/constants.js';
 import { sys } from '../../src/sys/syscalls.js';
@@ -209,12 +210,9 @@ while time.time() < end:
     except OSError:
         pass
 `;
-      const child = spawn('python3', ['-c', script, root, outside], { stdio: 'ignore' });
-      const done = new Promise<void>((res) => child.on('exit', () => res()));
-      cleanups.push(async () => {
-        child.kill('SIGKILL');
-        await done;
-      });
+      const child = start('python3', ['-c', script, root, outside]);
+      const done = new Promise<void>((res) => child.child.on('exit', () => res()));
+      cleanups.push(child.kill);
       let reads = 0;
       let leaked = 0;
       const deadline = Date.now() + 2000;
@@ -235,7 +233,7 @@ while time.time() < end:
           await pfs.releasedir(ctx, d.nodeid, od.fh);
         } catch (e) {
           // ENOENT/ENOTDIR/ESTALE/ELOOP are fine: the race was lost, nothing was read
-          expect(['ENOENT', 'ENOTDIR', 'ESTALE', 'ELOOP', 'EACCES']).toContain((e as { code?: string }).code);
+          expect(['ENOENT', 'ENOTDIR', 'ESTALE', 'ELOOP', 'EACCES']).toContain(codeOf(e));
         }
         // churn the cache so that reopens happen during the race
         for (let i = 0; i < 8; i++) await pfs.lookup(ctx, 1n, B(`z${i}`));

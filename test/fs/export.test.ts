@@ -6,7 +6,8 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { makeFs, tmpdir, ctx, B, walk, errnoOf } from './helpers.js';
+import { errnoOf } from '../helpers/errno.js';
+import { makeFs, tmpdir, ctx, B, walk } from '../helpers/fs-fixture.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
 import { ephemeralKey } from '../../src/handle/key.js';
 import { Sealer } from '../../src/handle/seal.js';

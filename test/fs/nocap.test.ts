@@ -6,9 +6,9 @@
 import { describe, it, expect } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { tmpdir } from './helpers.js';
+import { runSync } from '../helpers/child.js';
+import { tmpdir } from '../helpers/fs-fixture.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -20,7 +20,7 @@ function run(args: string[], dropCap: boolean): Record<string, any> {
   const cmd = dropCap
     ? ['setpriv', '--inh-caps=-dac_read_search', '--bounding-set=-dac_read_search', '--', process.execPath, ...args]
     : [process.execPath, ...args];
-  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', timeout: 90_000, cwd: repo });
+  const r = runSync(cmd[0]!, cmd.slice(1), { timeoutMs: 90_000, cwd: repo });
   if (r.status !== 0) throw new Error(`child failed (${r.status}): ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }

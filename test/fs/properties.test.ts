@@ -6,7 +6,8 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { scratchExt4, scratchExt4Unavailable } from '../helpers/scratch-ext4.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { makeFs, tmpdir, ctx, B, walk, countFds, errnoOf } from './helpers.js';
+import { codeOf, errnoOf } from '../helpers/errno.js';
+import { makeFs, tmpdir, ctx, B, walk, countFds } from '../helpers/fs-fixture.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
 import { F_WRLCK, O_APPEND, O_RDWR, O_TRUNC, O_WRONLY, O_RDONLY } from '../../src/sys/constants.js';
 
@@ -181,7 +182,7 @@ describe('fd budget', () => {
         await pfs.setlk(ctx, e.nodeid, o.fh, 10n + BigInt(i), { start: 0n, end: 1n, type: F_WRLCK, pid: 0 }, false, false);
         pinned.push({ n: e.nodeid, fh: o.fh });
       } catch (e) {
-        err = (e as { code?: string }).code ?? 'x';
+        err = codeOf(e);
       }
     }
     expect(err).toBe('EMFILE');

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Sealer, SEAL_LEN } from '../../src/handle/seal.js';
 import { encodeState, decodeState, type ServerState } from '../../src/fs/export-table.js';
 import { ephemeralKey, loadOrCreateKeys, rotateKeyFile, KeyFileError } from '../../src/handle/key.js';
-import { tmpdir } from './helpers.js';
+import { tmpdir } from '../helpers/fs-fixture.js';
 import { mulberry32 as prng } from '../helpers/prng.js';
 
 describe('seals', () => {

@@ -4,6 +4,8 @@
  * (dist/cli/main.js) in a child process, waits for its ready signal, runs fn, and ALWAYS cleans
  * up: unmount, abort the connection if unmounting hangs, kill the child by its own pid, remove the
  * temp dir (never while something is still mounted in it: rm would walk into the mount).
+ * `useMount(opts)` does the same for a whole describe block. Clients run with ./child.ts; what is
+ * mounted where comes from ./mounts.ts.
  *
  * The server runs in a child process because touching a mount from the server's own event loop
  * deadlocks. The test process itself may use node:fs on the mount (it is a separate process), but
@@ -11,18 +13,24 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { killPid, run, waitExit, type RunResult } from './child.js';
+import { forceUnmount, mountAt, mountDirs } from './mounts.js';
+
+// test/stress/stress.test.ts takes run from here
+export { run };
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(REPO, 'dist', 'cli', 'main.js');
 
 export interface MountOptions {
-  /** extra CLI options after `mount orig mnt` */
-  /** extra CLI arguments; '{dir}' is replaced by the test's temp dir (beside orig/ and mnt/) */
+  /** extra CLI arguments after `mount orig mnt`; '{dir}' is replaced by the test's temp dir (beside orig/ and mnt/) */
   args?: string[];
+  /** a command the server runs under, e.g. ['setpriv', '--reuid=65534', ..., '--'] */
+  wrap?: string[];
   /** fill orig/ before mounting */
   setup?: (orig: string) => void | Promise<void>;
   /** extra environment for the server */
@@ -60,106 +68,9 @@ export function mountSkipReason(): string | null {
   return null;
 }
 
-interface MountInfo {
-  minor: number;
-  fstype: string;
-}
-
-/** The topmost mount at `path` from /proc/self/mountinfo (read, never stat: stat could hang). */
-export function mountAt(path: string): MountInfo | null {
-  let found: MountInfo | null = null;
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const a = line.slice(0, sep).split(' ');
-    const mp = (a[4] ?? '').replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (mp !== path) continue;
-    found = { minor: Number(a[2]!.split(':')[1]), fstype: line.slice(sep + 3).split(' ')[0]! };
-  }
-  return found;
-}
-
-export interface RunResult {
-  stdout: string;
-  stderr: string;
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  timedOut: boolean;
-}
-
-/**
- * Run a command in another process with a timeout (SIGKILL by pid when it expires). Use it for
- * client work that may block on the mount, or that needs other credentials (setpriv).
- */
-export function run(cmd: string, args: readonly string[], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
-  return new Promise((resolveRun) => {
-    const c = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    c.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    c.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    c.stdin!.on('error', () => {});
-    c.stdin!.end(opts.input ?? '');
-    const t = setTimeout(() => {
-      timedOut = true;
-      if (c.pid) process.kill(c.pid, 'SIGKILL');
-    }, opts.timeoutMs ?? 10_000);
-    c.on('error', (e) => {
-      clearTimeout(t);
-      resolveRun({ stdout, stderr: stderr + String(e), status: null, signal: null, timedOut });
-    });
-    c.on('close', (status, signal) => {
-      clearTimeout(t);
-      resolveRun({ stdout, stderr, status, signal, timedOut });
-    });
-  });
-}
-
-/** Run a shell script (sh -c) as a client of the mount, in another process, with a timeout. */
-export function runClient(script: string, args: readonly string[] = [], timeoutMs = 10_000): Promise<RunResult> {
-  return run('sh', ['-c', script, 'client', ...args], { timeoutMs });
-}
-
 /** Run the CLI to completion (for usage and set-up errors); HANDLEFS_* env may be added. */
 export function runCli(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 15_000): Promise<RunResult> {
   return run(process.execPath, [CLI, ...args], { timeoutMs, env: { ...process.env, ...env } });
-}
-
-function waitExit(child: ChildProcess, status: () => ExitStatus | null, ms: number): Promise<boolean> {
-  if (status()) return Promise.resolve(true);
-  return new Promise((r) => {
-    const t = setTimeout(() => r(false), ms);
-    child.once('exit', () => {
-      clearTimeout(t);
-      r(true);
-    });
-  });
-}
-
-function killPid(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    /* already gone */
-  }
-}
-
-/** Unmount `mnt` (ours only), escalating: umount, abort the connection + umount -l. */
-export async function forceUnmount(mnt: string): Promise<void> {
-  if (!mountAt(mnt)) return;
-  // -c: no canonicalization, so umount(8) does not stat into the mount (which may hang)
-  const r = await run('umount', ['-c', mnt], { timeoutMs: 5000 });
-  if (r.status === 0 && !mountAt(mnt)) return;
-  const m = mountAt(mnt);
-  if (m && m.fstype.startsWith('fuse')) {
-    try {
-      fs.writeFileSync(`/sys/fs/fuse/connections/${m.minor}/abort`, '1');
-    } catch {
-      /* fusectl not mounted or connection already gone */
-    }
-  }
-  await run('umount', ['-l', '-c', mnt], { timeoutMs: 5000 });
 }
 
 export interface MountHandle extends MountContext {
@@ -168,15 +79,11 @@ export interface MountHandle extends MountContext {
 }
 
 /**
- * Start a mount for a whole test file (beforeAll/afterAll); prefer withMount, which cannot forget
- * the cleanup. On a failed start everything is already cleaned up.
+ * Start a mount and hand it over; prefer withMount or useMount, which cannot forget the cleanup.
+ * On a failed start everything is already cleaned up.
  */
 export async function startMount(opts: MountOptions = {}): Promise<MountHandle> {
-  const dir = fs.realpathSync(fs.mkdtempSync(join(os.tmpdir(), 'handlefs-mnt-')));
-  const orig = join(dir, 'orig');
-  const mnt = join(dir, 'mnt');
-  fs.mkdirSync(orig);
-  fs.mkdirSync(mnt);
+  const { dir, orig, mnt } = mountDirs('handlefs-mnt-');
   let child: ChildProcess | null = null;
   let status: ExitStatus | null = null;
   let log = '';
@@ -189,11 +96,11 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
     if (child && child.pid) {
       const c = child;
       // after the unmount the server ends by itself (ENODEV); otherwise SIGTERM, then SIGKILL
-      if (!(await waitExit(c, () => status, 5000))) {
+      if (!(await waitExit(c, 5000))) {
         killPid(c.pid!, 'SIGTERM');
-        if (!(await waitExit(c, () => status, 3000))) {
+        if (!(await waitExit(c, 3000))) {
           killPid(c.pid!, 'SIGKILL');
-          await waitExit(c, () => status, 3000);
+          await waitExit(c, 3000);
         }
       }
     }
@@ -205,7 +112,8 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
 
   try {
     await opts.setup?.(orig);
-    child = spawn(process.execPath, [CLI, 'mount', orig, mnt, ...(opts.args ?? []).map((a) => a.replaceAll('{dir}', dir))], {
+    const argv = [...(opts.wrap ?? []), process.execPath, CLI, 'mount', orig, mnt, ...(opts.args ?? []).map((a) => a.replaceAll('{dir}', dir))];
+    child = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
       env: { ...process.env, ...opts.env, HANDLEFS_READY_FD: '3' },
     });
@@ -248,9 +156,9 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
       },
       stop: async (signal = 'SIGTERM', timeoutMs = 10_000) => {
         if (!status) killPid(c.pid!, signal);
-        if (!(await waitExit(c, () => status, timeoutMs))) {
+        if (!(await waitExit(c, timeoutMs))) {
           killPid(c.pid!, 'SIGKILL');
-          await waitExit(c, () => status, 5000);
+          await waitExit(c, 5000);
         }
         return status ?? { code: null, signal: null };
       },
@@ -270,4 +178,25 @@ export async function withMount<T>(opts: MountOptions, fn: (ctx: MountContext) =
   } finally {
     await m.cleanup();
   }
+}
+
+/**
+ * One mount for a whole describe block: started in beforeAll, cleaned up in afterAll, where the
+ * server must have ended by itself with status 0 (the cleanup unmounts it with umount(8)). Returns
+ * the handle's getter (there is a handle once beforeAll has run).
+ */
+export function useMount(opts: MountOptions): () => MountHandle {
+  let m: MountHandle | undefined;
+  beforeAll(async () => {
+    m = await startMount(opts);
+  }, 60_000);
+  afterAll(async () => {
+    if (!m) return;
+    await m.cleanup();
+    expect(m.exited()).toEqual({ code: 0, signal: null });
+  }, 60_000);
+  return () => {
+    if (!m) throw new Error('no mount: its beforeAll has not run or failed');
+    return m;
+  };
 }

@@ -9,10 +9,11 @@
  * why not otherwise. The image lives under /var/tmp and is removed by cleanup(), which also
  * unmounts (lazily if busy).
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { runSync } from './child.js';
+import { mountAt } from './mounts.js';
 
 export interface ScratchExt4 {
   dir: string;
@@ -20,8 +21,8 @@ export interface ScratchExt4 {
 }
 
 function run(cmd: string, args: string[]): { ok: boolean; out: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000 });
-  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? String(r.error) : ''}`.trim() };
+  const r = runSync(cmd, args, { timeoutMs: 30_000 });
+  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}`.trim() };
 }
 
 export function scratchExt4Unavailable(): string | null {
@@ -32,7 +33,7 @@ export function scratchExt4Unavailable(): string | null {
 }
 
 export function scratchExt4(sizeMiB = 64): ScratchExt4 {
-  const base = fs.mkdtempSync(path.join(fs.existsSync('/var/tmp') ? '/var/tmp' : os.tmpdir(), 'handlefs-ext4-'));
+  const base = fs.realpathSync(fs.mkdtempSync(path.join(fs.existsSync('/var/tmp') ? '/var/tmp' : os.tmpdir(), 'handlefs-ext4-')));
   const img = path.join(base, 'fs.img');
   const dir = path.join(base, 'mnt');
   fs.mkdirSync(dir);
@@ -41,7 +42,7 @@ export function scratchExt4(sizeMiB = 64): ScratchExt4 {
   const mk = run('mkfs.ext4', ['-q', '-F', img]);
   const mnt = mk.ok ? run('mount', ['-o', 'loop', img, dir]) : mk;
   const cleanup = (): void => {
-    if (run('mountpoint', ['-q', dir]).ok && !run('umount', [dir]).ok) run('umount', ['-l', dir]);
+    if (mountAt(dir) && !run('umount', [dir]).ok) run('umount', ['-l', dir]);
     fs.rmSync(base, { recursive: true, force: true });
   };
   if (!mnt.ok) {

@@ -8,7 +8,10 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { type Mounted, sh, skipReason, startServer, teardown, isMounted } from './fixture.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { run } from '../helpers/child.js';
+import { mountAt } from '../helpers/mounts.js';
+import { type Mounted, skipReason, startServer, teardown } from './fixture.js';
 
 const reason = skipReason();
 const T = 20_000;
@@ -32,7 +35,7 @@ describe.skipIf(reason !== null)('fuse-native mount', () => {
     if (!m) return;
     const mnt = m.mnt;
     const c = await teardown(m);
-    expect(isMounted(mnt)).toBe(false);
+    expect(mountAt(mnt)).toBeNull();
     expectBalanced(c);
   }, 30_000);
 
@@ -97,7 +100,7 @@ describe.skipIf(reason !== null)('fuse-native mount', () => {
     const fh = await fsp.open(M('excl'), 'wx');
     await fh.close();
     await expect(fsp.open(M('excl'), 'wx')).rejects.toMatchObject({ code: 'EEXIST' });
-    expect((await sh('mkfifo', [M('fifo')])).code).toBe(0);
+    expect((await run('mkfifo', [M('fifo')])).status).toBe(0);
     expect(fs.statSync(O('fifo')).isFIFO()).toBe(true);
   }, T);
 
@@ -148,20 +151,20 @@ describe.skipIf(reason !== null)('fuse-native mount', () => {
     expect(fs.statSync(O('attrs')).mtimeMs).toBe(a.getTime());
     // touch (UTIME_NOW) sets the current time
     const before = Date.now() - 2000;
-    expect((await sh('touch', [M('attrs')])).code).toBe(0);
+    expect((await run('touch', [M('attrs')])).status).toBe(0);
     expect(fs.statSync(O('attrs')).mtimeMs).toBeGreaterThan(before);
   }, T);
 
   it('extended attributes, with size probe and ERANGE', async () => {
     await fsp.writeFile(M('xa'), '');
-    expect((await sh('setfattr', ['-n', 'user.key', '-v', 'value-123', M('xa')])).code).toBe(0);
-    const host = await sh('getfattr', ['--only-values', '-n', 'user.key', O('xa')]);
+    expect((await run('setfattr', ['-n', 'user.key', '-v', 'value-123', M('xa')])).status).toBe(0);
+    const host = await run('getfattr', ['--only-values', '-n', 'user.key', O('xa')]);
     expect(host.stdout).toBe('value-123');
-    const via = await sh('getfattr', ['--only-values', '-n', 'user.key', M('xa')]);
+    const via = await run('getfattr', ['--only-values', '-n', 'user.key', M('xa')]);
     expect(via.stdout).toBe('value-123');
-    const list = await sh('getfattr', ['-d', '-m', '-', M('xa')]);
+    const list = await run('getfattr', ['-d', '-m', '-', M('xa')]);
     expect(list.stdout).toContain('user.key="value-123"');
-    const py = await sh('python3', ['-c', `
+    const py = await run('python3', ['-c', `
 import os, errno
 p = ${JSON.stringify(M('xa'))}
 try:
@@ -177,8 +180,8 @@ print(errno.errorcode[ctypes.get_errno()] if r < 0 else r)
 print(libc.listxattr(p.encode(), buf, 1) < 0 and errno.errorcode[ctypes.get_errno()])
 `]);
     expect(py.stdout.split('\n').slice(0, 5)).toEqual(['ENODATA', '1', '9', 'ERANGE', 'ERANGE']);
-    expect((await sh('setfattr', ['-x', 'user.key', M('xa')])).code).toBe(0);
-    expect((await sh('getfattr', ['-n', 'user.key', O('xa')])).code).not.toBe(0);
+    expect((await run('setfattr', ['-x', 'user.key', M('xa')])).status).toBe(0);
+    expect((await run('getfattr', ['-n', 'user.key', O('xa')])).status).not.toBe(0);
   }, T);
 
   it('statfs reports the host filesystem', async () => {
@@ -189,7 +192,7 @@ print(libc.listxattr(p.encode(), buf, 1) < 0 and errno.errorcode[ctypes.get_errn
   }, T);
 
   it('an unlinked open file leaves no .fuse_hidden file and is released', async () => {
-    const py = await sh('python3', ['-c', `
+    const py = await run('python3', ['-c', `
 import os
 p = ${JSON.stringify(M('open-unlinked'))}
 fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o644)
@@ -243,7 +246,7 @@ describe.skipIf(reason !== null)('fuse-native mount with a small path table', ()
       await fsp.rename(path.join(m.mnt, 'd0'), path.join(m.mnt, 'e0'));
       expect(await fsp.readFile(path.join(m.mnt, 'e0', 'f7'), 'utf8')).toBe('0/7');
       m.child.stdin!.write('counters\n');
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       const live = JSON.parse(m.stdout().split('\n').find((l) => l.startsWith('LIVE '))!.slice(5));
       expect(live.paths).toBeLessThanOrEqual(16);
       expect(live.pathEvictions).toBeGreaterThan(0);

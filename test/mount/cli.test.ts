@@ -6,7 +6,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, mountAt, run, runCli, withMount } from '../helpers/mount.js';
+import { run } from '../helpers/child.js';
+import { CLI, runCli, withMount } from '../helpers/mount.js';
+import { mountAt } from '../helpers/mounts.js';
 
 const built = fs.existsSync(CLI);
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p)) ?? 'setpriv';

@@ -11,8 +11,10 @@
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect } from 'vitest';
-import { mountSkipReason, run, withMount } from '../helpers/mount.js';
+import { run } from '../helpers/child.js';
+import { mountSkipReason, withMount } from '../helpers/mount.js';
 import { FRONTENDS, frontendArgs, itOn } from './frontends.js';
 
 const skip = mountSkipReason();
@@ -60,7 +62,6 @@ function fdCount(pid: number): number {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 for (const frontend of FRONTENDS) {
   describe.skipIf(skip !== null)(`fd budget ${BUDGET} on a ${frontend} mount${skip ? ` (skipped: ${skip})` : ''}`, () => {

@@ -6,7 +6,8 @@ import { describe, it, expect } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { withMount, mountSkipReason, run } from '../helpers/mount.js';
+import { run } from '../helpers/child.js';
+import { withMount, mountSkipReason } from '../helpers/mount.js';
 
 const skip = mountSkipReason();
 

@@ -14,8 +14,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect } from 'vitest';
-import { mountSkipReason, run, startMount, type MountHandle } from '../helpers/mount.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect } from 'vitest';
+import { output, run } from '../helpers/child.js';
+import { mountSkipReason, useMount } from '../helpers/mount.js';
 import { py } from '../posix/util.js';
 import { FRONTENDS, frontendArgs, itOn } from './frontends.js';
 
@@ -72,32 +74,20 @@ print(json.dumps({'flock': err(lambda: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOC
                   'posixFree': err(lambda: fcntl.lockf(fd2, fcntl.LOCK_EX | fcntl.LOCK_NB, 20, 40))}))
 `;
 
-async function client(cmd: string, args: string[], timeoutMs = 30_000, cwd?: string): Promise<string> {
-  const r = await run(cmd, args, { timeoutMs, cwd, env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1', HOME: cwd ?? process.env.HOME } });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: status ${r.status} signal ${r.signal} timedOut ${r.timedOut}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
+function client(cmd: string, args: string[], timeoutMs = 30_000, cwd?: string): Promise<string> {
+  return output(cmd, args, { timeoutMs, cwd, env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1', HOME: cwd ?? process.env.HOME } });
 }
 
 for (const frontend of FRONTENDS) {
   describe.skipIf(skip !== null)(`passthrough extras on a ${frontend} mount${skip ? ` (skipped: ${skip})` : ''}`, () => {
-    let m: MountHandle;
+    const mount = useMount({ args: frontendArgs(frontend) });
     let n = 0;
     /** a fresh case directory: [path on the mount, path on the host] */
     const fresh = async (): Promise<[string, string]> => {
       const sub = `x-${n++}`;
-      await fsp.mkdir(join(m.mnt, sub));
-      return [join(m.mnt, sub), join(m.orig, sub)];
+      await fsp.mkdir(join(mount().mnt, sub));
+      return [join(mount().mnt, sub), join(mount().orig, sub)];
     };
-
-    beforeAll(async () => {
-      m = await startMount({ args: frontendArgs(frontend) });
-    }, 60_000);
-
-    afterAll(async () => {
-      if (!m) return;
-      await m.cleanup();
-      expect(m.exited()).toEqual({ code: 0, signal: null });
-    }, 60_000);
 
     itOn(frontend, "stat shows the host's inode number (64-bit, bigint compare)", { timeout: 20_000 }, async () => {
       const [d, h] = await fresh();
@@ -279,7 +269,7 @@ DELETE FROM t WHERE id > 990;
       fs.renameSync(join(h, 'f.tmp'), join(h, 'f'));
       try {
         // --cache auto: attributes and entries 1 s
-        await new Promise((r) => setTimeout(r, 1500));
+        await sleep(1500);
         expect(await fsp.readFile(join(d, 'f'), 'utf8')).toBe('NEW-CONTENT');
         expect((await fsp.stat(join(d, 'f'), { bigint: true })).size).toBe(11n);
       } finally {
@@ -330,8 +320,8 @@ cp -r a a-copy
 rm -r a-copy/b
 `, 'client', d]);
       // compare the whole tree (every earlier test's leftovers too); the host side never saw the mount
-      const host = await snapshot(m.orig);
-      const via = await snapshot(m.mnt);
+      const host = await snapshot(mount().orig);
+      const via = await snapshot(mount().mnt);
       expect(Object.keys(via).length).toBeGreaterThan(100);
       expect(via).toEqual(host);
     });

@@ -6,31 +6,23 @@
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { beforeAll, describe, expect } from 'vitest';
 import { cases, needs, type Need } from '../posix/cases.js';
 import { probeNeeds } from '../posix/needs.js';
-import { mountSkipReason, startMount, type MountHandle } from '../helpers/mount.js';
+import { mountSkipReason, useMount } from '../helpers/mount.js';
 import { FRONTENDS, frontendArgs, itOn, knownFailure } from './frontends.js';
 
 const skip = mountSkipReason();
 
 for (const frontend of FRONTENDS) {
   describe.skipIf(skip !== null)(`POSIX cases on a ${frontend} mount${skip ? ` (skipped: ${skip})` : ''}`, () => {
-    let m: MountHandle;
+    const mount = useMount({ args: frontendArgs(frontend) });
     let have = new Set<Need>();
     let n = 0;
 
-    beforeAll(async () => {
-      m = await startMount({ args: frontendArgs(frontend) });
-      have = probeNeeds(m.mnt);
-    }, 60_000);
-
-    afterAll(async () => {
-      if (!m) return;
-      await m.cleanup();
-      // the fixture unmounts with umount(8): the server must have ended by itself with status 0
-      expect(m.exited()).toEqual({ code: 0, signal: null });
-    }, 60_000);
+    beforeAll(() => {
+      have = probeNeeds(mount().mnt);
+    });
 
     for (const [name, fn] of Object.entries(cases)) {
       // a case listed as failing on this frontend runs anyway (it must fail: see ./frontends.ts)
@@ -39,6 +31,7 @@ for (const frontend of FRONTENDS) {
         const missing = wanted.filter((x) => !have.has(x));
         if (missing.length) ctx.skip(`needs ${missing.join(', ')}`);
         const sub = `case-${n++}`;
+        const m = mount();
         const d = join(m.mnt, sub);
         fs.mkdirSync(d);
         await fn(d);

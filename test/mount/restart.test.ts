@@ -9,7 +9,9 @@ import { describe, it, expect } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withMount, mountSkipReason, run, mountAt } from '../helpers/mount.js';
+import { run } from '../helpers/child.js';
+import { withMount, mountSkipReason } from '../helpers/mount.js';
+import { mountAt } from '../helpers/mounts.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PY = path.join(here, 'fixtures/handles.py');

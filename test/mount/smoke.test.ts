@@ -5,8 +5,11 @@
 import * as fs from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { mountAt, mountSkipReason, run, runClient, withMount } from '../helpers/mount.js';
+import { run, runClient } from '../helpers/child.js';
+import { mountSkipReason, withMount } from '../helpers/mount.js';
+import { mountAt } from '../helpers/mounts.js';
 
 const skip = mountSkipReason();
 
@@ -34,14 +37,13 @@ describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''
 
   it('the mount line in /proc/mounts names the shared dir and carries the mount options', { timeout: 60_000 }, async () => {
     await withMount({}, async (t) => {
-      const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === t.mnt) ?? '';
-      const [source, , type, options] = line.split(' ');
+      const { source, fstype, options } = mountAt(t.mnt)!;
       expect(source).toBe(t.orig);
-      expect(type).toBe('fuse.handlefs');
-      expect(options!.split(',')).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'user_id=0', 'group_id=0']));
-      expect(options!.split(',')).not.toContain('allow_other');
+      expect(fstype).toBe('fuse.handlefs');
+      expect(options).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'user_id=0', 'group_id=0']));
+      expect(options).not.toContain('allow_other');
       // only the mounting user (root) reaches it: the kernel's own mode check is left out
-      expect(options!.split(',')).not.toContain('default_permissions');
+      expect(options).not.toContain('default_permissions');
     });
   });
 
@@ -67,8 +69,7 @@ describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''
     });
     await withMount({ args: ['--allow-other'], setup }, async (t) => {
       open(t.mnt);
-      const options = (fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === t.mnt) ?? '').split(' ')[3]!.split(',');
-      expect(options).toEqual(expect.arrayContaining(['allow_other', 'default_permissions']));
+      expect(mountAt(t.mnt)!.options).toEqual(expect.arrayContaining(['allow_other', 'default_permissions']));
       expect((await asNobody('cat', join(t.mnt, 'pub'))).stdout).toBe('public\n');
       const r = await asNobody('cat', join(t.mnt, 'secret'));
       expect(r.status).not.toBe(0);
@@ -81,8 +82,7 @@ describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''
 
   it('--allow-other, --no-default-permissions and --readonly reach the mount options', { timeout: 60_000 }, async () => {
     await withMount({ args: ['--allow-other', '--no-default-permissions', '--readonly'], setup: (o) => fs.writeFileSync(join(o, 'f'), 'x') }, async (t) => {
-      const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === t.mnt) ?? '';
-      const options = line.split(' ')[3]!.split(',');
+      const options = mountAt(t.mnt)!.options;
       expect(options).toEqual(expect.arrayContaining(['ro', 'allow_other']));
       expect(options).not.toContain('default_permissions');
       expect(await fsp.readFile(join(t.mnt, 'f'), 'utf8')).toBe('x');
@@ -106,7 +106,7 @@ describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''
       const fh = await fsp.open(join(t.mnt, 'held'), 'w+');
       try {
         process.kill(t.pid, 'SIGINT');
-        for (let i = 0; i < 100 && mountAt(t.mnt); i++) await new Promise((r) => setTimeout(r, 50));
+        for (let i = 0; i < 100 && mountAt(t.mnt); i++) await sleep(50);
         expect(mountAt(t.mnt)).toBeNull(); // detached from the namespace
         await fh.write('still served');
         expect(t.exited()).toBeNull();
@@ -124,7 +124,7 @@ describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''
       const fh = await fsp.open(join(t.mnt, 'held'), 'w');
       try {
         process.kill(t.pid, 'SIGTERM');
-        for (let i = 0; i < 100 && mountAt(t.mnt); i++) await new Promise((r) => setTimeout(r, 50));
+        for (let i = 0; i < 100 && mountAt(t.mnt); i++) await sleep(50);
         const st = await t.stop('SIGTERM', 10_000);
         // either the connection was aborted (exit 0) or, without fusectl, the server stopped at once (exit 1)
         expect(st.code === 0 || st.code === 1).toBe(true);

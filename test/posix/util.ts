@@ -3,17 +3,10 @@
  * python3 script in a child process, so every case uses only ordinary syscalls on a directory and
  * can run unchanged against a plain directory or a FUSE mount of it.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { expect } from 'vitest';
+import { output, runSync } from '../helpers/child.js';
 
 /** The real interpreter (a pyenv shim costs ~100 ms per call). */
-const PYTHON: string = (() => {
-  try {
-    return execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim() || 'python3';
-  } catch {
-    return 'python3';
-  }
-})();
+export const PYTHON: string = runSync('python3', ['-c', 'import sys; print(sys.executable)']).stdout.trim() || 'python3';
 
 /**
  * Prelude of every script: `out(x)` prints the JSON answer, `err(fn)` runs fn and returns the errno
@@ -67,45 +60,15 @@ def check(rc):
 
 /** Run a python3 script (with PRELUDE) and return the JSON it printed last with out(), or null. */
 export async function py<T = unknown>(script: string, ...args: string[]): Promise<T> {
-  const code = PRELUDE + dedent(script);
-  const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(PYTHON, ['-c', code, ...args], { maxBuffer: 64 << 20, timeout: 30_000 }, (e, so, se) => {
-      if (e) reject(new Error(`python3 failed: ${e.message}\n${se}`));
-      else resolve(so);
-    });
-  });
+  const stdout = await output(PYTHON, ['-c', PRELUDE + dedent(script), ...args], { timeoutMs: 30_000 });
   const lines = stdout.trim().split('\n').filter(Boolean);
   return (lines.length ? JSON.parse(lines[lines.length - 1]!) : null) as T;
-}
-
-/** Run a shell command line; returns stdout. */
-export async function sh(cmd: string, cwd?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('sh', ['-c', cmd], { cwd, timeout: 30_000 }, (e, so, se) => {
-      if (e) reject(new Error(`sh failed: ${e.message}\n${se}`));
-      else resolve(so);
-    });
-  });
 }
 
 function dedent(s: string): string {
   const lines = s.replace(/^\n/, '').split('\n');
   const ind = Math.min(...lines.filter((l) => l.trim()).map((l) => l.match(/^ */)![0].length));
   return lines.map((l) => l.slice(ind)).join('\n');
-}
-
-/** The errno name a Node fs promise fails with ('OK' when it succeeds). */
-export async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-    return 'OK';
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  }
-}
-
-export async function expectCode(p: Promise<unknown> | (() => unknown), ...codes: string[]): Promise<void> {
-  expect(codes).toContain(await codeOf(p));
 }
 
 export const hex = (b: Buffer | string): string => Buffer.from(b).toString('hex');

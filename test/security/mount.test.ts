@@ -13,11 +13,12 @@
  * decoy, so whatever outside content shows up can only have come through the server. Directory
  * walks that must not be followed client-side use O_NOFOLLOW and dir fds.
  */
-import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { mountSkipReason, run, withMount, type MountContext, type RunResult } from '../helpers/mount.js';
+import { run, runSync, start, type RunResult } from '../helpers/child.js';
+import { mountSkipReason, withMount, type MountContext } from '../helpers/mount.js';
 
 const skip = mountSkipReason();
 const SECRET = 'SECRET-CANARY-4f1c9e';
@@ -374,7 +375,7 @@ async function renameOutWhileHeld(t: MountContext, churn: number) {
   const flag = join(t.dir, 'flag');
   const moved = join(outsideOf(t.orig), 'held-moved');
   const client = jail(t, HOLDER, [t.mnt, flag, String(churn)], 30_000);
-  for (let i = 0; i < 200 && !fs.existsSync(flag + '.READY'); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 200 && !fs.existsSync(flag + '.READY'); i++) await sleep(50);
   expect(fs.existsSync(flag + '.READY')).toBe(true);
   fs.renameSync(join(t.orig, 'held'), moved);
   fs.writeFileSync(join(moved, 'leak'), `${SECRET} moved\n`);
@@ -465,7 +466,7 @@ async function moveFileOutWhileHeld(t: MountContext) {
   const flag = join(t.dir, 'flag');
   const moved = join(outsideOf(t.orig), 'victim-moved');
   const client = jail(t, FILE_HOLDER, [t.mnt, flag], 30_000);
-  for (let i = 0; i < 200 && !fs.existsSync(flag + '.READY'); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 200 && !fs.existsSync(flag + '.READY'); i++) await sleep(50);
   expect(fs.existsSync(flag + '.READY')).toBe(true);
   fs.renameSync(join(t.orig, 'victim'), moved);
   fs.appendFileSync(moved, `${SECRET} appended outside\n`);
@@ -607,23 +608,21 @@ describe.skipIf(skip !== null)(`adversarial: FIFOs, sockets, device nodes${skip 
       opts({ args: ['--cache', 'never'] }, (orig) => {
         fs.writeFileSync(join(orig, 'regular'), 'regular\n');
         const mk = (args: string[]) => {
-          const r = sh('mknod', args);
+          const r = runSync('mknod', args).status;
           if (r !== 0) throw new Error(`mknod ${args.join(' ')} failed`);
         };
         mk([join(orig, 'fifo'), 'p']);
         mk([join(orig, 'null'), 'c', '1', '3']);
         mk([join(orig, 'blk'), 'b', '7', '0']);
-        const py = sh('python3', ['-c', 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()', join(orig, 'sock')]);
+        const py = runSync('python3', ['-c', 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()', join(orig, 'sock')]).status;
         if (py !== 0) throw new Error('socket');
       }),
       async (t) => {
         const specials = ['fifo', 'null', 'blk', 'sock'].map((n) => join(t.orig, n));
         // a client blocks opening the FIFO for reading (no writer); another for writing later
-        const blocked = spawn('python3', ['-c', 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); print(os.read(fd, 100).decode())', join(t.mnt, 'fifo')], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let blockedOut = '';
-        blocked.stdout!.on('data', (d: Buffer) => (blockedOut += d.toString()));
+        const blocked = start('python3', ['-c', 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); print(os.read(fd, 100).decode())', join(t.mnt, 'fifo')]);
         try {
-          await new Promise((r) => setTimeout(r, 500));
+          await sleep(500);
           const r = parse(
             await jail(
               t,
@@ -670,13 +669,13 @@ done()
           for (const p of specials) expect((fs.statSync(p).mode & 0o777).toString(8)).toBe('640');
           // the FIFO reader is still blocked (client-side: FUSE never sends OPEN for a FIFO), all
           // of the above answered meanwhile, and the server holds the special files only as O_PATH
-          expect(blocked.exitCode).toBeNull();
-          expect(blockedOut).toBe('');
+          expect(blocked.child.exitCode).toBeNull();
+          expect(blocked.stdout()).toBe('');
           const held = serverFdsOn(t.pid, [...specials, join(t.orig, 'fifo2')]);
           for (const f of held) expect(f.flags & O_PATH, f.path).toBe(O_PATH);
           await expectServerUp(t);
         } finally {
-          if (blocked.exitCode === null && blocked.pid) process.kill(blocked.pid, 'SIGKILL');
+          await blocked.kill();
         }
       },
     );
@@ -760,7 +759,3 @@ done({'opened': opened, 'errs': errs, 'n': len(cases)})
     );
   });
 });
-
-function sh(cmd: string, args: string[]): number | null {
-  return spawnSync(cmd, args, { stdio: 'ignore', timeout: 10_000 }).status;
-}
