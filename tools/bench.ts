@@ -23,7 +23,7 @@ options:
   --work DIR         data and mountpoints (default /var/tmp/handlefs-bench; a local file system)
   --out DIR          where results.json and results.md go (default bench/)
   --targets a,b      only these targets, by id (native, bindfs, passthrough_ll, handlefs-raw, ...);
-                     a partial run: results go to WORK/partial-results.json, bench/ is left alone
+                     a partial run: results go to WORK.partial-results.json, bench/ is left alone
   --workloads w1,w2  only these workloads, by id (create_stat_unlink, tar_x, ...); a partial run
   --no-sweep         skip the fd-budget sweep
   --profile DIR      run handlefs under node --cpu-prof into DIR (a partial run), then summarize;
@@ -667,7 +667,8 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(OUT, 'results.md'), md + '\n');
     say(`wrote ${path.relative(REPO, OUT)}/results.json and results.md (${doc.elapsed_s} s)`);
   } else {
-    const f = path.join(PROFILE ?? WORK, 'partial-results.json');
+    // beside WORK, not in it: scripts/bench removes the file system it makes at WORK
+    const f = PROFILE ? path.join(PROFILE, 'partial-results.json') : `${WORK}.partial-results.json`;
     fs.writeFileSync(f, JSON.stringify(doc, null, 2) + '\n');
     say(`partial run: bench/ left alone; results in ${f}`);
   }
