@@ -29,11 +29,11 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseCli } from './lib/args.js';
 import { collect } from './lib/collect.js';
 import { forceUnmount, mountAt } from './lib/mounts.js';
+import { READY_ENV, waitReady } from './lib/ready.js';
 import { CLI, TOOLS_OUT } from './lib/repo.js';
 import { killPid } from './lib/run.js';
 import { content, dirName, fileName } from './stress/content.js';
@@ -192,7 +192,7 @@ async function startServer(): Promise<ChildProcess> {
   if (!opt.cap) cmd.push('setpriv', '--inh-caps=-dac_read_search', '--bounding-set=-dac_read_search', '--');
   cmd.push(process.execPath, CLI, 'mount', shared, mnt, '--fd-budget', opt.budget, '--cache', opt.cache, '--log-level', 'warn', '--stats-file', statsFile);
   // prlimit and setpriv exec the next command: the child's pid is the server's
-  const s = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, HANDLEFS_READY_FD: '3' } });
+  const s = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...READY_ENV } });
   server = s;
   const append = (d: Buffer): void => {
     serverLog += d.toString();
@@ -208,27 +208,7 @@ async function startServer(): Promise<ChildProcess> {
       for (const w of workers) if (w.pid) killPid(w.pid, 'SIGKILL');
     }
   });
-  await new Promise<void>((ok, fail) => {
-    const ready = s.stdio[3] as Readable;
-    let got = '';
-    const t = setTimeout(() => fail(new Error(`server not ready within 30 s; log:\n${serverLog}`)), 30_000);
-    ready.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (got.includes('ready\n')) {
-        clearTimeout(t);
-        ok();
-      }
-    });
-    ready.on('error', () => {});
-    s.once('exit', (code, signal) => {
-      clearTimeout(t);
-      fail(new Error(`server exited before ready (code ${code}, signal ${signal}); log:\n${serverLog}`));
-    });
-    s.once('error', (e) => {
-      clearTimeout(t);
-      fail(e);
-    });
-  });
+  await waitReady(s, 30_000, () => serverLog);
   return s;
 }
 
