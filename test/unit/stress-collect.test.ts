@@ -1,5 +1,5 @@
 /**
- * The stress tool's collector of client output (scripts/stress/collect.mjs). A CI run lost a
+ * The stress tool's collector of client output (tools/lib/collect.ts). A CI run lost a
  * hold-phase client's result: the tool took the result at the child's 'exit', which Node may
  * report before the child's last output has been read, and the result line is the last and
  * longest. The collector settles at 'close' instead.
@@ -8,14 +8,12 @@ import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
-// @ts-expect-error: a plain .mjs module of the stress tool, without types
-import { collect } from '../../scripts/stress/collect.mjs';
+import { collect } from '../../tools/lib/collect.js';
 
-interface Collected {
-  result: { n: number; pad?: string } | null;
-  code: number | null;
-  signal: string | null;
-  stderr: string;
+/** the result line of these tests */
+interface Result {
+  n: number;
+  pad?: string;
 }
 
 function fakeChild() {
@@ -30,7 +28,7 @@ describe('stress client collector', () => {
     const c = fakeChild();
     const progress: number[] = [];
     let opened = 0;
-    const p = collect(c, { onProgress: (n: number) => progress.push(n), onOpened: () => opened++ }) as Promise<Collected>;
+    const p = collect<Result>(c, { onProgress: (n) => progress.push(n), onOpened: () => opened++ });
     c.stdout.write('P 5\nOPE');
     c.emit('exit', 0, null); // the order a loaded parent can see
     await new Promise((r) => setImmediate(r));
@@ -51,7 +49,7 @@ describe('stress client collector', () => {
 
   it('a child that prints no result, or a cut one, yields null', async () => {
     const c = fakeChild();
-    const p = collect(c) as Promise<Collected>;
+    const p = collect<Result>(c);
     c.stdout.write('P 1\nR {"n": 3');
     c.emit('close', null, 'SIGKILL');
     const got = await p;
@@ -65,7 +63,7 @@ describe('stress client collector', () => {
       const c = spawn(process.execPath, ['-e', `require('fs').writeSync(1, 'P 1\\nR ' + JSON.stringify({ n: ${k}, pad: 'y'.repeat(${size}) }) + '\\n')`], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
-      return (collect(c) as Promise<Collected>).then((r) => ({ k, size, r }));
+      return collect<Result>(c).then((r) => ({ k, size, r }));
     });
     for (const { k, size, r } of await Promise.all(runs)) {
       expect(r.code).toBe(0);

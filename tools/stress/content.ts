@@ -1,12 +1,12 @@
 /**
- * Deterministic file contents for scripts/stress-fds: file i at version v (0 = built, >0 = replaced
+ * Deterministic file contents for the stress tool: file i at version v (0 = built, >0 = replaced
  * by the host) is a header naming (i, v) followed by a slice of a fixed pseudo-random pool, so a
  * wrong file, a stale version or a torn read never compares equal.
  */
 const POOL_SIZE = 1 << 17;
-let pool = null;
+let pool: Buffer | null = null;
 
-function getPool() {
+function getPool(): Buffer {
   if (pool) return pool;
   pool = Buffer.alloc(POOL_SIZE);
   let x = 0x9e3779b9;
@@ -19,8 +19,7 @@ function getPool() {
   return pool;
 }
 
-
-export function content(i, v = 0) {
+export function content(i: number, v = 0): Buffer {
   const size = 64 + ((Math.imul(i + 1, 2654435761) + Math.imul(v, 40503)) >>> 0) % 4096;
   const out = Buffer.alloc(size);
   const hdr = Buffer.from(`#file ${i} v${v}\n`);
@@ -31,5 +30,5 @@ export function content(i, v = 0) {
   return out;
 }
 
-export const dirName = (j) => `d${String(j).padStart(4, '0')}`;
-export const fileName = (i) => `f${String(i).padStart(6, '0')}`;
+export const dirName = (j: number): string => `d${String(j).padStart(4, '0')}`;
+export const fileName = (i: number): string => `f${String(i).padStart(6, '0')}`;

@@ -1,9 +1,8 @@
-#!/usr/bin/env node
 /**
- * fd-exhaustion stress run of handlefs (issue 6). Starts the server in a child process under a
- * small RLIMIT_NOFILE (prlimit) and fd budget, optionally without CAP_DAC_READ_SEARCH (setpriv),
- * builds N files in D directories in a fresh shared directory, then through the mount, from
- * several client processes:
+ * fd-exhaustion stress run of handlefs (issue 6); scripts/stress-fds runs it. Starts the server in
+ * a child process under a small RLIMIT_NOFILE (prlimit) and fd budget, optionally without
+ * CAP_DAC_READ_SEARCH (setpriv), builds N files in D directories in a fresh shared directory, then
+ * through the mount, from several client processes (tools/stress/client.ts):
  *   stat    readdir every directory, lstat every file (type and size checked)
  *   read    read every file, content compared with the generator
  *   hold    K files open at once (K far above the budget), random reads (compared with each
@@ -25,20 +24,22 @@
  *
  * Always unmounts and kills what it started (by pid), on failure and on SIGINT/SIGTERM too.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { collect } from './stress/collect.mjs';
-import { content, dirName, fileName } from './stress/content.mjs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseCli } from './lib/args.js';
+import { collect } from './lib/collect.js';
+import { forceUnmount, mountAt } from './lib/mounts.js';
+import { READY_ENV, waitReady } from './lib/ready.js';
+import { CLI, TOOLS_OUT } from './lib/repo.js';
+import { killPid } from './lib/run.js';
+import { content, dirName, fileName } from './stress/content.js';
+import type { ClientError, ClientResult, Corrupt, Job, Phase, PhaseWork } from './stress/job.js';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(HERE, '..');
-const CLI = join(REPO, 'dist', 'cli', 'main.js');
-const CLIENT = join(HERE, 'stress', 'client.mjs');
+const CLIENT = join(TOOLS_OUT, 'stress', 'client.js');
 /** fds the server holds outside its budget (root O_PATH + root dir fd + transients), README */
 const RESERVE = 8;
 
@@ -58,7 +59,7 @@ options:
   --hold-seconds T  how long the clients keep reading/writing held files (default 20)
   --cache MODE      the server's --cache (default never: every read and write reaches the server)
   --timeout SEC     give up (and fail) after this long in all (default 1800)
-  --dir PATH        where to make the work directory (default the system temp dir)
+  --dir PATH        where to make the work directory handlefs-stress-XXXXXX (default the system temp dir)
   --seed N          seed of the clients' random choices (default 1)
   --json            print a machine-readable summary on stdout (progress stays on stderr)
   --keep            keep the work directory (tree, stats, server log) for inspection
@@ -66,65 +67,43 @@ options:
 
 // ------------------------------------------------------------------ options
 
-function usageError(msg) {
-  process.stderr.write(`stress-fds: ${msg}\n${USAGE}\n`);
-  process.exit(2);
-}
-
-let parsed;
-try {
-  parsed = parseArgs({
-    options: {
-      files: { type: 'string' }, dirs: { type: 'string' }, open: { type: 'string' }, budget: { type: 'string' },
-      nofile: { type: 'string' }, 'no-cap': { type: 'boolean' }, workers: { type: 'string' },
-      'hold-seconds': { type: 'string' }, cache: { type: 'string' }, timeout: { type: 'string' },
-      dir: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' }, keep: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-    allowPositionals: false,
-  }).values;
-} catch (e) {
-  usageError(String(e.message).split('\n')[0]);
-}
-if (parsed.help) {
-  process.stdout.write(USAGE + '\n');
-  process.exit(0);
-}
-function intOpt(name, dflt, min, max) {
-  const raw = parsed[name];
-  if (raw === undefined) return dflt;
-  if (!/^\d+$/.test(raw)) usageError(`--${name} needs a whole number, got '${raw}'`);
-  const n = Number(raw);
-  if (n < min || n > max) usageError(`--${name} must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
+const cli = parseCli({
+  prog: 'stress-fds',
+  usage: USAGE,
+  options: {
+    files: { type: 'string' }, dirs: { type: 'string' }, open: { type: 'string' }, budget: { type: 'string' },
+    nofile: { type: 'string' }, 'no-cap': { type: 'boolean' }, workers: { type: 'string' },
+    'hold-seconds': { type: 'string' }, cache: { type: 'string' }, timeout: { type: 'string' },
+    dir: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' }, keep: { type: 'boolean' },
+  },
+});
+const v = cli.values;
 const opt = {
-  files: intOpt('files', 100_000, 1, 10_000_000),
-  dirs: intOpt('dirs', 100, 1, 100_000),
-  open: intOpt('open', 5000, 0, 1_000_000),
-  budget: parsed.budget ?? '64',
-  nofile: intOpt('nofile', 512, 0, 1 << 20),
-  cap: !parsed['no-cap'],
-  workers: intOpt('workers', 4, 1, 64),
-  holdSeconds: intOpt('hold-seconds', 20, 0, 3600),
-  cache: parsed.cache ?? 'never',
-  timeoutSec: intOpt('timeout', 1800, 10, 86_400),
-  seed: intOpt('seed', 1, 0, 2 ** 31),
-  json: !!parsed.json,
-  keep: !!parsed.keep,
+  files: cli.wholeNumber('--files', v.files, 100_000, 1, 10_000_000),
+  dirs: cli.wholeNumber('--dirs', v.dirs, 100, 1, 100_000),
+  open: cli.wholeNumber('--open', v.open, 5000, 0, 1_000_000),
+  budget: v.budget ?? '64',
+  nofile: cli.wholeNumber('--nofile', v.nofile, 512, 0, 1 << 20),
+  cap: !v['no-cap'],
+  workers: cli.wholeNumber('--workers', v.workers, 4, 1, 64),
+  holdSeconds: cli.wholeNumber('--hold-seconds', v['hold-seconds'], 20, 0, 3600),
+  cache: v.cache ?? 'never',
+  timeoutSec: cli.wholeNumber('--timeout', v.timeout, 1800, 10, 86_400),
+  seed: cli.wholeNumber('--seed', v.seed, 1, 0, 2 ** 31),
+  json: !!v.json,
+  keep: !!v.keep,
 };
-if (opt.budget !== 'auto' && !/^\d+$/.test(opt.budget)) usageError(`--budget needs a number or auto, got '${opt.budget}'`);
-if (opt.open > opt.files) usageError(`--open (${opt.open}) cannot exceed --files (${opt.files})`);
-if (opt.dirs > opt.files) usageError(`--dirs (${opt.dirs}) cannot exceed --files (${opt.files})`);
-if (process.getuid?.() !== 0) usageError('runs as root (the server mounts with mount(2))');
-if (!fs.existsSync(CLI)) usageError(`${CLI} is missing: run scripts/setup first (scripts/stress-fds does)`);
-if (!fs.existsSync('/dev/fuse')) usageError('/dev/fuse is missing');
+if (opt.budget !== 'auto' && !/^\d+$/.test(opt.budget)) cli.fail(`--budget needs a number or auto, got '${opt.budget}'`);
+if (opt.open > opt.files) cli.fail(`--open (${opt.open}) cannot exceed --files (${opt.files})`);
+if (opt.dirs > opt.files) cli.fail(`--dirs (${opt.dirs}) cannot exceed --files (${opt.files})`);
+if (process.getuid?.() !== 0) cli.fail('runs as root (the server mounts with mount(2))');
+if (!fs.existsSync(CLI)) cli.fail(`${CLI} is missing: run scripts/setup first (scripts/stress-fds does)`);
+if (!fs.existsSync('/dev/fuse')) cli.fail('/dev/fuse is missing');
 
 // ------------------------------------------------------------------ state and cleanup
 
 const t0 = Date.now();
-const work = fs.realpathSync(fs.mkdtempSync(join(parsed.dir ?? os.tmpdir(), 'handlefs-stress-')));
+const work = fs.realpathSync(fs.mkdtempSync(join(v.dir ?? os.tmpdir(), 'handlefs-stress-')));
 const shared = join(work, 'shared');
 const mnt = join(work, 'mnt');
 const statsFile = join(work, 'stats.json');
@@ -132,62 +111,28 @@ const serverLogFile = join(work, 'server.log');
 fs.mkdirSync(shared);
 fs.mkdirSync(mnt);
 
-const failures = [];
-const workers = new Set();
-let server = null;
-let serverExit = null;
+interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+/** the server's counters, as its --stats-file has them */
+type Counters = Record<string, number>;
+
+const failures: string[] = [];
+const workers = new Set<ChildProcess>();
+let server: ChildProcess | null = null;
+let serverExit: ExitStatus | null = null;
 let serverDiedEarly = false;
 let stopping = false;
 let serverLog = '';
-const sample = { baseline: 0, max: 0, maxTree: 0, last: 0, phaseMax: {} };
+const sample = { baseline: 0, max: 0, maxTree: 0, last: 0, phaseMax: {} as Record<string, { fds: number; treeFds: number }> };
 let currentPhase = 'start';
 
-function say(msg) {
+function say(msg: string): void {
   process.stderr.write(`stress-fds: ${msg}\n`);
 }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function killPid(pid, sig) {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    /* gone */
-  }
-}
-
-function run(cmd, args, timeoutMs = 5000) {
-  return spawnSync(cmd, args, { timeout: timeoutMs, encoding: 'utf8', killSignal: 'SIGKILL' });
-}
-
-/** the topmost mount at `path` from /proc/self/mountinfo (never stat the mount: it may hang) */
-function mountAt(path) {
-  let found = null;
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const a = line.slice(0, sep).split(' ');
-    const mp = (a[4] ?? '').replace(/\\([0-7]{3})/g, (_m, o) => String.fromCharCode(parseInt(o, 8)));
-    if (mp === path) found = { minor: Number(a[2].split(':')[1]), fstype: line.slice(sep + 3).split(' ')[0] };
-  }
-  return found;
-}
-
-function forceUnmount() {
-  if (!mountAt(mnt)) return;
-  run('umount', ['-c', mnt]);
-  if (!mountAt(mnt)) return;
-  const m = mountAt(mnt);
-  if (m && m.fstype.startsWith('fuse')) {
-    try {
-      fs.writeFileSync(`/sys/fs/fuse/connections/${m.minor}/abort`, '1');
-    } catch {
-      /* no fusectl or already gone */
-    }
-  }
-  run('umount', ['-l', '-c', mnt]);
-}
-
-async function waitServerExit(ms) {
+async function waitServerExit(ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   while (server && !serverExit && Date.now() < end) await sleep(50);
   return !!serverExit || !server;
@@ -195,23 +140,24 @@ async function waitServerExit(ms) {
 
 let cleanedUp = false;
 /** the server's counters as it wrote them at exit (read before the work dir goes) */
-let finalStats = null;
-async function cleanup() {
+let finalStats: Counters | null = null;
+async function cleanup(): Promise<void> {
   if (cleanedUp) return;
   cleanedUp = true;
   stopping = true;
-  for (const w of workers) killPid(w.pid, 'SIGKILL');
+  for (const w of workers) if (w.pid) killPid(w.pid, 'SIGKILL');
   if (server && !serverExit) {
-    killPid(server.pid, 'SIGTERM');
+    const pid = server.pid!;
+    killPid(pid, 'SIGTERM');
     if (!(await waitServerExit(10_000))) {
-      forceUnmount();
+      await forceUnmount(mnt);
       if (!(await waitServerExit(5000))) {
-        killPid(server.pid, 'SIGKILL');
+        killPid(pid, 'SIGKILL');
         await waitServerExit(5000);
       }
     }
   }
-  forceUnmount();
+  await forceUnmount(mnt);
   finalStats = readStats();
   try {
     fs.writeFileSync(serverLogFile, serverLog);
@@ -229,74 +175,51 @@ async function cleanup() {
 }
 
 let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(sig, () => {
     if (interrupted) return;
     interrupted = true;
     say(`${sig}: stopping`);
-    cleanup().finally(() => process.exit(130));
+    void cleanup().finally(() => process.exit(130));
   });
 }
 
 // ------------------------------------------------------------------ server
 
-function cliHas(option) {
-  const r = run(process.execPath, [CLI, '--help'], 15_000);
-  return (r.stdout ?? '').includes(option);
-}
-
-async function startServer(haveStats) {
-  const cmd = [];
+async function startServer(): Promise<ChildProcess> {
+  const cmd: string[] = [];
   if (opt.nofile > 0) cmd.push('prlimit', `--nofile=${opt.nofile}:${opt.nofile}`, '--');
   if (!opt.cap) cmd.push('setpriv', '--inh-caps=-dac_read_search', '--bounding-set=-dac_read_search', '--');
-  cmd.push(process.execPath, CLI, 'mount', shared, mnt, '--fd-budget', opt.budget, '--cache', opt.cache, '--log-level', 'warn');
-  if (haveStats) cmd.push('--stats-file', statsFile);
+  cmd.push(process.execPath, CLI, 'mount', shared, mnt, '--fd-budget', opt.budget, '--cache', opt.cache, '--log-level', 'warn', '--stats-file', statsFile);
   // prlimit and setpriv exec the next command: the child's pid is the server's
-  server = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, HANDLEFS_READY_FD: '3' } });
-  const append = (d) => {
+  const s = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...READY_ENV } });
+  server = s;
+  const append = (d: Buffer): void => {
     serverLog += d.toString();
     if (serverLog.length > 1 << 20) serverLog = serverLog.slice(-(1 << 19));
   };
-  server.stdout.on('data', append);
-  server.stderr.on('data', append);
-  server.on('exit', (code, signal) => {
+  s.stdout!.on('data', append);
+  s.stderr!.on('data', append);
+  s.on('exit', (code, signal) => {
     serverExit = { code, signal };
     if (!stopping) {
       serverDiedEarly = true;
       failures.push(`server died during ${currentPhase} (code ${code}, signal ${signal})`);
-      for (const w of workers) killPid(w.pid, 'SIGKILL');
+      for (const w of workers) if (w.pid) killPid(w.pid, 'SIGKILL');
     }
   });
-  await new Promise((ok, fail) => {
-    let got = '';
-    const t = setTimeout(() => fail(new Error(`server not ready within 30 s; log:\n${serverLog}`)), 30_000);
-    server.stdio[3].on('data', (d) => {
-      got += d.toString();
-      if (got.includes('ready\n')) {
-        clearTimeout(t);
-        ok();
-      }
-    });
-    server.stdio[3].on('error', () => {});
-    server.once('exit', (code, signal) => {
-      clearTimeout(t);
-      fail(new Error(`server exited before ready (code ${code}, signal ${signal}); log:\n${serverLog}`));
-    });
-    server.once('error', (e) => {
-      clearTimeout(t);
-      fail(e);
-    });
-  });
+  await waitReady(s, 30_000, () => serverLog);
+  return s;
 }
 
 /** CapEff bit 2 (CAP_DAC_READ_SEARCH) and the fd limit of the server, from /proc */
-function serverProc() {
-  const out = { capDacReadSearch: null, nofile: null };
+function serverProc(pid: number): { capDacReadSearch: boolean | null; nofile: number | null } {
+  const out: { capDacReadSearch: boolean | null; nofile: number | null } = { capDacReadSearch: null, nofile: null };
   try {
-    const st = fs.readFileSync(`/proc/${server.pid}/status`, 'utf8');
+    const st = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const eff = /^CapEff:\s*([0-9a-f]+)/m.exec(st)?.[1];
     if (eff) out.capDacReadSearch = (BigInt('0x' + eff) & 4n) !== 0n;
-    const lim = fs.readFileSync(`/proc/${server.pid}/limits`, 'utf8');
+    const lim = fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
     const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(lim);
     if (m) out.nofile = m[1] === 'unlimited' ? null : Number(m[1]);
   } catch {
@@ -306,7 +229,7 @@ function serverProc() {
 }
 
 /** count the server's fds, and those on the shared tree (readlink under the shared dir) */
-function sampleFds() {
+function sampleFds(): void {
   if (!server || serverExit) return;
   let names;
   try {
@@ -331,9 +254,9 @@ function sampleFds() {
   p.treeFds = Math.max(p.treeFds, tree);
 }
 
-function readStats() {
+function readStats(): Counters | null {
   try {
-    return JSON.parse(fs.readFileSync(statsFile, 'utf8'));
+    return JSON.parse(fs.readFileSync(statsFile, 'utf8')) as Counters;
   } catch {
     return null;
   }
@@ -342,12 +265,13 @@ function readStats() {
 // ------------------------------------------------------------------ clients
 
 /**
- * Run one client per job; resolves to their results. Progress lines are summed for the
- * progress display; a client that overruns its deadline by 10 s is killed by pid.
+ * Run one client per job; resolves to their results (null for a client that printed none).
+ * Progress lines are summed for the progress display; a client that overruns its deadline by
+ * 10 s is killed by pid.
  */
-function runClients(phase, jobs, timeoutMs, total, hooks = {}) {
-  const done = new Array(jobs.length).fill(0);
-  const results = new Array(jobs.length).fill(null);
+function runClients<P extends Phase>(phase: P, jobs: PhaseWork[P][], timeoutMs: number, total: number, hooks: { onAllOpened?: () => void } = {}): Promise<(ClientResult | null)[]> {
+  const done: number[] = new Array(jobs.length).fill(0);
+  const results: (ClientResult | null)[] = new Array(jobs.length).fill(null);
   const start = Date.now();
   let opened = 0;
   const ticker = setInterval(() => {
@@ -362,17 +286,18 @@ function runClients(phase, jobs, timeoutMs, total, hooks = {}) {
       resolveAll(results);
       return;
     }
-    jobs.forEach((job, w) => {
+    jobs.forEach((share, w) => {
       const jobFile = join(work, `job-${phase}-${w}.json`);
-      fs.writeFileSync(jobFile, JSON.stringify({ ...job, phase, mnt, timeoutMs, seed: opt.seed * 1000 + w + 1 }));
+      const job = { ...share, phase, mnt, timeoutMs, seed: opt.seed * 1000 + w + 1 } as Job;
+      fs.writeFileSync(jobFile, JSON.stringify(job));
       const c = spawn(process.execPath, [CLIENT, jobFile], { stdio: ['ignore', 'pipe', 'pipe'] });
       workers.add(c);
       const killer = setTimeout(() => {
         failures.push(`${phase}: client ${w} overran its deadline; killed`);
-        killPid(c.pid, 'SIGKILL');
+        if (c.pid) killPid(c.pid, 'SIGKILL');
       }, timeoutMs + 10_000);
       c.on('exit', () => workers.delete(c));
-      collect(c, {
+      void collect<ClientResult>(c, {
         onProgress: (n) => (done[w] = n),
         onOpened: () => {
           if (++opened === jobs.length) hooks.onAllOpened?.();
@@ -394,7 +319,7 @@ function runClients(phase, jobs, timeoutMs, total, hooks = {}) {
   });
 }
 
-function remaining() {
+function remaining(): number {
   return Math.max(10_000, opt.timeoutSec * 1000 - (Date.now() - t0));
 }
 
@@ -403,23 +328,30 @@ function remaining() {
 const N = opt.files;
 const D = opt.dirs;
 const W = opt.workers;
-const dirOf = (i) => i % D;
+const dirOf = (i: number): number => i % D;
 /** current name of each directory (the host renames some in the hold phase) */
 const dirNames = Array.from({ length: D }, (_, j) => dirName(j));
-const relOf = (i) => `${dirNames[dirOf(i)]}/${fileName(i)}`;
+const relOf = (i: number): string => `${dirNames[dirOf(i)]}/${fileName(i)}`;
 /** file -> its host replacement version */
-const replaced = new Map();
-const renamedDirs = new Set();
-const phases = {};
-const clientErrors = { unexpected: [], unexpectedCount: 0, expectedEstale: 0, byCode: {} };
-const corruption = { count: 0, samples: [] };
+const replaced = new Map<number, number>();
+const renamedDirs = new Set<number>();
+interface PhaseRecord {
+  ops: number;
+  seconds: number;
+  opsPerSec: number;
+  [extra: string]: number;
+}
+const phases: Record<string, PhaseRecord> = {};
+const clientErrors = { unexpected: [] as (ClientError & { phase: string })[], unexpectedCount: 0, expectedEstale: 0, byCode: {} as Record<string, number> };
+const corruption = { count: 0, samples: [] as (Partial<Corrupt> & { phase: string; i: number; why: string })[] };
 
-function recordPhase(name, ops, ms, extra = {}) {
-  phases[name] = { ops, seconds: +(ms / 1000).toFixed(2), opsPerSec: Math.round(ops / Math.max(ms / 1000, 0.001)), ...extra };
-  say(`${name}: ${ops} ops in ${(ms / 1000).toFixed(1)} s = ${phases[name].opsPerSec} ops/s`);
+function recordPhase(name: string, ops: number, ms: number, extra: Record<string, number> = {}): void {
+  const opsPerSec = Math.round(ops / Math.max(ms / 1000, 0.001));
+  phases[name] = { ops, seconds: +(ms / 1000).toFixed(2), opsPerSec, ...extra };
+  say(`${name}: ${ops} ops in ${(ms / 1000).toFixed(1)} s = ${opsPerSec} ops/s`);
 }
 
-function absorb(phase, results, expectEstale) {
+function absorb(phase: string, results: (ClientResult | null)[], expectEstale?: (i: number) => boolean): number {
   let ops = 0;
   for (const r of results) {
     if (!r) continue;
@@ -440,21 +372,21 @@ function absorb(phase, results, expectEstale) {
   return ops;
 }
 
-function partition(list) {
-  const parts = Array.from({ length: W }, () => []);
-  list.forEach((x, k) => parts[k % W].push(x));
+function partition<T>(list: T[]): T[][] {
+  const parts = Array.from({ length: W }, (): T[] => []);
+  list.forEach((x, k) => parts[k % W]!.push(x));
   return parts;
 }
 
-async function main() {
-  const haveStats = cliHas('--stats-file');
-  if (!haveStats) say('this build of the server has no --stats-file: server counters will be missing');
+type HostStep = { kind: 'rename'; j: number; to: string } | { kind: 'replace'; i: number };
+
+async function main(): Promise<void> {
   say(`work dir ${work}; ${N} files in ${D} dirs, ${opt.open} held open by ${W} clients, budget ${opt.budget}, RLIMIT_NOFILE ${opt.nofile || 'unchanged'}, ${opt.cap ? 'with' : 'without'} CAP_DAC_READ_SEARCH`);
 
   // --- build (on the host)
   currentPhase = 'build';
   let t = Date.now();
-  for (let j = 0; j < D; j++) fs.mkdirSync(join(shared, dirNames[j]));
+  for (let j = 0; j < D; j++) fs.mkdirSync(join(shared, dirNames[j]!));
   for (let i = 0; i < N; i++) {
     fs.writeFileSync(join(shared, relOf(i)), content(i, 0));
     if (i % 20_000 === 19_999) say(`build: ${i + 1}/${N} files`);
@@ -463,11 +395,11 @@ async function main() {
 
   // --- server
   currentPhase = 'mount';
-  await startServer(haveStats);
-  const proc = serverProc();
+  const srv = await startServer();
+  const proc = serverProc(srv.pid!);
   sampleFds();
   sample.baseline = sample.last;
-  say(`server pid ${server.pid} ready: ${sample.baseline} fds, RLIMIT_NOFILE ${proc.nofile ?? 'unlimited'}, CAP_DAC_READ_SEARCH ${proc.capDacReadSearch ? 'held' : 'dropped'}`);
+  say(`server pid ${srv.pid} ready: ${sample.baseline} fds, RLIMIT_NOFILE ${proc.nofile ?? 'unlimited'}, CAP_DAC_READ_SEARCH ${proc.capDacReadSearch ? 'held' : 'dropped'}`);
   if (proc.capDacReadSearch !== opt.cap) failures.push(`server capability state ${proc.capDacReadSearch}, wanted ${opt.cap}`);
   const sampler = setInterval(sampleFds, 50);
 
@@ -475,22 +407,22 @@ async function main() {
     // --- stat
     currentPhase = 'stat';
     const idx = Array.from({ length: N }, (_, i) => i);
-    const dirCount = new Array(D).fill(0);
-    for (let i = 0; i < N; i++) dirCount[dirOf(i)]++;
-    let jobs = partition(idx).map((part, w) => ({
+    const dirCount: number[] = new Array(D).fill(0);
+    for (let i = 0; i < N; i++) dirCount[dirOf(i)]!++;
+    const statJobs = partition(idx).map((part, w): PhaseWork['stat'] => ({
       files: part.map((i) => [i, relOf(i), content(i, 0).length]),
-      dirs: dirNames.map((n, j) => [n, dirCount[j]]).filter((_, j) => j % W === w),
+      dirs: dirNames.map((n, j): [string, number] => [n, dirCount[j]!]).filter((_, j) => j % W === w),
     }));
     t = Date.now();
-    let res = await runClients('stat', jobs, remaining(), N + D);
+    let res = await runClients('stat', statJobs, remaining(), N + D);
     recordPhase('stat', absorb('stat', res), Date.now() - t);
     if (serverDiedEarly) return;
 
     // --- read
     currentPhase = 'read';
-    jobs = partition(idx).map((part) => ({ files: part.map((i) => [i, relOf(i), 0]) }));
+    const readJobs = partition(idx).map((part): PhaseWork['read'] => ({ files: part.map((i) => [i, relOf(i), 0]) }));
     t = Date.now();
-    res = await runClients('read', jobs, remaining(), N);
+    res = await runClients('read', readJobs, remaining(), N);
     recordPhase('read', absorb('read', res), Date.now() - t);
     if (serverDiedEarly) return;
 
@@ -498,7 +430,7 @@ async function main() {
     currentPhase = 'hold';
     const K = opt.open;
     // spread over every directory (so that renamed directories hold open files), evenly in each
-    const heldSet = new Set();
+    const heldSet = new Set<number>();
     const perDir = Math.ceil(K / D);
     for (let k = 0; k < K; k++) {
       const j = k % D;
@@ -511,77 +443,78 @@ async function main() {
     const renameList = Array.from({ length: nRename }, (_, k) => Math.floor((k * D) / nRename + D / (2 * nRename)) % D);
     const renameSet = new Set(renameList);
     const replHeld = heldIdx.filter((i, k) => k % 25 === 12 && !renameSet.has(dirOf(i)));
-    const replOther = [];
+    const replOther: number[] = [];
     for (let i = 7; i < N && replOther.length < replHeld.length; i += 97) if (!heldSet.has(i) && !renameSet.has(dirOf(i))) replOther.push(i);
     const replHeldSet = new Set(replHeld);
-    const holdEntries = heldIdx.map((i) => [i, relOf(i), replHeldSet.has(i) ? 'ro' : 'rw']);
-    jobs = partition(holdEntries).map((files) => ({ files, holdMs: opt.holdSeconds * 1000 }));
+    const holdEntries = heldIdx.map((i): [number, string, 'rw' | 'ro'] => [i, relOf(i), replHeldSet.has(i) ? 'ro' : 'rw']);
+    const holdJobs = partition(holdEntries).map((files): PhaseWork['hold'] => ({ files, holdMs: opt.holdSeconds * 1000 }));
     // the host's changes, spread over the first 60% of the hold time once every file is open
-    const steps = [];
+    const steps: HostStep[] = [];
     for (const j of renameList) steps.push({ kind: 'rename', j, to: `${dirName(j)}.r1` });
     renameList.forEach((j, k) => {
       if (k % 2 === 0) steps.push({ kind: 'rename', j, to: `${dirName(j)}.r2` });
     });
     const repl = [...replHeld, ...replOther];
     // interleave renames with replacements
-    const mixed = [];
+    const mixed: HostStep[] = [];
     const stride = Math.max(1, Math.floor(repl.length / Math.max(1, steps.length)));
     let r = 0;
     for (const s of steps) {
       mixed.push(s);
-      for (let k = 0; k < stride && r < repl.length; k++) mixed.push({ kind: 'replace', i: repl[r++] });
+      for (let k = 0; k < stride && r < repl.length; k++) mixed.push({ kind: 'replace', i: repl[r++]! });
     }
-    while (r < repl.length) mixed.push({ kind: 'replace', i: repl[r++] });
-    let mutator = null;
-    const hostOps = { renames: 0, replaces: 0, errors: [] };
-    const mutate = async () => {
+    while (r < repl.length) mixed.push({ kind: 'replace', i: repl[r++]! });
+    let mutator: Promise<void> | null = null;
+    const hostOps = { renames: 0, replaces: 0, errors: [] as string[] };
+    const mutate = async (): Promise<void> => {
       const spread = opt.holdSeconds * 600;
       const gap = mixed.length ? spread / mixed.length : 0;
       for (const s of mixed) {
         if (stopping || serverDiedEarly) break;
         try {
           if (s.kind === 'rename') {
-            fs.renameSync(join(shared, dirNames[s.j]), join(shared, s.to));
+            fs.renameSync(join(shared, dirNames[s.j]!), join(shared, s.to));
             dirNames[s.j] = s.to;
             renamedDirs.add(s.j);
             hostOps.renames++;
           } else {
             const v = (replaced.get(s.i) ?? 0) + 1;
-            const tmp = join(shared, dirNames[dirOf(s.i)], `.tmp-${fileName(s.i)}`);
+            const tmp = join(shared, dirNames[dirOf(s.i)]!, `.tmp-${fileName(s.i)}`);
             fs.writeFileSync(tmp, content(s.i, v));
             fs.renameSync(tmp, join(shared, relOf(s.i)));
             replaced.set(s.i, v);
             hostOps.replaces++;
           }
         } catch (e) {
-          hostOps.errors.push(`${s.kind}: ${e.message}`);
+          hostOps.errors.push(`${s.kind}: ${(e as Error).message}`);
         }
         if (gap >= 1) await sleep(gap);
       }
     };
     t = Date.now();
-    res = await runClients('hold', jobs, remaining(), 0, { onAllOpened: () => (mutator = mutate()) });
+    res = await runClients('hold', holdJobs, remaining(), 0, { onAllOpened: () => (mutator = mutate()) });
     await mutator;
     for (const e of hostOps.errors) failures.push(`host-side change failed: ${e}`);
-    const expectEstale = (i) => replaced.has(i) || (!opt.cap && renamedDirs.has(dirOf(i)));
+    const expectEstale = (i: number): boolean => replaced.has(i) || (!opt.cap && renamedDirs.has(dirOf(i)));
     const holdOps = absorb('hold', res, expectEstale);
-    const sum = (k) => res.reduce((a, x) => a + (x?.[k] ?? 0), 0);
+    const sum = (k: 'held' | 'reads' | 'writes'): number => res.reduce((a, x) => a + (x?.[k] ?? 0), 0);
     recordPhase('hold', holdOps, Date.now() - t, { held: sum('held'), reads: sum('reads'), writes: sum('writes'), hostRenames: hostOps.renames, hostReplaces: hostOps.replaces });
     if (sum('held') !== K) failures.push(`hold: ${sum('held')} of ${K} files were open at once`);
     if (serverDiedEarly) return;
 
     // --- the model of every file, checked against the host, then the mount against the host
     currentPhase = 'verify';
-    const patches = new Map();
+    const patches = new Map<number, [number, Buffer][]>();
     for (const x of res) for (const [i, off, b64] of x?.patches ?? []) {
       let l = patches.get(i);
       if (!l) patches.set(i, (l = []));
       l.push([off, Buffer.from(b64, 'base64')]);
     }
-    const vfiles = [];
+    const vfiles: PhaseWork['verify']['files'] = [];
     for (let i = 0; i < N; i++) {
       let want;
-      if (replaced.has(i)) want = content(i, replaced.get(i));
+      const version = replaced.get(i);
+      if (version !== undefined) want = content(i, version);
       else {
         want = content(i, 0);
         for (const [off, data] of patches.get(i) ?? []) data.copy(want, off);
@@ -591,7 +524,7 @@ async function main() {
         host = fs.readFileSync(join(shared, relOf(i)));
       } catch (e) {
         corruption.count++;
-        if (corruption.samples.length < 50) corruption.samples.push({ phase: 'host', i, why: `host file unreadable: ${e.code}` });
+        if (corruption.samples.length < 50) corruption.samples.push({ phase: 'host', i, why: `host file unreadable: ${(e as NodeJS.ErrnoException).code}` });
         continue;
       }
       if (!host.equals(want)) {
@@ -601,25 +534,35 @@ async function main() {
       vfiles.push([i, relOf(i), createHash('sha256').update(host).digest('hex'), host.length]);
     }
     await sleep(1100); // past the kernel's entry/attr timeouts of the old names
-    jobs = partition(vfiles).map((files) => ({ files }));
+    const verifyJobs = partition(vfiles).map((files): PhaseWork['verify'] => ({ files }));
     t = Date.now();
-    res = await runClients('verify', jobs, remaining(), vfiles.length);
+    res = await runClients('verify', verifyJobs, remaining(), vfiles.length);
     recordPhase('verify', absorb('verify', res), Date.now() - t);
   } finally {
     clearInterval(sampler);
   }
 }
 
-let summary;
-let code = 1;
+interface Summary {
+  ok: boolean;
+  config: { files: number; dirs: number; open: number; budget: string; nofile: number | null; cap: boolean; workers: number; holdSeconds: number; cache: string; seed: number };
+  phases: Record<string, PhaseRecord>;
+  server: { pid: number | null; baselineFds: number; maxFds: number; maxTreeFds: number; fdLimitForTree: number | null; perPhase: typeof sample.phaseMax; exit: ExitStatus | null };
+  counters: Counters | null;
+  clients: { expectedEstale: number; unexpectedErrors: number; byCode: Record<string, number>; samples: typeof clientErrors.unexpected };
+  corruption: typeof corruption;
+  failures: string[];
+  seconds: number;
+}
+
 const watchdog = setTimeout(() => {
   failures.push(`overall timeout (${opt.timeoutSec} s)`);
   say(`overall timeout (${opt.timeoutSec} s): stopping`);
-  cleanup().finally(() => finish());
+  void cleanup().finally(() => finish());
 }, opt.timeoutSec * 1000);
 
 let finished = false;
-function finish() {
+function finish(): void {
   if (finished) return;
   finished = true;
   clearTimeout(watchdog);
@@ -630,7 +573,7 @@ function finish() {
   if (clientErrors.unexpectedCount) failures.push(`${clientErrors.unexpectedCount} unexpected client errors`);
   if (serverExit && !serverDiedEarly && (serverExit.code !== 0 || serverExit.signal)) failures.push(`server exited with code ${serverExit.code}, signal ${serverExit.signal} on SIGTERM`);
   if (stats?.sealFailures) failures.push(`${stats.sealFailures} seal failures in the server`);
-  summary = {
+  const summary: Summary = {
     ok: failures.length === 0,
     config: { files: N, dirs: D, open: opt.open, budget: opt.budget, nofile: opt.nofile || null, cap: opt.cap, workers: W, holdSeconds: opt.holdSeconds, cache: opt.cache, seed: opt.seed },
     phases,
@@ -651,13 +594,13 @@ function finish() {
   };
   if (opt.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else printSummary(summary);
-  code = summary.ok ? 0 : 1;
+  const code = summary.ok ? 0 : 1;
   process.exitCode = code;
   setTimeout(() => process.exit(code), 100).unref();
 }
 
-function printSummary(s) {
-  const out = [];
+function printSummary(s: Summary): void {
+  const out: string[] = [];
   out.push(`handlefs stress: ${s.config.files} files / ${s.config.dirs} dirs, ${s.config.open} held open, budget ${s.config.budget}, RLIMIT_NOFILE ${s.config.nofile ?? '-'}, ${s.config.cap ? 'with' : 'without'} CAP_DAC_READ_SEARCH, cache ${s.config.cache}`);
   out.push('phase      ops        s     ops/s');
   for (const [k, p] of Object.entries(s.phases)) out.push(`${k.padEnd(8)} ${String(p.ops).padStart(7)} ${String(p.seconds).padStart(8)} ${String(p.opsPerSec).padStart(9)}`);
@@ -665,7 +608,7 @@ function printSummary(s) {
   if (h) out.push(`hold: ${h.held} files open at once, ${h.reads} reads, ${h.writes} writes; host renamed ${h.hostRenames} dirs, replaced ${h.hostReplaces} files`);
   out.push(`server fds: baseline ${s.server.baselineFds}, max ${s.server.maxFds}, max on the shared tree ${s.server.maxTreeFds} (limit ${s.server.fdLimitForTree ?? '-'})`);
   const c = s.counters;
-  out.push(c ? `server counters: hits ${c.hits}, misses ${c.misses}, evictions ${c.evictions}, reopens by path ${c.reopenByPath}, by handle ${c.reopenByHandle}, ESTALE ${c.estale}, EMFILE ${c.emfile}, seal failures ${c.sealFailures}` : 'server counters: unavailable (no --stats-file)');
+  out.push(c ? `server counters: hits ${c.hits}, misses ${c.misses}, evictions ${c.evictions}, reopens by path ${c.reopenByPath}, by handle ${c.reopenByHandle}, ESTALE ${c.estale}, EMFILE ${c.emfile}, seal failures ${c.sealFailures}` : 'server counters: unavailable (no stats file)');
   out.push(`clients: expected ESTALE ${s.clients.expectedEstale}, unexpected errors ${s.clients.unexpectedErrors} ${JSON.stringify(s.clients.byCode)}; corruption ${s.corruption.count}`);
   for (const e of s.clients.samples.slice(0, 10)) out.push(`  error: ${JSON.stringify(e)}`);
   for (const e of s.corruption.samples.slice(0, 10)) out.push(`  corrupt: ${JSON.stringify(e)}`);
@@ -677,7 +620,7 @@ function printSummary(s) {
 try {
   await main();
 } catch (e) {
-  failures.push(`error: ${e?.stack ?? e}`);
+  failures.push(`error: ${(e as Error)?.stack ?? e}`);
 } finally {
   currentPhase = 'stop';
   stopping = true;

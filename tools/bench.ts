@@ -2,88 +2,154 @@
 // Runs the same workloads, in one run, on the native directory and on every FUSE server in
 // TARGETS, then writes bench/results.json and bench/results.md (scripts/bench-chart.py draws the
 // chart). Every server is started and stopped here, killed only by its own pid, always unmounted.
-//
-//   node scripts/bench.mjs --pll PATH [--quick] [--work DIR] [--out DIR]
-//        [--targets a,b] [--workloads w1,w2] [--no-sweep] [--profile DIR]
-//   node scripts/bench.mjs summarize-profile FILE.cpuprofile|DIR   (top self time, by function and file)
-//
-// --profile DIR starts the handlefs servers as `node --cpu-prof --cpu-prof-dir=DIR ...`; pair it
-// with --targets handlefs-raw --workloads X --no-sweep to profile one workload.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { spawn, spawnSync, execFileSync, type ChildProcess, type StdioOptions } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseCli } from './lib/args.js';
+import { forceUnmount, mountAt } from './lib/mounts.js';
+import { CLI, REPO } from './lib/repo.js';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(REPO, 'dist/cli/main.js');
+const USAGE = `usage: scripts/bench [options]          (as root; node dist-tools/bench.js --pll PATH [options])
+       node dist-tools/bench.js summarize-profile FILE.cpuprofile|DIR
 
-if (process.argv[2] === 'summarize-profile') {
-  summarizeProfiles(process.argv[3]);
-  process.exit(0);
-}
+Run the same workloads on the native directory and on every FUSE server (bindfs, passthrough_ll,
+handlefs) one after another; write bench/results.json and bench/results.md.
+
+options:
+  --quick            smaller sizes, a smoke run of about 2 minutes
+  --work DIR         data and mountpoints (default /var/tmp/handlefs-bench; a local file system)
+  --out DIR          where results.json and results.md go (default bench/)
+  --targets a,b      only these targets, by id (native, bindfs, passthrough_ll, handlefs-raw, ...);
+                     a partial run: results go to WORK.partial-results.json, bench/ is left alone
+  --workloads w1,w2  only these workloads, by id (create_stat_unlink, tar_x, ...); a partial run
+  --no-sweep         skip the fd-budget sweep
+  --profile DIR      run handlefs under node --cpu-prof into DIR (a partial run), then summarize;
+                     pair with --targets handlefs-raw --workloads X --no-sweep
+  --pll PATH         the compiled passthrough_ll (scripts/bench builds it and passes it)
+  --print-work       print the work directory these options name and exit (for scripts/bench)
+  -h, --help         this text
+
+summarize-profile: the top self time of a CPU profile (or of every *.cpuprofile in DIR), by
+function and by file, also written beside each profile as .summary.txt.`;
 
 // ---------------------------------------------------------------- options
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const QUICK = args.includes('--quick');
-const PLL = opt('--pll');
-const WORK = path.resolve(opt('--work', '/var/tmp/handlefs-bench'));
-const OUT = path.resolve(opt('--out', path.join(REPO, 'bench')));
-const PROFILE = opt('--profile') ? path.resolve(opt('--profile')) : null;
-const ONLY_TARGETS = opt('--targets')?.split(',');
-const ONLY_WORKLOADS = opt('--workloads')?.split(',');
-const SWEEP = !args.includes('--no-sweep');
-if (!PLL) { console.error('bench: --pll PATH (the compiled passthrough_ll) is required'); process.exit(2); }
+const cli = parseCli({
+  prog: 'bench',
+  usage: USAGE,
+  options: {
+    pll: { type: 'string' }, quick: { type: 'boolean' }, work: { type: 'string' }, out: { type: 'string' },
+    profile: { type: 'string' }, targets: { type: 'string' }, workloads: { type: 'string' },
+    'no-sweep': { type: 'boolean' }, 'print-work': { type: 'boolean' },
+  },
+  maxPositionals: 2,
+});
+const opts = cli.values;
+if (cli.positionals[0] === 'summarize-profile') {
+  if (cli.positionals.length !== 2) cli.fail('summarize-profile needs one FILE.cpuprofile or DIR');
+  summarizeProfiles(cli.positionals[1]!);
+  process.exit(0);
+}
+if (cli.positionals.length) cli.fail(`unexpected argument '${cli.positionals[0]}'`);
+const QUICK = !!opts.quick;
+const WORK = path.resolve(opts.work ?? '/var/tmp/handlefs-bench');
+const OUT = path.resolve(opts.out ?? path.join(REPO, 'bench'));
+const PROFILE = opts.profile ? path.resolve(opts.profile) : null;
+const ONLY_TARGETS = opts.targets?.split(',');
+const ONLY_WORKLOADS = opts.workloads?.split(',');
+const SWEEP = !opts['no-sweep'];
 
 const SIZES = QUICK
   ? { csuFiles: 2000, treeFiles: 2000, seqMiB: 256, randMiB: 16, sweepFiles: 10000, gitRuns: 2 }
   : { csuFiles: 20000, treeFiles: 12000, seqMiB: 1024, randMiB: 192, sweepFiles: 100000, gitRuns: 3 };
-const SWEEP_BUDGETS = ['16', '64', '256', '4096', 'auto'];
+const SWEEP_BUDGETS = ['16', '64', '256', '4096', 'auto'] as const;
 const CMD_TIMEOUT_MS = 150_000;   // one workload never runs longer than this
 const FIO_RUNTIME_S = 30;         // fio stops at this even if the size is not reached
 
 // ---------------------------------------------------------------- targets
-// One entry per target. start(shared, mnt) -> [argv0, argv...]; ready: 'fd' (HANDLEFS_READY_FD) or
-// 'mountinfo' (poll until the mountpoint appears). `cache` states the cache settings used.
-const handlefs = (frontend, extra = []) => (shared, mnt) => [
+/** [argv0, argv] of a server that serves `shared` on `mnt` in the foreground */
+type Start = (shared: string, mnt: string) => [string, string[]];
+interface Target {
+  id: string;
+  label: string;
+  /** the cache settings used */
+  cache: string;
+  /** the native directory itself: nothing to mount */
+  native?: boolean;
+  /** how to see the mount is live: 'fd' (HANDLEFS_READY_FD) or 'mountinfo' (poll until it appears) */
+  ready?: 'fd' | 'mountinfo';
+  start?: Start;
+  /** the fd-budget sweep runs on it */
+  sweep?: boolean;
+  /** why this target cannot run on this machine, or null */
+  unavailable?: () => string | null;
+}
+
+const handlefs = (frontend: string, extra: string[] = []): Start => (shared, mnt) => [
   process.execPath,
   [...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : []), CLI, 'mount', shared, mnt,
     '--frontend', frontend, '--cache', 'auto', '--log-level', 'warn', ...extra],
 ];
-const fuseNativeAvailable = () => !/not available yet/.test(
-  spawnSync(process.execPath, [CLI, 'mount', '--help'], { encoding: 'utf8' }).stdout ?? 'not available yet');
-const TARGETS = [
+/** the fuse-native frontend needs the fuse-native module and its libfuse.so.2: load it, in a child */
+function fuseNativeUnavailable(): string | null {
+  const r = spawnSync(process.execPath, ['-e', "require('fuse-native')"], { cwd: REPO, encoding: 'utf8', timeout: 30_000 });
+  if (r.status === 0) return null;
+  const why = (r.stderr ?? '').split('\n').find((l) => /Error/.test(l)) ?? r.error?.message ?? `exit ${r.status ?? r.signal}`;
+  return `the fuse-native module does not load: ${why.trim()}`;
+}
+const PLL = (): string => opts.pll!;
+const TARGETS: Target[] = [
   { id: 'native', label: 'native (ext4)', native: true, cache: 'kernel page/dentry cache (the limit)' },
   { id: 'bindfs', label: 'bindfs', ready: 'mountinfo',
     cache: 'libfuse2 high level: -o attr_timeout=1,entry_timeout=1,negative_timeout=0 (no kernel_cache/auto_cache: page cache dropped on open), -o big_writes (128 KiB writes); single-threaded (bindfs default)',
     start: (s, m) => ['bindfs', ['-f', '--no-allow-other', '-o', 'attr_timeout=1,entry_timeout=1,negative_timeout=0,big_writes', s, m]] },
   { id: 'passthrough_ll', label: 'passthrough_ll', ready: 'mountinfo',
     cache: 'libfuse 3.14 example: -o cache=auto,timeout=1 (attr/entry 1 s, no keep_cache: page cache dropped on open), multi-threaded (default), 1 MiB requests',
-    start: (s, m) => [PLL, ['-f', '-o', `source=${s},cache=auto,timeout=1`, m]] },
+    start: (s, m) => [PLL(), ['-f', '-o', `source=${s},cache=auto,timeout=1`, m]] },
   // a reference, not a peer of its own: the same server with one serving thread, as handlefs has
   // (it shows what a thread pool buys on this machine; see the README)
   { id: 'passthrough_ll-1t', label: 'passthrough_ll -s (one thread)', ready: 'mountinfo',
     cache: 'as passthrough_ll, single-threaded (-s): one thread serves every request, as in handlefs',
-    start: (s, m) => [PLL, ['-f', '-s', '-o', `source=${s},cache=auto,timeout=1`, m]] },
+    start: (s, m) => [PLL(), ['-f', '-s', '-o', `source=${s},cache=auto,timeout=1`, m]] },
   { id: 'handlefs-raw', label: 'handlefs raw', ready: 'fd', sweep: true,
     cache: '--cache auto (attr/entry 1 s, no keep_cache: page cache dropped on open), one serving thread (the event loop), 1 MiB requests; xattrs on (passthrough_ll serves none: one GETXATTR less per new file)',
     start: handlefs('raw') },
   { id: 'handlefs-passthrough', label: 'handlefs raw --passthrough', ready: 'fd',
     cache: 'as handlefs raw, plus FUSE passthrough: open files are kernel backing files (reads/writes bypass the server)',
     start: handlefs('raw', ['--passthrough']) },
-  { id: 'handlefs-fuse-native', label: 'handlefs fuse-native', ready: 'fd', when: fuseNativeAvailable,
+  { id: 'handlefs-fuse-native', label: 'handlefs fuse-native', ready: 'fd', unavailable: fuseNativeUnavailable,
     cache: '--cache auto via the libfuse2 high-level API (attr_timeout=entry_timeout=1)', start: handlefs('fuse-native') },
 ];
 
 // ---------------------------------------------------------------- workloads
-// Each: run(ctx) -> { value, unit, better: 'lower'|'higher', detail }. ctx: { dir (inside the
-// mount, or the native dir), remount(), target }. `metadata`/`seqio` tag the target checks.
-const WORKLOADS = [
+interface Measured {
+  value: number;
+  unit: 's' | 'IOPS' | 'MiB/s';
+  better: 'lower' | 'higher';
+  /** the server's CPU time in the workload (a workload that times part of its work sets it itself) */
+  server_cpu_s?: number;
+  detail?: Record<string, unknown>;
+}
+type Outcome = Measured | { error: string };
+interface Ctx {
+  target: Target;
+  /** inside the mount, or the native dir */
+  dir: string;
+  /** a fresh server (and kernel state) for the same directory */
+  remount: () => Promise<void>;
+  /** the server's CPU seconds so far (null for native) */
+  cpu: () => number | null;
+}
+interface Workload {
+  id: string;
+  label: string;
+  /** `metadata`/`seqio` tag the target checks */
+  group: 'metadata' | 'seqio' | 'randio';
+  run: (c: Ctx) => Measured | Promise<Measured>;
+}
+const WORKLOADS: Workload[] = [
   { id: 'create_stat_unlink', label: `create+stat+unlink ${SIZES.csuFiles} files`, group: 'metadata', run: createStatUnlink },
   { id: 'tar_x', label: `tar -x ${SIZES.treeFiles} small files`, group: 'metadata', run: tarX },
   { id: 'find_stat_cold', label: 'find + stat, cold caches', group: 'metadata', run: findStatCold },
@@ -94,60 +160,71 @@ const WORKLOADS = [
   { id: 'rand_read_4k', label: `random 4 KiB reads, ${SIZES.randMiB} MiB of the file (fio)`, group: 'randio', run: (c) => fio(c, 'randread') },
 ];
 
+for (const [what, only, all] of [['--targets', ONLY_TARGETS, TARGETS], ['--workloads', ONLY_WORKLOADS, WORKLOADS]] as const) {
+  const unknown = only?.filter((id) => !all.some((x) => x.id === id));
+  if (unknown?.length) cli.fail(`${what}: no such id ${unknown.join(', ')} (ids: ${all.map((x) => x.id).join(', ')})`);
+}
+if (opts['print-work']) {
+  process.stdout.write(`${WORK}\n`);
+  process.exit(0);
+}
+if (!opts.pll) cli.fail('--pll PATH (the compiled passthrough_ll) is required');
+
 // ---------------------------------------------------------------- helpers
 const T0 = Date.now();
-const say = (s) => process.stderr.write(`[bench ${((Date.now() - T0) / 1000).toFixed(0).padStart(4)}s] ${s}\n`);
-const now = () => Number(process.hrtime.bigint()) / 1e9;
-function sh(cmd, argv, o = {}) {
+const say = (s: string): void => void process.stderr.write(`[bench ${((Date.now() - T0) / 1000).toFixed(0).padStart(4)}s] ${s}\n`);
+const now = (): number => Number(process.hrtime.bigint()) / 1e9;
+function sh(cmd: string, argv: string[], o: { capture?: boolean; cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
   const r = spawnSync(cmd, argv, { stdio: ['ignore', o.capture ? 'pipe' : 'ignore', 'pipe'], encoding: 'utf8',
     timeout: CMD_TIMEOUT_MS, maxBuffer: 64 << 20, cwd: o.cwd, env: o.env ?? process.env });
   if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')}: exit ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().slice(0, 500)}`);
   return r.stdout;
 }
-function timed(cmd, argv, o) {
+function timed(cmd: string, argv: string[]): number {
   const t = now();
-  sh(cmd, argv, o);
+  sh(cmd, argv);
   return now() - t;
 }
-function dropCaches() {
+function dropCaches(): void {
   spawnSync('sync');
   fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
 }
-function isMounted(mnt) {
-  const unesc = (s) => s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
-  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l && unesc(l.split(' ')[4]) === mnt);
-}
+const isMounted = (mnt: string): boolean => mountAt(mnt) !== null;
 // Deterministic PRNG so every run generates the same tree.
-function prng(seed) {
+function prng(seed: number): () => number {
   let s = seed >>> 0;
   return () => { s = (s + 0x6d2b79f5) >>> 0; let t = s; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
 }
 
 // ---------------------------------------------------------------- server lifecycle
 const PIDFILE = path.join(WORK, 'pids');
-const live = new Map(); // pid -> { child, mnt }
+interface Live {
+  child: ChildProcess;
+  exited: Promise<unknown>;
+  mnt: string;
+}
+const live = new Map<number, Live>();
 
-async function startServer(target, shared, mnt, extra = []) {
-  const [cmd, argv] = target.start(shared, mnt);
+async function startServer(target: Target, shared: string, mnt: string, extra: string[] = []): Promise<ChildProcess> {
+  const [cmd, argv] = target.start!(shared, mnt);
   const log = fs.openSync(path.join(WORK, 'logs', `${target.id}.log`), 'a');
   const env = { ...process.env };
-  const stdio = ['ignore', log, log];
+  const stdio: StdioOptions = ['ignore', log, log];
   if (target.ready === 'fd') { env.HANDLEFS_READY_FD = '3'; stdio.push('pipe'); }
   const child = spawn(cmd, [...argv, ...extra], { stdio, env });
   fs.closeSync(log);
   const exited = new Promise((res) => child.once('exit', (code, sig) => res({ code, sig })));
-  child.exitedP = exited;
-  live.set(child.pid, { child, mnt });
+  live.set(child.pid!, { child, exited, mnt });
   fs.appendFileSync(PIDFILE, `${child.pid} ${mnt}\n`);
   const deadline = Date.now() + 30_000;
   let ready = false;
   if (target.ready === 'fd') {
     let buf = '';
-    child.stdio[3].on('data', (d) => { buf += d; if (buf.includes('ready\n')) ready = true; });
+    (child.stdio[3] as Readable).on('data', (d: Buffer) => { buf += d; if (buf.includes('ready\n')) ready = true; });
   }
   let done = false;
-  exited.then(() => { done = true; });
+  void exited.then(() => { done = true; });
   while (!ready) {
     if (done) throw new Error(`${target.id} exited before the mount was live (see ${WORK}/logs/${target.id}.log)`);
     if (Date.now() > deadline) { await stopServer(child); throw new Error(`${target.id}: mount not live after 30 s`); }
@@ -157,31 +234,31 @@ async function startServer(target, shared, mnt, extra = []) {
   return child;
 }
 
-async function stopServer(child) {
-  const ent = live.get(child.pid);
+async function stopServer(child: ChildProcess): Promise<void> {
+  const ent = live.get(child.pid!);
   if (!ent) return;
   if (child.exitCode === null && child.signalCode === null) {
     child.kill('SIGTERM');
-    const t = await Promise.race([child.exitedP, sleep(15_000).then(() => 'timeout')]);
+    const t = await Promise.race([ent.exited, sleep(15_000).then(() => 'timeout')]);
     if (t === 'timeout') {
       say(`  pid ${child.pid} still running 15 s after SIGTERM: SIGKILL`);
       child.kill('SIGKILL');
-      await child.exitedP;
+      await ent.exited;
     }
   }
-  if (isMounted(ent.mnt)) spawnSync('umount', ['-l', ent.mnt]);
-  live.delete(child.pid);
+  await forceUnmount(ent.mnt);
+  live.delete(child.pid!);
 }
 
-async function stopAll() {
+async function stopAll(): Promise<void> {
   for (const { child } of [...live.values()]) await stopServer(child).catch(() => {});
 }
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, async () => { say(`${sig}: stopping servers`); await stopAll(); process.exit(130); });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => { say(`${sig}: stopping servers`); void stopAll().finally(() => process.exit(130)); });
 }
 
 // ---------------------------------------------------------------- data sets (native, prepared once)
-function prepareData() {
+function prepareData(): void {
   fs.mkdirSync(path.join(WORK, 'logs'), { recursive: true });
   fs.writeFileSync(PIDFILE, '');
   const stampWant = JSON.stringify(SIZES);
@@ -208,7 +285,7 @@ function prepareData() {
   sh('tar', ['-cf', path.join(data, 'tree.tar'), '-C', path.join(data, 'gen'), 'tree']);
   const repo = path.join(data, 'gitrepo');
   fs.cpSync(tree, repo, { recursive: true });
-  const g = (...a) => sh('git', ['-C', repo, '-c', 'user.name=bench', '-c', 'user.email=bench@localhost', ...a]);
+  const g = (...a: string[]): string => sh('git', ['-C', repo, '-c', 'user.name=bench', '-c', 'user.email=bench@localhost', ...a]);
   g('init', '-q'); g('add', '-A'); g('commit', '-q', '-m', 'bench tree');
   // The fd-budget sweep set: 1000 files of 256 bytes per directory.
   const sweep = path.join(data, 'sweep');
@@ -226,7 +303,7 @@ function prepareData() {
 // are alive at once, so a server that keeps an fd per known inode (passthrough_ll) stays under
 // RLIMIT_NOFILE (20000 here, and the hard limit cannot be raised without CAP_SYS_RESOURCE).
 const CSU_BATCH = 1000;
-function createStatUnlink(c) {
+function createStatUnlink(c: Ctx): Measured {
   const dir = path.join(c.dir, 'csu');
   fs.mkdirSync(dir);
   const payload = Buffer.alloc(100, 'x');
@@ -248,34 +325,41 @@ function createStatUnlink(c) {
   return { value: total, unit: 's', better: 'lower',
     detail: { batch: CSU_BATCH, create_s: tc, stat_s: ts, unlink_s: tu, files_per_s: SIZES.csuFiles / total } };
 }
-function tarX(c) {
+function tarX(c: Ctx): Measured {
   const s = timed('tar', ['-xf', path.join(WORK, 'data', 'tree.tar'), '-C', c.dir]);
   return { value: s, unit: 's', better: 'lower', detail: { files: SIZES.treeFiles } };
 }
-async function findStatCold(c) {
+async function findStatCold(c: Ctx): Promise<Measured> {
   await c.remount(); // a fresh server and kernel state; then the host caches too
   dropCaches();
   // -printf %s/%i/%m needs a stat of every entry
   const s = timed('find', [path.join(c.dir, 'tree'), '-printf', '%s %i %m %p\n']);
   return { value: s, unit: 's', better: 'lower' };
 }
-function duS(c) {
+function duS(c: Ctx): Measured {
   return { value: timed('du', ['-s', path.join(c.dir, 'tree')]), unit: 's', better: 'lower' };
 }
-async function gitStatus(c) {
+async function gitStatus(c: Ctx): Promise<Measured> {
   // The repository was copied natively into the shared directory before the mount.
   const repo = path.join(c.dir, 'gitrepo');
   await c.remount(); // forget the tree's inodes (passthrough_ll holds an fd for each: RLIMIT_NOFILE)
   const warm = timed('git', ['-C', repo, 'status', '--porcelain']); // refreshes the index (new inode numbers)
-  const runs = [];
+  const runs: number[] = [];
   const c0 = c.cpu();
   for (let i = 0; i < SIZES.gitRuns; i++) runs.push(timed('git', ['-C', repo, 'status', '--porcelain']));
   // the server's CPU per timed run (the untimed first run is not in it)
-  const cpu = c.cpu() === null ? undefined : +((c.cpu() - c0) / SIZES.gitRuns).toFixed(3);
+  const c1 = c.cpu();
+  const cpu = c0 === null || c1 === null ? undefined : +((c1 - c0) / SIZES.gitRuns).toFixed(3);
   runs.sort((a, b) => a - b);
-  return { value: runs[Math.floor(runs.length / 2)], unit: 's', better: 'lower', server_cpu_s: cpu, detail: { first_run_s: warm, runs } };
+  return { value: runs[Math.floor(runs.length / 2)]!, unit: 's', better: 'lower', server_cpu_s: cpu, detail: { first_run_s: warm, runs } };
 }
-function fio(c, rw) {
+interface FioSide {
+  iops: number;
+  io_bytes: number;
+  runtime: number;
+  clat_ns: { mean: number };
+}
+function fio(c: Ctx, rw: 'write' | 'read' | 'randread'): Measured {
   const dir = path.join(c.dir, 'fio');
   fs.mkdirSync(dir, { recursive: true });
   const common = ['--name=bench', `--filename=${path.join(dir, 'data.bin')}`, '--ioengine=psync', '--invalidate=0',
@@ -286,8 +370,8 @@ function fio(c, rw) {
     randread: ['--rw=randread', '--bs=4k', `--io_size=${SIZES.randMiB}m`, '--randrepeat=1', '--random_generator=lfsr'],
   }[rw];
   spawnSync('sync');
-  const out = JSON.parse(sh('fio', [...common, ...spec], { capture: true }));
-  const j = out.jobs[0];
+  const out = JSON.parse(sh('fio', [...common, ...spec], { capture: true })) as { jobs: { job_runtime: number; read: FioSide; write: FioSide }[] };
+  const j = out.jobs[0]!;
   const side = rw === 'write' ? j.write : j.read;
   if (rw === 'randread') {
     return { value: side.iops, unit: 'IOPS', better: 'higher', detail: { MiB: side.io_bytes / 1048576, runtime_ms: side.runtime, clat_mean_us: side.clat_ns.mean / 1000 } };
@@ -302,7 +386,17 @@ function fio(c, rw) {
 // evicted most of them by the time the read opens the file, so the read pass reopens them.
 // Time-boxed: stops at a directory boundary after SWEEP_CAP_S; the figure of merit is µs per file.
 const SWEEP_CAP_S = QUICK ? 12 : 40;
-function statReadPass(dir, capS = Infinity) {
+interface Pass {
+  files: number;
+  stat_s: number;
+  read_s: number;
+  total_s: number;
+  us_per_file: number;
+  capped: boolean;
+  /** the budget the server chose (its "mounted ... fd budget N" info line) */
+  budget?: number | null;
+}
+function statReadPass(dir: string, capS = Infinity): Pass {
   const dirs = fs.readdirSync(dir).sort();
   let n = 0, st = 0, rd = 0, capped = false;
   for (const d of dirs) {
@@ -322,7 +416,7 @@ function statReadPass(dir, capS = Infinity) {
 // ---------------------------------------------------------------- run
 function machine() {
   const cpu = (fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) ?? [])[1] ?? os.cpus()[0]?.model;
-  const ver = (c, a) => { try { return execFileSync(c, a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0]; } catch { return 'n/a'; } };
+  const ver = (c: string, a: string[]): string => { try { return execFileSync(c, a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0]!; } catch { return 'n/a'; } };
   const fstype = ver('findmnt', ['-n', '-o', 'FSTYPE', '-T', WORK]);
   return {
     cpu: cpu?.trim(), cores: os.cpus().length, kernel: os.release(), memory_gib: Math.round(os.totalmem() / 2 ** 30),
@@ -333,7 +427,7 @@ function machine() {
 
 // The server's CPU time (user + system, every thread) from /proc/PID/stat, in seconds.
 const CLK_TCK = (() => { try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100; } catch { return 100; } })();
-function procCpuS(pid) {
+function procCpuS(pid: number): number | null {
   try {
     const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
@@ -343,32 +437,34 @@ function procCpuS(pid) {
   }
 }
 
-async function runTarget(target, results) {
+const errorText = (e: unknown): string => String((e as Error)?.message ?? e);
+
+async function runTarget(target: Target, results: Record<string, Record<string, Outcome>>): Promise<void> {
   const shared = path.join(WORK, `shared-${target.id}`);
   const mnt = path.join(WORK, `mnt-${target.id}`);
   fs.rmSync(shared, { recursive: true, force: true });
   fs.mkdirSync(shared, { recursive: true });
   fs.mkdirSync(mnt, { recursive: true });
   fs.cpSync(path.join(WORK, 'data', 'gitrepo'), path.join(shared, 'gitrepo'), { recursive: true });
-  let server = null;
+  let server: ChildProcess | null = null;
   // server CPU: what servers stopped since the run began used, plus what the live one used since
   // it was ready (a workload that remounts is charged for both of its servers)
   let cpuBase = 0, cpuDone = 0;
-  const cpuNow = () => cpuDone + (server ? (procCpuS(server.pid) ?? cpuBase) - cpuBase : 0);
-  const mount = async () => {
+  const cpuNow = (): number => cpuDone + (server ? (procCpuS(server.pid!) ?? cpuBase) - cpuBase : 0);
+  const mount = async (): Promise<void> => {
     if (target.native) return;
     server = await startServer(target, shared, mnt);
-    cpuBase = procCpuS(server.pid) ?? 0;
+    cpuBase = procCpuS(server.pid!) ?? 0;
   };
-  const unmount = async () => {
+  const unmount = async (): Promise<void> => {
     if (!server) return;
     cpuDone = cpuNow();
     await stopServer(server);
     server = null;
   };
-  const ctx = { target, dir: target.native ? shared : mnt, remount: async () => { await unmount(); await mount(); },
+  const ctx: Ctx = { target, dir: target.native ? shared : mnt, remount: async () => { await unmount(); await mount(); },
     cpu: () => (target.native ? null : cpuNow()) };
-  const res = (results[target.id] = {});
+  const res: Record<string, Outcome> = (results[target.id] = {});
   try {
     await mount();
     for (const w of WORKLOADS) {
@@ -383,8 +479,8 @@ async function runTarget(target, results) {
         const v = r.unit === 's' ? `${r.value.toFixed(3)} s` : `${r.value.toFixed(0)} ${r.unit}`;
         say(`${target.id.padEnd(22)} ${w.label.padEnd(48)} ${v}${r.server_cpu_s != null ? `, server CPU ${r.server_cpu_s.toFixed(2)} s` : ''}`);
       } catch (e) {
-        res[w.id] = { error: String(e.message ?? e) };
-        say(`${target.id.padEnd(22)} ${w.label.padEnd(48)} FAILED: ${e.message}`);
+        res[w.id] = { error: errorText(e) };
+        say(`${target.id.padEnd(22)} ${w.label.padEnd(48)} FAILED: ${errorText(e)}`);
         if (!target.native && !isMounted(mnt)) { say(`  ${target.id}: the mount is gone; remounting`); await unmount(); await mount(); }
       }
     }
@@ -394,11 +490,18 @@ async function runTarget(target, results) {
   }
 }
 
-async function runSweep(target) {
+type SweepOutcome = Pass | { error: string };
+interface Sweep {
+  budgets: Partial<Record<(typeof SWEEP_BUDGETS)[number], SweepOutcome>>;
+  native: Pass;
+  autoBudget?: string;
+}
+
+async function runSweep(target: Target): Promise<Sweep> {
   const shared = path.join(WORK, 'data', 'sweep');
   const mnt = path.join(WORK, `mnt-${target.id}`);
   fs.mkdirSync(mnt, { recursive: true });
-  const out = {};
+  const out: Sweep['budgets'] = {};
   // warm the host caches first (untimed), so the first budget does not pay for cold data
   statReadPass(shared);
   for (const b of SWEEP_BUDGETS) {
@@ -413,8 +516,8 @@ async function runSweep(target) {
       out[b] = r;
       say(`${target.id.padEnd(22)} ${`fd budget ${b}: stat+read ${r.files} files${r.capped ? ' (time box)' : ''}`.padEnd(48)} ${r.total_s.toFixed(3)} s = ${r.us_per_file.toFixed(0)} µs/file (stat ${r.stat_s.toFixed(2)}, read ${r.read_s.toFixed(2)})`);
     } catch (e) {
-      out[b] = { error: String(e.message ?? e) };
-      say(`${target.id.padEnd(22)} fd budget ${b}: FAILED: ${e.message}`);
+      out[b] = { error: errorText(e) };
+      say(`${target.id.padEnd(22)} fd budget ${b}: FAILED: ${errorText(e)}`);
     } finally {
       await stopServer(server);
     }
@@ -425,38 +528,59 @@ async function runSweep(target) {
 }
 
 // speed ratio of a to b (>1: a is faster)
-function speed(a, b) {
-  if (!a || !b || a.error || b.error || !(a.value > 0) || !(b.value > 0)) return null;
+function speed(a: Outcome | undefined, b: Outcome | undefined): number | null {
+  if (!a || !b || 'error' in a || 'error' in b || !(a.value > 0) || !(b.value > 0)) return null;
   return a.better === 'lower' ? b.value / a.value : a.value / b.value;
 }
-const fmt = (x, d = 2) => (x == null ? 'n/a' : x.toFixed(d));
+const fmt = (x: number | null, d = 2): string => (x == null ? 'n/a' : x.toFixed(d));
+const isPass = (r: SweepOutcome | undefined): r is Pass => !!r && !('error' in r);
 
-function report(doc) {
+interface Check {
+  id: string;
+  pass: boolean | null;
+  value: number | null;
+  text: string;
+}
+interface Doc {
+  date: string;
+  quick: boolean;
+  machine: ReturnType<typeof machine>;
+  sizes: typeof SIZES;
+  targets: Pick<Target, 'id' | 'label' | 'cache'>[];
+  results: Record<string, Record<string, Outcome>>;
+  sweep: Sweep | null;
+  ratios?: Record<string, Record<string, Record<string, number | null>>>;
+  checks?: Check[];
+  elapsed_s?: number;
+}
+
+function report(doc: Doc): string {
   const { results, targets } = doc;
   const ids = targets.map((t) => t.id);
   const lab = Object.fromEntries(targets.map((t) => [t.id, t.label]));
   const wl = WORKLOADS.filter((w) => !ONLY_WORKLOADS || ONLY_WORKLOADS.includes(w.id));
-  const lines = [];
+  const lines: string[] = [];
   const m = doc.machine;
   lines.push(`### Benchmark: handlefs against its peers`, '');
   lines.push(`${doc.date} · ${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB, Linux ${m.kernel}, ${m.fs} · Node ${m.node} · ${doc.quick ? '**--quick** sizes' : 'full sizes'} · \`scripts/bench\``, '');
-  const val = (r) => (!r ? 'n/a' : r.error ? 'failed' : r.unit === 's' ? `${r.value.toFixed(2)} s` : `${Math.round(r.value)} ${r.unit}`);
+  const val = (r: Outcome | undefined): string => (!r ? 'n/a' : 'error' in r ? 'failed' : r.unit === 's' ? `${r.value.toFixed(2)} s` : `${Math.round(r.value)} ${r.unit}`);
   lines.push('Measured values:', '');
   lines.push(`| workload | ${ids.map((i) => lab[i]).join(' | ')} |`, `|---|${ids.map(() => '---:').join('|')}|`);
   for (const w of wl) lines.push(`| ${w.label} | ${ids.map((i) => val(results[i]?.[w.id])).join(' | ')} |`);
   lines.push('');
-  const ratioTable = (ref, title) => {
+  const ratioTable = (ref: string, title: string): void => {
     lines.push(title, '');
     const cols = ids.filter((i) => i !== ref);
     lines.push(`| workload | ${cols.map((i) => lab[i]).join(' | ')} |`, `|---|${cols.map(() => '---:').join('|')}|`);
     for (const w of wl) lines.push(`| ${w.label} | ${cols.map((i) => fmt(speed(results[i]?.[w.id], results[ref]?.[w.id]))).join(' | ')} |`);
     lines.push('');
   };
-  const fuseIds = ids.filter((i) => results[i] && Object.values(results[i]).some((r) => r?.server_cpu_s != null));
+  const cpuOf = (r: Outcome | undefined): number | undefined => (r && !('error' in r) ? r.server_cpu_s : undefined);
+  const fuseIds = ids.filter((i) => results[i] && Object.values(results[i]!).some((r) => cpuOf(r) != null));
   if (fuseIds.length) {
     lines.push('Server CPU time per workload (user + system, all threads of the server process, from /proc/PID/stat; the client\'s own time is not in it; git status: per timed run):', '');
     lines.push(`| workload | ${fuseIds.map((i) => lab[i]).join(' | ')} |`, `|---|${fuseIds.map(() => '---:').join('|')}|`);
-    for (const w of wl) lines.push(`| ${w.label} | ${fuseIds.map((i) => { const c = results[i]?.[w.id]?.server_cpu_s; return c == null ? 'n/a' : `${c.toFixed(2)} s`; }).join(' | ')} |`);
+    for (const w of wl) lines.push(`| ${w.label} | ${fuseIds.map((i) => { const c = cpuOf(results[i]?.[w.id]); return c == null ? 'n/a' : `${c.toFixed(2)} s`; }).join(' | ')} |`);
     lines.push('');
   }
   ratioTable('native', 'Speed relative to native (1.00 = native; higher is faster):');
@@ -465,16 +589,16 @@ function report(doc) {
     lines.push(`fd-budget sweep (handlefs raw), fresh mount per budget: ${SIZES.sweepFiles} files of 256 bytes in directories of 1000; per directory a stat pass over its files, then a read pass (which reopens what the budget evicted). Time-boxed at ${SWEEP_CAP_S} s per budget (stops at a directory boundary); compare µs per file:`, '');
     lines.push('| --fd-budget | files done | µs/file | stat | read | time relative to auto |', '|---|---:|---:|---:|---:|---:|');
     const auto = doc.sweep.budgets.auto;
-    const row = (name, r, rel) => `| ${name} | ${r.files}${r.capped ? ' (time box)' : ''} | ${r.us_per_file.toFixed(0)} | ${((r.stat_s / r.files) * 1e6).toFixed(0)} µs | ${((r.read_s / r.files) * 1e6).toFixed(0)} µs | ${rel} |`;
+    const row = (name: string, r: Pass, rel: string): string => `| ${name} | ${r.files}${r.capped ? ' (time box)' : ''} | ${r.us_per_file.toFixed(0)} | ${((r.stat_s / r.files) * 1e6).toFixed(0)} µs | ${((r.read_s / r.files) * 1e6).toFixed(0)} µs | ${rel} |`;
     for (const b of SWEEP_BUDGETS) {
       const r = doc.sweep.budgets[b];
-      lines.push(r?.error || !r ? `| ${b} | failed | | | | |` :
-        row(b === 'auto' ? `auto (${doc.sweep.autoBudget})` : b, r, auto && !auto.error ? (r.us_per_file / auto.us_per_file).toFixed(2) + '×' : 'n/a'));
+      lines.push(!isPass(r) ? `| ${b} | failed | | | | |` :
+        row(b === 'auto' ? `auto (${doc.sweep.autoBudget})` : b, r, isPass(auto) ? (r.us_per_file / auto.us_per_file).toFixed(2) + '×' : 'n/a'));
     }
     lines.push(row('native (no FUSE)', doc.sweep.native, ''), '');
   }
   lines.push('Targets (tracked here, never by a timed test):', '');
-  for (const c of doc.checks) lines.push(`- **${c.pass == null ? 'N/A' : c.pass ? 'PASS' : 'FAIL'}** ${c.text}`);
+  for (const c of doc.checks ?? []) lines.push(`- **${c.pass == null ? 'N/A' : c.pass ? 'PASS' : 'FAIL'}** ${c.text}`);
   lines.push('', 'Cache settings (identical where the servers allow):', '');
   for (const t of targets) lines.push(`- ${t.label}: ${t.cache}`);
   const fsNote = doc.machine.fsNote ? ` (${doc.machine.fsNote}: no target pays for the deletions of those before it)` : '';
@@ -485,11 +609,11 @@ function report(doc) {
   return lines.join('\n');
 }
 
-function checks(doc) {
+function checks(doc: Doc): Check[] {
   const r = doc.results;
-  const out = [];
+  const out: Check[] = [];
   const hr = r['handlefs-raw'], pl = r.passthrough_ll;
-  for (const [group, min, name] of [['metadata', 0.7, 'metadata workloads'], ['seqio', 0.8, 'sequential I/O']]) {
+  for (const [group, min, name] of [['metadata', 0.7, 'metadata workloads'], ['seqio', 0.8, 'sequential I/O']] as const) {
     for (const w of WORKLOADS.filter((x) => x.group === group && (!ONLY_WORKLOADS || ONLY_WORKLOADS.includes(x.id)))) {
       const s = hr && pl ? speed(hr[w.id], pl[w.id]) : null;
       out.push({ id: `${w.id}>=${min}`, pass: s == null ? null : s >= min, value: s, text: `handlefs raw ≥ ${min}× passthrough_ll on ${name}: ${w.label}: ${fmt(s)}×` });
@@ -497,40 +621,44 @@ function checks(doc) {
   }
   if (doc.sweep) {
     const a = doc.sweep.budgets.auto, b = doc.sweep.budgets['64'];
-    const q = a && b && !a.error && !b.error ? b.us_per_file / a.us_per_file : null;
+    const q = isPass(a) && isPass(b) ? b.us_per_file / a.us_per_file : null;
     out.push({ id: 'fd64', pass: q == null ? null : q <= 2, value: q, text: `fd budget 64 within 2× of unlimited (auto, ${doc.sweep.autoBudget}): ${fmt(q)}× the time per file` });
   }
   return out;
 }
 
-async function main() {
+async function main(): Promise<void> {
   fs.mkdirSync(WORK, { recursive: true });
   fs.mkdirSync(OUT, { recursive: true });
   if (PROFILE) fs.mkdirSync(PROFILE, { recursive: true });
   prepareData();
-  const targets = [];
+  const targets: Target[] = [];
   for (const t of TARGETS) {
     if (ONLY_TARGETS && !ONLY_TARGETS.includes(t.id)) continue;
-    if (t.when && !t.when()) { say(`${t.id}: skipped (not available: \`mount --help\` says "not available yet")`); continue; }
+    const why = t.unavailable?.() ?? null;
+    if (why) { say(`${t.id}: skipped (${why})`); continue; }
     targets.push(t);
   }
-  const doc = { date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), quick: QUICK, machine: machine(), sizes: SIZES,
+  const doc: Doc = { date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), quick: QUICK, machine: machine(), sizes: SIZES,
     targets: targets.map(({ id, label, cache }) => ({ id, label, cache })), results: {}, sweep: null };
   say(`machine: ${doc.machine.cpu}, ${doc.machine.cores} cores, Linux ${doc.machine.kernel}; work dir ${WORK}; ${QUICK ? 'quick' : 'full'} sizes`);
   for (const t of targets) await runTarget(t, doc.results);
   const sweepTarget = targets.find((t) => t.sweep);
   if (SWEEP && sweepTarget) {
-    doc.sweep = await runSweep(sweepTarget);
+    const sweep = await runSweep(sweepTarget);
     const lim = Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim());
-    doc.sweep.autoBudget = `${doc.sweep.budgets.auto?.budget ?? '?'} fds, from RLIMIT_NOFILE ${lim}`;
+    const auto = sweep.budgets.auto;
+    sweep.autoBudget = `${(isPass(auto) ? auto.budget : null) ?? '?'} fds, from RLIMIT_NOFILE ${lim}`;
+    doc.sweep = sweep;
   }
-  doc.ratios = {};
+  const ratios: NonNullable<Doc['ratios']> = {};
   for (const ref of ['native', 'passthrough_ll']) {
-    doc.ratios[`to_${ref}`] = {};
+    const byTarget: Record<string, Record<string, number | null>> = (ratios[`to_${ref}`] = {});
     for (const t of targets) {
-      doc.ratios[`to_${ref}`][t.id] = Object.fromEntries(WORKLOADS.map((w) => [w.id, speed(doc.results[t.id]?.[w.id], doc.results[ref]?.[w.id])]));
+      byTarget[t.id] = Object.fromEntries(WORKLOADS.map((w) => [w.id, speed(doc.results[t.id]?.[w.id], doc.results[ref]?.[w.id])]));
     }
   }
+  doc.ratios = ratios;
   doc.checks = checks(doc);
   doc.elapsed_s = Math.round((Date.now() - T0) / 1000);
   const md = report(doc);
@@ -539,7 +667,8 @@ async function main() {
     fs.writeFileSync(path.join(OUT, 'results.md'), md + '\n');
     say(`wrote ${path.relative(REPO, OUT)}/results.json and results.md (${doc.elapsed_s} s)`);
   } else {
-    const f = path.join(PROFILE ?? WORK, 'partial-results.json');
+    // beside WORK, not in it: scripts/bench removes the file system it makes at WORK
+    const f = PROFILE ? path.join(PROFILE, 'partial-results.json') : `${WORK}.partial-results.json`;
     fs.writeFileSync(f, JSON.stringify(doc, null, 2) + '\n');
     say(`partial run: bench/ left alone; results in ${f}`);
   }
@@ -548,19 +677,24 @@ async function main() {
 }
 
 // ---------------------------------------------------------------- cpu profile summary
-function summarizeProfiles(p) {
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+function summarizeProfiles(p: string): void {
   const files = fs.statSync(p).isDirectory() ? fs.readdirSync(p).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(p, f)) : [p];
   for (const f of files) {
-    const prof = JSON.parse(fs.readFileSync(f, 'utf8'));
+    const prof = JSON.parse(fs.readFileSync(f, 'utf8')) as CpuProfile;
     const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-    const self = new Map();
+    const self = new Map<CpuProfile['nodes'][number], number>();
     const dt = prof.timeDeltas;
     for (let i = 0; i < prof.samples.length; i++) {
-      const n = byId.get(prof.samples[i]);
+      const n = byId.get(prof.samples[i]!)!;
       self.set(n, (self.get(n) ?? 0) + (dt[i] ?? 0));
     }
     const total = [...self.values()].reduce((a, b) => a + b, 0);
-    const fn = new Map(), file = new Map();
+    const fn = new Map<string, number>(), file = new Map<string, number>();
     for (const [n, t] of self) {
       const cf = n.callFrame;
       const url = cf.url ? cf.url.replace(`file://${REPO}/`, '') : '';
@@ -569,7 +703,7 @@ function summarizeProfiles(p) {
       const fk = url || cf.functionName;
       file.set(fk, (file.get(fk) ?? 0) + t);
     }
-    const top = (m, k) => [...m].sort((a, b) => b[1] - a[1]).slice(0, k)
+    const top = (m: Map<string, number>, k: number): string => [...m].sort((a, b) => b[1] - a[1]).slice(0, k)
       .map(([name, t]) => `  ${(t / 1000).toFixed(0).padStart(7)} ms ${((100 * t) / total).toFixed(1).padStart(5)}%  ${name}`).join('\n');
     const text = `${f}: ${(total / 1e6).toFixed(2)} s sampled\ntop self time by function:\n${top(fn, 25)}\ntop self time by file:\n${top(file, 15)}\n`;
     fs.writeFileSync(f.replace(/\.cpuprofile$/, '.summary.txt'), text);

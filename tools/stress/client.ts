@@ -1,25 +1,31 @@
 /**
- * A client process of scripts/stress-fds: plain synchronous syscalls on the mount, bounded work,
- * a deadline. Usage: node client.mjs JOB.json. The job names the phase and its share of the work.
- * Output on stdout, one line each: "P <ops done>" (progress, about every 250 ms), "OPENED" (hold
- * phase: every file is open), and last "R <json result>".
- * Errors never throw out: each is recorded as { i, op, code, msg } and the work goes on.
+ * A client process of the stress tool (tools/stress-fds.ts): plain synchronous syscalls on the
+ * mount, bounded work, a deadline. Usage: node dist-tools/stress/client.js JOB.json; the job
+ * (./job.ts) names the phase and its share of the work. Output on stdout, one line each:
+ * "P <ops done>" (progress, about every 250 ms), "OPENED" (hold phase: every file is open), and
+ * last "R <json result>". Errors never throw out: each is recorded as { i, op, code, msg } and the
+ * work goes on.
  */
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { constants } from 'node:os';
-import { content } from './content.mjs';
+import { content } from './content.js';
+import type { ClientError, ClientResult, Corrupt, Job, PhaseWork } from './job.js';
 
-const job = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+if (process.argv.length !== 3) {
+  process.stderr.write('usage: node client.js JOB.json (started by the stress tool)\n');
+  process.exit(2);
+}
+const job = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as Job;
 const deadline = Date.now() + job.timeoutMs;
 let ops = 0;
 let lastProgress = 0;
-const errors = [];
-const corrupt = [];
+const errors: ClientError[] = [];
+const corrupt: Corrupt[] = [];
 let corruptCount = 0;
 const MAX_REPORT = 200;
 
-function progress(force = false) {
+function progress(force = false): void {
   const now = Date.now();
   if (force || now - lastProgress > 250) {
     lastProgress = now;
@@ -28,33 +34,34 @@ function progress(force = false) {
 }
 /** errno name: node has no name for some (ESTALE is "Unknown system error -116") */
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([k, v]) => [v, k]));
-function errName(e) {
+function errName(e: unknown): string {
+  const err = e as NodeJS.ErrnoException | undefined;
   // libuv reports an errno it has no name for as code 'UNKNOWN' (writeSync) or
   // 'Unknown system error -116' (readSync); the errno itself is right
-  if (typeof e?.errno === 'number' && e.errno < 0 && ERRNO_NAMES.has(-e.errno)) return ERRNO_NAMES.get(-e.errno);
-  return typeof e?.code === 'string' ? e.code : 'EUNKNOWN';
+  if (typeof err?.errno === 'number' && err.errno < 0 && ERRNO_NAMES.has(-err.errno)) return ERRNO_NAMES.get(-err.errno)!;
+  return typeof err?.code === 'string' ? err.code : 'EUNKNOWN';
 }
-function fail(i, op, e) {
+function fail(i: number, op: string, e: unknown): void {
   // every error is returned (the caller classifies expected ESTALE by file); messages only for some
   const code = errName(e);
-  errors.push(errors.length < MAX_REPORT ? { i, op, code, msg: String(e?.message ?? e).slice(0, 160) } : { i, op, code });
+  errors.push(errors.length < MAX_REPORT ? { i, op, code, msg: String((e as Error)?.message ?? e).slice(0, 160) } : { i, op, code });
 }
-function badData(i, op, why) {
+function badData(i: number, op: string, why: string): void {
   corruptCount++;
   if (corrupt.length < MAX_REPORT) corrupt.push({ i, op, why });
 }
-const timedOut = () => Date.now() > deadline;
+const timedOut = (): boolean => Date.now() > deadline;
 
 /** pseudo-random, seeded per worker so a run can be replayed */
 let seed = (job.seed ?? 1) >>> 0 || 1;
-function rnd() {
+function rnd(): number {
   seed ^= seed << 13;
   seed ^= seed >>> 17;
   seed ^= seed << 5;
   return (seed >>> 0) / 4294967296;
 }
 
-function readAll(fd, size) {
+function readAll(fd: number, size: number): Buffer {
   // one byte more than expected, to see a file that grew
   const buf = Buffer.alloc(size + 1);
   let n = 0;
@@ -67,9 +74,17 @@ function readAll(fd, size) {
   return buf.subarray(0, n);
 }
 
-function statPhase() {
-  // job.files: [[i, relpath, size]], job.dirs: [[relpath, count]]
-  for (const [rel, count] of job.dirs) {
+function closeQuietly(i: number, fd: number): void {
+  if (fd < 0) return;
+  try {
+    fs.closeSync(fd);
+  } catch (e) {
+    fail(i, 'close', e);
+  }
+}
+
+function statPhase(w: PhaseWork['stat']): void {
+  for (const [rel, count] of w.dirs) {
     if (timedOut()) break;
     try {
       const names = fs.readdirSync(`${job.mnt}/${rel}`);
@@ -80,7 +95,7 @@ function statPhase() {
     }
     progress();
   }
-  for (const [i, rel, size] of job.files) {
+  for (const [i, rel, size] of w.files) {
     if (timedOut()) break;
     try {
       const st = fs.lstatSync(`${job.mnt}/${rel}`);
@@ -93,9 +108,8 @@ function statPhase() {
   }
 }
 
-function readPhase() {
-  // job.files: [[i, relpath, version]] compared with content(i, version)
-  for (const [i, rel, v] of job.files) {
+function readPhase(w: PhaseWork['read']): void {
+  for (const [i, rel, v] of w.files) {
     if (timedOut()) break;
     let fd = -1;
     try {
@@ -107,15 +121,15 @@ function readPhase() {
     } catch (e) {
       fail(i, 'read', e);
     } finally {
-      if (fd >= 0) try { fs.closeSync(fd); } catch (e) { fail(i, 'close', e); }
+      closeQuietly(i, fd);
     }
     progress();
   }
 }
 
-function verifyPhase() {
-  // job.files: [[i, relpath, sha256hex, size]]: bytes read through the mount must hash the same
-  for (const [i, rel, sha, size] of job.files) {
+function verifyPhase(w: PhaseWork['verify']): void {
+  // bytes read through the mount must hash the same as the host's
+  for (const [i, rel, sha, size] of w.files) {
     if (timedOut()) break;
     let fd = -1;
     try {
@@ -127,21 +141,29 @@ function verifyPhase() {
     } catch (e) {
       fail(i, 'verify', e);
     } finally {
-      if (fd >= 0) try { fs.closeSync(fd); } catch (e) { fail(i, 'close', e); }
+      closeQuietly(i, fd);
     }
     progress();
   }
 }
 
+interface Held {
+  i: number;
+  fd: number;
+  mode: 'rw' | 'ro';
+  model: Buffer;
+  dead: boolean;
+}
+
 /**
- * Hold every file of job.files open at once ([i, relpath, 'rw'|'ro']) and, until job.holdMs has
- * passed, read (and compare with the model) or patch (rw files only) a random one. A file whose
- * operation fails is dropped from the rotation (its model stays what the host should hold).
- * Returns the patches, in order, so that the caller can compute each file's final bytes.
+ * Hold every file open at once and, until holdMs has passed, read (and compare with the model) or
+ * patch (rw files only) a random one. A file whose operation fails is dropped from the rotation
+ * (its model stays what the host should hold). Returns the patches, in order, so that the caller
+ * can compute each file's final bytes.
  */
-function holdPhase() {
-  const held = [];
-  for (const [i, rel, mode] of job.files) {
+function holdPhase(w: PhaseWork['hold']): Pick<ClientResult, 'patches' | 'held' | 'reads' | 'writes'> {
+  const held: Held[] = [];
+  for (const [i, rel, mode] of w.files) {
     if (timedOut()) break;
     try {
       const fd = fs.openSync(`${job.mnt}/${rel}`, mode === 'rw' ? 'r+' : 'r');
@@ -153,13 +175,13 @@ function holdPhase() {
     progress();
   }
   fs.writeSync(1, 'OPENED\n');
-  const patches = [];
-  const holdEnd = Math.min(deadline, Date.now() + job.holdMs);
+  const patches: [number, number, string][] = [];
+  const holdEnd = Math.min(deadline, Date.now() + w.holdMs);
   let reads = 0;
   let writes = 0;
   let live = held.length;
   while (Date.now() < holdEnd && live > 0) {
-    const h = held[Math.floor(rnd() * held.length)];
+    const h = held[Math.floor(rnd() * held.length)]!;
     if (h.dead) continue;
     if (h.mode === 'rw' && rnd() < 0.5) {
       const len = 1 + Math.floor(rnd() * 64);
@@ -200,25 +222,19 @@ function holdPhase() {
     }
     progress();
   }
-  for (const h of held) {
-    try {
-      fs.closeSync(h.fd);
-    } catch (e) {
-      fail(h.i, 'close', e);
-    }
-  }
+  for (const h of held) closeQuietly(h.i, h.fd);
   return { patches, held: held.length, reads, writes };
 }
 
 const t0 = Date.now();
-let extra = {};
+let extra: Partial<ClientResult> = {};
 switch (job.phase) {
-  case 'stat': statPhase(); break;
-  case 'read': readPhase(); break;
-  case 'verify': verifyPhase(); break;
-  case 'hold': extra = holdPhase(); break;
-  default: throw new Error(`unknown phase ${job.phase}`);
+  case 'stat': statPhase(job); break;
+  case 'read': readPhase(job); break;
+  case 'verify': verifyPhase(job); break;
+  case 'hold': extra = holdPhase(job); break;
+  default: throw new Error(`unknown phase ${(job as { phase: unknown }).phase}`);
 }
 progress(true);
-const result = { phase: job.phase, ops, ms: Date.now() - t0, timedOut: timedOut(), errors, corrupt, corruptCount, ...extra };
+const result: ClientResult = { phase: job.phase, ops, ms: Date.now() - t0, timedOut: timedOut(), errors, corrupt, corruptCount, ...extra };
 fs.writeSync(1, `R ${JSON.stringify(result)}\n`);
