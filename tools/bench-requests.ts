@@ -57,7 +57,7 @@ async function protocolRounds(root: string): Promise<Round[]> {
   const mk = await srv.handle(call(Op.MKDIR, 1n, A.encodeStruct(A.MkdirIn, { mode: 0o755, umask: 0o22 }), z('mix')));
   if (!mk || errnoOf(mk)) throw new Error(`MKDIR failed: errno ${errnoOf(mk)}`);
   const dir = mk.readBigUInt64LE(16);
-  const es = srv.conn.entrySize;
+  const es = A.EntryOut.SIZE;
   const names = Array.from({ length: N }, (_, i) => z(`file-${i}`));
   const createIn = A.encodeStruct(A.CreateIn, { flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o100644, umask: 0o22 });
   const rounds: Round[] = [];

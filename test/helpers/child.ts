@@ -7,52 +7,9 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 
-export interface RunResult {
-  stdout: string;
-  stderr: string;
-  /** the exit status; null when killed by a signal or not started */
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  timedOut: boolean;
-}
+import { run, killPid, type RunOptions, type RunResult } from '../../tools/lib/run.js';
 
-export interface RunOptions {
-  /** SIGKILL (by pid) after this long; 10 s by default */
-  timeoutMs?: number;
-  /** written to stdin, which is then closed */
-  input?: string;
-  env?: NodeJS.ProcessEnv;
-  cwd?: string;
-}
-
-/**
- * Run a command in another process with a timeout (SIGKILL by pid when it expires). Use it for
- * client work that may block on a mount, or that needs other credentials (setpriv).
- */
-export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  return new Promise((resolveRun) => {
-    const c = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    c.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    c.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    c.stdin!.on('error', () => {});
-    c.stdin!.end(opts.input ?? '');
-    const t = setTimeout(() => {
-      timedOut = true;
-      if (c.pid) process.kill(c.pid, 'SIGKILL');
-    }, opts.timeoutMs ?? 10_000);
-    c.on('error', (e) => {
-      clearTimeout(t);
-      resolveRun({ stdout, stderr: stderr + String(e), status: null, signal: null, timedOut });
-    });
-    c.on('close', (status, signal) => {
-      clearTimeout(t);
-      resolveRun({ stdout, stderr, status, signal, timedOut });
-    });
-  });
-}
+export { run, killPid, type RunOptions, type RunResult };
 
 /** run(), but the command must exit 0: its stdout, else an Error with what it said. */
 export async function output(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<string> {
@@ -88,15 +45,6 @@ export function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
       r(true);
     });
   });
-}
-
-/** Signal one process by its pid; a process already gone is no error. */
-export function killPid(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    /* already gone */
-  }
 }
 
 export interface Started {

@@ -13,18 +13,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { killPid, run, waitExit, type RunResult } from './child.js';
 import { forceUnmount, mountAt, mountDirs } from './mounts.js';
+import { READY_ENV, waitReady } from '../../tools/lib/ready.js';
+import { CLI, REPO } from '../../tools/lib/repo.js';
 
-// test/stress/stress.test.ts takes run from here
-export { run };
-
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CLI = join(REPO, 'dist', 'cli', 'main.js');
+export { REPO, CLI };
 
 export interface MountOptions {
   /** extra CLI arguments after `mount orig mnt`; '{dir}' is replaced by the test's temp dir (beside orig/ and mnt/) */
@@ -115,34 +110,13 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
     const argv = [...(opts.wrap ?? []), process.execPath, CLI, 'mount', orig, mnt, ...(opts.args ?? []).map((a) => a.replaceAll('{dir}', dir))];
     child = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-      env: { ...process.env, ...opts.env, HANDLEFS_READY_FD: '3' },
+      env: { ...process.env, ...opts.env, ...READY_ENV },
     });
     const c = child;
     c.on('exit', (code, signal) => (status = { code, signal }));
     c.stdout!.on('data', (d: Buffer) => (log += d.toString()));
     c.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-    const timeout = opts.readyTimeoutMs ?? 15_000;
-    await new Promise<void>((ok, fail) => {
-      const ready = c.stdio[3] as Readable;
-      let got = '';
-      const t = setTimeout(() => fail(new Error(`server not ready within ${timeout} ms; log:\n${log}`)), timeout);
-      ready.on('data', (d: Buffer) => {
-        got += d.toString();
-        if (got.includes('ready\n')) {
-          clearTimeout(t);
-          ok();
-        }
-      });
-      ready.on('error', () => {});
-      c.once('exit', (code, signal) => {
-        clearTimeout(t);
-        fail(new Error(`server exited before ready (code ${code}, signal ${signal}); log:\n${log}`));
-      });
-      c.once('error', (e) => {
-        clearTimeout(t);
-        fail(e);
-      });
-    });
+    await waitReady(c, opts.readyTimeoutMs ?? 15_000, () => log);
     return {
       dir,
       orig,

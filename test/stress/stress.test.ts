@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
-import { mountSkipReason, run } from '../helpers/mount.js';
+import { run } from '../helpers/child.js';
+import { mountSkipReason } from '../helpers/mount.js';
 import { forceUnmount, mountsUnder } from '../../tools/lib/mounts.js';
 import { TOOLS_OUT } from '../../tools/lib/repo.js';
 

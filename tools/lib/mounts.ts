@@ -5,37 +5,46 @@
 import * as fs from 'node:fs';
 import { run } from './run.js';
 
-export interface MountEntry {
+export interface MountInfo {
   /** the mount point, unescaped */
   path: string;
-  /** the device minor number: /sys/fs/fuse/connections/<minor> for a FUSE mount */
+  /** major:minor of the mounted filesystem (for FUSE the minor is the connection: /sys/fs/fuse/connections/<minor>) */
+  major: number;
   minor: number;
   fstype: string;
+  /** the mount source (for handlefs: the shared directory) */
+  source: string;
+  /** per-mount and filesystem options together, as /proc/mounts shows them */
+  options: string[];
 }
 
 const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 
 /** Every mount of this process's namespace, in mount order (a later one covers an earlier one). */
-export function listMounts(): MountEntry[] {
-  const out: MountEntry[] = [];
+export function mounts(): MountInfo[] {
+  const out: MountInfo[] = [];
   for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const sep = line.indexOf(' - ');
     if (sep < 0) continue;
+    // id parent major:minor root mountpoint mount-options [optional...] - fstype source super-options
     const a = line.slice(0, sep).split(' ');
-    out.push({ path: unescape(a[4] ?? ''), minor: Number(a[2]?.split(':')[1]), fstype: line.slice(sep + 3).split(' ')[0] ?? '' });
+    const [fstype, source, superOptions] = line.slice(sep + 3).split(' ');
+    const [major, minor] = (a[2] ?? '').split(':').map(Number);
+    const options = [...new Set([...(a[5] ?? '').split(','), ...(superOptions ?? '').split(',')])];
+    out.push({ path: unescape(a[4] ?? ''), major: major ?? 0, minor: minor ?? 0, fstype: fstype ?? '', source: unescape(source ?? ''), options });
   }
   return out;
 }
 
 /** The topmost mount at `path` (an absolute, canonical path), or null. */
-export function mountAt(path: string): MountEntry | null {
-  return listMounts().filter((m) => m.path === path).at(-1) ?? null;
+export function mountAt(path: string): MountInfo | null {
+  return mounts().filter((m) => m.path === path).at(-1) ?? null;
 }
 
 /** The mount points at `dir` or below it (an absolute, canonical path): what a cleanup must leave none of. */
 export function mountsUnder(dir: string): string[] {
   const below = dir.endsWith('/') ? dir : `${dir}/`;
-  return listMounts().filter((m) => m.path === dir || m.path.startsWith(below)).map((m) => m.path);
+  return mounts().filter((m) => m.path === dir || m.path.startsWith(below)).map((m) => m.path);
 }
 
 /**
