@@ -7,12 +7,11 @@ import { describe, it, expect, afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { errnoOf } from '../helpers/errno.js';
-import { makeFs, tmpdir, ctx, B, walk } from '../helpers/fs-fixture.js';
+import { makeFs, tmpdir, ctx, B, walk, readAll } from '../helpers/fs-fixture.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
 import { ephemeralKey } from '../../src/handle/key.js';
 import { Sealer } from '../../src/handle/seal.js';
 import { encodeState, decodeState } from '../../src/fs/export-table.js';
-import { O_RDONLY } from '../../src/sys/constants.js';
 
 const open: PassthroughFs[] = [];
 const dirs: string[] = [];
@@ -30,15 +29,6 @@ function tree(): { top: string; root: string; outside: string } {
   fs.mkdirSync(outside);
   for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(root, 'a/b/c', `f${i}`), `file-${i}`);
   return { top, root, outside };
-}
-
-async function readAll(pfs: PassthroughFs, nodeid: bigint): Promise<string> {
-  const o = await pfs.open(ctx, nodeid, O_RDONLY);
-  try {
-    return (await pfs.read(ctx, nodeid, o.fh, 0, 1000)).toString();
-  } finally {
-    await pfs.release(ctx, nodeid, o.fh, 0, 0n, false);
-  }
 }
 
 /** Forget a node and its ancestors as the kernel would when it drops them. */

@@ -8,11 +8,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pino } from 'pino';
 import { errnoOf } from '../helpers/errno.js';
-import { makeFs, tmpdir, ctx, B, walk } from '../helpers/fs-fixture.js';
+import { makeFs, tmpdir, ctx, B, walk, readAll } from '../helpers/fs-fixture.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
 import { StateFile, StateFileError } from '../../src/fs/state-file.js';
 import { ephemeralKey } from '../../src/handle/key.js';
-import { O_RDONLY } from '../../src/sys/constants.js';
 
 const silent = pino({ level: 'silent' });
 const open: PassthroughFs[] = [];
@@ -34,15 +33,6 @@ function tree(): { top: string; root: string; outside: string } {
   fs.mkdirSync(outside);
   for (let i = 0; i < 10; i++) fs.writeFileSync(path.join(root, 'a', `f${i}`), `file-${i}`);
   return { top, root, outside };
-}
-
-async function readAll(pfs: PassthroughFs, nodeid: bigint): Promise<string> {
-  const o = await pfs.open(ctx, nodeid, O_RDONLY);
-  try {
-    return (await pfs.read(ctx, nodeid, o.fh, 0, 1000)).toString();
-  } finally {
-    await pfs.release(ctx, nodeid, o.fh, 0, 0n, false);
-  }
 }
 
 /** A server whose records go to the state file `file`, which it loads first (what the CLI does). */

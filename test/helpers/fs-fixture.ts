@@ -17,7 +17,7 @@ import type { PassthroughOptions } from '../../src/fs/options.js';
 import { PassthroughFs } from '../../src/fs/passthrough.js';
 import type { Attr, Context, Entry, FileLock, SetattrIn, Timespec } from '../../src/fs/types.js';
 import { ephemeralKey } from '../../src/handle/key.js';
-import { O_RDWR } from '../../src/sys/constants.js';
+import { O_RDONLY, O_RDWR } from '../../src/sys/constants.js';
 
 /** The requester of most tests: root, like the server. */
 export const ctx: Context = { uid: 0, gid: 0, pid: process.pid, unique: 1n };
@@ -64,6 +64,16 @@ export async function walk(pfs: PassthroughFs, rel: string): Promise<Entry> {
   }
   if (!e) throw new Error('empty path');
   return e;
+}
+
+/** A small file's whole contents, through open, read and release of the core. */
+export async function readAll(pfs: PassthroughFs, nodeid: bigint): Promise<string> {
+  const o = await pfs.open(ctx, nodeid, O_RDONLY);
+  try {
+    return (await pfs.read(ctx, nodeid, o.fh, 0, 1 << 20)).toString();
+  } finally {
+    await pfs.release(ctx, nodeid, o.fh, 0, 0n, false);
+  }
 }
 
 export function countFds(): number {
