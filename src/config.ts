@@ -7,6 +7,7 @@
 import type { Logger, LevelWithSilent } from 'pino';
 import type { CachePolicy, PassthroughOptions, ReopenStrategy } from './fs/options.js';
 import type { ProtocolOptions } from './fuse/protocol-server.js';
+import { PAGE_SIZE } from './sys/constants.js';
 
 export type Frontend = 'raw' | 'fuse-native';
 
@@ -15,9 +16,8 @@ export const REOPEN_STRATEGIES: readonly ReopenStrategy[] = ['auto', 'handle', '
 export const FRONTENDS: readonly Frontend[] = ['raw', 'fuse-native'];
 export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-const PAGE = 4096;
 /** FUSE_MAX_MAX_PAGES (256) is the kernel's cap on max_pages; larger max_write is clipped by it. */
-export const MAX_WRITE_LIMIT = 256 * PAGE;
+export const MAX_WRITE_LIMIT = 256 * PAGE_SIZE;
 /** Below this the fd cache thrashes on any directory walk; the core's own floor is 16. */
 export const MIN_FD_BUDGET = 16;
 
@@ -142,8 +142,8 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     if (fdBudget < MIN_FD_BUDGET) throw new ConfigError(`--fd-budget must be 'auto' or at least ${MIN_FD_BUDGET}, got ${fdBudget}`);
   }
   const maxWrite = o.maxWrite === undefined ? d.maxWrite : parseSize('max-write', o.maxWrite);
-  if (maxWrite < PAGE || maxWrite > MAX_WRITE_LIMIT || maxWrite % PAGE !== 0) {
-    throw new ConfigError(`--max-write must be a multiple of ${PAGE} between ${PAGE} and ${MAX_WRITE_LIMIT}, got ${maxWrite}`);
+  if (maxWrite < PAGE_SIZE || maxWrite > MAX_WRITE_LIMIT || maxWrite % PAGE_SIZE !== 0) {
+    throw new ConfigError(`--max-write must be a multiple of ${PAGE_SIZE} between ${PAGE_SIZE} and ${MAX_WRITE_LIMIT}, got ${maxWrite}`);
   }
   if (o.handleKeyFile === '') throw new ConfigError('--handle-key-file must not be empty');
 

@@ -137,8 +137,7 @@ async function inProcess(
 ): Promise<RawHandler> {
   const { ProtocolServer } = await import('../fuse/protocol-server.js');
   const { core, fsys } = await makeCore(cfg, pre, keys, log, backing);
-  const server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
-  server.onDestroy = () => stop('DESTROY from the kernel', false);
+  const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
   return {
     requests: server,
     describe: () => `raw, fd budget ${core.counters().fdBudget}, reopen by ${core.reopenStrategy}`,

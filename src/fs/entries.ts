@@ -15,7 +15,7 @@ import { checkName, isDotName } from './names.js';
 import type { Confinement } from './confinement.js';
 import { Inode, dropAltLink, identityOf, rememberAltLink } from './inode-store.js';
 import { DOT, EMPTY, closeQuietly, devOf, entryOf, handleOf, openAt, type Services } from './services.js';
-import type { Context, Entry } from './types.js';
+import type { Context, DeviceNumber, Entry } from './types.js';
 
 /** An inode just reached through an fd, with the attributes read from that fd. */
 export interface Reached {
@@ -70,11 +70,8 @@ export class Entries {
     s.store.forget(inode, nlookup > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(nlookup));
   }
 
-  /** `rdev` is the kernel's 32-bit new_encode_dev() form. */
-  async mknod(ctx: Context, parentId: bigint, name: Buffer, mode: number, rdev: number, umask: number): Promise<Entry> {
-    const major = ((rdev >>> 8) & 0xfff);
-    const minor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
-    return this.makeNode(ctx, parentId, name, (dfd) => sys.mknodat(dfd, name, mode & ~umask, sys.makedev(major, minor)));
+  async mknod(ctx: Context, parentId: bigint, name: Buffer, mode: number, rdev: DeviceNumber, umask: number): Promise<Entry> {
+    return this.makeNode(ctx, parentId, name, (dfd) => sys.mknodat(dfd, name, mode & ~umask, sys.makedev(rdev.major, rdev.minor)));
   }
 
   async mkdir(ctx: Context, parentId: bigint, name: Buffer, mode: number, umask: number): Promise<Entry> {

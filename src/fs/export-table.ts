@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { E } from '../errors.js';
 import type { Sealer } from '../handle/seal.js';
 import { SEAL_LEN } from '../handle/seal.js';
+import { MAX_HANDLE_SZ, NAME_MAX } from '../sys/constants.js';
 
 /**
  * What the server remembers of an inode after it left memory, so that a client's persistent handle
@@ -89,6 +90,8 @@ export function encodeState(sealer: Sealer, st: ServerState): Buffer {
   hdr.writeBigUInt64LE(st.generation, 20);
   parts.push(hdr);
   for (const r of st.records) {
+    // what decodeState refuses is never written
+    if (r.handle.length > MAX_HANDLE_SZ || r.name.length > NAME_MAX) throw new RangeError(`record ${r.nodeid}: handle or name too long for a sealed state`);
     const b = Buffer.alloc(8 * 3 + 4 * 3 + 2 + r.handle.length + 2 + r.name.length + SEAL_LEN);
     let o = 0;
     o = b.writeBigUInt64LE(r.nodeid, o);
@@ -144,12 +147,12 @@ export function decodeState(sealer: Sealer, buf: unknown): StateResult {
     const nlookup = body.readUInt32LE(o + 32);
     const hl = body.readUInt16LE(o + 36);
     o += 38;
-    if (hl > 128 || o + hl + 2 > end) return bad('handle length');
+    if (hl > MAX_HANDLE_SZ || o + hl + 2 > end) return bad('handle length');
     const handle = Buffer.from(body.subarray(o, o + hl));
     o += hl;
     const nl = body.readUInt16LE(o);
     o += 2;
-    if (nl > 255 || o + nl + SEAL_LEN > end) return bad('name length');
+    if (nl > NAME_MAX || o + nl + SEAL_LEN > end) return bad('name length');
     const name = Buffer.from(body.subarray(o, o + nl));
     o += nl;
     const seal = Buffer.from(body.subarray(o, o + SEAL_LEN));

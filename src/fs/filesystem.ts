@@ -27,7 +27,7 @@
  */
 import { enosys } from '../errors.js';
 import type {
-  AttrReply, Context, CreateOut, DirEntry, Entry, FileLock, InitOptions, OpenOut, SetattrIn,
+  AttrReply, Context, CreateOut, DeviceNumber, DirEntry, Entry, FileLock, InitOptions, OpenOut, SetattrIn,
   StatfsOut, XattrReply,
 } from './types.js';
 
@@ -56,9 +56,9 @@ export interface FileSystem {
   symlink(ctx: Context, target: Buffer, parent: bigint, name: Buffer): Promise<Entry>;
   /**
    * `mode` includes the file type; `umask` applies when the client did not apply it (DONT_MASK).
-   * `rdev` is the 32-bit encoding the kernel sends (new_encode_dev), which mknod(2) takes as is.
+   * `rdev` is the device number of a device special file (0:0 otherwise).
    */
-  mknod(ctx: Context, parent: bigint, name: Buffer, mode: number, rdev: number, umask: number): Promise<Entry>;
+  mknod(ctx: Context, parent: bigint, name: Buffer, mode: number, rdev: DeviceNumber, umask: number): Promise<Entry>;
   mkdir(ctx: Context, parent: bigint, name: Buffer, mode: number, umask: number): Promise<Entry>;
   unlink(ctx: Context, parent: bigint, name: Buffer): Promise<void>;
   rmdir(ctx: Context, parent: bigint, name: Buffer): Promise<void>;
@@ -155,7 +155,7 @@ export class DefaultFileSystem implements FileSystem {
   async statx(_c: Context, _n: bigint, _fh: bigint | undefined, _f: number, _m: number): Promise<AttrReply> { throw enosys(); }
   async readlink(_c: Context, _n: bigint): Promise<Buffer> { throw enosys(); }
   async symlink(_c: Context, _t: Buffer, _p: bigint, _n: Buffer): Promise<Entry> { throw enosys(); }
-  async mknod(_c: Context, _p: bigint, _n: Buffer, _m: number, _r: number, _u: number): Promise<Entry> { throw enosys(); }
+  async mknod(_c: Context, _p: bigint, _n: Buffer, _m: number, _r: DeviceNumber, _u: number): Promise<Entry> { throw enosys(); }
   async mkdir(_c: Context, _p: bigint, _n: Buffer, _m: number, _u: number): Promise<Entry> { throw enosys(); }
   async unlink(_c: Context, _p: bigint, _n: Buffer): Promise<void> { throw enosys(); }
   async rmdir(_c: Context, _p: bigint, _n: Buffer): Promise<void> { throw enosys(); }

@@ -27,7 +27,7 @@ import type { Services } from './services.js';
 import { closeServices, openServices } from './setup.js';
 import { exportState, importState } from './state.js';
 import type {
-  AttrReply, Context, CreateOut, DirEntry, Entry, FileLock, InitOptions, OpenOut, SetattrIn, StatfsOut, XattrReply,
+  AttrReply, Context, CreateOut, DeviceNumber, DirEntry, Entry, FileLock, InitOptions, OpenOut, SetattrIn, StatfsOut, XattrReply,
 } from './types.js';
 import { Xattrs } from './xattrs.js';
 
@@ -130,7 +130,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   override forget(_ctx: Context, nodeid: bigint, nlookup: bigint): void {
     this.entries.forget(nodeid, nlookup);
   }
-  override mknod(ctx: Context, parent: bigint, name: Buffer, mode: number, rdev: number, umask: number): Promise<Entry> {
+  override mknod(ctx: Context, parent: bigint, name: Buffer, mode: number, rdev: DeviceNumber, umask: number): Promise<Entry> {
     return this.entries.mknod(ctx, parent, name, mode, rdev, umask);
   }
   override mkdir(ctx: Context, parent: bigint, name: Buffer, mode: number, umask: number): Promise<Entry> {

@@ -3,8 +3,8 @@
  * structs: the raw FUSE codec (src/fuse/) and the fuse-native adapter translate them.
  * Node ids and 64-bit counters are bigint; names and link targets are Buffers (bytes, maybe not UTF-8).
  */
-import type { Timespec } from '../sys/stat.js';
-export type { Timespec };
+import type { DeviceNumber, Timespec } from '../sys/stat.js';
+export type { DeviceNumber, Timespec };
 
 /** Who is asking. uid/gid/pid come from the request header (fuse_in_header). */
 export interface Context {

@@ -4,14 +4,11 @@
  * the fd's own file (the symlink itself for a symlink), and nothing is opened for I/O.
  */
 import { E, FsError } from '../errors.js';
-import { sys, procFdPath, XATTR_CREATE, XATTR_REPLACE } from '../sys/syscalls.js';
+import { sys, procFdPath, XATTR_CREATE, XATTR_REPLACE, XATTR_SIZE_MAX } from '../sys/syscalls.js';
 import type { Confinement } from './confinement.js';
 import type { Inode } from './inode-store.js';
 import type { Services } from './services.js';
 import type { XattrReply } from './types.js';
-
-/** Linux's largest xattr value (XATTR_SIZE_MAX in linux/limits.h). */
-const XATTR_SIZE_MAX = 65536;
 
 export class Xattrs {
   constructor(private readonly s: Services, private readonly conf: Confinement) {}

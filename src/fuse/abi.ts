@@ -16,7 +16,8 @@
  * Protocol version quirks (which size applies to which minor) live in codec.ts, not here.
  */
 import type * as T from '../fs/types.js';
-import { STATX_BASIC_STATS, STATX_BTIME } from '../sys/constants.js';
+import { PAGE_SIZE, STATX_BASIC_STATS, STATX_BTIME } from '../sys/constants.js';
+import { encodeDev32 } from '../sys/stat.js';
 
 /** The protocol version this server speaks (Linux 6.18: 7.45). */
 export const FUSE_KERNEL_VERSION = 7;
@@ -26,6 +27,11 @@ export const FUSE_MIN_MINOR_VERSION = 12;
 export const FUSE_ROOT_ID = 1n;
 /** The kernel refuses a /dev/fuse read() with a smaller buffer. */
 export const FUSE_MIN_READ_BUFFER = 8192;
+
+/** The read buffer a transport needs: a header and max_write bytes of WRITE payload, at least FUSE_MIN_READ_BUFFER. */
+export function requestBufferSize(maxWrite: number): number {
+  return Math.max(FUSE_MIN_READ_BUFFER, maxWrite + PAGE_SIZE);
+}
 /** Largest positive errno the kernel accepts in out_header.error (it rejects error <= -512). */
 export const MAX_ERRNO = 511;
 
@@ -332,11 +338,6 @@ export function readU64Num(b: Buffer, o: number): number {
   return hi * TWO32 + b.readUInt32LE(o);
 }
 
-/** Kernel new_encode_dev(): the 32-bit dev_t encoding of fuse_attr.rdev. */
-export function newEncodeDev(major: number, minor: number): number {
-  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
-}
-
 /** Split a cache timeout in milliseconds into the wire's seconds + nanoseconds (0 for junk). */
 export function writeTimeout(b: Buffer, ms: number, secOff: number, nsecOff: number): void {
   if (!(ms > 0) || !Number.isFinite(ms)) {
@@ -368,7 +369,7 @@ export function writeAttr(b: Buffer, o: number, a: T.Attr): void {
   b.writeUInt32LE(a.nlink >>> 0, o + Attr.nlink);
   b.writeUInt32LE(a.uid >>> 0, o + Attr.uid);
   b.writeUInt32LE(a.gid >>> 0, o + Attr.gid);
-  b.writeUInt32LE(newEncodeDev(a.rdevMajor, a.rdevMinor), o + Attr.rdev);
+  b.writeUInt32LE(encodeDev32(a.rdevMajor, a.rdevMinor), o + Attr.rdev);
   b.writeUInt32LE(a.blksize >>> 0, o + Attr.blksize);
   b.writeUInt32LE(0, o + Attr.flags);
 }

@@ -20,6 +20,7 @@ import {
 } from './abi.js';
 import { allocReply, encodeReply, IN, writeReplyHeader, type Request } from './codec.js';
 import { DirentList } from './dirent-list.js';
+import { decodeDev32 } from '../sys/stat.js';
 import { FOPEN_PASSTHROUGH, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_LK_FLOCK, FUSE_RELEASE_FLOCK_UNLOCK } from './flags.js';
 
 /** Opcode numbers (enum fuse_opcode). */
@@ -158,9 +159,9 @@ const hReadlink: Handler = async (s, r) => encodeReply(r.unique, await s.fs.read
 /** Names: the new link's name, then the target. */
 const hSymlink: Handler = async (s, r) => entryReply(r, await s.fs.symlink(r.ctx, r.name2!, r.nodeid, r.name1!));
 
-/** rdev is passed as the kernel sent it (new_encode_dev()); the filesystem decodes it. */
+/** rdev arrives in the kernel's 32-bit encoding (new_encode_dev); the filesystem gets major and minor. */
 const hMknod: Handler = async (s, r) => {
-  const e = await s.fs.mknod(r.ctx, r.nodeid, r.name1!, u32(r, MknodIn.mode), u32(r, MknodIn.rdev), u32(r, MknodIn.umask));
+  const e = await s.fs.mknod(r.ctx, r.nodeid, r.name1!, u32(r, MknodIn.mode), decodeDev32(u32(r, MknodIn.rdev)), u32(r, MknodIn.umask));
   return entryReply(r, e);
 };
 

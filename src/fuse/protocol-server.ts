@@ -23,7 +23,7 @@ import type { FileSystem } from '../fs/filesystem.js';
 import { childLogger, LogOnce } from '../log.js';
 import { PAGE_SIZE, XATTR_SIZE_MAX } from '../sys/constants.js';
 import {
-  FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MIN_MINOR_VERSION, FUSE_MIN_READ_BUFFER, InitIn, InitOut,
+  FUSE_KERNEL_MINOR_VERSION, FUSE_KERNEL_VERSION, FUSE_MIN_MINOR_VERSION, requestBufferSize, InitIn, InitOut,
   InterruptIn, OutHeader, writeStruct,
 } from './abi.js';
 import {
@@ -53,6 +53,8 @@ export interface ProtocolOptions {
   congestionThreshold?: number;
   /** Timestamp granularity in ns (default 1). */
   timeGran?: number;
+  /** The transport's hook, called (from a setImmediate) after the DESTROY reply has been returned. */
+  onDestroy?: () => void;
 }
 
 const DEFAULT_PROTOCOL_OPTIONS: Readonly<ProtocolOptions> = Object.freeze({
@@ -101,8 +103,6 @@ function validate(o: ProtocolOptions): ProtocolOptions {
 
 export class ProtocolServer implements Session {
   readonly fs: FileSystem;
-  /** Set by the transport; called (from a setImmediate) after the DESTROY reply has been returned. */
-  onDestroy?: () => void;
 
   private readonly opts: ProtocolOptions;
   private readonly log: Logger;
@@ -158,7 +158,7 @@ export class ProtocolServer implements Session {
 
   /** Recommended read buffer for the transport: max_write + a page for headers, at least 8 KiB. */
   bufferSize(): number {
-    return Math.max(FUSE_MIN_READ_BUFFER, this.opts.maxWrite + PAGE_SIZE);
+    return requestBufferSize(this.opts.maxWrite);
   }
 
   /** Handle one request; resolves to the reply or null (no reply). Never rejects. */
@@ -344,7 +344,7 @@ export class ProtocolServer implements Session {
     }
     this.neg = null;
     this.interrupted.clear();
-    const cb = this.onDestroy;
+    const cb = this.opts.onDestroy;
     if (cb) setImmediate(cb);
     return allocReply(r.unique, 0);
   }

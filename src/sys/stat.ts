@@ -22,6 +22,25 @@ export interface Timespec {
   nsec: number;
 }
 
+/** A device number split in two (st_rdev, st_dev). */
+export interface DeviceNumber {
+  major: number;
+  minor: number;
+}
+
+/**
+ * The kernel's 32-bit dev_t encoding (new_encode_dev): FUSE's rdev on the wire, and what libfuse2
+ * passes as a dev_t for numbers below 2^12:2^20.
+ */
+export function encodeDev32(major: number, minor: number): number {
+  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
+}
+
+/** The kernel's new_decode_dev, the inverse of encodeDev32. */
+export function decodeDev32(dev: number): DeviceNumber {
+  return { major: (dev & 0xfff00) >>> 8, minor: ((dev & 0xff) | ((dev >>> 12) & 0xfff00)) >>> 0 };
+}
+
 /** A decoded statx record. 64-bit values stay bigint (lossless). */
 export interface Stat {
   mask: number;

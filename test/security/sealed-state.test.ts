@@ -194,6 +194,11 @@ describe('sealed state: adversarial', () => {
     expect(decodeState(s, forge(MAX_HANDLE_SZ, NAME_MAX)).ok).toBe(true);
     expectRefused(s, forge(MAX_HANDLE_SZ + 1, 1), EINVAL, 'oversized handle, sealed');
     expectRefused(s, forge(1, NAME_MAX + 1), EINVAL, 'oversized name, sealed');
+    // and what the decoder refuses, the encoder never writes
+    for (const [n, m] of [[MAX_HANDLE_SZ + 1, 1], [1, NAME_MAX + 1]] as const) {
+      const rec = record(1n, Buffer.alloc(n, 1), 1n, 1, Buffer.alloc(m, 0x6e));
+      expect(() => encodeState(s, { nextNodeid: 2n, generation: 1n, records: [rec] })).toThrow(RangeError);
+    }
   });
 
   it('a state inside a larger allocation decodes; the result does not alias the input', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as abi from '../../src/fuse/abi.js';
+import { decodeDev32, encodeDev32 } from '../../src/sys/stat.js';
 import { initFlagNames, FUSE_ASYNC_READ, FUSE_PASSTHROUGH, FUSE_INIT_EXT } from '../../src/fuse/flags.js';
 
 /** sizeof(struct fuse_*) from include/uapi/linux/fuse.h, protocol 7.45 (the role of repr(C)/checkFixedBufferSize). */
@@ -18,7 +19,6 @@ const KERNEL_SIZES: Record<string, number> = {
 const STRUCTS = Object.values(abi).filter((v): v is abi.Struct => typeof v === 'object' && v !== null && 'NAME' in v && 'SIZE' in v && 'FIELDS' in v);
 
 /** Kernel new_decode_dev() (include/linux/kdev_t.h). */
-const newDecodeDev = (dev: number): { major: number; minor: number } => ({ major: (dev & 0xfff00) >>> 8, minor: ((dev & 0xff) | ((dev >>> 12) & 0xfff00)) >>> 0 });
 
 describe('fuse abi sizes', () => {
   it('every struct has the kernel size', () => {
@@ -53,12 +53,15 @@ describe('fuse abi sizes', () => {
 });
 
 describe('fuse abi helpers', () => {
-  it('new_encode_dev matches the kernel formula and round-trips', () => {
-    expect(abi.newEncodeDev(8, 1)).toBe(0x801);
-    expect(abi.newEncodeDev(259, 0x12345)).toBe(((0x45) | (259 << 8) | ((0x12345 & ~0xff) << 12)) >>> 0);
+  it('new_encode_dev matches the kernel formula and round-trips through new_decode_dev', () => {
+    expect(encodeDev32(8, 1)).toBe(0x801);
+    expect(encodeDev32(259, 0x12345)).toBe(((0x45) | (259 << 8) | ((0x12345 & ~0xff) << 12)) >>> 0);
     for (const [maj, min] of [[0, 0], [1, 3], [4095, 0xfffff], [253, 256]] as const) {
-      expect(newDecodeDev(abi.newEncodeDev(maj, min))).toEqual({ major: maj, minor: min });
+      expect(decodeDev32(encodeDev32(maj, min))).toEqual({ major: maj, minor: min });
     }
+    // the kernel's own decode of 0x801 and of a large minor (include/linux/kdev_t.h)
+    expect(decodeDev32(0x801)).toEqual({ major: 8, minor: 1 });
+    expect(decodeDev32(0x12345678)).toEqual({ major: 0x456, minor: 0x12378 });
   });
 
   it('writeTimeout splits milliseconds', () => {

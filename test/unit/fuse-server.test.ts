@@ -3,9 +3,9 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { E, FsError } from '../../src/errors.js';
 import { DefaultFileSystem } from '../../src/fs/filesystem.js';
-import type { AttrReply, Context, CreateOut, DirEntry, Entry, FileLock, InitOptions, OpenOut, StatfsOut, XattrReply } from '../../src/fs/types.js';
+import type { AttrReply, Context, CreateOut, DeviceNumber, DirEntry, Entry, FileLock, InitOptions, OpenOut, StatfsOut, XattrReply } from '../../src/fs/types.js';
 import {
-  AttrOut, CreateIn, encodeStruct, EntryOut, FileLock as FileLockS, ForgetIn, ForgetOne, BatchForgetIn, GetattrIn,
+  AttrOut, CreateIn, MknodIn, encodeStruct, EntryOut, FileLock as FileLockS, ForgetIn, ForgetOne, BatchForgetIn, GetattrIn,
   GetxattrIn, InitIn, InitOut, InterruptIn, Kstatfs, LkIn, OpenIn, OpenOut as OpenOutS, OutHeader, ReadIn, readStruct,
   Rename2In, SetxattrIn, StatxIn, StatxOut, WriteIn, CopyFileRangeIn, LseekIn, FsyncIn, ReleaseIn, Statx,
 } from '../../src/fuse/abi.js';
@@ -13,6 +13,7 @@ import { cstr, encodeRequest } from '../../src/fuse/codec.js';
 import * as F from '../../src/fuse/flags.js';
 import { Op } from '../../src/fuse/opcodes.js';
 import { ProtocolServer, type ProtocolOptions } from '../../src/fuse/protocol-server.js';
+import { encodeDev32 } from '../../src/sys/stat.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -36,6 +37,10 @@ class StubFs extends DefaultFileSystem {
     return entry(10n + BigInt(name[0]! - 0x61));
   }
   override forget(_c: Context, n: bigint, k: bigint): void { this.calls.push(['forget', n, k]); }
+  override async mknod(_c: Context, p: bigint, name: Buffer, mode: number, rdev: DeviceNumber, umask: number): Promise<Entry> {
+    this.calls.push(['mknod', p, name.toString(), mode, rdev, umask]);
+    return entry(20n);
+  }
   override async getattr(_c: Context, n: bigint, fh?: bigint): Promise<AttrReply> {
     this.calls.push(['getattr', n, fh]);
     return { attr: attr(n), attrTimeoutMs: 2000 };
@@ -253,6 +258,15 @@ describe('requests', () => {
     expect(parse(await call(Op.LOOKUP, 1n, cstr('zz')))).toEqual([E.ENOENT, Buffer.alloc(0)]);
     expect(parse(await call(Op.LOOKUP, 1n, cstr('nodeerr')))[0]).toBe(E.EACCES);
     expect(parse(await call(Op.LOOKUP, 1n, cstr('boom')))[0]).toBe(E.EIO);
+  });
+
+  it('MKNOD hands the filesystem the device number as major and minor (the wire has new_encode_dev)', async () => {
+    const { call, fs } = await setup();
+    for (const [major, minor] of [[8, 1], [259, 0x12345], [0, 0]] as const) {
+      const req = encodeStruct(MknodIn, { mode: 0o20644, rdev: encodeDev32(major, minor), umask: 0o22 });
+      expect(parse(await call(Op.MKNOD, 1n, req, cstr('dev')))[0]).toBe(0);
+      expect(fs.calls.at(-1)).toEqual(['mknod', 1n, 'dev', 0o20644, { major, minor }, 0o22]);
+    }
   });
 
   it('unimplemented operations answer ENOSYS (DefaultFileSystem)', async () => {
@@ -491,9 +505,8 @@ describe('requests', () => {
   });
 
   it('DESTROY calls fs.destroy, replies, then onDestroy; a new INIT is accepted', async () => {
-    const { srv, call, fs } = await setup();
     let called = false;
-    srv.onDestroy = () => { called = true; };
+    const { srv, call, fs } = await setup({ onDestroy: () => { called = true; } });
     const [err] = parse(await call(Op.DESTROY, 0n));
     expect(err).toBe(0);
     expect(fs.calls).toContainEqual(['destroy']);

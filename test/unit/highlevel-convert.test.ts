@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { encodeDev, statArray, statfsToFuse, timespecToMs, attrToFuseStat } from '../../src/frontends/highlevel/fuse-stat.js';
+import { statArray, statfsToFuse, timespecToMs, attrToFuseStat } from '../../src/frontends/highlevel/fuse-stat.js';
+import { encodeDev32 } from '../../src/sys/stat.js';
 import { utimensToSetattr } from '../../src/frontends/highlevel/adapter.js';
 import { buildOptions } from '../../src/frontends/highlevel/mount.js';
 import { FATTR_ATIME, FATTR_ATIME_NOW, FATTR_MTIME, FATTR_MTIME_NOW, type Attr } from '../../src/fs/types.js';
@@ -19,8 +20,8 @@ describe('fuse-native conversions', () => {
     expect(st.ctime).toBe(0);
     expect(st.ino).toBe(0x2345_6789);
     expect(st.size).toBe(2 ** 40 + 5);
-    expect(st.rdev).toBe(encodeDev(8, 300));
-    expect(encodeDev(8, 1)).toBe(0x801); // makedev(8, 1)
+    expect(st.rdev).toBe(encodeDev32(8, 300));
+    expect(encodeDev32(8, 1)).toBe(0x801); // makedev(8, 1)
     const ints = statArray(st);
     expect(ints[3]).toBe(5);
     expect(ints[4]).toBe(2 ** 8); // high half of the size

@@ -37,6 +37,7 @@ import {
   type Context, type DirEntry, type SetattrIn,
 } from '../../fs/types.js';
 import { O_CREAT, O_DIRECTORY, O_RDONLY, O_RDWR } from '../../sys/constants.js';
+import { decodeDev32 } from '../../sys/stat.js';
 import { LogOnce } from '../../log.js';
 import { PathTable, isRepresentable, type Resolved } from './path-table.js';
 import { attrToFuseStat, statArray, statfsToFuse } from './fuse-stat.js';
@@ -247,7 +248,7 @@ export class HighLevelAdapter {
         return 0;
       }), path),
       mknod: (path, mode, dev, cb) => this.run('mknod', cb, () => this.withParent(path, async (dir, name, nb) => {
-        this.table.add(dir, name, await this.fs.mknod(this.ctx(), dir.nodeid, nb, mode, dev, 0));
+        this.table.add(dir, name, await this.fs.mknod(this.ctx(), dir.nodeid, nb, mode, decodeDev32(dev), 0));
         return 0;
       }), path),
       setxattr: (path, name, value, _position, flags, cb) => this.run('setxattr', cb, () => this.withPath(path, async (r) => {

@@ -13,6 +13,7 @@ import type FuseNative from 'fuse-native';
 type FuseStat = FuseNative.FuseStat;
 type FuseStatfs = FuseNative.FuseStatfs;
 import type { Attr, StatfsOut, Timespec } from '../../fs/types.js';
+import { encodeDev32 } from '../../sys/stat.js';
 
 const U32 = 0x1_0000_0000;
 const U32_MAX = 0xffff_ffff;
@@ -21,11 +22,6 @@ const U32_MAX = 0xffff_ffff;
 export function timespecToMs(t: Timespec): number {
   const ms = Number(t.sec) * 1000 + Math.floor(t.nsec / 1_000_000);
   return ms > 0 ? ms : 0;
-}
-
-/** dev_t in the kernel's 32-bit "new" encoding (also glibc makedev for small numbers). */
-export function encodeDev(major: number, minor: number): number {
-  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
 }
 
 export function attrToFuseStat(a: Attr): FuseStat {
@@ -39,7 +35,7 @@ export function attrToFuseStat(a: Attr): FuseStat {
     // libfuse2 replaces it with its own node number (we do not mount with use_ino: 32 bits of a
     // 64-bit inode number could collide and make tar/cp -a see false hard links)
     ino: Number(a.ino & 0xffff_ffffn),
-    rdev: encodeDev(a.rdevMajor, a.rdevMinor),
+    rdev: encodeDev32(a.rdevMajor, a.rdevMinor),
     blksize: a.blksize,
     blocks: Number(a.blocks),
     atime: timespecToMs(a.atime),

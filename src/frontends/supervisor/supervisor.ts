@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { CoreConfig, SealingKeys } from '../../config.js';
 import { E } from '../../errors.js';
-import { InHeader } from '../../fuse/abi.js';
+import { InHeader, requestBufferSize } from '../../fuse/abi.js';
 import { encodeError } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
 import type { RequestHandler } from '../devfuse/index.js';
@@ -72,8 +72,7 @@ export class Supervisor implements RequestHandler {
   ) {}
 
   bufferSize(): number {
-    // a request is at most a header and max_write bytes of WRITE payload
-    return Math.max(8192, this.cfg.maxWrite + 4096);
+    return requestBufferSize(this.cfg.maxWrite);
   }
 
   handle(req: Buffer): Promise<Buffer | null> {
