@@ -6,7 +6,7 @@
 import { E, FsError } from '../errors.js';
 import { handleKey, sameHandle, type FileHandle } from '../handle/file-handle.js';
 import {
-  sys, statAt, procFdPath, parseDirents, DT_DIR, O_DIRECTORY, O_RDONLY,
+  sys, statAt, procFdPath, parseDirents, DT_DIR, O_DIRECTORY, O_RDONLY, PATH_MAX,
   AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW,
   O_CLOEXEC, O_NOFOLLOW, O_PATH, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFMT, S_ISGID,
   type Stat,
@@ -80,7 +80,7 @@ export class Entries {
 
   async symlink(ctx: Context, target: Buffer, parentId: bigint, name: Buffer): Promise<Entry> {
     if (target.length === 0 || target.indexOf(0) >= 0) throw new FsError(E.EINVAL);
-    if (target.length >= 4096) throw new FsError(E.ENAMETOOLONG);
+    if (target.length >= PATH_MAX) throw new FsError(E.ENAMETOOLONG);
     // the target is stored, never followed by the server
     return this.makeNode(ctx, parentId, name, (dfd) => sys.symlinkat(target, dfd, name));
   }

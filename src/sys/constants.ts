@@ -136,5 +136,7 @@ export const CAP_SYS_ADMIN = 21;
 export const PAGE_SIZE = 4096;
 
 export const NAME_MAX = 255;
+/** Longest path, and so the longest symlink target, with its NUL (PATH_MAX of <limits.h>). */
+export const PATH_MAX = 4096;
 /** Largest f_handle of a struct file_handle (MAX_HANDLE_SZ of <fcntl.h>). */
 export const MAX_HANDLE_SZ = 128;
