@@ -31,6 +31,8 @@ export interface Config {
   reopen: ReopenStrategy;
   /** persistent sealing key; null = ephemeral key per process */
   handleKeyFile: string | null;
+  /** where the sealed records of client-visible node ids are kept for the next server (needs handleKeyFile) */
+  stateFile: string | null;
   cache: CachePolicy;
   /** FUSE_WRITEBACK_CACHE */
   writeback: boolean;
@@ -68,6 +70,7 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   fdBudget: 'auto',
   reopen: 'auto',
   handleKeyFile: null,
+  stateFile: null,
   cache: 'auto',
   writeback: false,
   passthrough: false,
@@ -116,6 +119,7 @@ export interface RawOptions {
   fdBudget?: string;
   reopen?: string;
   handleKeyFile?: string;
+  stateFile?: string;
   cache?: string;
   writeback?: boolean;
   passthrough?: boolean;
@@ -146,6 +150,11 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     throw new ConfigError(`--max-write must be a multiple of ${PAGE_SIZE} between ${PAGE_SIZE} and ${MAX_WRITE_LIMIT}, got ${maxWrite}`);
   }
   if (o.handleKeyFile === '') throw new ConfigError('--handle-key-file must not be empty');
+  if (o.stateFile === '') throw new ConfigError('--state-file must not be empty');
+  if (o.stateFile !== undefined && o.handleKeyFile === undefined) {
+    // records sealed under a key that dies with the process could never be verified by the next server
+    throw new ConfigError('--state-file needs --handle-key-file (the next server must verify the records with the same key)');
+  }
 
   const cfg: Config = {
     sharedDir,
@@ -153,6 +162,7 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     fdBudget,
     reopen: o.reopen === undefined ? d.reopen : oneOf('reopen', o.reopen, REOPEN_STRATEGIES),
     handleKeyFile: o.handleKeyFile ?? d.handleKeyFile,
+    stateFile: o.stateFile ?? d.stateFile,
     cache: o.cache === undefined ? d.cache : oneOf('cache', o.cache, CACHE_POLICIES),
     writeback: o.writeback ?? d.writeback,
     passthrough: o.passthrough ?? d.passthrough,
@@ -187,11 +197,11 @@ export interface SealingKeys {
  * What the filesystem core and the protocol server are built from: the part of Config a supervised
  * worker receives over IPC (plain data, cloned as it is).
  */
-export type CoreConfig = Pick<Config, 'fdBudget' | 'reopen' | 'cache' | 'xattr' | 'readonly' | 'writeback' | 'passthrough' | 'maxWrite' | 'logLevel' | 'statsFile'>;
+export type CoreConfig = Pick<Config, 'fdBudget' | 'reopen' | 'cache' | 'xattr' | 'readonly' | 'writeback' | 'passthrough' | 'maxWrite' | 'logLevel' | 'statsFile' | 'stateFile'>;
 
 export function coreConfig(cfg: Config): CoreConfig {
-  const { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile } = cfg;
-  return { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile };
+  const { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile } = cfg;
+  return { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile };
 }
 
 /**
@@ -213,6 +223,7 @@ export function passthroughOptions(
     // virtiofsd creates files with the requester's credentials when it can
     creds: true,
     log,
+    stateFile: cfg.stateFile,
     ...wiring,
   };
 }

@@ -123,6 +123,20 @@ bool arg_safe(napi_env env, napi_value v, size_t idx, int64_t *out) {
   return arg_int(env, v, idx, -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER, "a safe integer", out);
 }
 
+bool arg_i64(napi_env env, napi_value v, size_t idx, int64_t *out) {
+  napi_valuetype t;
+  if (!type_of(env, v, &t)) return false;
+  if (t != napi_bigint) return arg_int(env, v, idx, -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER, "a safe integer or a bigint", out);
+  bool lossless = false;
+  napi_status s = napi_get_value_bigint_int64(env, v, out, &lossless);
+  if (s != napi_ok) {
+    throw_napi_failure(env, s, "napi_get_value_bigint_int64");
+    return false;
+  }
+  if (!lossless) return throw_arg_range(env, idx, "a bigint in [-2^63, 2^63)");
+  return true;
+}
+
 bool arg_bool(napi_env env, napi_value v, size_t idx, bool *out) {
   napi_valuetype t;
   if (!type_of(env, v, &t)) return false;

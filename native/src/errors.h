@@ -43,6 +43,9 @@ bool arg_id(napi_env env, napi_value v, size_t idx, uint32_t *out);
 /* Any safe integer (|v| <= 2^53 - 1). */
 bool arg_safe(napi_env env, napi_value v, size_t idx, int64_t *out);
 bool arg_bool(napi_env env, napi_value v, size_t idx, bool *out);
+/* A 64-bit signed quantity (a file offset or size, seconds since the epoch): a safe integer, or a
+ * bigint in [-2^63, 2^63) for values a number cannot hold exactly. The kernel judges the value. */
+bool arg_i64(napi_env env, napi_value v, size_t idx, int64_t *out);
 /* A bigint in [-2^63, 2^64); values >= 2^63 are reinterpreted as two's complement. */
 bool arg_bigint64(napi_env env, napi_value v, size_t idx, uint64_t *out);
 bool arg_buffer(napi_env env, napi_value v, size_t idx, void **data, size_t *len);
@@ -78,6 +81,7 @@ bool throw_arg_range(napi_env env, size_t idx, const char *what);
 #define ARG_ID(idx, out)       do { if (!arg_id(env, argv[idx], (idx), (out))) return NULL; } while (0)
 #define ARG_SAFE(idx, out)     do { if (!arg_safe(env, argv[idx], (idx), (out))) return NULL; } while (0)
 #define ARG_BOOL(idx, out)     do { if (!arg_bool(env, argv[idx], (idx), (out))) return NULL; } while (0)
+#define ARG_I64(idx, out)      do { if (!arg_i64(env, argv[idx], (idx), (out))) return NULL; } while (0)
 #define ARG_BIGINT64(idx, out) do { if (!arg_bigint64(env, argv[idx], (idx), (out))) return NULL; } while (0)
 #define ARG_BUFFER(idx, d, l)  do { if (!arg_buffer(env, argv[idx], (idx), (d), (l))) return NULL; } while (0)
 #define ARG_BUFFER_OR_NULL(idx, d, l) do { if (!arg_buffer_or_null(env, argv[idx], (idx), (d), (l))) return NULL; } while (0)

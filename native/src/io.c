@@ -253,10 +253,10 @@ BINDING(copyFileRangeAsync) {
   int64_t off_in, off_out, len;
   uint32_t flags;
   ARG_I32(0, &fd_in);
-  ARG_SAFE(1, &off_in);
+  ARG_I64(1, &off_in);
   ARG_I32(2, &fd_out);
-  ARG_SAFE(3, &off_out);
-  ARG_SAFE(4, &len);
+  ARG_I64(3, &off_out);
+  ARG_I64(4, &len);
   ARG_U32(5, &flags);
   if (off_in < -1) { throw_arg_range(env, 1, "an offset >= 0 or -1"); return NULL; }
   if (off_out < -1) { throw_arg_range(env, 3, "an offset >= 0 or -1"); return NULL; }
@@ -273,8 +273,8 @@ BINDING(fallocateAsync) {
   int64_t off, len;
   ARG_I32(0, &fd);
   ARG_I32(1, &mode);
-  ARG_SAFE(2, &off);
-  ARG_SAFE(3, &len);
+  ARG_I64(2, &off);
+  ARG_I64(3, &len);
   io_req init = { .op = OP_FALLOCATE, .fd = fd, .mode = mode, .pos = off, .length = len }, *r;
   if ((r = alloc_req(env, &init)) == NULL) return NULL;
   return start_async(env, r, NULL);
@@ -285,7 +285,7 @@ BINDING(ftruncate) {
   int32_t fd;
   int64_t len;
   ARG_I32(0, &fd);
-  ARG_SAFE(1, &len);
+  ARG_I64(1, &len);
   if (ftruncate(fd, (off_t)len) < 0) return throw_errno(env, errno, "ftruncate");
   return js_undefined(env);
 }

@@ -127,9 +127,9 @@ BINDING(utimensat) {
   char name[NAME_BUF_SIZE];
   ARG_I32(0, &dirfd);
   ARG_NAME(1, "utimensat", name);
-  ARG_SAFE(2, &asec);
+  ARG_I64(2, &asec);
   ARG_SAFE(3, &ansec);
-  ARG_SAFE(4, &msec);
+  ARG_I64(4, &msec);
   ARG_SAFE(5, &mnsec);
   ARG_I32(6, &flags);
   /* Out-of-range nanoseconds are left to the kernel (EINVAL); UTIME_NOW/UTIME_OMIT pass through. */

@@ -22,6 +22,7 @@ const OPTIONS = {
   'fd-budget': { type: 'string' },
   reopen: { type: 'string' },
   'handle-key-file': { type: 'string' },
+  'state-file': { type: 'string' },
   cache: { type: 'string' },
   writeback: { type: 'boolean' },
   passthrough: { type: 'boolean' },
@@ -53,6 +54,10 @@ options:
                             check, or auto = handle when the capability is held (default auto)
   --handle-key-file FILE    load (or create, mode 0600) the 32-byte key that seals file handles;
                             without it the key is ephemeral and handles die with the process
+  --state-file FILE         keep the sealed records of every node id a client may hold a handle
+                            to in FILE (0600; appended as they change, compacted), so that a new
+                            server with the same key file resolves them after an unmount, a
+                            reboot or a SIGKILL; needs --handle-key-file
   --cache auto|always|metadata|never
                             what the client may cache (virtiofsd policies): never = nothing
                             (direct I/O), metadata = attributes for a day but no file data,
@@ -122,13 +127,14 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
   if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
   // allowNegative accepts --no-<string option> too; there is nothing to negate there
-  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file'] as const) {
+  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file'] as const) {
     if (typeof v[k] === 'boolean') throw new UsageError(`unknown option '--no-${k}'`);
   }
   const raw: RawOptions = {
     fdBudget: v['fd-budget'] as string | undefined,
     reopen: v.reopen as string | undefined,
     handleKeyFile: v['handle-key-file'] as string | undefined,
+    stateFile: v['state-file'] as string | undefined,
     cache: v.cache as string | undefined,
     writeback: v.writeback,
     passthrough: v.passthrough,

@@ -55,8 +55,8 @@ export class Attrs {
       }
       if (a.valid & FATTR_SIZE) {
         if (inode.type !== S_IFREG) throw new FsError(inode.type === S_IFDIR ? E.EISDIR : E.EINVAL);
-        const size = Number(a.size);
-        if (!Number.isSafeInteger(size)) throw new FsError(E.EFBIG);
+        // the host decides what size it can hold (EFBIG, or tmpfs taking 2^63-1)
+        const size = a.size;
         if (h) this.open.with(h, (ffd) => sys.ftruncate(ffd, size));
         else {
           const wfd = openProc(s, fd, O_WRONLY);
@@ -69,8 +69,9 @@ export class Attrs {
         if (s.negotiated.killPrivV2 && a.valid & FATTR_KILL_SUIDGID) killSuidgid(fd);
       }
       if (a.valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
-        const [as, an] = a.valid & FATTR_ATIME_NOW ? [0, UTIME_NOW] : a.valid & FATTR_ATIME ? [Number(a.atime.sec), a.atime.nsec] : [0, UTIME_OMIT];
-        const [ms, mn] = a.valid & FATTR_MTIME_NOW ? [0, UTIME_NOW] : a.valid & FATTR_MTIME ? [Number(a.mtime.sec), a.mtime.nsec] : [0, UTIME_OMIT];
+        // seconds keep all 64 bits: the host clamps what it cannot store, as for a local utimensat
+        const [as, an] = a.valid & FATTR_ATIME_NOW ? [0, UTIME_NOW] : a.valid & FATTR_ATIME ? [a.atime.sec, a.atime.nsec] : [0, UTIME_OMIT];
+        const [ms, mn] = a.valid & FATTR_MTIME_NOW ? [0, UTIME_NOW] : a.valid & FATTR_MTIME ? [a.mtime.sec, a.mtime.nsec] : [0, UTIME_OMIT];
         sys.utimensat(fd, EMPTY, as, an, ms, mn, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
       }
     });

@@ -15,7 +15,7 @@ import { NowaitIo } from './data-io.js';
 import type { Entries } from './entries.js';
 import type { OpenFiles } from './open-files.js';
 import { DOT, closeQuietly, entryOf, openAt, openProc, type Services } from './services.js';
-import { WRITE_KILL_SUIDGID, type Context, type CreateOut, type OpenOut } from './types.js';
+import { WRITE_KILL_SUIDGID, type Context, type CreateOut, type FileOffset, type OpenOut } from './types.js';
 
 export class Files {
   private readonly io: NowaitIo;
@@ -153,7 +153,7 @@ export class Files {
     await this.open.withAsync(h, (fd) => sys.fsyncAsync(fd, datasync));
   }
 
-  async fallocate(nodeid: bigint, fh: bigint, mode: number, offset: number, length: number): Promise<void> {
+  async fallocate(nodeid: bigint, fh: bigint, mode: number, offset: FileOffset, length: FileOffset): Promise<void> {
     const h = this.s.handles.get(fh, nodeid, 'file');
     await this.open.withAsync(h, (fd) => sys.fallocateAsync(fd, mode, offset, length));
   }
@@ -168,7 +168,7 @@ export class Files {
     return this.open.with(h, (fd) => sys.lseek(fd, offset, whence));
   }
 
-  async copyFileRange(nodeIn: bigint, fhIn: bigint, offIn: number, nodeOut: bigint, fhOut: bigint, offOut: number, len: number, flags: number): Promise<number> {
+  async copyFileRange(nodeIn: bigint, fhIn: bigint, offIn: FileOffset, nodeOut: bigint, fhOut: bigint, offOut: FileOffset, len: number, flags: number): Promise<number> {
     const hi = this.s.handles.get(fhIn, nodeIn, 'file');
     const ho = this.s.handles.get(fhOut, nodeOut, 'file');
     return this.open.withAsync(hi, (fdi) => this.open.withAsync(ho, (fdo) => sys.copyFileRangeAsync(fdi, offIn, fdo, offOut, len, flags)));

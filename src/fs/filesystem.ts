@@ -27,7 +27,7 @@
  */
 import { enosys } from '../errors.js';
 import type {
-  AttrReply, Context, CreateOut, DeviceNumber, DirEntry, Entry, FileLock, InitOptions, OpenOut, SetattrIn,
+  AttrReply, Context, CreateOut, DeviceNumber, FileOffset, DirEntry, Entry, FileLock, InitOptions, OpenOut, SetattrIn,
   StatfsOut, XattrReply,
 } from './types.js';
 
@@ -91,14 +91,16 @@ export interface FileSystem {
   /** Called on every close(2) of a client fd; may be called several times per open. */
   flush(ctx: Context, nodeid: bigint, fh: bigint, lockOwner: bigint): Promise<void>;
   fsync(ctx: Context, nodeid: bigint, fh: bigint, datasync: boolean): Promise<void>;
-  fallocate(ctx: Context, nodeid: bigint, fh: bigint, mode: number, offset: number, length: number): Promise<void>;
+  /** `offset` and `length` beyond 2^53 come as bigints: the host answers them (EFBIG, EINVAL). */
+  fallocate(ctx: Context, nodeid: bigint, fh: bigint, mode: number, offset: FileOffset, length: FileOffset): Promise<void>;
   /** Last close of an open: release the fh. `flockRelease` asks to drop the owner's flock. */
   release(ctx: Context, nodeid: bigint, fh: bigint, flags: number, lockOwner: bigint, flockRelease: boolean): Promise<void>;
   /** lseek with SEEK_DATA/SEEK_HOLE (SEEK_SET/CUR/END are handled by the kernel). */
   lseek(ctx: Context, nodeid: bigint, fh: bigint, offset: bigint, whence: number): Promise<bigint>;
+  /** Offsets beyond 2^53 come as bigints: the host answers them (EFBIG for a destination beyond its maximum file size). */
   copyFileRange(
-    ctx: Context, nodeIn: bigint, fhIn: bigint, offIn: number,
-    nodeOut: bigint, fhOut: bigint, offOut: number, len: number, flags: number,
+    ctx: Context, nodeIn: bigint, fhIn: bigint, offIn: FileOffset,
+    nodeOut: bigint, fhOut: bigint, offOut: FileOffset, len: number, flags: number,
   ): Promise<number>;
 
   statfs(ctx: Context, nodeid: bigint): Promise<StatfsOut>;
@@ -168,10 +170,10 @@ export class DefaultFileSystem implements FileSystem {
   async write(_c: Context, _n: bigint, _fh: bigint, _o: number, _d: Buffer, _w: number): Promise<number> { throw enosys(); }
   async flush(_c: Context, _n: bigint, _fh: bigint, _l: bigint): Promise<void> { throw enosys(); }
   async fsync(_c: Context, _n: bigint, _fh: bigint, _d: boolean): Promise<void> { throw enosys(); }
-  async fallocate(_c: Context, _n: bigint, _fh: bigint, _m: number, _o: number, _l: number): Promise<void> { throw enosys(); }
+  async fallocate(_c: Context, _n: bigint, _fh: bigint, _m: number, _o: FileOffset, _l: FileOffset): Promise<void> { throw enosys(); }
   async release(_c: Context, _n: bigint, _fh: bigint, _f: number, _l: bigint, _fr: boolean): Promise<void> {}
   async lseek(_c: Context, _n: bigint, _fh: bigint, _o: bigint, _w: number): Promise<bigint> { throw enosys(); }
-  async copyFileRange(_c: Context, _ni: bigint, _fi: bigint, _oi: number, _no: bigint, _fo: bigint, _oo: number, _l: number, _f: number): Promise<number> { throw enosys(); }
+  async copyFileRange(_c: Context, _ni: bigint, _fi: bigint, _oi: FileOffset, _no: bigint, _fo: bigint, _oo: FileOffset, _l: number, _f: number): Promise<number> { throw enosys(); }
   async statfs(_c: Context, _n: bigint): Promise<StatfsOut> { throw enosys(); }
   async syncfs(_c: Context, _n: bigint): Promise<void> { throw enosys(); }
   async setxattr(_c: Context, _n: bigint, _k: Buffer, _v: Buffer, _f: number): Promise<void> { throw enosys(); }

@@ -5,11 +5,14 @@
  * under FUSE passthrough, and closed at release.
  */
 import { E, FsError } from '../errors.js';
-import { O_ACCMODE, O_APPEND, O_CREAT, O_DIRECT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_RDONLY, O_RDWR, O_WRONLY } from '../sys/syscalls.js';
+import {
+  statAt, AT_EMPTY_PATH, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_RDONLY, O_RDWR, O_WRONLY,
+  S_ISGID, S_ISUID,
+} from '../sys/syscalls.js';
 import { fileOpenFlags } from './cache-policy.js';
 import type { OpenHandle } from './handle-table.js';
 import type { Inode } from './inode-store.js';
-import { DOT, openAt, openProc, type Services } from './services.js';
+import { DOT, EMPTY, openAt, openProc, type Services } from './services.js';
 import { FOPEN_PASSTHROUGH, type OpenOut } from './types.js';
 
 export class OpenFiles {
@@ -66,10 +69,15 @@ export class OpenFiles {
     }
   }
 
-  /** The reply to an open of a file: the fh, and under FUSE passthrough the backing file registered for it. */
+  /**
+   * The reply to an open of a file: the fh, and under FUSE passthrough the backing file registered
+   * for it. A setuid or setgid file is served through the server: the kernel writes a backing file
+   * with the server's credentials (CAP_FSETID), so a write by another user would keep the bits
+   * that WRITE's FUSE_WRITE_KILL_SUIDGID has the server clear.
+   */
   readonly fileReply = (h: OpenHandle, fd: number): OpenOut => {
     const s = this.s;
-    if (s.negotiated.passthrough && s.backing) {
+    if (s.negotiated.passthrough && s.backing && !isSetId(statAt(fd, EMPTY, AT_EMPTY_PATH).mode)) {
       try {
         h.backingId = s.backing.open(fd);
         // the kernel holds its own reference to the file: reads and writes go to it directly
@@ -108,4 +116,9 @@ export class OpenFiles {
     }
     return f;
   }
+}
+
+/** Setuid, or setgid with group execute (setgid alone marks mandatory locking, not privilege). */
+function isSetId(mode: number): boolean {
+  return (mode & S_ISUID) !== 0 || ((mode & S_ISGID) !== 0 && (mode & 0o010) !== 0);
 }

@@ -26,6 +26,11 @@ export interface PassthroughOptions {
   /** records kept for inodes that left memory, so persistent client handles resolve (default 100,000) */
   exportTableSize?: number;
   /**
+   * The state file (src/fs/state-file.ts): loaded at start, then every new or moved inode's sealed
+   * record is appended, so that a later server with the same key resolves the client's handles.
+   */
+  stateFile?: string | null;
+  /**
    * FUSE passthrough: registers an open file's fd with the kernel as a backing file (the /dev/fuse
    * transport provides it: FUSE_DEV_IOC_BACKING_OPEN/CLOSE). With it, reads and writes of that file
    * never reach the server. Absent: they are served through the server.

@@ -27,7 +27,7 @@ import type { Services } from './services.js';
 import { closeServices, openServices } from './setup.js';
 import { exportState, importState } from './state.js';
 import type {
-  AttrReply, Context, CreateOut, DeviceNumber, DirEntry, Entry, FileLock, InitOptions, OpenOut, SetattrIn, StatfsOut, XattrReply,
+  AttrReply, Context, CreateOut, DeviceNumber, DirEntry, FileOffset, Entry, FileLock, InitOptions, OpenOut, SetattrIn, StatfsOut, XattrReply,
 } from './types.js';
 import { Xattrs } from './xattrs.js';
 
@@ -51,6 +51,10 @@ export interface PassthroughCounters {
   placeChecks: number;
   /** RWF_NOWAIT attempts a filesystem refused as unsupported (once per device and direction) */
   nowaitRefusals: number;
+  /** --state-file: records loaded at start, appended since, compactions */
+  stateLoaded: number;
+  stateAppended: number;
+  stateCompactions: number;
 }
 
 export class PassthroughFs extends DefaultFileSystem implements FileSystem {
@@ -94,6 +98,9 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       ...s.cache.counters,
       ...s.counters,
       renamesSeen: s.moves.events,
+      stateLoaded: s.stateFile?.counters.loadedRecords ?? 0,
+      stateAppended: s.stateFile?.counters.appended ?? 0,
+      stateCompactions: s.stateFile?.counters.compactions ?? 0,
     };
   }
 
@@ -197,7 +204,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   override fsync(_ctx: Context, nodeid: bigint, fh: bigint, datasync: boolean): Promise<void> {
     return this.files.fsync(nodeid, fh, datasync);
   }
-  override fallocate(_ctx: Context, nodeid: bigint, fh: bigint, mode: number, offset: number, length: number): Promise<void> {
+  override fallocate(_ctx: Context, nodeid: bigint, fh: bigint, mode: number, offset: FileOffset, length: FileOffset): Promise<void> {
     return this.files.fallocate(nodeid, fh, mode, offset, length);
   }
   override release(_ctx: Context, nodeid: bigint, fh: bigint, _flags: number, _lockOwner: bigint, _flockRelease: boolean): Promise<void> {
@@ -207,7 +214,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     return this.files.lseek(nodeid, fh, offset, whence);
   }
   override copyFileRange(
-    _ctx: Context, nodeIn: bigint, fhIn: bigint, offIn: number, nodeOut: bigint, fhOut: bigint, offOut: number, len: number, flags: number,
+    _ctx: Context, nodeIn: bigint, fhIn: bigint, offIn: FileOffset, nodeOut: bigint, fhOut: bigint, offOut: FileOffset, len: number, flags: number,
   ): Promise<number> {
     return this.files.copyFileRange(nodeIn, fhIn, offIn, nodeOut, fhOut, offOut, len, flags);
   }

@@ -18,6 +18,7 @@ import type { MoveWatch } from './move-watch.js';
 import type { BackingFiles, PassthroughOptions } from './options.js';
 import type { InodeFds, ReopenCounters } from './reopen.js';
 import type { Records } from './records.js';
+import type { StateFile } from './state-file.js';
 import type { Attr, Entry } from './types.js';
 
 export const EMPTY = Buffer.alloc(0);
@@ -72,6 +73,8 @@ export interface Services {
   readonly backing: BackingFiles | null;
   readonly counters: FsCounters;
   readonly negotiated: Negotiated;
+  /** --state-file: where records go for a later server (null without the option) */
+  readonly stateFile: StateFile | null;
 }
 
 export function closeQuietly(fd: number): void {

@@ -24,6 +24,8 @@ import type { PassthroughOptions } from './options.js';
 import { InodeFds } from './reopen.js';
 import { DOT, EMPTY, closeQuietly, type FsCounters, type Services } from './services.js';
 import { Records, recordOf } from './records.js';
+import { exportState, importState } from './state.js';
+import { StateFile } from './state-file.js';
 
 /** fds outside the budget: root O_PATH + root dir fd + transient fds (truncate, xattr, '..' walks) */
 const FD_RESERVE = 8;
@@ -45,6 +47,8 @@ export function openServices(opts: PassthroughOptions): Services {
 }
 
 export function closeServices(s: Services): void {
+  // a clean stop compacts the state file: the next start reads one frame
+  s.stateFile?.close(true);
   s.cache.clear();
   s.moves.close();
   closeQuietly(s.rootDirFd);
@@ -94,17 +98,37 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   store.add(root);
   // the root's O_PATH fd and dir fd are the reserve, outside the budget: never evicted
   const fds = new InodeFds(cache, sealer, strategy, rootDirFd, rootHandle, handleFlags, log, root, rootPathFd, counters);
-  const records = new Records({ store, exports, cache, fds, sealer, root, generation, counters, log, onRecord: opts.onRecord ?? null });
+  // each new or moved inode's sealed record goes to the state file and to the caller's stream
+  let stateFile: StateFile | null = null;
+  const stream = opts.onRecord ?? null;
+  const onRecord = opts.stateFile || stream ? (b: Buffer): void => {
+    stateFile?.append(b);
+    stream?.(b);
+  } : null;
+  const records = new Records({ store, exports, cache, fds, sealer, root, generation, counters, log, onRecord });
   const handles = new HandleTable((nodeid) => records.inode(nodeid));
   const moves = new MoveWatch(rootPath, log);
-  log.info({ root: opts.root, budget, reopen: strategy, handleFlags, renameWatch: moves.enabled }, 'filesystem ready');
-  return {
+  const s: Services = {
     opts, log, once: new LogOnce(log), sealer, cache, store, exports, handles, fds, records, moves, root,
     rootPathFd, rootDirFd, rootPath, handleFlags, generation, timeout: timeoutMs(opts.cache),
     isRoot: typeof process.getuid === 'function' && process.getuid() === 0,
     canLinkEmptyPath: caps.dacReadSearch, backing: opts.backing ?? null, counters,
     negotiated: { writeback: false, killPrivV2: false, passthrough: false },
+    get stateFile() {
+      return stateFile;
+    },
   };
+  if (opts.stateFile) {
+    // the records a previous server left: the client of this mount holds no lookups of them yet
+    try {
+      stateFile = StateFile.open(opts.stateFile, log, (blob) => importState(s, blob, true), () => exportState(s));
+    } catch (e) {
+      moves.close();
+      throw e;
+    }
+  }
+  log.info({ root: opts.root, budget, reopen: strategy, handleFlags, renameWatch: moves.enabled, stateFile: opts.stateFile ?? null }, 'filesystem ready');
+  return s;
 }
 
 /** AT_HANDLE_MNT_ID_UNIQUE (6.12+) gives 64-bit mount ids that are never reused; older kernels: EINVAL. */

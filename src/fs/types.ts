@@ -6,6 +6,9 @@
 import type { DeviceNumber, Timespec } from '../sys/stat.js';
 export type { DeviceNumber, Timespec };
 
+/** A byte offset or length: a number below 2^53, a bigint beyond (where only the host can judge it). */
+export type FileOffset = number | bigint;
+
 /** Who is asking. uid/gid/pid come from the request header (fuse_in_header). */
 export interface Context {
   uid: number;

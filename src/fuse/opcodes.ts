@@ -79,6 +79,11 @@ function num(r: Request, off: number): number {
   if (n < 0) throw fsErr(E.EINVAL, 'offset or length beyond 2^53');
   return n;
 }
+/** A byte offset/length the host judges: a number below 2^53, the signed 64-bit value beyond. */
+function pos(r: Request, off: number): number | bigint {
+  const n = readU64Num(r.buf, IN + off);
+  return n >= 0 ? n : BigInt.asIntN(64, r64(r.buf, IN + off));
+}
 /** `size` bytes of payload after the names (write data, xattr value), checked against the length. */
 function payload(r: Request, size: number): Buffer {
   if (size > r.end - r.restOff) throw new ProtocolError('payload shorter than its declared size', E.EINVAL);
@@ -327,7 +332,7 @@ const hBatchForget: Handler = async (s, r) => {
 
 const hFallocate: Handler = async (s, r) => {
   const fh = u64(r, FallocateIn.fh);
-  await s.fs.fallocate(r.ctx, r.nodeid, fh, u32(r, FallocateIn.mode), num(r, FallocateIn.offset), num(r, FallocateIn.length));
+  await s.fs.fallocate(r.ctx, r.nodeid, fh, u32(r, FallocateIn.mode), pos(r, FallocateIn.offset), pos(r, FallocateIn.length));
   return ok(r);
 };
 
@@ -354,8 +359,8 @@ const hLseek: Handler = async (s, r) => {
 async function copyFileRange(s: Session, r: Request, max: number): Promise<number> {
   const raw = readU64Num(r.buf, IN + CopyFileRangeIn.len); // -1: at least 2^53, i.e. "as much as possible"
   const len = raw < 0 ? max : Math.min(raw, max);
-  const n = await s.fs.copyFileRange(r.ctx, r.nodeid, u64(r, CopyFileRangeIn.fh_in), num(r, CopyFileRangeIn.off_in),
-    u64(r, CopyFileRangeIn.nodeid_out), u64(r, CopyFileRangeIn.fh_out), num(r, CopyFileRangeIn.off_out), len,
+  const n = await s.fs.copyFileRange(r.ctx, r.nodeid, u64(r, CopyFileRangeIn.fh_in), pos(r, CopyFileRangeIn.off_in),
+    u64(r, CopyFileRangeIn.nodeid_out), u64(r, CopyFileRangeIn.fh_out), pos(r, CopyFileRangeIn.off_out), len,
     Number(u64(r, CopyFileRangeIn.flags) & 0xffff_ffffn));
   return Math.min(n, len);
 }

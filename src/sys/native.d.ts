@@ -89,12 +89,13 @@ export interface NativeAddon {
   fchownat(dirfd: number, name: Buffer, uid: number, gid: number, flags: number): void;
   /** raw fchmodat2 syscall (452): accepts AT_EMPTY_PATH and AT_SYMLINK_NOFOLLOW. */
   fchmodat2(dirfd: number, name: Buffer, mode: number, flags: number): void;
-  /** utimensat; nsec may be UTIME_NOW or UTIME_OMIT. Seconds as numbers (exact below 2^53). */
-  utimensat(dirfd: number, name: Buffer, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, flags: number): void;
+  /** utimensat; nsec may be UTIME_NOW or UTIME_OMIT. Seconds: a number, or a bigint for the full 64 bits (the filesystem clamps). */
+  utimensat(dirfd: number, name: Buffer, atimeSec: number | bigint, atimeNsec: number, mtimeSec: number | bigint, mtimeNsec: number, flags: number): void;
   faccessat2(dirfd: number, name: Buffer, mode: number, flags: number): void;
 
   // --- data
-  ftruncate(fd: number, length: number): void;
+  /** The length may be a bigint: the host filesystem decides what it can hold (EFBIG, EINVAL). */
+  ftruncate(fd: number, length: number | bigint): void;
   /** lseek with bigint offsets (directory cookies are 64-bit hashes); whence may be SEEK_DATA/SEEK_HOLE. */
   lseek(fd: number, offset: bigint, whence: number): bigint;
   syncfs(fd: number): void;
@@ -110,8 +111,9 @@ export interface NativeAddon {
   /** fsync, or fdatasync when datasync is true (errors name the one called). */
   fsyncAsync(fd: number, datasync: boolean): Promise<void>;
   /** An offset of -1 uses (and advances) that fd's file offset (NULL to the syscall). */
-  copyFileRangeAsync(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): Promise<number>;
-  fallocateAsync(fd: number, mode: number, offset: number, length: number): Promise<void>;
+  /** Offsets and lengths: numbers, or bigints beyond 2^53 (the host answers EFBIG, EINVAL, ...). */
+  copyFileRangeAsync(fdIn: number, offIn: number | bigint, fdOut: number, offOut: number | bigint, len: number | bigint, flags: number): Promise<number>;
+  fallocateAsync(fd: number, mode: number, offset: number | bigint, length: number | bigint): Promise<void>;
   /**
    * preadv2/pwritev2 with RWF_NOWAIT: only what needs no blocking (page cache); may be short.
    * Returns the count, or -EAGAIN (would block) / -EOPNOTSUPP / -EINVAL (not supported here)

@@ -45,7 +45,7 @@ describe('names', () => {
       expect(await errnoOf(pfs.lookup(ctx, 1n, name))).toBe(code);
       expect(await errnoOf(pfs.create(ctx, 1n, name, 0o100644, 0, 0))).toBe(code);
       expect(await errnoOf(pfs.mkdir(ctx, 1n, name, 0o755, 0))).toBe(code);
-      expect(await errnoOf(pfs.mknod(ctx, 1n, name, 0o010644, 0, 0))).toBe(code);
+      expect(await errnoOf(pfs.mknod(ctx, 1n, name, 0o010644, { major: 0, minor: 0 }, 0))).toBe(code);
       expect(await errnoOf(pfs.symlink(ctx, B('/etc/passwd'), 1n, name))).toBe(code);
       expect(await errnoOf(pfs.unlink(ctx, 1n, name))).toBe(code);
       expect(await errnoOf(pfs.rmdir(ctx, 1n, name))).toBe(code);

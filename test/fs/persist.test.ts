@@ -15,10 +15,8 @@ import { ephemeralKey } from '../../src/handle/key.js';
 
 const silent = pino({ level: 'silent' });
 const open: PassthroughFs[] = [];
-const files: StateFile[] = [];
 const dirs: string[] = [];
 afterEach(async () => {
-  while (files.length) files.pop()!.close(false);
   while (open.length) await open.pop()!.destroy();
   while (dirs.length) fs.rmSync(dirs.pop()!, { recursive: true, force: true });
 });
@@ -35,14 +33,16 @@ function tree(): { top: string; root: string; outside: string } {
   return { top, root, outside };
 }
 
-/** A server whose records go to the state file `file`, which it loads first (what the CLI does). */
+/** A server with --state-file `file` (it loads the file first, then appends to it). */
 function serverWithStateFile(root: string, key: Buffer, file: string): { pfs: PassthroughFs; sf: StateFile } {
-  let sf: StateFile | null = null;
-  const { pfs } = makeFs(root, { key, onRecord: (b) => sf!.append(b) });
+  const { pfs } = makeFs(root, { key, stateFile: file });
   open.push(pfs);
-  sf = StateFile.open(file, silent, (blob) => pfs.importState(blob, true), () => pfs.exportState());
-  files.push(sf);
-  return { pfs, sf };
+  return { pfs, sf: (pfs as unknown as { s: { stateFile: StateFile } }).s.stateFile };
+}
+
+/** The server dies without a clean stop: nothing reaches the file but what was appended (no compaction). */
+function crash(a: { sf: StateFile }): void {
+  a.sf.close(false);
 }
 
 /** The client's handle resolved by a server: LOOKUP "." of the node id, as the kernel's export code does. */
@@ -71,8 +71,7 @@ describe('state file: node ids that a new server resolves', () => {
     await a.pfs.release(ctx, c.entry.nodeid, c.open.fh, 0, 0n, false);
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     // the first server dies without a clean stop: no compaction, nothing but what was appended
-    files.splice(files.indexOf(a.sf), 1);
-    a.sf.close(false);
+    crash(a);
     fs.rmSync(path.join(root, 'a', 'f7'));
 
     const b = serverWithStateFile(root, key, file);
@@ -95,6 +94,7 @@ describe('state file: node ids that a new server resolves', () => {
     const { pfs: wrong } = makeFs(root, { key: ephemeralKey() });
     open.push(wrong);
     expect(() => StateFile.open(file, silent, (blob) => wrong.importState(blob, true), () => wrong.exportState())).toThrow(StateFileError);
+    expect(() => makeFs(root, { key: ephemeralKey(), stateFile: file })).toThrow(/does not verify under this key/);
     expect(fs.readFileSync(file).equals(before)).toBe(true);
   });
 
@@ -104,8 +104,7 @@ describe('state file: node ids that a new server resolves', () => {
     const file = path.join(top, 'state');
     const a = serverWithStateFile(root, key, file);
     const e = await walk(a.pfs, 'a/f1');
-    files.splice(files.indexOf(a.sf), 1);
-    a.sf.close(false);
+    crash(a);
     const good = fs.statSync(file).size;
     fs.appendFileSync(file, Buffer.from([200, 0, 0, 0, 1, 2, 3])); // a frame of 200 bytes, cut after 3
     const b = serverWithStateFile(root, key, file);
@@ -131,8 +130,7 @@ describe('state file: node ids that a new server resolves', () => {
     await new Promise((r) => setImmediate(r));
     expect(a.sf.counters.compactions).toBeGreaterThan(0);
     expect(fs.statSync(file).size).toBeLessThan(3 << 20);
-    files.splice(files.indexOf(a.sf), 1);
-    a.sf.close(true);
+    await a.pfs.destroy(); // a clean stop compacts
     expect(fs.existsSync(`${file}.tmp`)).toBe(false);
     const b = serverWithStateFile(root, key, file);
     expect(await resolve(b.pfs, e.nodeid, e.generation)).toBe('file-2');
@@ -152,8 +150,7 @@ describe('a record survives the loss of its name (hard links)', () => {
     // the client looks the first name up again (its record now names a/f4), then unlinks it
     await a.pfs.lookup(ctx, adir.nodeid, B('f4'));
     await a.pfs.unlink(ctx, adir.nodeid, B('f4'));
-    files.splice(files.indexOf(a.sf), 1);
-    a.sf.close(false);
+    crash(a);
     const b = serverWithStateFile(root, key, file);
     expect(await resolve(b.pfs, e.nodeid, e.generation)).toBe('file-4');
   });
@@ -167,8 +164,7 @@ describe('a record survives the loss of its name (hard links)', () => {
     const e = await walk(a.pfs, 'a/f5');
     fs.linkSync(path.join(root, 'a/f5'), path.join(root, 'a/hostlink5'));
     await a.pfs.unlink(ctx, adir.nodeid, B('f5'));
-    files.splice(files.indexOf(a.sf), 1);
-    a.sf.close(false);
+    crash(a);
     const b = serverWithStateFile(root, key, file);
     expect(await resolve(b.pfs, e.nodeid, e.generation)).toBe('file-5');
   });
@@ -182,8 +178,7 @@ describe('a record survives the loss of its name (hard links)', () => {
     const gone = await walk(a.pfs, 'a/f6');
     const out = await walk(a.pfs, 'a/f8');
     await a.pfs.unlink(ctx, adir.nodeid, B('f6'));
-    files.splice(files.indexOf(a.sf), 1);
-    a.sf.close(false);
+    crash(a);
     // the host moves a file outside (keeping it on the same filesystem)
     fs.renameSync(path.join(root, 'a/f8'), path.join(outside, 'f8'));
     const b = serverWithStateFile(root, key, file);

@@ -16,9 +16,7 @@ const KERNEL_SIZES: Record<string, number> = {
 };
 
 /** Every struct the module exports. */
-const STRUCTS = Object.values(abi).filter((v): v is abi.Struct => typeof v === 'object' && v !== null && 'NAME' in v && 'SIZE' in v && 'FIELDS' in v);
-
-/** Kernel new_decode_dev() (include/linux/kdev_t.h). */
+const STRUCTS = (Object.values(abi) as unknown[]).filter((v): v is abi.Struct => typeof v === 'object' && v !== null && 'NAME' in v && 'SIZE' in v && 'FIELDS' in v);
 
 describe('fuse abi sizes', () => {
   it('every struct has the kernel size', () => {
