@@ -47,7 +47,11 @@ export class Entries {
         }
         target = parent === s.root ? s.root : parent.parent!;
       }
-      const st = s.fds.with(target, (fd) => statAt(fd, EMPTY, AT_EMPTY_PATH));
+      // "." resolves a client's handle: what it names must still be inside, like any name
+      const st = s.fds.with(target, (fd) => {
+        this.conf.confirmInside(target, fd);
+        return statAt(fd, EMPTY, AT_EMPTY_PATH);
+      });
       target.nlookup++;
       return entryOf(s, target, st);
     }
@@ -171,7 +175,16 @@ export class Entries {
     } else {
       // another mount below the share, or no handle support: the fd cannot be reopened, pin it
       const canReopen = reopenable && h !== null && h.mountId === s.root.handle!.mountId;
-      inode = new Inode(s.store.allocId(), s.generation, st.mode & S_IFMT, h, h ? s.sealer.seal(h.type, h.bytes) : null, key, canReopen);
+      // a file that left memory (or a predecessor's) keeps its node id: a client's handle of it and
+      // this name reach one inode, not two
+      const rec = canReopen && h ? s.exports.byHandle(h.type, h.bytes) : undefined;
+      const known = rec && rec.type === (st.mode & S_IFMT) ? rec : undefined;
+      inode = new Inode(known ? known.nodeid : s.store.allocId(), known ? known.generation : s.generation, st.mode & S_IFMT, h,
+        h ? s.sealer.seal(h.type, h.bytes) : null, key, canReopen);
+      if (known) {
+        inode.nlookup = known.nlookup;
+        s.exports.delete(known.nodeid);
+      }
       s.store.add(inode);
       if (parent && name) s.store.setParent(inode, parent, Buffer.from(name));
       s.records.emit(inode);

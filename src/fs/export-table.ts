@@ -26,20 +26,37 @@ export interface InodeRecord {
   nlookup: number;
 }
 
-/** A bounded LRU of records of inodes that are no longer in memory. */
+/**
+ * A bounded LRU of records of inodes that are no longer in memory, by node id and by file handle
+ * (so that the same file reached again by name takes its old node id back instead of an alias).
+ */
 export class ExportTable {
   private readonly lru: LRUCache<bigint, InodeRecord>;
+  /** handle type and bytes (hex) -> node id */
+  private readonly handles = new Map<string, bigint>();
   constructor(readonly max: number) {
-    this.lru = new LRUCache<bigint, InodeRecord>({ max: Math.max(1, max) });
+    this.lru = new LRUCache<bigint, InodeRecord>({
+      max: Math.max(1, max),
+      dispose: (r, nodeid) => {
+        const k = recordHandleKey(r.handleType, r.handle);
+        if (this.handles.get(k) === nodeid) this.handles.delete(k);
+      },
+    });
   }
   get size(): number {
     return this.lru.size;
   }
   put(r: InodeRecord): void {
     this.lru.set(r.nodeid, r);
+    this.handles.set(recordHandleKey(r.handleType, r.handle), r.nodeid);
   }
   get(nodeid: bigint): InodeRecord | undefined {
     return this.lru.get(nodeid);
+  }
+  /** The record of the file with this handle, if one is kept. */
+  byHandle(type: number, bytes: Buffer): InodeRecord | undefined {
+    const nodeid = this.handles.get(recordHandleKey(type, bytes));
+    return nodeid === undefined ? undefined : this.lru.get(nodeid);
   }
   delete(nodeid: bigint): void {
     this.lru.delete(nodeid);
@@ -47,6 +64,10 @@ export class ExportTable {
   *values(): IterableIterator<InodeRecord> {
     yield* this.lru.values();
   }
+}
+
+function recordHandleKey(type: number, bytes: Buffer): string {
+  return `${type}:${bytes.toString('hex')}`;
 }
 
 /**

@@ -137,6 +137,29 @@ describe('state file: node ids that a new server resolves', () => {
   });
 });
 
+describe('one node id per file', () => {
+  it('a file that left memory, reached again by name, takes its old node id back (no alias a rename would miss)', async () => {
+    const { top, root } = tree();
+    const key = ephemeralKey();
+    const file = path.join(top, 'state');
+    const a = serverWithStateFile(root, key, file);
+    const e = await walk(a.pfs, 'a/f6');
+    crash(a);
+    const b = serverWithStateFile(root, key, file);
+    // the new server knows f6 only as a record; the client reaches it by name first
+    const again = await walk(b.pfs, 'a/f6');
+    expect(again.nodeid).toBe(e.nodeid);
+    expect(again.generation).toBe(e.generation);
+    // a rename through this server moves the one record the client's handle names
+    const adir = await walk(b.pfs, 'a');
+    const bdir = await walk(b.pfs, 'b');
+    await b.pfs.rename(ctx, adir.nodeid, B('f6'), bdir.nodeid, B('g6'), 0);
+    crash(b);
+    const c = serverWithStateFile(root, key, file);
+    expect(await resolve(c.pfs, e.nodeid, e.generation)).toBe('file-6');
+  });
+});
+
 describe('a record survives the loss of its name (hard links)', () => {
   it('a link made through the server takes over when the name the record had is unlinked', async () => {
     const { top, root } = tree();

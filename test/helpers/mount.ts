@@ -71,6 +71,13 @@ export function runCli(args: readonly string[], env: Record<string, string> = {}
 export interface MountHandle extends MountContext {
   /** unmount, end the server, remove the temp dir; safe to call twice */
   cleanup: () => Promise<void>;
+  /**
+   * End this server and mount a new one on the same orig/ and mnt/ with the same arguments:
+   * 'unmount' unmounts cleanly first; 'kill' SIGKILLs the server (no clean stop of any kind), then
+   * unmounts the dead mount. `args` replaces the CLI arguments from then on. `pid`, `serverLog`
+   * and `exited` then speak of the new server.
+   */
+  restart: (how: 'unmount' | 'kill', args?: string[]) => Promise<void>;
 }
 
 /**
@@ -105,19 +112,27 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
     fs.rmSync(dir, { recursive: true, force: true });
   };
 
-  try {
-    await opts.setup?.(orig);
-    const argv = [...(opts.wrap ?? []), process.execPath, CLI, 'mount', orig, mnt, ...(opts.args ?? []).map((a) => a.replaceAll('{dir}', dir))];
-    child = spawn(argv[0]!, argv.slice(1), {
+  let args = opts.args ?? [];
+  const launch = async (): Promise<ChildProcess> => {
+    const argv = [...(opts.wrap ?? []), process.execPath, CLI, 'mount', orig, mnt, ...args.map((a) => a.replaceAll('{dir}', dir))];
+    status = null;
+    log = '';
+    const c = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
       env: { ...process.env, ...opts.env, ...READY_ENV },
     });
-    const c = child;
+    child = c;
     c.on('exit', (code, signal) => (status = { code, signal }));
     c.stdout!.on('data', (d: Buffer) => (log += d.toString()));
     c.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     await waitReady(c, opts.readyTimeoutMs ?? 15_000, () => log);
-    return {
+    return c;
+  };
+
+  try {
+    await opts.setup?.(orig);
+    let c = await launch();
+    const handle: MountHandle = {
       dir,
       orig,
       mnt,
@@ -136,8 +151,24 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
         }
         return status ?? { code: null, signal: null };
       },
+      restart: async (how, newArgs) => {
+        if (how === 'kill') {
+          killPid(c.pid!, 'SIGKILL');
+          await waitExit(c, 5000);
+        }
+        await forceUnmount(mnt);
+        if (!(await waitExit(c, 5000))) {
+          killPid(c.pid!, 'SIGKILL');
+          await waitExit(c, 3000);
+        }
+        if (mountAt(mnt)) throw new Error(`could not unmount ${mnt} to restart the server`);
+        if (newArgs) args = newArgs;
+        c = await launch();
+        handle.pid = c.pid!;
+      },
       cleanup,
     };
+    return handle;
   } catch (e) {
     await cleanup();
     throw e;
