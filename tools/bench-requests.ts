@@ -19,13 +19,14 @@ import { parseCli } from './lib/args.js';
 
 const cli = parseCli({
   prog: 'bench-requests',
-  usage: `usage: scripts/bench-requests [FILES] [ROUNDS] [DIR]
+  usage: `usage: scripts/bench-requests [--state-file] [FILES] [ROUNDS] [DIR]
 
 Microseconds per request of the create+stat+unlink mix of scripts/bench, replayed in process (no
 mount): through the protocol server and through the filesystem core alone. FILES files (default
 5000), median of ROUNDS rounds (default 3), in a temporary directory made in DIR (default the
-system temp dir).`,
-  options: {},
+system temp dir). --state-file: the core keeps a state file (--state-file of the CLI), beside the
+shared directory: what persistent node ids cost per request.`,
+  options: { 'state-file': { type: 'boolean' } },
   maxPositionals: 3,
 });
 const N = cli.wholeNumber('FILES', cli.positionals[0], 5000, 1, 10_000_000);
@@ -40,8 +41,13 @@ const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(
 /** ms spent per request kind, in one round */
 type Round = Record<string, number>;
 
+const STATE = cli.values['state-file'] === true;
+
 function makeFs(root: string): PassthroughFs {
-  return new PassthroughFs({ root, fdBudget: 4 * N + 64, reopen: 'auto', key: ephemeralKey(), cache: 'auto', xattr: true, creds: true, log });
+  return new PassthroughFs({
+    root, fdBudget: 4 * N + 64, reopen: 'auto', key: ephemeralKey(), cache: 'auto', xattr: true, creds: true, log,
+    stateFile: STATE ? `${root}.state` : null,
+  });
 }
 
 async function protocolRounds(root: string): Promise<Round[]> {
@@ -138,7 +144,7 @@ try {
   const core = await coreRounds(path.join(top, 'c'));
   const steps = Object.keys(proto[0]!);
   const us = (rounds: Round[], k: string): number => (median(rounds.map((t) => t[k]!)) * 1000) / N;
-  console.log(`handlefs request mix of create+stat+unlink, in process, ${N} files, median of ${ROUNDS} rounds, ${os.cpus().length} cpus, node ${process.version}, ${BASE}`);
+  console.log(`handlefs request mix of create+stat+unlink, in process, ${N} files, median of ${ROUNDS} rounds, ${os.cpus().length} cpus, node ${process.version}, ${BASE}${STATE ? ', with a state file' : ''}`);
   console.log('| request | through the protocol server (us) | filesystem core only (us) |');
   console.log('|---|---:|---:|');
   let tp = 0, tc = 0;

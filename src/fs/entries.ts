@@ -107,13 +107,12 @@ export class Entries {
     this.conf.withDir(olddir, (ofd) => this.conf.withDir(newdir, (nfd) => {
       const moved = this.knownByName(ofd, oldname);
       const other = this.knownByName(nfd, newname);
-      const links = flags & RENAME_EXCHANGE || !other ? 0 : this.linksIfLast(other, newdir, nfd, newname);
       sys.renameat2(ofd, oldname, nfd, newname, flags);
       if (moved) this.nameMoved(moved, olddir, oldname, newdir, newname);
       if (other && flags & RENAME_EXCHANGE) this.nameMoved(other, newdir, newname, olddir, oldname);
       else if (other && other !== moved) {
         if (s.handles.size > 0) this.noteMaybeUnlinked(other);
-        this.nameGone(other, newdir, nfd, newname, links);
+        this.nameGone(other, newdir, nfd, newname);
       }
     }));
   }
@@ -177,7 +176,7 @@ export class Entries {
       const canReopen = reopenable && h !== null && h.mountId === s.root.handle!.mountId;
       // a file that left memory (or a predecessor's) keeps its node id: a client's handle of it and
       // this name reach one inode, not two
-      const rec = canReopen && h ? s.exports.byHandle(h.type, h.bytes) : undefined;
+      const rec = canReopen ? s.exports.byKey(key) : undefined;
       const known = rec && rec.type === (st.mode & S_IFMT) ? rec : undefined;
       inode = new Inode(known ? known.nodeid : s.store.allocId(), known ? known.generation : s.generation, st.mode & S_IFMT, h,
         h ? s.sealer.seal(h.type, h.bytes) : null, key, canReopen);
@@ -196,6 +195,7 @@ export class Entries {
     }
     inode.ino = st.ino;
     inode.dev = devOf(st);
+    if (inode.type !== S_IFDIR) s.store.setLinks(inode, st.nlink);
     inode.nlookup++;
     if (parent && name) this.conf.inheritProof(inode, parent);
     return { inode, st };
@@ -225,6 +225,7 @@ export class Entries {
       return null;
     }
     if (st.ino !== inode.ino || devOf(st) !== inode.dev || (st.mode & S_IFMT) !== inode.type) return null;
+    if (inode.type !== S_IFDIR) s.store.setLinks(inode, st.nlink);
     this.learnName(inode, parent, name);
     inode.nlookup++;
     this.conf.inheritProof(inode, parent);
@@ -303,12 +304,12 @@ export class Entries {
     checkName(name);
     const parent = s.records.inode(parentId);
     this.conf.withDir(parent, (dfd) => {
-      const victim = this.knownByName(dfd, name);
-      const links = victim ? this.linksIfLast(victim, parent, dfd, name) : 0;
+      // the victim matters when files are open (it may live on unlinked) or a file has other names
+      const victim = s.handles.size > 0 || s.store.multiLinked > 0 ? this.knownByName(dfd, name) : undefined;
       sys.unlinkat(dfd, name, flags);
       if (!victim) return;
       if (s.handles.size > 0) this.noteMaybeUnlinked(victim);
-      this.nameGone(victim, parent, dfd, name, links);
+      this.nameGone(victim, parent, dfd, name);
     });
   }
 
@@ -339,27 +340,16 @@ export class Entries {
   }
 
   /**
-   * How many links `inode` has before its name (parent, name) is removed, when that is its parent
-   * link and no other name of it is known (the only case nameGone needs it); 0 otherwise.
-   */
-  private linksIfLast(inode: Inode, parent: Inode, dirFd: number, name: Buffer): number {
-    if (inode.type === S_IFDIR || inode.altLinks || inode.parent !== parent || !inode.name?.equals(name)) return 0;
-    try {
-      return statAt(dirFd, name, AT_SYMLINK_NOFOLLOW).nlink;
-    } catch {
-      return 0;
-    }
-  }
-
-  /**
    * The name (parent, name) of `inode` is gone (unlink, or renamed over). When it was the parent
    * link, another name takes its place, so that the inode (and a client's persistent handle of it)
-   * can still be reopened: a known other name, else (the file still had `linksBefore` > 1 links) a
-   * bounded search of the same directory for a name with the same file handle.
+   * can still be reopened: a known other name, else (the file had more than one link when last
+   * seen) a bounded search of the same directory for a name with the same file handle.
    */
-  private nameGone(inode: Inode, parent: Inode, dirFd: number, name: Buffer, linksBefore: number): void {
+  private nameGone(inode: Inode, parent: Inode, dirFd: number, name: Buffer): void {
     const s = this.s;
     if (inode === s.root || inode.type === S_IFDIR || !inode.reopenable) return;
+    const linksBefore = inode.links;
+    if (linksBefore > 0) s.store.setLinks(inode, linksBefore - 1);
     dropAltLink(inode, parent.nodeid, name);
     if (inode.parent !== parent || !inode.name?.equals(name)) return;
     while (inode.altLinks) {

@@ -27,35 +27,40 @@ export interface InodeRecord {
 }
 
 /**
- * A bounded LRU of records of inodes that are no longer in memory, by node id and by file handle
- * (so that the same file reached again by name takes its old node id back instead of an alias).
+ * A bounded LRU of records of inodes that are no longer in memory, by node id and by identity (the
+ * InodeStore's key of the file's handle), so that the same file reached again by name takes its
+ * old node id back instead of an alias.
  */
 export class ExportTable {
   private readonly lru: LRUCache<bigint, InodeRecord>;
-  /** handle type and bytes (hex) -> node id */
-  private readonly handles = new Map<string, bigint>();
-  constructor(readonly max: number) {
+  /** identity -> node id */
+  private readonly byIdentity = new Map<string, bigint>();
+  private readonly identities = new Map<bigint, string>();
+  /** `identityOf` names a record's file as InodeStore does (used where the caller has no key at hand) */
+  constructor(readonly max: number, private readonly identityOf: (r: InodeRecord) => string) {
     this.lru = new LRUCache<bigint, InodeRecord>({
       max: Math.max(1, max),
-      dispose: (r, nodeid) => {
-        const k = recordHandleKey(r.handleType, r.handle);
-        if (this.handles.get(k) === nodeid) this.handles.delete(k);
+      dispose: (_r, nodeid) => {
+        const k = this.identities.get(nodeid);
+        this.identities.delete(nodeid);
+        if (k !== undefined && this.byIdentity.get(k) === nodeid) this.byIdentity.delete(k);
       },
     });
   }
   get size(): number {
     return this.lru.size;
   }
-  put(r: InodeRecord): void {
+  put(r: InodeRecord, identity = this.identityOf(r)): void {
     this.lru.set(r.nodeid, r);
-    this.handles.set(recordHandleKey(r.handleType, r.handle), r.nodeid);
+    this.identities.set(r.nodeid, identity);
+    this.byIdentity.set(identity, r.nodeid);
   }
   get(nodeid: bigint): InodeRecord | undefined {
     return this.lru.get(nodeid);
   }
-  /** The record of the file with this handle, if one is kept. */
-  byHandle(type: number, bytes: Buffer): InodeRecord | undefined {
-    const nodeid = this.handles.get(recordHandleKey(type, bytes));
+  /** The record of the file with this identity, if one is kept. */
+  byKey(identity: string): InodeRecord | undefined {
+    const nodeid = this.byIdentity.get(identity);
     return nodeid === undefined ? undefined : this.lru.get(nodeid);
   }
   delete(nodeid: bigint): void {
@@ -64,10 +69,6 @@ export class ExportTable {
   *values(): IterableIterator<InodeRecord> {
     yield* this.lru.values();
   }
-}
-
-function recordHandleKey(type: number, bytes: Buffer): string {
-  return `${type}:${bytes.toString('hex')}`;
 }
 
 /**

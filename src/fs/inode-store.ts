@@ -22,6 +22,8 @@ export class Inode {
    * parent link's name goes, one of them takes its place. Null until a second name is seen.
    */
   altLinks: AltLink[] | null = null;
+  /** a non-directory's link count when last seen (InodeStore.setLinks); 0 = not seen */
+  links = 0;
   /** the last file opened on it (an fh still open): xattr reads go through its real fd, not /proc */
   openFile: { readonly fdKey: string } | null = null;
   /** inode number and device as the host reported them at the last lookup through an fd (LOOKUP's fast path checks them) */
@@ -105,6 +107,15 @@ export class InodeStore {
     return this.byNodeId.size;
   }
 
+  /** Non-directories in memory last seen with more than one link: while none, an unlink needs no bookkeeping of names. */
+  multiLinked = 0;
+
+  /** Record a non-directory's link count as just seen. */
+  setLinks(inode: Inode, n: number): void {
+    if (inode.links > 1 !== n > 1) this.multiLinked += n > 1 ? 1 : -1;
+    inode.links = n;
+  }
+
   get(nodeid: bigint): Inode | undefined {
     return this.byNodeId.get(nodeid);
   }
@@ -175,6 +186,7 @@ export class InodeStore {
       if (this.byNodeId.get(inode.nodeid) !== inode) return;
       this.byNodeId.delete(inode.nodeid);
       this.unindex(inode);
+      if (inode.links > 1) this.multiLinked--;
       this.onDrop?.(inode);
       const parent: Inode | null = inode.parent;
       inode.parent = null;

@@ -84,12 +84,14 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     const h = handles.byKey(key);
     if (h) h.cursorValid = false;
   });
-  const exports = new ExportTable(opts.exportTableSize ?? 100_000);
+  // records are of reopenable inodes, all on the root's mount
+  const exports = new ExportTable(opts.exportTableSize ?? 100_000,
+    (r) => handleKey({ type: r.handleType, bytes: r.handle, mountId: rootHandle.mountId }));
   // an inode leaving memory gives up its fd and leaves its record behind
   const store = new InodeStore(ROOT_ID, log, (inode) => {
     cache.remove(inode.fdKey);
     const r = recordOf(inode, 0);
-    if (r) exports.put(r);
+    if (r) exports.put(r, inode.identity);
   });
   const rootStat = statAt(rootPathFd, EMPTY, AT_EMPTY_PATH);
   const root = new Inode(ROOT_ID, generation, rootStat.mode & S_IFMT, rootHandle,

@@ -182,10 +182,11 @@ describe('a record survives the loss of its name (hard links)', () => {
     const { top, root } = tree();
     const key = ephemeralKey();
     const file = path.join(top, 'state');
+    // the server sees the file with two links (the client looks it up after the host linked it)
+    fs.linkSync(path.join(root, 'a/f5'), path.join(root, 'a/hostlink5'));
     const a = serverWithStateFile(root, key, file);
     const adir = await walk(a.pfs, 'a');
     const e = await walk(a.pfs, 'a/f5');
-    fs.linkSync(path.join(root, 'a/f5'), path.join(root, 'a/hostlink5'));
     await a.pfs.unlink(ctx, adir.nodeid, B('f5'));
     crash(a);
     const b = serverWithStateFile(root, key, file);
