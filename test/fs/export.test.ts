@@ -3,26 +3,20 @@
  * id from sealed records (LOOKUP of "." on an unknown node id), and a successor process takes over a
  * predecessor's sealed state. Nothing outside the shared directory comes back.
  */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { errnoOf } from '../helpers/errno.js';
-import { makeFs, tmpdir, ctx, B, walk, readAll } from '../helpers/fs-fixture.js';
+import { makeFs, ctx, B, walk, readAll, useCleanup } from '../helpers/fs-fixture.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
 import { ephemeralKey } from '../../src/handle/key.js';
 import { Sealer } from '../../src/handle/seal.js';
 import { encodeState, decodeState } from '../../src/fs/export-table.js';
 
-const open: PassthroughFs[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  while (open.length) await open.pop()!.destroy();
-  while (dirs.length) fs.rmSync(dirs.pop()!, { recursive: true, force: true });
-});
+const { cores: open, dir } = useCleanup();
 
 function tree(): { top: string; root: string; outside: string } {
-  const top = tmpdir('hfs-export-');
-  dirs.push(top);
+  const top = dir('hfs-export-');
   const root = path.join(top, 'shared');
   const outside = path.join(top, 'outside');
   fs.mkdirSync(path.join(root, 'a/b/c'), { recursive: true });

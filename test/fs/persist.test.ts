@@ -3,27 +3,21 @@
  * same shared directory and key (through the state file), and a record survives the loss of its
  * name while the file has another (hard links).
  */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pino } from 'pino';
 import { errnoOf } from '../helpers/errno.js';
-import { makeFs, tmpdir, ctx, B, walk, readAll } from '../helpers/fs-fixture.js';
+import { makeFs, ctx, B, walk, readAll, useCleanup } from '../helpers/fs-fixture.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
 import { StateFile, StateFileError } from '../../src/fs/state-file.js';
 import { ephemeralKey } from '../../src/handle/key.js';
 
 const silent = pino({ level: 'silent' });
-const open: PassthroughFs[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  while (open.length) await open.pop()!.destroy();
-  while (dirs.length) fs.rmSync(dirs.pop()!, { recursive: true, force: true });
-});
+const { cores: open, dir } = useCleanup();
 
 function tree(): { top: string; root: string; outside: string } {
-  const top = tmpdir('hfs-persist-');
-  dirs.push(top);
+  const top = dir('hfs-persist-');
   const root = path.join(top, 'shared');
   const outside = path.join(top, 'outside');
   fs.mkdirSync(path.join(root, 'a'), { recursive: true });

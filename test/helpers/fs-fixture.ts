@@ -66,6 +66,27 @@ export async function walk(pfs: PassthroughFs, rel: string): Promise<Entry> {
   return e;
 }
 
+/**
+ * What a test file's tests make and must not leave behind: cores (`cores`, destroyed after each
+ * test) and temp dirs (`dir(prefix)`, removed after each test). Call once at the file's top level.
+ */
+export function useCleanup(): { cores: PassthroughFs[]; dir: (prefix: string) => string } {
+  const cores: PassthroughFs[] = [];
+  const dirs: string[] = [];
+  afterEach(async () => {
+    while (cores.length) await cores.pop()!.destroy();
+    while (dirs.length) fs.rmSync(dirs.pop()!, { recursive: true, force: true });
+  });
+  return {
+    cores,
+    dir: (prefix) => {
+      const d = tmpdir(prefix);
+      dirs.push(d);
+      return d;
+    },
+  };
+}
+
 /** A small file's whole contents, through open, read and release of the core. */
 export async function readAll(pfs: PassthroughFs, nodeid: bigint): Promise<string> {
   const o = await pfs.open(ctx, nodeid, O_RDONLY);
