@@ -55,7 +55,8 @@ describe('addon errors', () => {
     expect(() => anySys.fgetxattrTry!(0, b('user.x'), 'nope')).toThrow(new TypeError('Expected third argument to be a Buffer or null'));
     expect(() => anySys.fsyncAsync!(0, 1)).toThrow(new TypeError('Expected second argument to be a boolean'));
     expect(() => anySys.pread!(0, [0, 0, 0, 0], 0, 4, 0)).toThrow(new TypeError('Expected second argument to be a Buffer'));
-    expect(() => anySys.ftruncate!(0, 10n)).toThrow(new TypeError('Expected second argument to be a safe integer'));
+    // sizes, offsets and times take a number or, beyond 2^53, a bigint
+    expect(() => anySys.ftruncate!(0, '10')).toThrow(new TypeError('Expected second argument to be a safe integer or a bigint'));
   });
 
   it('out-of-range numbers give RangeError', () => {
@@ -64,5 +65,7 @@ describe('addon errors', () => {
     expect(() => sys.close(Number.NaN)).toThrow(RangeError);
     expect(() => sys.statx(t.fd, EMPTY, 0, 0, new BigUint64Array(3))).toThrow(RangeError);
     expect(() => sys.capEffective(64)).toThrow(RangeError);
+    expect(() => sys.ftruncate(0, 2 ** 53)).toThrow(RangeError);
+    expect(() => sys.ftruncate(0, 2n ** 63n)).toThrow(new RangeError('Expected second argument to be a bigint in [-2^63, 2^63)'));
   });
 });
