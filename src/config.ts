@@ -9,6 +9,7 @@ import { buildIdMap, IdMapError } from './fs/idmap.js';
 import type { CachePolicy, PassthroughOptions, ReopenStrategy } from './fs/options.js';
 import type { ProtocolOptions } from './fuse/protocol-server.js';
 import { PAGE_SIZE } from './sys/constants.js';
+import { processGroups } from './sys/proc-groups.js';
 
 export type Frontend = 'raw' | 'fuse-native';
 
@@ -273,5 +274,7 @@ export function protocolOptions(cfg: CoreConfig): ProtocolOptions {
     passthrough: cfg.passthrough,
     exportSupport: true,
     posixAcl: cfg.posixAcl,
+    // the requesters of a /dev/fuse mount are processes of this host
+    requesterGroups: processGroups,
   };
 }

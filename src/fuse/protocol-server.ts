@@ -48,6 +48,11 @@ export interface ProtocolOptions {
   passthrough: boolean;
   /** FUSE_EXPORT_SUPPORT: the client may export the mount / use name_to_handle_at on it (default true). */
   exportSupport: boolean;
+  /**
+   * The supplementary groups of the requesting process, for ACCESS (the kernel sends them only with
+   * creates): a transport whose requesters are local processes can tell (/proc/PID/status).
+   */
+  requesterGroups?: (pid: number) => readonly number[] | null;
   /** Request FUSE_POSIX_ACL: the kernel checks POSIX ACLs (it turns default_permissions on) and leaves the umask to us. */
   posixAcl?: boolean;
   /** init_out.max_background / congestion_threshold; 0 or absent keeps the kernel's default. */
@@ -146,6 +151,11 @@ export class ProtocolServer implements Session {
   /** A reply is written (or will not be): its buffer may be reused. Buffers not from the pool are ignored. */
   recycle(reply: Buffer): void {
     this.replies?.give(reply);
+  }
+
+  /** Session: the requester's supplementary groups when the transport can tell, else null. */
+  requesterGroups(pid: number): readonly number[] | null {
+    return this.opts.requesterGroups?.(pid) ?? null;
   }
 
   /** Connection facts for the handlers (Session). */
