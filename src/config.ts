@@ -5,9 +5,11 @@
  * directory exist, is /dev/fuse there) are set-up checks and live in src/cli/preflight.ts.
  */
 import type { Logger, LevelWithSilent } from 'pino';
+import { buildIdMap, IdMapError } from './fs/idmap.js';
 import type { CachePolicy, PassthroughOptions, ReopenStrategy } from './fs/options.js';
 import type { ProtocolOptions } from './fuse/protocol-server.js';
 import { PAGE_SIZE } from './sys/constants.js';
+import { processGroups } from './sys/proc-groups.js';
 
 export type Frontend = 'raw' | 'fuse-native';
 
@@ -64,6 +66,11 @@ export interface Config {
    * be upgraded (SIGHUP) or can crash and be restarted without unmounting
    */
   supervise: boolean;
+  /** virtiofsd --translate-uid / --translate-gid rules (src/fs/idmap.ts), validated */
+  translateUid: readonly string[];
+  translateGid: readonly string[];
+  /** FUSE_POSIX_ACL: the kernel enforces POSIX ACLs and sends the umask (virtiofsd --posix-acl) */
+  posixAcl: boolean;
 }
 
 export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> = Object.freeze({
@@ -84,6 +91,9 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   statsFile: null,
   supervise: false,
   maxWrite: 1 << 20,
+  translateUid: [],
+  translateGid: [],
+  posixAcl: false,
 });
 
 /** An invalid option value or combination: a usage error (exit 2), one line. */
@@ -133,6 +143,9 @@ export interface RawOptions {
   maxWrite?: string;
   statsFile?: string;
   supervise?: boolean;
+  translateUid?: string[];
+  translateGid?: string[];
+  posixAcl?: boolean;
 }
 
 /** Build and validate a Config; throws ConfigError (a usage error) on a bad value or combination. */
@@ -176,7 +189,11 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     maxWrite,
     statsFile: o.statsFile ?? d.statsFile,
     supervise: o.supervise ?? d.supervise,
+    translateUid: o.translateUid ?? d.translateUid,
+    translateGid: o.translateGid ?? d.translateGid,
+    posixAcl: o.posixAcl ?? d.posixAcl,
   };
+  checkIdentityOptions(cfg);
   if (cfg.statsFile === '') throw new ConfigError('--stats-file must not be empty');
   if (cfg.supervise && cfg.frontend !== 'raw') throw new ConfigError('--supervise needs --frontend raw');
   // backing files are registered on the /dev/fuse fd, which only the supervisor holds
@@ -185,6 +202,23 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
   // the kernel refuses FUSE_PASSTHROUGH together with the writeback cache (fuse_kernel.h, 7.40)
   if (cfg.passthrough && cfg.writeback) throw new ConfigError('--passthrough cannot be combined with --writeback');
   return cfg;
+}
+
+/** --translate-uid/-gid parse and do not overlap; --posix-acl has what it needs (virtiofsd's rules). */
+function checkIdentityOptions(cfg: Config): void {
+  for (const [name, specs] of [['translate-uid', cfg.translateUid], ['translate-gid', cfg.translateGid]] as const) {
+    try {
+      buildIdMap(specs);
+    } catch (e) {
+      if (e instanceof IdMapError) throw new ConfigError(`--${name} ${e.message}`);
+      throw e;
+    }
+  }
+  if (!cfg.posixAcl) return;
+  // ACL entries name host ids the translation would not see (virtiofsd refuses the pair too)
+  if (cfg.translateUid.length > 0 || cfg.translateGid.length > 0) throw new ConfigError('--posix-acl cannot be combined with --translate-uid/--translate-gid');
+  if (!cfg.xattr) throw new ConfigError('--posix-acl needs extended attributes (not with --no-xattr)');
+  if (cfg.frontend !== 'raw') throw new ConfigError('--posix-acl needs --frontend raw');
 }
 
 /** The key that seals file handles, and the keys rotated out of the key file but still accepted. */
@@ -197,11 +231,13 @@ export interface SealingKeys {
  * What the filesystem core and the protocol server are built from: the part of Config a supervised
  * worker receives over IPC (plain data, cloned as it is).
  */
-export type CoreConfig = Pick<Config, 'fdBudget' | 'reopen' | 'cache' | 'xattr' | 'readonly' | 'writeback' | 'passthrough' | 'maxWrite' | 'logLevel' | 'statsFile' | 'stateFile'>;
+export type CoreConfig = Pick<Config, 'fdBudget' | 'reopen' | 'cache' | 'xattr' | 'readonly' | 'writeback' | 'passthrough' | 'maxWrite' | 'logLevel' | 'statsFile' | 'stateFile'
+  | 'translateUid' | 'translateGid' | 'posixAcl'>;
 
 export function coreConfig(cfg: Config): CoreConfig {
   const { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile } = cfg;
-  return { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile };
+  const { translateUid, translateGid, posixAcl } = cfg;
+  return { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile, translateUid, translateGid, posixAcl };
 }
 
 /**
@@ -224,6 +260,7 @@ export function passthroughOptions(
     creds: true,
     log,
     stateFile: cfg.stateFile,
+    posixAcl: cfg.posixAcl,
     ...wiring,
   };
 }
@@ -236,5 +273,8 @@ export function protocolOptions(cfg: CoreConfig): ProtocolOptions {
     writeback: cfg.writeback && !cfg.readonly,
     passthrough: cfg.passthrough,
     exportSupport: true,
+    posixAcl: cfg.posixAcl,
+    // the requesters of a /dev/fuse mount are processes of this host
+    requesterGroups: processGroups,
   };
 }

@@ -37,6 +37,9 @@ const OPTIONS = {
   'stats-file': { type: 'string' },
   supervise: { type: 'boolean' },
   keep: { type: 'string' },
+  'translate-uid': { type: 'string', multiple: true },
+  'translate-gid': { type: 'string', multiple: true },
+  'posix-acl': { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
 export const USAGE = `usage: handlefs mount SHARED MOUNTPOINT [options]
@@ -88,6 +91,15 @@ options:
   --supervise               keep /dev/fuse in a supervisor and run the filesystem in a worker
                             process: SIGHUP upgrades the worker (new code, same mount), a crashed
                             worker is restarted; client handles and node ids survive both
+  --translate-uid RULE, --translate-gid RULE
+                            translate user (group) ids between the client and the host, as
+                            virtiofsd's options of the same name; repeatable, RULE is
+                            map:GUEST:HOST:COUNT (both ways), guest:GUEST:HOST:COUNT or
+                            host:HOST:GUEST:COUNT (one way), squash-guest:GUEST:HOST:COUNT or
+                            squash-host:HOST:GUEST:COUNT (a range onto one id), forbid-guest:GUEST:COUNT
+                            (EPERM); ids no rule covers stay as they are
+  --posix-acl               the kernel enforces POSIX ACLs (FUSE_POSIX_ACL, virtiofsd --posix-acl;
+                            implies default_permissions); not with --translate-uid/-gid
   -h, --help                this text
   -V, --version             print the version
 
@@ -127,7 +139,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
   if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
   // allowNegative accepts --no-<string option> too; there is nothing to negate there
-  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file'] as const) {
+  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file', 'translate-uid', 'translate-gid'] as const) {
     if (typeof v[k] === 'boolean') throw new UsageError(`unknown option '--no-${k}'`);
   }
   const raw: RawOptions = {
@@ -148,6 +160,9 @@ export function parseCommandLine(argv: readonly string[]): Command {
     maxWrite: v['max-write'] as string | undefined,
     statsFile: v['stats-file'] as string | undefined,
     supervise: v.supervise,
+    translateUid: v['translate-uid'] as string[] | undefined,
+    translateGid: v['translate-gid'] as string[] | undefined,
+    posixAcl: v['posix-acl'],
   };
   try {
     return { kind: 'mount', config: makeConfig(pos[1]!, pos[2]!, raw) };

@@ -81,12 +81,12 @@ async function loadKeys(cfg: Config): Promise<SealingKeys> {
   return { key: key!, previousKeys };
 }
 
-/** The filesystem core, wrapped read-only under --readonly. */
+/** The filesystem core, in the decorators the options ask for (--translate-uid/-gid, --readonly). */
 async function makeCore(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, backing: BackingFiles | null):
 Promise<{ core: PassthroughFs; fsys: FileSystem }> {
-  const [{ PassthroughFs }, { ReadOnlyFs }] = await Promise.all([import('../fs/passthrough.js'), import('../fs/read-only.js')]);
+  const [{ PassthroughFs }, { decorate }] = await Promise.all([import('../fs/passthrough.js'), import('../fs/decorate.js')]);
   const core = new PassthroughFs(passthroughOptions(cfg, pre.root, keys, log, { backing }));
-  return { core, fsys: cfg.readonly ? new ReadOnlyFs(core) : core };
+  return { core, fsys: decorate(core, cfg) };
 }
 
 /** What serves the requests of a raw session: the protocol server here, or a supervised worker. */

@@ -91,9 +91,11 @@ export class Attrs {
         sys.faccessat2(fd, EMPTY, mask, AT_EMPTY_PATH | AT_EACCESS);
         return;
       }
-      // the server is root: check the requester's rights against the mode bits (owner, group, other)
+      // the server is root: check the requester's rights against the mode bits (owner, then group:
+      // its own or a supplementary one, then other)
       const st = statAt(fd, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-      const bits = st.uid === ctx.uid ? (st.mode >> 6) & 7 : st.gid === ctx.gid ? (st.mode >> 3) & 7 : st.mode & 7;
+      const inGroup = st.gid === ctx.gid || (ctx.groups?.includes(st.gid) ?? false);
+      const bits = st.uid === ctx.uid ? (st.mode >> 6) & 7 : inGroup ? (st.mode >> 3) & 7 : st.mode & 7;
       const want = (mask & R_OK ? 4 : 0) | (mask & W_OK ? 2 : 0) | (mask & X_OK ? 1 : 0);
       if ((bits & want) !== want) throw new FsError(E.EACCES);
     });

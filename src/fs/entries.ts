@@ -11,6 +11,7 @@ import {
   O_CLOEXEC, O_NOFOLLOW, O_PATH, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFMT, S_ISGID,
   type Stat,
 } from '../sys/syscalls.js';
+import { createMode } from './acl.js';
 import { checkName, isDotName } from './names.js';
 import type { Confinement } from './confinement.js';
 import { Inode, dropAltLink, identityOf, rememberAltLink } from './inode-store.js';
@@ -75,11 +76,11 @@ export class Entries {
   }
 
   async mknod(ctx: Context, parentId: bigint, name: Buffer, mode: number, rdev: DeviceNumber, umask: number): Promise<Entry> {
-    return this.makeNode(ctx, parentId, name, (dfd) => sys.mknodat(dfd, name, mode & ~umask, sys.makedev(rdev.major, rdev.minor)));
+    return this.makeNode(ctx, parentId, name, (dfd) => sys.mknodat(dfd, name, createMode(this.s, dfd, mode, umask), sys.makedev(rdev.major, rdev.minor)));
   }
 
   async mkdir(ctx: Context, parentId: bigint, name: Buffer, mode: number, umask: number): Promise<Entry> {
-    return this.makeNode(ctx, parentId, name, (dfd) => sys.mkdirat(dfd, name, mode & ~umask & 0o7777));
+    return this.makeNode(ctx, parentId, name, (dfd) => sys.mkdirat(dfd, name, createMode(this.s, dfd, mode, umask) & 0o7777));
   }
 
   async symlink(ctx: Context, target: Buffer, parentId: bigint, name: Buffer): Promise<Entry> {

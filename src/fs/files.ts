@@ -7,6 +7,7 @@ import {
   sys, F_UNLCK, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC,
   SEEK_DATA, SEEK_HOLE, SEEK_SET, S_IFDIR, S_IFREG,
 } from '../sys/syscalls.js';
+import { createMode } from './acl.js';
 import { killSuidgid } from './attrs.js';
 import { fileOpenFlags } from './cache-policy.js';
 import { checkName } from './names.js';
@@ -65,7 +66,7 @@ export class Files {
       let created = true;
       let fd: number;
       try {
-        fd = openAt(s, dfd, name, f | O_EXCL, mode & ~umask & 0o7777);
+        fd = openAt(s, dfd, name, f | O_EXCL, createMode(s, dfd, mode, umask) & 0o7777);
       } catch (e) {
         if (f & O_EXCL || (e as FsError).errno !== E.EEXIST) throw e;
         created = false;
@@ -92,7 +93,7 @@ export class Files {
     if ((f & O_ACCMODE) === O_RDONLY) f = (f & ~O_ACCMODE) | O_RDWR;
     return this.conf.withDir(parent, (dfd) => {
       s.cache.reserve();
-      const fd = openAt(s, dfd, DOT, (f | O_TMPFILE) & ~O_DIRECTORY | O_TMPFILE, mode & ~umask & 0o7777);
+      const fd = openAt(s, dfd, DOT, (f | O_TMPFILE) & ~O_DIRECTORY | O_TMPFILE, createMode(s, dfd, mode, umask) & 0o7777);
       let r;
       try {
         this.entries.chownToRequester(ctx, fd, dfd);

@@ -20,6 +20,11 @@ export interface PassthroughOptions {
   cache: CachePolicy;
   /** serve xattr operations (false: ENOSYS, so the client stops asking) */
   xattr: boolean;
+  /**
+   * FUSE_POSIX_ACL is negotiated: the client does not apply the umask, so a create in a directory
+   * with a default ACL ignores it, as the host would (posix_acl_create)
+   */
+  posixAcl?: boolean;
   /** when running as root, create files with the requester's uid/gid (as virtiofsd does) */
   creds: boolean;
   log: Logger;

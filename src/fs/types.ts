@@ -14,6 +14,12 @@ export interface Context {
   uid: number;
   gid: number;
   pid: number;
+  /**
+   * Supplementary groups the client sent with the request (FUSE_EXT_GROUPS, on creates when
+   * FUSE_CREATE_SUPP_GROUP is negotiated: the parent directory's group when the requester has it
+   * only as a supplementary group); absent otherwise.
+   */
+  groups?: readonly number[];
   /** request id, for logs only */
   unique: bigint;
 }

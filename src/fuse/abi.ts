@@ -74,6 +74,14 @@ export const InHeader = struct('InHeader', 40, [
   ['len', 'u32'], ['opcode', 'u32'], ['unique', 'u64'], ['nodeid', 'u64'],
   ['uid', 'u32'], ['gid', 'u32'], ['pid', 'u32'], ['total_extlen', 'u16'], ['padding', 'u16'],
 ]);
+/**
+ * A request extension (after the payload, `total_extlen` * 8 bytes in all): `size` counts this
+ * header too. Types 0..31 are security contexts (fuse_secctx_header), FUSE_EXT_GROUPS is
+ * struct fuse_supp_groups { u32 nr_groups; u32 groups[] }.
+ */
+export const ExtHeader = struct('ExtHeader', 8, [['size', 'u32'], ['type', 'u32']]);
+export const FUSE_EXT_GROUPS = 32;
+
 /** Every reply starts with this; `error` is 0 or -errno. */
 export const OutHeader = struct('OutHeader', 16, [['len', 'u32'], ['error', 'i32'], ['unique', 'u64']]);
 

@@ -9,8 +9,8 @@
 import { E, ProtocolError } from '../errors.js';
 import type { Context } from '../fs/types.js';
 import {
-  FUSE_COMPAT_22_INIT_OUT_SIZE, FUSE_COMPAT_SETXATTR_IN_SIZE, InHeader, InitIn, InitOut, MAX_ERRNO, OutHeader, r64,
-  SetxattrIn, w64,
+  ExtHeader, FUSE_COMPAT_22_INIT_OUT_SIZE, FUSE_COMPAT_SETXATTR_IN_SIZE, FUSE_EXT_GROUPS, InHeader, InitIn, InitOut,
+  MAX_ERRNO, OutHeader, r64, SetxattrIn, w64,
   type Struct,
 } from './abi.js';
 
@@ -48,27 +48,53 @@ export function parseHeader(buf: Buffer): Request {
   const len = buf.readUInt32LE(InHeader.len);
   if (len !== buf.length) throw new ProtocolError('request length does not match its header', E.EIO);
   const extlen = buf.readUInt16LE(InHeader.total_extlen) * 8;
-  // Extensions (security context, supplementary group) sit at the end; we negotiate none, but
-  // their length is subtracted so that a trailing name is still found where the kernel put it.
+  // Extensions (security context, supplementary groups) sit at the end: their length is
+  // subtracted so that a trailing name is still found where the kernel put it.
   const end = len - extlen;
   if (end < InHeader.SIZE) throw new ProtocolError('request extensions overlap the header', E.EINVAL);
   const unique = r64(buf, InHeader.unique);
+  const ctx: Context = {
+    uid: buf.readUInt32LE(InHeader.uid),
+    gid: buf.readUInt32LE(InHeader.gid),
+    pid: buf.readUInt32LE(InHeader.pid),
+    unique,
+  };
+  if (extlen !== 0) parseExtensions(buf, end, ctx);
   return {
     buf,
     opcode: buf.readUInt32LE(InHeader.opcode),
     unique,
     nodeid: r64(buf, InHeader.nodeid),
-    ctx: {
-      uid: buf.readUInt32LE(InHeader.uid),
-      gid: buf.readUInt32LE(InHeader.gid),
-      pid: buf.readUInt32LE(InHeader.pid),
-      unique,
-    },
+    ctx,
     restOff: IN,
     end,
     name1: null,
     name2: null,
   };
+}
+
+/**
+ * Walk the extensions in buf[start, buf.length): each is a fuse_ext_header and its body, `size`
+ * a multiple of 8 that stays inside. FUSE_EXT_GROUPS becomes ctx.groups; other types (security
+ * contexts) are skipped. Anything that does not add up is a ProtocolError.
+ */
+function parseExtensions(buf: Buffer, start: number, ctx: Context): void {
+  for (let pos = start; pos < buf.length;) {
+    if (buf.length - pos < ExtHeader.SIZE) throw new ProtocolError('request extension shorter than its header', E.EINVAL);
+    const size = buf.readUInt32LE(pos + ExtHeader.size);
+    if (size < ExtHeader.SIZE || size % 8 !== 0 || size > buf.length - pos) {
+      throw new ProtocolError('request extension size out of bounds', E.EINVAL);
+    }
+    if (buf.readUInt32LE(pos + ExtHeader.type) === FUSE_EXT_GROUPS) {
+      const body = pos + ExtHeader.SIZE;
+      const n = size >= ExtHeader.SIZE + 4 ? buf.readUInt32LE(body) : -1;
+      if (n < 0 || n > (size - ExtHeader.SIZE - 4) / 4) throw new ProtocolError('supplementary groups overrun their extension', E.EINVAL);
+      const groups: number[] = [];
+      for (let i = 0; i < n; i++) groups.push(buf.readUInt32LE(body + 4 + 4 * i));
+      ctx.groups = groups;
+    }
+    pos += size;
+  }
 }
 
 /**
@@ -169,13 +195,16 @@ interface RequestHeader {
   uid?: number;
   gid?: number;
   pid?: number;
+  /** request extensions (a multiple of 8 bytes), appended after the parts */
+  ext?: Buffer;
 }
 
 /** The inverse of parseHeader: fuse_in_header + the given parts (struct bytes, names with their NUL, data). */
 export function encodeRequest(h: RequestHeader, ...parts: Buffer[]): Buffer {
-  const body = Buffer.concat(parts);
+  const body = Buffer.concat(h.ext ? [...parts, h.ext] : parts);
   const b = Buffer.alloc(InHeader.SIZE + body.length);
   b.writeUInt32LE(b.length, InHeader.len);
+  b.writeUInt16LE((h.ext?.length ?? 0) / 8, InHeader.total_extlen);
   b.writeUInt32LE(h.opcode, InHeader.opcode);
   b.writeBigUInt64LE(h.unique, InHeader.unique);
   b.writeBigUInt64LE(h.nodeid ?? 0n, InHeader.nodeid);
@@ -183,6 +212,17 @@ export function encodeRequest(h: RequestHeader, ...parts: Buffer[]): Buffer {
   b.writeUInt32LE(h.gid ?? 0, InHeader.gid);
   b.writeUInt32LE(h.pid ?? 0, InHeader.pid);
   body.copy(b, InHeader.SIZE);
+  return b;
+}
+
+/** A FUSE_EXT_GROUPS extension as the kernel builds it (padded to 8 bytes). */
+export function encodeGroupsExt(groups: readonly number[]): Buffer {
+  const size = Math.ceil((ExtHeader.SIZE + 4 + 4 * groups.length) / 8) * 8;
+  const b = Buffer.alloc(size);
+  b.writeUInt32LE(size, ExtHeader.size);
+  b.writeUInt32LE(FUSE_EXT_GROUPS, ExtHeader.type);
+  b.writeUInt32LE(groups.length, ExtHeader.SIZE);
+  groups.forEach((g, i) => b.writeUInt32LE(g, ExtHeader.SIZE + 4 + 4 * i));
   return b;
 }
 

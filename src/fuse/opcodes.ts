@@ -45,6 +45,8 @@ export interface Session {
   doInit(r: Request): Promise<Buffer>;
   doDestroy(r: Request): Promise<Buffer>;
   doInterrupt(r: Request): null;
+  /** The requester's supplementary groups, when the transport can tell (ProtocolOptions.requesterGroups). */
+  requesterGroups(pid: number): readonly number[] | null;
 }
 
 /** Connection facts the handlers need, fixed at INIT. */
@@ -303,7 +305,8 @@ const hSetlk: Handler = async (s, r) => {
 };
 
 const hAccess: Handler = async (s, r) => {
-  await s.fs.access(r.ctx, r.nodeid, u32(r, AccessIn.mask));
+  const groups = r.ctx.groups ?? s.requesterGroups(r.ctx.pid);
+  await s.fs.access(groups ? { ...r.ctx, groups } : r.ctx, r.nodeid, u32(r, AccessIn.mask));
   return ok(r);
 };
 

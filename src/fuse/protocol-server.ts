@@ -31,9 +31,9 @@ import {
   type Request,
 } from './codec.js';
 import {
-  FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_CACHE_SYMLINKS,
+  FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_CACHE_SYMLINKS, FUSE_CREATE_SUPP_GROUP,
   FUSE_DO_READDIRPLUS, FUSE_DONT_MASK, FUSE_EXPORT_SUPPORT, FUSE_FLOCK_LOCKS, FUSE_HANDLE_KILLPRIV_V2, FUSE_INIT_EXT,
-  FUSE_MAX_PAGES, FUSE_NO_EXPORT_SUPPORT, FUSE_PARALLEL_DIROPS, FUSE_PASSTHROUGH, FUSE_POSIX_LOCKS,
+  FUSE_MAX_PAGES, FUSE_NO_EXPORT_SUPPORT, FUSE_PARALLEL_DIROPS, FUSE_PASSTHROUGH, FUSE_POSIX_ACL, FUSE_POSIX_LOCKS,
   FUSE_READDIRPLUS_AUTO, FUSE_SETXATTR_EXT, FUSE_WRITEBACK_CACHE, initFlagNames,
 } from './flags.js';
 import { Op, opcodeName, opcodeRow, type Conn, type OpcodeRow, type Session } from './opcodes.js';
@@ -48,6 +48,13 @@ export interface ProtocolOptions {
   passthrough: boolean;
   /** FUSE_EXPORT_SUPPORT: the client may export the mount / use name_to_handle_at on it (default true). */
   exportSupport: boolean;
+  /**
+   * The supplementary groups of the requesting process, for ACCESS (the kernel sends them only with
+   * creates): a transport whose requesters are local processes can tell (/proc/PID/status).
+   */
+  requesterGroups?: (pid: number) => readonly number[] | null;
+  /** Request FUSE_POSIX_ACL: the kernel checks POSIX ACLs (it turns default_permissions on) and leaves the umask to us. */
+  posixAcl?: boolean;
   /** init_out.max_background / congestion_threshold; 0 or absent keeps the kernel's default. */
   maxBackground?: number;
   congestionThreshold?: number;
@@ -85,7 +92,7 @@ const MAX_INTERRUPTS = 4096;
 const BASE_FLAGS =
   FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES | FUSE_DONT_MASK | FUSE_FLOCK_LOCKS |
   FUSE_AUTO_INVAL_DATA | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS |
-  FUSE_HANDLE_KILLPRIV_V2 | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_SETXATTR_EXT | FUSE_INIT_EXT;
+  FUSE_HANDLE_KILLPRIV_V2 | FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_SETXATTR_EXT | FUSE_INIT_EXT | FUSE_CREATE_SUPP_GROUP;
 
 function validate(o: ProtocolOptions): ProtocolOptions {
   if (!Number.isInteger(o.maxWrite) || o.maxWrite < PAGE_SIZE || o.maxWrite > MAX_PAGES_LIMIT * PAGE_SIZE) {
@@ -144,6 +151,11 @@ export class ProtocolServer implements Session {
   /** A reply is written (or will not be): its buffer may be reused. Buffers not from the pool are ignored. */
   recycle(reply: Buffer): void {
     this.replies?.give(reply);
+  }
+
+  /** Session: the requester's supplementary groups when the transport can tell, else null. */
+  requesterGroups(pid: number): readonly number[] | null {
+    return this.opts.requesterGroups?.(pid) ?? null;
   }
 
   /** Connection facts for the handlers (Session). */
@@ -257,6 +269,7 @@ export class ProtocolServer implements Session {
     want |= this.opts.exportSupport ? FUSE_EXPORT_SUPPORT : FUSE_NO_EXPORT_SUPPORT;
     if (this.opts.writeback) want |= FUSE_WRITEBACK_CACHE;
     if (this.opts.passthrough) want |= FUSE_PASSTHROUGH;
+    if (this.opts.posixAcl) want |= FUSE_POSIX_ACL;
     return want;
   }
 

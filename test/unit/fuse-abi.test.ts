@@ -5,7 +5,7 @@ import { initFlagNames, FUSE_ASYNC_READ, FUSE_PASSTHROUGH, FUSE_INIT_EXT } from 
 
 /** sizeof(struct fuse_*) from include/uapi/linux/fuse.h, protocol 7.45 (the role of repr(C)/checkFixedBufferSize). */
 const KERNEL_SIZES: Record<string, number> = {
-  InHeader: 40, OutHeader: 16, Attr: 88, EntryOut: 128, AttrOut: 104, GetattrIn: 16, SetattrIn: 88,
+  InHeader: 40, OutHeader: 16, ExtHeader: 8, Attr: 88, EntryOut: 128, AttrOut: 104, GetattrIn: 16, SetattrIn: 88,
   SxTime: 16, Statx: 256, StatxIn: 24, StatxOut: 288, ForgetIn: 8, ForgetOne: 16, BatchForgetIn: 8,
   MknodIn: 16, MkdirIn: 8, RenameIn: 8, Rename2In: 16, LinkIn: 8, OpenIn: 8, CreateIn: 16, OpenOut: 16,
   ReleaseIn: 24, FlushIn: 24, ReadIn: 40, WriteIn: 40, WriteOut: 8, FsyncIn: 16, FallocateIn: 32,

@@ -3,7 +3,7 @@ import { ProtocolError } from '../../src/errors.js';
 import type { DirEntry, Entry } from '../../src/fs/types.js';
 import { Dirent, Direntplus, encodeStruct, EntryOut, InHeader, MAX_ERRNO, MkdirIn, OutHeader, readStruct, RenameIn } from '../../src/fuse/abi.js';
 import {
-  allocReply, cstr, encodeError, encodeReply, encodeRequest, initOutSize, inSize,
+  allocReply, cstr, encodeError, encodeGroupsExt, encodeReply, encodeRequest, initOutSize, inSize,
   parseArgs, parseHeader, replyErrno, truncateReply,
 } from '../../src/fuse/codec.js';
 import { DirentList } from '../../src/fuse/dirent-list.js';
@@ -27,11 +27,51 @@ describe('parseHeader', () => {
   });
 
   it('subtracts request extensions, and rejects extensions larger than the request', () => {
-    const b = encodeRequest({ opcode: 1, unique: 1n }, cstr('abc'), Buffer.alloc(8, 0xff));
+    // an 8-byte extension of a type we do not use (size 8, type 31): skipped
+    const ext = Buffer.alloc(8);
+    ext.writeUInt32LE(8, 0);
+    ext.writeUInt32LE(31, 4);
+    const b = encodeRequest({ opcode: 1, unique: 1n }, cstr('abc'), ext);
     b.writeUInt16LE(1, InHeader.total_extlen);
     expect(parseHeader(b).end).toBe(b.length - 8);
     b.writeUInt16LE(10, InHeader.total_extlen);
     expect(() => parseHeader(b)).toThrow(ProtocolError);
+  });
+
+  it('reads FUSE_EXT_GROUPS into ctx.groups, after other extensions, and leaves the name where it was', () => {
+    const other = Buffer.alloc(16);
+    other.writeUInt32LE(16, 0);
+    other.writeUInt32LE(1, 4);
+    const b = encodeRequest({ opcode: 9, unique: 3n, uid: 1000, gid: 1000, ext: Buffer.concat([other, encodeGroupsExt([4242])]) },
+      Buffer.alloc(MkdirIn.SIZE), cstr('dir'));
+    const r = parseHeader(b);
+    expect(r.ctx.groups).toEqual([4242]);
+    parseArgs(r, MkdirIn.SIZE, 1);
+    expect(r.name1!.toString()).toBe('dir');
+    expect(parseHeader(encodeRequest({ opcode: 9, unique: 3n, ext: encodeGroupsExt([1, 2, 3, 0xffffffff]) })).ctx.groups).toEqual([1, 2, 3, 0xffffffff]);
+    expect(parseHeader(encodeRequest({ opcode: 9, unique: 3n })).ctx.groups).toBeUndefined();
+  });
+
+  it('hostile extensions are a ProtocolError, never a crash or an out-of-bounds read', () => {
+    const groups = (size: number, n: number, total = size) => {
+      const e = Buffer.alloc(total);
+      e.writeUInt32LE(size, 0);
+      e.writeUInt32LE(32, 4);
+      if (total >= 12) e.writeUInt32LE(n, 8);
+      return e;
+    };
+    const bad = [
+      groups(16, 3), // three groups in room for one
+      groups(16, 0xffffffff),
+      groups(8, 1), // no room for nr_groups
+      groups(0, 0, 16), // size 0 would loop forever
+      groups(12, 1, 16), // not a multiple of 8
+      groups(24, 1, 16), // past the end
+      groups(0xfffffff8, 1, 16),
+    ];
+    for (const ext of bad) {
+      expect(() => parseHeader(encodeRequest({ opcode: 9, unique: 1n, ext }, cstr('x'))), ext.toString('hex')).toThrow(ProtocolError);
+    }
   });
 });
 
@@ -67,7 +107,8 @@ describe('parseArgs', () => {
   });
 
   it('a NUL inside the extension area does not terminate a name', () => {
-    const b = encodeRequest({ opcode: 1, unique: 1n }, Buffer.from('abc'), Buffer.alloc(8));
+    // a well-formed 8-byte extension (size 8, type 31): its bytes hold NULs
+    const b = encodeRequest({ opcode: 1, unique: 1n }, Buffer.from('abc'), Buffer.from([8, 0, 0, 0, 31, 0, 0, 0]));
     b.writeUInt16LE(1, InHeader.total_extlen);
     const r = parseHeader(b);
     expect(() => parseArgs(r, 0, 1)).toThrow(/NUL/);

@@ -6,7 +6,7 @@
 import { passthroughOptions, protocolOptions } from '../../config.js';
 import type { FileSystem } from '../../fs/filesystem.js';
 import { PassthroughFs } from '../../fs/passthrough.js';
-import { ReadOnlyFs } from '../../fs/read-only.js';
+import { decorate } from '../../fs/decorate.js';
 import { ProtocolServer } from '../../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../../log.js';
 import { startStats } from '../../stats.js';
@@ -49,7 +49,7 @@ async function start(m: StartMsg): Promise<void> {
   const keys = { key: Buffer.from(m.key), previousKeys: m.previousKeys.map((k) => Buffer.from(k)) };
   const pfs = new PassthroughFs(passthroughOptions(cfg, m.root, keys, log, { onRecord: streamRecord }));
   core = pfs;
-  const fsys: FileSystem = cfg.readonly ? new ReadOnlyFs(pfs) : pfs;
+  const fsys: FileSystem = decorate(pfs, cfg);
   server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
   let restored = 0;
   // every record is verified by the core before use: a foreign or tampered one is refused and logged
