@@ -64,6 +64,8 @@ export interface Config {
    * be upgraded (SIGHUP) or can crash and be restarted without unmounting
    */
   supervise: boolean;
+  /** tell the client of host changes at once (fanotify -> FUSE_NOTIFY_INVAL_*; raw in-process only) */
+  hostNotify: boolean;
 }
 
 export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> = Object.freeze({
@@ -84,6 +86,7 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   statsFile: null,
   supervise: false,
   maxWrite: 1 << 20,
+  hostNotify: true, // raw frontend, not supervised, cache not 'never' (see makeConfig)
 });
 
 /** An invalid option value or combination: a usage error (exit 2), one line. */
@@ -133,6 +136,7 @@ export interface RawOptions {
   maxWrite?: string;
   statsFile?: string;
   supervise?: boolean;
+  hostNotify?: boolean;
 }
 
 /** Build and validate a Config; throws ConfigError (a usage error) on a bad value or combination. */
@@ -176,7 +180,14 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     maxWrite,
     statsFile: o.statsFile ?? d.statsFile,
     supervise: o.supervise ?? d.supervise,
+    hostNotify: false,
   };
+  // notifications are written to /dev/fuse by the process that serves it: not a supervised
+  // worker (the supervisor holds the device), not libfuse's loop; with --cache never there is
+  // nothing cached to invalidate
+  const notifiable = cfg.frontend === 'raw' && !cfg.supervise;
+  if (o.hostNotify && !notifiable) throw new ConfigError('--host-notify needs --frontend raw without --supervise');
+  cfg.hostNotify = o.hostNotify ?? (d.hostNotify && notifiable && cfg.cache !== 'never');
   if (cfg.statsFile === '') throw new ConfigError('--stats-file must not be empty');
   if (cfg.supervise && cfg.frontend !== 'raw') throw new ConfigError('--supervise needs --frontend raw');
   // backing files are registered on the /dev/fuse fd, which only the supervisor holds
@@ -206,11 +217,12 @@ export function coreConfig(cfg: Config): CoreConfig {
 
 /**
  * Options of the core filesystem. `root` is the shared directory's realpath (from preflight);
- * `wiring` is what the transport connects the core to (FUSE passthrough backing files, a
+ * `wiring` is what the transport connects the core to (FUSE passthrough backing files, host-change
+ * notifications, a
  * supervisor's record stream).
  */
 export function passthroughOptions(
-  cfg: CoreConfig, root: string, keys: SealingKeys, log: Logger, wiring: Pick<PassthroughOptions, 'backing' | 'onRecord'> = {},
+  cfg: CoreConfig, root: string, keys: SealingKeys, log: Logger, wiring: Pick<PassthroughOptions, 'backing' | 'onRecord' | 'onHostChange'> = {},
 ): PassthroughOptions {
   return {
     root,

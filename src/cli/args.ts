@@ -36,6 +36,7 @@ const OPTIONS = {
   'max-write': { type: 'string' },
   'stats-file': { type: 'string' },
   supervise: { type: 'boolean' },
+  'host-notify': { type: 'boolean' },
   keep: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
@@ -88,6 +89,13 @@ options:
   --supervise               keep /dev/fuse in a supervisor and run the filesystem in a worker
                             process: SIGHUP upgrades the worker (new code, same mount), a crashed
                             worker is restarted; client handles and node ids survive both
+  --host-notify, --no-host-notify
+                            tell the client at once when the host changes a name, a file or its
+                            attributes behind the server (FUSE_NOTIFY_INVAL_ENTRY/_INODE from a
+                            fanotify watch of the shared filesystem, needs CAP_SYS_ADMIN; without
+                            it the client sees host changes when its cache times out). Default on
+                            with the raw frontend unless --cache never; not with --supervise or
+                            --frontend fuse-native (no peer of virtiofsd does this)
   -h, --help                this text
   -V, --version             print the version
 
@@ -148,6 +156,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
     maxWrite: v['max-write'] as string | undefined,
     statsFile: v['stats-file'] as string | undefined,
     supervise: v.supervise,
+    hostNotify: v['host-notify'],
   };
   try {
     return { kind: 'mount', config: makeConfig(pos[1]!, pos[2]!, raw) };
