@@ -218,8 +218,7 @@ export function coreConfig(cfg: Config): CoreConfig {
 /**
  * Options of the core filesystem. `root` is the shared directory's realpath (from preflight);
  * `wiring` is what the transport connects the core to (FUSE passthrough backing files, host-change
- * notifications, a
- * supervisor's record stream).
+ * notifications, a supervisor's record stream).
  */
 export function passthroughOptions(
   cfg: CoreConfig, root: string, keys: SealingKeys, log: Logger, wiring: Pick<PassthroughOptions, 'backing' | 'onRecord' | 'onHostChange'> = {},
