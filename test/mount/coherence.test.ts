@@ -165,6 +165,27 @@ describe.skipIf(skip !== null)('host changes seen at once (--cache always)', () 
     });
   }, 120_000);
 
+  it('notifications racing the client in the same directory never stall the mount', async () => {
+    // The kernel handles a notification under the directory's lock, which a client's create or
+    // unlink holds while it waits for the server's reply: written from the thread that replies,
+    // one notification would stop the mount. The host churns names in d/ while the client does.
+    await withMount({ args: ['--cache', 'always', '--stats-file', '{dir}/stats.json'], setup: fill }, async ({ orig, mnt, dir }) => {
+      const churn = start('sh', ['-c', 'i=0; while [ $i -lt 100000 ]; do echo $i > "$1/h$i"; mv "$1/h$i" "$1/g$i"; rm "$1/g$i"; i=$((i+1)); done', 'x', path.join(orig, 'd')]);
+      try {
+        const c = await run('sh', ['-c', 'i=0; while [ $i -lt 300 ]; do echo $i > "$1/d/c$i" && mv "$1/d/c$i" "$1/d/k$i" && ls "$1/d" > /dev/null && rm "$1/d/k$i" || exit 1; i=$((i+1)); done', 'x', mnt], { timeoutMs: 30_000 });
+        expect(c.timedOut).toBe(false);
+        expect(c.status).toBe(0);
+      } finally {
+        await churn.kill();
+      }
+      const s = await freshStats(path.join(dir, 'stats.json'));
+      expect(s.notifyEntry).toBeGreaterThan(100);
+      expect(s.notifyWritten).toBeGreaterThan(0);
+      const r = await run('stat', ['-c', '%F', path.join(mnt, 'd')], { timeoutMs: 5000 });
+      expect(r.stdout.trim()).toBe('directory');
+    });
+  }, 60_000);
+
   it('control: without notifications (--no-host-notify) the same changes stay unseen, the cache holds', async () => {
     await withMount({ args: ['--cache', 'always', '--no-host-notify', '--stats-file', '{dir}/stats.json'], setup: fill }, async ({ orig, mnt, dir }) => {
       const client = new Client(mnt);
