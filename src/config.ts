@@ -71,6 +71,8 @@ export interface Config {
   translateGid: readonly string[];
   /** FUSE_POSIX_ACL: the kernel enforces POSIX ACLs and sends the umask (virtiofsd --posix-acl) */
   posixAcl: boolean;
+  /** tell the client of host changes at once (fanotify -> FUSE_NOTIFY_INVAL_*; raw in-process only) */
+  hostNotify: boolean;
 }
 
 export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> = Object.freeze({
@@ -94,6 +96,7 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   translateUid: [],
   translateGid: [],
   posixAcl: false,
+  hostNotify: true, // raw frontend, not supervised, cache not 'never' (see makeConfig)
 });
 
 /** An invalid option value or combination: a usage error (exit 2), one line. */
@@ -146,6 +149,7 @@ export interface RawOptions {
   translateUid?: string[];
   translateGid?: string[];
   posixAcl?: boolean;
+  hostNotify?: boolean;
 }
 
 /** Build and validate a Config; throws ConfigError (a usage error) on a bad value or combination. */
@@ -192,8 +196,15 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     translateUid: o.translateUid ?? d.translateUid,
     translateGid: o.translateGid ?? d.translateGid,
     posixAcl: o.posixAcl ?? d.posixAcl,
+    hostNotify: false,
   };
   checkIdentityOptions(cfg);
+  // notifications are written to /dev/fuse by the process that serves it: not a supervised
+  // worker (the supervisor holds the device), not libfuse's loop; with --cache never there is
+  // nothing cached to invalidate
+  const notifiable = cfg.frontend === 'raw' && !cfg.supervise;
+  if (o.hostNotify && !notifiable) throw new ConfigError('--host-notify needs --frontend raw without --supervise');
+  cfg.hostNotify = o.hostNotify ?? (d.hostNotify && notifiable && cfg.cache !== 'never');
   if (cfg.statsFile === '') throw new ConfigError('--stats-file must not be empty');
   if (cfg.supervise && cfg.frontend !== 'raw') throw new ConfigError('--supervise needs --frontend raw');
   // backing files are registered on the /dev/fuse fd, which only the supervisor holds
@@ -242,11 +253,11 @@ export function coreConfig(cfg: Config): CoreConfig {
 
 /**
  * Options of the core filesystem. `root` is the shared directory's realpath (from preflight);
- * `wiring` is what the transport connects the core to (FUSE passthrough backing files, a
- * supervisor's record stream).
+ * `wiring` is what the transport connects the core to (FUSE passthrough backing files, host-change
+ * notifications, a supervisor's record stream).
  */
 export function passthroughOptions(
-  cfg: CoreConfig, root: string, keys: SealingKeys, log: Logger, wiring: Pick<PassthroughOptions, 'backing' | 'onRecord'> = {},
+  cfg: CoreConfig, root: string, keys: SealingKeys, log: Logger, wiring: Pick<PassthroughOptions, 'backing' | 'onRecord' | 'onHostChange'> = {},
 ): PassthroughOptions {
   return {
     root,

@@ -36,6 +36,7 @@ const OPTIONS = {
   'max-write': { type: 'string' },
   'stats-file': { type: 'string' },
   supervise: { type: 'boolean' },
+  'host-notify': { type: 'boolean' },
   keep: { type: 'string' },
   'translate-uid': { type: 'string', multiple: true },
   'translate-gid': { type: 'string', multiple: true },
@@ -100,6 +101,13 @@ options:
                             (EPERM); ids no rule covers stay as they are
   --posix-acl               the kernel enforces POSIX ACLs (FUSE_POSIX_ACL, virtiofsd --posix-acl;
                             implies default_permissions); not with --translate-uid/-gid
+  --host-notify, --no-host-notify
+                            tell the client at once when the host changes a name, a file or its
+                            attributes behind the server (FUSE_NOTIFY_INVAL_ENTRY/_INODE from a
+                            fanotify watch of the shared filesystem, needs CAP_SYS_ADMIN; without
+                            it the client sees host changes when its cache times out). Default on
+                            with the raw frontend unless --cache never; not with --supervise or
+                            --frontend fuse-native (no peer of virtiofsd does this)
   -h, --help                this text
   -V, --version             print the version
 
@@ -163,6 +171,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
     translateUid: v['translate-uid'] as string[] | undefined,
     translateGid: v['translate-gid'] as string[] | undefined,
     posixAcl: v['posix-acl'],
+    hostNotify: v['host-notify'],
   };
   try {
     return { kind: 'mount', config: makeConfig(pos[1]!, pos[2]!, raw) };

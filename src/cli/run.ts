@@ -9,10 +9,10 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import { coreConfig, passthroughOptions, protocolOptions, type Config, type SealingKeys } from '../config.js';
-import type { BackingFiles } from '../fs/options.js';
+import type { PassthroughOptions } from '../fs/options.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import type { PassthroughFs } from '../fs/passthrough.js';
-import type { FuseMount, DevFuseSession, RequestHandler } from '../frontends/devfuse/index.js';
+import type { FuseMount, DevFuseSession, NotifyWriter, RequestHandler } from '../frontends/devfuse/index.js';
 import { childLogger } from '../log.js';
 import { parseCommandLine, USAGE, UsageError, type Command } from './args.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, runServer, say, type Served } from './lifecycle.js';
@@ -82,12 +82,15 @@ async function loadKeys(cfg: Config): Promise<SealingKeys> {
 }
 
 /** The filesystem core, in the decorators the options ask for (--translate-uid/-gid, --readonly). */
-async function makeCore(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, backing: BackingFiles | null):
+async function makeCore(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, wiring: CoreWiring = {}):
 Promise<{ core: PassthroughFs; fsys: FileSystem }> {
   const [{ PassthroughFs }, { decorate }] = await Promise.all([import('../fs/passthrough.js'), import('../fs/decorate.js')]);
-  const core = new PassthroughFs(passthroughOptions(cfg, pre.root, keys, log, { backing }));
+  const core = new PassthroughFs(passthroughOptions(cfg, pre.root, keys, log, wiring));
   return { core, fsys: decorate(core, cfg) };
 }
+
+/** What a transport connects the core to: FUSE passthrough backing files, host-change notifications. */
+type CoreWiring = Pick<PassthroughOptions, 'backing' | 'onHostChange'>;
 
 /** What serves the requests of a raw session: the protocol server here, or a supervised worker. */
 interface RawHandler {
@@ -114,17 +117,24 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
   let served: Served | null = null;
   const stop = (why: string, failure: boolean): void => served?.stop(why, failure);
   let handler: RawHandler | null = null;
+  // host changes are written to the device from the libuv pool (src/frontends/devfuse/notify-writer.ts)
+  const notifier = cfg.hostNotify ? new dev.NotifyWriter(mount.fd, mlog) : null;
   try {
-    handler = cfg.supervise
-      ? await supervised(cfg, pre, keys, log, stop)
-      : await inProcess(cfg, pre, keys, log, cfg.passthrough ? dev.backingRegistry(mount.fd) : null, stop);
+    if (cfg.supervise) handler = await supervised(cfg, pre, keys, log, stop);
+    else {
+      const { notificationsTo } = await import('../fuse/notify.js');
+      handler = await inProcess(cfg, pre, keys, log, {
+        backing: cfg.passthrough ? dev.backingRegistry(mount.fd) : null,
+        onHostChange: notifier ? notificationsTo((m) => notifier.send(m)) : null,
+      }, stop, notifier);
+    }
     const session = new dev.DevFuseSession(mount.fd, handler.requests, mlog);
     session.start();
-    served = rawServed(pre, mount, session, handler, log);
+    served = rawServed(pre, mount, session, handler, log, notifier);
     return served;
   } catch (e) {
     await mount.unmount();
-    closeFd(mount.fd);
+    if (await closeNotifier(notifier)) closeFd(mount.fd);
     await handler?.release().catch(noop);
     throw e;
   }
@@ -133,17 +143,23 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
 type StopServed = (why: string, failure: boolean) => void;
 
 async function inProcess(
-  cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, backing: BackingFiles | null, stop: StopServed,
+  cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, wiring: CoreWiring, stop: StopServed, notifier: NotifyWriter | null,
 ): Promise<RawHandler> {
   const { ProtocolServer } = await import('../fuse/protocol-server.js');
-  const { core, fsys } = await makeCore(cfg, pre, keys, log, backing);
+  const { core, fsys } = await makeCore(cfg, pre, keys, log, wiring);
   const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
   return {
     requests: server,
     describe: () => `raw, fd budget ${core.counters().fdBudget}, reopen by ${core.reopenStrategy}`,
-    stats: { file: cfg.statsFile, counters: () => core.counters() },
+    // the notifications the core asked for, and what the kernel made of them
+    stats: { file: cfg.statsFile, counters: () => ({ ...core.counters(), ...notifier?.counters }) },
     release: () => fsys.destroy(),
   };
+}
+
+/** Stop writing notifications; true once none is in flight, so that the device fd may be closed. */
+async function closeNotifier(n: NotifyWriter | null): Promise<boolean> {
+  return n ? n.close() : true;
 }
 
 async function supervised(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, stop: StopServed): Promise<RawHandler> {
@@ -184,7 +200,7 @@ function closeFd(fd: number): void {
  * mount's users expect. Stopping again aborts the connection, or ends the process at once (closing
  * the device fd ends the connection too).
  */
-function rawServed(pre: Preflight, mount: FuseMount, session: DevFuseSession, h: RawHandler, log: Logger): Served {
+function rawServed(pre: Preflight, mount: FuseMount, session: DevFuseSession, h: RawHandler, log: Logger, notifier: NotifyWriter | null): Served {
   let stopping = false;
   let failed = false;
   let atOnce = false;
@@ -233,7 +249,8 @@ function rawServed(pre: Preflight, mount: FuseMount, session: DevFuseSession, h:
     release: async () => {
       // stopped at once: the session may still be reading the fd; the process exit closes it
       if (atOnce) return;
-      closeFd(mount.fd);
+      // a notification still stuck in a write keeps the fd open (the process exit closes it)
+      if (await closeNotifier(notifier)) closeFd(mount.fd);
       await h.release();
     },
     stats: h.stats,
@@ -246,7 +263,7 @@ function rawServed(pre: Preflight, mount: FuseMount, session: DevFuseSession, h:
  */
 async function startHighLevel(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger): Promise<Served> {
   const [{ mountHighLevel }, { findMount }] = await Promise.all([import('../frontends/highlevel/mount.js'), import('../frontends/devfuse/index.js')]);
-  const { core, fsys } = await makeCore(cfg, pre, keys, log, null);
+  const { core, fsys } = await makeCore(cfg, pre, keys, log);
   let hl;
   try {
     hl = await mountHighLevel(fsys, pre.mountpoint, {

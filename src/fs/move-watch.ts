@@ -5,72 +5,117 @@ import { sys } from '../sys/syscalls.js';
 const FAN_CLOEXEC = 0x1;
 const FAN_NONBLOCK = 0x2;
 const FAN_CLASS_NOTIF = 0x0;
+const FAN_REPORT_FID = 0x200;
 const FAN_REPORT_DIR_FID = 0x400;
+const FAN_REPORT_NAME = 0x800;
 const FAN_MARK_ADD = 0x1;
 const FAN_MARK_FILESYSTEM = 0x100;
-const FAN_MOVED_FROM = 0x40n;
-const FAN_ONDIR = 0x40000000n;
+export const FAN_MODIFY = 0x2;
+export const FAN_ATTRIB = 0x4;
+export const FAN_MOVED_FROM = 0x40;
+export const FAN_MOVED_TO = 0x80;
+export const FAN_CREATE = 0x100;
+export const FAN_DELETE = 0x200;
+const FAN_Q_OVERFLOW = 0x4000;
+const FAN_ONDIR = 0x40000000;
+/** the events that add, remove or move a name in a directory */
+export const FAN_DIRENT = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO;
+const FAN_EVENT_INFO_TYPE_FID = 1;
+const FAN_EVENT_INFO_TYPE_DFID_NAME = 2;
+const FAN_EVENT_INFO_TYPE_DFID = 3;
 const O_RDONLY = 0;
 const AT_FDCWD = -100;
-const EVENT_BUF = 8192;
+const EINTR = 4;
+/** struct fanotify_event_metadata */
+const META_SIZE = 24;
+/** struct fanotify_event_info_header + __kernel_fsid_t */
+const FID_INFO_HEAD = 12;
+/** struct file_handle's handle_bytes and handle_type */
+const FILE_HANDLE_HEAD = 8;
+const EVENT_BUF = 16384;
+
+/** A kernel file handle as fanotify reports it (the bytes are a copy). */
+export interface EventHandle {
+  type: number;
+  bytes: Buffer;
+}
 
 /**
- * Tells the server whether anything was renamed on the shared directory's filesystem since a
- * given moment: an epoch that grows on every rename (files and directories, by the host or by the
- * client, anywhere on that filesystem) and on a queue overflow.
+ * One fanotify event on the shared directory's filesystem. `dir` and `name`: the directory entry
+ * it concerns (for an event on a child); `object`: the inode the event happened to. Either may be
+ * missing (an event on the root of the filesystem has no parent).
+ */
+export interface HostEvent {
+  mask: number;
+  /** the process that caused it */
+  pid: number;
+  dir: EventHandle | null;
+  name: Buffer | null;
+  object: EventHandle | null;
+}
+
+/** What learns of the events beyond renames (src/fs/host-changes.ts). */
+export interface HostEventSink {
+  event(e: HostEvent): void;
+  /** the kernel's queue overflowed: events were lost */
+  overflow(): void;
+}
+
+/**
+ * The server's fanotify watch on the shared directory's filesystem. It serves two users:
  *
- * Why: an fd follows its file, so a directory the host moves outside the share stays reachable
- * through the fd the server holds. Proving it is still beneath the root costs a readlink of
- * /proc/self/fd/N per name operation; with this watch the proof is kept until the next rename, and
- * checking costs one non-blocking read of the fanotify queue. The queue is read before every use of
- * a kept proof, so a move that finished before the request was served is always seen; a rename
- * racing the request itself is the same window the readlink check has.
+ * Confinement proofs: an epoch that grows on every rename (files and directories, by the host or by
+ * the client, anywhere on that filesystem) and on a queue overflow. An fd follows its file, so a
+ * directory the host moves outside the share stays reachable through the fd the server holds.
+ * Proving it is still beneath the root costs a readlink of /proc/self/fd/N per name operation;
+ * with this watch the proof is kept until the next rename, and checking costs one non-blocking
+ * read of the fanotify queue. The queue is read before every use of a kept proof, so a move that
+ * finished before the request was served is always seen; a rename racing the request itself is
+ * the same window the readlink check has.
+ *
+ * Host changes (when a sink is given): creates, deletes, moves, writes and attribute changes,
+ * each with the file handles of the directory and the object and the entry's name
+ * (FAN_REPORT_DFID_NAME | FAN_REPORT_FID), handed to the sink. The queue is then also read from
+ * the event loop as soon as it is readable (uv_poll), so a change reaches the sink at once rather
+ * than at the next request.
  *
  * Needs CAP_SYS_ADMIN (a filesystem-wide mark) and a filesystem with file handles; without them
  * `enabled` is false and every check does the readlink.
  */
 export class MoveWatch {
   readonly enabled: boolean;
+  /** why the watch could not be set up (an errno code), when it could not */
+  readonly failure: string | null = null;
   private readonly fd: number;
   private readonly buf = Buffer.allocUnsafeSlow(EVENT_BUF);
   private current = 0;
+  private poll: unknown = null;
   /** renames (or overflows) seen; for the stats */
   events = 0;
 
-  constructor(rootPath: Buffer, log: Logger) {
+  constructor(rootPath: Buffer, log: Logger, private readonly sink: HostEventSink | null = null) {
     let fd = -1;
+    const report = sink ? FAN_REPORT_FID | FAN_REPORT_DIR_FID | FAN_REPORT_NAME : FAN_REPORT_DIR_FID;
+    const mask = sink ? FAN_DIRENT | FAN_MODIFY | FAN_ATTRIB | FAN_ONDIR : FAN_MOVED_FROM | FAN_ONDIR;
     try {
-      fd = sys.fanotifyInit(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DIR_FID, O_RDONLY);
-      sys.fanotifyMark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_MOVED_FROM | FAN_ONDIR, AT_FDCWD, rootPath);
+      fd = sys.fanotifyInit(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | report, O_RDONLY);
+      sys.fanotifyMark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, BigInt(mask), AT_FDCWD, rootPath);
     } catch (e) {
       if (fd >= 0) sys.close(fd);
       fd = -1;
-      log.debug({ code: (e as { code?: string }).code }, 'no fanotify rename watch: confinement proofs are redone per request');
+      this.failure = (e as { code?: string }).code ?? 'EIO';
+      log.debug({ code: this.failure }, 'no fanotify watch: confinement proofs are redone per request');
     }
     this.fd = fd;
     this.enabled = fd >= 0;
+    if (this.enabled && sink) this.poll = sys.pollStart(fd, () => this.drain());
   }
 
-  /** The current epoch, after taking in every rename queued so far. */
+  /** The current epoch, after taking in every event queued so far. */
   epoch(): number {
     if (!this.enabled) return -1;
-    for (;;) {
-      let n: number;
-      try {
-        n = sys.readNonblock(this.fd, this.buf, 0, EVENT_BUF, -1);
-      } catch {
-        // the queue cannot be read: assume a move, so that no kept proof is trusted
-        this.current++;
-        return this.current;
-      }
-      if (n <= 0) {
-        if (n === -4 /* EINTR */) continue;
-        return this.current;
-      }
-      // the events themselves do not matter, only that something moved
-      this.current++;
-      this.events++;
-    }
+    this.drain();
+    return this.current;
   }
 
   /**
@@ -82,6 +127,77 @@ export class MoveWatch {
   }
 
   close(): void {
+    if (this.poll !== null) sys.pollStop(this.poll);
+    this.poll = null;
     if (this.enabled) sys.close(this.fd);
   }
+
+  private drain(): void {
+    for (;;) {
+      let n: number;
+      try {
+        n = sys.readNonblock(this.fd, this.buf, 0, EVENT_BUF, -1);
+      } catch {
+        // the queue cannot be read: assume a move, so that no kept proof is trusted
+        this.current++;
+        return;
+      }
+      if (n === -EINTR) continue;
+      if (n <= 0) return;
+      this.take(n);
+    }
+  }
+
+  private take(n: number): void {
+    const b = this.buf;
+    for (let off = 0; off + META_SIZE <= n;) {
+      const len = b.readUInt32LE(off);
+      if (len < META_SIZE || off + len > n) {
+        // a malformed read: take it as a move, so that no kept proof is trusted
+        this.current++;
+        return;
+      }
+      // the mask is 64 bits; every event bit is in the low word
+      const mask = b.readUInt32LE(off + 8);
+      if (mask & (FAN_MOVED_FROM | FAN_Q_OVERFLOW)) {
+        this.current++;
+        this.events++;
+      }
+      if (this.sink) {
+        if (mask & FAN_Q_OVERFLOW) this.sink.overflow();
+        else this.sink.event(parseEvent(b, off, len, mask));
+      }
+      off += len;
+    }
+  }
+}
+
+/** The info records of one event (DFID_NAME, DFID, FID) after its metadata. */
+function parseEvent(b: Buffer, off: number, len: number, mask: number): HostEvent {
+  const e: HostEvent = { mask, pid: b.readInt32LE(off + 20), dir: null, name: null, object: null };
+  const end = off + len;
+  for (let p = off + b.readUInt16LE(off + 6); p + 4 <= end;) {
+    const type = b[p]!;
+    const rlen = b.readUInt16LE(p + 2);
+    if (rlen < 4 || p + rlen > end) break;
+    const h = p + FID_INFO_HEAD;
+    if (rlen >= FID_INFO_HEAD + FILE_HANDLE_HEAD) {
+      const hlen = b.readUInt32LE(h);
+      const start = h + FILE_HANDLE_HEAD;
+      if (start + hlen <= p + rlen) {
+        const handle: EventHandle = { type: b.readInt32LE(h + 4), bytes: Buffer.from(b.subarray(start, start + hlen)) };
+        if (type === FAN_EVENT_INFO_TYPE_FID) e.object = handle;
+        else if (type === FAN_EVENT_INFO_TYPE_DFID || type === FAN_EVENT_INFO_TYPE_DFID_NAME) {
+          e.dir = handle;
+          if (type === FAN_EVENT_INFO_TYPE_DFID_NAME) {
+            // a NUL-terminated name follows the handle (the record is padded to 4 bytes)
+            const nul = b.indexOf(0, start + hlen);
+            e.name = Buffer.from(b.subarray(start + hlen, nul < 0 || nul > p + rlen ? p + rlen : nul));
+          }
+        }
+      }
+    }
+    p += rlen;
+  }
+  return e;
 }

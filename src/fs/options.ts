@@ -46,6 +46,20 @@ export interface PassthroughOptions {
    * supervisor keeps them so that a crashed worker's successor can resolve the same node ids).
    */
   onRecord?: ((sealed: Buffer) => void) | null;
+  /**
+   * Told at once when the host changes something the client may have cached (src/fs/host-changes.ts:
+   * a fanotify watch of the shared directory's filesystem); the transport turns it into cache
+   * invalidations. Absent: the client learns of host changes when its cache times out.
+   */
+  onHostChange?: HostChangeListener | null;
+}
+
+/** Invalidations of the client's cache (FUSE_NOTIFY_INVAL_ENTRY / FUSE_NOTIFY_INVAL_INODE on /dev/fuse). */
+export interface HostChangeListener {
+  /** the name `name` in directory `parent` appeared, vanished or moved */
+  invalEntry(parent: bigint, name: Buffer): void;
+  /** the attributes of `nodeid` changed, and its content too when `data` */
+  invalInode(nodeid: bigint, data: boolean): void;
 }
 
 /** Kernel backing files of FUSE passthrough (src/frontends/devfuse/mount.ts backingRegistry). */

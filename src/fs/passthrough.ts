@@ -19,6 +19,7 @@ import { Confinement } from './confinement.js';
 import { Dirs } from './dirs.js';
 import { Entries } from './entries.js';
 import { Files } from './files.js';
+import { noHostChanges, type HostChangeCounters } from './host-changes.js';
 import { DefaultFileSystem, type FileSystem } from './filesystem.js';
 import { Locks } from './locks.js';
 import { OpenFiles } from './open-files.js';
@@ -31,7 +32,9 @@ import type {
 } from './types.js';
 import { Xattrs } from './xattrs.js';
 
-export interface PassthroughCounters {
+const NO_HOST_CHANGES: Readonly<HostChangeCounters> = Object.freeze(noHostChanges());
+
+interface CoreCounters {
   inodes: number;
   openHandles: number;
   fds: number;
@@ -56,6 +59,9 @@ export interface PassthroughCounters {
   stateAppended: number;
   stateCompactions: number;
 }
+
+/** With PassthroughOptions.onHostChange: host events read and invalidations told (src/fs/host-changes.ts). */
+export type PassthroughCounters = CoreCounters & HostChangeCounters;
 
 export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   private readonly s: Services;
@@ -101,6 +107,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       stateLoaded: s.stateFile?.counters.loadedRecords ?? 0,
       stateAppended: s.stateFile?.counters.appended ?? 0,
       stateCompactions: s.stateFile?.counters.compactions ?? 0,
+      ...(s.changes?.counters ?? NO_HOST_CHANGES),
     };
   }
 

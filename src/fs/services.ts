@@ -14,6 +14,7 @@ import type { ExportTable } from './export-table.js';
 import type { FdCache } from './fd-cache.js';
 import type { HandleTable } from './handle-table.js';
 import type { Inode, InodeStore } from './inode-store.js';
+import type { HostChanges } from './host-changes.js';
 import type { MoveWatch } from './move-watch.js';
 import type { BackingFiles, PassthroughOptions } from './options.js';
 import type { InodeFds, ReopenCounters } from './reopen.js';
@@ -55,6 +56,8 @@ export interface Services {
   readonly records: Records;
   /** renames on the root's filesystem: keeps confinement proofs until something moves */
   readonly moves: MoveWatch;
+  /** host changes told to the client (null without PassthroughOptions.onHostChange or without the watch) */
+  readonly changes: HostChanges | null;
   readonly root: Inode;
   readonly rootPathFd: number;
   /** a real directory fd of the root: open_by_handle_at's mount fd, syncfs */

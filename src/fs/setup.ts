@@ -19,6 +19,7 @@ import { FdCache } from './fd-cache.js';
 import { ROOT_ID } from './filesystem.js';
 import { HandleTable } from './handle-table.js';
 import { Inode, InodeStore } from './inode-store.js';
+import { HostChanges } from './host-changes.js';
 import { MoveWatch } from './move-watch.js';
 import type { PassthroughOptions } from './options.js';
 import { InodeFds } from './reopen.js';
@@ -51,6 +52,7 @@ export function closeServices(s: Services): void {
   s.stateFile?.close(true);
   s.cache.clear();
   s.moves.close();
+  s.changes?.close();
   closeQuietly(s.rootDirFd);
   closeQuietly(s.rootPathFd);
 }
@@ -109,9 +111,16 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   } : null;
   const records = new Records({ store, exports, cache, fds, sealer, root, generation, counters, log, onRecord });
   const handles = new HandleTable((nodeid) => records.inode(nodeid));
-  const moves = new MoveWatch(rootPath, log);
+  const listener = opts.onHostChange ?? null;
+  let changes = listener ? new HostChanges(listener, store, rootHandle.mountId) : null;
+  const moves = new MoveWatch(rootPath, log, changes);
+  if (changes && !moves.enabled) {
+    changes = null;
+    log.info({ code: moves.failure },
+      'host changes are not told to the client: no fanotify watch of the shared filesystem (it needs CAP_SYS_ADMIN and file handles); the client sees them when its cache times out');
+  }
   const s: Services = {
-    opts, log, once: new LogOnce(log), sealer, cache, store, exports, handles, fds, records, moves, root,
+    opts, log, once: new LogOnce(log), sealer, cache, store, exports, handles, fds, records, moves, changes, root,
     rootPathFd, rootDirFd, rootPath, handleFlags, generation, timeout: timeoutMs(opts.cache),
     isRoot: typeof process.getuid === 'function' && process.getuid() === 0,
     canLinkEmptyPath: caps.dacReadSearch, backing: opts.backing ?? null, counters,
@@ -129,7 +138,7 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
       throw e;
     }
   }
-  log.info({ root: opts.root, budget, reopen: strategy, handleFlags, renameWatch: moves.enabled, stateFile: opts.stateFile ?? null }, 'filesystem ready');
+  log.info({ root: opts.root, budget, reopen: strategy, handleFlags, renameWatch: moves.enabled, hostChanges: changes !== null, stateFile: opts.stateFile ?? null }, 'filesystem ready');
   return s;
 }
 

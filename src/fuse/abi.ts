@@ -240,6 +240,16 @@ export const IoctlIn = struct('IoctlIn', 32, [
 export const PollIn = struct('PollIn', 24, [['fh', 'u64'], ['kh', 'u64'], ['flags', 'u32'], ['events', 'u32']]);
 
 // ---------------------------------------------------------------------------------------------
+// Notifications: written by the server unasked, an OutHeader with unique 0 and `error` = the code
+
+export const FUSE_NOTIFY_INVAL_INODE = 2;
+export const FUSE_NOTIFY_INVAL_ENTRY = 3;
+/** Drop the attributes of `ino`, and its cached pages from `off` for `len` bytes (len <= 0: to the end; off < 0: no pages). */
+export const NotifyInvalInodeOut = struct('NotifyInvalInodeOut', 24, [['ino', 'u64'], ['off', 'i64'], ['len', 'i64']]);
+/** Drop the entry `name` of directory `parent`; followed by the name and a NUL. */
+export const NotifyInvalEntryOut = struct('NotifyInvalEntryOut', 16, [['parent', 'u64'], ['namelen', 'u32'], ['flags', 'u32']]);
+
+// ---------------------------------------------------------------------------------------------
 // Directory listings
 
 /** Followed by `namelen` name bytes; the record is padded to 8 bytes (FUSE_DIRENT_ALIGN). */

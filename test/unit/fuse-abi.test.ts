@@ -12,7 +12,7 @@ const KERNEL_SIZES: Record<string, number> = {
   LseekIn: 24, LseekOut: 8, CopyFileRangeIn: 56, CopyFileRangeOut: 8, FileLock: 24, LkIn: 48, LkOut: 24,
   SetxattrIn: 16, GetxattrIn: 8, GetxattrOut: 8, AccessIn: 8, Kstatfs: 80, StatfsOut: 80, SyncfsIn: 8,
   InitIn: 64, InitOut: 64, InterruptIn: 8, BmapIn: 16, IoctlIn: 32, PollIn: 24, Dirent: 24,
-  Direntplus: 152,
+  Direntplus: 152, NotifyInvalInodeOut: 24, NotifyInvalEntryOut: 16,
 };
 
 /** Every struct the module exports. */
