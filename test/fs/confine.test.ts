@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { start } from '../helpers/child.js';
 import { codeOf, errnoOf } from '../helpers/errno.js';
 import { makeFs, tmpdir, ctx, B, walk } from '../helpers/fs-fixture.js';
+import { scratchExt4, scratchExt4Unavailable } from '../helpers/scratch-ext4.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
 import { O_RDONLY, O_WRONLY, S_IFMT, S_IFLNK } from '../../src/sys/constants.js';
 import { sys } from '../../src/sys/syscalls.js';
@@ -14,8 +15,9 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-function setup(over = {}): { root: string; outside: string; pfs: PassthroughFs } {
-  const top = tmpdir('hfs-confine-');
+/** `base`: where the share and its outside are made (default a fresh temp dir, removed after the test). */
+function setup(over = {}, base?: string): { root: string; outside: string; pfs: PassthroughFs } {
+  const top = base ?? tmpdir('hfs-confine-');
   const root = path.join(top, 'shared');
   const outside = path.join(top, 'outside');
   fs.mkdirSync(root);
@@ -24,7 +26,7 @@ function setup(over = {}): { root: string; outside: string; pfs: PassthroughFs }
   const { pfs } = makeFs(root, over);
   cleanups.push(async () => {
     await pfs.destroy();
-    fs.rmSync(top, { recursive: true, force: true });
+    if (!base) fs.rmSync(top, { recursive: true, force: true });
   });
   return { root, outside, pfs };
 }
@@ -152,8 +154,13 @@ describe('kept confinement proofs (MoveWatch)', () => {
   });
 
   // the filesystem-wide rename watch needs CAP_SYS_ADMIN (the suite runs as root in CI)
-  it.skipIf(process.getuid?.() !== 0)('a name reached in a proven directory takes its proof (no readlink), and a host move voids it', async () => {
-    const { pfs, root, outside } = setup();
+  // on a scratch filesystem of its own: the proof is kept until something is renamed on the share's
+  // filesystem, and on the machine's root filesystem other test files rename things all the time
+  const scratchWhy = scratchExt4Unavailable();
+  it.skipIf(scratchWhy !== null)(`a name reached in a proven directory takes its proof (no readlink), and a host move voids it${scratchWhy ? ` (skipped: ${scratchWhy})` : ''}`, async () => {
+    const sx = scratchExt4();
+    cleanups.push(async () => sx.cleanup());
+    const { pfs, root, outside } = setup({}, sx.dir);
     fs.mkdirSync(path.join(root, 'd'));
     fs.writeFileSync(path.join(root, 'd', 'old'), 'x');
     const d = await pfs.lookup(ctx, 1n, B('d'));
