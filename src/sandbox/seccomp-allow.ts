@@ -1,0 +1,1 @@
+export const SECCOMP_ALLOW: readonly string[] = [];
