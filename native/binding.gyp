@@ -28,6 +28,15 @@
           "cflags": ["-O2"]
         }
       }
+    },
+    {
+      "target_name": "handlefs-sandbox",
+      "type": "executable",
+      "sources": ["src/sandbox.c"],
+      "defines": ["_GNU_SOURCE"],
+      "cflags_c": ["-std=gnu11"],
+      "cflags": ["-Wall", "-Wextra", "-Werror"],
+      "libraries": ["-lseccomp"]
     }
   ]
 }

@@ -8,6 +8,8 @@ import type { Logger, LevelWithSilent } from 'pino';
 import { buildIdMap, IdMapError } from './fs/idmap.js';
 import type { CachePolicy, PassthroughOptions, ReopenStrategy } from './fs/options.js';
 import type { ProtocolOptions } from './fuse/protocol-server.js';
+import { parseModcaps, type CapChange } from './sandbox/capabilities.js';
+import type { SandboxMode, SeccompMode } from './sandbox/launcher.js';
 import { PAGE_SIZE } from './sys/constants.js';
 import { processGroups } from './sys/proc-groups.js';
 
@@ -16,6 +18,8 @@ export type Frontend = 'raw' | 'fuse-native';
 export const CACHE_POLICIES: readonly CachePolicy[] = ['auto', 'always', 'metadata', 'never'];
 export const REOPEN_STRATEGIES: readonly ReopenStrategy[] = ['auto', 'handle', 'path'];
 export const FRONTENDS: readonly Frontend[] = ['raw', 'fuse-native'];
+export const SANDBOX_MODES: readonly SandboxMode[] = ['namespace', 'none'];
+export const SECCOMP_MODES: readonly SeccompMode[] = ['kill', 'log', 'none'];
 export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** FUSE_MAX_MAX_PAGES (256) is the kernel's cap on max_pages; larger max_write is clipped by it. */
@@ -73,6 +77,12 @@ export interface Config {
   posixAcl: boolean;
   /** tell the client of host changes at once (fanotify -> FUSE_NOTIFY_INVAL_*; raw in-process only) */
   hostNotify: boolean;
+  /** the supervised worker's sandbox: new namespaces and root (namespace), or none */
+  sandbox: SandboxMode;
+  /** the supervised worker's syscall allow-list: others kill it, are logged, or no filter */
+  seccomp: SeccompMode;
+  /** --modcaps: changes to the capabilities a sandboxed worker keeps */
+  modcaps: CapChange | null;
 }
 
 export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> = Object.freeze({
@@ -92,6 +102,9 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   frontend: 'raw',
   statsFile: null,
   supervise: false,
+  sandbox: 'none',
+  seccomp: 'none',
+  modcaps: null,
   maxWrite: 1 << 20,
   translateUid: [],
   translateGid: [],
@@ -150,6 +163,9 @@ export interface RawOptions {
   translateGid?: string[];
   posixAcl?: boolean;
   hostNotify?: boolean;
+  sandbox?: string;
+  seccomp?: string;
+  modcaps?: string;
 }
 
 /** Build and validate a Config; throws ConfigError (a usage error) on a bad value or combination. */
@@ -197,6 +213,7 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     translateGid: o.translateGid ?? d.translateGid,
     posixAcl: o.posixAcl ?? d.posixAcl,
     hostNotify: false,
+    ...sandboxOptions(o),
   };
   checkIdentityOptions(cfg);
   // notifications are written to /dev/fuse by the process that serves it: not a supervised
@@ -212,6 +229,10 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
   if (cfg.passthrough && cfg.frontend !== 'raw') throw new ConfigError('--passthrough needs --frontend raw');
   // the kernel refuses FUSE_PASSTHROUGH together with the writeback cache (fuse_kernel.h, 7.40)
   if (cfg.passthrough && cfg.writeback) throw new ConfigError('--passthrough cannot be combined with --writeback');
+  if (!cfg.supervise && (cfg.sandbox !== 'none' || cfg.seccomp !== 'none' || cfg.modcaps)) {
+    // the worker is what is sandboxed; the supervisor keeps /dev/fuse and the mount outside it
+    throw new ConfigError('--sandbox, --seccomp and --modcaps need --supervise (they apply to the worker process)');
+  }
   return cfg;
 }
 
@@ -230,6 +251,26 @@ function checkIdentityOptions(cfg: Config): void {
   if (cfg.translateUid.length > 0 || cfg.translateGid.length > 0) throw new ConfigError('--posix-acl cannot be combined with --translate-uid/--translate-gid');
   if (!cfg.xattr) throw new ConfigError('--posix-acl needs extended attributes (not with --no-xattr)');
   if (cfg.frontend !== 'raw') throw new ConfigError('--posix-acl needs --frontend raw');
+}
+
+function sandboxOptions(o: RawOptions): Pick<Config, 'sandbox' | 'seccomp' | 'modcaps'> {
+  const d = DEFAULT_CONFIG;
+  if (o.sandbox === 'chroot') {
+    throw new ConfigError('--sandbox chroot is not supported: a chroot without a mount namespace cannot hold Node, its libraries and /proc beside the share; use namespace or none');
+  }
+  let modcaps: CapChange | null = d.modcaps;
+  if (o.modcaps !== undefined) {
+    try {
+      modcaps = parseModcaps(o.modcaps);
+    } catch (e) {
+      throw new ConfigError((e as Error).message);
+    }
+  }
+  return {
+    sandbox: o.sandbox === undefined ? d.sandbox : oneOf('sandbox', o.sandbox, SANDBOX_MODES),
+    seccomp: o.seccomp === undefined ? d.seccomp : oneOf('seccomp', o.seccomp, SECCOMP_MODES),
+    modcaps,
+  };
 }
 
 /** The key that seals file handles, and the keys rotated out of the key file but still accepted. */

@@ -37,6 +37,9 @@ const OPTIONS = {
   'stats-file': { type: 'string' },
   supervise: { type: 'boolean' },
   'host-notify': { type: 'boolean' },
+  sandbox: { type: 'string' },
+  seccomp: { type: 'string' },
+  modcaps: { type: 'string' },
   keep: { type: 'string' },
   'translate-uid': { type: 'string', multiple: true },
   'translate-gid': { type: 'string', multiple: true },
@@ -108,6 +111,25 @@ options:
                             it the client sees host changes when its cache times out). Default on
                             with the raw frontend unless --cache never; not with --supervise or
                             --frontend fuse-native (no peer of virtiofsd does this)
+  --sandbox namespace|none  (with --supervise) start the worker in new mount, pid and network
+                            namespaces, pivot_root'ed into a root holding only the share, Node
+                            and the handlefs tree (read-only), the --stats-file/--state-file
+                            directories and its own /proc; the supervisor keeps /dev/fuse and the
+                            mount outside. Default none: the sandbox needs the worker split of
+                            --supervise (one more copy of every request), so it is not imposed
+                            on every mount; a careful operator runs
+                            --supervise --sandbox namespace --seccomp kill. chroot is refused (no
+                            root for Node without a mount namespace)
+  --seccomp kill|log|none   (with --supervise) let the worker make only the syscalls on the
+                            measured allow-list (src/sandbox/seccomp-allow.ts): any other kills it
+                            (kill; the supervisor answers its requests EIO and restarts it) or is
+                            written to the kernel log (log); default none, as --sandbox
+  --modcaps +CAP:-CAP       (with --supervise) adjust the capabilities the worker keeps; it keeps
+                            chown, dac_override, fowner, fsetid, mknod, setfcap and, when files
+                            are reopened by handle, dac_read_search (which lets open_by_handle_at
+                            reach any file of the share's filesystem: --reopen path drops it).
+                            sys_admin is dropped: +sys_admin brings back the fanotify rename
+                            watch and trusted.* xattrs
   -h, --help                this text
   -V, --version             print the version
 
@@ -147,7 +169,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
   if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
   // allowNegative accepts --no-<string option> too; there is nothing to negate there
-  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file', 'translate-uid', 'translate-gid'] as const) {
+  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file', 'translate-uid', 'translate-gid', 'sandbox', 'seccomp', 'modcaps'] as const) {
     if (typeof v[k] === 'boolean') throw new UsageError(`unknown option '--no-${k}'`);
   }
   const raw: RawOptions = {
@@ -172,6 +194,9 @@ export function parseCommandLine(argv: readonly string[]): Command {
     translateGid: v['translate-gid'] as string[] | undefined,
     posixAcl: v['posix-acl'],
     hostNotify: v['host-notify'],
+    sandbox: v.sandbox as string | undefined,
+    seccomp: v.seccomp as string | undefined,
+    modcaps: v.modcaps as string | undefined,
   };
   try {
     return { kind: 'mount', config: makeConfig(pos[1]!, pos[2]!, raw) };

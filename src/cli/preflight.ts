@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { resolve, sep } from 'node:path';
 import type { Config } from '../config.js';
+import { LAUNCHER } from '../sandbox/launcher.js';
 
 export class SetupError extends Error {
   constructor(message: string) {
@@ -76,6 +77,10 @@ export function preflight(cfg: Config): Preflight {
     if (r.error || r.status !== 0) {
       throw new SetupError('not running as root and fusermount3 is not installed; run as root or install fuse3 (apt-get install fuse3)');
     }
+  }
+  if (cfg.sandbox !== 'none' || cfg.seccomp !== 'none' || cfg.modcaps) {
+    if (!fs.existsSync(LAUNCHER)) throw new SetupError(`the sandbox launcher ${LAUNCHER} is missing; build it with scripts/setup (needs libseccomp-dev)`);
+    if (cfg.sandbox === 'namespace' && !root0) throw new SetupError('--sandbox namespace needs root (new namespaces and mounts); use --sandbox none');
   }
   return { root, mountpoint: mnt };
 }

@@ -163,10 +163,11 @@ async function closeNotifier(n: NotifyWriter | null): Promise<boolean> {
 }
 
 async function supervised(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, stop: StopServed): Promise<RawHandler> {
-  const { Supervisor } = await import('../frontends/supervisor/supervisor.js');
+  const [{ Supervisor }, { workerLaunch }] = await Promise.all([import('../frontends/supervisor/supervisor.js'), import('../sandbox/plan.js')]);
   const slog = childLogger('supervisor', log);
   const fail = (why: string): void => stop(why, true);
-  const sup = new Supervisor(coreConfig(cfg), pre.root, keys, slog, fail);
+  const { core, launch } = workerLaunch(cfg, coreConfig(cfg), pre.root);
+  const sup = new Supervisor(core, pre.root, keys, slog, fail, launch);
   try {
     await sup.start(null);
   } catch (e) {

@@ -54,6 +54,21 @@ export interface MountContext {
   closeOutput: () => void;
 }
 
+/**
+ * HANDLEFS_TEST_SANDBOX=kill|log|none runs every raw mount that can be supervised (not --frontend
+ * fuse-native, not --passthrough) as `--supervise --sandbox namespace --seccomp <that>`: the
+ * mounted suite then tests the sandboxed worker. HANDLEFS_TEST_WRAP="cmd args" runs every server under cmd (e.g.
+ * strace, for scripts/seccomp-measure).
+ */
+function environmentArgs(args: readonly string[]): string[] {
+  const seccomp = process.env.HANDLEFS_TEST_SANDBOX;
+  if (!seccomp) return [];
+  const fuseNative = args.some((a, i) => a === '--frontend=fuse-native' || (a === '--frontend' && args[i + 1] === 'fuse-native'));
+  if (fuseNative || args.includes('--passthrough')) return [];
+  return ['--supervise', '--sandbox', 'namespace', '--seccomp', seccomp];
+}
+const environmentWrap = (): string[] => process.env.HANDLEFS_TEST_WRAP?.split(' ').filter((w) => w !== '') ?? [];
+
 /** Why mounted tests cannot run here, or null. */
 export function mountSkipReason(): string | null {
   if (process.platform !== 'linux') return 'FUSE mounts need Linux';
@@ -114,7 +129,8 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
 
   let args = opts.args ?? [];
   const launch = async (): Promise<ChildProcess> => {
-    const argv = [...(opts.wrap ?? []), process.execPath, CLI, 'mount', orig, mnt, ...args.map((a) => a.replaceAll('{dir}', dir))];
+    const argv = [...environmentWrap(), ...(opts.wrap ?? []), process.execPath, CLI, 'mount', orig, mnt,
+      ...args.map((a) => a.replaceAll('{dir}', dir)), ...environmentArgs(args)];
     status = null;
     log = '';
     const c = spawn(argv[0]!, argv.slice(1), {

@@ -62,13 +62,18 @@ export class Supervisor implements RequestHandler {
   private crashes: number[] = [];
   private stopping = false;
 
-  /** `onFatal`: the worker cannot be kept running (it crashes too often, or cannot restart) */
+  /**
+   * `onFatal`: the worker cannot be kept running (it crashes too often, or cannot restart).
+   * `launch`: a program that starts Node for the worker (the sandbox launcher), its arguments
+   * before Node's own and the worker's environment; null: Node directly.
+   */
   constructor(
     private readonly cfg: CoreConfig,
     private readonly root: string,
     private readonly keys: SealingKeys,
     private readonly log: Logger,
     private readonly onFatal: (why: string) => void,
+    private readonly launch: { execPath: string; head: string[]; env: NodeJS.ProcessEnv } | null = null,
   ) {}
 
   bufferSize(): number {
@@ -108,7 +113,8 @@ export class Supervisor implements RequestHandler {
     const child = fork(WORKER, [], {
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: process.execArgv.filter((a) => !a.startsWith('--cpu-prof')),
+      execArgv: [...(this.launch?.head ?? []), ...process.execArgv.filter((a) => !a.startsWith('--cpu-prof'))],
+      ...(this.launch ? { execPath: this.launch.execPath, env: this.launch.env } : {}),
     });
     this.worker = child;
     this.ready = false;
