@@ -8,6 +8,7 @@ import type { Logger, LevelWithSilent } from 'pino';
 import type { CachePolicy, PassthroughOptions, ReopenStrategy } from './fs/options.js';
 import type { ProtocolOptions } from './fuse/protocol-server.js';
 import { PAGE_SIZE } from './sys/constants.js';
+import { parseXattrMap, XattrMapError, type XattrMap } from './fs/xattr-map.js';
 
 export type Frontend = 'raw' | 'fuse-native';
 
@@ -64,6 +65,15 @@ export interface Config {
    * be upgraded (SIGHUP) or can crash and be restarted without unmounting
    */
   supervise: boolean;
+  // virtiofsd's xattr, label, submount and atime options
+  /** --xattrmap rules (virtiofsd syntax, src/fs/xattr-map.ts); null = names pass unchanged */
+  xattrmap: string | null;
+  /** negotiate FUSE_SECURITY_CTX and set the label the client sends on each new node */
+  securityLabel: boolean;
+  /** negotiate FUSE_SUBMOUNTS and mark directories on another mount than their parent */
+  announceSubmounts: boolean;
+  /** pass the client's O_NOATIME to the host open (virtiofsd drops it by default) */
+  preserveNoatime: boolean;
 }
 
 export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> = Object.freeze({
@@ -84,6 +94,10 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   statsFile: null,
   supervise: false,
   maxWrite: 1 << 20,
+  xattrmap: null,
+  securityLabel: false,
+  announceSubmounts: false,
+  preserveNoatime: false,
 });
 
 /** An invalid option value or combination: a usage error (exit 2), one line. */
@@ -133,6 +147,10 @@ export interface RawOptions {
   maxWrite?: string;
   statsFile?: string;
   supervise?: boolean;
+  xattrmap?: string;
+  securityLabel?: boolean;
+  announceSubmounts?: boolean;
+  preserveNoatime?: boolean;
 }
 
 /** Build and validate a Config; throws ConfigError (a usage error) on a bad value or combination. */
@@ -176,6 +194,10 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     maxWrite,
     statsFile: o.statsFile ?? d.statsFile,
     supervise: o.supervise ?? d.supervise,
+    xattrmap: o.xattrmap ?? d.xattrmap,
+    securityLabel: o.securityLabel ?? d.securityLabel,
+    announceSubmounts: o.announceSubmounts ?? d.announceSubmounts,
+    preserveNoatime: o.preserveNoatime ?? d.preserveNoatime,
   };
   if (cfg.statsFile === '') throw new ConfigError('--stats-file must not be empty');
   if (cfg.supervise && cfg.frontend !== 'raw') throw new ConfigError('--supervise needs --frontend raw');
@@ -184,6 +206,12 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
   if (cfg.passthrough && cfg.frontend !== 'raw') throw new ConfigError('--passthrough needs --frontend raw');
   // the kernel refuses FUSE_PASSTHROUGH together with the writeback cache (fuse_kernel.h, 7.40)
   if (cfg.passthrough && cfg.writeback) throw new ConfigError('--passthrough cannot be combined with --writeback');
+  if (cfg.xattrmap !== null) {
+    if (!cfg.xattr) throw new ConfigError('--xattrmap needs extended attributes (not with --no-xattr)');
+    xattrMapOf(cfg.xattrmap);
+  }
+  // the label is an xattr set on each new node
+  if (cfg.securityLabel && !cfg.xattr) throw new ConfigError('--security-label needs extended attributes (not with --no-xattr)');
   return cfg;
 }
 
@@ -197,11 +225,38 @@ export interface SealingKeys {
  * What the filesystem core and the protocol server are built from: the part of Config a supervised
  * worker receives over IPC (plain data, cloned as it is).
  */
-export type CoreConfig = Pick<Config, 'fdBudget' | 'reopen' | 'cache' | 'xattr' | 'readonly' | 'writeback' | 'passthrough' | 'maxWrite' | 'logLevel' | 'statsFile' | 'stateFile'>;
+export type CoreConfig = Pick<Config, 'fdBudget' | 'reopen' | 'cache' | 'xattr' | 'readonly' | 'writeback' | 'passthrough' | 'maxWrite' | 'logLevel' | 'statsFile' | 'stateFile'
+  | 'xattrmap' | 'securityLabel' | 'announceSubmounts' | 'preserveNoatime'>;
 
 export function coreConfig(cfg: Config): CoreConfig {
   const { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile } = cfg;
-  return { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile };
+  const { xattrmap, securityLabel, announceSubmounts, preserveNoatime } = cfg;
+  return {
+    fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile,
+    xattrmap, securityLabel, announceSubmounts, preserveNoatime,
+  };
+}
+
+/** The parsed --xattrmap; a malformed one is a ConfigError. */
+export function xattrMapOf(spec: string): XattrMap {
+  try {
+    return parseXattrMap(spec);
+  } catch (e) {
+    if (e instanceof XattrMapError) throw new ConfigError(`--xattrmap: ${e.message}`);
+    throw e;
+  }
+}
+
+/**
+ * True when the map stores security.capability under another host name: the host kernel then no
+ * longer drops it on a write or chown, so the client's kernel must (it does when the server does
+ * not take HANDLE_KILLPRIV_V2: it asks for the attribute and removes it through the map).
+ */
+function mapsCapability(map: XattrMap | null): boolean {
+  if (map === null) return false;
+  const name = Buffer.from('security.capability');
+  const h = map.toHost(name, 'set');
+  return typeof h !== 'number' && !h.equals(name);
 }
 
 /**
@@ -224,6 +279,9 @@ export function passthroughOptions(
     creds: true,
     log,
     stateFile: cfg.stateFile,
+    xattrmap: cfg.xattrmap === null ? null : xattrMapOf(cfg.xattrmap),
+    announceSubmounts: cfg.announceSubmounts,
+    preserveNoatime: cfg.preserveNoatime,
     ...wiring,
   };
 }
@@ -236,5 +294,8 @@ export function protocolOptions(cfg: CoreConfig): ProtocolOptions {
     writeback: cfg.writeback && !cfg.readonly,
     passthrough: cfg.passthrough,
     exportSupport: true,
+    killPrivV2: !mapsCapability(cfg.xattrmap === null ? null : xattrMapOf(cfg.xattrmap)),
+    securityLabel: cfg.securityLabel,
+    announceSubmounts: cfg.announceSubmounts,
   };
 }

@@ -37,6 +37,10 @@ const OPTIONS = {
   'stats-file': { type: 'string' },
   supervise: { type: 'boolean' },
   keep: { type: 'string' },
+  xattrmap: { type: 'string' },
+  'security-label': { type: 'boolean' },
+  'announce-submounts': { type: 'boolean' },
+  'preserve-noatime': { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
 export const USAGE = `usage: handlefs mount SHARED MOUNTPOINT [options]
@@ -88,6 +92,20 @@ options:
   --supervise               keep /dev/fuse in a supervisor and run the filesystem in a worker
                             process: SIGHUP upgrades the worker (new code, same mount), a crashed
                             worker is restarted; client handles and node ids survive both
+  --xattrmap RULES          map xattr names between client and host with virtiofsd's rules
+                            (:type:scope:key:prepend: ..., :map:KEY:PREPEND:; see README), e.g.
+                            ':map::user.virtiofs.:' keeps a client's security.* and trusted.*
+                            under user.virtiofs.* on a host the server cannot write them on
+  --security-label          set the security label (e.g. SELinux) the client's kernel sends with
+                            each create, mkdir, mknod and symlink on the new node (virtiofsd's
+                            --security-label, FUSE_SECURITY_CTX; the name goes through --xattrmap)
+  --announce-submounts      mark directories that are mount points below SHARED so that a client
+                            that supports it (virtio-fs) gives each its own st_dev (virtiofsd's
+                            --announce-submounts, FUSE_SUBMOUNTS; /dev/fuse clients ignore it)
+  --preserve-noatime        open files with O_NOATIME when the client did (virtiofsd's
+                            --preserve-noatime); by default the flag is dropped, as virtiofsd does,
+                            because it fails with EPERM on files the server does not own
+                            without CAP_FOWNER
   -h, --help                this text
   -V, --version             print the version
 
@@ -127,7 +145,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
   if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
   // allowNegative accepts --no-<string option> too; there is nothing to negate there
-  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file'] as const) {
+  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file', 'xattrmap'] as const) {
     if (typeof v[k] === 'boolean') throw new UsageError(`unknown option '--no-${k}'`);
   }
   const raw: RawOptions = {
@@ -148,6 +166,10 @@ export function parseCommandLine(argv: readonly string[]): Command {
     maxWrite: v['max-write'] as string | undefined,
     statsFile: v['stats-file'] as string | undefined,
     supervise: v.supervise,
+    xattrmap: v.xattrmap as string | undefined,
+    securityLabel: v['security-label'],
+    announceSubmounts: v['announce-submounts'],
+    preserveNoatime: v['preserve-noatime'],
   };
   try {
     return { kind: 'mount', config: makeConfig(pos[1]!, pos[2]!, raw) };

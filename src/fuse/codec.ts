@@ -48,7 +48,7 @@ export function parseHeader(buf: Buffer): Request {
   const len = buf.readUInt32LE(InHeader.len);
   if (len !== buf.length) throw new ProtocolError('request length does not match its header', E.EIO);
   const extlen = buf.readUInt16LE(InHeader.total_extlen) * 8;
-  // Extensions (security context, supplementary group) sit at the end; we negotiate none, but
+  // Extensions (security context, supplementary groups) sit at the end (src/fuse/extensions.ts):
   // their length is subtracted so that a trailing name is still found where the kernel put it.
   const end = len - extlen;
   if (end < InHeader.SIZE) throw new ProtocolError('request extensions overlap the header', E.EINVAL);
@@ -169,12 +169,15 @@ interface RequestHeader {
   uid?: number;
   gid?: number;
   pid?: number;
+  /** request extensions (a multiple of 8 bytes), appended after the parts and counted in total_extlen */
+  ext?: Buffer;
 }
 
 /** The inverse of parseHeader: fuse_in_header + the given parts (struct bytes, names with their NUL, data). */
 export function encodeRequest(h: RequestHeader, ...parts: Buffer[]): Buffer {
-  const body = Buffer.concat(parts);
+  const body = Buffer.concat(h.ext ? [...parts, h.ext] : parts);
   const b = Buffer.alloc(InHeader.SIZE + body.length);
+  b.writeUInt16LE((h.ext?.length ?? 0) / 8, InHeader.total_extlen);
   b.writeUInt32LE(b.length, InHeader.len);
   b.writeUInt32LE(h.opcode, InHeader.opcode);
   b.writeBigUInt64LE(h.unique, InHeader.unique);
