@@ -105,7 +105,8 @@ describe('--security-label (FUSE_SECURITY_CTX)', () => {
   it('the names before the extension are found where the kernel put them (symlink target not eaten)', async () => {
     const { fs, call } = await setup({ securityLabel: true });
     let target = '';
-    fs.symlink = async (c: Context, t: Buffer, _p: bigint, n: Buffer) => {
+    fs.symlink = async (c: Context, ...args: unknown[]) => {
+      const [t, , n] = args as [Buffer, bigint, Buffer];
       target = `${n}->${t}:${c.secctx?.name}`;
       return entry(10n, 0o120777);
     };
