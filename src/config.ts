@@ -247,17 +247,6 @@ export function xattrMapOf(spec: string): XattrMap {
   }
 }
 
-/**
- * True when the map stores security.capability under another host name: the host kernel then no
- * longer drops it on a write or chown, so the client's kernel must (it does when the server does
- * not take HANDLE_KILLPRIV_V2: it asks for the attribute and removes it through the map).
- */
-function mapsCapability(map: XattrMap | null): boolean {
-  if (map === null) return false;
-  const name = Buffer.from('security.capability');
-  const h = map.toHost(name, 'set');
-  return typeof h !== 'number' && !h.equals(name);
-}
 
 /**
  * Options of the core filesystem. `root` is the shared directory's realpath (from preflight);
@@ -294,7 +283,6 @@ export function protocolOptions(cfg: CoreConfig): ProtocolOptions {
     writeback: cfg.writeback && !cfg.readonly,
     passthrough: cfg.passthrough,
     exportSupport: true,
-    killPrivV2: !mapsCapability(cfg.xattrmap === null ? null : xattrMapOf(cfg.xattrmap)),
     securityLabel: cfg.securityLabel,
     announceSubmounts: cfg.announceSubmounts,
   };

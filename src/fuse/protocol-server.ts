@@ -53,12 +53,6 @@ export interface ProtocolOptions {
   congestionThreshold?: number;
   /** Timestamp granularity in ns (default 1). */
   timeGran?: number;
-  /**
-   * Take FUSE_HANDLE_KILLPRIV_V2 when offered (default true): the server then drops suid/sgid and
-   * file capabilities on write/truncate/chown. Off when --xattrmap moves security.capability, which
-   * the host kernel would then no longer drop: the client's kernel does it through the map.
-   */
-  killPrivV2?: boolean;
   /** FUSE_SECURITY_CTX (--security-label): required; a kernel that does not offer it fails INIT (EPROTO). */
   securityLabel?: boolean;
   /** FUSE_SUBMOUNTS (--announce-submounts): taken when offered; without it a warning and no submounts. */
@@ -268,7 +262,6 @@ export class ProtocolServer implements Session {
     want |= this.opts.exportSupport ? FUSE_EXPORT_SUPPORT : FUSE_NO_EXPORT_SUPPORT;
     if (this.opts.writeback) want |= FUSE_WRITEBACK_CACHE;
     if (this.opts.passthrough) want |= FUSE_PASSTHROUGH;
-    if (this.opts.killPrivV2 === false) want &= ~FUSE_HANDLE_KILLPRIV_V2;
     if (this.opts.securityLabel) want |= FUSE_SECURITY_CTX;
     if (this.opts.announceSubmounts) want |= FUSE_SUBMOUNTS;
     return want;

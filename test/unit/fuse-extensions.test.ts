@@ -1,6 +1,5 @@
 /**
- * virtiofsd's --security-label, --announce-submounts and the KILLPRIV_V2 switch at the protocol
- * level: INIT negotiation, the security context request extension (FUSE_SECURITY_CTX) parsed from
+ * virtiofsd's --security-label and --announce-submounts at the protocol level: INIT negotiation, the security context request extension (FUSE_SECURITY_CTX) parsed from
  * crafted CREATE/MKDIR/MKNOD/SYMLINK/TMPFILE requests through the ProtocolServer into the
  * filesystem's Context, hostile extensions answered EINVAL, and FUSE_ATTR_SUBMOUNT in entries.
  */
@@ -223,14 +222,5 @@ describe('--announce-submounts (FUSE_SUBMOUNTS)', () => {
     const flagsOf = async (name: string) => (await call(Op.LOOKUP, undefined, cstr(name)))!.readUInt32LE(OutHeader.SIZE + EntryOut.attr + Attr.flags);
     expect(await flagsOf('mnt')).toBe(F.FUSE_ATTR_SUBMOUNT);
     expect(await flagsOf('plain')).toBe(0);
-  });
-});
-
-describe('KILLPRIV_V2 switch', () => {
-  it('killPrivV2 false leaves FUSE_HANDLE_KILLPRIV_V2 out even when offered', async () => {
-    expect(initFlags((await setup({})).init) & F.FUSE_HANDLE_KILLPRIV_V2).toBe(F.FUSE_HANDLE_KILLPRIV_V2);
-    const off = await setup({ killPrivV2: false });
-    expect(initFlags(off.init) & F.FUSE_HANDLE_KILLPRIV_V2).toBe(0n);
-    expect(off.fs.initOpts!.killPrivV2).toBe(false);
   });
 });
