@@ -92,20 +92,20 @@ options:
   --supervise               keep /dev/fuse in a supervisor and run the filesystem in a worker
                             process: SIGHUP upgrades the worker (new code, same mount), a crashed
                             worker is restarted; client handles and node ids survive both
-  --xattrmap RULES          map xattr names between client and host with virtiofsd's rules
-                            (:type:scope:key:prepend: ..., :map:KEY:PREPEND:; see README), e.g.
-                            ':map::user.virtiofs.:' keeps a client's security.* and trusted.*
-                            under user.virtiofs.* on a host the server cannot write them on
-  --security-label          set the security label (e.g. SELinux) the client's kernel sends with
-                            each create, mkdir, mknod and symlink on the new node (virtiofsd's
-                            --security-label, FUSE_SECURITY_CTX; the name goes through --xattrmap)
-  --announce-submounts      mark directories that are mount points below SHARED so that a client
-                            that supports it (virtio-fs) gives each its own st_dev (virtiofsd's
-                            --announce-submounts, FUSE_SUBMOUNTS; /dev/fuse clients ignore it)
+  --xattrmap RULES          map xattr names between client and host (virtiofsd's --xattrmap
+                            rules :type:scope:key:prepend: and :map:KEY:PREPEND:, see README),
+                            e.g. ':map::user.virtiofs.:' keeps a client's security.* and
+                            trusted.* under user.virtiofs.* where the server cannot write them
+  --security-label          set the security label (e.g. SELinux) the client's kernel sends
+                            with each create, mkdir, mknod and symlink on the new node
+                            (virtiofsd's --security-label, FUSE_SECURITY_CTX; the name goes
+                            through --xattrmap; fails the mount if the kernel cannot send it)
+  --announce-submounts      mark directories that are mount points below SHARED, so that a
+                            client that supports it (virtio-fs; not /dev/fuse) gives each its
+                            own st_dev (virtiofsd's --announce-submounts, FUSE_SUBMOUNTS)
   --preserve-noatime        open files with O_NOATIME when the client did (virtiofsd's
-                            --preserve-noatime); by default the flag is dropped, as virtiofsd does,
-                            because it fails with EPERM on files the server does not own
-                            without CAP_FOWNER
+                            --preserve-noatime); by default the flag is dropped, as virtiofsd
+                            does: without CAP_FOWNER it fails (EPERM) on others' files
   -h, --help                this text
   -V, --version             print the version
 
