@@ -9,22 +9,14 @@ import { describe, expect, it } from 'vitest';
 import { parseXattrMap } from '../../src/fs/xattr-map.js';
 import type { Context, DirEntry, Entry, XattrReply } from '../../src/fs/types.js';
 import { sys, O_NOATIME, O_RDONLY, O_RDWR, S_IFIFO } from '../../src/sys/syscalls.js';
-import { codeOf, errnoOf } from '../helpers/errno.js';
-import { B, ctx, isRoot, look, P, pfs, remakeFs, useFs } from '../helpers/fs-fixture.js';
+import { errnoOf } from '../helpers/errno.js';
+import { B, ctx, hostGet, isRoot, look, P, pfs, remakeFs, useFs } from '../helpers/fs-fixture.js';
 
 useFs();
 
 const value = (r: XattrReply): string => {
   if (!('value' in r)) throw new Error('expected a value reply');
   return r.value.toString();
-};
-const hostGet = (p: string, name: string): string => {
-  try {
-    const b = Buffer.alloc(65536);
-    return b.subarray(0, sys.lgetxattr(B(p), B(name), b)).toString();
-  } catch (e) {
-    return codeOf(e);
-  }
 };
 const hostList = (p: string): string[] => {
   const b = Buffer.alloc(65536);

@@ -23,6 +23,12 @@ function hostXattrs(p: string): string[] {
   return out.split('\n').filter((l) => l.includes('=')).sort();
 }
 
+/** orig/f with one host xattr, for a mount's setup */
+const fileWith = (name: string) => (orig: string): void => {
+  fs.writeFileSync(join(orig, 'f'), 'x');
+  execFileSync('setfattr', ['-n', name, '-v', 'h', join(orig, 'f')]);
+};
+
 /** the names a client lists on a path through the mount */
 async function clientNames(p: string): Promise<string[]> {
   const r = await py('import os,sys; print("\\n".join(sorted(os.listxattr(sys.argv[1], follow_symlinks=False))))', p);
@@ -32,11 +38,7 @@ async function clientNames(p: string): Promise<string[]> {
 
 describe.skipIf(skip)('--xattrmap through the mount', () => {
   it("':map::user.virtiofs.:': a client's trusted.*/security.* land under user.virtiofs.* on the host and come back under their names", async () => {
-    const setup = (orig: string): void => {
-      fs.writeFileSync(join(orig, 'f'), 'x');
-      execFileSync('setfattr', ['-n', 'user.hostonly', '-v', 'h', join(orig, 'f')]);
-    };
-    await withMount({ setup, args: ['--xattrmap', ':map::user.virtiofs.:'] }, async ({ orig, mnt }) => {
+    await withMount({ setup: fileWith('user.hostonly'), args: ['--xattrmap', ':map::user.virtiofs.:'] }, async ({ orig, mnt }) => {
       const f = join(mnt, 'f');
       for (const [n, v] of [['trusted.overlay.opaque', 'y'], ['security.test', 'label'], ['user.mine', 'm']]) {
         const r = await client('setfattr', '-n', n, '-v', v, f);
@@ -55,11 +57,7 @@ describe.skipIf(skip)('--xattrmap through the mount', () => {
   }, 60_000);
 
   it("'/map/trusted./user.virtiofs./': the mapped space itself is refused to the client (a bad rule)", async () => {
-    const setup = (orig: string): void => {
-      fs.writeFileSync(join(orig, 'f'), 'x');
-      execFileSync('setfattr', ['-n', 'trusted.hostonly', '-v', 'h', join(orig, 'f')]);
-    };
-    await withMount({ setup, args: ['--xattrmap', '/map/trusted./user.virtiofs./'] }, async ({ orig, mnt }) => {
+    await withMount({ setup: fileWith('trusted.hostonly'), args: ['--xattrmap', '/map/trusted./user.virtiofs./'] }, async ({ orig, mnt }) => {
       const f = join(mnt, 'f');
       const r = await py(`import os,sys
 try:
