@@ -212,6 +212,9 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
   }
   // the label is an xattr set on each new node
   if (cfg.securityLabel && !cfg.xattr) throw new ConfigError('--security-label needs extended attributes (not with --no-xattr)');
+  // libfuse2's high-level API negotiates neither
+  if (cfg.securityLabel && cfg.frontend !== 'raw') throw new ConfigError('--security-label needs --frontend raw');
+  if (cfg.announceSubmounts && cfg.frontend !== 'raw') throw new ConfigError('--announce-submounts needs --frontend raw');
   return cfg;
 }
 

@@ -41,12 +41,16 @@ describe("virtiofsd's xattr, label, submount and atime options", () => {
     expect(structuredClone(coreConfig(c))).toEqual(coreConfig(c));
   });
 
-  it('a malformed map, a map or label without xattrs, and --no-xattrmap are one-line usage errors', () => {
+  it('a malformed map, a map or label without xattrs, protocol options with fuse-native, and --no-xattrmap are one-line usage errors', () => {
     expect(usageError('--xattrmap', ':prefix:client:hi')).toBe("--xattrmap: rule 1: missing ':' at the end of its key field");
     expect(usageError('--xattrmap', ' ')).toBe('--xattrmap: no rules');
     expect(usageError('--xattrmap', ':ok:all:::', '--no-xattr')).toMatch(/^--xattrmap needs extended attributes/);
     expect(usageError('--security-label', '--no-xattr')).toMatch(/^--security-label needs extended attributes/);
     expect(usageError('--no-xattrmap')).toBe("unknown option '--no-xattrmap'");
+    expect(usageError('--security-label', '--frontend', 'fuse-native')).toBe('--security-label needs --frontend raw');
+    expect(usageError('--announce-submounts', '--frontend', 'fuse-native')).toBe('--announce-submounts needs --frontend raw');
+    // the core's options work with either frontend
+    expect(mount('--xattrmap', ':ok:all:::', '--preserve-noatime', '--frontend', 'fuse-native').preserveNoatime).toBe(true);
     expect(usageError('--xattrmap')).toMatch(/needs a value/);
     for (const m of [usageError('--xattrmap', ':x:y:z:w:'), usageError('--xattrmap', ':ok:nowhere:::')]) expect(m).not.toContain('\n');
   });
