@@ -12,6 +12,7 @@ import { parseModcaps, type CapChange } from './sandbox/capabilities.js';
 import type { SandboxMode, SeccompMode } from './sandbox/launcher.js';
 import { PAGE_SIZE } from './sys/constants.js';
 import { processGroups } from './sys/proc-groups.js';
+import { parseXattrMap, XattrMapError, type XattrMap } from './fs/xattr-map.js';
 
 export type Frontend = 'raw' | 'fuse-native';
 
@@ -83,6 +84,15 @@ export interface Config {
   seccomp: SeccompMode;
   /** --modcaps: changes to the capabilities a sandboxed worker keeps */
   modcaps: CapChange | null;
+  // virtiofsd's xattr, label, submount and atime options
+  /** --xattrmap rules (virtiofsd syntax, src/fs/xattr-map.ts); null = names pass unchanged */
+  xattrmap: string | null;
+  /** negotiate FUSE_SECURITY_CTX and set the label the client sends on each new node */
+  securityLabel: boolean;
+  /** negotiate FUSE_SUBMOUNTS and mark directories on another mount than their parent */
+  announceSubmounts: boolean;
+  /** pass the client's O_NOATIME to the host open (virtiofsd drops it by default) */
+  preserveNoatime: boolean;
 }
 
 export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> = Object.freeze({
@@ -110,6 +120,10 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   translateGid: [],
   posixAcl: false,
   hostNotify: true, // raw frontend, not supervised, cache not 'never' (see makeConfig)
+  xattrmap: null,
+  securityLabel: false,
+  announceSubmounts: false,
+  preserveNoatime: false,
 });
 
 /** An invalid option value or combination: a usage error (exit 2), one line. */
@@ -166,6 +180,10 @@ export interface RawOptions {
   sandbox?: string;
   seccomp?: string;
   modcaps?: string;
+  xattrmap?: string;
+  securityLabel?: boolean;
+  announceSubmounts?: boolean;
+  preserveNoatime?: boolean;
 }
 
 /** Build and validate a Config; throws ConfigError (a usage error) on a bad value or combination. */
@@ -214,6 +232,10 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     posixAcl: o.posixAcl ?? d.posixAcl,
     hostNotify: false,
     ...sandboxOptions(o),
+    xattrmap: o.xattrmap ?? d.xattrmap,
+    securityLabel: o.securityLabel ?? d.securityLabel,
+    announceSubmounts: o.announceSubmounts ?? d.announceSubmounts,
+    preserveNoatime: o.preserveNoatime ?? d.preserveNoatime,
   };
   checkIdentityOptions(cfg);
   // notifications are written to /dev/fuse by the process that serves it: not a supervised
@@ -233,6 +255,15 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     // the worker is what is sandboxed; the supervisor keeps /dev/fuse and the mount outside it
     throw new ConfigError('--sandbox, --seccomp and --modcaps need --supervise (they apply to the worker process)');
   }
+  if (cfg.xattrmap !== null) {
+    if (!cfg.xattr) throw new ConfigError('--xattrmap needs extended attributes (not with --no-xattr)');
+    xattrMapOf(cfg.xattrmap);
+  }
+  // the label is an xattr set on each new node
+  if (cfg.securityLabel && !cfg.xattr) throw new ConfigError('--security-label needs extended attributes (not with --no-xattr)');
+  // libfuse2's high-level API negotiates neither
+  if (cfg.securityLabel && cfg.frontend !== 'raw') throw new ConfigError('--security-label needs --frontend raw');
+  if (cfg.announceSubmounts && cfg.frontend !== 'raw') throw new ConfigError('--announce-submounts needs --frontend raw');
   return cfg;
 }
 
@@ -284,13 +315,27 @@ export interface SealingKeys {
  * worker receives over IPC (plain data, cloned as it is).
  */
 export type CoreConfig = Pick<Config, 'fdBudget' | 'reopen' | 'cache' | 'xattr' | 'readonly' | 'writeback' | 'passthrough' | 'maxWrite' | 'logLevel' | 'statsFile' | 'stateFile'
-  | 'translateUid' | 'translateGid' | 'posixAcl'>;
+  | 'translateUid' | 'translateGid' | 'posixAcl' | 'xattrmap' | 'securityLabel' | 'announceSubmounts' | 'preserveNoatime'>;
 
 export function coreConfig(cfg: Config): CoreConfig {
   const { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile } = cfg;
-  const { translateUid, translateGid, posixAcl } = cfg;
-  return { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile, translateUid, translateGid, posixAcl };
+  const { translateUid, translateGid, posixAcl, xattrmap, securityLabel, announceSubmounts, preserveNoatime } = cfg;
+  return {
+    fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile,
+    translateUid, translateGid, posixAcl, xattrmap, securityLabel, announceSubmounts, preserveNoatime,
+  };
 }
+
+/** The parsed --xattrmap; a malformed one is a ConfigError. */
+export function xattrMapOf(spec: string): XattrMap {
+  try {
+    return parseXattrMap(spec);
+  } catch (e) {
+    if (e instanceof XattrMapError) throw new ConfigError(`--xattrmap: ${e.message}`);
+    throw e;
+  }
+}
+
 
 /**
  * Options of the core filesystem. `root` is the shared directory's realpath (from preflight);
@@ -313,6 +358,9 @@ export function passthroughOptions(
     log,
     stateFile: cfg.stateFile,
     posixAcl: cfg.posixAcl,
+    xattrmap: cfg.xattrmap === null ? null : xattrMapOf(cfg.xattrmap),
+    announceSubmounts: cfg.announceSubmounts,
+    preserveNoatime: cfg.preserveNoatime,
     ...wiring,
   };
 }
@@ -328,5 +376,7 @@ export function protocolOptions(cfg: CoreConfig): ProtocolOptions {
     posixAcl: cfg.posixAcl,
     // the requesters of a /dev/fuse mount are processes of this host
     requesterGroups: processGroups,
+    securityLabel: cfg.securityLabel,
+    announceSubmounts: cfg.announceSubmounts,
   };
 }

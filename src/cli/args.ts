@@ -44,6 +44,10 @@ const OPTIONS = {
   'translate-uid': { type: 'string', multiple: true },
   'translate-gid': { type: 'string', multiple: true },
   'posix-acl': { type: 'boolean' },
+  xattrmap: { type: 'string' },
+  'security-label': { type: 'boolean' },
+  'announce-submounts': { type: 'boolean' },
+  'preserve-noatime': { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
 export const USAGE = `usage: handlefs mount SHARED MOUNTPOINT [options]
@@ -130,6 +134,20 @@ options:
                             reach any file of the share's filesystem: --reopen path drops it).
                             sys_admin is dropped: +sys_admin brings back the fanotify rename
                             watch and trusted.* xattrs
+  --xattrmap RULES          map xattr names between client and host (virtiofsd's --xattrmap
+                            rules :type:scope:key:prepend: and :map:KEY:PREPEND:, see README),
+                            e.g. ':map::user.virtiofs.:' keeps a client's security.* and
+                            trusted.* under user.virtiofs.* where the server cannot write them
+  --security-label          set the security label (e.g. SELinux) the client's kernel sends
+                            with each create, mkdir, mknod and symlink on the new node
+                            (virtiofsd's --security-label, FUSE_SECURITY_CTX; the name goes
+                            through --xattrmap; fails the mount if the kernel cannot send it)
+  --announce-submounts      mark directories that are mount points below SHARED, so that a
+                            client that supports it (virtio-fs; not /dev/fuse) gives each its
+                            own st_dev (virtiofsd's --announce-submounts, FUSE_SUBMOUNTS)
+  --preserve-noatime        open files with O_NOATIME when the client did (virtiofsd's
+                            --preserve-noatime); by default the flag is dropped, as virtiofsd
+                            does: without CAP_FOWNER it fails (EPERM) on others' files
   -h, --help                this text
   -V, --version             print the version
 
@@ -169,7 +187,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
   if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
   // allowNegative accepts --no-<string option> too; there is nothing to negate there
-  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file', 'translate-uid', 'translate-gid', 'sandbox', 'seccomp', 'modcaps'] as const) {
+  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file', 'translate-uid', 'translate-gid', 'sandbox', 'seccomp', 'modcaps', 'xattrmap'] as const) {
     if (typeof v[k] === 'boolean') throw new UsageError(`unknown option '--no-${k}'`);
   }
   const raw: RawOptions = {
@@ -197,6 +215,10 @@ export function parseCommandLine(argv: readonly string[]): Command {
     sandbox: v.sandbox as string | undefined,
     seccomp: v.seccomp as string | undefined,
     modcaps: v.modcaps as string | undefined,
+    xattrmap: v.xattrmap as string | undefined,
+    securityLabel: v['security-label'],
+    announceSubmounts: v['announce-submounts'],
+    preserveNoatime: v['preserve-noatime'],
   };
   try {
     return { kind: 'mount', config: makeConfig(pos[1]!, pos[2]!, raw) };

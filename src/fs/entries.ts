@@ -17,6 +17,7 @@ import type { Confinement } from './confinement.js';
 import { Inode, dropAltLink, identityOf, rememberAltLink } from './inode-store.js';
 import { DOT, EMPTY, closeQuietly, devOf, entryOf, handleOf, openAt, type Services } from './services.js';
 import type { Context, DeviceNumber, Entry } from './types.js';
+import { labelNewNode } from './xattrs.js';
 
 /** An inode just reached through an fd, with the attributes read from that fd. */
 export interface Reached {
@@ -295,6 +296,14 @@ export class Entries {
           this.chownToRequester(ctx, fd, dfd);
           r.st = statAt(fd, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
         });
+      }
+      if (ctx.secctx) {
+        try {
+          s.fds.with(r.inode, (fd) => labelNewNode(s, ctx, fd, dfd, name, r.inode.type === S_IFDIR ? AT_REMOVEDIR : 0));
+        } catch (e) {
+          this.forget(r.inode.nodeid, 1n);
+          throw e;
+        }
       }
       return entryOf(s, r.inode, r.st);
     });

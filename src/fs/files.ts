@@ -17,6 +17,7 @@ import type { Entries } from './entries.js';
 import type { OpenFiles } from './open-files.js';
 import { DOT, closeQuietly, entryOf, openAt, openProc, type Services } from './services.js';
 import { WRITE_KILL_SUIDGID, type Context, type CreateOut, type FileOffset, type OpenOut } from './types.js';
+import { labelNewNode, setLabel } from './xattrs.js';
 
 export class Files {
   private readonly io: NowaitIo;
@@ -75,6 +76,7 @@ export class Files {
       let r;
       try {
         if (created) this.entries.chownToRequester(ctx, fd, dfd);
+        if (created) labelNewNode(s, ctx, fd, dfd, name, 0);
         s.cache.reserve();
         r = this.entries.adopt(parent, Buffer.from(name), openProc(s, fd, O_PATH));
       } catch (e) {
@@ -97,6 +99,7 @@ export class Files {
       let r;
       try {
         this.entries.chownToRequester(ctx, fd, dfd);
+        setLabel(s, ctx, fd);
         s.cache.reserve();
         // no name, no parent link: it cannot be reopened, so its fds are pinned
         r = this.entries.adopt(null, null, openProc(s, fd, O_PATH), false);

@@ -6,7 +6,7 @@
  */
 import { E, FsError } from '../errors.js';
 import {
-  statAt, AT_EMPTY_PATH, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_NOFOLLOW, O_RDONLY, O_RDWR, O_WRONLY,
+  statAt, AT_EMPTY_PATH, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECT, O_DIRECTORY, O_EXCL, O_NOATIME, O_NOCTTY, O_NOFOLLOW, O_RDONLY, O_RDWR, O_WRONLY,
   S_ISGID, S_ISUID,
 } from '../sys/syscalls.js';
 import { fileOpenFlags } from './cache-policy.js';
@@ -109,6 +109,9 @@ export class OpenFiles {
   hostFlags(flags: number): number {
     // O_NOFOLLOW: the kernel resolved the name; on the /proc magic link it would be ELOOP
     let f = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW);
+    // virtiofsd drops O_NOATIME unless asked to keep it: without CAP_FOWNER it fails (EPERM) on
+    // files the server does not own
+    if (!this.s.opts.preserveNoatime) f &= ~O_NOATIME;
     if (this.s.negotiated.writeback) {
       // the kernel may read to fill pages of a write-only file, and it handles O_APPEND itself
       if ((f & O_ACCMODE) === O_WRONLY) f = (f & ~O_ACCMODE) | O_RDWR;

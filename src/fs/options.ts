@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { XattrMap } from './xattr-map.js';
 
 /** Cache policy, as virtiofsd's CachePolicy: how long the client may trust what it was told. */
 export type CachePolicy = 'never' | 'metadata' | 'auto' | 'always';
@@ -25,6 +26,12 @@ export interface PassthroughOptions {
    * with a default ACL ignores it, as the host would (posix_acl_create)
    */
   posixAcl?: boolean;
+  /** --xattrmap: client xattr names mapped to host names and back (absent: names pass unchanged) */
+  xattrmap?: XattrMap | null;
+  /** FUSE_SUBMOUNTS: entries of directories on another mount than their parent carry the submount flag */
+  announceSubmounts?: boolean;
+  /** open with O_NOATIME when the client did (virtiofsd --preserve-noatime); otherwise it is dropped */
+  preserveNoatime?: boolean;
   /** when running as root, create files with the requester's uid/gid (as virtiofsd does) */
   creds: boolean;
   log: Logger;

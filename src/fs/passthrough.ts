@@ -129,6 +129,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     n.writeback = o.writeback;
     n.killPrivV2 = o.killPrivV2;
     n.passthrough = o.passthrough && this.s.backing !== null;
+    n.submounts = (o.submounts ?? false) && (this.s.opts.announceSubmounts ?? false);
   }
 
   override async destroy(): Promise<void> {

@@ -9,7 +9,7 @@ import { E, FsError, errnoName } from '../errors.js';
 import type { FileHandle } from '../handle/file-handle.js';
 import type { Sealer } from '../handle/seal.js';
 import type { LogOnce } from '../log.js';
-import { sys, procFdPath, AT_EMPTY_PATH, AT_FDCWD, O_CLOEXEC, type Stat } from '../sys/syscalls.js';
+import { sys, procFdPath, AT_EMPTY_PATH, AT_FDCWD, O_CLOEXEC, S_IFDIR, type Stat } from '../sys/syscalls.js';
 import type { ExportTable } from './export-table.js';
 import type { FdCache } from './fd-cache.js';
 import type { HandleTable } from './handle-table.js';
@@ -39,6 +39,8 @@ export interface Negotiated {
   killPrivV2: boolean;
   /** FUSE passthrough is on: open files are registered as kernel backing files */
   passthrough: boolean;
+  /** --announce-submounts asked for and FUSE_SUBMOUNTS negotiated */
+  submounts: boolean;
 }
 
 export interface Services {
@@ -146,7 +148,20 @@ export function statToAttr(st: Stat): Attr {
 }
 
 export function entryOf(s: Services, inode: Inode, st: Stat): Entry {
-  return { nodeid: inode.nodeid, generation: inode.generation, attr: statToAttr(st), entryTimeoutMs: s.timeout, attrTimeoutMs: s.timeout };
+  const e: Entry = { nodeid: inode.nodeid, generation: inode.generation, attr: statToAttr(st), entryTimeoutMs: s.timeout, attrTimeoutMs: s.timeout };
+  if (s.negotiated.submounts && isSubmount(inode)) e.submount = true;
+  return e;
+}
+
+/**
+ * A directory on another mount than its parent directory (a mount point below the share): another
+ * device, or the same device through another mount (a bind mount), as virtiofsd decides.
+ */
+export function isSubmount(inode: Inode): boolean {
+  const p = inode.parent;
+  if (inode.type !== S_IFDIR || !p || p === inode) return false;
+  if (inode.dev !== p.dev) return true;
+  return inode.handle !== null && p.handle !== null && inode.handle.mountId !== p.handle.mountId;
 }
 
 /** One number for a device (major, minor). */

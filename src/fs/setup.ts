@@ -23,7 +23,7 @@ import { HostChanges } from './host-changes.js';
 import { MoveWatch } from './move-watch.js';
 import type { PassthroughOptions } from './options.js';
 import { InodeFds } from './reopen.js';
-import { DOT, EMPTY, closeQuietly, type FsCounters, type Services } from './services.js';
+import { DOT, EMPTY, closeQuietly, devOf, type FsCounters, type Services } from './services.js';
 import { Records, recordOf } from './records.js';
 import { exportState, importState } from './state.js';
 import { StateFile } from './state-file.js';
@@ -99,6 +99,8 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   const root = new Inode(ROOT_ID, generation, rootStat.mode & S_IFMT, rootHandle,
     sealer.seal(rootHandle.type, rootHandle.bytes), handleKey(rootHandle), false);
   root.nlookup = 1;
+  // the device a child directory is compared with to find a submount
+  root.dev = devOf(rootStat);
   store.add(root);
   // the root's O_PATH fd and dir fd are the reserve, outside the budget: never evicted
   const fds = new InodeFds(cache, sealer, strategy, rootDirFd, rootHandle, handleFlags, log, root, rootPathFd, counters);
@@ -124,7 +126,7 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     rootPathFd, rootDirFd, rootPath, handleFlags, generation, timeout: timeoutMs(opts.cache),
     isRoot: typeof process.getuid === 'function' && process.getuid() === 0,
     canLinkEmptyPath: caps.dacReadSearch, backing: opts.backing ?? null, counters,
-    negotiated: { writeback: false, killPrivV2: false, passthrough: false },
+    negotiated: { writeback: false, killPrivV2: false, passthrough: false, submounts: false },
     get stateFile() {
       return stateFile;
     },

@@ -22,6 +22,14 @@ export interface Context {
   groups?: readonly number[];
   /** request id, for logs only */
   unique: bigint;
+  /** the security label of the node a create/mkdir/mknod/symlink/tmpfile makes (--security-label) */
+  secctx?: SecurityLabel;
+}
+
+/** An xattr the client's kernel wants on a new node (FUSE_SECURITY_CTX): views into the request. */
+export interface SecurityLabel {
+  name: Buffer;
+  value: Buffer;
 }
 
 /** Attributes of an inode, lossless (nanosecond times, 64-bit inode numbers and sizes). */
@@ -62,6 +70,8 @@ export interface Entry {
   attr: Attr;
   entryTimeoutMs: number;
   attrTimeoutMs: number;
+  /** a directory on another mount than its parent, announced to the client (FUSE_ATTR_SUBMOUNT) */
+  submount?: boolean;
 }
 
 /** FOPEN_* bits, kernel names (fuse_kernel.h). */
@@ -154,6 +164,8 @@ export interface InitOptions {
   killPrivV2: boolean;
   /** FUSE_PASSTHROUGH negotiated: open may return backing ids (frontend calls registerBacking) */
   passthrough: boolean;
+  /** FUSE_SUBMOUNTS negotiated: the client makes a submount of each entry marked `submount` */
+  submounts?: boolean;
 }
 
 export const WRITE_CACHE = 1 << 0;

@@ -18,6 +18,7 @@
 import type * as T from '../fs/types.js';
 import { PAGE_SIZE, STATX_BASIC_STATS, STATX_BTIME } from '../sys/constants.js';
 import { encodeDev32 } from '../sys/stat.js';
+import { FUSE_ATTR_SUBMOUNT } from './flags.js';
 
 /** The protocol version this server speaks (Linux 6.18: 7.45). */
 export const FUSE_KERNEL_VERSION = 7;
@@ -372,8 +373,8 @@ export function writeTimeout(b: Buffer, ms: number, secOff: number, nsecOff: num
 // ---------------------------------------------------------------------------------------------
 // Domain -> wire writers (hot path). Each writes its struct's SIZE bytes in full.
 
-/** fuse_attr from a domain Attr: 64-bit ino, nanosecond times, new_encode_dev rdev, flags 0. */
-export function writeAttr(b: Buffer, o: number, a: T.Attr): void {
+/** fuse_attr from a domain Attr: 64-bit ino, nanosecond times, new_encode_dev rdev, FUSE_ATTR_* flags. */
+export function writeAttr(b: Buffer, o: number, a: T.Attr, flags = 0): void {
   w64(b, a.ino, o + Attr.ino);
   w64(b, a.size, o + Attr.size);
   w64(b, a.blocks, o + Attr.blocks);
@@ -389,7 +390,7 @@ export function writeAttr(b: Buffer, o: number, a: T.Attr): void {
   b.writeUInt32LE(a.gid >>> 0, o + Attr.gid);
   b.writeUInt32LE(encodeDev32(a.rdevMajor, a.rdevMinor), o + Attr.rdev);
   b.writeUInt32LE(a.blksize >>> 0, o + Attr.blksize);
-  b.writeUInt32LE(0, o + Attr.flags);
+  b.writeUInt32LE(flags, o + Attr.flags);
 }
 
 export function writeEntryOut(b: Buffer, o: number, e: T.Entry): void {
@@ -397,7 +398,7 @@ export function writeEntryOut(b: Buffer, o: number, e: T.Entry): void {
   w64(b, e.generation, o + EntryOut.generation);
   writeTimeout(b, e.entryTimeoutMs, o + EntryOut.entry_valid, o + EntryOut.entry_valid_nsec);
   writeTimeout(b, e.attrTimeoutMs, o + EntryOut.attr_valid, o + EntryOut.attr_valid_nsec);
-  writeAttr(b, o + EntryOut.attr, e.attr);
+  writeAttr(b, o + EntryOut.attr, e.attr, e.submount ? FUSE_ATTR_SUBMOUNT : 0);
 }
 
 /** An all-zero EntryOut: in READDIRPLUS, nodeid 0 means "no lookup was done for this name". */

@@ -13,6 +13,7 @@ import {
   MAX_ERRNO, OutHeader, r64, SetxattrIn, w64,
   type Struct,
 } from './abi.js';
+import { extensionRecords, supplementaryGroups } from './extensions.js';
 
 /** One parsed request. Names and data are views into `buf`: it must not be reused until the reply. */
 export interface Request {
@@ -48,8 +49,8 @@ export function parseHeader(buf: Buffer): Request {
   const len = buf.readUInt32LE(InHeader.len);
   if (len !== buf.length) throw new ProtocolError('request length does not match its header', E.EIO);
   const extlen = buf.readUInt16LE(InHeader.total_extlen) * 8;
-  // Extensions (security context, supplementary groups) sit at the end: their length is
-  // subtracted so that a trailing name is still found where the kernel put it.
+  // Extensions (security context, supplementary groups) sit at the end (src/fuse/extensions.ts):
+  // their length is subtracted so that a trailing name is still found where the kernel put it.
   const end = len - extlen;
   if (end < InHeader.SIZE) throw new ProtocolError('request extensions overlap the header', E.EINVAL);
   const unique = r64(buf, InHeader.unique);
@@ -73,27 +74,10 @@ export function parseHeader(buf: Buffer): Request {
   };
 }
 
-/**
- * Walk the extensions in buf[start, buf.length): each is a fuse_ext_header and its body, `size`
- * a multiple of 8 that stays inside. FUSE_EXT_GROUPS becomes ctx.groups; other types (security
- * contexts) are skipped. Anything that does not add up is a ProtocolError.
- */
+/** The request extensions (src/fuse/extensions.ts) that the header's context carries: the supplementary groups. */
 function parseExtensions(buf: Buffer, start: number, ctx: Context): void {
-  for (let pos = start; pos < buf.length;) {
-    if (buf.length - pos < ExtHeader.SIZE) throw new ProtocolError('request extension shorter than its header', E.EINVAL);
-    const size = buf.readUInt32LE(pos + ExtHeader.size);
-    if (size < ExtHeader.SIZE || size % 8 !== 0 || size > buf.length - pos) {
-      throw new ProtocolError('request extension size out of bounds', E.EINVAL);
-    }
-    if (buf.readUInt32LE(pos + ExtHeader.type) === FUSE_EXT_GROUPS) {
-      const body = pos + ExtHeader.SIZE;
-      const n = size >= ExtHeader.SIZE + 4 ? buf.readUInt32LE(body) : -1;
-      if (n < 0 || n > (size - ExtHeader.SIZE - 4) / 4) throw new ProtocolError('supplementary groups overrun their extension', E.EINVAL);
-      const groups: number[] = [];
-      for (let i = 0; i < n; i++) groups.push(buf.readUInt32LE(body + 4 + 4 * i));
-      ctx.groups = groups;
-    }
-    pos += size;
+  for (const rec of extensionRecords(buf, start, buf.length)) {
+    if (rec.type === FUSE_EXT_GROUPS) ctx.groups = supplementaryGroups(rec);
   }
 }
 
@@ -195,7 +179,7 @@ interface RequestHeader {
   uid?: number;
   gid?: number;
   pid?: number;
-  /** request extensions (a multiple of 8 bytes), appended after the parts */
+  /** request extensions (a multiple of 8 bytes), appended after the parts and counted in total_extlen */
   ext?: Buffer;
 }
 
@@ -203,6 +187,7 @@ interface RequestHeader {
 export function encodeRequest(h: RequestHeader, ...parts: Buffer[]): Buffer {
   const body = Buffer.concat(h.ext ? [...parts, h.ext] : parts);
   const b = Buffer.alloc(InHeader.SIZE + body.length);
+  b.writeUInt16LE((h.ext?.length ?? 0) / 8, InHeader.total_extlen);
   b.writeUInt32LE(b.length, InHeader.len);
   b.writeUInt16LE((h.ext?.length ?? 0) / 8, InHeader.total_extlen);
   b.writeUInt32LE(h.opcode, InHeader.opcode);

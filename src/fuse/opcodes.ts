@@ -9,7 +9,7 @@
  */
 import { E, fsErr, ProtocolError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
-import type { AttrReply, CreateOut, Entry, OpenOut as OpenOutT, XattrReply } from '../fs/types.js';
+import type { AttrReply, Context, CreateOut, Entry, OpenOut as OpenOutT, XattrReply } from '../fs/types.js';
 import {
   AccessIn, AttrOut, BatchForgetIn, BmapIn, CopyFileRangeIn, CopyFileRangeOut, CreateIn, EntryOut, FallocateIn,
   FlushIn, ForgetIn, ForgetOne, FsyncIn, GetattrIn, GetxattrIn, InitIn, InterruptIn, IoctlIn,
@@ -20,6 +20,7 @@ import {
 } from './abi.js';
 import { allocReply, encodeReply, IN, writeReplyHeader, type Request } from './codec.js';
 import { DirentList } from './dirent-list.js';
+import { securityContext } from './extensions.js';
 import { decodeDev32 } from '../sys/stat.js';
 import { FOPEN_PASSTHROUGH, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, FUSE_LK_FLOCK, FUSE_RELEASE_FLOCK_UNLOCK } from './flags.js';
 
@@ -54,6 +55,8 @@ export interface Conn {
   minor: number;
   setxattrExt: boolean;
   passthrough: boolean;
+  /** FUSE_SECURITY_CTX: creating requests carry the new node's security label in an extension */
+  securityCtx: boolean;
   /** Largest READ size the kernel may ask for (max_pages pages); bigger is a malformed request. */
   maxRead: number;
   /** Cap for READDIR buffers and xattr sizes we allocate for. */
@@ -90,6 +93,13 @@ function pos(r: Request, off: number): number | bigint {
 function payload(r: Request, size: number): Buffer {
   if (size > r.end - r.restOff) throw new ProtocolError('payload shorter than its declared size', E.EINVAL);
   return r.buf.subarray(r.restOff, r.restOff + size);
+}
+
+/** The requester of a creating request, with the new node's security label when one was sent. */
+function creatorCtx(s: Session, r: Request): Context {
+  if (!s.conn.securityCtx || r.end === r.buf.length) return r.ctx;
+  const secctx = securityContext(r.buf, r.end, r.buf.length);
+  return secctx === null ? r.ctx : { ...r.ctx, secctx };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,16 +174,16 @@ const hSetattr: Handler = async (s, r) => attrReply(r, await s.fs.setattr(r.ctx,
 const hReadlink: Handler = async (s, r) => encodeReply(r.unique, await s.fs.readlink(r.ctx, r.nodeid));
 
 /** Names: the new link's name, then the target. */
-const hSymlink: Handler = async (s, r) => entryReply(r, await s.fs.symlink(r.ctx, r.name2!, r.nodeid, r.name1!));
+const hSymlink: Handler = async (s, r) => entryReply(r, await s.fs.symlink(creatorCtx(s, r), r.name2!, r.nodeid, r.name1!));
 
 /** rdev arrives in the kernel's 32-bit encoding (new_encode_dev); the filesystem gets major and minor. */
 const hMknod: Handler = async (s, r) => {
-  const e = await s.fs.mknod(r.ctx, r.nodeid, r.name1!, u32(r, MknodIn.mode), decodeDev32(u32(r, MknodIn.rdev)), u32(r, MknodIn.umask));
+  const e = await s.fs.mknod(creatorCtx(s, r), r.nodeid, r.name1!, u32(r, MknodIn.mode), decodeDev32(u32(r, MknodIn.rdev)), u32(r, MknodIn.umask));
   return entryReply(r, e);
 };
 
 const hMkdir: Handler = async (s, r) =>
-  entryReply(r, await s.fs.mkdir(r.ctx, r.nodeid, r.name1!, u32(r, MkdirIn.mode), u32(r, MkdirIn.umask)));
+  entryReply(r, await s.fs.mkdir(creatorCtx(s, r), r.nodeid, r.name1!, u32(r, MkdirIn.mode), u32(r, MkdirIn.umask)));
 
 const hUnlink: Handler = async (s, r) => {
   await s.fs.unlink(r.ctx, r.nodeid, r.name1!);
@@ -313,7 +323,7 @@ const hAccess: Handler = async (s, r) => {
 /** CreateIn.open_flags (FUSE_OPEN_KILL_SUIDGID) is not passed on: the contract has no parameter for it. */
 const hCreate: Handler = async (s, r) => {
   const mode = u32(r, CreateIn.mode);
-  return createReply(s, r, await s.fs.create(r.ctx, r.nodeid, r.name1!, mode, u32(r, CreateIn.flags), u32(r, CreateIn.umask)));
+  return createReply(s, r, await s.fs.create(creatorCtx(s, r), r.nodeid, r.name1!, mode, u32(r, CreateIn.flags), u32(r, CreateIn.umask)));
 };
 
 const hInterrupt: Handler = async (s, r) => s.doInterrupt(r);
@@ -386,7 +396,7 @@ const hSyncfs: Handler = async (s, r) => {
 
 /** TMPFILE carries a CreateIn and a placeholder name ("/") that is ignored. */
 const hTmpfile: Handler = async (s, r) =>
-  createReply(s, r, await s.fs.tmpfile(r.ctx, r.nodeid, u32(r, CreateIn.mode), u32(r, CreateIn.flags), u32(r, CreateIn.umask)));
+  createReply(s, r, await s.fs.tmpfile(creatorCtx(s, r), r.nodeid, u32(r, CreateIn.mode), u32(r, CreateIn.flags), u32(r, CreateIn.umask)));
 
 const hStatx: Handler = async (s, r) => {
   const fh = u32(r, StatxIn.getattr_flags) & FUSE_GETATTR_FH ? u64(r, StatxIn.fh) : undefined;

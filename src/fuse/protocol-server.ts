@@ -34,7 +34,7 @@ import {
   FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_CACHE_SYMLINKS, FUSE_CREATE_SUPP_GROUP,
   FUSE_DO_READDIRPLUS, FUSE_DONT_MASK, FUSE_EXPORT_SUPPORT, FUSE_FLOCK_LOCKS, FUSE_HANDLE_KILLPRIV_V2, FUSE_INIT_EXT,
   FUSE_MAX_PAGES, FUSE_NO_EXPORT_SUPPORT, FUSE_PARALLEL_DIROPS, FUSE_PASSTHROUGH, FUSE_POSIX_ACL, FUSE_POSIX_LOCKS,
-  FUSE_READDIRPLUS_AUTO, FUSE_SETXATTR_EXT, FUSE_WRITEBACK_CACHE, initFlagNames,
+  FUSE_READDIRPLUS_AUTO, FUSE_SECURITY_CTX, FUSE_SETXATTR_EXT, FUSE_SUBMOUNTS, FUSE_WRITEBACK_CACHE, initFlagNames,
 } from './flags.js';
 import { Op, opcodeName, opcodeRow, type Conn, type OpcodeRow, type Session } from './opcodes.js';
 import { rxLine, txLine } from './trace.js';
@@ -60,6 +60,10 @@ export interface ProtocolOptions {
   congestionThreshold?: number;
   /** Timestamp granularity in ns (default 1). */
   timeGran?: number;
+  /** FUSE_SECURITY_CTX (--security-label): required; a kernel that does not offer it fails INIT (EPROTO). */
+  securityLabel?: boolean;
+  /** FUSE_SUBMOUNTS (--announce-submounts): taken when offered; without it a warning and no submounts. */
+  announceSubmounts?: boolean;
   /** The transport's hook, called (from a setImmediate) after the DESTROY reply has been returned. */
   onDestroy?: () => void;
 }
@@ -258,6 +262,7 @@ export class ProtocolServer implements Session {
       minor,
       setxattrExt: (flags & FUSE_SETXATTR_EXT) !== 0n,
       passthrough: (flags & FUSE_PASSTHROUGH) !== 0n,
+      securityCtx: (flags & FUSE_SECURITY_CTX) !== 0n,
       maxRead,
       maxReply: Math.max(maxRead, XATTR_SIZE_MAX),
     };
@@ -270,6 +275,8 @@ export class ProtocolServer implements Session {
     if (this.opts.writeback) want |= FUSE_WRITEBACK_CACHE;
     if (this.opts.passthrough) want |= FUSE_PASSTHROUGH;
     if (this.opts.posixAcl) want |= FUSE_POSIX_ACL;
+    if (this.opts.securityLabel) want |= FUSE_SECURITY_CTX;
+    if (this.opts.announceSubmounts) want |= FUSE_SUBMOUNTS;
     return want;
   }
 
@@ -311,12 +318,21 @@ export class ProtocolServer implements Session {
     if (this.opts.passthrough && !(flags & FUSE_PASSTHROUGH) && !(flags & FUSE_WRITEBACK_CACHE)) {
       this.log.warn('the kernel did not offer FUSE_PASSTHROUGH; serving reads and writes without it');
     }
+    // as virtiofsd: labels that would silently not be set fail the mount; submounts only warn
+    if (this.opts.securityLabel && !(flags & FUSE_SECURITY_CTX)) {
+      this.log.error('--security-label: the kernel does not offer FUSE_SECURITY_CTX; refusing INIT');
+      return encodeError(r.unique, E.EPROTO);
+    }
+    if (this.opts.announceSubmounts && !(flags & FUSE_SUBMOUNTS)) {
+      this.log.warn('--announce-submounts: the client does not support submounts (only virtio-fs does); they are not announced');
+    }
     const conn = this.makeConn(minor, flags);
     try {
       await this.fs.init({
         writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0n,
         killPrivV2: (flags & FUSE_HANDLE_KILLPRIV_V2) !== 0n,
         passthrough: conn.passthrough,
+        submounts: (flags & FUSE_SUBMOUNTS) !== 0n,
       });
     } catch (e) {
       this.log.error({ err: e }, 'filesystem init failed; the mount will not be usable');

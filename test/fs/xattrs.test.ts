@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { type XattrReply } from '../../src/fs/types.js';
 import { sys, AT_FDCWD, O_RDWR, S_IFIFO, XATTR_CREATE, XATTR_REPLACE } from '../../src/sys/syscalls.js';
-import { codeOf, errnoOf, errnoOfSync } from '../helpers/errno.js';
-import { B, ctx, isRoot, pfs, P, look, remakeFs, useFs } from '../helpers/fs-fixture.js';
+import { errnoOf, errnoOfSync } from '../helpers/errno.js';
+import { B, ctx, hostGet, isRoot, pfs, P, look, remakeFs, useFs } from '../helpers/fs-fixture.js';
 
 useFs();
 
@@ -23,15 +23,6 @@ function size(r: XattrReply): number {
 }
 
 describe('xattrs', () => {
-  const hostGet = (p: string, name: string): string => {
-    try {
-      const b = Buffer.alloc(65536);
-      return b.subarray(0, sys.lgetxattr(B(p), B(name), b)).toString();
-    } catch (e) {
-      return codeOf(e);
-    }
-  };
-
   it('set, get (size probe, value, ERANGE), list, remove, ENODATA; flags as the host', async () => {
     fs.writeFileSync(P('f'), '');
     const f = (await look('f')).nodeid;

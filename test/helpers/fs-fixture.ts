@@ -18,6 +18,8 @@ import { PassthroughFs } from '../../src/fs/passthrough.js';
 import type { Attr, Context, Entry, FileLock, SetattrIn, Timespec } from '../../src/fs/types.js';
 import { ephemeralKey } from '../../src/handle/key.js';
 import { O_RDONLY, O_RDWR } from '../../src/sys/constants.js';
+import { sys } from '../../src/sys/syscalls.js';
+import { codeOf } from './errno.js';
 
 /** The requester of most tests: root, like the server. */
 export const ctx: Context = { uid: 0, gid: 0, pid: process.pid, unique: 1n };
@@ -124,6 +126,16 @@ export function useFs(): void {
 export async function remakeFs(over: Partial<PassthroughOptions>): Promise<void> {
   await pfs.destroy();
   ({ pfs, cap } = makeFs(root, over));
+}
+
+/** An xattr's value as the host reads it on a path (lgetxattr), or the errno name it fails with. */
+export function hostGet(p: string, name: string): string {
+  try {
+    const b = Buffer.alloc(65536);
+    return b.subarray(0, sys.lgetxattr(B(p), B(name), b)).toString();
+  } catch (e) {
+    return codeOf(e);
+  }
 }
 
 /** The host path of a path relative to the root. */

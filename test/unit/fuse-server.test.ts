@@ -164,7 +164,7 @@ describe('INIT', () => {
       expect(flags & f).toBe(0n);
     }
     expect(srv.negotiated).toEqual({ major: 7, minor: 45, flags, maxWrite: 1 << 20, maxReadahead: 131072 });
-    expect(fs.initOpts).toEqual({ writeback: false, killPrivV2: true, passthrough: false });
+    expect(fs.initOpts).toEqual({ writeback: false, killPrivV2: true, passthrough: false, submounts: false });
     expect(srv.bufferSize()).toBe((1 << 20) + 4096);
   });
 
@@ -176,7 +176,7 @@ describe('INIT', () => {
 
   it('writeback and passthrough are opt-in; together passthrough yields', async () => {
     const wb = await setup({ writeback: true });
-    expect(wb.fs.initOpts).toEqual({ writeback: true, killPrivV2: true, passthrough: false });
+    expect(wb.fs.initOpts).toEqual({ writeback: true, killPrivV2: true, passthrough: false, submounts: false });
     const pt = await setup({ passthrough: true });
     expect(pt.fs.initOpts!.passthrough).toBe(true);
     expect(readStruct(InitOut, parse(pt.init)[1]).max_stack_depth).toBe(1);
