@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { sys } from '../sys/syscalls.js';
+import { E } from '../errors.js';
+import { sys, AT_FDCWD, O_RDONLY } from '../sys/syscalls.js';
 
 // fanotify(7)
 const FAN_CLOEXEC = 0x1;
@@ -23,9 +24,6 @@ export const FAN_DIRENT = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_T
 const FAN_EVENT_INFO_TYPE_FID = 1;
 const FAN_EVENT_INFO_TYPE_DFID_NAME = 2;
 const FAN_EVENT_INFO_TYPE_DFID = 3;
-const O_RDONLY = 0;
-const AT_FDCWD = -100;
-const EINTR = 4;
 /** struct fanotify_event_metadata */
 const META_SIZE = 24;
 /** struct fanotify_event_info_header + __kernel_fsid_t */
@@ -142,7 +140,7 @@ export class MoveWatch {
         this.current++;
         return;
       }
-      if (n === -EINTR) continue;
+      if (n === -E.EINTR) continue;
       if (n <= 0) return;
       this.take(n);
     }
