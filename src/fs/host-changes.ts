@@ -1,6 +1,7 @@
 import { handleKey } from '../handle/file-handle.js';
 import type { Inode, InodeStore } from './inode-store.js';
-import { FAN_ATTRIB, FAN_DIRENT, FAN_MODIFY, type EventHandle, type HostEvent, type HostEventSink } from './move-watch.js';
+import { FAN_ATTRIB, FAN_DIRENT, FAN_MODIFY } from '../sys/constants.js';
+import type { EventHandle, HostEvent, HostEventSink } from './move-watch.js';
 import type { HostChangeListener } from './options.js';
 
 /** Events within this many ms of the first pending one go out together, each (parent, name) or inode once. */

@@ -1,29 +1,12 @@
 import type { Logger } from 'pino';
 import { E } from '../errors.js';
-import { sys, AT_FDCWD, O_RDONLY } from '../sys/syscalls.js';
+import {
+  sys, AT_FDCWD, O_RDONLY, FAN_ATTRIB, FAN_CLASS_NOTIF, FAN_CLOEXEC, FAN_CREATE, FAN_DELETE, FAN_DIRENT,
+  FAN_EVENT_INFO_TYPE_DFID, FAN_EVENT_INFO_TYPE_DFID_NAME, FAN_EVENT_INFO_TYPE_FID, FAN_MARK_ADD, FAN_MARK_FILESYSTEM,
+  FAN_MODIFY, FAN_MOVED_FROM, FAN_MOVED_TO, FAN_NONBLOCK, FAN_ONDIR, FAN_Q_OVERFLOW, FAN_REPORT_DIR_FID, FAN_REPORT_FID,
+  FAN_REPORT_NAME,
+} from '../sys/syscalls.js';
 
-// fanotify(7)
-const FAN_CLOEXEC = 0x1;
-const FAN_NONBLOCK = 0x2;
-const FAN_CLASS_NOTIF = 0x0;
-const FAN_REPORT_FID = 0x200;
-const FAN_REPORT_DIR_FID = 0x400;
-const FAN_REPORT_NAME = 0x800;
-const FAN_MARK_ADD = 0x1;
-const FAN_MARK_FILESYSTEM = 0x100;
-export const FAN_MODIFY = 0x2;
-export const FAN_ATTRIB = 0x4;
-export const FAN_MOVED_FROM = 0x40;
-export const FAN_MOVED_TO = 0x80;
-export const FAN_CREATE = 0x100;
-export const FAN_DELETE = 0x200;
-const FAN_Q_OVERFLOW = 0x4000;
-const FAN_ONDIR = 0x40000000;
-/** the events that add, remove or move a name in a directory */
-export const FAN_DIRENT = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO;
-const FAN_EVENT_INFO_TYPE_FID = 1;
-const FAN_EVENT_INFO_TYPE_DFID_NAME = 2;
-const FAN_EVENT_INFO_TYPE_DFID = 3;
 /** struct fanotify_event_metadata */
 const META_SIZE = 24;
 /** struct fanotify_event_info_header + __kernel_fsid_t */

@@ -140,3 +140,26 @@ export const NAME_MAX = 255;
 export const PATH_MAX = 4096;
 /** Largest f_handle of a struct file_handle (MAX_HANDLE_SZ of <fcntl.h>). */
 export const MAX_HANDLE_SZ = 128;
+
+/** fanotify(7): init and mark flags, events, and the info record types of FID reporting. */
+export const FAN_CLOEXEC = 0x1;
+export const FAN_NONBLOCK = 0x2;
+export const FAN_CLASS_NOTIF = 0x0;
+export const FAN_REPORT_FID = 0x200;
+export const FAN_REPORT_DIR_FID = 0x400;
+export const FAN_REPORT_NAME = 0x800;
+export const FAN_MARK_ADD = 0x1;
+export const FAN_MARK_FILESYSTEM = 0x100;
+export const FAN_MODIFY = 0x2;
+export const FAN_ATTRIB = 0x4;
+export const FAN_MOVED_FROM = 0x40;
+export const FAN_MOVED_TO = 0x80;
+export const FAN_CREATE = 0x100;
+export const FAN_DELETE = 0x200;
+export const FAN_Q_OVERFLOW = 0x4000;
+export const FAN_ONDIR = 0x40000000;
+/** the events that add, remove or move a name in a directory */
+export const FAN_DIRENT = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO;
+export const FAN_EVENT_INFO_TYPE_FID = 1;
+export const FAN_EVENT_INFO_TYPE_DFID_NAME = 2;
+export const FAN_EVENT_INFO_TYPE_DFID = 3;
