@@ -315,10 +315,22 @@ const hSetlk: Handler = async (s, r) => {
 };
 
 const hAccess: Handler = async (s, r) => {
-  const groups = r.ctx.groups ?? s.requesterGroups(r.ctx.pid);
-  await s.fs.access(groups ? { ...r.ctx, groups } : r.ctx, r.nodeid, u32(r, AccessIn.mask));
+  await s.fs.access(r.ctx.groups ? r.ctx : withRequesterGroups(s, r.ctx), r.nodeid, u32(r, AccessIn.mask));
   return ok(r);
 };
+
+/**
+ * `ctx` whose supplementary groups the transport looks up (a read of /proc/PID/status) only when
+ * the filesystem reads them: most ACCESS checks never do (a root requester, a server that is not
+ * root and lets the host check).
+ */
+function withRequesterGroups(s: Session, ctx: Context): Context {
+  let groups: readonly number[] | null | undefined;
+  return Object.defineProperty({ ...ctx }, 'groups', {
+    enumerable: true,
+    get: () => (groups === undefined ? (groups = s.requesterGroups(ctx.pid)) : groups) ?? undefined,
+  });
+}
 
 /** CreateIn.open_flags (FUSE_OPEN_KILL_SUIDGID) is not passed on: the contract has no parameter for it. */
 const hCreate: Handler = async (s, r) => {

@@ -5,7 +5,7 @@ import { E, FsError } from '../../src/errors.js';
 import { DefaultFileSystem } from '../../src/fs/filesystem.js';
 import type { AttrReply, Context, CreateOut, DeviceNumber, DirEntry, Entry, FileLock, InitOptions, OpenOut, StatfsOut, XattrReply } from '../../src/fs/types.js';
 import {
-  AttrOut, CreateIn, MknodIn, encodeStruct, EntryOut, FileLock as FileLockS, ForgetIn, ForgetOne, BatchForgetIn, GetattrIn,
+  AccessIn, AttrOut, CreateIn, MknodIn, encodeStruct, EntryOut, FileLock as FileLockS, ForgetIn, ForgetOne, BatchForgetIn, GetattrIn,
   GetxattrIn, InitIn, InitOut, InterruptIn, Kstatfs, LkIn, OpenIn, OpenOut as OpenOutS, OutHeader, ReadIn, readStruct,
   Rename2In, SetxattrIn, StatxIn, StatxOut, WriteIn, CopyFileRangeIn, LseekIn, FsyncIn, ReleaseIn, Statx,
 } from '../../src/fuse/abi.js';
@@ -267,6 +267,26 @@ describe('requests', () => {
       expect(parse(await call(Op.MKNOD, 1n, req, cstr('dev')))[0]).toBe(0);
       expect(fs.calls.at(-1)).toEqual(['mknod', 1n, 'dev', 0o20644, { major, minor }, 0o22]);
     }
+  });
+
+  it("ACCESS looks the requester's supplementary groups up only when the filesystem reads them, once", async () => {
+    const pids: number[] = [];
+    const seen: Array<readonly number[] | undefined> = [];
+    class AccessFs extends StubFs {
+      override async access(c: Context, _n: bigint, mask: number): Promise<void> {
+        // like PassthroughFs: only a check against the mode bits needs the groups
+        if (mask === 4) seen.push(c.groups, c.groups);
+      }
+    }
+    const srv = new ProtocolServer(new AccessFs(), { requesterGroups: (pid) => (pids.push(pid), [7, 8]) }, silent);
+    await srv.handle(initReq(45, ALL_OFFERED));
+    const access = (mask: number, unique: bigint) =>
+      srv.handle(encodeRequest({ opcode: Op.ACCESS, unique, nodeid: 1n, uid: 1, gid: 2, pid: 3 }, encodeStruct(AccessIn, { mask })));
+    expect(parse(await access(1, 200n))[0]).toBe(0);
+    expect(pids).toEqual([]);
+    expect(parse(await access(4, 201n))[0]).toBe(0);
+    expect(pids).toEqual([3]);
+    expect(seen).toEqual([[7, 8], [7, 8]]);
   });
 
   it('unimplemented operations answer ENOSYS (DefaultFileSystem)', async () => {
