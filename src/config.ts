@@ -315,14 +315,15 @@ export interface SealingKeys {
  * worker receives over IPC (plain data, cloned as it is).
  */
 export type CoreConfig = Pick<Config, 'fdBudget' | 'reopen' | 'cache' | 'xattr' | 'readonly' | 'writeback' | 'passthrough' | 'maxWrite' | 'logLevel' | 'statsFile' | 'stateFile'
-  | 'translateUid' | 'translateGid' | 'posixAcl' | 'xattrmap' | 'securityLabel' | 'announceSubmounts' | 'preserveNoatime'>;
+  | 'translateUid' | 'translateGid' | 'posixAcl' | 'xattrmap' | 'securityLabel' | 'announceSubmounts' | 'preserveNoatime'
+  | 'sandbox'>;
 
 export function coreConfig(cfg: Config): CoreConfig {
   const { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile } = cfg;
-  const { translateUid, translateGid, posixAcl, xattrmap, securityLabel, announceSubmounts, preserveNoatime } = cfg;
+  const { translateUid, translateGid, posixAcl, xattrmap, securityLabel, announceSubmounts, preserveNoatime, sandbox } = cfg;
   return {
     fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile,
-    translateUid, translateGid, posixAcl, xattrmap, securityLabel, announceSubmounts, preserveNoatime,
+    translateUid, translateGid, posixAcl, xattrmap, securityLabel, announceSubmounts, preserveNoatime, sandbox,
   };
 }
 

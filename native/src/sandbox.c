@@ -103,7 +103,11 @@ static void bind_into_root(struct bind *b) {
 }
 
 static void build_root(struct bind *binds, int nbinds) {
-  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
+  /*
+   * A slave of the host: mounts the host makes below the share later reach the sandbox (as they
+   * reach a virtiofsd client), and nothing made here propagates back.
+   */
+  if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) die("make / a slave");
   /* opened in this namespace (a bind source must be one of its mounts), before the tmpfs hides any */
   for (int b = 0; b < nbinds; b++) {
     binds[b].fd = open(binds[b].path, O_PATH | O_NOFOLLOW | O_CLOEXEC);

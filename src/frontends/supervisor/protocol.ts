@@ -30,6 +30,12 @@ export interface ReqMsg {
   t: 'req';
   id: number;
   buf: Uint8Array;
+  /**
+   * The requester's supplementary groups, read by the supervisor for an ACCESS request when the
+   * worker runs in its own pid namespace: the requester's pid is one of the host's, and the
+   * worker's /proc shows only its own namespace. Absent: the worker reads them itself.
+   */
+  groups?: number[] | null;
 }
 
 export interface StateReqMsg {

@@ -30,7 +30,8 @@ import { InHeader, requestBufferSize } from '../../fuse/abi.js';
 import { encodeError } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
 import type { RequestHandler } from '../devfuse/index.js';
-import { asFromWorker, noReply, type FromWorker, type StartMsg, type ToWorker } from './protocol.js';
+import { processGroups } from '../../sys/proc-groups.js';
+import { asFromWorker, noReply, type FromWorker, type ReqMsg, type StartMsg, type ToWorker } from './protocol.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.js');
 const DRAIN_MS = 10_000;
@@ -46,7 +47,7 @@ export class Supervisor implements RequestHandler {
   private worker: ChildProcess | null = null;
   private ready = false;
   private paused = false;
-  private queue: Array<{ id: number; buf: Buffer }> = [];
+  private queue: ReqMsg[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private init: Buffer | null = null;
@@ -88,10 +89,14 @@ export class Supervisor implements RequestHandler {
       this.init = Buffer.from(req);
       this.initId = id;
     }
+    const msg: ReqMsg = { t: 'req', id, buf: req };
+    if (opcode === Op.ACCESS && this.cfg.sandbox === 'namespace' && req.length >= InHeader.SIZE) {
+      msg.groups = processGroups(req.readUInt32LE(InHeader.pid));
+    }
     return new Promise((resolve) => {
       this.pending.set(id, { resolve, unique, opcode });
-      if (this.ready && !this.paused) this.send({ t: 'req', id, buf: req });
-      else this.queue.push({ id, buf: req });
+      if (this.ready && !this.paused) this.send(msg);
+      else this.queue.push(msg);
     });
   }
 
@@ -199,7 +204,7 @@ export class Supervisor implements RequestHandler {
   private release(): void {
     const q = this.queue;
     this.queue = [];
-    for (const r of q) this.send({ t: 'req', id: r.id, buf: r.buf });
+    for (const r of q) this.send(r);
   }
 
   /** Upgrade: drain, take the full state, stop the old worker, start a new one with it. */

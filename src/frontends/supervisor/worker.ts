@@ -8,6 +8,7 @@ import type { FileSystem } from '../../fs/filesystem.js';
 import { PassthroughFs } from '../../fs/passthrough.js';
 import { decorate } from '../../fs/decorate.js';
 import { ProtocolServer } from '../../fuse/protocol-server.js';
+import { InHeader } from '../../fuse/abi.js';
 import { childLogger, makeLogger } from '../../log.js';
 import { startStats } from '../../stats.js';
 import { asToWorker, type FromWorker, type StartMsg } from './protocol.js';
@@ -43,6 +44,22 @@ function streamRecord(sealed: Buffer): void {
   }
 }
 
+/** Groups the supervisor read for requests in flight, by requester pid (several may share a pid). */
+const suppliedGroups = new Map<number, { groups: number[] | null; uses: number }>();
+
+/** Make `groups` the answer for `pid` while its request runs; returns the release. */
+function supplyGroups(pid: number, groups: number[] | null): () => void {
+  const e = suppliedGroups.get(pid);
+  if (e) {
+    e.groups = groups;
+    e.uses++;
+  } else suppliedGroups.set(pid, { groups, uses: 1 });
+  return () => {
+    const cur = suppliedGroups.get(pid);
+    if (cur && --cur.uses === 0) suppliedGroups.delete(pid);
+  };
+}
+
 async function start(m: StartMsg): Promise<void> {
   const { cfg } = m;
   const log = makeLogger(cfg.logLevel, { role: 'worker' });
@@ -50,7 +67,11 @@ async function start(m: StartMsg): Promise<void> {
   const pfs = new PassthroughFs(passthroughOptions(cfg, m.root, keys, log, { onRecord: streamRecord }));
   core = pfs;
   const fsys: FileSystem = decorate(pfs, cfg);
-  server = new ProtocolServer(fsys, protocolOptions(cfg), childLogger('fuse', log));
+  const opts = protocolOptions(cfg);
+  // in its own pid namespace the worker cannot read a requester's /proc entry: the supervisor
+  // sends the groups with each ACCESS request, and no other source is trusted
+  if (cfg.sandbox === 'namespace') opts.requesterGroups = (pid) => suppliedGroups.get(pid)?.groups ?? null;
+  server = new ProtocolServer(fsys, opts, childLogger('fuse', log));
   let restored = 0;
   // every record is verified by the core before use: a foreign or tampered one is refused and logged
   for (const blob of m.state ? [m.state, ...m.records] : m.records) {
@@ -74,13 +95,15 @@ process.on('message', (raw) => {
     case 'req': {
       const srv = server;
       if (!srv) return;
-      srv.handle(Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength)).then(
+      const buf = Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength);
+      const supplied = m.groups !== undefined && buf.length >= InHeader.SIZE ? supplyGroups(buf.readUInt32LE(InHeader.pid), m.groups) : null;
+      srv.handle(buf).then(
         (rep) => {
           flushRecs(); // records before the reply that names them
           send({ t: 'rep', id: m.id, buf: rep });
         },
         () => send({ t: 'rep', id: m.id, buf: null }),
-      );
+      ).finally(() => supplied?.());
       return;
     }
     case 'start':
