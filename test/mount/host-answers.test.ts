@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run, runSync } from '../helpers/child.js';
 import { mountSkipReason, withMount } from '../helpers/mount.js';
-import { forceUnmount } from '../helpers/mounts.js';
+import { forceUnmount, mountAt } from '../helpers/mounts.js';
 
 const skip = mountSkipReason();
 
@@ -49,11 +49,16 @@ async function answers(file: string): Promise<Record<string, string>> {
 
 describe.skipIf(skip !== null)(`the host decides${skip ? ` (skipped: ${skip})` : ''}`, () => {
   it('out-of-range ftruncate, copy_file_range and fallocate answer as the host does (ext4 and tmpfs), and a far-future time is clamped, not EIO', async () => {
-    await withMount({}, async ({ orig, mnt }) => {
-      // a tmpfs below the share: the same cases where the host's answers differ
-      const t = path.join(orig, 'tmpfs');
+    // a tmpfs below the share, mounted before the server starts (a sandboxed server sees a later
+    // mount only below a propagating share: test/mount/sandbox.test.ts): the same cases where the
+    // host's answers differ
+    let t = '';
+    const setup = (orig: string): void => {
+      t = path.join(orig, 'tmpfs');
       fs.mkdirSync(t);
       expect(runSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', t]).status).toBe(0);
+    };
+    await withMount({ setup }, async ({ orig, mnt }) => {
       try {
         for (const sub of ['', 'tmpfs']) {
           const host = await answers(path.join(orig, sub, 'host-f'));
@@ -82,7 +87,7 @@ describe.skipIf(skip !== null)(`the host decides${skip ? ` (skipped: ${skip})` :
       } finally {
         await forceUnmount(t);
       }
-    });
+    }).finally(() => (t && mountAt(t) ? forceUnmount(t) : undefined));
   }, 90_000);
 
   for (const mode of ['raw', 'passthrough'] as const) {

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runSync } from '../helpers/child.js';
 import { mountSkipReason, runCli, withMount } from '../helpers/mount.js';
 
 const skip = mountSkipReason();
@@ -84,6 +85,43 @@ describe.skipIf(skip !== null)(`sandboxed worker${skip ? ` (skipped: ${skip})` :
       });
     } finally {
       fs.rmSync('/tmp/handlefs-sandbox-outside', { force: true });
+    }
+  });
+
+  it('sees a mount the host makes below a propagating share after start (the sandbox is a slave of the host)', async () => {
+    // The share is made a shared mount here; a standard host's mounts already are (systemd), this
+    // machine's are private, and a private mount propagates nothing to anyone.
+    let share = '';
+    let sub = '';
+    const mounted = (p: string): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === p);
+    try {
+      await withMount({
+        args: SANDBOX,
+        setup: (o) => {
+          share = fs.realpathSync(o);
+          expect(runSync('mount', ['--bind', share, share]).status).toBe(0);
+          expect(runSync('mount', ['--make-shared', share]).status).toBe(0);
+          fs.writeFileSync(path.join(share, 'f'), 'served');
+        },
+      }, async (t) => {
+        try {
+          sub = path.join(share, 'later');
+          fs.mkdirSync(sub);
+          expect(fs.readFileSync(path.join(t.mnt, 'f'), 'utf8')).toBe('served');
+          expect(runSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'hfs-later', sub]).status).toBe(0);
+          fs.writeFileSync(path.join(sub, 'f'), 'on the later tmpfs');
+          // a fresh name below the new mount: no cached negative entry stands in the way
+          expect(fs.readFileSync(path.join(t.mnt, 'later', 'f'), 'utf8')).toBe('on the later tmpfs');
+          expect(fs.statSync(path.join(t.mnt, 'later', 'f')).size).toBe(18);
+        } finally {
+          // before the fixture removes the share (the server holds fds below both: detached now)
+          if (sub && mounted(sub)) runSync('umount', ['-l', sub]);
+          runSync('umount', ['-l', share]);
+        }
+      });
+    } finally {
+      if (sub && mounted(sub)) runSync('umount', ['-l', sub]);
+      if (share && mounted(share)) runSync('umount', ['-l', share]);
     }
   });
 
