@@ -124,7 +124,11 @@ export class InodeFds {
       for (let i = 0; i <= MAX_DEPTH; i++) {
         const h = sys.nameToHandleAt(cur, EMPTY, AT_EMPTY_PATH | this.handleFlags);
         if (sameHandle(h, this.rootHandle) && h.mountId === this.rootHandle.mountId) return true;
-        const up = sys.openat(cur, DOTDOT, O_PATH | O_CLOEXEC, 0);
+        // ENOENT: the directory is not connected to the root of the mount we hold (the share is
+        // a bind, e.g. in the sandbox, and the directory left its subtree): outside
+        const up = sys.openatTry(cur, DOTDOT, O_PATH | O_CLOEXEC, 0);
+        if (up === -E.ENOENT) return false;
+        if (up < 0) throw new FsError(-up, 'reopen: .. of a directory');
         const hu = sys.nameToHandleAt(up, EMPTY, AT_EMPTY_PATH | this.handleFlags);
         sys.close(cur);
         cur = up;

@@ -2,6 +2,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { start } from '../helpers/child.js';
 import { codeOf, errnoOf } from '../helpers/errno.js';
 import { makeFs, tmpdir, ctx, B, walk } from '../helpers/fs-fixture.js';
@@ -130,6 +131,36 @@ describe('moved outside while held', () => {
       atime: { sec: 0n, nsec: 0 }, mtime: { sec: 0n, nsec: 0 }, ctime: { sec: 0n, nsec: 0 } }))).toBe('ESTALE');
     expect(fs.readdirSync(path.join(outside, 'held')).sort()).toEqual(['f', 'leak']);
     expect(fs.statSync(path.join(outside, 'held', 'f')).mode).toBe(mode0);
+  });
+});
+
+describe('moved outside a share that is a bind mount', () => {
+  // The share is the root of its own mount (a bind, as in the sandbox): there '..' of a directory
+  // moved out of the mount's subtree is ENOENT (the kernel's path_connected), not a walk to the top.
+  const notRoot = process.getuid?.() !== 0;
+  it.skipIf(notRoot)(`an evicted directory moved outside is ESTALE on reopen by handle, not ENOENT${notRoot ? ' (skipped: needs root to bind-mount)' : ''}`, async () => {
+    const top = tmpdir('hfs-bind-');
+    const under = path.join(top, 'under');
+    const root = path.join(top, 'share');
+    fs.mkdirSync(under);
+    fs.mkdirSync(root);
+    fs.mkdirSync(path.join(top, 'outside'));
+    fs.mkdirSync(path.join(under, 'held'));
+    for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(under, `f${i}`), '');
+    expect(spawnSync('mount', ['--bind', under, root]).status).toBe(0);
+    const { pfs } = makeFs(root, { reopen: 'handle', fdBudget: 8 });
+    cleanups.push(async () => {
+      await pfs.destroy();
+      spawnSync('umount', ['-l', root]);
+      fs.rmSync(top, { recursive: true, force: true });
+    });
+    const held = await pfs.lookup(ctx, 1n, B('held'));
+    // moved through the underlying path: out of the bind's subtree
+    fs.renameSync(path.join(under, 'held'), path.join(top, 'outside', 'held'));
+    fs.writeFileSync(path.join(top, 'outside', 'held', 'leak'), 'OUTSIDE');
+    for (let i = 0; i < 40; i++) await pfs.lookup(ctx, 1n, B(`f${i}`)); // evicts held's fd
+    expect(await errnoOf(pfs.lookup(ctx, held.nodeid, B('leak')))).toBe('ESTALE');
+    expect(await errnoOf(pfs.opendir(ctx, held.nodeid, 0))).toBe('ESTALE');
   });
 });
 
