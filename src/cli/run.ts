@@ -8,12 +8,10 @@
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
-import { coreConfig, passthroughOptions, protocolOptions, type Config, type SealingKeys } from '../config.js';
-import type { PassthroughOptions } from '../fs/options.js';
-import type { FileSystem } from '../fs/filesystem.js';
-import type { PassthroughFs } from '../fs/passthrough.js';
+import { coreConfig, protocolOptions, type Config, type SealingKeys } from '../config.js';
 import type { FuseMount, DevFuseSession, NotifyWriter, RequestHandler } from '../frontends/devfuse/index.js';
 import { childLogger } from '../log.js';
+import { loadKeys, makeCore, type CoreWiring } from './core.js';
 import { parseCommandLine, USAGE, UsageError, type Command } from './args.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, runServer, say, type Served } from './lifecycle.js';
 import { preflight, type Preflight } from './preflight.js';
@@ -74,24 +72,6 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-async function loadKeys(cfg: Config): Promise<SealingKeys> {
-  const { ephemeralKey, loadOrCreateKeys } = await import('../handle/key.js');
-  // one key for every worker of a supervised server: a successor must verify its predecessor's seals
-  const [key, ...previousKeys] = cfg.handleKeyFile ? loadOrCreateKeys(cfg.handleKeyFile) : [ephemeralKey()];
-  return { key: key!, previousKeys };
-}
-
-/** The filesystem core, in the decorators the options ask for (--translate-uid/-gid, --readonly). */
-async function makeCore(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, wiring: CoreWiring = {}):
-Promise<{ core: PassthroughFs; fsys: FileSystem }> {
-  const [{ PassthroughFs }, { decorate }] = await Promise.all([import('../fs/passthrough.js'), import('../fs/decorate.js')]);
-  const core = new PassthroughFs(passthroughOptions(cfg, pre.root, keys, log, wiring));
-  return { core, fsys: decorate(core, cfg) };
-}
-
-/** What a transport connects the core to: FUSE passthrough backing files, host-change notifications. */
-type CoreWiring = Pick<PassthroughOptions, 'backing' | 'onHostChange'>;
-
 /** What serves the requests of a raw session: the protocol server here, or a supervised worker. */
 interface RawHandler {
   requests: RequestHandler;
@@ -146,7 +126,7 @@ async function inProcess(
   cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, wiring: CoreWiring, stop: StopServed, notifier: NotifyWriter | null,
 ): Promise<RawHandler> {
   const { ProtocolServer } = await import('../fuse/protocol-server.js');
-  const { core, fsys } = await makeCore(cfg, pre, keys, log, wiring);
+  const { core, fsys } = await makeCore(cfg, pre.root, keys, log, wiring);
   const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
   return {
     requests: server,
@@ -264,7 +244,7 @@ function rawServed(pre: Preflight, mount: FuseMount, session: DevFuseSession, h:
  */
 async function startHighLevel(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger): Promise<Served> {
   const [{ mountHighLevel }, { findMount }] = await Promise.all([import('../frontends/highlevel/mount.js'), import('../frontends/devfuse/index.js')]);
-  const { core, fsys } = await makeCore(cfg, pre, keys, log);
+  const { core, fsys } = await makeCore(cfg, pre.root, keys, log);
   let hl;
   try {
     hl = await mountHighLevel(fsys, pre.mountpoint, {
