@@ -122,6 +122,18 @@ static void close_all(const int *fds, size_t n) {
   for (size_t i = 0; i < n; i++) close(fds[i]);
 }
 
+/* (fd, buf, offset, length) of recvMsg and sendMsg: the fd and the Buffer slice. */
+static bool msg_args(napi_env env, napi_value *argv, int32_t *fd, struct iovec *iov) {
+  void *data;
+  size_t buflen;
+  int64_t off, len;
+  if (!arg_i32(env, argv[0], 0, fd) || !arg_buffer(env, argv[1], 1, &data, &buflen) || !arg_safe(env, argv[2], 2, &off) ||
+      !arg_safe(env, argv[3], 3, &len) || !check_range(env, off, len, buflen))
+    return false;
+  *iov = (struct iovec){ .iov_base = (char *)data + off, .iov_len = (size_t)len };
+  return true;
+}
+
 /* { n, fds, truncated }; NULL after throwing (the caller still owns the fds). */
 static napi_value recv_result(napi_env env, ssize_t n, const int *fds, size_t nfds, bool truncated) {
   napi_value obj, arr;
@@ -149,21 +161,14 @@ static napi_value recv_result(napi_env env, ssize_t n, const int *fds, size_t nf
 BINDING(recvMsg) {
   GET_ARGS(env, info, 5);
   int32_t fd;
-  void *data;
-  size_t buflen;
-  int64_t off, len;
+  struct iovec iov;
   uint32_t max_fds;
-  ARG_I32(0, &fd);
-  ARG_BUFFER(1, &data, &buflen);
-  ARG_SAFE(2, &off);
-  ARG_SAFE(3, &len);
+  if (!msg_args(env, argv, &fd, &iov)) return NULL;
   ARG_U32(4, &max_fds);
-  if (!check_range(env, off, len, buflen)) return NULL;
   if (max_fds > VHOST_MAX_FDS) {
     throw_arg_range(env, 4, "at most 32");
     return NULL;
   }
-  struct iovec iov = { .iov_base = (char *)data + off, .iov_len = (size_t)len };
   fd_control control;
   struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf };
   ssize_t n;
@@ -197,14 +202,8 @@ BINDING(recvMsg) {
 BINDING(sendMsg) {
   GET_ARGS(env, info, 5);
   int32_t fd;
-  void *data;
-  size_t buflen;
-  int64_t off, len;
-  ARG_I32(0, &fd);
-  ARG_BUFFER(1, &data, &buflen);
-  ARG_SAFE(2, &off);
-  ARG_SAFE(3, &len);
-  if (!check_range(env, off, len, buflen)) return NULL;
+  struct iovec iov;
+  if (!msg_args(env, argv, &fd, &iov)) return NULL;
   int fds[VHOST_MAX_FDS];
   uint32_t nfds = 0;
   napi_valuetype t;
@@ -221,7 +220,6 @@ BINDING(sendMsg) {
       if (!arg_i32(env, e, 4, &fds[i])) return NULL;
     }
   }
-  struct iovec iov = { .iov_base = (char *)data + off, .iov_len = (size_t)len };
   fd_control control;
   memset(&control, 0, sizeof control);
   struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -432,23 +430,7 @@ static void seg_execute(napi_env env, void *data) {
 
 static void seg_complete(napi_env env, napi_status status, void *data) {
   seg_req *r = data;
-  napi_value value = NULL;
-  bool ok = false;
-  if (status != napi_ok) {
-    napi_value msg;
-    if (napi_create_string_utf8(env, "async work was cancelled", NAPI_AUTO_LENGTH, &msg) != napi_ok ||
-        napi_create_error(env, NULL, msg, &value) != napi_ok)
-      value = NULL;
-  } else if (r->err != 0) {
-    if (make_errno_error(env, r->err, r->write ? "pwritev" : "preadv", &value) != napi_ok) value = NULL;
-  } else {
-    ok = napi_create_int64(env, r->result, &value) == napi_ok;
-  }
-  if (value == NULL) napi_get_undefined(env, &value);
-  if (ok)
-    napi_resolve_deferred(env, r->deferred, value);
-  else
-    napi_reject_deferred(env, r->deferred, value);
+  settle_async(env, r->deferred, status, r->err, r->write ? "pwritev" : "preadv", true, r->result);
   napi_delete_async_work(env, r->work);
   seg_release(r);
 }
@@ -464,15 +446,17 @@ static napi_value rejected(napi_env env, int err, const char *syscall) {
 }
 
 /*
- * Fills r->iov from segs ([ArrayBuffer, offset, length] each). Returns 0, or EINVAL for a segment
- * outside its mapping (or of a detached or foreign ArrayBuffer), or -1 after throwing (wrong types).
+ * Fills r->iov from the count entries of segs ([ArrayBuffer, offset, length] each), holding each
+ * mapping as it is found (r->iovcnt counts the held ones: seg_release lets them go). Returns 0, or
+ * EINVAL for a segment outside its mapping or of a detached or foreign ArrayBuffer, or -1 after
+ * throwing (wrong types). Reading segs may run JS (getters), so "detached" is judged at the end.
  */
-static int seg_parse(napi_env env, napi_value segs, seg_req *r) {
-  for (int i = 0; i < r->iovcnt; i++) {
+static int seg_parse(napi_env env, napi_value segs, uint32_t count, seg_req *r) {
+  for (uint32_t i = 0; i < count; i++) {
     napi_value seg, parts[3];
     bool is_array = false;
     uint32_t n = 0;
-    if (napi_get_element(env, segs, (uint32_t)i, &seg) != napi_ok || napi_is_array(env, seg, &is_array) != napi_ok) {
+    if (napi_get_element(env, segs, i, &seg) != napi_ok || napi_is_array(env, seg, &is_array) != napi_ok) {
       throw_napi_failure(env, napi_generic_failure, "napi_get_element");
       return -1;
     }
@@ -490,11 +474,16 @@ static int seg_parse(napi_env env, napi_value segs, seg_req *r) {
     vmap *m;
     int64_t off, len;
     if (!vmap_of(env, parts[0], 1, &m) || !arg_safe(env, parts[1], 1, &off) || !arg_safe(env, parts[2], 1, &len)) return -1;
-    if (m == NULL || m->released || off < 0 || len < 0 || (uint64_t)off > m->size || (uint64_t)len > m->size - (uint64_t)off)
+    if (m == NULL || off < 0 || len < 0 || (uint64_t)off > m->size || (uint64_t)len > m->size - (uint64_t)off)
       return EINVAL;
+    m->inflight++;
+    m->holds++;
     r->maps[i] = m;
     r->iov[i] = (struct iovec){ .iov_base = m->base + off, .iov_len = (size_t)len };
+    r->iovcnt++;
   }
+  for (int i = 0; i < r->iovcnt; i++)
+    if (r->maps[i]->released) return EINVAL;
   return 0;
 }
 
@@ -519,15 +508,11 @@ static napi_value mapped_io(napi_env env, napi_callback_info info, bool write) {
   if (count > IOV_MAX) return rejected(env, EINVAL, syscall);
   seg_req *r = calloc(1, sizeof *r + count * (sizeof(struct iovec) + sizeof(vmap *)));
   if (r == NULL) return throw_errno(env, ENOMEM, syscall);
-  *r = (seg_req){ .write = write, .fd = fd, .pos = pos, .iovcnt = (int)count, .maps = (vmap **)(r->iov + count) };
-  int bad = seg_parse(env, argv[1], r);
+  *r = (seg_req){ .write = write, .fd = fd, .pos = pos, .maps = (vmap **)(r->iov + count) };
+  int bad = seg_parse(env, argv[1], count, r);
   if (bad != 0) {
-    free(r);
+    seg_release(r);
     return bad < 0 ? NULL : rejected(env, bad, syscall);
-  }
-  for (int i = 0; i < r->iovcnt; i++) {
-    r->maps[i]->inflight++;
-    r->maps[i]->holds++;
   }
   napi_value promise, name;
   napi_status s = napi_create_promise(env, &r->deferred, &promise);

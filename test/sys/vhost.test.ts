@@ -369,6 +369,15 @@ describe('mapped vectored I/O', () => {
     expect(readFileSync(t.path('victim')).toString()).toBe('z'.repeat(100));
     expect(view.every((x) => x === 0x41)).toBe(true);
 
+    // a getter that unmaps a mapping while the segments are read: refused, and nothing keeps it mapped
+    const name = memName('unmapped-by-getter');
+    const victim = sys.mapShared(t.track(sys.memfdCreate(name, SIZE)), SIZE, 0);
+    const sneaky = [g, 0, 1];
+    Object.defineProperty(sneaky, 1, { get: () => (sys.unmapShared(victim), 0) });
+    await expectRejectErrno(sys.pwritevMappedAsync(fd, [[victim, 0, 1], sneaky as MappedSeg], 0), 'EINVAL', 'pwritev');
+    expect(victim.byteLength).toBe(0);
+    expect(mapsMention(name)).toBe(false);
+
     // wrong shapes are programming errors: thrown at once
     const bad = (segs: unknown, pos: unknown = 0) => () =>
       sys.preadvMappedAsync(fd, segs as MappedSeg[], pos as number);
