@@ -15,7 +15,8 @@
         "src/proc.c",
         "src/dev.c",
         "src/poll.c",
-        "src/notify.c"
+        "src/notify.c",
+        "src/vhost.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11"],

@@ -36,6 +36,11 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT(pollStart), EXPORT(pollStop),
     /* notify.c */
     EXPORT(fanotifyInit), EXPORT(fanotifyMark),
+    /* vhost.c */
+    EXPORT(unixListen), EXPORT(acceptNonblock), EXPORT(recvMsg), EXPORT(sendMsg),
+    EXPORT(eventfdCreate), EXPORT(eventfdRead), EXPORT(eventfdWrite),
+    EXPORT(mapShared), EXPORT(unmapShared), EXPORT(preadvMappedAsync), EXPORT(pwritevMappedAsync),
+    EXPORT(memfdCreate),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -34,5 +34,10 @@ BINDING(socketpairUnix); BINDING(recvFd);
 BINDING(pollStart); BINDING(pollStop);
 /* notify.c */
 BINDING(fanotifyInit); BINDING(fanotifyMark);
+/* vhost.c */
+BINDING(unixListen); BINDING(acceptNonblock); BINDING(recvMsg); BINDING(sendMsg);
+BINDING(eventfdCreate); BINDING(eventfdRead); BINDING(eventfdWrite);
+BINDING(mapShared); BINDING(unmapShared); BINDING(preadvMappedAsync); BINDING(pwritevMappedAsync);
+BINDING(memfdCreate);
 
 #endif

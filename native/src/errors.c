@@ -278,3 +278,25 @@ napi_value js_bool(napi_env env, bool x) {
 napi_value fail_errno(napi_env env, int err, const char *syscall, bool soft) {
   return soft ? js_int(env, -(int64_t)err) : throw_errno(env, err, syscall);
 }
+
+void settle_async(napi_env env, napi_deferred deferred, napi_status status, int err, const char *syscall, bool count,
+                  int64_t result) {
+  napi_value value = NULL;
+  bool ok = false;
+  if (status != napi_ok) {
+    napi_value msg;
+    if (napi_create_string_utf8(env, "async work was cancelled", NAPI_AUTO_LENGTH, &msg) != napi_ok ||
+        napi_create_error(env, NULL, msg, &value) != napi_ok)
+      value = NULL;
+  } else if (err != 0) {
+    if (make_errno_error(env, err, syscall, &value) != napi_ok) value = NULL;
+  } else {
+    ok = (count ? napi_create_int64(env, result, &value) : napi_get_undefined(env, &value)) == napi_ok;
+    if (!ok) value = NULL;
+  }
+  if (value == NULL) napi_get_undefined(env, &value); /* last resort: settle the promise anyway */
+  if (ok)
+    napi_resolve_deferred(env, deferred, value);
+  else
+    napi_reject_deferred(env, deferred, value);
+}

@@ -31,6 +31,12 @@ napi_value throw_errno(napi_env env, int err, const char *syscall);
  * lookup, ENODATA of getxattr). soft = false throws as usual.
  */
 napi_value fail_errno(napi_env env, int err, const char *syscall, bool soft);
+/*
+ * Settle the promise of a finished napi_async_work: rejected when the work was cancelled (status)
+ * or failed (err, an errno error naming syscall), else resolved with result (count) or undefined.
+ */
+void settle_async(napi_env env, napi_deferred deferred, napi_status status, int err, const char *syscall, bool count,
+                  int64_t result);
 /* Throw a generic Error for a failed napi_* call unless an exception is already pending. */
 napi_value throw_napi_failure(napi_env env, napi_status status, const char *what);
 

@@ -94,26 +94,8 @@ static void io_execute(napi_env env, void *data) {
 
 static void io_complete(napi_env env, napi_status status, void *data) {
   io_req *r = data;
-  napi_value value = NULL;
-  bool ok = false;
   if (r->buf_ref != NULL) napi_delete_reference(env, r->buf_ref);
-  if (status != napi_ok) {
-    napi_value msg;
-    if (napi_create_string_utf8(env, "async work was cancelled", NAPI_AUTO_LENGTH, &msg) != napi_ok ||
-        napi_create_error(env, NULL, msg, &value) != napi_ok)
-      value = NULL;
-  } else if (r->err != 0) {
-    if (make_errno_error(env, r->err, op_syscall[r->op], &value) != napi_ok) value = NULL;
-  } else {
-    ok = (returns_count(r->op) ? napi_create_int64(env, r->result, &value)
-                               : napi_get_undefined(env, &value)) == napi_ok;
-    if (!ok) value = NULL;
-  }
-  if (value == NULL) napi_get_undefined(env, &value); /* last resort: settle the promise anyway */
-  if (ok)
-    napi_resolve_deferred(env, r->deferred, value);
-  else
-    napi_reject_deferred(env, r->deferred, value);
+  settle_async(env, r->deferred, status, r->err, op_syscall[r->op], returns_count(r->op), r->result);
   napi_delete_async_work(env, r->work);
   free(r);
 }

@@ -163,3 +163,9 @@ export const FAN_DIRENT = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_T
 export const FAN_EVENT_INFO_TYPE_FID = 1;
 export const FAN_EVENT_INFO_TYPE_DFID_NAME = 2;
 export const FAN_EVENT_INFO_TYPE_DFID = 3;
+
+/** eventfd(2) flags, and the largest mapShared mapping (V8's TypedArray limit on 64-bit Node 20: 4 GiB). */
+export const EFD_SEMAPHORE = 0x1;
+export const EFD_CLOEXEC = O_CLOEXEC;
+export const EFD_NONBLOCK = O_NONBLOCK;
+export const MAP_SHARED_MAX = 2 ** 32;

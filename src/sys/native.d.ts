@@ -45,6 +45,19 @@ export interface FlockRaw {
   pid: number;
 }
 
+/** One message read by recvMsg. */
+export interface RecvMsgResult {
+  /** bytes read into the buffer; 0 at EOF */
+  n: number;
+  /** the fds that came with it (close-on-exec), at most maxFds; the caller owns them */
+  fds: number[];
+  /** fds were dropped (more than maxFds, or MSG_CTRUNC); the dropped ones are already closed */
+  truncated: boolean;
+}
+
+/** A stretch of guest memory for the mapped I/O: [a mapping from mapShared, byte offset in it, length]. */
+export type MappedSeg = [mapping: ArrayBuffer, offset: number, length: number];
+
 export interface NativeAddon {
   // --- open / close / fcntl
   openat(dirfd: number, name: Buffer, flags: number, mode: number): number;
@@ -189,4 +202,35 @@ export interface NativeAddon {
   socketpairUnix(): [number, number];
   /** recvmsg one fd sent with SCM_RIGHTS (blocks; close-on-exec); ECONNRESET when the peer closed without sending */
   recvFd(sock: number): number;
+
+  // --- vhost-user: socket, eventfds, guest memory
+  // Paths and memfd names here are strings or Buffers (an operator's path, a label). -EAGAIN is -11.
+  /** socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC) + bind + listen; unlinks nothing (EADDRINUSE); a path longer than sun_path gives ENAMETOOLONG. */
+  unixListen(path: string | Buffer, backlog: number): number;
+  /** accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) -> the connection's fd, or -EAGAIN when none is pending. */
+  acceptNonblock(listenFd: number): number;
+  /** One non-blocking recvmsg into buf[offset, offset+length) with SCM_RIGHTS (maxFds <= 32, extra fds closed); null on EAGAIN. */
+  recvMsg(fd: number, buf: Buffer, offset: number, length: number, maxFds: number): RecvMsgResult | null;
+  /** One non-blocking sendmsg (MSG_NOSIGNAL) of buf[offset, offset+length) with up to 32 fds as SCM_RIGHTS: the count, or -EAGAIN. */
+  sendMsg(fd: number, buf: Buffer, offset: number, length: number, fds?: number[]): number;
+  /** eventfd(0, flags) -> fd (EFD_NONBLOCK | EFD_CLOEXEC for a non-blocking read). */
+  eventfdCreate(flags: number): number;
+  /** Read (and reset) the counter; null when it is 0 on a non-blocking eventfd. */
+  eventfdRead(fd: number): bigint | null;
+  /** Add value (default 1) to the counter; EAGAIN (it would overflow) returns silently. */
+  eventfdWrite(fd: number, value?: bigint | number): void;
+  /** mmap(PROT_READ|PROT_WRITE, MAP_SHARED) of [offset, offset+size) as an external ArrayBuffer; EINVAL when size is 0 or above MAP_SHARED_MAX. */
+  mapShared(fd: number, size: number | bigint, offset: number | bigint): ArrayBuffer;
+  /** Detach a mapShared ArrayBuffer (every view becomes empty) and munmap once no I/O uses it; idempotent; EINVAL for any other ArrayBuffer. */
+  unmapShared(mapping: ArrayBuffer): void;
+  /**
+   * preadv2 from fd into guest memory at position (-1: the file offset), on the libuv pool; may be
+   * short. Segments are checked before anything is queued: one outside its mapping, of a detached
+   * or foreign ArrayBuffer, or more than IOV_MAX of them reject with EINVAL ('preadv'), no I/O done.
+   */
+  preadvMappedAsync(fd: number, segs: MappedSeg[], position: number | bigint): Promise<number>;
+  /** pwritev2 from guest memory to fd, as preadvMappedAsync (errors name 'pwritev'). */
+  pwritevMappedAsync(fd: number, segs: MappedSeg[], position: number | bigint): Promise<number>;
+  /** memfd_create(name, MFD_CLOEXEC) grown to size with ftruncate: guest memory for tests and a fake VMM. */
+  memfdCreate(name: string | Buffer, size: number | bigint): number;
 }
