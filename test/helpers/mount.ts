@@ -67,6 +67,14 @@ function environmentArgs(args: readonly string[]): string[] {
   if (fuseNative || args.includes('--passthrough')) return [];
   return ['--supervise', '--sandbox', 'namespace', '--seccomp', seccomp];
 }
+/**
+ * Under HANDLEFS_TEST_SANDBOX every server this helper starts is supervised and sandboxed, so a
+ * test of what only an unsupervised server does (SIGHUP ignored, --host-notify, which writes to
+ * /dev/fuse from the core's process) or of a non-root server does not apply: it is skipped with
+ * `sandboxed(why)` in its title.
+ */
+export const underSandbox = (process.env.HANDLEFS_TEST_SANDBOX ?? '') !== '';
+export const sandboxed = (why: string): string => (underSandbox ? ` (skipped under HANDLEFS_TEST_SANDBOX: ${why})` : '');
 const environmentWrap = (): string[] => process.env.HANDLEFS_TEST_WRAP?.split(' ').filter((w) => w !== '') ?? [];
 
 /** Why mounted tests cannot run here, or null. */

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../helpers/child.js';
-import { CLI, runCli, withMount } from '../helpers/mount.js';
+import { CLI, runCli, sandboxed, underSandbox, withMount } from '../helpers/mount.js';
 import { mountAt } from '../helpers/mounts.js';
 
 const built = fs.existsSync(CLI);
@@ -164,7 +164,7 @@ describe.skipIf(!built)('handlefs CLI errors', () => {
     });
   }
 
-  it.skipIf(!isRoot || !fs.existsSync('/dev/fuse'))('SIGHUP without --supervise is logged and ignored: the mount stays until SIGTERM', { timeout: 60_000 }, async () => {
+  it.skipIf(!isRoot || !fs.existsSync('/dev/fuse') || underSandbox)(`SIGHUP without --supervise is logged and ignored: the mount stays until SIGTERM${sandboxed('every server is supervised')}`, { timeout: 60_000 }, async () => {
     await withMount({ args: ['--log-level', 'info'], setup: (orig) => fs.writeFileSync(join(orig, 'a'), 'A') }, async (t) => {
       process.kill(t.pid, 'SIGHUP');
       for (let i = 0; i < 100 && !/received SIGHUP/.test(t.serverLog()); i++) await new Promise((r) => setTimeout(r, 50));

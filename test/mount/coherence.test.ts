@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run, start, type Started } from '../helpers/child.js';
-import { CLI, mountSkipReason, REPO, withMount } from '../helpers/mount.js';
+import { CLI, mountSkipReason, REPO, sandboxed, underSandbox, withMount } from '../helpers/mount.js';
 
 const skip = mountSkipReason();
 const CLIENT = path.join(REPO, 'test/mount/fixtures/coherence-client.mjs');
@@ -121,7 +121,7 @@ async function freshStats(file: string): Promise<Stats> {
 
 const quantile = (xs: number[], q: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
 
-describe.skipIf(skip !== null)('host changes seen at once (--cache always)', () => {
+describe.skipIf(skip !== null || underSandbox)(`host changes seen at once (--cache always)${sandboxed('--host-notify serves in-process mounts')}`, () => {
   it('the client sees each host rename, replace, append, chmod and create at once; counts in the stats file', async () => {
     await withMount({ args: ['--cache', 'always', '--stats-file', '{dir}/stats.json'], setup: fill }, async ({ orig, mnt, dir }) => {
       const statsFile = path.join(dir, 'stats.json');
@@ -207,7 +207,7 @@ const NOBODY = 65534;
 const asNobody = (cmd: string[]): string[] => ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--', ...cmd];
 const haveTools = fs.existsSync('/usr/bin/fusermount3') && fs.existsSync('/usr/bin/setpriv') && fs.existsSync(CLI);
 
-describe.skipIf(skip !== null || !haveTools)('without fanotify (a server without CAP_SYS_ADMIN)', () => {
+describe.skipIf(skip !== null || !haveTools || underSandbox)(`without fanotify (a server without CAP_SYS_ADMIN)${sandboxed('--host-notify serves in-process mounts')}`, () => {
   it('says so once in the log and falls back to the timeouts: --cache auto sees a host chmod after its 1 s', async () => {
     const setup = (orig: string): void => {
       const dir = path.dirname(orig);

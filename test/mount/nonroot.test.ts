@@ -8,7 +8,7 @@ import { describe, it, expect } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from '../helpers/child.js';
-import { CLI, withMount } from '../helpers/mount.js';
+import { CLI, sandboxed, underSandbox, withMount } from '../helpers/mount.js';
 import { mountAt } from '../helpers/mounts.js';
 
 const NOBODY = 65534;
@@ -16,7 +16,7 @@ const isRoot = process.getuid?.() === 0;
 const haveTools = fs.existsSync('/usr/bin/fusermount3') && fs.existsSync('/usr/bin/setpriv') && fs.existsSync(CLI);
 const asNobody = (cmd: string[]): string[] => ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--', ...cmd];
 
-describe.skipIf(!isRoot || !haveTools)('mount without root (needs root to set up the unprivileged user, fusermount3, setpriv, dist/)', () => {
+describe.skipIf(!isRoot || !haveTools || underSandbox)(`mount without root (needs root to set up the unprivileged user, fusermount3, setpriv, dist/)${sandboxed('the sandbox needs root')}`, () => {
   it('a server running as nobody mounts through fusermount3, serves, and unmounts', async () => {
     const setup = (orig: string): void => {
       const dir = path.dirname(orig);
