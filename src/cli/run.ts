@@ -13,7 +13,7 @@ import type { PassthroughOptions } from '../fs/options.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import type { PassthroughFs } from '../fs/passthrough.js';
 import type { FuseMount, DevFuseSession, NotifyWriter, RequestHandler } from '../frontends/devfuse/index.js';
-import { childLogger } from '../log.js';
+import { childLogger, makeLogger } from '../log.js';
 import { parseCommandLine, USAGE, UsageError, type Command } from './args.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, runServer, say, type Served } from './lifecycle.js';
 import { preflight, type Preflight } from './preflight.js';
@@ -40,7 +40,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     cmd = parseCommandLine(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    say(`${e.message} (see handlefs --help)`);
+    say(`${e.message} (see handlefs ${argv[0] === 'virtiofsd' ? 'virtiofsd ' : ''}--help)`);
     return EXIT_USAGE;
   }
   switch (cmd.kind) {
@@ -50,6 +50,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'version':
       process.stdout.write(`handlefs ${version()}\n`);
       return EXIT_OK;
+    case 'print':
+      process.stdout.write(cmd.text + '\n');
+      return EXIT_OK;
+    case 'virtiofsd': {
+      const { serveVirtiofsd } = await import('../frontends/vhost-user/index.js');
+      return serveVirtiofsd(cmd.vhost, cmd.config, makeLogger(cmd.config.logLevel));
+    }
     case 'rotate-key': {
       const { rotateKeyFile } = await import('../handle/key.js');
       try {
