@@ -5,6 +5,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, makeConfig, MIN_FD_BUDGET, type Config, type RawOptions } from '../config.js';
+import { parseVirtiofsdCommandLine, type VirtiofsdCommand } from './virtiofsd-args.js';
 
 /** A usage error: exit 2, one line. */
 export class UsageError extends Error {
@@ -14,7 +15,8 @@ export class UsageError extends Error {
   }
 }
 
-export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'mount'; config: Config } | { kind: 'rotate-key'; file: string; keep: number };
+export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'mount'; config: Config } | { kind: 'rotate-key'; file: string; keep: number }
+  | VirtiofsdCommand;
 
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
@@ -151,6 +153,10 @@ options:
   -h, --help                this text
   -V, --version             print the version
 
+       handlefs virtiofsd --shared-dir=DIR (--socket-path=PATH | --fd=FDNUM) [virtiofsd's options]
+  serve DIR to a virtual machine as a virtio-fs device over vhost-user, with virtiofsd's command
+  line (QEMU, libvirt, Kata); its options: handlefs virtiofsd --help
+
        handlefs rotate-key KEYFILE [--keep N]
   put a new key in front of the key file (created 0600 if absent) and keep the N previous keys
   (default 1, at most 7): handles and state sealed under a kept key still verify; a server picks
@@ -165,6 +171,8 @@ environment: HANDLEFS_READY_FD=N writes "ready\\n" to fd N once the mount is liv
 
 /** Parse argv (without node and the script). Throws UsageError for anything malformed. */
 export function parseCommandLine(argv: readonly string[]): Command {
+  // virtiofsd's command line is its own (-o lists, virtiofsd's option names): src/cli/virtiofsd-args.ts
+  if (argv[0] === 'virtiofsd') return asUsage(() => parseVirtiofsdCommandLine(argv.slice(1)));
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, allowNegative: true, strict: true });
@@ -183,7 +191,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
     return { kind: 'rotate-key', file: pos[1]!, keep };
   }
   if (v.keep !== undefined) throw new UsageError("--keep goes with 'handlefs rotate-key'");
-  if (pos[0] !== 'mount') throw new UsageError(`unknown command '${pos[0]}': the commands are mount and rotate-key`);
+  if (pos[0] !== 'mount') throw new UsageError(`unknown command '${pos[0]}': the commands are mount, virtiofsd and rotate-key`);
   if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
   if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
   // allowNegative accepts --no-<string option> too; there is nothing to negate there
@@ -220,8 +228,13 @@ export function parseCommandLine(argv: readonly string[]): Command {
     announceSubmounts: v['announce-submounts'],
     preserveNoatime: v['preserve-noatime'],
   };
+  return asUsage(() => ({ kind: 'mount', config: makeConfig(pos[1]!, pos[2]!, raw) }));
+}
+
+/** A ConfigError (a bad value or combination) is a usage error. */
+function asUsage(parse: () => Command): Command {
   try {
-    return { kind: 'mount', config: makeConfig(pos[1]!, pos[2]!, raw) };
+    return parse();
   } catch (e) {
     if (e instanceof ConfigError) throw new UsageError(e.message);
     throw e;

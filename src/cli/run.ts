@@ -14,7 +14,7 @@ import { childLogger } from '../log.js';
 import { loadKeys, makeCore, type CoreWiring } from './core.js';
 import { parseCommandLine, USAGE, UsageError, type Command } from './args.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, runServer, say, type Served } from './lifecycle.js';
-import { preflight, type Preflight } from './preflight.js';
+import { preflight, sharedDirectory, type Preflight } from './preflight.js';
 
 const noop = (): void => {};
 
@@ -38,7 +38,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     cmd = parseCommandLine(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    say(`${e.message} (see handlefs --help)`);
+    say(`${e.message} (see handlefs ${argv[0] === 'virtiofsd' ? 'virtiofsd ' : ''}--help)`);
     return EXIT_USAGE;
   }
   switch (cmd.kind) {
@@ -48,6 +48,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'version':
       process.stdout.write(`handlefs ${version()}\n`);
       return EXIT_OK;
+    case 'print':
+      process.stdout.write(cmd.text + '\n');
+      return EXIT_OK;
+    case 'virtiofsd': {
+      const cfg = cmd.config;
+      const plan = cmd.vhost;
+      return runServer(cfg, async (log) => {
+        const root = sharedDirectory(cfg);
+        const keys = await loadKeys(cfg);
+        const { startVirtiofsd } = await import('./virtiofsd-serve.js');
+        return startVirtiofsd(cfg, plan, root, keys, log);
+      });
+    }
     case 'rotate-key': {
       const { rotateKeyFile } = await import('../handle/key.js');
       try {

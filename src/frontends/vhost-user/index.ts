@@ -1,0 +1,28 @@
+/**
+ * The vhost-user (virtio-fs) frontend: what `handlefs virtiofsd` hands it, and the entry point.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../../config.js';
+
+/** Where the VMM connects: a socket we create and listen on, or one that already listens (libvirt). */
+export type VhostListen = { path: string } | { fd: number };
+
+/** The vhost-user side of `handlefs virtiofsd`; the filesystem side is the Config beside it. */
+export interface VhostPlan {
+  listen: VhostListen;
+  /** chgrp the socket (path) to this group, and make it group-accessible; null: leave it */
+  socketGroup: string | null;
+  /** virtiofsd --thread-pool-size: most requests served at once per request queue; 0 = inline */
+  threadPoolSize: number;
+  /** set RLIMIT_NOFILE to this before the filesystem is built; null: leave it as it is */
+  rlimitNofile: number | null;
+  /** end when the VMM disconnects (virtiofsd does); false with --keep-listening: accept the next one */
+  exitOnDisconnect: boolean;
+  /** virtiofsd --tag: the tag to advertise in the device config space, when the VMM asks for it */
+  tag?: string;
+}
+
+// replaced by the lead at merge
+export async function serveVirtiofsd(plan: VhostPlan, config: Config, log: Logger): Promise<number> {
+  throw new Error('vhost-user back-end: not built yet');
+}
