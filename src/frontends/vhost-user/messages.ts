@@ -370,3 +370,11 @@ export function encodeStateReply(request: number, index: number, num: number): B
 
 /** The REPLY_ACK answer to a NEED_REPLY message: u64 0 on success, non-zero on failure. */
 export const encodeAck = (request: number, ok: boolean): Buffer => encodeU64Reply(request, ok ? 0 : 1);
+
+/** The fds a decoded message hands to the caller (to keep or close). */
+export function messageFds(m: VhostMessage): number[] {
+  const out: number[] = [];
+  if ('fds' in m) out.push(...m.fds);
+  if ('fd' in m && m.fd !== null) out.push(m.fd);
+  return out;
+}

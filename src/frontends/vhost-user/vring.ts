@@ -302,3 +302,95 @@ export class SplitQueue {
     return new DataView(copy.buffer);
   }
 }
+
+/** Copies `views` into one Buffer (gather); null when a view has been unmapped (detached) since the pop. */
+export function readAll(views: readonly Uint8Array[]): Buffer | null {
+  let total = 0;
+  for (const v of views) {
+    if (v.byteLength === 0) return null;
+    total += v.byteLength;
+  }
+  const out = Buffer.allocUnsafe(total);
+  let o = 0;
+  for (const v of views) {
+    out.set(v, o);
+    o += v.byteLength;
+  }
+  return out;
+}
+
+/**
+ * `views` restricted to bytes [offset, offset + length) of their concatenation (e.g. the writable
+ * space after the reply header); shorter when the views are. Views of unmapped memory are empty.
+ */
+export function sliceViews(views: readonly Uint8Array[], offset: number, length = Infinity): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let skip = Math.max(0, offset);
+  let left = length;
+  for (const v of views) {
+    if (left <= 0) break;
+    const n = v.byteLength;
+    if (skip >= n) {
+      skip -= n;
+      continue;
+    }
+    const take = Math.min(n - skip, left);
+    out.push(v.subarray(skip, skip + take));
+    left -= take;
+    skip = 0;
+  }
+  return out;
+}
+
+/**
+ * Where views point, for a zero-copy preadv/pwritev by the native layer: each view's ArrayBuffer
+ * (one per mapped region), byte offset into it and length. The same as reading `.buffer`,
+ * `.byteOffset` and `.byteLength` off each view; a detached view has length 0.
+ */
+export interface Segment {
+  readonly buffer: ArrayBufferLike;
+  readonly offset: number;
+  readonly length: number;
+}
+export const segments = (views: readonly Uint8Array[]): Segment[] =>
+  views.map((v) => ({ buffer: v.buffer, offset: v.byteOffset, length: v.byteLength }));
+
+/** Scatters reply bytes over a chain's writable views, in order. */
+export class ChainWriter {
+  private view = 0;
+  private at = 0;
+  private total = 0;
+
+  constructor(private readonly views: readonly Uint8Array[]) {}
+
+  /** Bytes written so far (the used length to push). */
+  get written(): number { return this.total; }
+
+  /** Room left, not counting views unmapped since the pop. */
+  get remaining(): number {
+    let n = -this.at;
+    for (let i = this.view; i < this.views.length; i++) n += this.views[i]!.byteLength;
+    return Math.max(0, n);
+  }
+
+  /** Copies as much of `src` as fits; returns the count (short when the space ends or is unmapped). */
+  write(src: Uint8Array): number {
+    let done = 0;
+    while (done < src.length && this.view < this.views.length) {
+      const v = this.views[this.view]!;
+      const room = v.byteLength - this.at;
+      if (room <= 0) {
+        if (v.byteLength === 0) break; // unmapped: stop rather than skip part of the reply
+        this.view++;
+        this.at = 0;
+        continue;
+      }
+      const n = Math.min(room, src.length - done);
+      v.set(src.subarray(done, done + n), this.at);
+      this.at += n;
+      done += n;
+    }
+    this.total += done;
+    return done;
+  }
+}
