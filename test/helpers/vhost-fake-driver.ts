@@ -102,6 +102,8 @@ export class FakeDriver {
   readonly used: number;
   availIdx: number;
   usedSeen: number;
+  /** Every indirect table written, [gpa, entries] (for tests that corrupt them). */
+  readonly tables: [number, number][] = [];
   private nextDesc = 0;
   /** Data and indirect tables are bump-allocated from here. */
   private heap: number;
@@ -162,6 +164,7 @@ export class FakeDriver {
   /** An indirect table holding `bufs`; returns the ring head descriptor that points at it. */
   indirectChain(bufs: readonly Buf[], before: readonly Buf[] = []): number {
     const table = this.alloc(16 * bufs.length);
+    this.tables.push([table, bufs.length]);
     this.chain(bufs, bufs.map((_, k) => k), table);
     const idx = this.takeDescs(before.length + 1);
     if (before.length > 0) {
