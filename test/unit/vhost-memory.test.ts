@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { GuestMemory, MAX_MEM_REGIONS, type MemoryRegion } from '../../src/frontends/vhost-user/guest-memory.js';
 import { ADJACENT_LAYOUT, FakeGuest, GUARD } from '../helpers/vhost-fake-driver.js';
 
+const readAllBytes = (vs: Uint8Array[]) => vs.flatMap((v) => [...v]);
 const region = (gpa: bigint, size: number, uva: bigint, bytes = new Uint8Array(size)): MemoryRegion =>
   ({ gpa, size: BigInt(size), uva, mmapOffset: 0n, bytes });
 
@@ -141,6 +142,15 @@ describe('GuestMemory: translation', () => {
     expect(m.translate(high + 60n, 8)).toBeNull();
     expect(m.translate(0, 16)).toHaveLength(1);
     expect(m.translate(2 ** 52, 1)).toBeNull();
+  });
+  it('translates a region straddling 2^53 with numbers below and bigints across', () => {
+    const m = new GuestMemory();
+    const bytes = new Uint8Array(64).map((_, i) => i);
+    expect(m.add(region(BigInt(2 ** 53) - 32n, 64, 0n, bytes))).toBeNull();
+    expect(m.translate(2 ** 53 - 8, 8)![0]![0]).toBe(24);
+    expect(m.translateOne(2 ** 53 - 8, 8)![7]).toBe(31);
+    expect(readAllBytes(m.translate(BigInt(2 ** 53) - 4n, 8)!)).toEqual([28, 29, 30, 31, 32, 33, 34, 35]);
+    expect(m.translate(BigInt(2 ** 53) + 30n, 4)).toBeNull();
   });
   it('maps VMM virtual addresses to guest-physical ones (SET_VRING_ADDR)', () => {
     const g = new FakeGuest();

@@ -34,16 +34,18 @@ const SAFE_LIMIT = 2 ** 53;
 
 interface Slot {
   readonly region: MemoryRegion;
-  /** gpa and gpa + size as numbers, or -1 / -1 when the region lies above 2^53 (then only bigint lookups see it). */
+  /**
+   * The part of the region below 2^53 as numbers, for number lookups (which only ask about ranges
+   * ending at or below 2^53); -1 / -1 when the region starts above 2^53 (bigint lookups only).
+   */
   readonly start: number;
   readonly end: number;
 }
 
 function toSlot(region: MemoryRegion): Slot {
+  if (region.gpa >= BigInt(SAFE_LIMIT)) return { region, start: -1, end: -1 };
   const end = region.gpa + region.size;
-  return end <= BigInt(SAFE_LIMIT)
-    ? { region, start: Number(region.gpa), end: Number(end) }
-    : { region, start: -1, end: -1 };
+  return { region, start: Number(region.gpa), end: end < BigInt(SAFE_LIMIT) ? Number(end) : SAFE_LIMIT };
 }
 
 const overlaps = (a: bigint, aLen: bigint, b: bigint, bLen: bigint): boolean => a < b + bLen && b < a + aLen;
