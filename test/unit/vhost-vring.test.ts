@@ -233,6 +233,14 @@ describe('split queue: zero-length descriptors are skipped', () => {
   });
 });
 
+/** Writes `entries` ([addr, len, flags, next]) as an indirect table and posts ring descriptor 0 pointing at it. */
+function postRawIndirect(d: FakeDriver, entries: [number, number, number, number][], headFlags = 0, headNext = 0): void {
+  const t = d.alloc(16 * entries.length);
+  entries.forEach(([addr, len, flags, next], i) => d.setDesc(i, addr, len, flags, next, t));
+  d.setDesc(0, t, 16 * entries.length, VRING_DESC_F_INDIRECT | headFlags, headNext);
+  d.post(0);
+}
+
 describe('split queue: hostile rings (each breaks the queue with its reason)', () => {
   const brokenWith = (q: SplitQueue, reason: string) => {
     expect(q.pop()).toEqual({ broken: reason });
@@ -278,19 +286,12 @@ describe('split queue: hostile rings (each breaks the queue with its reason)', (
   });
   it('a loop inside an indirect table (bounded by the table length, not the queue size)', () => {
     const { d, q } = setup({ num: 8, indirect: true });
-    const t = d.alloc(32);
-    d.setDesc(0, d.alloc(1), 1, VRING_DESC_F_NEXT, 1, t);
-    d.setDesc(1, d.alloc(1), 1, VRING_DESC_F_NEXT, 0, t);
-    d.setDesc(0, t, 32, VRING_DESC_F_INDIRECT, 0);
-    d.post(0);
+    postRawIndirect(d, [[d.alloc(1), 1, VRING_DESC_F_NEXT, 1], [d.alloc(1), 1, VRING_DESC_F_NEXT, 0]]);
     brokenWith(q, 'indirect descriptor chain loops');
   });
   it('next index beyond the indirect table', () => {
     const { d, q } = setup({ num: 8, indirect: true });
-    const t = d.alloc(32);
-    d.setDesc(0, d.alloc(1), 1, VRING_DESC_F_NEXT, 2, t);
-    d.setDesc(0, t, 32, VRING_DESC_F_INDIRECT, 0);
-    d.post(0);
+    postRawIndirect(d, [[d.alloc(1), 1, VRING_DESC_F_NEXT, 2], [0, 0, 0, 0]]);
     brokenWith(q, 'next index 2 is out of range (table of 2)');
   });
   it('indirect table length not a multiple of 16', () => {
@@ -322,27 +323,18 @@ describe('split queue: hostile rings (each breaks the queue with its reason)', (
     const { d, q } = setup({ indirect: true });
     const inner = d.alloc(16);
     d.setDesc(0, d.alloc(1), 1, 0, 0, inner);
-    const outer = d.alloc(16);
-    d.setDesc(0, inner, 16, VRING_DESC_F_INDIRECT, 0, outer);
-    d.setDesc(0, outer, 16, VRING_DESC_F_INDIRECT, 0);
-    d.post(0);
+    postRawIndirect(d, [[inner, 16, VRING_DESC_F_INDIRECT, 0]]);
     brokenWith(q, 'nested indirect descriptor');
   });
   it('INDIRECT together with NEXT', () => {
     const { d, q } = setup({ indirect: true });
-    const t = d.alloc(16);
-    d.setDesc(0, d.alloc(1), 1, 0, 0, t);
-    d.setDesc(0, t, 16, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT, 1);
     d.setDesc(1, d.alloc(1), 1, 0, 0);
-    d.post(0);
+    postRawIndirect(d, [[d.alloc(1), 1, 0, 0]], VRING_DESC_F_NEXT, 1);
     brokenWith(q, 'indirect descriptor with NEXT');
   });
   it('an indirect descriptor when VIRTIO_RING_F_INDIRECT_DESC was not negotiated', () => {
     const { d, q } = setup({ indirect: false });
-    const t = d.alloc(16);
-    d.setDesc(0, d.alloc(1), 1, 0, 0, t);
-    d.setDesc(0, t, 16, VRING_DESC_F_INDIRECT, 0);
-    d.post(0);
+    postRawIndirect(d, [[d.alloc(1), 1, 0, 0]]);
     brokenWith(q, 'indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC');
   });
   it('a readable descriptor after a writable one', () => {
