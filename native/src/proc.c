@@ -27,6 +27,15 @@ BINDING(getrlimitNofile) {
   return arr;
 }
 
+BINDING(setrlimitNofile) {
+  GET_ARGS(env, info, 1);
+  uint32_t n;
+  ARG_U32(0, &n);
+  struct rlimit rl = { .rlim_cur = n, .rlim_max = n };
+  if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return throw_errno(env, errno, "setrlimit");
+  return NULL;
+}
+
 BINDING(capEffective) {
   GET_ARGS(env, info, 1);
   uint32_t cap;

@@ -53,8 +53,13 @@ export function isWithin(inner: string, outer: string): boolean {
   return inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
 }
 
+/** The shared directory's realpath, checked (a SetupError says what is wrong). */
+export function sharedDirectory(cfg: Config): string {
+  return realDir('shared directory', cfg.sharedDir, '');
+}
+
 export function preflight(cfg: Config): Preflight {
-  const root = realDir('shared directory', cfg.sharedDir, '');
+  const root = sharedDirectory(cfg);
   const mnt = realDir('mountpoint', cfg.mountpoint, `; create it first (mkdir -p ${resolve(cfg.mountpoint)})`);
   if (isWithin(mnt, root)) {
     throw new SetupError(`mountpoint ${cfg.mountpoint} is inside the shared directory ${cfg.sharedDir}; choose a mountpoint outside it`);

@@ -178,6 +178,8 @@ export interface NativeAddon {
   // --- process
   /** RLIMIT_NOFILE as [soft, hard] (RLIM_INFINITY as -1). */
   getrlimitNofile(): [number, number];
+  /** setrlimit(RLIMIT_NOFILE) to n for both the soft and the hard limit (raising the hard one needs CAP_SYS_RESOURCE) */
+  setrlimitNofile(n: number): void;
   /** whether capability number `cap` (e.g. 2 = CAP_DAC_READ_SEARCH, 21 = CAP_SYS_ADMIN) is in the effective set */
   capEffective(cap: number): boolean;
 

@@ -1,8 +1,7 @@
 /**
- * The vhost-user (virtio-fs) frontend: what `handlefs virtiofsd` hands it, and the entry point.
+ * The vhost-user (virtio-fs) frontend: what `handlefs virtiofsd` asks of it, and the listener
+ * that serves guests (listener.ts -> connection.ts -> the protocol server).
  */
-import type { Logger } from 'pino';
-import type { Config } from '../../config.js';
 
 /** Where the VMM connects: a socket we create and listen on, or one that already listens (libvirt). */
 export type VhostListen = { path: string } | { fd: number };
@@ -22,7 +21,5 @@ export interface VhostPlan {
   tag?: string;
 }
 
-// replaced by the lead at merge
-export async function serveVirtiofsd(plan: VhostPlan, config: Config, log: Logger): Promise<number> {
-  throw new Error('vhost-user back-end: not built yet');
-}
+export { VhostUserListener, type ConnectionServer, type ListenerOptions } from './listener.js';
+export type { ConnectionEnd, FuseRequestHandler } from './connection.js';

@@ -1,0 +1,87 @@
+/**
+ * `handlefs virtiofsd`: the filesystem core and the protocol server behind a vhost-user socket
+ * (src/frontends/vhost-user/), run by the same lifecycle as a mount (signals, readiness, stats).
+ * "Live" means listening: the VMM connects when it starts the guest.
+ */
+import * as fs from 'node:fs';
+import type { Logger } from 'pino';
+import { protocolOptions, type Config, type SealingKeys } from '../config.js';
+import type { VhostPlan } from '../frontends/vhost-user/index.js';
+import { requestBufferSize } from '../fuse/abi.js';
+import { childLogger } from '../log.js';
+import { sys } from '../sys/syscalls.js';
+import { makeCore } from './core.js';
+import { EXIT_FAILURE, EXIT_OK, type Served } from './lifecycle.js';
+import { SetupError } from './preflight.js';
+
+/** Request queues offered to the VMM (QEMU's num-request-queues must not exceed it). */
+const REQUEST_QUEUES = 1;
+
+/** A group name or number as a gid (from /etc/group: Node has no getgrnam). */
+export function groupId(group: string): number {
+  if (/^[0-9]+$/.test(group)) return Number(group);
+  let text = '';
+  try {
+    text = fs.readFileSync('/etc/group', 'utf8');
+  } catch {
+    /* no group file: only numbers */
+  }
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid !== undefined && /^[0-9]+$/.test(gid)) return Number(gid);
+  }
+  throw new SetupError(`--socket-group: no group named ${group}`);
+}
+
+export async function startVirtiofsd(cfg: Config, plan: VhostPlan, root: string, keys: SealingKeys, log: Logger): Promise<Served> {
+  const [{ VhostUserListener }, { ProtocolServer }] = await Promise.all([
+    import('../frontends/vhost-user/listener.js'),
+    import('../fuse/protocol-server.js'),
+  ]);
+  const vlog = childLogger('vhost-user', log);
+  if (plan.rlimitNofile !== null) {
+    // before the core: --fd-budget auto follows RLIMIT_NOFILE
+    try {
+      sys.setrlimitNofile(plan.rlimitNofile);
+    } catch (e) {
+      throw new SetupError(`--rlimit-nofile ${plan.rlimitNofile}: ${(e as Error).message}`);
+    }
+  }
+  let stopping = false;
+  let failed = false;
+  const listener = new VhostUserListener(
+    {
+      listen: plan.listen,
+      exitOnDisconnect: plan.exitOnDisconnect,
+      socketGid: plan.socketGroup === null ? null : groupId(plan.socketGroup),
+      requestQueues: REQUEST_QUEUES,
+      // a WRITE of max_write bytes and its headers; a longer chain is a hostile one
+      maxRequestBytes: requestBufferSize(cfg.maxWrite),
+    },
+    async () => {
+      // a guest has no notification queue here (VIRTIO_FS_F_NOTIFICATION is not offered): host
+      // changes reach it through the cache timeouts, as with virtiofsd
+      const { core, fsys } = await makeCore(cfg, root, keys, log);
+      // a requester's pid is the guest's: the host's /proc knows nothing of it
+      const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), requesterGroups: () => null }, childLogger('fuse', log));
+      return { handler: server, counters: () => core.counters() as unknown as Record<string, number>, release: () => fsys.destroy() };
+    },
+    vlog,
+  );
+  listener.start();
+  const where = 'path' in plan.listen ? plan.listen.path : `fd ${plan.listen.fd}`;
+  return {
+    live: Promise.resolve(`${root} on vhost-user socket ${where}`),
+    ended: listener.done.then((end) => (failed || end.reason === 'error' ? EXIT_FAILURE : EXIT_OK)),
+    stop: (why, failure = false) => {
+      failed ||= failure;
+      if (stopping) return;
+      stopping = true;
+      vlog.info(`${why}: closing the vhost-user connection`);
+      listener.stop();
+    },
+    crash: async () => listener.stop(),
+    release: async () => {},
+    stats: { file: cfg.statsFile, counters: () => listener.counters() },
+  };
+}

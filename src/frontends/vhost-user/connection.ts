@@ -1,0 +1,574 @@
+/**
+ * One vhost-user connection (the VMM, e.g. QEMU, on an AF_UNIX stream socket): the control
+ * messages that describe guest memory and the virtqueues, and the serving of those queues. Every
+ * request a guest puts on a request queue is a FUSE request: its device-readable bytes go to the
+ * protocol server (the same one /dev/fuse uses) and the reply is written into the chain's
+ * device-writable buffers. No protocol parsing and no filesystem logic here.
+ *
+ * Trust: the VMM and the guest are untrusted. The codecs (messages.ts, vring.ts, guest-memory.ts)
+ * check every field before use and return error results; this file turns a bad message into a
+ * failure reply or the end of the connection, and a bad chain into a broken queue, each with one
+ * log line. Nothing here throws out to the event loop: every callback is wrapped.
+ *
+ * Threads: everything runs on the event loop. The socket and the kick eventfds are non-blocking
+ * and watched with uv_poll; no thread sits in a read.
+ */
+import type { Logger } from 'pino';
+import { LogOnce } from '../../log.js';
+import { PAGE_SIZE } from '../../sys/constants.js';
+import { sys } from '../../sys/syscalls.js';
+import { GuestMemory, MAX_MEM_REGIONS, type MemoryRegion } from './guest-memory.js';
+import {
+  Feature, MessageReader, ProtocolFeature, Req, decodeMessage, encodeAck, encodeStateReply, encodeU64Reply, featureMask,
+  messageFds, type RawMessage, type RegionDesc, type VhostMessage,
+} from './messages.js';
+import { ChainWriter, SplitQueue, readAll, type Chain } from './vring.js';
+
+/** What the connection needs from the protocol server (src/fuse/protocol-server.ts). */
+export interface FuseRequestHandler {
+  handle(req: Buffer): Promise<Buffer | null>;
+  reuseReplies?(): void;
+  recycle?(reply: Buffer): void;
+}
+
+export interface ConnectionOptions {
+  /** queues offered: 1 hiprio + this many request queues (QEMU's num-request-queues must not exceed it) */
+  requestQueues: number;
+  /** the largest request (FUSE header + WRITE payload) and reply space accepted; a longer chain breaks its queue */
+  maxRequestBytes: number;
+}
+
+export type ConnectionEnd = { reason: 'closed' } | { reason: 'error'; message: string };
+
+/** Virtio features offered: what the split-queue code implements, and no more. */
+export const OFFERED_FEATURES = featureMask(
+  Feature.VIRTIO_F_VERSION_1, Feature.VIRTIO_RING_F_INDIRECT_DESC, Feature.VIRTIO_RING_F_EVENT_IDX, Feature.VHOST_USER_F_PROTOCOL_FEATURES,
+);
+/** vhost-user protocol features offered: acknowledgements and memory slots (no MQ, no back-end channel, no logging). */
+export const OFFERED_PROTOCOL_FEATURES = featureMask(ProtocolFeature.REPLY_ACK, ProtocolFeature.CONFIGURE_MEM_SLOTS);
+const F_PROTOCOL_FEATURES = featureMask(Feature.VHOST_USER_F_PROTOCOL_FEATURES);
+const F_EVENT_IDX = featureMask(Feature.VIRTIO_RING_F_EVENT_IDX);
+const F_INDIRECT = featureMask(Feature.VIRTIO_RING_F_INDIRECT_DESC);
+const P_REPLY_ACK = featureMask(ProtocolFeature.REPLY_ACK);
+
+/** recvmsg's fd room: the codec refuses a message with more than it allows (8) */
+const RECV_FDS = 32;
+const READ_CHUNK = 4096 + 12;
+const PAGE_MASK = BigInt(PAGE_SIZE - 1);
+/** chains taken per turn of the event loop before other events get theirs */
+const BATCH = 256;
+
+interface QueueState {
+  index: number;
+  num: number;
+  base: number;
+  addr: { desc: bigint; avail: bigint; used: bigint } | null;
+  kickFd: number;
+  callFd: number;
+  errFd: number;
+  enabled: boolean;
+  ring: SplitQueue | null;
+  /** bumped when the queue stops: replies of chains popped before belong to nobody */
+  epoch: number;
+  poll: unknown;
+  broken: string | null;
+  signalPending: boolean;
+  servePending: boolean;
+}
+
+const closeQuietly = (fd: number | null | undefined): void => {
+  if (fd === null || fd === undefined || fd < 0) return;
+  try {
+    sys.close(fd);
+  } catch {
+    /* already closed */
+  }
+};
+
+const unmap = (r: MemoryRegion): void => sys.unmapShared(r.bytes.buffer as ArrayBuffer);
+
+export class VhostUserConnection {
+  private readonly memory = new GuestMemory();
+  private readonly queues: QueueState[];
+  private readonly reader = new MessageReader();
+  private readonly rx = Buffer.alloc(READ_CHUNK);
+  private features = 0n;
+  private protocolFeatures = 0n;
+  private socketPoll: unknown = null;
+  private ended = false;
+  private endWith: (e: ConnectionEnd) => void = () => {};
+  private readonly once: LogOnce;
+  /** resolves when the VMM closed the socket or the connection failed; everything is released by then */
+  readonly done: Promise<ConnectionEnd>;
+  readonly counters = { requests: 0, replies: 0, signals: 0, brokenQueues: 0, badMessages: 0 };
+
+  constructor(
+    private readonly fd: number,
+    private readonly server: FuseRequestHandler,
+    private readonly opts: ConnectionOptions,
+    private readonly log: Logger,
+  ) {
+    this.once = new LogOnce(log);
+    this.queues = Array.from({ length: 1 + opts.requestQueues }, (_, index) => ({
+      index, num: 0, base: 0, addr: null, kickFd: -1, callFd: -1, errFd: -1, enabled: false, ring: null, epoch: 0, poll: null,
+      broken: null, signalPending: false, servePending: false,
+    }));
+    this.done = new Promise((r) => (this.endWith = r));
+    server.reuseReplies?.();
+  }
+
+  start(): void {
+    this.socketPoll = sys.pollStart(this.fd, () => this.guard('socket', () => this.onSocket()));
+  }
+
+  /** End the connection from our side (shutdown): the VMM sees the socket close. */
+  close(): void {
+    this.finish({ reason: 'closed' });
+  }
+
+  private guard(what: string, fn: () => void): void {
+    if (this.ended) return;
+    try {
+      fn();
+    } catch (e) {
+      this.log.error({ err: e, what }, 'vhost-user: internal error; closing the connection');
+      this.finish({ reason: 'error', message: `internal error in ${what}: ${(e as Error).message}` });
+    }
+  }
+
+  private onSocket(): void {
+    for (let rounds = 0; rounds < 64 && !this.ended; rounds++) {
+      const r = sys.recvMsg(this.fd, this.rx, 0, this.rx.length, RECV_FDS);
+      if (r === null) return;
+      if (r.truncated) {
+        for (const f of r.fds) closeQuietly(f);
+        this.fail('a message carried more file descriptors than vhost-user allows');
+        return;
+      }
+      if (r.n === 0) {
+        for (const f of r.fds) closeQuietly(f);
+        this.finish({ reason: 'closed' });
+        return;
+      }
+      const out = this.reader.feed(this.rx.subarray(0, r.n), r.fds);
+      if ('fatal' in out) {
+        for (const f of out.fds) closeQuietly(f);
+        this.fail(`malformed message stream: ${out.fatal}`);
+        return;
+      }
+      for (const m of out) {
+        if (this.ended) for (const f of m.fds) closeQuietly(f);
+        else this.onMessage(m);
+      }
+    }
+  }
+
+  private fail(message: string): void {
+    this.counters.badMessages++;
+    this.log.warn(`vhost-user: ${message}; closing the connection`);
+    this.finish({ reason: 'error', message });
+  }
+
+  private send(out: Buffer): void {
+    const n = sys.sendMsg(this.fd, out, 0, out.length);
+    if (n !== out.length) this.fail(`cannot send a reply (${n})`);
+  }
+
+  private onMessage(raw: RawMessage): void {
+    const m = decodeMessage(raw);
+    if ('error' in m) {
+      for (const f of m.fds) closeQuietly(f);
+      this.counters.badMessages++;
+      this.once.warn(`bad-${raw.request}`, { request: raw.request, why: m.error }, 'vhost-user: refused a malformed message');
+      // a request that expects a value back cannot be answered: the VMM would wait for ever
+      if (expectsValue(raw.request)) this.fail(`malformed request ${raw.request}: ${m.error}`);
+      else this.ack(raw.request, (raw.flags & 0x8) !== 0, false);
+      return;
+    }
+    let ok: boolean | null;
+    try {
+      ok = this.apply(m);
+    } catch (e) {
+      for (const f of messageFds(m)) closeQuietly(f);
+      throw e;
+    }
+    if (ok !== null) this.ack(m.request, m.needReply, ok);
+  }
+
+  /** The REPLY_ACK answer to a message that asked for one: 0 for success. */
+  private ack(request: number, needReply: boolean, ok: boolean): void {
+    if (needReply && (this.protocolFeatures & P_REPLY_ACK) !== 0n) this.send(encodeAck(request, ok));
+  }
+
+  /**
+   * Carry out one decoded message: the REPLY_ACK verdict, or null when a value reply was sent.
+   * Every fd the message carried is taken over (kept or closed) here.
+   */
+  private apply(m: VhostMessage): boolean | null {
+    switch (m.request) {
+      case Req.GET_FEATURES:
+        this.send(encodeU64Reply(m.request, OFFERED_FEATURES));
+        return null;
+      case Req.SET_FEATURES:
+        if ((m.value & ~OFFERED_FEATURES) !== 0n) {
+          this.once.warn('features', { features: m.value.toString(16) }, 'vhost-user: the VMM set features we did not offer');
+          return false;
+        }
+        this.features = m.value;
+        return true;
+      case Req.GET_PROTOCOL_FEATURES:
+        this.send(encodeU64Reply(m.request, OFFERED_PROTOCOL_FEATURES));
+        return null;
+      case Req.SET_PROTOCOL_FEATURES:
+        this.protocolFeatures = m.value & OFFERED_PROTOCOL_FEATURES;
+        return true;
+      case Req.GET_QUEUE_NUM:
+        this.send(encodeU64Reply(m.request, this.queues.length));
+        return null;
+      case Req.GET_MAX_MEM_SLOTS:
+        this.send(encodeU64Reply(m.request, MAX_MEM_REGIONS));
+        return null;
+      case Req.SET_OWNER:
+        return true;
+      case Req.RESET_OWNER:
+        for (const q of this.queues) this.stopQueue(q);
+        return true;
+      case Req.SET_MEM_TABLE:
+        return this.setMemTable(m.regions, m.fds);
+      case Req.ADD_MEM_REG:
+        return this.addRegion(m.region, m.fd);
+      case Req.REM_MEM_REG:
+        for (const f of m.fds) closeQuietly(f);
+        return this.removeRegion(m.region);
+      case Req.SET_VRING_NUM:
+      case Req.SET_VRING_BASE:
+      case Req.SET_VRING_ENABLE:
+      case Req.GET_VRING_BASE: {
+        const q = this.queueOf(m.index);
+        if (m.request === Req.GET_VRING_BASE) {
+          // the queue stops; its next avail index goes back to the VMM
+          const next = q?.ring ? q.ring.lastAvailIdx : q?.base ?? 0;
+          if (q) {
+            this.stopQueue(q);
+            q.base = next;
+          }
+          this.send(encodeStateReply(m.request, m.index, next));
+          return null;
+        }
+        if (!q) return false;
+        if (m.request === Req.SET_VRING_ENABLE) {
+          q.enabled = m.num !== 0;
+          this.maybeStart(q);
+          return true;
+        }
+        if (q.ring) return false; // a running queue's size and base are fixed
+        if (m.request === Req.SET_VRING_NUM) q.num = m.num;
+        else q.base = m.num;
+        return true;
+      }
+      case Req.SET_VRING_ADDR: {
+        const q = this.queueOf(m.index);
+        if (!q || q.ring) return false;
+        q.addr = { desc: m.desc, avail: m.avail, used: m.used };
+        return true;
+      }
+      case Req.SET_VRING_KICK:
+      case Req.SET_VRING_CALL:
+      case Req.SET_VRING_ERR: {
+        const q = this.queueOf(m.index);
+        if (!q) {
+          closeQuietly(m.fd);
+          return false;
+        }
+        const fd = m.fd ?? -1;
+        if (m.request === Req.SET_VRING_KICK) {
+          this.unwatchKick(q);
+          closeQuietly(q.kickFd);
+          q.kickFd = fd;
+          if (q.ring) this.watchKick(q);
+          else this.maybeStart(q);
+        } else if (m.request === Req.SET_VRING_CALL) {
+          closeQuietly(q.callFd);
+          q.callFd = fd;
+        } else {
+          closeQuietly(q.errFd);
+          q.errFd = fd;
+        }
+        return true;
+      }
+      case Req.GET_STATUS:
+        // not offered (no STATUS protocol feature): a VMM asking anyway gets 0
+        this.send(encodeU64Reply(m.request, 0));
+        return null;
+      case Req.SET_STATUS:
+        return true;
+      default:
+        // features we did not offer (logging, back-end channel, config space, inflight tracking)
+        for (const f of messageFds(m)) closeQuietly(f);
+        this.once.warn(`unsupported-${m.request}`, { request: m.request }, 'vhost-user: refused a request of a feature we did not offer');
+        if (expectsValue(m.request)) this.fail(`request ${m.request} is not supported`);
+        return false;
+    }
+  }
+
+  private queueOf(index: number): QueueState | null {
+    const q = this.queues[index];
+    if (!q) this.once.warn(`queue-${index}`, { index }, 'vhost-user: a message names a queue we do not have');
+    return q ?? null;
+  }
+
+  /**
+   * A queue starts once it has its size, addresses and kick fd (and, with PROTOCOL_FEATURES, when
+   * enabled): the ring addresses are checked against guest memory then.
+   */
+  private maybeStart(q: QueueState): void {
+    const enabled = q.enabled || (this.features & F_PROTOCOL_FEATURES) === 0n;
+    if (!enabled) {
+      if (q.ring) this.stopQueue(q);
+      return;
+    }
+    if (q.ring) {
+      this.scheduleServe(q);
+      return;
+    }
+    if (q.broken || !q.addr || q.kickFd < 0 || q.num === 0) return;
+    if (!this.buildRing(q, q.base)) return;
+    this.watchKick(q);
+    // requests posted before the kick fd arrived are not lost
+    this.scheduleServe(q);
+  }
+
+  private buildRing(q: QueueState, lastAvail: number): boolean {
+    const a = q.addr!;
+    const desc = this.memory.uvaToGpa(a.desc, 16 * q.num);
+    const avail = this.memory.uvaToGpa(a.avail, 6 + 2 * q.num);
+    const used = this.memory.uvaToGpa(a.used, 6 + 8 * q.num);
+    if (desc === null || avail === null || used === null) {
+      this.breakQueue(q, 'its ring addresses are outside guest memory');
+      return false;
+    }
+    const ring = SplitQueue.create(this.memory, {
+      num: q.num, desc, avail, used, lastAvail,
+      eventIdx: (this.features & F_EVENT_IDX) !== 0n,
+      indirect: (this.features & F_INDIRECT) !== 0n,
+      maxChainBytes: this.opts.maxRequestBytes,
+    });
+    if (!(ring instanceof SplitQueue)) {
+      this.breakQueue(q, ring.error);
+      return false;
+    }
+    q.ring = ring;
+    return true;
+  }
+
+  private watchKick(q: QueueState): void {
+    if (q.poll || q.kickFd < 0) return;
+    const fd = q.kickFd;
+    q.poll = sys.pollStart(fd, () => this.guard(`queue ${q.index}`, () => {
+      // drain the counter first: a kick arriving while we serve re-arms the poll
+      while (sys.eventfdRead(fd) !== null);
+      this.serveQueue(q);
+    }));
+  }
+
+  private unwatchKick(q: QueueState): void {
+    if (q.poll) sys.pollStop(q.poll);
+    q.poll = null;
+  }
+
+  private stopQueue(q: QueueState): void {
+    this.unwatchKick(q);
+    if (q.ring) q.epoch++;
+    q.ring = null;
+  }
+
+  private breakQueue(q: QueueState, why: string): void {
+    if (q.broken) return;
+    q.broken = why;
+    this.counters.brokenQueues++;
+    this.log.warn({ queue: q.index, why }, 'vhost-user: the guest broke a queue; it is no longer served');
+    this.stopQueue(q);
+    if (q.errFd >= 0) sys.eventfdWrite(q.errFd, 1);
+  }
+
+  private scheduleServe(q: QueueState): void {
+    if (q.servePending) return;
+    q.servePending = true;
+    setImmediate(() => {
+      q.servePending = false;
+      this.guard(`queue ${q.index}`, () => this.serveQueue(q));
+    });
+  }
+
+  /** Take the available chains; with EVENT_IDX, publish how far we got and look once more. */
+  private serveQueue(q: QueueState): void {
+    const ring = q.ring;
+    if (!ring) return;
+    for (let n = 0; n < BATCH; n++) {
+      let c = ring.pop();
+      if (c === null) {
+        // ask for a kick at the next index, then look again: a chain posted in between is taken now
+        ring.updateAvailEvent();
+        c = ring.pop();
+        if (c === null) return;
+      }
+      if ('broken' in c) {
+        this.breakQueue(q, c.broken);
+        return;
+      }
+      this.dispatch(q, c);
+    }
+    // more than a batch: go on after other events had their turn
+    this.scheduleServe(q);
+  }
+
+  private dispatch(q: QueueState, c: Chain): void {
+    this.counters.requests++;
+    const epoch = q.epoch;
+    const req = readAll(c.readable);
+    if (req === null) {
+      // its memory was unmapped under it: nothing to serve, the buffers go back empty
+      this.complete(q, epoch, c, null);
+      return;
+    }
+    this.server.handle(req).then(
+      (rep) => this.guard(`queue ${q.index}`, () => this.complete(q, epoch, c, rep)),
+      () => this.guard(`queue ${q.index}`, () => this.complete(q, epoch, c, null)),
+    );
+  }
+
+  private complete(q: QueueState, epoch: number, c: Chain, rep: Buffer | null): void {
+    const ring = q.ring;
+    // the queue was stopped or reset meanwhile: the chain is not ours any more
+    if (!ring || q.epoch !== epoch) {
+      if (rep) this.server.recycle?.(rep);
+      return;
+    }
+    let written = 0;
+    if (rep) {
+      const w = new ChainWriter(c.writable);
+      written = w.write(rep);
+      this.server.recycle?.(rep);
+      if (written < rep.length) {
+        this.once.warn(`short-${q.index}`, { queue: q.index, reply: rep.length, room: c.writableBytes }, "vhost-user: a reply did not fit the guest's buffers; truncated");
+      }
+    }
+    const broken = ring.pushUsed(c.head, written);
+    if (broken) {
+      this.breakQueue(q, broken.broken);
+      return;
+    }
+    this.counters.replies++;
+    if (!q.signalPending) {
+      q.signalPending = true;
+      // one interrupt for the replies completed in the same turn
+      queueMicrotask(() => this.guard(`queue ${q.index}`, () => this.signal(q)));
+    }
+  }
+
+  private signal(q: QueueState): void {
+    q.signalPending = false;
+    const ring = q.ring;
+    if (!ring || q.callFd < 0) return;
+    if (ring.shouldNotify()) {
+      sys.eventfdWrite(q.callFd, 1);
+      this.counters.signals++;
+    }
+  }
+
+  /**
+   * Map a region from the page holding its start (mmap's offset must be page-aligned). One mapping
+   * holds at most 4 GiB (an ArrayBuffer's limit in Node 20): a larger region is refused.
+   */
+  private map(r: RegionDesc, fd: number): MemoryRegion {
+    const lead = r.mmapOffset & PAGE_MASK;
+    const ab = sys.mapShared(fd, r.size + lead, r.mmapOffset - lead);
+    return { gpa: r.gpa, size: r.size, uva: r.uva, mmapOffset: r.mmapOffset, bytes: new Uint8Array(ab, Number(lead), Number(r.size)) };
+  }
+
+  /** Rings live in guest memory: after a change of the table each running queue is rebuilt where it was. */
+  private rebuildRings(): void {
+    for (const q of this.queues) {
+      if (!q.ring) continue;
+      const at = q.ring.lastAvailIdx;
+      q.ring = null;
+      if (!this.buildRing(q, at)) this.unwatchKick(q);
+    }
+  }
+
+  private setMemTable(regions: readonly RegionDesc[], fds: readonly number[]): boolean {
+    const mapped: MemoryRegion[] = [];
+    try {
+      for (let i = 0; i < regions.length; i++) mapped.push(this.map(regions[i]!, fds[i]!));
+    } catch (e) {
+      for (const r of mapped) unmap(r);
+      this.once.warn('mem-table', { err: e }, 'vhost-user: cannot map the guest memory table');
+      return false;
+    } finally {
+      for (const f of fds) closeQuietly(f);
+    }
+    const res = this.memory.replaceAll(mapped);
+    if ('error' in res) {
+      for (const r of mapped) unmap(r);
+      this.once.warn('mem-table-bad', { why: res.error }, 'vhost-user: refused a guest memory table');
+      return false;
+    }
+    this.rebuildRings();
+    for (const r of res.removed) unmap(r);
+    return true;
+  }
+
+  private addRegion(d: RegionDesc, fd: number): boolean {
+    let r: MemoryRegion;
+    try {
+      r = this.map(d, fd);
+    } catch (e) {
+      this.once.warn('add-mem-reg', { err: e }, 'vhost-user: cannot map a guest memory region');
+      return false;
+    } finally {
+      closeQuietly(fd);
+    }
+    const err = this.memory.add(r);
+    if (err) {
+      unmap(r);
+      this.once.warn('add-mem-reg-bad', { why: err.error }, 'vhost-user: refused a guest memory region');
+      return false;
+    }
+    return true;
+  }
+
+  private removeRegion(d: RegionDesc): boolean {
+    const r = this.memory.remove(d.gpa, d.size, d.uva);
+    if ('error' in r) {
+      this.once.warn('rem-mem-reg', { why: r.error }, 'vhost-user: cannot remove a guest memory region');
+      return false;
+    }
+    this.rebuildRings();
+    unmap(r);
+    return true;
+  }
+
+  /** Release everything: polls, eventfds, mappings (unmapped once no I/O uses them), the socket. */
+  private finish(end: ConnectionEnd): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.socketPoll) sys.pollStop(this.socketPoll);
+    this.socketPoll = null;
+    for (const q of this.queues) {
+      this.stopQueue(q);
+      for (const f of [q.kickFd, q.callFd, q.errFd]) closeQuietly(f);
+      q.kickFd = q.callFd = q.errFd = -1;
+    }
+    for (const f of this.reader.close()) closeQuietly(f);
+    for (const r of this.memory.clear()) unmap(r);
+    closeQuietly(this.fd);
+    this.endWith(end);
+  }
+}
+
+/** Requests whose sender waits for a value (not only an ack): one we cannot answer ends the connection. */
+function expectsValue(request: number): boolean {
+  return request === Req.GET_FEATURES || request === Req.GET_PROTOCOL_FEATURES || request === Req.GET_QUEUE_NUM
+    || request === Req.GET_VRING_BASE || request === Req.GET_MAX_MEM_SLOTS || request === Req.GET_CONFIG
+    || request === Req.GET_INFLIGHT_FD || request === Req.GET_STATUS;
+}

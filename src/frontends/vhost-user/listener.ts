@@ -1,0 +1,142 @@
+/**
+ * The listening side of the vhost-user back-end: a socket at a path (virtiofsd's --socket-path) or
+ * one already listening that the caller passes (--fd, as libvirt does). One VMM is served at a
+ * time, as virtiofsd does: a second connection waits in the backlog until the first ends. Each
+ * connection gets a protocol server of its own (a new guest driver starts with INIT and knows no
+ * node id of a predecessor's).
+ */
+import * as fs from 'node:fs';
+import type { Logger } from 'pino';
+import { sys } from '../../sys/syscalls.js';
+import type { VhostListen } from './index.js';
+import { VhostUserConnection, type ConnectionEnd, type ConnectionOptions, type FuseRequestHandler } from './connection.js';
+
+
+/** What serves one connection's FUSE requests, and how it is released afterwards. */
+export interface ConnectionServer {
+  handler: FuseRequestHandler;
+  counters(): Record<string, number>;
+  release(): Promise<void>;
+}
+
+export interface ListenerOptions extends ConnectionOptions {
+  listen: VhostListen;
+  /** stop after the first connection ends (virtiofsd's behaviour); otherwise wait for the next */
+  exitOnDisconnect: boolean;
+  /** the socket file's group (virtiofsd --socket-group), by gid */
+  socketGid: number | null;
+}
+
+export class VhostUserListener {
+  private readonly fd: number;
+  private readonly ownPath: string | null;
+  private poll: unknown = null;
+  private current: { conn: VhostUserConnection; server: ConnectionServer } | null = null;
+  private stopped = false;
+  private resolveDone: (end: ConnectionEnd) => void = () => {};
+  /** resolves when serving is over: the one connection ended (exitOnDisconnect) or stop() */
+  readonly done: Promise<ConnectionEnd>;
+  private connectedOnce: () => void = () => {};
+  /** resolves when the first VMM has connected */
+  readonly connected = new Promise<void>((r) => (this.connectedOnce = r));
+  connections = 0;
+
+  constructor(
+    private readonly opts: ListenerOptions,
+    private readonly newServer: () => Promise<ConnectionServer>,
+    private readonly log: Logger,
+  ) {
+    this.done = new Promise((r) => (this.resolveDone = r));
+    if ('fd' in opts.listen) {
+      this.fd = opts.listen.fd;
+      this.ownPath = null;
+      sys.fcntlInt(this.fd, 4 /* F_SETFL */, sys.fcntlInt(this.fd, 3 /* F_GETFL */, 0) | 0o4000 /* O_NONBLOCK */);
+    } else {
+      const p = opts.listen.path;
+      // a socket file left by a server that died is replaced; anything else at the path is an error
+      try {
+        if (fs.lstatSync(p).isSocket()) fs.unlinkSync(p);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+      this.fd = sys.unixListen(p, 1);
+      this.ownPath = p;
+      // only the owner (and the --socket-group) may connect: a connection controls the share
+      fs.chmodSync(p, opts.socketGid === null ? 0o600 : 0o660);
+      if (opts.socketGid !== null) fs.chownSync(p, process.getuid?.() ?? 0, opts.socketGid);
+    }
+  }
+
+  get socketPath(): string | null {
+    return this.ownPath;
+  }
+
+  start(): void {
+    this.poll = sys.pollStart(this.fd, () => this.accept());
+  }
+
+  counters(): Record<string, number> {
+    return { connections: this.connections, ...this.current?.conn.counters, ...this.current?.server.counters() };
+  }
+
+  private accept(): void {
+    if (this.current || this.stopped) return;
+    let c: number;
+    try {
+      c = sys.acceptNonblock(this.fd);
+    } catch (e) {
+      this.log.warn({ err: e }, 'vhost-user: accept failed');
+      return;
+    }
+    if (c < 0) return;
+    // one VMM at a time: the next one waits in the backlog
+    if (this.poll) sys.pollStop(this.poll);
+    this.poll = null;
+    this.connections++;
+    void this.serve(c);
+  }
+
+  private async serve(fd: number): Promise<void> {
+    let server: ConnectionServer;
+    try {
+      server = await this.newServer();
+    } catch (e) {
+      sys.close(fd);
+      this.log.error({ err: e }, 'vhost-user: cannot build the filesystem for a connection');
+      this.finish({ reason: 'error', message: (e as Error).message });
+      return;
+    }
+    const conn = new VhostUserConnection(fd, server.handler, this.opts, this.log);
+    this.current = { conn, server };
+    conn.start();
+    this.log.info('vhost-user: the VMM connected');
+    this.connectedOnce();
+    const end = await conn.done;
+    this.log.info({ end: end.reason, ...(end.reason === 'error' ? { why: end.message } : {}) }, 'vhost-user: the VMM disconnected');
+    this.current = null;
+    await server.release().catch((e: unknown) => this.log.warn({ err: e }, 'vhost-user: releasing the filesystem failed'));
+    if (this.opts.exitOnDisconnect || this.stopped) this.finish(end);
+    else if (!this.poll) this.start();
+  }
+
+  /** Stop serving: the connection (if any) is closed, the listening socket too. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.current) this.current.conn.close();
+    else this.finish({ reason: 'closed' });
+  }
+
+  private finish(end: ConnectionEnd): void {
+    this.stopped = true;
+    if (this.poll) sys.pollStop(this.poll);
+    this.poll = null;
+    try {
+      sys.close(this.fd);
+    } catch {
+      /* closed */
+    }
+    if (this.ownPath) fs.rmSync(this.ownPath, { force: true });
+    this.resolveDone(end);
+  }
+}
