@@ -20,6 +20,11 @@ export default defineConfig({
           testTimeout: 120_000,
         },
       },
+      {
+        extends: true,
+        // a QEMU guest per file (root, qemu, a cloud kernel; scripts/setup installs them)
+        test: { name: 'guest', include: ['test/guest/**/*.test.ts'], fileParallelism: false, testTimeout: 300_000, hookTimeout: 300_000 },
+      },
     ],
   },
 });
