@@ -82,7 +82,7 @@ static const char *ename(int e) {
 
 /* ------------------------------------------------------------------ small tools */
 
-/* the tests' byte pattern (test/posix/cases.ts pattern(), tools/lib/guest-tree.ts) */
+/* file contents: a 32-bit LCG, each byte the top 8 bits of the next state (lcgBytes() in test/helpers/guest.ts) */
 static void pattern(unsigned char *b, size_t n, uint32_t seed) {
   uint32_t x = seed;
   for (size_t i = 0; i < n; i++) {

@@ -24,6 +24,17 @@ export function guestBackend(): Backend {
   return b;
 }
 
+/** guest-check.c's pattern(): a 32-bit LCG, each byte the top 8 bits of the next state. */
+export function lcgBytes(n: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
+  return b;
+}
+
 /** Run the static helper on the host (it is the same binary the guest runs): its stdout lines. */
 export function hostHelper(...args: string[]): string[] {
   const r = runSync(buildHelper(), args, { timeoutMs: 120_000 });

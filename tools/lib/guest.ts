@@ -394,6 +394,8 @@ export interface Backend {
   handlesSurviveEviction: boolean;
   /** the guest can walk more files than the back-end's RLIMIT_NOFILE */
   boundedFds: boolean;
+  /** guest-check cases it is known to fail, each with what its CASE line must say */
+  knownFailures: Record<string, RegExp>;
 }
 
 /**
@@ -413,6 +415,8 @@ export const virtiofsdBackend: Backend = {
   ],
   handlesSurviveEviction: false,
   boundedFds: false,
+  // FUSE_TMPFILE is not implemented (the kernel turns its ENOSYS into EOPNOTSUPP)
+  knownFailures: { o_tmpfile_linkat: /errno EOPNOTSUPP/ },
 };
 
 /** handlefs' virtiofsd-compatible command line (its fd budget follows RLIMIT_NOFILE). */
@@ -421,6 +425,7 @@ export const handlefsBackend: Backend = {
   argv: (p) => [process.execPath, join(REPO, 'dist', 'cli', 'main.js'), 'virtiofsd', `--socket-path=${p.socketPath}`, `--shared-dir=${p.sharedDir}`, '--cache=auto'],
   handlesSurviveEviction: true,
   boundedFds: true,
+  knownFailures: {},
 };
 
 /**
@@ -433,6 +438,7 @@ export function commandBackend(name: string, command: string): Backend {
     argv: (p) => command.trim().split(/\s+/).map((w) => w.replaceAll('{socket}', p.socketPath).replaceAll('{shared}', p.sharedDir)),
     handlesSurviveEviction: false,
     boundedFds: false,
+    knownFailures: {},
   };
 }
 
