@@ -36,6 +36,15 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
         },
       },
+      {
+        extends: true,
+        // a QEMU guest per file (root, qemu, a cloud kernel; scripts/setup installs them); after
+        // the mounted suites: a TCG guest takes both cores
+        test: {
+          name: 'guest', include: ['test/guest/**/*.test.ts'], fileParallelism: false, testTimeout: 300_000, hookTimeout: 300_000,
+          sequence: { groupOrder: 2 },
+        },
+      },
     ],
   },
 });

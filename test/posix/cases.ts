@@ -33,7 +33,7 @@ async function statB(p: string): Promise<fs.BigIntStats> {
   return fsp.lstat(p, { bigint: true });
 }
 
-function pattern(n: number, seed = 1): Buffer {
+export function pattern(n: number, seed = 1): Buffer {
   const b = Buffer.allocUnsafe(n);
   let x = seed;
   for (let i = 0; i < n; i++) {
