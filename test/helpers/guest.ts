@@ -14,7 +14,7 @@ export * from '../../tools/lib/guest.js';
 /**
  * The back-end the guest tests run against: this constant, or HANDLEFS_GUEST_BACKEND=virtiofsd|handlefs.
  */
-export const DEFAULT_GUEST_BACKEND: Backend = virtiofsdBackend;
+export const DEFAULT_GUEST_BACKEND: Backend = handlefsBackend;
 
 export function guestBackend(): Backend {
   const want = process.env.HANDLEFS_GUEST_BACKEND;

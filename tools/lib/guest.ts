@@ -422,7 +422,7 @@ export const virtiofsdBackend: Backend = {
 /** handlefs' virtiofsd-compatible command line (its fd budget follows RLIMIT_NOFILE). */
 export const handlefsBackend: Backend = {
   name: 'handlefs',
-  argv: (p) => [process.execPath, join(REPO, 'dist', 'cli', 'main.js'), 'virtiofsd', `--socket-path=${p.socketPath}`, `--shared-dir=${p.sharedDir}`, '--cache=auto'],
+  argv: (p) => [process.execPath, join(REPO, 'dist', 'cli', 'main.js'), 'virtiofsd', `--socket-path=${p.socketPath}`, `--shared-dir=${p.sharedDir}`, '--cache=auto', '--xattr'],
   handlesSurviveEviction: true,
   boundedFds: true,
   knownFailures: {},
