@@ -45,6 +45,11 @@ where the VMM connects:
   --socket-group=GROUP      give the socket of --socket-path to GROUP, readable and writable by it
   --keep-listening          handlefs's own: when the VMM disconnects, wait for the next connection
                             instead of exiting (virtiofsd, and handlefs without it, exit)
+  --supervise               handlefs's own: the VMM's connection stays with this process while a
+                            worker process serves the guest; SIGHUP moves it to a new worker (an
+                            upgrade), and a worker that dies is replaced (requests it had taken
+                            get EIO): the guest's mount survives both. No request passes the
+                            supervisor (the worker has the guest's memory and queues)
   --tag=TAG                 the tag to advertise in the device's config space (1 to 36 bytes);
                             VMMs that set the tag themselves (QEMU: tag=) do not ask for it
   --thread-pool-size=N      most requests served at once per request queue (default 0: each
@@ -175,6 +180,7 @@ const LONG: Readonly<Record<string, Entry>> = {
   }),
   'socket-group': value((s, v) => (s.socketGroup = v)),
   'keep-listening': flag((s) => (s.keepListening = true)),
+  supervise: raw('supervise', true),
   tag: value((s, v) => {
     const n = Buffer.byteLength(v);
     if (n < 1 || n > MAX_TAG_BYTES) throw new ConfigError(`--tag must be 1 to ${MAX_TAG_BYTES} bytes, got ${n}`);

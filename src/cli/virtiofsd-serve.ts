@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import type { Logger } from 'pino';
-import { protocolOptions, type Config, type SealingKeys } from '../config.js';
+import { coreConfig, protocolOptions, type Config, type SealingKeys } from '../config.js';
 import type { VhostPlan } from '../frontends/vhost-user/index.js';
 import { requestBufferSize } from '../fuse/abi.js';
 import { childLogger } from '../log.js';
@@ -34,7 +34,7 @@ export function groupId(group: string): number {
 }
 
 export async function startVirtiofsd(cfg: Config, plan: VhostPlan, root: string, keys: SealingKeys, log: Logger): Promise<Served> {
-  const [{ VhostUserListener }, { ProtocolServer }] = await Promise.all([
+  const [{ VhostUserListener, inProcessSession }, { ProtocolServer }] = await Promise.all([
     import('../frontends/vhost-user/listener.js'),
     import('../fuse/protocol-server.js'),
   ]);
@@ -49,22 +49,30 @@ export async function startVirtiofsd(cfg: Config, plan: VhostPlan, root: string,
   }
   let stopping = false;
   let failed = false;
+  const connection = {
+    requestQueues: REQUEST_QUEUES,
+    // a WRITE of max_write bytes and its headers; a longer chain is a hostile one
+    maxRequestBytes: requestBufferSize(cfg.maxWrite),
+  };
   const listener = new VhostUserListener(
-    {
-      listen: plan.listen,
-      exitOnDisconnect: plan.exitOnDisconnect,
-      socketGid: plan.socketGroup === null ? null : groupId(plan.socketGroup),
-      requestQueues: REQUEST_QUEUES,
-      // a WRITE of max_write bytes and its headers; a longer chain is a hostile one
-      maxRequestBytes: requestBufferSize(cfg.maxWrite),
-    },
-    async () => {
+    { listen: plan.listen, exitOnDisconnect: plan.exitOnDisconnect, socketGid: plan.socketGroup === null ? null : groupId(plan.socketGroup) },
+    async (fd) => {
+      if (cfg.supervise) {
+        // the connection stays here; workers serve it and are replaced on SIGHUP or a crash
+        const { VhostSupervisor } = await import('../frontends/supervisor/vhost-supervisor.js');
+        const sup = new VhostSupervisor(fd, { cfg: coreConfig(cfg), root, keys, connection, log: vlog });
+        await sup.start();
+        return { done: sup.done, close: () => sup.close(), counters: () => sup.counterValues(), release: async () => {}, upgrade: () => sup.upgrade() };
+      }
       // a guest has no notification queue here (VIRTIO_FS_F_NOTIFICATION is not offered): host
       // changes reach it through the cache timeouts, as with virtiofsd
       const { core, fsys } = await makeCore(cfg, root, keys, log);
       // a requester's pid is the guest's: the host's /proc knows nothing of it
       const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), requesterGroups: () => null }, childLogger('fuse', log));
-      return { handler: server, counters: () => core.counters() as unknown as Record<string, number>, release: () => fsys.destroy() };
+      return inProcessSession(fd, server, connection, vlog, {
+        counters: () => core.counters() as unknown as Record<string, number>,
+        release: () => fsys.destroy(),
+      });
     },
     vlog,
   );
@@ -80,6 +88,9 @@ export async function startVirtiofsd(cfg: Config, plan: VhostPlan, root: string,
       vlog.info(`${why}: closing the vhost-user connection`);
       listener.stop();
     },
+    upgrade: cfg.supervise
+      ? () => void listener.upgrade().catch((e: unknown) => vlog.error({ err: e }, 'upgrade failed'))
+      : undefined,
     crash: async () => listener.stop(),
     release: async () => {},
     stats: { file: cfg.statsFile, counters: () => listener.counters() },

@@ -24,6 +24,8 @@ export interface StartMsg {
   records: Uint8Array[];
   /** the kernel's INIT request, replayed so that the worker's protocol server is initialized */
   init: Uint8Array | null;
+  /** a vhost-user worker: how it serves the relayed connection (vhost-worker.ts) */
+  vhost?: { requestQueues: number; maxRequestBytes: number };
 }
 
 export interface ReqMsg {

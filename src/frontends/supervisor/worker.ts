@@ -3,46 +3,13 @@
  * supervisor over the IPC channel, answering reply bytes. Started only by the supervisor (it needs
  * the IPC channel the supervisor created; run by hand it exits at once).
  */
-import { passthroughOptions, protocolOptions } from '../../config.js';
-import type { FileSystem } from '../../fs/filesystem.js';
-import { PassthroughFs } from '../../fs/passthrough.js';
-import { decorate } from '../../fs/decorate.js';
-import { ProtocolServer } from '../../fuse/protocol-server.js';
 import { InHeader } from '../../fuse/abi.js';
-import { childLogger, makeLogger } from '../../log.js';
-import { startStats } from '../../stats.js';
-import { asToWorker, type FromWorker, type StartMsg } from './protocol.js';
+import { asToWorker, type StartMsg } from './protocol.js';
+import { commonMessage, flushRecs, requireSupervisor, send, startCore, type WorkerCore } from './worker-core.js';
 
-if (!process.send) {
-  process.stderr.write('handlefs: the worker is started by `handlefs mount --supervise`, not by hand\n');
-  process.exit(2);
-}
+requireSupervisor('handlefs mount --supervise');
 
-const send = (m: FromWorker): void => {
-  process.send!(m);
-};
-
-let core: PassthroughFs | null = null;
-let server: ProtocolServer | null = null;
-let pendingRecs: Uint8Array[] = [];
-let flushScheduled = false;
-
-function flushRecs(): void {
-  flushScheduled = false;
-  if (pendingRecs.length === 0) return;
-  const recs = pendingRecs;
-  pendingRecs = [];
-  send({ t: 'recs', recs });
-}
-
-/** A sealed record for the supervisor, sent in a batch once the current request is done. */
-function streamRecord(sealed: Buffer): void {
-  pendingRecs.push(sealed);
-  if (!flushScheduled) {
-    flushScheduled = true;
-    setImmediate(flushRecs);
-  }
-}
+let worker: WorkerCore | null = null;
 
 /** Groups the supervisor read for requests in flight, by requester pid (several may share a pid). */
 const suppliedGroups = new Map<number, { groups: number[] | null; uses: number }>();
@@ -61,31 +28,14 @@ function supplyGroups(pid: number, groups: number[] | null): () => void {
 }
 
 async function start(m: StartMsg): Promise<void> {
-  const { cfg } = m;
-  const log = makeLogger(cfg.logLevel, { role: 'worker' });
-  const keys = { key: Buffer.from(m.key), previousKeys: m.previousKeys.map((k) => Buffer.from(k)) };
-  const pfs = new PassthroughFs(passthroughOptions(cfg, m.root, keys, log, { onRecord: streamRecord }));
-  core = pfs;
-  const fsys: FileSystem = decorate(pfs, cfg);
-  const opts = protocolOptions(cfg);
-  // in its own pid namespace the worker cannot read a requester's /proc entry: the supervisor
-  // sends the groups with each ACCESS request, and no other source is trusted
-  if (cfg.sandbox === 'namespace') opts.requesterGroups = (pid) => suppliedGroups.get(pid)?.groups ?? null;
-  server = new ProtocolServer(fsys, opts, childLogger('fuse', log));
-  let restored = 0;
-  // every record is verified by the core before use: a foreign or tampered one is refused and logged
-  for (const blob of m.state ? [m.state, ...m.records] : m.records) {
-    const r = pfs.importState(Buffer.from(blob));
-    if (r.ok) restored += r.records;
-  }
-  if (m.init) {
-    // the kernel sent INIT to a predecessor; replay it so that this protocol server is initialized
-    // with the same negotiation (the reply is dropped: the kernel already has one)
-    await server.handle(Buffer.from(m.init));
-  }
-  startStats(cfg.statsFile, () => ({ role: 'worker', ...pfs.counters() }), log);
-  log.info({ restored }, 'worker ready');
-  send({ t: 'ready', restored });
+  const w = await startCore(m, (opts) => {
+    // in its own pid namespace the worker cannot read a requester's /proc entry: the supervisor
+    // sends the groups with each ACCESS request, and no other source is trusted
+    if (m.cfg.sandbox === 'namespace') opts.requesterGroups = (pid) => suppliedGroups.get(pid)?.groups ?? null;
+  });
+  worker = w;
+  w.log.info({ restored: w.restored }, 'worker ready');
+  send({ t: 'ready', restored: w.restored });
 }
 
 process.on('message', (raw) => {
@@ -93,7 +43,7 @@ process.on('message', (raw) => {
   if (!m) return;
   switch (m.t) {
     case 'req': {
-      const srv = server;
+      const srv = worker?.server;
       if (!srv) return;
       const buf = Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength);
       const supplied = m.groups !== undefined && buf.length >= InHeader.SIZE ? supplyGroups(buf.readUInt32LE(InHeader.pid), m.groups) : null;
@@ -112,14 +62,8 @@ process.on('message', (raw) => {
         process.exit(1);
       });
       return;
-    case 'state':
-      flushRecs();
-      send({ t: 'state', blob: core ? core.exportState() : Buffer.alloc(0) });
-      return;
-    case 'stop':
-      flushRecs();
-      void (core ? core.destroy() : Promise.resolve()).finally(() => process.exit(0));
-      return;
+    default:
+      commonMessage(m, worker);
   }
 });
 

@@ -14,6 +14,10 @@
  * and watched with uv_poll; no thread sits in a read.
  */
 import type { Logger } from 'pino';
+import { E } from '../../errors.js';
+import { InHeader } from '../../fuse/abi.js';
+import { encodeError } from '../../fuse/codec.js';
+import { Op, opcodeRow } from '../../fuse/opcodes.js';
 import { LogOnce } from '../../log.js';
 import { PAGE_SIZE } from '../../sys/constants.js';
 import { sys } from '../../sys/syscalls.js';
@@ -22,6 +26,7 @@ import {
   Feature, MessageReader, ProtocolFeature, Req, decodeMessage, encodeAck, encodeStateReply, encodeU64Reply, featureMask,
   messageFds, type RawMessage, type RegionDesc, type VhostMessage,
 } from './messages.js';
+import { INFLIGHT_BYTES, InflightTable } from './inflight.js';
 import { ChainWriter, SplitQueue, readAll, type Chain } from './vring.js';
 
 /** What the connection needs from the protocol server (src/fuse/protocol-server.ts). */
@@ -36,7 +41,24 @@ export interface ConnectionOptions {
   requestQueues: number;
   /** the largest request (FUSE header + WRITE payload) and reply space accepted; a longer chain breaks its queue */
   maxRequestBytes: number;
+  /**
+   * The peer is handlefs's supervisor relaying the VMM (src/frontends/supervisor/vhost-supervisor.ts),
+   * not the VMM itself: it may also send the private messages below, and is told of INIT.
+   */
+  supervised?: boolean;
+  /** called before a reply reaches the guest (a supervised worker streams the records it names first) */
+  beforeReply?: () => void;
 }
+
+/**
+ * Private requests between a supervisor and its worker, above every vhost-user request number.
+ * INFLIGHT (supervisor -> worker, one fd): the shared in-flight table; u64 payload, bit 0: a
+ * predecessor ran the queues (recover them when they start). INIT (worker -> supervisor): the FUSE
+ * INIT request a guest sent, kept for a successor's protocol server. DRAIN (supervisor -> worker):
+ * take no more chains; the u64 reply comes once every taken one is answered.
+ */
+export const Private = { INFLIGHT: 0x4846_0001, INIT: 0x4846_0002, DRAIN: 0x4846_0003 } as const;
+const isPrivate = (request: number): boolean => request >= Private.INFLIGHT && request <= Private.DRAIN;
 
 export type ConnectionEnd = { reason: 'closed' } | { reason: 'error'; message: string };
 
@@ -96,11 +118,18 @@ export class VhostUserConnection {
   private protocolFeatures = 0n;
   private socketPoll: unknown = null;
   private ended = false;
+  /** scratch until a supervisor shares its table (INFLIGHT) */
+  private inflight = new InflightTable(new Uint8Array(INFLIGHT_BYTES));
+  private inflightMapping: ArrayBuffer | null = null;
+  /** queues a predecessor ran: recovered when they start */
+  private readonly recover = new Set<number>();
+  private taken = 0;
+  private draining: RawMessage | null = null;
   private endWith: (e: ConnectionEnd) => void = () => {};
   private readonly once: LogOnce;
   /** resolves when the VMM closed the socket or the connection failed; everything is released by then */
   readonly done: Promise<ConnectionEnd>;
-  readonly counters = { requests: 0, replies: 0, signals: 0, brokenQueues: 0, badMessages: 0 };
+  readonly counters = { requests: 0, replies: 0, signals: 0, brokenQueues: 0, badMessages: 0, recoveredRequests: 0 };
 
   constructor(
     private readonly fd: number,
@@ -175,6 +204,10 @@ export class VhostUserConnection {
   }
 
   private onMessage(raw: RawMessage): void {
+    if (this.opts.supervised && isPrivate(raw.request)) {
+      this.onPrivate(raw);
+      return;
+    }
     const m = decodeMessage(raw);
     if ('error' in m) {
       for (const f of m.fds) closeQuietly(f);
@@ -193,6 +226,45 @@ export class VhostUserConnection {
       throw e;
     }
     if (ok !== null) this.ack(m.request, m.needReply, ok);
+  }
+
+  private onPrivate(raw: RawMessage): void {
+    switch (raw.request) {
+      case Private.INIT:
+        for (const f of raw.fds) closeQuietly(f);
+        this.fail('INIT goes from a worker to its supervisor, never back');
+        return;
+      case Private.INFLIGHT: {
+        const fd = raw.fds[0];
+        for (const f of raw.fds.slice(1)) closeQuietly(f);
+        if (fd === undefined || raw.payload.length !== 8) {
+          closeQuietly(fd);
+          this.fail('a malformed in-flight table message from the supervisor');
+          return;
+        }
+        try {
+          const ab = sys.mapShared(fd, INFLIGHT_BYTES, 0);
+          this.inflight = new InflightTable(new Uint8Array(ab));
+          this.inflightMapping = ab;
+        } finally {
+          closeQuietly(fd);
+        }
+        if ((raw.payload.readBigUInt64LE(0) & 1n) !== 0n) for (const q of this.queues) this.recover.add(q.index);
+        return;
+      }
+      case Private.DRAIN:
+        for (const f of raw.fds) closeQuietly(f);
+        this.draining = raw;
+        this.drained();
+        return;
+    }
+  }
+
+  /** Once draining and nothing taken is unanswered: tell the supervisor. */
+  private drained(): void {
+    if (!this.draining || this.taken > 0) return;
+    this.draining = null;
+    this.send(encodeU64Reply(Private.DRAIN, 0));
   }
 
   /** The REPLY_ACK answer to a message that asked for one: 0 for success. */
@@ -332,7 +404,7 @@ export class VhostUserConnection {
       return;
     }
     if (q.broken || !q.addr || q.kickFd < 0 || q.num === 0) return;
-    if (!this.buildRing(q, q.base)) return;
+    if (!this.startRing(q)) return;
     this.watchKick(q);
     // requests posted before the kick fd arrived are not lost
     this.scheduleServe(q);
@@ -358,6 +430,38 @@ export class VhostUserConnection {
       return false;
     }
     q.ring = ring;
+    return true;
+  }
+
+  /**
+   * A queue starts: fresh, or (after a predecessor died) where it left off. Chains it took and never
+   * answered get an error reply: a guest process waiting on one sees EIO instead of hanging.
+   */
+  private startRing(q: QueueState): boolean {
+    if (!this.buildRing(q, q.base)) return false;
+    const rec = this.recover.delete(q.index) ? this.inflight.recover(q.index, q.num, q.ring!.lastUsedIdx) : null;
+    if (!rec) {
+      this.inflight.reset(q.index, q.base);
+      return true;
+    }
+    if (rec.lastAvail !== q.base && !this.buildRing(q, rec.lastAvail)) return false;
+    const ring = q.ring!;
+    for (const head of rec.heads) {
+      const c = ring.chainAt(head);
+      let rep: Buffer | null = null;
+      if (!('broken' in c)) {
+        const req = readAll(c.readable);
+        if (req && req.length >= InHeader.SIZE && !opcodeRow(req.readUInt32LE(InHeader.opcode))?.noReply) {
+          rep = encodeError(req.readBigUInt64LE(InHeader.unique), E.EIO);
+        }
+      }
+      this.counters.recoveredRequests++;
+      this.taken++;
+      this.complete(q, q.epoch, 'broken' in c ? { head, readable: [], writable: [], readableBytes: 0, writableBytes: 0 } : c, rep);
+    }
+    if (rec.heads.length > 0) {
+      this.log.warn({ queue: q.index, requests: rec.heads.length }, 'vhost-user: answered EIO to the requests a crashed worker had taken');
+    }
     return true;
   }
 
@@ -403,7 +507,7 @@ export class VhostUserConnection {
   /** Take the available chains; with EVENT_IDX, publish how far we got and look once more. */
   private serveQueue(q: QueueState): void {
     const ring = q.ring;
-    if (!ring) return;
+    if (!ring || this.draining) return;
     for (let n = 0; n < BATCH; n++) {
       let c = ring.pop();
       if (c === null) {
@@ -416,6 +520,9 @@ export class VhostUserConnection {
         this.breakQueue(q, c.broken);
         return;
       }
+      // recorded before the request runs: a successor must know it was taken
+      this.inflight.taken(q.index, c.head, ring.lastAvailIdx);
+      this.taken++;
       this.dispatch(q, c);
     }
     // more than a batch: go on after other events had their turn
@@ -431,6 +538,14 @@ export class VhostUserConnection {
       this.complete(q, epoch, c, null);
       return;
     }
+    if (this.opts.supervised && req.length >= InHeader.SIZE && req.readUInt32LE(InHeader.opcode) === Op.INIT) {
+      // the supervisor keeps it for a successor (INIT comes once per guest driver)
+      const init = Buffer.concat([Buffer.alloc(12), req]);
+      init.writeUInt32LE(Private.INIT, 0);
+      init.writeUInt32LE(1, 4);
+      init.writeUInt32LE(req.length, 8);
+      this.send(init);
+    }
     this.server.handle(req).then(
       (rep) => this.guard(`queue ${q.index}`, () => this.complete(q, epoch, c, rep)),
       () => this.guard(`queue ${q.index}`, () => this.complete(q, epoch, c, null)),
@@ -438,14 +553,17 @@ export class VhostUserConnection {
   }
 
   private complete(q: QueueState, epoch: number, c: Chain, rep: Buffer | null): void {
+    this.taken--;
     const ring = q.ring;
     // the queue was stopped or reset meanwhile: the chain is not ours any more
     if (!ring || q.epoch !== epoch) {
       if (rep) this.server.recycle?.(rep);
+      this.drained();
       return;
     }
     let written = 0;
     if (rep) {
+      this.opts.beforeReply?.();
       const w = new ChainWriter(c.writable);
       written = w.write(rep);
       this.server.recycle?.(rep);
@@ -453,7 +571,10 @@ export class VhostUserConnection {
         this.once.warn(`short-${q.index}`, { queue: q.index, reply: rep.length, room: c.writableBytes }, "vhost-user: a reply did not fit the guest's buffers; truncated");
       }
     }
+    this.inflight.answering(q.index, c.head, ring.lastUsedIdx);
     const broken = ring.pushUsed(c.head, written);
+    this.inflight.answered(q.index, c.head);
+    this.drained();
     if (broken) {
       this.breakQueue(q, broken.broken);
       return;
@@ -561,6 +682,8 @@ export class VhostUserConnection {
     }
     for (const f of this.reader.close()) closeQuietly(f);
     for (const r of this.memory.clear()) unmap(r);
+    if (this.inflightMapping) sys.unmapShared(this.inflightMapping);
+    this.inflightMapping = null;
     closeQuietly(this.fd);
     this.endWith(end);
   }

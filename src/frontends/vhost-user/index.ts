@@ -21,5 +21,5 @@ export interface VhostPlan {
   tag?: string;
 }
 
-export { VhostUserListener, type ConnectionServer, type ListenerOptions } from './listener.js';
-export type { ConnectionEnd, FuseRequestHandler } from './connection.js';
+export { VhostUserListener, inProcessSession, type ListenerOptions, type Session } from './listener.js';
+export type { ConnectionEnd, ConnectionOptions, FuseRequestHandler } from './connection.js';

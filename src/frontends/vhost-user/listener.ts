@@ -12,14 +12,29 @@ import type { VhostListen } from './index.js';
 import { VhostUserConnection, type ConnectionEnd, type ConnectionOptions, type FuseRequestHandler } from './connection.js';
 
 
-/** What serves one connection's FUSE requests, and how it is released afterwards. */
-export interface ConnectionServer {
-  handler: FuseRequestHandler;
+/**
+ * What serves one VMM connection: a VhostUserConnection in this process, or a supervisor whose
+ * workers serve it (src/frontends/supervisor/vhost-supervisor.ts).
+ */
+export interface Session {
+  readonly done: Promise<ConnectionEnd>;
+  close(): void;
   counters(): Record<string, number>;
+  /** once done: release what serving held (the filesystem core) */
   release(): Promise<void>;
+  /** SIGHUP: hand the connection to a worker on the code on disk */
+  upgrade?(): Promise<void>;
 }
 
-export interface ListenerOptions extends ConnectionOptions {
+/** A session of a VhostUserConnection over `handler`, in this process. */
+export function inProcessSession(fd: number, handler: FuseRequestHandler, opts: ConnectionOptions, log: Logger,
+  extra: { counters(): Record<string, number>; release(): Promise<void> }): Session {
+  const conn = new VhostUserConnection(fd, handler, opts, log);
+  conn.start();
+  return { done: conn.done, close: () => conn.close(), counters: () => ({ ...conn.counters, ...extra.counters() }), release: extra.release };
+}
+
+export interface ListenerOptions {
   listen: VhostListen;
   /** stop after the first connection ends (virtiofsd's behaviour); otherwise wait for the next */
   exitOnDisconnect: boolean;
@@ -31,7 +46,7 @@ export class VhostUserListener {
   private readonly fd: number;
   private readonly ownPath: string | null;
   private poll: unknown = null;
-  private current: { conn: VhostUserConnection; server: ConnectionServer } | null = null;
+  private current: Session | null = null;
   private stopped = false;
   private resolveDone: (end: ConnectionEnd) => void = () => {};
   /** resolves when serving is over: the one connection ended (exitOnDisconnect) or stop() */
@@ -43,7 +58,7 @@ export class VhostUserListener {
 
   constructor(
     private readonly opts: ListenerOptions,
-    private readonly newServer: () => Promise<ConnectionServer>,
+    private readonly newSession: (fd: number) => Promise<Session>,
     private readonly log: Logger,
   ) {
     this.done = new Promise((r) => (this.resolveDone = r));
@@ -76,7 +91,7 @@ export class VhostUserListener {
   }
 
   counters(): Record<string, number> {
-    return { connections: this.connections, ...this.current?.conn.counters, ...this.current?.server.counters() };
+    return { connections: this.connections, ...this.current?.counters() };
   }
 
   private accept(): void {
@@ -97,33 +112,42 @@ export class VhostUserListener {
   }
 
   private async serve(fd: number): Promise<void> {
-    let server: ConnectionServer;
+    let session: Session;
     try {
-      server = await this.newServer();
+      session = await this.newSession(fd);
     } catch (e) {
-      sys.close(fd);
-      this.log.error({ err: e }, 'vhost-user: cannot build the filesystem for a connection');
+      try {
+        sys.close(fd);
+      } catch {
+        /* closed by the failed session */
+      }
+      this.log.error({ err: e }, 'vhost-user: cannot serve a connection');
       this.finish({ reason: 'error', message: (e as Error).message });
       return;
     }
-    const conn = new VhostUserConnection(fd, server.handler, this.opts, this.log);
-    this.current = { conn, server };
-    conn.start();
+    this.current = session;
     this.log.info('vhost-user: the VMM connected');
     this.connectedOnce();
-    const end = await conn.done;
+    const end = await session.done;
     this.log.info({ end: end.reason, ...(end.reason === 'error' ? { why: end.message } : {}) }, 'vhost-user: the VMM disconnected');
     this.current = null;
-    await server.release().catch((e: unknown) => this.log.warn({ err: e }, 'vhost-user: releasing the filesystem failed'));
+    await session.release().catch((e: unknown) => this.log.warn({ err: e }, 'vhost-user: releasing the filesystem failed'));
     if (this.opts.exitOnDisconnect || this.stopped) this.finish(end);
     else if (!this.poll) this.start();
+  }
+
+  /** SIGHUP: the connection being served moves to a fresh worker (supervised sessions only). */
+  async upgrade(): Promise<boolean> {
+    if (!this.current?.upgrade) return false;
+    await this.current.upgrade();
+    return true;
   }
 
   /** Stop serving: the connection (if any) is closed, the listening socket too. */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.current) this.current.conn.close();
+    if (this.current) this.current.close();
     else this.finish({ reason: 'closed' });
   }
 

@@ -180,6 +180,18 @@ export class SplitQueue {
     return chain;
   }
 
+  /**
+   * The chain at `head` again, without taking anything from the avail ring: a successor answering
+   * the chains its predecessor took and never answered (their descriptors stay the device's until
+   * they are used). The same checks as pop(); a bad chain is `{ broken }` without breaking the queue.
+   */
+  chainAt(head: number): Chain | Broken {
+    if (this.brokenReason !== null) return { broken: this.brokenReason };
+    if (this.detached()) return { broken: 'ring memory is no longer mapped' };
+    if (!Number.isInteger(head) || head < 0 || head >= this.num) return { broken: `head index ${head} is out of range` };
+    return this.walk(head);
+  }
+
   /** Returns chain `head` with `writtenLen` bytes written to the driver. */
   pushUsed(head: number, writtenLen: number): Broken | null {
     if (!Number.isInteger(head) || head < 0 || head >= this.num) throw new RangeError(`head ${head} is not a descriptor index`);

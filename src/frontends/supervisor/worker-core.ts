@@ -1,0 +1,97 @@
+/**
+ * What every supervised worker does the same way, whatever its transport (/dev/fuse requests
+ * relayed over IPC in worker.ts; a vhost-user relay in vhost-worker.ts): build the filesystem core
+ * and the protocol server from the supervisor's start message, restore the sealed records of its
+ * predecessors, replay the client's INIT, stream new records to the supervisor, and answer the
+ * supervisor's state and stop messages.
+ */
+import { passthroughOptions, protocolOptions } from '../../config.js';
+import { decorate } from '../../fs/decorate.js';
+import { PassthroughFs } from '../../fs/passthrough.js';
+import { ProtocolServer, type ProtocolOptions } from '../../fuse/protocol-server.js';
+import { childLogger, makeLogger } from '../../log.js';
+import { startStats } from '../../stats.js';
+import type { Logger } from 'pino';
+import type { FromWorker, StartMsg, ToWorker } from './protocol.js';
+
+export const send = (m: FromWorker): void => {
+  process.send!(m);
+};
+
+let pendingRecs: Uint8Array[] = [];
+let flushScheduled = false;
+
+/** Send the records streamed since the last flush (before a reply that names them). */
+export function flushRecs(): void {
+  flushScheduled = false;
+  if (pendingRecs.length === 0) return;
+  const recs = pendingRecs;
+  pendingRecs = [];
+  send({ t: 'recs', recs });
+}
+
+/** A sealed record for the supervisor, sent in a batch once the current request is done. */
+function streamRecord(sealed: Buffer): void {
+  pendingRecs.push(sealed);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushRecs);
+  }
+}
+
+export interface WorkerCore {
+  core: PassthroughFs;
+  server: ProtocolServer;
+  log: Logger;
+}
+
+/** Refuse to run unless started by a supervisor (the IPC channel is how it proves that). */
+export function requireSupervisor(command: string): void {
+  if (process.send) return;
+  process.stderr.write(`handlefs: the worker is started by \`${command}\`, not by hand\n`);
+  process.exit(2);
+}
+
+/**
+ * The core and the protocol server for `m`, restored and initialized; `ready` is sent by the
+ * caller once its transport is in place. `overrides` adjust the protocol options for the transport.
+ */
+export async function startCore(m: StartMsg, overrides: (o: ProtocolOptions) => void = () => {}): Promise<WorkerCore & { restored: number }> {
+  const { cfg } = m;
+  const log = makeLogger(cfg.logLevel, { role: 'worker' });
+  const keys = { key: Buffer.from(m.key), previousKeys: m.previousKeys.map((k) => Buffer.from(k)) };
+  const core = new PassthroughFs(passthroughOptions(cfg, m.root, keys, log, { onRecord: streamRecord }));
+  const opts = protocolOptions(cfg);
+  overrides(opts);
+  const server = new ProtocolServer(decorate(core, cfg), opts, childLogger('fuse', log));
+  let restored = 0;
+  // every record is verified by the core before use: a foreign or tampered one is refused and logged
+  for (const blob of m.state ? [m.state, ...m.records] : m.records) {
+    const r = core.importState(Buffer.from(blob));
+    if (r.ok) restored += r.records;
+  }
+  if (m.init) {
+    // the client sent INIT to a predecessor; replay it so that this protocol server is initialized
+    // with the same negotiation (the reply is dropped: the client already has one)
+    await server.handle(Buffer.from(m.init));
+  }
+  startStats(cfg.statsFile, () => ({ role: 'worker', ...core.counters() }), log);
+  return { core, server, log, restored };
+}
+
+/** The supervisor's state and stop messages; false for any other message (the caller's). */
+export function commonMessage(m: ToWorker, w: WorkerCore | null, beforeExit: () => void = () => {}): boolean {
+  switch (m.t) {
+    case 'state':
+      flushRecs();
+      send({ t: 'state', blob: w ? w.core.exportState() : Buffer.alloc(0) });
+      return true;
+    case 'stop':
+      flushRecs();
+      beforeExit();
+      void (w ? w.core.destroy() : Promise.resolve()).finally(() => process.exit(0));
+      return true;
+    default:
+      return false;
+  }
+}
