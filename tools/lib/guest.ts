@@ -5,6 +5,9 @@
  * mounts the share at /mnt, runs the caller's script and prints its output on the serial console
  * between markers; the host reads it from QEMU's stdout.
  *
+ * TCG by default; HANDLEFS_GUEST_ACCEL=kvm on a host with real KVM. HANDLEFS_GUEST_CACHE moves the
+ * cache of built artefacts (default /var/cache/handlefs-guest).
+ *
  * Everything is bounded: QEMU runs under a hard timeout and is killed by pid; a back-end is
  * started by argv, waited for (its socket) with a deadline and stopped by pid.
  */
