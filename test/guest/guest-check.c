@@ -6,7 +6,8 @@
  *   guest-check list                  the POSIX case names, one a line
  *   guest-check cases DIR [NAME...]   run the cases (all, or the named ones), each in DIR/NAME:
  *                                     one "CASE <name> ok" or "CASE <name> fail <reason>" line each
- *   guest-check tree DIR              one "T ..." line per entry below DIR (see tree_entry)
+ *   guest-check tree DIR              one "T ..." line per entry below DIR (see tree_entry); reads
+ *                                     every regular file whole (a sparse 5 GiB file takes minutes)
  *   guest-check mktree SPEC DIR       create the tree SPEC describes (format: cmd_mktree, test/helpers/guest.ts)
  *   guest-check handle-save DIR FILE  name_to_handle_at for DIR/probe (created), handle saved to FILE
  *   guest-check handle-open MNT FILE  open_by_handle_at from FILE, read: "HANDLE ok|fail <reason>"

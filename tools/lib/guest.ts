@@ -5,6 +5,9 @@
  * mounts the share at /mnt, runs the caller's script and prints its output on the serial console
  * between markers; the host reads it from QEMU's stdout.
  *
+ * TCG by default; HANDLEFS_GUEST_ACCEL=kvm on a host with real KVM. HANDLEFS_GUEST_CACHE moves the
+ * cache of built artefacts (default /var/cache/handlefs-guest).
+ *
  * Everything is bounded: QEMU runs under a hard timeout and is killed by pid; a back-end is
  * started by argv, waited for (its socket) with a deadline and stopped by pid.
  */
@@ -23,6 +26,21 @@ export const QEMU = 'qemu-system-x86_64';
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const BUSYBOX = '/bin/busybox';
 const BEGIN = '@@HANDLEFS-GUEST-BEGIN@@';
+/** pids of the QEMUs and back-ends started here that are still running */
+const live = new Set<number>();
+
+/** SIGKILL every QEMU and back-end started here that still runs (by pid): for a signal handler. */
+export function killLiveChildren(): void {
+  for (const pid of live) killPid(pid, 'SIGKILL');
+}
+
+function track(child: ChildProcess): void {
+  if (!child.pid) return;
+  const pid = child.pid;
+  live.add(pid);
+  child.on('exit', () => live.delete(pid));
+}
+
 const END = '@@HANDLEFS-GUEST-END@@';
 const FAIL = '@@HANDLEFS-GUEST-FAIL@@';
 
@@ -292,6 +310,7 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   let qemu: ChildProcess | undefined;
   try {
     qemu = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    track(qemu);
     const child = qemu;
     let out = '';
     let err = '';
@@ -430,12 +449,18 @@ export const handlefsBackend: Backend = {
 
 /**
  * A back-end from a command line given as one string (the bench's --a/--b options): words split on
- * blanks, with {socket} and {shared} replaced. Its expectations are unknown (both false).
+ * blanks, with {socket}, {shared} and {nofile} replaced (a word with {nofile} is left out when no
+ * limit is set). Its expectations are unknown (all false).
  */
 export function commandBackend(name: string, command: string): Backend {
   return {
     name,
-    argv: (p) => command.trim().split(/\s+/).map((w) => w.replaceAll('{socket}', p.socketPath).replaceAll('{shared}', p.sharedDir)),
+    argv: (p) =>
+      command
+        .trim()
+        .split(/\s+/)
+        .filter((w) => p.nofile !== undefined || !w.includes('{nofile}'))
+        .map((w) => w.replaceAll('{socket}', p.socketPath).replaceAll('{shared}', p.sharedDir).replaceAll('{nofile}', String(p.nofile))),
     handlesSurviveEviction: false,
     boundedFds: false,
     knownFailures: {},
@@ -461,6 +486,7 @@ export async function startBackend(backend: Backend, p: BackendParams, timeoutMs
   const argv = backend.argv(p);
   const full = p.nofile ? ['prlimit', `--nofile=${p.nofile}:${p.nofile}`, '--', ...argv] : argv;
   const child = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  track(child);
   let log = '';
   const keep = (d: Buffer): void => {
     if (log.length < 65536) log += d.toString();
