@@ -7,6 +7,7 @@ import {
   sys, F_UNLCK, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC,
   SEEK_DATA, SEEK_HOLE, SEEK_SET, S_IFDIR, S_IFREG,
 } from '../sys/syscalls.js';
+import type { MappedSeg } from '../sys/syscalls.js';
 import { createMode } from './acl.js';
 import { killSuidgid } from './attrs.js';
 import { fileOpenFlags } from './cache-policy.js';
@@ -131,6 +132,26 @@ export class Files {
     const pos = h.flags & O_APPEND ? -1 : offset;
     return this.open.withAsync(h, async (fd) => {
       const n = await this.io.write(fd, data, pos, h.inode.dev);
+      if (this.s.negotiated.killPrivV2 && writeFlags & WRITE_KILL_SUIDGID) killSuidgid(fd);
+      return n;
+    });
+  }
+
+  /** read() into mapped memory: the kernel copies from the file to `into` (a guest's pages). */
+  async readMapped(nodeid: bigint, fh: bigint, offset: number, size: number, into: MappedSeg[]): Promise<number> {
+    const h = this.s.handles.get(fh, nodeid, 'file');
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new FsError(E.EINVAL);
+    if (into.reduce((n, seg) => n + seg[2], 0) < size) throw new FsError(E.EINVAL, 'read: the destination is smaller than the size');
+    return this.open.withAsync(h, (fd) => sys.preadvMappedAsync(fd, into, offset));
+  }
+
+  /** write() from mapped memory, as write() does otherwise (O_APPEND, killpriv). */
+  async writeMapped(nodeid: bigint, fh: bigint, offset: number, from: MappedSeg[], writeFlags: number): Promise<number> {
+    const h = this.s.handles.get(fh, nodeid, 'file');
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new FsError(E.EINVAL);
+    const pos = h.flags & O_APPEND ? -1 : offset;
+    return this.open.withAsync(h, async (fd) => {
+      const n = await sys.pwritevMappedAsync(fd, from, pos);
       if (this.s.negotiated.killPrivV2 && writeFlags & WRITE_KILL_SUIDGID) killSuidgid(fd);
       return n;
     });

@@ -26,6 +26,10 @@
  *   opaque 64-bit cookies (bigint): 0 starts a listing, and the `off` of an entry resumes after it.
  */
 import { enosys } from '../errors.js';
+import type { MappedSeg } from '../sys/syscalls.js';
+
+/** Memory a transport mapped, as the addon takes it (a mapping, an offset in it, a length). */
+export type { MappedSeg };
 import type {
   AttrReply, Context, CreateOut, DeviceNumber, FileOffset, DirEntry, Entry, FileLock, InitOptions, OpenOut, SetattrIn,
   StatfsOut, XattrReply,
@@ -88,6 +92,13 @@ export interface FileSystem {
    * writeFlags: WRITE_CACHE, WRITE_LOCKOWNER, WRITE_KILL_SUIDGID.
    */
   write(ctx: Context, nodeid: bigint, fh: bigint, offset: number, data: Buffer, writeFlags: number): Promise<number>;
+  /**
+   * READ and WRITE with the data in memory a transport has mapped (a VM guest's pages), moved by
+   * the kernel (preadv/pwritev) without a Buffer in between; the count moved. `size` bytes fill
+   * `into` in order; `from` holds the bytes to write. Same semantics as read and write otherwise.
+   */
+  readMapped(ctx: Context, nodeid: bigint, fh: bigint, offset: number, size: number, into: MappedSeg[]): Promise<number>;
+  writeMapped(ctx: Context, nodeid: bigint, fh: bigint, offset: number, from: MappedSeg[], writeFlags: number): Promise<number>;
   /** Called on every close(2) of a client fd; may be called several times per open. */
   flush(ctx: Context, nodeid: bigint, fh: bigint, lockOwner: bigint): Promise<void>;
   fsync(ctx: Context, nodeid: bigint, fh: bigint, datasync: boolean): Promise<void>;
@@ -168,6 +179,8 @@ export class DefaultFileSystem implements FileSystem {
   async tmpfile(_c: Context, _p: bigint, _m: number, _f: number, _u: number): Promise<CreateOut> { throw enosys(); }
   async read(_c: Context, _n: bigint, _fh: bigint, _o: number, _s: number, _into?: Buffer): Promise<Buffer> { throw enosys(); }
   async write(_c: Context, _n: bigint, _fh: bigint, _o: number, _d: Buffer, _w: number): Promise<number> { throw enosys(); }
+  async readMapped(_c: Context, _n: bigint, _fh: bigint, _o: number, _s: number, _i: MappedSeg[]): Promise<number> { throw enosys(); }
+  async writeMapped(_c: Context, _n: bigint, _fh: bigint, _o: number, _f: MappedSeg[], _w: number): Promise<number> { throw enosys(); }
   async flush(_c: Context, _n: bigint, _fh: bigint, _l: bigint): Promise<void> { throw enosys(); }
   async fsync(_c: Context, _n: bigint, _fh: bigint, _d: boolean): Promise<void> { throw enosys(); }
   async fallocate(_c: Context, _n: bigint, _fh: bigint, _m: number, _o: FileOffset, _l: FileOffset): Promise<void> { throw enosys(); }

@@ -1,4 +1,5 @@
 import type { FileSystem } from './filesystem.js';
+import type { MappedSeg } from '../sys/syscalls.js';
 import type {
   AttrReply, Context, CreateOut, DeviceNumber, DirEntry, Entry, FileLock, FileOffset, InitOptions, OpenOut, SetattrIn,
   StatfsOut, XattrReply,
@@ -31,6 +32,8 @@ export class ForwardingFs implements FileSystem {
   tmpfile(c: Context, p: bigint, m: number, f: number, u: number): Promise<CreateOut> { return this.inner.tmpfile(c, p, m, f, u); }
   read(c: Context, n: bigint, fh: bigint, o: number, s: number, into?: Buffer): Promise<Buffer> { return this.inner.read(c, n, fh, o, s, into); }
   write(c: Context, n: bigint, fh: bigint, o: number, d: Buffer, w: number): Promise<number> { return this.inner.write(c, n, fh, o, d, w); }
+  readMapped(c: Context, n: bigint, fh: bigint, o: number, s: number, i: MappedSeg[]): Promise<number> { return this.inner.readMapped(c, n, fh, o, s, i); }
+  writeMapped(c: Context, n: bigint, fh: bigint, o: number, f: MappedSeg[], w: number): Promise<number> { return this.inner.writeMapped(c, n, fh, o, f, w); }
   flush(c: Context, n: bigint, fh: bigint, l: bigint): Promise<void> { return this.inner.flush(c, n, fh, l); }
   fsync(c: Context, n: bigint, fh: bigint, d: boolean): Promise<void> { return this.inner.fsync(c, n, fh, d); }
   fallocate(c: Context, n: bigint, fh: bigint, m: number, o: FileOffset, l: FileOffset): Promise<void> { return this.inner.fallocate(c, n, fh, m, o, l); }

@@ -31,6 +31,7 @@ import type {
   AttrReply, Context, CreateOut, DeviceNumber, DirEntry, FileOffset, Entry, FileLock, InitOptions, OpenOut, SetattrIn, StatfsOut, XattrReply,
 } from './types.js';
 import { Xattrs } from './xattrs.js';
+import type { MappedSeg } from '../sys/syscalls.js';
 
 const NO_HOST_CHANGES: Readonly<HostChangeCounters> = Object.freeze(noHostChanges());
 
@@ -202,6 +203,12 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   }
   override read(_ctx: Context, nodeid: bigint, fh: bigint, offset: number, size: number, into?: Buffer): Promise<Buffer> {
     return this.files.read(nodeid, fh, offset, size, into);
+  }
+  override readMapped(_ctx: Context, nodeid: bigint, fh: bigint, offset: number, size: number, into: MappedSeg[]): Promise<number> {
+    return this.files.readMapped(nodeid, fh, offset, size, into);
+  }
+  override writeMapped(_ctx: Context, nodeid: bigint, fh: bigint, offset: number, from: MappedSeg[], writeFlags: number): Promise<number> {
+    return this.files.writeMapped(nodeid, fh, offset, from, writeFlags);
   }
   override write(_ctx: Context, nodeid: bigint, fh: bigint, offset: number, data: Buffer, writeFlags: number): Promise<number> {
     return this.files.write(nodeid, fh, offset, data, writeFlags);

@@ -21,6 +21,7 @@ export class ReadOnlyFs extends ForwardingFs {
   override async create(): Promise<CreateOut> { throw erofs(); }
   override async tmpfile(): Promise<CreateOut> { throw erofs(); }
   override async write(): Promise<number> { throw erofs(); }
+  override async writeMapped(): Promise<number> { throw erofs(); }
   override async fallocate(): Promise<void> { throw erofs(); }
   override async copyFileRange(): Promise<number> { throw erofs(); }
   override async setxattr(): Promise<void> { throw erofs(); }

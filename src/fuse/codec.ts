@@ -7,6 +7,7 @@
  * of InitOut up to 7.22, the INIT argument before 7.36 and SetxattrIn without SETXATTR_EXT.
  */
 import { E, ProtocolError } from '../errors.js';
+import type { MappedSeg } from '../fs/filesystem.js';
 import type { Context } from '../fs/types.js';
 import {
   ExtHeader, FUSE_COMPAT_22_INIT_OUT_SIZE, FUSE_COMPAT_SETXATTR_IN_SIZE, FUSE_EXT_GROUPS, InHeader, InitIn, InitOut,
@@ -16,8 +17,22 @@ import {
 import { extensionRecords, supplementaryGroups } from './extensions.js';
 
 /** One parsed request. Names and data are views into `buf`: it must not be reused until the reply. */
+/**
+ * What a transport that maps its client's memory (virtio-fs: the guest's pages) offers a request,
+ * so that READ and WRITE data move between the file and that memory without a Buffer between.
+ * `readInto`: the reply space after fuse_out_header, at least as large as any READ of the request.
+ * `payload`: a WRITE's data, which is then not in `buf` (the header's len counts it).
+ */
+export interface TransportIo {
+  readonly readInto?: MappedSeg[];
+  readonly payload?: MappedSeg[];
+  readonly payloadBytes?: number;
+}
+
 export interface Request {
   readonly buf: Buffer;
+  /** set by the protocol server when the transport offers it */
+  io?: TransportIo;
   readonly opcode: number;
   readonly unique: bigint;
   readonly nodeid: bigint;
@@ -44,11 +59,13 @@ interface WireVersion {
  * Check the header and build a Request. Throws ProtocolError when the buffer is shorter than a
  * header, its `len` disagrees with the buffer, or the extension length runs past the header.
  */
-export function parseHeader(buf: Buffer): Request {
+export function parseHeader(buf: Buffer, outside = 0): Request {
   if (buf.length < InHeader.SIZE) throw new ProtocolError('request shorter than fuse_in_header', E.EIO);
   const len = buf.readUInt32LE(InHeader.len);
-  if (len !== buf.length) throw new ProtocolError('request length does not match its header', E.EIO);
+  // `outside`: bytes of a WRITE payload the transport keeps in mapped memory (TransportIo)
+  if (len !== buf.length + outside) throw new ProtocolError('request length does not match its header', E.EIO);
   const extlen = buf.readUInt16LE(InHeader.total_extlen) * 8;
+  if (outside !== 0 && extlen !== 0) throw new ProtocolError('request extensions after a payload kept outside', E.EINVAL);
   // Extensions (security context, supplementary groups) sit at the end (src/fuse/extensions.ts):
   // their length is subtracted so that a trailing name is still found where the kernel put it.
   const end = len - extlen;

@@ -210,6 +210,14 @@ const hOpen: Handler = async (s, r) => openReply(s, r, await s.fs.open(r.ctx, r.
 const hRead: Handler = async (s, r) => {
   const size = u32(r, ReadIn.size);
   if (size > s.conn.maxRead) throw new ProtocolError('READ larger than max_pages', E.EINVAL);
+  if (r.io?.readInto) {
+    // straight into the client's memory: the reply is the header alone, its len counting the data
+    // the transport already holds after it
+    const n = await s.fs.readMapped(r.ctx, r.nodeid, u64(r, ReadIn.fh), num(r, ReadIn.offset), size, r.io.readInto);
+    const h = allocReply(r.unique, 0);
+    h.writeUInt32LE(OutHeader.SIZE + Math.min(n, size), OutHeader.len);
+    return h;
+  }
   // the reply is allocated first and the data read straight into it (no second buffer, no copy)
   const reply = s.replyBuffer(OutHeader.SIZE + size);
   let data: Buffer;
@@ -228,7 +236,14 @@ const hRead: Handler = async (s, r) => {
 };
 
 const hWrite: Handler = async (s, r) => {
-  const data = payload(r, u32(r, WriteIn.size));
+  const size = u32(r, WriteIn.size);
+  if (r.io?.payload) {
+    // the data stayed in the client's memory: the header's len counted it (codec.parseHeader)
+    if (size !== r.io.payloadBytes || r.restOff !== r.buf.length) throw new ProtocolError('WRITE size disagrees with its payload', E.EINVAL);
+    const n = await s.fs.writeMapped(r.ctx, r.nodeid, u64(r, WriteIn.fh), num(r, WriteIn.offset), r.io.payload, u32(r, WriteIn.write_flags));
+    return u32Reply(r, Math.min(n, size));
+  }
+  const data = payload(r, size);
   const n = await s.fs.write(r.ctx, r.nodeid, u64(r, WriteIn.fh), num(r, WriteIn.offset), data, u32(r, WriteIn.write_flags));
   return u32Reply(r, Math.min(n, data.length));
 };

@@ -28,7 +28,7 @@ import {
 } from './abi.js';
 import {
   allocReply, encodeError, IN, initOutSize, inSize, parseArgs, parseHeader, truncateReply,
-  type Request,
+  type Request, type TransportIo,
 } from './codec.js';
 import {
   FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_CACHE_SYMLINKS, FUSE_CREATE_SUPP_GROUP,
@@ -178,15 +178,16 @@ export class ProtocolServer implements Session {
   }
 
   /** Handle one request; resolves to the reply or null (no reply). Never rejects. */
-  async handle(buf: Buffer): Promise<Buffer | null> {
+  async handle(buf: Buffer, io?: TransportIo): Promise<Buffer | null> {
     // One async frame per request (plus the handler's): the steps are inline rather than in a helper.
     try {
       let r: Request;
       try {
-        r = parseHeader(buf);
+        r = parseHeader(buf, io?.payloadBytes ?? 0);
       } catch (e) {
         return this.malformed(buf, e);
       }
+      if (io) r.io = io;
       const row = opcodeRow(r.opcode);
       const debug = this.log.isLevelEnabled('debug');
       if (row === undefined) {

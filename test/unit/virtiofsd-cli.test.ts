@@ -94,6 +94,7 @@ describe('handlefs virtiofsd: parsing', () => {
     ['--no-announce-submounts', (a) => served(...a).config.announceSubmounts, false],
     ['--preserve-noatime', (a) => served(...a).config.preserveNoatime, true],
     ['--keep-listening', (a) => plan(...a).exitOnDisconnect, false],
+    ['--supervise', (a) => served(...a).config.supervise, true],
   ];
   it.each(flags)('%s, and with a value it is a usage error', (opt, get, want) => {
     expect(get([...BASE, opt])).toEqual(want);
@@ -272,7 +273,7 @@ describe('handlefs virtiofsd: refusals are one-line usage errors that name the o
     expect(usageError(...BASE, '--frobnicate')).toBe("unknown option '--frobnicate'");
     expect(usageError(...BASE, '--frobnicate=1')).toBe("unknown option '--frobnicate'");
     // handlefs mount's options that mean nothing here
-    expect(usageError(...BASE, '--supervise')).toBe("unknown option '--supervise'");
+    expect(usageError(...BASE, '--allow-other')).toBe("unknown option '--allow-other'");
     expect(usageError(...BASE, '--host-notify')).toBe("unknown option '--host-notify'");
     expect(usageError(...BASE, '-x')).toBe("unknown option '-x'");
     expect(usageError(...BASE, '/mnt')).toMatch(/^unexpected argument '\/mnt': virtiofsd takes options only/);
@@ -316,7 +317,7 @@ describe('handlefs virtiofsd: --print-capabilities, --help, --version', () => {
     expect(parse(...BASE, '-h')).toEqual({ kind: 'print', text: VIRTIOFSD_USAGE });
     expect(parse('--version')).toEqual({ kind: 'version' });
     expect(parse('-V')).toEqual({ kind: 'version' });
-    const options = ['--socket-path', '--socket=', '--fd', '--socket-group', '--keep-listening', '--tag', '--thread-pool-size', '--rlimit-nofile',
+    const options = ['--socket-path', '--socket=', '--fd', '--socket-group', '--keep-listening', '--supervise', '--tag', '--thread-pool-size', '--rlimit-nofile',
       '--shared-dir', '-o source', '--cache', '--readonly', '--writeback', '--xattr', '--no-xattr', '--xattrmap', '--posix-acl', '--security-label',
       '--announce-submounts', '--no-announce-submounts', '--preserve-noatime', '--translate-uid', '--translate-gid', '--inode-file-handles',
       '--fd-budget', '--handle-key-file', '--state-file', '--log-level', '-d', '-f', '--sandbox', '--seccomp', '--print-capabilities', '--killpriv-v2',

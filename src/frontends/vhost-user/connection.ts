@@ -15,23 +15,24 @@
  */
 import type { Logger } from 'pino';
 import { E } from '../../errors.js';
-import { InHeader } from '../../fuse/abi.js';
+import { InHeader, OutHeader, WriteIn } from '../../fuse/abi.js';
+import type { TransportIo } from '../../fuse/codec.js';
 import { encodeError } from '../../fuse/codec.js';
 import { Op, opcodeRow } from '../../fuse/opcodes.js';
 import { LogOnce } from '../../log.js';
 import { PAGE_SIZE } from '../../sys/constants.js';
-import { sys } from '../../sys/syscalls.js';
+import { sys, type MappedSeg } from '../../sys/syscalls.js';
 import { GuestMemory, MAX_MEM_REGIONS, type MemoryRegion } from './guest-memory.js';
 import {
   Feature, MessageReader, ProtocolFeature, Req, decodeMessage, encodeAck, encodeStateReply, encodeU64Reply, featureMask,
   messageFds, type RawMessage, type RegionDesc, type VhostMessage,
 } from './messages.js';
 import { INFLIGHT_BYTES, InflightTable } from './inflight.js';
-import { ChainWriter, SplitQueue, readAll, type Chain } from './vring.js';
+import { ChainWriter, SplitQueue, readAll, sliceViews, type Chain } from './vring.js';
 
 /** What the connection needs from the protocol server (src/fuse/protocol-server.ts). */
 export interface FuseRequestHandler {
-  handle(req: Buffer): Promise<Buffer | null>;
+  handle(req: Buffer, io?: TransportIo): Promise<Buffer | null>;
   reuseReplies?(): void;
   recycle?(reply: Buffer): void;
 }
@@ -77,6 +78,10 @@ const P_REPLY_ACK = featureMask(ProtocolFeature.REPLY_ACK);
 const RECV_FDS = 32;
 const READ_CHUNK = 4096 + 12;
 const PAGE_MASK = BigInt(PAGE_SIZE - 1);
+/** fuse_in_header and fuse_write_in: what a WRITE copies; its data stays in guest memory */
+const WRITE_HEADERS = InHeader.SIZE + WriteIn.SIZE;
+/** Views of mapped guest memory as the addon takes them. */
+const mapped = (views: readonly Uint8Array[]): MappedSeg[] => views.map((v): MappedSeg => [v.buffer as ArrayBuffer, v.byteOffset, v.byteLength]);
 /** chains taken per turn of the event loop before other events get theirs */
 const BATCH = 256;
 
@@ -532,7 +537,7 @@ export class VhostUserConnection {
   private dispatch(q: QueueState, c: Chain): void {
     this.counters.requests++;
     const epoch = q.epoch;
-    const req = readAll(c.readable);
+    const { req, io } = this.split(c);
     if (req === null) {
       // its memory was unmapped under it: nothing to serve, the buffers go back empty
       this.complete(q, epoch, c, null);
@@ -546,13 +551,33 @@ export class VhostUserConnection {
       init.writeUInt32LE(req.length, 8);
       this.send(init);
     }
-    this.server.handle(req).then(
-      (rep) => this.guard(`queue ${q.index}`, () => this.complete(q, epoch, c, rep)),
+    this.server.handle(req, io).then(
+      (rep) => this.guard(`queue ${q.index}`, () => this.complete(q, epoch, c, rep, io?.readInto ? c.writableBytes : 0)),
       () => this.guard(`queue ${q.index}`, () => this.complete(q, epoch, c, null)),
     );
   }
 
-  private complete(q: QueueState, epoch: number, c: Chain, rep: Buffer | null): void {
+  /**
+   * The request bytes to hand over, and the guest memory READ and WRITE data moves through
+   * directly: a WRITE's payload stays in the guest's pages (only its headers are copied), a READ
+   * gets the reply space after the out header. Other requests are copied whole.
+   */
+  private split(c: Chain): { req: Buffer | null; io?: TransportIo } {
+    const head = readAll(sliceViews(c.readable, 0, WRITE_HEADERS));
+    if (head === null || head.length < InHeader.SIZE) return { req: readAll(c.readable) };
+    const opcode = head.readUInt32LE(InHeader.opcode);
+    if (opcode === Op.WRITE && c.readableBytes > WRITE_HEADERS && head.readUInt16LE(InHeader.total_extlen) === 0) {
+      const payload = sliceViews(c.readable, WRITE_HEADERS);
+      return { req: head, io: { payload: mapped(payload), payloadBytes: c.readableBytes - WRITE_HEADERS } };
+    }
+    if (opcode === Op.READ && c.writableBytes > OutHeader.SIZE) {
+      return { req: readAll(c.readable), io: { readInto: mapped(sliceViews(c.writable, OutHeader.SIZE)) } };
+    }
+    return { req: c.readableBytes <= WRITE_HEADERS ? head : readAll(c.readable) };
+  }
+
+  /** `readRoom`: a READ served into guest memory (`split`): the reply header counts data already in place, up to this room. */
+  private complete(q: QueueState, epoch: number, c: Chain, rep: Buffer | null, readRoom = 0): void {
     this.taken--;
     const ring = q.ring;
     // the queue was stopped or reset meanwhile: the chain is not ours any more
@@ -567,7 +592,9 @@ export class VhostUserConnection {
       const w = new ChainWriter(c.writable);
       written = w.write(rep);
       this.server.recycle?.(rep);
-      if (written < rep.length) {
+      const claimed = rep.length === OutHeader.SIZE ? rep.readUInt32LE(OutHeader.len) : 0;
+      if (readRoom > 0 && written === OutHeader.SIZE && claimed > OutHeader.SIZE && claimed <= readRoom) written = claimed;
+      else if (written < rep.length) {
         this.once.warn(`short-${q.index}`, { queue: q.index, reply: rep.length, room: c.writableBytes }, "vhost-user: a reply did not fit the guest's buffers; truncated");
       }
     }
