@@ -83,6 +83,8 @@ async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
 
 interface CaseOpts {
   layout?: readonly { gpa: number; size: number }[];
+  /** requests wait for this before the protocol server sees them (to hold them in flight) */
+  gate?: Promise<void>;
   /** the connection must have ended by itself (socket error, fatal message) before teardown */
   endsItself?: boolean;
 }
@@ -107,7 +109,12 @@ async function withConnection(body: (env: Env) => Promise<void>, o: CaseOpts = {
   const server = new ProtocolServer(pfs, { maxWrite: MAX_WRITE, requesterGroups: () => null }, silent);
   const { log, cap } = captureLogger('warn');
   const vmm = new FakeVmm(o.layout);
-  const conn = new VhostUserConnection(vmm.backFd, server, { requestQueues: 1, maxRequestBytes: requestBufferSize(MAX_WRITE) }, log);
+  const gate = o.gate;
+  const handler = gate === undefined ? server : {
+    handle: async (b: Buffer) => { await gate; return server.handle(b); },
+    recycle: (b: Buffer) => server.recycle(b),
+  };
+  const conn = new VhostUserConnection(vmm.backFd, handler, { requestQueues: 1, maxRequestBytes: requestBufferSize(MAX_WRITE) }, log);
   let settled = false;
   void conn.done.then(() => (settled = true));
   conn.start();
@@ -206,6 +213,193 @@ describe('vhost-user connection: happy path', () => {
       await env.vmm.handshake({ indirect: true });
       await fileRoundTrip(env, 'ind', { indirect: true, splitReadable: true });
       expect(env.conn.counters.brokenQueues).toBe(0);
+    });
+  });
+});
+
+// ------------------------------------------------------------------ 2. message-level hostility
+
+/** Mappings of the fake guest's memfd in this process (the test's own and the back-end's). */
+const ramMaps = (): number => fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('memfd:fake-vmm-ram')).length;
+const ev = (): number => sys.eventfdCreate(EFD_NONBLOCK | EFD_CLOEXEC);
+const addMemReg = (r: { gpa: bigint; size: bigint; uva: bigint; mmapOffset: bigint }): Buffer => Buffer.concat([u64(0n), u64(r.gpa, r.size, r.uva, r.mmapOffset)]);
+const HIGH_UVA = 0x7f13_0000_0000n;
+
+/** After a refusal the connection still works: a value request is answered and a FUSE request served. */
+async function stillServes(env: Env): Promise<void> {
+  await env.vmm.barrier();
+  if (env.server.negotiated === null) await ok(env.vmm, initReq());
+  await ok(env.vmm, req(Op.GETATTR, 1n, encodeStruct(GetattrIn, { getattr_flags: 0, dummy: 0, fh: 0n })));
+}
+
+describe('vhost-user connection: hostile messages', () => {
+  it('unknown requests: no reply without NEED_REPLY, a failure ack with it', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      await ok(vmm, initReq());
+      vmm.send(99);
+      vmm.send(0x7fffffff, Buffer.alloc(16));
+      expect(await vmm.get(Req.GET_QUEUE_NUM)).toBe(2n); // the first reply is this one: nothing answered the unknown ones
+      expect(await vmm.acked(99, Buffer.alloc(8))).not.toBe(0n);
+      // features we did not offer: the log base with its fd (closed), the back-end channel
+      expect(await vmm.acked(Req.SET_LOG_BASE, u64(4096n, 0n), [vmm.guest.memfd])).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_BACKEND_REQ_FD, Buffer.alloc(0), [vmm.kick[0]!])).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_FEATURES, u64(featureMask(Feature.VIRTIO_F_RING_PACKED)))).not.toBe(0n);
+      await stillServes(env);
+      expect(env.conn.counters.badMessages).toBe(3); // the three unknown ones
+    });
+  });
+
+  it('a request that expects a value it cannot get ends the connection with one log line', async () => {
+    const end = await withConnection(async (env) => {
+      await env.vmm.handshake();
+      env.vmm.send(Req.GET_CONFIG, Buffer.concat([u32(0, 4, 0), Buffer.alloc(4)]));
+      expect(await env.vmm.reply()).toBe('closed');
+      expect(warnings(env.cap).filter((m) => m.includes('closing the connection'))).toHaveLength(1);
+    }, { endsItself: true });
+    expect(end).toMatchObject({ reason: 'error' });
+  });
+
+  it('wrong payload sizes: a failure ack; on a value request, the end', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      expect(await vmm.acked(Req.SET_VRING_NUM, u32(1))).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_FEATURES, u64(1n, 2n))).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_MEM_TABLE, Buffer.concat([u32(9, 0), Buffer.alloc(9 * 32)]))).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_VRING_CALL, u64(1n | (1n << 20n)), [ev()].map((f) => vmm.own(f)))).not.toBe(0n);
+      await stillServes(env);
+    });
+    const end = await withConnection(async (env) => {
+      await env.vmm.handshake();
+      env.vmm.send(Req.GET_VRING_BASE, u32(1));
+      expect(await env.vmm.reply()).toBe('closed');
+    }, { endsItself: true });
+    expect(end).toMatchObject({ reason: 'error' });
+  });
+
+  it('missing and extra fds: refused, every received fd closed', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      const extra = [ev(), ev(), ev()].map((f) => vmm.own(f));
+      const fdsBefore = fdListing().size;
+      const maps = ramMaps();
+      const d = vmm.guest.descs[1]!;
+      expect(await vmm.acked(Req.ADD_MEM_REG, addMemReg({ ...d, gpa: 0x100000n, uva: HIGH_UVA }))).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_VRING_KICK, u64(1n))).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_FEATURES, u64(0n), extra)).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_OWNER, Buffer.alloc(0), [vmm.guest.memfd])).not.toBe(0n);
+      expect(await vmm.acked(Req.ADD_MEM_REG, addMemReg({ ...d, gpa: 0x100000n, uva: HIGH_UVA }), [vmm.guest.memfd, vmm.guest.memfd])).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_VRING_KICK, u64(1n | 0x100n), [vmm.kick[1]!])).not.toBe(0n);
+      // a table of two regions with one fd
+      expect(await vmm.acked(Req.SET_MEM_TABLE, vmm.memTablePayload(vmm.guest.descs), [vmm.guest.memfd])).not.toBe(0n);
+      expect(fdListing().size).toBe(fdsBefore);
+      expect(ramMaps()).toBe(maps);
+      await stillServes(env);
+    });
+  });
+
+  it('more than 8 fds on one message end the connection; all closed', async () => {
+    for (const count of [9, 32]) {
+      const end = await withConnection(async (env) => {
+        await env.vmm.handshake();
+        const fds = Array.from({ length: count }, () => env.vmm.own(ev()));
+        env.vmm.send(Req.SET_FEATURES, u64(0n), { fds });
+        expect(await env.vmm.reply()).toBe('closed');
+      }, { endsItself: true });
+      expect(end).toMatchObject({ reason: 'error' });
+    }
+  });
+
+  it('header sizes: oversized and wrong version end the connection; a header cut by the hang-up ends it cleanly', async () => {
+    for (const bytes of [
+      Buffer.concat([u32(Req.SET_FEATURES, 1, 1 << 20), u64(0n)]),
+      Buffer.concat([u32(Req.SET_FEATURES, 1, 0xffffffff), u64(0n)]),
+      wire(Req.GET_FEATURES).fill(0x02, 4, 5), // version 2
+      wire(Req.GET_FEATURES).fill(0x00, 4, 5), // version 0
+      wire(Req.GET_FEATURES).fill(0x03, 4, 5), // version 3
+    ]) {
+      const end = await withConnection(async (env) => {
+        await env.vmm.handshake();
+        env.vmm.sendRaw(bytes, [env.vmm.own(ev())]);
+        expect(await env.vmm.reply()).toBe('closed');
+      }, { endsItself: true });
+      expect(end).toMatchObject({ reason: 'error' });
+    }
+    // a short header, a header without its payload (with an fd): the VMM hangs up mid-message
+    for (const bytes of [wire(Req.SET_FEATURES, u64(0n)).subarray(0, 6), wire(Req.ADD_MEM_REG, Buffer.alloc(40)).subarray(0, 30)]) {
+      const end = await withConnection(async (env) => {
+        await env.vmm.handshake();
+        env.vmm.sendRaw(bytes, [env.vmm.guest.memfd]);
+        await sleep(5);
+        env.vmm.hangUp();
+      });
+      expect(end).toEqual({ reason: 'closed' });
+    }
+  });
+
+  it('overlapping regions (SET_MEM_TABLE and ADD_MEM_REG) are refused; nothing stays mapped', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake({ memSlots: false });
+      const maps = ramMaps();
+      const [lo, hi] = vmm.guest.descs as [typeof vmm.guest.descs[0], typeof vmm.guest.descs[0]];
+      const fd = vmm.guest.memfd;
+      // gpa overlap, uva overlap, a region overlapping itself twice
+      for (const table of [
+        [lo, { ...hi, gpa: lo.gpa + 0x1000n }],
+        [lo, { ...hi, uva: lo.uva + 0x10n }],
+        [hi, hi],
+      ]) {
+        expect(await vmm.acked(Req.SET_MEM_TABLE, vmm.memTablePayload(table), table.map(() => fd))).not.toBe(0n);
+        expect(ramMaps()).toBe(maps);
+      }
+      for (const r of [{ ...hi, mmapOffset: lo.mmapOffset, size: 0x1000n }, { ...lo, gpa: 0x200000n }, { ...hi, uva: 0x1n << 40n, gpa: hi.gpa + hi.size - 0x1000n }]) {
+        expect(await vmm.acked(Req.ADD_MEM_REG, addMemReg(r), [fd])).not.toBe(0n);
+        expect(ramMaps()).toBe(maps);
+      }
+      // sizes 0, past 2^64, over 4 GiB; an fd that cannot be mapped; an mmap offset past 2^63
+      for (const [r, f] of [
+        [{ ...hi, gpa: 0x200000n, uva: HIGH_UVA, size: 0n }, fd],
+        [{ ...hi, gpa: 0xffff_ffff_ffff_f000n, uva: HIGH_UVA }, fd],
+        [{ ...hi, gpa: 0x200000n, uva: HIGH_UVA, size: 5n << 32n }, fd],
+        [{ ...hi, gpa: 0x200000n, uva: HIGH_UVA }, vmm.kick[0]!],
+        [{ ...hi, gpa: 0x200000n, uva: HIGH_UVA, mmapOffset: 0x8000_0000_0000_0000n }, fd],
+      ] as const) {
+        expect(await vmm.acked(Req.ADD_MEM_REG, addMemReg(r), [f])).not.toBe(0n);
+        expect(ramMaps()).toBe(maps);
+      }
+      await stillServes(env);
+    });
+  });
+
+  it('a region past the end of its memfd is refused (its pages would SIGBUS)', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      await ok(vmm, initReq());
+      const fileSize = BigInt(fs.fstatSync(vmm.guest.memfd).size);
+      const maps = ramMaps();
+      // mostly past EOF; wholly past EOF; past EOF through a SET_MEM_TABLE
+      for (const mmapOffset of [fileSize - 0x1000n, fileSize + 0x10000n]) {
+        const r = { gpa: 0x100000n, size: 0x10000n, uva: HIGH_UVA, mmapOffset };
+        expect(await vmm.acked(Req.ADD_MEM_REG, addMemReg(r), [vmm.guest.memfd])).not.toBe(0n);
+        expect(ramMaps()).toBe(maps);
+      }
+      const table = [...vmm.guest.descs, { gpa: 0x100000n, size: 0x10000n, uva: HIGH_UVA, mmapOffset: fileSize - 0x1000n }];
+      expect(await vmm.acked(Req.SET_MEM_TABLE, vmm.memTablePayload(table), table.map(() => vmm.guest.memfd))).not.toBe(0n);
+      expect(ramMaps()).toBe(maps);
+      // a request whose buffer would lie in the refused region: the queue breaks, no access
+      const d = vmm.driver!;
+      const out = d.alloc(256);
+      d.post(d.chain([{ gpa: 0x102000, len: 64 }, { gpa: out, len: 256, write: true }]));
+      sys.eventfdWrite(vmm.kick[1]!, 1);
+      await vmm.barrier();
+      await sleep(20);
+      expect(env.conn.counters.brokenQueues).toBe(1);
+      expect(sys.eventfdRead(vmm.err[1]!)).toBe(1n);
     });
   });
 });

@@ -15,8 +15,8 @@
  */
 import type { Logger } from 'pino';
 import { LogOnce } from '../../log.js';
-import { PAGE_SIZE } from '../../sys/constants.js';
-import { sys } from '../../sys/syscalls.js';
+import { AT_EMPTY_PATH, PAGE_SIZE, S_IFMT, S_IFREG } from '../../sys/constants.js';
+import { statAt, sys } from '../../sys/syscalls.js';
 import { GuestMemory, MAX_MEM_REGIONS, type MemoryRegion } from './guest-memory.js';
 import {
   Feature, MessageReader, ProtocolFeature, Req, decodeMessage, encodeAck, encodeStateReply, encodeU64Reply, featureMask,
@@ -55,6 +55,7 @@ const P_REPLY_ACK = featureMask(ProtocolFeature.REPLY_ACK);
 const RECV_FDS = 32;
 const READ_CHUNK = 4096 + 12;
 const PAGE_MASK = BigInt(PAGE_SIZE - 1);
+const EMPTY_NAME = Buffer.alloc(0);
 /** chains taken per turn of the event loop before other events get theirs */
 const BATCH = 256;
 
@@ -478,9 +479,15 @@ export class VhostUserConnection {
 
   /**
    * Map a region from the page holding its start (mmap's offset must be page-aligned). One mapping
-   * holds at most 4 GiB (an ArrayBuffer's limit in Node 20): a larger region is refused.
+   * holds at most 4 GiB (an ArrayBuffer's limit in Node 20): a larger region is refused. mmap
+   * accepts a range past the end of a file, but touching those pages raises SIGBUS and kills the
+   * process: a region a regular file (memfd, shm, hugetlbfs) does not cover is refused here.
    */
   private map(r: RegionDesc, fd: number): MemoryRegion {
+    const st = statAt(fd, EMPTY_NAME, AT_EMPTY_PATH);
+    if ((st.mode & S_IFMT) === S_IFREG && st.size < r.mmapOffset + r.size) {
+      throw new Error(`region [${r.mmapOffset}, +${r.size}) ends past the end of its file (${st.size} bytes)`);
+    }
     const lead = r.mmapOffset & PAGE_MASK;
     const ab = sys.mapShared(fd, r.size + lead, r.mmapOffset - lead);
     return { gpa: r.gpa, size: r.size, uva: r.uva, mmapOffset: r.mmapOffset, bytes: new Uint8Array(ab, Number(lead), Number(r.size)) };
