@@ -403,3 +403,109 @@ describe('vhost-user connection: hostile messages', () => {
     });
   });
 });
+
+/**
+ * A safety net for the cases that hung the event loop before their fix: a child that, after `ms`,
+ * makes the eventfd non-blocking, resets it and adds 1 (unblocking a read or a write stuck on it).
+ */
+function rescuer(fd: number, ms: number): { stop: () => void } {
+  const addon = path.resolve('native/build/Release/handlefs_sys.node');
+  const script = `const a = require(${JSON.stringify(addon)}); setTimeout(() => {
+    a.fcntlInt(3, 4, a.fcntlInt(3, 3, 0) | 0o4000); try { a.eventfdRead(3); } catch {} a.eventfdWrite(3, 1); }, ${ms});`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'inherit', fd] });
+  return { stop: () => { if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL'); } };
+}
+
+describe('vhost-user connection: hostile queue set-up', () => {
+  it('rings outside guest memory, a bad queue size, a queue index out of range', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      // queues we do not have: refused (an fd that came along is closed); GET_VRING_BASE answers 0
+      expect(await vmm.acked(Req.SET_VRING_NUM, u32(2, 8))).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_VRING_ADDR, vmm.addrPayload(200, 0xc000, 0xc100, 0xc200))).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_VRING_KICK, u64(0xffn), [vmm.own(ev())])).not.toBe(0n);
+      expect(await vmm.acked(Req.SET_VRING_ENABLE, u32(0xffffffff, 1))).not.toBe(0n);
+      vmm.send(Req.GET_VRING_BASE, u32(77, 0));
+      const r = await vmm.reply();
+      expect(r).toMatchObject({ request: Req.GET_VRING_BASE, flags: 1 | FLAG_REPLY });
+      expect((r as { payload: Buffer }).payload).toEqual(u32(77, 0));
+      // a running queue's size cannot change
+      expect(await vmm.acked(Req.SET_VRING_NUM, u32(1, 64))).not.toBe(0n);
+      await stillServes(env);
+      expect(env.conn.counters.brokenQueues).toBe(0);
+    });
+    for (const [what, setup] of [
+      ['desc ring in the hole', (vmm: FakeVmm) => vmm.send(Req.SET_VRING_ADDR, Buffer.concat([u32(1, 0), u64(vmm.guest.uva(0x9ff0), vmm.guest.uva(0xd000), vmm.guest.uva(0xd800), 0n)]))],
+      ['used ring at an unknown VMM address', (vmm: FakeVmm) => vmm.send(Req.SET_VRING_ADDR, Buffer.concat([u32(1, 0), u64(vmm.guest.uva(0xc000), 0x1234n, vmm.guest.uva(0xd800), 0n)]))],
+      ['avail ring at 2^64 - 2', (vmm: FakeVmm) => vmm.send(Req.SET_VRING_ADDR, Buffer.concat([u32(1, 0), u64(vmm.guest.uva(0xc000), vmm.guest.uva(0xd000), 0xffff_ffff_ffff_fffen, 0n)]))],
+      ['misaligned used ring', (vmm: FakeVmm) => vmm.send(Req.SET_VRING_ADDR, Buffer.concat([u32(1, 0), u64(vmm.guest.uva(0xc000), vmm.guest.uva(0xd002), vmm.guest.uva(0xd800), 0n)]))],
+      ['queue size 100', (vmm: FakeVmm) => vmm.send(Req.SET_VRING_NUM, u32(1, 100))],
+      ['queue size 65536', (vmm: FakeVmm) => vmm.send(Req.SET_VRING_NUM, u32(1, 65536))],
+      ['base past 16 bits', (vmm: FakeVmm) => vmm.send(Req.SET_VRING_BASE, u32(1, 0x10000))],
+    ] as const) {
+      await withConnection(async (env) => {
+        const { vmm } = env;
+        await vmm.handshake();
+        // stop the request queue as QEMU does at reboot, then set it up again with the hostile value
+        vmm.send(Req.SET_VRING_ENABLE, u32(1, 0));
+        vmm.send(Req.GET_VRING_BASE, u32(1, 0));
+        expect(await vmm.reply()).toMatchObject({ request: Req.GET_VRING_BASE });
+        setup(vmm);
+        vmm.send(Req.SET_VRING_ENABLE, u32(1, 1));
+        await vmm.barrier();
+        expect(env.conn.counters.brokenQueues, what).toBe(1);
+        expect(sys.eventfdRead(vmm.err[1]!), what).toBe(1n);
+        // the queue is not served; the connection is
+        vmm.post(initReq(), 4096);
+        expect((await vmm.used(1, 50)).used).toEqual([]);
+        await vmm.barrier();
+        expect(warnings(env.cap).filter((m) => m.includes('broke a queue'))).toHaveLength(1);
+      });
+    }
+  });
+
+  it('kick, call and err fds that are not non-blocking eventfds cannot stall or kill the back-end', async () => {
+    // a blocking kick eventfd (a second read would sleep for ever), a semaphore one with a huge
+    // count (a drain loop would spin), a blocking call eventfd at its maximum (a write would sleep)
+    for (const [what, make, which] of [
+      ['blocking kick eventfd', () => sys.eventfdCreate(EFD_CLOEXEC), 'kick'],
+      ['semaphore kick eventfd', () => { const f = ev() | 0; sys.close(f); const s = sys.eventfdCreate(EFD_CLOEXEC | EFD_NONBLOCK | 1); sys.eventfdWrite(s, 50_000_000); return s; }, 'kick'],
+      ['blocking call eventfd at its maximum', () => { const f = sys.eventfdCreate(EFD_CLOEXEC); sys.eventfdWrite(f, 0xffff_ffff_ffff_fffen); return f; }, 'call'],
+    ] as const) {
+      await withConnection(async (env) => {
+        const { vmm } = env;
+        await vmm.handshake();
+        await ok(vmm, initReq());
+        const fd = vmm.own(make());
+        const net = rescuer(fd, 3000);
+        try {
+          const t0 = Date.now();
+          vmm.vringFd(which === 'kick' ? Req.SET_VRING_KICK : Req.SET_VRING_CALL, 1, fd);
+          await vmm.barrier();
+          const { out } = vmm.post(req(Op.GETATTR, 1n, encodeStruct(GetattrIn, { getattr_flags: 0, dummy: 0, fh: 0n })), 4096);
+          sys.eventfdWrite(fd, 1);
+          const { used } = await vmm.used(1, 2000);
+          expect(Date.now() - t0, `${what}: the event loop stalled`).toBeLessThan(1500);
+          expect(used, what).toHaveLength(1);
+          expect(outErr(vmm.guest.read(out, 16))).toBe(0);
+          await vmm.barrier();
+        } finally {
+          net.stop();
+        }
+      });
+    }
+  });
+
+  it('a kick fd that cannot be polled (a memfd) breaks the queue, with one warning', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      const memfd = vmm.own(sys.memfdCreate('not-an-eventfd', 4096));
+      vmm.vringFd(Req.SET_VRING_KICK, 1, memfd);
+      await vmm.barrier();
+      expect(env.conn.counters.brokenQueues).toBe(1);
+      expect(warnings(env.cap)).toHaveLength(1);
+    });
+  });
+});

@@ -15,7 +15,7 @@
  */
 import type { Logger } from 'pino';
 import { LogOnce } from '../../log.js';
-import { AT_EMPTY_PATH, PAGE_SIZE, S_IFMT, S_IFREG } from '../../sys/constants.js';
+import { AT_EMPTY_PATH, F_GETFL, F_SETFL, O_NONBLOCK, PAGE_SIZE, S_IFMT, S_IFREG } from '../../sys/constants.js';
 import { statAt, sys } from '../../sys/syscalls.js';
 import { GuestMemory, MAX_MEM_REGIONS, type MemoryRegion } from './guest-memory.js';
 import {
@@ -290,10 +290,10 @@ export class VhostUserConnection {
           else this.maybeStart(q);
         } else if (m.request === Req.SET_VRING_CALL) {
           closeQuietly(q.callFd);
-          q.callFd = fd;
+          q.callFd = nonBlocking(fd);
         } else {
           closeQuietly(q.errFd);
-          q.errFd = fd;
+          q.errFd = nonBlocking(fd);
         }
         return true;
       }
@@ -334,7 +334,7 @@ export class VhostUserConnection {
     }
     if (q.broken || !q.addr || q.kickFd < 0 || q.num === 0) return;
     if (!this.buildRing(q, q.base)) return;
-    this.watchKick(q);
+    if (!this.watchKick(q)) return;
     // requests posted before the kick fd arrived are not lost
     this.scheduleServe(q);
   }
@@ -362,14 +362,31 @@ export class VhostUserConnection {
     return true;
   }
 
-  private watchKick(q: QueueState): void {
-    if (q.poll || q.kickFd < 0) return;
+  /**
+   * Serve the queue on each kick; false (the queue broken) when the kick fd cannot be polled (a
+   * regular file, say). uv_poll makes the fd non-blocking. One read resets an eventfd's counter; a
+   * loop until EAGAIN would spin for ever on a semaphore-mode eventfd the VMM filled (the poll is
+   * level-triggered: a count left over fires it again next turn).
+   */
+  private watchKick(q: QueueState): boolean {
+    if (q.poll || q.kickFd < 0) return true;
     const fd = q.kickFd;
-    q.poll = sys.pollStart(fd, () => this.guard(`queue ${q.index}`, () => {
-      // drain the counter first: a kick arriving while we serve re-arms the poll
-      while (sys.eventfdRead(fd) !== null);
-      this.serveQueue(q);
-    }));
+    try {
+      q.poll = sys.pollStart(fd, () => this.guard(`queue ${q.index}`, () => {
+        // reset the counter first: a kick arriving while we serve re-arms the poll
+        try {
+          sys.eventfdRead(fd);
+        } catch (e) {
+          this.breakQueue(q, `its kick fd cannot be read (${(e as Error).message})`);
+          return;
+        }
+        this.serveQueue(q);
+      }));
+    } catch (e) {
+      this.breakQueue(q, `its kick fd cannot be polled (${(e as Error).message})`);
+      return false;
+    }
+    return true;
   }
 
   private unwatchKick(q: QueueState): void {
@@ -389,7 +406,13 @@ export class VhostUserConnection {
     this.counters.brokenQueues++;
     this.log.warn({ queue: q.index, why }, 'vhost-user: the guest broke a queue; it is no longer served');
     this.stopQueue(q);
-    if (q.errFd >= 0) sys.eventfdWrite(q.errFd, 1);
+    if (q.errFd >= 0) {
+      try {
+        sys.eventfdWrite(q.errFd, 1);
+      } catch {
+        /* the VMM's error fd refuses the write: the warning above is all it gets */
+      }
+    }
   }
 
   private scheduleServe(q: QueueState): void {
@@ -472,7 +495,12 @@ export class VhostUserConnection {
     const ring = q.ring;
     if (!ring || q.callFd < 0) return;
     if (ring.shouldNotify()) {
-      sys.eventfdWrite(q.callFd, 1);
+      try {
+        sys.eventfdWrite(q.callFd, 1);
+      } catch (e) {
+        this.fail(`the call fd of queue ${q.index} refuses writes (${(e as Error).message})`);
+        return;
+      }
       this.counters.signals++;
     }
   }
@@ -571,6 +599,21 @@ export class VhostUserConnection {
     closeQuietly(this.fd);
     this.endWith(end);
   }
+}
+
+/**
+ * The VMM's call and err fds are written from the event loop: a blocking eventfd at its maximum
+ * count (or a full pipe) would stall the whole server, so they are made non-blocking (a full one
+ * then drops the signal: the reader has one pending). QEMU's eventfds already are.
+ */
+function nonBlocking(fd: number): number {
+  if (fd < 0) return fd;
+  try {
+    sys.fcntlInt(fd, F_SETFL, sys.fcntlInt(fd, F_GETFL, 0) | O_NONBLOCK);
+  } catch {
+    /* not an fd fcntl knows: writing to it fails later, and ends the connection */
+  }
+  return fd;
 }
 
 /** Requests whose sender waits for a value (not only an ack): one we cannot answer ends the connection. */
