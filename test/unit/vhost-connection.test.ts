@@ -203,6 +203,12 @@ describe('vhost-user connection: happy path', () => {
         await fileRoundTrip(env, 'f', { splitReadable: true });
         expect(env.conn.counters).toMatchObject({ brokenQueues: 0, badMessages: 0 });
         expect(warnings(env.cap)).toEqual([]);
+        // guest poweroff as QEMU does it: disable, then the next avail index of each queue
+        for (const i of [0, 1]) env.vmm.send(Req.SET_VRING_ENABLE, u32(i, 0));
+        env.vmm.send(Req.GET_VRING_BASE, u32(0, 0));
+        expect(await env.vmm.reply()).toMatchObject({ request: Req.GET_VRING_BASE, payload: u32(0, 0) });
+        env.vmm.send(Req.GET_VRING_BASE, u32(1, 0));
+        expect(await env.vmm.reply()).toMatchObject({ request: Req.GET_VRING_BASE, payload: u32(1, env.conn.counters.requests) });
       });
       expect(end).toEqual({ reason: 'closed' });
     });
@@ -506,6 +512,122 @@ describe('vhost-user connection: hostile queue set-up', () => {
       await vmm.barrier();
       expect(env.conn.counters.brokenQueues).toBe(1);
       expect(warnings(env.cap)).toHaveLength(1);
+    });
+  });
+});
+
+/** A gate for the protocol server: requests wait until open() (to hold them in flight). */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open = (): void => {};
+  const promise = new Promise<void>((r) => (open = r));
+  return { promise, open };
+}
+const getattr = (): Buffer => req(Op.GETATTR, 1n, encodeStruct(GetattrIn, { getattr_flags: 0, dummy: 0, fh: 0n }));
+
+describe('vhost-user connection: memory and queues changing under requests in flight', () => {
+  it('REM_MEM_REG of the region holding the rings: the queue breaks, late replies go nowhere', async () => {
+    const g = gate();
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      g.open();
+      await ok(vmm, initReq());
+      const held = gate();
+      // hold the next requests in the protocol server
+      const realHandle = env.server.handle.bind(env.server);
+      env.server.handle = async (b: Buffer) => { await held.promise; return realHandle(b); };
+      const posted = [vmm.post(getattr(), 256), vmm.post(getattr(), 256)];
+      await vmm.barrier();
+      await sleep(5);
+      expect(env.conn.counters.requests).toBe(3);
+      const mapsBefore = ramMaps();
+      const high = vmm.guest.descs[1]!;
+      expect(await vmm.acked(Req.REM_MEM_REG, Buffer.concat([u64(0n), u64(high.gpa, high.size, high.uva, high.mmapOffset)]))).toBe(0n);
+      expect(ramMaps()).toBe(mapsBefore - 1);
+      expect(env.conn.counters.brokenQueues).toBe(1);
+      held.open();
+      await sleep(20);
+      // nothing was written to the (still mapped, in this process) ring or reply buffers
+      expect((await vmm.used(1, 20)).used).toEqual([]);
+      for (const p of posted) {
+        expect(vmm.guest.read(p.out, 256).every((b) => b === 0xa5)).toBe(true);
+        expect(vmm.guardsAround(p.out, 256)).toBe(true);
+      }
+      // removing it again, or a region that never was: refused
+      expect(await vmm.acked(Req.REM_MEM_REG, Buffer.concat([u64(0n), u64(high.gpa, high.size, high.uva, high.mmapOffset)]))).not.toBe(0n);
+      expect(await vmm.acked(Req.REM_MEM_REG, Buffer.concat([u64(0n), u64(0x5000_0000n, 0x1000n, 0n, 0n)]))).not.toBe(0n);
+      await vmm.barrier();
+    }, { gate: g.promise });
+  });
+
+  it('SET_MEM_TABLE replacing the table under a running queue: the rings are rebuilt, requests go on', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake({ memSlots: false });
+      await ok(vmm, initReq());
+      const mapsBefore = ramMaps();
+      expect(await vmm.acked(Req.SET_MEM_TABLE, vmm.memTablePayload(vmm.guest.descs), vmm.guest.descs.map(() => vmm.guest.memfd))).toBe(0n);
+      expect(ramMaps()).toBe(mapsBefore);
+      await ok(vmm, getattr());
+      // a table without the rings' region: the queue breaks
+      expect(await vmm.acked(Req.SET_MEM_TABLE, vmm.memTablePayload(vmm.guest.descs.slice(0, 1)), [vmm.guest.memfd])).toBe(0n);
+      expect(env.conn.counters.brokenQueues).toBe(1);
+      expect(ramMaps()).toBe(mapsBefore - 1);
+    });
+  });
+
+  it('GET_VRING_BASE with requests in flight: the base counts them, their replies are dropped, the queue restarts there', async () => {
+    const g = gate();
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      g.open();
+      await ok(vmm, initReq());
+      const held = gate();
+      const realHandle = env.server.handle.bind(env.server);
+      env.server.handle = async (b: Buffer) => { await held.promise; return realHandle(b); };
+      const p1 = vmm.post(getattr(), 256);
+      vmm.post(getattr(), 256);
+      await vmm.barrier();
+      await sleep(5);
+      vmm.send(Req.SET_VRING_ENABLE, u32(1, 0));
+      vmm.send(Req.GET_VRING_BASE, u32(1, 0));
+      expect(await vmm.reply()).toMatchObject({ payload: u32(1, 3) });
+      held.open();
+      await sleep(20);
+      expect((await vmm.used(1, 20)).used).toEqual([]);
+      expect(vmm.guest.read(p1.out, 16).every((b) => b === 0xa5)).toBe(true);
+      // a request posted while stopped waits; the queue restarts from the base the VMM gives back
+      env.server.handle = realHandle;
+      const p3 = vmm.post(getattr(), 256);
+      expect((await vmm.used(1, 30)).used).toEqual([]);
+      vmm.send(Req.SET_VRING_BASE, u32(1, 3));
+      vmm.send(Req.SET_VRING_ENABLE, u32(1, 1));
+      const { used } = await vmm.used(1);
+      expect(used.map(([id]) => id)).toEqual([p3.head]);
+      expect(outErr(vmm.guest.read(p3.out, 16))).toBe(0);
+      // the device's used idx went on from the ring's: the guest sees one entry, not three
+      expect(env.conn.counters.brokenQueues).toBe(0);
+    }, { gate: g.promise });
+  });
+
+  it('RESET_OWNER with requests in flight: queues stop, replies dropped, the connection lives', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      await ok(vmm, initReq());
+      const held = gate();
+      const realHandle = env.server.handle.bind(env.server);
+      env.server.handle = async (b: Buffer) => { await held.promise; return realHandle(b); };
+      const p = vmm.post(getattr(), 256);
+      await vmm.barrier();
+      await sleep(5);
+      vmm.send(Req.RESET_OWNER);
+      await vmm.barrier();
+      held.open();
+      await sleep(20);
+      expect((await vmm.used(1, 20)).used).toEqual([]);
+      expect(vmm.guardsAround(p.out, 256)).toBe(true);
     });
   });
 });

@@ -396,7 +396,12 @@ export class VhostUserConnection {
 
   private stopQueue(q: QueueState): void {
     this.unwatchKick(q);
-    if (q.ring) q.epoch++;
+    if (q.ring) {
+      // where the queue stopped is what GET_VRING_BASE answers (QEMU sends SET_VRING_ENABLE 0
+      // first) and where it resumes: the base it was started with would replay served chains
+      q.base = q.ring.lastAvailIdx;
+      q.epoch++;
+    }
     q.ring = null;
   }
 
