@@ -631,3 +631,148 @@ describe('vhost-user connection: memory and queues changing under requests in fl
     });
   });
 });
+
+// ------------------------------------------------------------------ 3. ring hostility
+
+describe('vhost-user connection: hostile rings', () => {
+  /** After INIT, `hostile` posts a bad chain (and kicks): the queue breaks, nothing is served or written. */
+  const breaks = (what: string, hostile: (vmm: FakeVmm) => void, hs: HandshakeOpts = {}) =>
+    it(`${what}: the queue breaks, the share is untouched`, async () => {
+      await withConnection(async (env) => {
+        const { vmm } = env;
+        await vmm.handshake({ num: 8, ...hs });
+        await ok(vmm, initReq());
+        const served = env.conn.counters.replies;
+        hostile(vmm);
+        sys.eventfdWrite(vmm.kick[1]!, 1);
+        await vmm.barrier();
+        await sleep(10);
+        expect(env.conn.counters.brokenQueues).toBe(1);
+        expect(env.conn.counters.replies).toBe(served);
+        expect(sys.eventfdRead(vmm.err[1]!)).toBe(1n);
+        expect((await vmm.used(1, 10)).used).toEqual([]);
+        expect(fs.readdirSync(env.share)).toEqual([]);
+        expect(vmm.guest.guardsIntact()).toBe(true);
+        expect(warnings(env.cap).filter((m) => m.includes('broke a queue'))).toHaveLength(1);
+      });
+    });
+
+  const create = (name: string) => req(Op.CREATE, 1n, encodeStruct(CreateIn, { flags: O_RDWR | O_CREAT, mode: 0o100644, umask: 0o022, open_flags: 0 }), cstr(name));
+  /** A CREATE chain at descriptors `idx`, then `edit` spoils it. */
+  const spoiled = (edit: (vmm: FakeVmm, idx: number[], reqAt: number, outAt: number) => void) => (vmm: FakeVmm): void => {
+    const d = vmm.driver!;
+    const r = create('victim');
+    const reqAt = d.alloc(r.length);
+    vmm.guest.write(reqAt, r);
+    const outAt = d.alloc(256);
+    const idx = d.takeDescs(2);
+    d.post(d.chain([{ gpa: reqAt, len: r.length }, { gpa: outAt, len: 256, write: true }], idx));
+    edit(vmm, idx, reqAt, outAt);
+  };
+
+  breaks('a descriptor loop', spoiled((vmm, [a, b], reqAt, outAt) => {
+    vmm.driver!.setDesc(b!, outAt, 256, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, a!);
+    void reqAt;
+  }));
+  breaks('a descriptor pointing to itself', spoiled((vmm, [a], reqAt) => vmm.driver!.setDesc(a!, reqAt, 16, VRING_DESC_F_NEXT, a!)));
+  breaks('an out-of-range head', (vmm) => vmm.driver!.post(200));
+  breaks('an out-of-range next', spoiled((vmm, [a], reqAt) => vmm.driver!.setDesc(a!, reqAt, 16, VRING_DESC_F_NEXT, 8)));
+  breaks('a readable descriptor after a writable one', spoiled((vmm, [a, b], reqAt, outAt) => {
+    vmm.driver!.setDesc(a!, outAt, 256, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, b!);
+    vmm.driver!.setDesc(b!, reqAt, 64, 0, 0);
+  }));
+  breaks('a buffer in the hole between regions', spoiled((vmm, [a, b]) => vmm.driver!.setDesc(a!, 0xa000, 64, VRING_DESC_F_NEXT, b!)));
+  breaks('a buffer straddling the end of RAM', spoiled((vmm, [a, b]) => vmm.driver!.setDesc(a!, 0x40000 - 8, 64, VRING_DESC_F_NEXT, b!)));
+  breaks('a buffer at 2^64 - 8', spoiled((vmm, [a, b]) => vmm.driver!.setDesc(a!, 0xffff_ffff_ffff_fff8n, 64, VRING_DESC_F_NEXT, b!)));
+  breaks('a reply buffer of 4 GiB - 1', spoiled((vmm, [, b], _r, outAt) => vmm.driver!.setDesc(b!, outAt, 0xffffffff, VRING_DESC_F_WRITE, 0)));
+  breaks('the avail index jumping past the queue size', (vmm) => vmm.driver!.setAvailIdx(vmm.driver!.availIdx + 100));
+  breaks('an indirect descriptor without INDIRECT_DESC negotiated', (vmm) => {
+    const d = vmm.driver!;
+    const at = d.alloc(64);
+    d.post(d.indirectChain([{ gpa: at, len: 64 }]));
+  }, { indirect: false });
+  breaks('an indirect table outside memory', (vmm) => {
+    const d = vmm.driver!;
+    const [h] = d.takeDescs(1);
+    d.setDesc(h!, 0xa000, 32, 4, 0);
+    d.post(h!);
+  });
+  breaks('a nested indirect table', (vmm) => {
+    const d = vmm.driver!;
+    const inner = d.alloc(32);
+    const head = d.indirectChain([{ gpa: inner, len: 32 }]);
+    const [table] = d.tables.at(-1)!;
+    d.setDesc(0, inner, 32, 4, 0, table);
+    d.post(head);
+  });
+
+  it('a reply larger than its space is truncated to it, guard bytes intact', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      await ok(vmm, initReq());
+      for (const room of [0, 1, 15, 16, 17, 100]) {
+        const got = await vmm.request(getattr(), room);
+        expect(got, `room ${room}`).not.toBeNull();
+        expect(got!.len).toBe(room);
+        expect(got!.guards).toBe(true);
+        if (room >= 16) expect(outLen(got!.reply)).toBe(16 + 104); // the full reply's length, cut
+      }
+      expect(warnings(env.cap).filter((m) => m.includes('did not fit'))).toHaveLength(1);
+      expect(env.conn.counters.brokenQueues).toBe(0);
+    });
+  });
+
+  it('truncated and lying FUSE headers are answered with an error or dropped, never touching the share', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      await ok(vmm, initReq());
+      const c = create('never');
+      const cases: [string, Buffer][] = [
+        ['empty', Buffer.alloc(0)],
+        ['10 header bytes', c.subarray(0, 10)],
+        ['20 header bytes', c.subarray(0, 20)],
+        ['header only', c.subarray(0, 40)],
+        ['cut in the argument', c.subarray(0, 50)],
+        ['len says more', Buffer.from(c).fill(0xff, 0, 2)],
+        ['len says less', (() => { const b = Buffer.from(c); b.writeUInt32LE(41, 0); return b; })()],
+        ['name without its NUL', c.subarray(0, c.length - 1)],
+        ['unknown opcode', (() => { const b = Buffer.from(c); b.writeUInt32LE(9999, 4); return b; })()],
+      ];
+      for (const [what, body] of cases) {
+        const got = await vmm.request(body.length === 0 ? Buffer.alloc(0) : body, 256);
+        expect(got, what).not.toBeNull();
+        expect(got!.guards, what).toBe(true);
+        if (got!.len > 0) {
+          expect(got!.len, what).toBe(16);
+          expect(outErr(got!.reply), what).toBeLessThan(0);
+        }
+      }
+      // a chain with no readable part at all
+      const d = vmm.driver!;
+      const outAt = d.alloc(64);
+      const head = d.chain([{ gpa: outAt, len: 64, write: true }]);
+      d.post(head);
+      sys.eventfdWrite(vmm.kick[1]!, 1);
+      expect((await vmm.used(1)).used).toEqual([[head, 0]]);
+      expect(fs.readdirSync(env.share)).toEqual([]);
+      expect(env.conn.counters.brokenQueues).toBe(0);
+      await stillServes(env);
+    });
+  });
+
+  it('a request longer than the largest accepted breaks the queue', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      await ok(vmm, initReq());
+      const big = Buffer.alloc(requestBufferSize(MAX_WRITE) + 1);
+      vmm.post(big, 16);
+      await vmm.barrier();
+      await sleep(5);
+      expect(env.conn.counters.brokenQueues).toBe(1);
+      expect(env.conn.counters.replies).toBe(1);
+    });
+  });
+});
