@@ -75,6 +75,9 @@ export class SharedGuest extends FakeGuest {
 
 export interface Reply { request: number; flags: number; payload: Buffer }
 
+/** One message the VMM sends, and what it waits for. */
+export interface Frame { request: number; flags: number; payload: Buffer; fds: number[]; reply: 'value' | 'ack' | null }
+
 export interface HandshakeOpts {
   /** ADD_MEM_REG (CONFIGURE_MEM_SLOTS, what QEMU 7.2 does) or SET_MEM_TABLE */
   memSlots?: boolean;
@@ -119,8 +122,12 @@ export class FakeVmm {
 
   /** Sends raw bytes (one sendmsg) with `fds`; false when the back-end's end is gone. */
   sendRaw(bytes: Buffer, fds: number[] = []): boolean {
-    const n = sys.sendMsg(this.sock, bytes, 0, bytes.length, fds);
-    return n === bytes.length;
+    if (this.closed) return false;
+    try {
+      return sys.sendMsg(this.sock, bytes, 0, bytes.length, fds) === bytes.length;
+    } catch {
+      return false; // EPIPE, ECONNRESET: the back-end closed its end
+    }
   }
 
   send(request: number, payload: Buffer = Buffer.alloc(0), opts: { flags?: number; fds?: number[] } = {}): boolean {
@@ -192,43 +199,64 @@ export class FakeVmm {
     return Buffer.concat([u32(regions.length, 0), ...regions.map(regionBytes)]);
   }
 
-  /** The QEMU 7.2 sequence (VIRTIO-FS.md) up to both queues enabled; the request queue's driver is `driver`. */
-  async handshake(o: HandshakeOpts = {}): Promise<FakeDriver> {
-    const offered = await this.get(Req.GET_FEATURES);
-    const pf = await this.get(Req.GET_PROTOCOL_FEATURES);
+  /**
+   * The QEMU 7.2 sequence (VIRTIO-FS.md) up to both queues enabled, as frames (what each expects
+   * back: a value, an ack or nothing); the request queue's driver becomes `driver`.
+   */
+  qemuFrames(o: HandshakeOpts = {}): Frame[] {
     const memSlots = o.memSlots ?? true;
-    const wantPf = featureMask(ProtocolFeature.REPLY_ACK, ...(memSlots ? [ProtocolFeature.CONFIGURE_MEM_SLOTS] : []));
-    this.send(Req.SET_PROTOCOL_FEATURES, u64(pf & wantPf));
-    if ((await this.get(Req.GET_QUEUE_NUM)) !== 2n) throw new Error('expected 2 queues');
-    await this.get(Req.GET_MAX_MEM_SLOTS);
-    this.send(Req.SET_OWNER);
-    await this.get(Req.GET_FEATURES);
-    for (const i of [0, 1]) this.vringFd(Req.SET_VRING_CALL, i, this.call[i]!);
-    for (const i of [0, 1]) this.vringFd(Req.SET_VRING_ERR, i, this.err[i]!);
+    const g = this.guest;
+    const d = new FakeDriver(g, { num: o.num ?? 128, eventIdx: o.eventIdx ?? true, indirect: o.indirect ?? true });
+    this.driver = d;
+    const f = (request: number, payload: Buffer = Buffer.alloc(0), reply: Frame['reply'] = null, fds: number[] = []): Frame =>
+      ({ request, flags: reply === 'ack' ? FLAG_NEED_REPLY : 0, payload, fds, reply });
+    const vfd = (request: number, i: number, fd: number): Frame => f(request, u64(BigInt(i)), null, [fd]);
     const features = featureMask(Feature.VIRTIO_F_VERSION_1, Feature.VHOST_USER_F_PROTOCOL_FEATURES,
       ...(o.eventIdx ?? true ? [Feature.VIRTIO_RING_F_EVENT_IDX] : []), ...(o.indirect ?? true ? [Feature.VIRTIO_RING_F_INDIRECT_DESC] : []));
-    this.send(Req.SET_FEATURES, u64(features & offered));
-    if (memSlots) {
-      for (const r of this.guest.descs) {
-        const ack = await this.acked(Req.ADD_MEM_REG, Buffer.concat([u64(0n), regionBytes(r)]), [this.guest.memfd]);
-        if (ack !== 0n) throw new Error('ADD_MEM_REG refused');
-      }
-    } else if ((await this.acked(Req.SET_MEM_TABLE, this.memTablePayload(this.guest.descs), this.guest.descs.map(() => this.guest.memfd))) !== 0n) {
-      throw new Error('SET_MEM_TABLE refused');
-    }
-    const d = new FakeDriver(this.guest, { num: o.num ?? 128, eventIdx: o.eventIdx ?? true, indirect: o.indirect ?? true });
-    this.driver = d;
     const rings = [HIPRIO, { num: d.num, desc: d.desc, avail: d.avail, used: d.used }];
-    rings.forEach((q, i) => {
-      this.send(Req.SET_VRING_NUM, u32(i, q.num));
-      this.send(Req.SET_VRING_BASE, u32(i, 0));
-      this.send(Req.SET_VRING_ADDR, this.addrPayload(i, q.desc, q.avail, q.used));
-      this.vringFd(Req.SET_VRING_KICK, i, this.kick[i]!);
-    });
-    for (const i of [0, 1]) this.send(Req.SET_VRING_ENABLE, u32(i, 1));
-    for (const i of [0, 1]) this.vringFd(Req.SET_VRING_CALL, i, this.call[i]!);
+    return [
+      f(Req.GET_FEATURES, undefined, 'value'),
+      f(Req.GET_PROTOCOL_FEATURES, undefined, 'value'),
+      f(Req.SET_PROTOCOL_FEATURES, u64(featureMask(ProtocolFeature.REPLY_ACK, ...(memSlots ? [ProtocolFeature.CONFIGURE_MEM_SLOTS] : [])))),
+      f(Req.GET_QUEUE_NUM, undefined, 'value'),
+      f(Req.GET_MAX_MEM_SLOTS, undefined, 'value'),
+      f(Req.SET_OWNER),
+      f(Req.GET_FEATURES, undefined, 'value'),
+      ...[0, 1].map((i) => vfd(Req.SET_VRING_CALL, i, this.call[i]!)),
+      ...[0, 1].map((i) => vfd(Req.SET_VRING_ERR, i, this.err[i]!)),
+      f(Req.SET_FEATURES, u64(features)),
+      ...(memSlots
+        ? g.descs.map((r) => f(Req.ADD_MEM_REG, Buffer.concat([u64(0n), regionBytes(r)]), 'ack', [g.memfd]))
+        : [f(Req.SET_MEM_TABLE, this.memTablePayload(g.descs), 'ack', g.descs.map(() => g.memfd))]),
+      ...rings.flatMap((q, i) => [
+        f(Req.SET_VRING_NUM, u32(i, q.num)),
+        f(Req.SET_VRING_BASE, u32(i, 0)),
+        f(Req.SET_VRING_ADDR, this.addrPayload(i, q.desc, q.avail, q.used)),
+        vfd(Req.SET_VRING_KICK, i, this.kick[i]!),
+      ]),
+      ...[0, 1].map((i) => f(Req.SET_VRING_ENABLE, u32(i, 1))),
+      ...[0, 1].map((i) => vfd(Req.SET_VRING_CALL, i, this.call[i]!)),
+    ];
+  }
+
+  sendFrame(fr: Frame): boolean {
+    return this.sendRaw(Buffer.concat([u32(fr.request, fr.flags | 0x1, fr.payload.length), fr.payload]), fr.fds);
+  }
+
+  /** The QEMU handshake, each value and ack checked; returns the request queue's driver. */
+  async handshake(o: HandshakeOpts = {}): Promise<FakeDriver> {
+    for (const fr of this.qemuFrames(o)) {
+      this.sendFrame(fr);
+      if (fr.reply === null) continue;
+      const r = await this.reply();
+      if (r === null || r === 'closed' || r.request !== fr.request || (r.flags & FLAG_REPLY) === 0) {
+        throw new Error(`no reply to request ${fr.request}: ${JSON.stringify(r)}`);
+      }
+      if (fr.request === Req.GET_QUEUE_NUM && r.payload.readBigUInt64LE(0) !== 2n) throw new Error('expected 2 queues');
+      if (fr.reply === 'ack' && r.payload.readBigUInt64LE(0) !== 0n) throw new Error(`request ${fr.request} refused`);
+    }
     await this.barrier();
-    return d;
+    return this.driver!;
   }
 
   /**

@@ -776,3 +776,188 @@ describe('vhost-user connection: hostile rings', () => {
     });
   });
 });
+
+// ------------------------------------------------------------------ 4. bounded fuzz
+
+const pick = <T>(rnd: () => number, xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+const int = (rnd: () => number, n: number): number => Math.floor(rnd() * n);
+/** Drains the replies already sent (the fuzz does not wait for them). */
+async function drain(vmm: FakeVmm): Promise<void> {
+  for (let r = await vmm.reply(0); r !== null && r !== 'closed'; r = await vmm.reply(0));
+}
+
+describe('vhost-user connection: bounded fuzz', () => {
+  it('seeded mutations of a QEMU session and its rings: no exception, no leak, the canary untouched', async () => {
+    const RUNS = 240;
+    const ends = new Map<string, number>();
+    let served = 0;
+    for (let run = 0; run < RUNS; run++) {
+      const seed = (0xc0ffee + run * 7919) >>> 0;
+      const rnd = mulberry32(seed);
+      try {
+        const end = await withConnection(async (env) => {
+          const { vmm } = env;
+          const frames = vmm.qemuFrames({
+            memSlots: rnd() < 0.7, eventIdx: rnd() < 0.5, indirect: rnd() < 0.5, num: pick(rnd, [8, 16, 128]),
+          }).map((f) => ({ ...f, fds: [...f.fds] }));
+          const spare = (): number => pick(rnd, [vmm.own(ev()), vmm.guest.memfd, vmm.kick[1]!, vmm.own(sys.memfdCreate('fuzz', 4096))]);
+          const mutations = rnd() < 0.25 ? 0 : 1 + int(rnd, 4);
+          for (let m = 0; m < mutations; m++) {
+            const i = int(rnd, frames.length);
+            const f = frames[i]!;
+            switch (int(rnd, 9)) {
+              case 0: if (f.payload.length > 0) f.payload[int(rnd, f.payload.length)] ^= 1 << int(rnd, 8); break;
+              case 1: if (f.payload.length >= 8) f.payload.writeBigUInt64LE(pick(rnd, [0n, 1n, 0xffff_ffff_ffff_ffffn, 1n << 63n, BigInt(int(rnd, 2 ** 32))]), 8 * int(rnd, f.payload.length / 8)); break;
+              case 2: f.payload = f.payload.subarray(0, int(rnd, f.payload.length + 1)); break;
+              case 3: f.payload = Buffer.concat([f.payload, Buffer.alloc(1 + int(rnd, 40), int(rnd, 256))]); break;
+              case 4: frames.splice(i, 1); break;
+              case 5: frames.splice(i, 0, { ...f, fds: [...f.fds] }); break;
+              case 6: f.fds = rnd() < 0.5 ? [] : [...f.fds, spare()]; break;
+              case 7: if (f.fds.length > 0) f.fds[int(rnd, f.fds.length)] = spare(); break;
+              default: f.request = rnd() < 0.5 ? int(rnd, 45) : f.request; f.flags = int(rnd, 16); break;
+            }
+          }
+          // some frames go out together in one sendmsg, some cut in two
+          for (let i = 0; i < frames.length; i++) {
+            const f = frames[i]!;
+            const bytes = Buffer.concat([u32(f.request, f.flags | (rnd() < 0.02 ? 2 : 1), f.payload.length), f.payload]);
+            if (rnd() < 0.05 && bytes.length > 4) {
+              const cut = 1 + int(rnd, bytes.length - 1);
+              if (!vmm.sendRaw(bytes.subarray(0, cut), f.fds) || !vmm.sendRaw(bytes.subarray(cut))) break;
+            } else if (!vmm.sendRaw(bytes, f.fds)) break;
+            if (rnd() < 0.3) await drain(vmm);
+          }
+          await drain(vmm);
+          const alive = (await within(env.conn.done, 0)) === 'timeout';
+          const d = vmm.driver!;
+          if (alive && d.num >= 8) {
+            // a FUSE session, with the rings spoiled now and then; and a control message in between
+            const reqs = [initReq(), req(Op.CREATE, 1n, encodeStruct(CreateIn, { flags: O_RDWR | O_CREAT, mode: 0o100644, umask: 0o022, open_flags: 0 }), cstr(`f${run}`)), getattr(), req(Op.LOOKUP, 1n, cstr('..')), req(Op.LOOKUP, 1n, cstr(`f${run}`))];
+            for (const r of reqs) {
+              const body = rnd() < 0.2 ? (() => { const b = Buffer.from(r); b[int(rnd, b.length)] ^= 0xff; return b; })() : r;
+              const { head } = vmm.post(body, pick(rnd, [0, 16, 200, 4096]), { indirect: d.opts.indirect && rnd() < 0.5 });
+              if (rnd() < 0.15) d.setDesc(head, BigInt(int(rnd, 0x50000)), int(rnd, 0x2000), int(rnd, 8), int(rnd, d.num + 2));
+              if (rnd() < 0.05) d.setAvailIdx(d.availIdx + int(rnd, 400));
+              if (rnd() < 0.08) {
+                const hi = vmm.guest.descs[1]!;
+                pick(rnd, [
+                  () => vmm.send(Req.REM_MEM_REG, Buffer.concat([u64(0n), u64(hi.gpa, hi.size, hi.uva, hi.mmapOffset)])),
+                  () => vmm.send(Req.GET_VRING_BASE, u32(1, 0)),
+                  () => vmm.send(Req.RESET_OWNER),
+                  () => vmm.send(Req.SET_VRING_ENABLE, u32(1, 0)),
+                  () => vmm.send(Req.SET_MEM_TABLE, vmm.memTablePayload(vmm.guest.descs.slice(0, 1)), { fds: [vmm.guest.memfd] }),
+                ])();
+              }
+              served += (await vmm.used(1, 15)).used.length;
+            }
+          }
+          await drain(vmm);
+          expect(vmm.guest.guardsIntact()).toBe(true);
+          // an exception caught by the connection's guard is logged at error level: none
+          expect(env.cap.lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
+        });
+        const k = end.reason === 'closed' ? 'closed' : end.message.replace(/[0-9]+/g, 'N');
+        ends.set(k, (ends.get(k) ?? 0) + 1);
+      } catch (e) {
+        throw new Error(`fuzz run ${run} (seed ${seed}) failed: ${(e as Error).stack ?? String(e)}`);
+      }
+    }
+    // the fuzz reached both the served queue and the fatal paths
+    expect(served).toBeGreaterThan(RUNS / 2);
+    expect(ends.get('closed')).toBeGreaterThan(RUNS / 4);
+    expect(ends.size).toBeGreaterThan(2);
+  }, 60_000);
+});
+
+// ------------------------------------------------------------------ 5. disconnect
+
+describe('vhost-user connection: disconnect', () => {
+  it('the VMM hangs up with requests in flight: done resolves, every mapping and fd of the back-end released', async () => {
+    const held = gate();
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      const mine = fdListing();
+      const ownMaps = ramMaps();
+      await vmm.handshake();
+      held.open();
+      await ok(vmm, initReq());
+      const later = gate();
+      const realHandle = env.server.handle.bind(env.server);
+      env.server.handle = async (b: Buffer) => { await later.promise; return realHandle(b); };
+      for (let i = 0; i < 3; i++) vmm.post(getattr(), 256);
+      await vmm.barrier();
+      await sleep(5);
+      expect(ramMaps()).toBe(ownMaps + 2);
+      vmm.hangUp();
+      expect(await within(env.conn.done, 2000)).toEqual({ reason: 'closed' });
+      expect(ramMaps()).toBe(ownMaps);
+      // what is left is the test's own: its eventfds and memfd (the back-end's dups are closed)
+      const left = fdListing();
+      expect([...mine.keys()].filter((n) => !left.has(n)).sort()).toEqual([String(vmm.backFd), String(vmm.sock)].sort());
+      expect([...left.keys()].filter((n) => !mine.has(n))).toEqual([]);
+      later.open();
+      await sleep(20);
+      expect(vmm.guest.guardsIntact()).toBe(true);
+      expect(env.cap.lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
+    }, { gate: held.promise });
+  });
+
+  it('the VMM hangs up after every prefix of the handshake', async () => {
+    const count = new FakeVmm();
+    const n = count.qemuFrames().length;
+    count.release();
+    sys.close(count.backFd);
+    for (let k = 0; k <= n; k++) {
+      const end = await withConnection(async (env) => {
+        const frames = env.vmm.qemuFrames().slice(0, k);
+        for (const f of frames) env.vmm.sendFrame(f);
+        await drain(env.vmm);
+        env.vmm.hangUp();
+        const e = await within(env.conn.done, 2000);
+        expect(e, `after ${k} frames: ${JSON.stringify(e)}`).toEqual({ reason: 'closed' });
+      });
+      expect(end, `after ${k} frames: ${JSON.stringify(end)}`).toEqual({ reason: 'closed' });
+    }
+  });
+
+  it('close() from our side with requests in flight: the VMM sees the socket close, done resolves', async () => {
+    const held = gate();
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      vmm.post(initReq(), 256);
+      await vmm.barrier();
+      env.conn.close();
+      expect(await within(env.conn.done, 1000)).toEqual({ reason: 'closed' });
+      expect(await vmm.reply()).toBe('closed');
+      held.open();
+      await sleep(10);
+      expect((await vmm.used(1, 10)).used).toEqual([]);
+    }, { gate: held.promise });
+  });
+});
+
+describe('vhost-user connection: replies due when the connection ends', () => {
+  it('the VMM hangs up with a value request unanswered: a disconnect, not an internal error', async () => {
+    for (const request of [Req.GET_FEATURES, Req.GET_VRING_BASE]) {
+      const end = await withConnection(async (env) => {
+        await env.vmm.handshake();
+        env.vmm.send(request, request === Req.GET_VRING_BASE ? u32(1, 0) : Buffer.alloc(0));
+        env.vmm.hangUp();
+        await within(env.conn.done, 2000);
+        expect(env.cap.lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
+      });
+      expect(end).toEqual({ reason: 'closed' });
+    }
+  });
+
+  it('a message that ends the connection and asked for an ack gets nothing written after the end', async () => {
+    const end = await withConnection(async (env) => {
+      await env.vmm.handshake();
+      env.vmm.send(Req.GET_INFLIGHT_FD, Buffer.alloc(24), { flags: FLAG_NEED_REPLY });
+      expect(await env.vmm.reply()).toBe('closed');
+      expect(env.cap.lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
+    }, { endsItself: true });
+    expect(end).toEqual({ reason: 'error', message: 'request 31 is not supported' });
+  });
+});

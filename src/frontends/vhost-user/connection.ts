@@ -171,7 +171,19 @@ export class VhostUserConnection {
   }
 
   private send(out: Buffer): void {
-    const n = sys.sendMsg(this.fd, out, 0, out.length);
+    // once ended the fd is closed, and its number may already name a file another thread opened
+    if (this.ended) return;
+    let n: number;
+    try {
+      n = sys.sendMsg(this.fd, out, 0, out.length);
+    } catch (e) {
+      // the VMM closed its end with our reply due (it was killed, or hung up mid-handshake): a
+      // disconnect, not an internal error
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EPIPE' || code === 'ECONNRESET') this.finish({ reason: 'closed' });
+      else this.fail(`cannot send a reply (${(e as Error).message})`);
+      return;
+    }
     if (n !== out.length) this.fail(`cannot send a reply (${n})`);
   }
 
