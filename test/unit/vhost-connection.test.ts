@@ -83,8 +83,6 @@ async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
 
 interface CaseOpts {
   layout?: readonly { gpa: number; size: number }[];
-  /** requests wait for this before the protocol server sees them (to hold them in flight) */
-  gate?: Promise<void>;
   /** the connection must have ended by itself (socket error, fatal message) before teardown */
   endsItself?: boolean;
 }
@@ -109,12 +107,7 @@ async function withConnection(body: (env: Env) => Promise<void>, o: CaseOpts = {
   const server = new ProtocolServer(pfs, { maxWrite: MAX_WRITE, requesterGroups: () => null }, silent);
   const { log, cap } = captureLogger('warn');
   const vmm = new FakeVmm(o.layout);
-  const gate = o.gate;
-  const handler = gate === undefined ? server : {
-    handle: async (b: Buffer) => { await gate; return server.handle(b); },
-    recycle: (b: Buffer) => server.recycle(b),
-  };
-  const conn = new VhostUserConnection(vmm.backFd, handler, { requestQueues: 1, maxRequestBytes: requestBufferSize(MAX_WRITE) }, log);
+  const conn = new VhostUserConnection(vmm.backFd, server, { requestQueues: 1, maxRequestBytes: requestBufferSize(MAX_WRITE) }, log);
   let settled = false;
   void conn.done.then(() => (settled = true));
   conn.start();
@@ -238,6 +231,12 @@ const ev = (): number => sys.eventfdCreate(EFD_NONBLOCK | EFD_CLOEXEC);
 const addMemReg = (r: { gpa: bigint; size: bigint; uva: bigint; mmapOffset: bigint }): Buffer => Buffer.concat([u64(0n), u64(r.gpa, r.size, r.uva, r.mmapOffset)]);
 const HIGH_UVA = 0x7f13_0000_0000n;
 
+/** The QEMU handshake and the guest's INIT. */
+async function serving(env: Env, hs: HandshakeOpts = {}): Promise<void> {
+  await env.vmm.handshake(hs);
+  await ok(env.vmm, initReq());
+}
+
 /** After a refusal the connection still works: a value request is answered and a FUSE request served. */
 async function stillServes(env: Env): Promise<void> {
   await env.vmm.barrier();
@@ -249,8 +248,7 @@ describe('vhost-user connection: hostile messages', () => {
   it('unknown requests: no reply without NEED_REPLY, a failure ack with it', async () => {
     await withConnection(async (env) => {
       const { vmm } = env;
-      await vmm.handshake();
-      await ok(vmm, initReq());
+      await serving(env);
       vmm.send(99);
       vmm.send(0x7fffffff, Buffer.alloc(16));
       expect(await vmm.get(Req.GET_QUEUE_NUM)).toBe(2n); // the first reply is this one: nothing answered the unknown ones
@@ -391,8 +389,7 @@ describe('vhost-user connection: hostile messages', () => {
   it('a region past the end of its memfd is refused (its pages would SIGBUS)', async () => {
     await withConnection(async (env) => {
       const { vmm } = env;
-      await vmm.handshake();
-      await ok(vmm, initReq());
+      await serving(env);
       const fileSize = BigInt(fs.fstatSync(vmm.guest.memfd).size);
       const maps = ramMaps();
       // mostly past EOF; wholly past EOF; past EOF through a SET_MEM_TABLE
@@ -523,26 +520,26 @@ describe('vhost-user connection: hostile queue set-up', () => {
   });
 });
 
-/** A gate for the protocol server: requests wait until open() (to hold them in flight). */
-function gate(): { promise: Promise<void>; open: () => void } {
+/**
+ * After the handshake and INIT: the FUSE requests the connection passes on from now are held in
+ * the protocol server (in flight) until open().
+ */
+async function servingHeld(env: Env): Promise<{ open: () => void; restore: () => void }> {
+  await serving(env);
+  const { server } = env;
+  const real = server.handle.bind(server);
   let open = (): void => {};
-  const promise = new Promise<void>((r) => (open = r));
-  return { promise, open };
+  const held = new Promise<void>((r) => (open = r));
+  server.handle = async (b: Buffer) => { await held; return real(b); };
+  return { open, restore: () => { server.handle = real; } };
 }
 const getattr = (): Buffer => req(Op.GETATTR, 1n, encodeStruct(GetattrIn, { getattr_flags: 0, dummy: 0, fh: 0n }));
 
 describe('vhost-user connection: memory and queues changing under requests in flight', () => {
   it('REM_MEM_REG of the region holding the rings: the queue breaks, late replies go nowhere', async () => {
-    const g = gate();
     await withConnection(async (env) => {
       const { vmm } = env;
-      await vmm.handshake();
-      g.open();
-      await ok(vmm, initReq());
-      const held = gate();
-      // hold the next requests in the protocol server
-      const realHandle = env.server.handle.bind(env.server);
-      env.server.handle = async (b: Buffer) => { await held.promise; return realHandle(b); };
+      const held = await servingHeld(env);
       const posted = [vmm.post(getattr(), 256), vmm.post(getattr(), 256)];
       await vmm.barrier();
       await sleep(5);
@@ -564,7 +561,7 @@ describe('vhost-user connection: memory and queues changing under requests in fl
       expect(await vmm.acked(Req.REM_MEM_REG, Buffer.concat([u64(0n), u64(high.gpa, high.size, high.uva, high.mmapOffset)]))).not.toBe(0n);
       expect(await vmm.acked(Req.REM_MEM_REG, Buffer.concat([u64(0n), u64(0x5000_0000n, 0x1000n, 0n, 0n)]))).not.toBe(0n);
       await vmm.barrier();
-    }, { gate: g.promise });
+    });
   });
 
   it('SET_MEM_TABLE replacing the table under a running queue: the rings are rebuilt, requests go on', async () => {
@@ -584,15 +581,9 @@ describe('vhost-user connection: memory and queues changing under requests in fl
   });
 
   it('GET_VRING_BASE with requests in flight: the base counts them, their replies are dropped, the queue restarts there', async () => {
-    const g = gate();
     await withConnection(async (env) => {
       const { vmm } = env;
-      await vmm.handshake();
-      g.open();
-      await ok(vmm, initReq());
-      const held = gate();
-      const realHandle = env.server.handle.bind(env.server);
-      env.server.handle = async (b: Buffer) => { await held.promise; return realHandle(b); };
+      const held = await servingHeld(env);
       const p1 = vmm.post(getattr(), 256);
       vmm.post(getattr(), 256);
       await vmm.barrier();
@@ -605,7 +596,7 @@ describe('vhost-user connection: memory and queues changing under requests in fl
       expect((await vmm.used(1, 20)).used).toEqual([]);
       expect(vmm.guest.read(p1.out, 16).every((b) => b === 0xa5)).toBe(true);
       // a request posted while stopped waits; the queue restarts from the base the VMM gives back
-      env.server.handle = realHandle;
+      held.restore();
       const p3 = vmm.post(getattr(), 256);
       expect((await vmm.used(1, 30)).used).toEqual([]);
       vmm.send(Req.SET_VRING_BASE, u32(1, 3));
@@ -615,17 +606,13 @@ describe('vhost-user connection: memory and queues changing under requests in fl
       expect(outErr(vmm.guest.read(p3.out, 16))).toBe(0);
       // the device's used idx went on from the ring's: the guest sees one entry, not three
       expect(env.conn.counters.brokenQueues).toBe(0);
-    }, { gate: g.promise });
+    });
   });
 
   it('RESET_OWNER with requests in flight: queues stop, replies dropped, the connection lives', async () => {
     await withConnection(async (env) => {
       const { vmm } = env;
-      await vmm.handshake();
-      await ok(vmm, initReq());
-      const held = gate();
-      const realHandle = env.server.handle.bind(env.server);
-      env.server.handle = async (b: Buffer) => { await held.promise; return realHandle(b); };
+      const held = await servingHeld(env);
       const p = vmm.post(getattr(), 256);
       await vmm.barrier();
       await sleep(5);
@@ -647,8 +634,7 @@ describe('vhost-user connection: hostile rings', () => {
     it(`${what}: the queue breaks, the share is untouched`, async () => {
       await withConnection(async (env) => {
         const { vmm } = env;
-        await vmm.handshake({ num: 8, ...hs });
-        await ok(vmm, initReq());
+        await serving(env, { num: 8, ...hs });
         const served = env.conn.counters.replies;
         hostile(vmm);
         sys.eventfdWrite(vmm.kick[1]!, 1);
@@ -677,10 +663,7 @@ describe('vhost-user connection: hostile rings', () => {
     edit(vmm, idx, reqAt, outAt);
   };
 
-  breaks('a descriptor loop', spoiled((vmm, [a, b], reqAt, outAt) => {
-    vmm.driver!.setDesc(b!, outAt, 256, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, a!);
-    void reqAt;
-  }));
+  breaks('a descriptor loop', spoiled((vmm, [a, b], _reqAt, outAt) => vmm.driver!.setDesc(b!, outAt, 256, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, a!)));
   breaks('a descriptor pointing to itself', spoiled((vmm, [a], reqAt) => vmm.driver!.setDesc(a!, reqAt, 16, VRING_DESC_F_NEXT, a!)));
   breaks('an out-of-range head', (vmm) => vmm.driver!.post(200));
   breaks('an out-of-range next', spoiled((vmm, [a], reqAt) => vmm.driver!.setDesc(a!, reqAt, 16, VRING_DESC_F_NEXT, 8)));
@@ -716,8 +699,7 @@ describe('vhost-user connection: hostile rings', () => {
   it('a reply larger than its space is truncated to it, guard bytes intact', async () => {
     await withConnection(async (env) => {
       const { vmm } = env;
-      await vmm.handshake();
-      await ok(vmm, initReq());
+      await serving(env);
       for (const room of [0, 1, 15, 16, 17, 100]) {
         const got = await vmm.request(getattr(), room);
         expect(got, `room ${room}`).not.toBeNull();
@@ -733,8 +715,7 @@ describe('vhost-user connection: hostile rings', () => {
   it('truncated and lying FUSE headers are answered with an error or dropped, never touching the share', async () => {
     await withConnection(async (env) => {
       const { vmm } = env;
-      await vmm.handshake();
-      await ok(vmm, initReq());
+      await serving(env);
       const c = create('never');
       const cases: [string, Buffer][] = [
         ['empty', Buffer.alloc(0)],
@@ -772,8 +753,7 @@ describe('vhost-user connection: hostile rings', () => {
   it('a request longer than the largest accepted breaks the queue', async () => {
     await withConnection(async (env) => {
       const { vmm } = env;
-      await vmm.handshake();
-      await ok(vmm, initReq());
+      await serving(env);
       const big = Buffer.alloc(requestBufferSize(MAX_WRITE) + 1);
       vmm.post(big, 16);
       await vmm.barrier();
@@ -880,17 +860,11 @@ describe('vhost-user connection: bounded fuzz', () => {
 
 describe('vhost-user connection: disconnect', () => {
   it('the VMM hangs up with requests in flight: done resolves, every mapping and fd of the back-end released', async () => {
-    const held = gate();
     await withConnection(async (env) => {
       const { vmm } = env;
       const mine = fdListing();
       const ownMaps = ramMaps();
-      await vmm.handshake();
-      held.open();
-      await ok(vmm, initReq());
-      const later = gate();
-      const realHandle = env.server.handle.bind(env.server);
-      env.server.handle = async (b: Buffer) => { await later.promise; return realHandle(b); };
+      const later = await servingHeld(env);
       for (let i = 0; i < 3; i++) vmm.post(getattr(), 256);
       await vmm.barrier();
       await sleep(5);
@@ -906,7 +880,7 @@ describe('vhost-user connection: disconnect', () => {
       await sleep(20);
       expect(vmm.guest.guardsIntact()).toBe(true);
       expect(env.cap.lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
-    }, { gate: held.promise });
+    });
   });
 
   it('the VMM hangs up after every prefix of the handshake', async () => {
@@ -928,11 +902,10 @@ describe('vhost-user connection: disconnect', () => {
   });
 
   it('close() from our side with requests in flight: the VMM sees the socket close, done resolves', async () => {
-    const held = gate();
     await withConnection(async (env) => {
       const { vmm } = env;
-      await vmm.handshake();
-      vmm.post(initReq(), 256);
+      const held = await servingHeld(env);
+      vmm.post(getattr(), 256);
       await vmm.barrier();
       env.conn.close();
       expect(await within(env.conn.done, 1000)).toEqual({ reason: 'closed' });
@@ -940,7 +913,7 @@ describe('vhost-user connection: disconnect', () => {
       held.open();
       await sleep(10);
       expect((await vmm.used(1, 10)).used).toEqual([]);
-    }, { gate: held.promise });
+    });
   });
 });
 
