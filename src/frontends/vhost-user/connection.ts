@@ -20,8 +20,8 @@ import type { TransportIo } from '../../fuse/codec.js';
 import { encodeError } from '../../fuse/codec.js';
 import { Op, opcodeRow } from '../../fuse/opcodes.js';
 import { LogOnce } from '../../log.js';
-import { PAGE_SIZE } from '../../sys/constants.js';
-import { sys, type MappedSeg } from '../../sys/syscalls.js';
+import { AT_EMPTY_PATH, F_GETFL, F_SETFL, O_NONBLOCK, PAGE_SIZE, S_IFMT, S_IFREG } from '../../sys/constants.js';
+import { statAt, sys, type MappedSeg } from '../../sys/syscalls.js';
 import { GuestMemory, MAX_MEM_REGIONS, type MemoryRegion } from './guest-memory.js';
 import {
   Feature, MessageReader, ProtocolFeature, Req, decodeMessage, encodeAck, encodeStateReply, encodeU64Reply, featureMask,
@@ -82,6 +82,7 @@ const PAGE_MASK = BigInt(PAGE_SIZE - 1);
 const WRITE_HEADERS = InHeader.SIZE + WriteIn.SIZE;
 /** Views of mapped guest memory as the addon takes them. */
 const mapped = (views: readonly Uint8Array[]): MappedSeg[] => views.map((v): MappedSeg => [v.buffer as ArrayBuffer, v.byteOffset, v.byteLength]);
+const EMPTY_NAME = Buffer.alloc(0);
 /** chains taken per turn of the event loop before other events get theirs */
 const BATCH = 256;
 
@@ -204,7 +205,19 @@ export class VhostUserConnection {
   }
 
   private send(out: Buffer): void {
-    const n = sys.sendMsg(this.fd, out, 0, out.length);
+    // once ended the fd is closed, and its number may already name a file another thread opened
+    if (this.ended) return;
+    let n: number;
+    try {
+      n = sys.sendMsg(this.fd, out, 0, out.length);
+    } catch (e) {
+      // the VMM closed its end with our reply due (it was killed, or hung up mid-handshake): a
+      // disconnect, not an internal error
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EPIPE' || code === 'ECONNRESET') this.finish({ reason: 'closed' });
+      else this.fail(`cannot send a reply (${(e as Error).message})`);
+      return;
+    }
     if (n !== out.length) this.fail(`cannot send a reply (${n})`);
   }
 
@@ -366,10 +379,10 @@ export class VhostUserConnection {
           else this.maybeStart(q);
         } else if (m.request === Req.SET_VRING_CALL) {
           closeQuietly(q.callFd);
-          q.callFd = fd;
+          q.callFd = nonBlocking(fd);
         } else {
           closeQuietly(q.errFd);
-          q.errFd = fd;
+          q.errFd = nonBlocking(fd);
         }
         return true;
       }
@@ -410,7 +423,7 @@ export class VhostUserConnection {
     }
     if (q.broken || !q.addr || q.kickFd < 0 || q.num === 0) return;
     if (!this.startRing(q)) return;
-    this.watchKick(q);
+    if (!this.watchKick(q)) return;
     // requests posted before the kick fd arrived are not lost
     this.scheduleServe(q);
   }
@@ -470,14 +483,31 @@ export class VhostUserConnection {
     return true;
   }
 
-  private watchKick(q: QueueState): void {
-    if (q.poll || q.kickFd < 0) return;
+  /**
+   * Serve the queue on each kick; false (the queue broken) when the kick fd cannot be polled (a
+   * regular file, say). uv_poll makes the fd non-blocking. One read resets an eventfd's counter; a
+   * loop until EAGAIN would spin for ever on a semaphore-mode eventfd the VMM filled (the poll is
+   * level-triggered: a count left over fires it again next turn).
+   */
+  private watchKick(q: QueueState): boolean {
+    if (q.poll || q.kickFd < 0) return true;
     const fd = q.kickFd;
-    q.poll = sys.pollStart(fd, () => this.guard(`queue ${q.index}`, () => {
-      // drain the counter first: a kick arriving while we serve re-arms the poll
-      while (sys.eventfdRead(fd) !== null);
-      this.serveQueue(q);
-    }));
+    try {
+      q.poll = sys.pollStart(fd, () => this.guard(`queue ${q.index}`, () => {
+        // reset the counter first: a kick arriving while we serve re-arms the poll
+        try {
+          sys.eventfdRead(fd);
+        } catch (e) {
+          this.breakQueue(q, `its kick fd cannot be read (${(e as Error).message})`);
+          return;
+        }
+        this.serveQueue(q);
+      }));
+    } catch (e) {
+      this.breakQueue(q, `its kick fd cannot be polled (${(e as Error).message})`);
+      return false;
+    }
+    return true;
   }
 
   private unwatchKick(q: QueueState): void {
@@ -487,7 +517,12 @@ export class VhostUserConnection {
 
   private stopQueue(q: QueueState): void {
     this.unwatchKick(q);
-    if (q.ring) q.epoch++;
+    if (q.ring) {
+      // where the queue stopped is what GET_VRING_BASE answers (QEMU sends SET_VRING_ENABLE 0
+      // first) and where it resumes: the base it was started with would replay served chains
+      q.base = q.ring.lastAvailIdx;
+      q.epoch++;
+    }
     q.ring = null;
   }
 
@@ -497,7 +532,13 @@ export class VhostUserConnection {
     this.counters.brokenQueues++;
     this.log.warn({ queue: q.index, why }, 'vhost-user: the guest broke a queue; it is no longer served');
     this.stopQueue(q);
-    if (q.errFd >= 0) sys.eventfdWrite(q.errFd, 1);
+    if (q.errFd >= 0) {
+      try {
+        sys.eventfdWrite(q.errFd, 1);
+      } catch {
+        /* the VMM's error fd refuses the write: the warning above is all it gets */
+      }
+    }
   }
 
   private scheduleServe(q: QueueState): void {
@@ -619,16 +660,27 @@ export class VhostUserConnection {
     const ring = q.ring;
     if (!ring || q.callFd < 0) return;
     if (ring.shouldNotify()) {
-      sys.eventfdWrite(q.callFd, 1);
+      try {
+        sys.eventfdWrite(q.callFd, 1);
+      } catch (e) {
+        this.fail(`the call fd of queue ${q.index} refuses writes (${(e as Error).message})`);
+        return;
+      }
       this.counters.signals++;
     }
   }
 
   /**
    * Map a region from the page holding its start (mmap's offset must be page-aligned). One mapping
-   * holds at most 4 GiB (an ArrayBuffer's limit in Node 20): a larger region is refused.
+   * holds at most 4 GiB (an ArrayBuffer's limit in Node 20): a larger region is refused. mmap
+   * accepts a range past the end of a file, but touching those pages raises SIGBUS and kills the
+   * process: a region a regular file (memfd, shm, hugetlbfs) does not cover is refused here.
    */
   private map(r: RegionDesc, fd: number): MemoryRegion {
+    const st = statAt(fd, EMPTY_NAME, AT_EMPTY_PATH);
+    if ((st.mode & S_IFMT) === S_IFREG && st.size < r.mmapOffset + r.size) {
+      throw new Error(`region [${r.mmapOffset}, +${r.size}) ends past the end of its file (${st.size} bytes)`);
+    }
     const lead = r.mmapOffset & PAGE_MASK;
     const ab = sys.mapShared(fd, r.size + lead, r.mmapOffset - lead);
     return { gpa: r.gpa, size: r.size, uva: r.uva, mmapOffset: r.mmapOffset, bytes: new Uint8Array(ab, Number(lead), Number(r.size)) };
@@ -714,6 +766,21 @@ export class VhostUserConnection {
     closeQuietly(this.fd);
     this.endWith(end);
   }
+}
+
+/**
+ * The VMM's call and err fds are written from the event loop: a blocking eventfd at its maximum
+ * count (or a full pipe) would stall the whole server, so they are made non-blocking (a full one
+ * then drops the signal: the reader has one pending). QEMU's eventfds already are.
+ */
+function nonBlocking(fd: number): number {
+  if (fd < 0) return fd;
+  try {
+    sys.fcntlInt(fd, F_SETFL, sys.fcntlInt(fd, F_GETFL, 0) | O_NONBLOCK);
+  } catch {
+    /* not an fd fcntl knows: writing to it fails later, and ends the connection */
+  }
+  return fd;
 }
 
 /** Requests whose sender waits for a value (not only an ack): one we cannot answer ends the connection. */
