@@ -107,12 +107,17 @@ logging and process:
                             stderr; debug traces every request
   -d, -o debug              --log-level=debug
   -f                        run in the foreground: handlefs always does
-  --sandbox=none            no sandbox: what this command does today. namespace (virtiofsd's
-                            default) and chroot are refused: handlefs's sandbox holds the
-                            supervised worker of 'handlefs mount --supervise', which the vhost-user
-                            back-end does not have yet
-  --seccomp=none            no syscall filter: what this command does today. kill (virtiofsd's
-                            default), log and trap are refused, as --sandbox
+  --sandbox=namespace|none  with --supervise: the worker (the process that maps guest memory and
+                            serves the guest) runs in new mount, pid and network namespaces, in a
+                            read-only root holding only the share, Node and handlefs, with fewer
+                            capabilities (handlefs mount --help says which). Default none:
+                            virtiofsd's default is namespace, but here it needs --supervise; a
+                            careful operator passes --supervise --sandbox=namespace --seccomp=kill.
+                            chroot is refused (no mount namespace: no room for Node by the share)
+  --seccomp=kill|log|none   with --supervise: the worker's syscall allow-list (kill: any other
+                            syscall kills it, and the supervisor starts a successor; log: logged).
+                            Default none, as --sandbox; trap is refused
+  --modcaps=+cap:-cap       with --sandbox=namespace: adjust the capabilities the worker keeps
   --print-capabilities      print the vhost-user backend capabilities (JSON) and exit; the other
                             options are not looked at
   -h, --help                this text
@@ -122,10 +127,10 @@ accepted as what handlefs always does: --killpriv-v2 and -o killpriv_v2 (HANDLE_
   the guest offers it), -o no_allow_direct_io (O_DIRECT is dropped from host opens), -o readdirplus,
   -o flock and -o posix_lock (remote locks are served).
 refused (not supported yet): --no-killpriv-v2, --allow-direct-io, --allow-mmap, --no-readdirplus,
-  --modcaps, --uid-map, --gid-map, --syslog, --daemonize, --migration-mode, --migration-on-error,
+  --uid-map, --gid-map, --syslog, --daemonize, --migration-mode, --migration-on-error,
   --migration-verify-handles, --migration-confirm-paths; -o no_killpriv_v2, allow_direct_io,
-  no_readdirplus, no_flock, no_posix_lock, modcaps, timeout, max_idle_threads, allow_root, and
-  -o sandbox=namespace|chroot as --sandbox.
+  no_readdirplus, no_flock, no_posix_lock, timeout, max_idle_threads, allow_root, and
+  -o sandbox=chroot as --sandbox.
 
 signals: SIGTERM and SIGINT end the server. exit status: 0 after the VMM disconnected (or a signal),
   1 when setting up or serving fails, 2 on a usage error.
@@ -159,14 +164,15 @@ const raw = <K extends keyof RawOptions>(k: K, v: RawOptions[K]): Opt => flag((s
 const rawValue = (k: 'cache' | 'xattrmap' | 'fdBudget' | 'handleKeyFile' | 'stateFile'): Opt => value((s, v) => (s.raw[k] = v));
 const refused = (why: string): Refused => ({ refused: why });
 
-const NO_WORKER = "the vhost-user back-end has no sandboxed worker yet (handlefs's sandbox holds the worker of 'handlefs mount --supervise')";
-
-/** A value that names one of a set: the accepted one, a refused one (usage error), or a bad one. */
-function choice(shown: string, v: string, accepted: string, refusedValues: readonly string[]): void {
-  if (v === accepted) return;
-  if (refusedValues.includes(v)) throw new ConfigError(`${shown}=${v} is not supported yet: ${NO_WORKER}; pass ${shown}=${accepted}`);
-  throw new ConfigError(`${shown} must be one of ${[...refusedValues, accepted].join('|')}, got '${v}'`);
+/** A value that names one of a set: an accepted one (returned), a refused one (usage error with why), or a bad one. */
+function choice(shown: string, v: string, accepted: readonly string[], refusedValues: Readonly<Record<string, string>>): string {
+  if (accepted.includes(v)) return v;
+  const why = refusedValues[v];
+  if (why !== undefined) throw new ConfigError(`${shown}=${v} is not supported: ${why}`);
+  throw new ConfigError(`${shown} must be one of ${[...accepted, ...Object.keys(refusedValues)].join('|')}, got '${v}'`);
 }
+const NO_CHROOT = "a chroot without a mount namespace cannot hold Node, its libraries and /proc/self/fd beside the share; use --sandbox=namespace (with --supervise)";
+const NO_TRAP = 'SIGSYS would kill Node as surely as kill does; use --seccomp=kill or log';
 
 const LONG: Readonly<Record<string, Entry>> = {
   'shared-dir': value((s, v) => (s.sharedDir = v)),
@@ -216,15 +222,15 @@ const LONG: Readonly<Record<string, Entry>> = {
   'handle-key-file': rawValue('handleKeyFile'),
   'state-file': rawValue('stateFile'),
   'log-level': value((s, v) => (s.raw.logLevel = LOG_LEVEL_NAMES[v] ?? v)),
-  sandbox: value((_s, v, shown) => choice(shown, v, 'none', ['namespace', 'chroot'])),
-  seccomp: value((_s, v, shown) => choice(shown, v, 'none', ['kill', 'log', 'trap'])),
+  sandbox: value((s, v, shown) => (s.raw.sandbox = choice(shown, v, ['namespace', 'none'], { chroot: NO_CHROOT }))),
+  seccomp: value((s, v, shown) => (s.raw.seccomp = choice(shown, v, ['kill', 'log', 'none'], { trap: NO_TRAP }))),
   // HANDLE_KILLPRIV_V2 is negotiated whenever the guest offers it
   'killpriv-v2': flag(() => {}),
   'no-killpriv-v2': refused('handlefs always negotiates HANDLE_KILLPRIV_V2 and clears setuid/setgid as the kernel would'),
   'allow-direct-io': refused("O_DIRECT is dropped from host opens (virtiofsd's default); --cache=never gives the guest direct I/O"),
   'allow-mmap': refused('with --cache=never or metadata files are opened for direct I/O, which the guest cannot mmap'),
   'no-readdirplus': refused('READDIRPLUS is always offered'),
-  modcaps: refused(NO_WORKER),
+  modcaps: value((s, v) => (s.raw.modcaps = v)),
   'uid-map': refused('no user namespace sandbox; --translate-uid maps ids without one'),
   'gid-map': refused('no user namespace sandbox; --translate-gid maps ids without one'),
   syslog: refused('logs go to stderr as JSON lines; the service manager collects them'),

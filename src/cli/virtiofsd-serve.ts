@@ -59,8 +59,12 @@ export async function startVirtiofsd(cfg: Config, plan: VhostPlan, root: string,
     async (fd) => {
       if (cfg.supervise) {
         // the connection stays here; workers serve it and are replaced on SIGHUP or a crash
-        const { VhostSupervisor } = await import('../frontends/supervisor/vhost-supervisor.js');
-        const sup = new VhostSupervisor(fd, { cfg: coreConfig(cfg), root, keys, connection, log: vlog });
+        const [{ VhostSupervisor }, { workerLaunch }] = await Promise.all([
+          import('../frontends/supervisor/vhost-supervisor.js'), import('../sandbox/plan.js'),
+        ]);
+        // --sandbox/--seccomp/--modcaps: the worker is what is sandboxed (handlefs mount --help)
+        const { core, launch } = workerLaunch(cfg, coreConfig(cfg), root);
+        const sup = new VhostSupervisor(fd, { cfg: core, root, keys, connection, log: vlog, launch });
         await sup.start();
         return { done: sup.done, close: () => sup.close(), counters: () => sup.counterValues(), release: async () => {}, upgrade: () => sup.upgrade() };
       }

@@ -1,5 +1,6 @@
 /**
- * Restart under a running guest (`handlefs virtiofsd --supervise`): while the guest loops over
+ * Restart under a running guest (`handlefs virtiofsd --supervise`, and with the worker sandboxed
+ * under `--seccomp kill`): while the guest loops over
  * writes and reads, the back-end is upgraded (SIGHUP: a new worker takes the connection) and then
  * its worker is SIGKILLed (the supervisor starts a successor). The guest's mount survives both:
  * its script runs to the end, every file it wrote without an error is on the host byte for byte,
@@ -20,12 +21,15 @@ const UPGRADE_AT = 40;
 const KILL_AT = 110;
 const data = (i: number): string => `payload-${i}-${'x'.repeat(i % 97)}-end`;
 
-/** The supervisor's worker: its child running vhost-worker.js. */
-function workerOf(pid: number): number | null {
+/** The supervisor's worker: the descendant running vhost-worker.js (a sandboxed one is the launcher's child). */
+function workerOf(pid: number, depth = 0): number | null {
   for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    for (const c of fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(' ').filter(Boolean)) {
+    for (const c of fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number)) {
       try {
-        if (fs.readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('vhost-worker.js')) return Number(c);
+        // the sandbox launcher's command line names the worker too: the deepest match is Node
+        const below = depth < 2 ? workerOf(c, depth + 1) : null;
+        if (below) return below;
+        if (fs.readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('vhost-worker.js')) return c;
       } catch {
         /* gone */
       }
@@ -34,13 +38,23 @@ function workerOf(pid: number): number | null {
   return null;
 }
 
-describe.skipIf(skip)(`a supervised back-end restarted under a running guest${skip ? ` (skipped: needs ${missing.join(', ')})` : ''}`, () => {
+const status = (pid: number): Record<string, string> =>
+  Object.fromEntries(fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').map((l) => l.split(':\t')).filter((kv) => kv.length === 2));
+
+const VARIANTS = [
+  { name: 'supervised', args: ['--supervise'] },
+  { name: 'supervised, the worker sandboxed under seccomp kill', args: ['--supervise', '--sandbox=namespace', '--seccomp=kill'] },
+];
+
+for (const variant of VARIANTS) describe.skipIf(skip)(`a back-end (${variant.name}) restarted under a running guest${skip ? ` (skipped: needs ${missing.join(', ')})` : ''}`, () => {
   let dir = '';
   let share = '';
   let boot: BootResult;
   let be: RunningBackend | null = null;
   const events: string[] = [];
   let killed = -1;
+  /** the worker as seen before the crash: its status and namespaces */
+  let seen: { status: Record<string, string>; mnt: string; pid: string } | null = null;
 
   beforeAll(async () => {
     dir = fs.realpathSync(fs.mkdtempSync(join(os.tmpdir(), 'handlefs-restart-')));
@@ -48,7 +62,7 @@ describe.skipIf(skip)(`a supervised back-end restarted under a running guest${sk
     fs.mkdirSync(join(share, 'w'), { recursive: true });
     fs.mkdirSync(join(share, 'h'));
     const socketPath = join(dir, 'vhost.sock');
-    be = await startBackend({ ...handlefsBackend, argv: (p) => [...handlefsBackend.argv(p), '--supervise', '--log-level=info'] },
+    be = await startBackend({ ...handlefsBackend, argv: (p) => [...handlefsBackend.argv(p), ...variant.args, '--log-level=info'] },
       { socketPath, sharedDir: share });
     const backendPid = be.pid;
     try {
@@ -76,6 +90,7 @@ describe.skipIf(skip)(`a supervised back-end restarted under a running guest${sk
             const w = workerOf(backendPid);
             events.push(`kill ${w}`);
             if (w) {
+              seen = { status: status(w), mnt: fs.readlinkSync(`/proc/${w}/ns/mnt`), pid: fs.readlinkSync(`/proc/${w}/ns/pid`) };
               killed = w;
               process.kill(w, 'SIGKILL');
             }
@@ -113,5 +128,14 @@ describe.skipIf(skip)(`a supervised back-end restarted under a running guest${sk
 
   it('a file handle the guest kept from before both restarts opens the same file', () => {
     expect(boot.lines).toContain('HANDLE ok');
+  });
+
+  it(variant.args.includes('--sandbox=namespace') ? 'the worker ran in its own namespaces, without new privileges, under the seccomp filter' : 'the worker ran in the caller\'s namespaces, unfiltered', () => {
+    expect(seen).not.toBeNull();
+    const sandboxed = variant.args.includes('--sandbox=namespace');
+    expect(seen!.mnt !== fs.readlinkSync('/proc/self/ns/mnt')).toBe(sandboxed);
+    expect(seen!.pid !== fs.readlinkSync('/proc/self/ns/pid')).toBe(sandboxed);
+    expect(seen!.status.Seccomp).toBe(sandboxed ? '2' : '0');
+    expect(seen!.status.NoNewPrivs).toBe(sandboxed ? '1' : '0');
   });
 });

@@ -243,7 +243,7 @@ describe('handlefs virtiofsd: refusals are one-line usage errors that name the o
   it.each(refusedLong)('%s', (opt) => {
     expect(usageError(...BASE, opt)).toMatch(new RegExp(`^${opt} is not supported yet: \\S`));
   });
-  const refusedValued = ['--modcaps=+sys_admin', '--uid-map=:0:100000:65536:', '--gid-map=:0:100000:65536:', '--migration-mode=file-handles',
+  const refusedValued = ['--uid-map=:0:100000:65536:', '--gid-map=:0:100000:65536:', '--migration-mode=file-handles',
     '--migration-on-error=abort'];
   it.each(refusedValued)('%s, both forms', (opt) => {
     const name = opt.slice(0, opt.indexOf('='));
@@ -251,22 +251,26 @@ describe('handlefs virtiofsd: refusals are one-line usage errors that name the o
     expect(usageError(...BASE, opt)).toMatch(re);
     expect(usageError(...BASE, name, opt.slice(name.length + 1))).toMatch(re);
   });
-  const refusedCompat = ['no_killpriv_v2', 'allow_direct_io', 'no_readdirplus', 'no_flock', 'no_posix_lock', 'modcaps=+sys_admin', 'timeout=5',
+  const refusedCompat = ['no_killpriv_v2', 'allow_direct_io', 'no_readdirplus', 'no_flock', 'no_posix_lock', 'timeout=5',
     'max_idle_threads=4', 'allow_root'];
   it.each(refusedCompat)('-o %s', (item) => {
     const name = item.split('=')[0]!;
     expect(usageError(...BASE, '-o', `cache=auto,${item}`)).toMatch(new RegExp(`^-o ${name} is not supported yet: \\S`));
   });
 
-  it('--sandbox and --seccomp: none is accepted, the others named, a bad value listed', () => {
-    for (const v of ['namespace', 'chroot']) {
-      expect(usageError(...BASE, `--sandbox=${v}`)).toMatch(new RegExp(`^--sandbox=${v} is not supported yet: .*; pass --sandbox=none$`));
-      expect(usageError(...BASE, '--sandbox', v)).toMatch(new RegExp(`^--sandbox=${v} is not supported yet`));
-      expect(usageError(...BASE, '-o', `sandbox=${v}`)).toMatch(new RegExp(`^-o sandbox=${v} is not supported yet: .*; pass -o sandbox=none$`));
+  it('--sandbox, --seccomp and --modcaps: the worker of --supervise; chroot and trap refused with why, a bad value listed', () => {
+    const c = served(...BASE, '--supervise', '--sandbox=namespace', '--seccomp', 'kill', '--modcaps=-mknod').config;
+    expect([c.supervise, c.sandbox, c.seccomp, c.modcaps]).toEqual([true, 'namespace', 'kill', { add: [], drop: ['mknod'] }]);
+    expect(served(...BASE, '--supervise', '-o', 'sandbox=namespace', '--seccomp=log').config.seccomp).toBe('log');
+    expect(served(...BASE, '--sandbox=none', '--seccomp=none').config.sandbox).toBe('none');
+    for (const o of ['--sandbox=namespace', '--seccomp=kill', '--modcaps=+sys_admin']) {
+      expect(usageError(...BASE, o)).toBe('--sandbox, --seccomp and --modcaps need --supervise (they apply to the worker process)');
     }
-    for (const v of ['kill', 'log', 'trap']) expect(usageError(...BASE, `--seccomp=${v}`)).toMatch(new RegExp(`^--seccomp=${v} is not supported yet: .*; pass --seccomp=none$`));
-    expect(usageError(...BASE, '--sandbox=jail')).toBe("--sandbox must be one of namespace|chroot|none, got 'jail'");
-    expect(usageError(...BASE, '--seccomp=strict')).toBe("--seccomp must be one of kill|log|trap|none, got 'strict'");
+    expect(usageError(...BASE, '--supervise', '--sandbox=chroot')).toMatch(/^--sandbox=chroot is not supported: a chroot without a mount namespace/);
+    expect(usageError(...BASE, '--supervise', '-o', 'sandbox=chroot')).toMatch(/^-o sandbox=chroot is not supported: /);
+    expect(usageError(...BASE, '--supervise', '--seccomp=trap')).toMatch(/^--seccomp=trap is not supported: /);
+    expect(usageError(...BASE, '--sandbox=jail')).toBe("--sandbox must be one of namespace|none|chroot, got 'jail'");
+    expect(usageError(...BASE, '--seccomp=strict')).toBe("--seccomp must be one of kill|log|none|trap, got 'strict'");
   });
 
   it('unknown options and arguments', () => {

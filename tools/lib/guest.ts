@@ -441,7 +441,9 @@ export const virtiofsdBackend: Backend = {
 /** handlefs' virtiofsd-compatible command line (its fd budget follows RLIMIT_NOFILE). */
 export const handlefsBackend: Backend = {
   name: 'handlefs',
-  argv: (p) => [process.execPath, join(REPO, 'dist', 'cli', 'main.js'), 'virtiofsd', `--socket-path=${p.socketPath}`, `--shared-dir=${p.sharedDir}`, '--cache=auto', '--xattr'],
+  argv: (p) => [process.execPath, join(REPO, 'dist', 'cli', 'main.js'), 'virtiofsd', `--socket-path=${p.socketPath}`, `--shared-dir=${p.sharedDir}`, '--cache=auto', '--xattr',
+    // more options for every handlefs back-end of a run (e.g. --supervise --sandbox=namespace --seccomp=kill)
+    ...(process.env.HANDLEFS_GUEST_ARGS?.split(' ').filter((a) => a !== '') ?? [])],
   handlesSurviveEviction: true,
   boundedFds: true,
   knownFailures: {},

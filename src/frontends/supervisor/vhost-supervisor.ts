@@ -153,6 +153,8 @@ export interface VhostSupervisorOptions {
   keys: SealingKeys;
   connection: Omit<ConnectionOptions, 'supervised'>;
   log: Logger;
+  /** a program that starts Node for the worker (the sandbox launcher), its arguments before Node's own, and the environment; null: Node directly */
+  launch: { execPath: string; head: string[]; env: NodeJS.ProcessEnv } | null;
 }
 
 /** One VMM connection served by a succession of workers. */
@@ -273,7 +275,8 @@ export class VhostSupervisor {
     const child = fork(WORKER, [], {
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', theirs],
-      execArgv: process.execArgv.filter((a) => !a.startsWith('--cpu-prof')),
+      execArgv: [...(this.o.launch?.head ?? []), ...process.execArgv.filter((a) => !a.startsWith('--cpu-prof'))],
+      ...(this.o.launch ? { execPath: this.o.launch.execPath, env: this.o.launch.env } : {}),
     });
     closeQuietly(theirs);
     this.worker = child;
