@@ -54,6 +54,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'virtiofsd': {
       const cfg = cmd.config;
       const plan = cmd.vhost;
+      // before anything uses libuv's pool (it starts on first use and keeps its size); workers inherit it
+      if (plan.threadPoolSize > 0) process.env.UV_THREADPOOL_SIZE = String(plan.threadPoolSize);
       return runServer(cfg, async (log) => {
         const root = sharedDirectory(cfg);
         const keys = await loadKeys(cfg);

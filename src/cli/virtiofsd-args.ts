@@ -52,8 +52,8 @@ where the VMM connects:
                             supervisor (the worker has the guest's memory and queues)
   --tag=TAG                 the tag to advertise in the device's config space (1 to 36 bytes);
                             VMMs that set the tag themselves (QEMU: tag=) do not ask for it
-  --thread-pool-size=N      most requests served at once per request queue (default 0: each
-                            request is served when it is read); blocking I/O runs on libuv's pool
+  --thread-pool-size=N      threads for blocking I/O (libuv's pool, UV_THREADPOOL_SIZE; 0: leave
+                            it, libuv's default 4); requests are read and answered on one thread
   --rlimit-nofile=N         set RLIMIT_NOFILE to N before the share is opened (0: leave it, the
                             default); --fd-budget auto follows it
 

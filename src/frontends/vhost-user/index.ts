@@ -11,7 +11,7 @@ export interface VhostPlan {
   listen: VhostListen;
   /** chgrp the socket (path) to this group, and make it group-accessible; null: leave it */
   socketGroup: string | null;
-  /** virtiofsd --thread-pool-size: most requests served at once per request queue; 0 = inline */
+  /** virtiofsd --thread-pool-size: the libuv pool's threads (blocking I/O); 0 = libuv's default */
   threadPoolSize: number;
   /** set RLIMIT_NOFILE to this before the filesystem is built; null: leave it as it is */
   rlimitNofile: number | null;
