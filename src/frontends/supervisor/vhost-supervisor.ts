@@ -29,10 +29,13 @@ import { Private } from '../vhost-user/connection.js';
 import { INFLIGHT_BYTES } from '../vhost-user/inflight.js';
 import { FLAG_NEED_REPLY, HEADER_SIZE, MessageReader, ProtocolFeature, Req, featureMask, type RawMessage } from '../vhost-user/messages.js';
 import { asFromWorker, type FromWorker, type StartMsg } from './protocol.js';
+import { RECORD_LOG_BYTES, RecordLog } from './record-log.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'vhost-worker.js');
 /** the worker's end of the relay: fd 4 (0-2 stdio, 3 Node's IPC channel) */
 export const RELAY_FD = 4;
+/** the shared record log (record-log.ts): fd 5 */
+export const RECORD_LOG_FD = 5;
 const DRAIN_MS = 10_000;
 const MAX_CRASHES_PER_MIN = 5;
 const RECV_FDS = 32;
@@ -174,7 +177,11 @@ export class VhostSupervisor {
   /** messages relayed to the worker whose reply has not come back, in order */
   private awaiting: Array<{ request: number; flags: number; payload: Buffer; kept: boolean }> = [];
   private readonly inflightFd: number;
+  private readonly logFd: number;
+  private readonly log: RecordLog;
   private init: Buffer | null = null;
+  /** the full state the last upgrade handed over */
+  private upgradeState: Buffer | null = null;
   private readonly records: Buffer[] = [];
   private generation = 0;
   private crashes: number[] = [];
@@ -188,7 +195,13 @@ export class VhostSupervisor {
   constructor(private readonly vmm: number, private readonly o: VhostSupervisorOptions) {
     this.done = new Promise((r) => (this.endWith = r));
     this.inflightFd = sys.memfdCreate('handlefs-inflight', INFLIGHT_BYTES);
+    // sparse: only the pages records fill take memory
+    this.logFd = sys.memfdCreate('handlefs-records', RECORD_LOG_BYTES);
+    this.logMapping = sys.mapShared(this.logFd, RECORD_LOG_BYTES, 0);
+    this.log = new RecordLog(new Uint8Array(this.logMapping));
   }
+
+  private readonly logMapping: ArrayBuffer;
 
   async start(): Promise<void> {
     await this.spawn(null, false);
@@ -274,7 +287,7 @@ export class VhostSupervisor {
     const [mine, theirs] = sys.socketpairUnix();
     const child = fork(WORKER, [], {
       serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc', theirs],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', theirs, this.logFd],
       execArgv: [...(this.o.launch?.head ?? []), ...process.execArgv.filter((a) => !a.startsWith('--cpu-prof'))],
       ...(this.o.launch ? { execPath: this.o.launch.execPath, env: this.o.launch.env } : {}),
     });
@@ -291,7 +304,10 @@ export class VhostSupervisor {
       child.on('exit', (code, signal) => this.onExit(gen, code, signal, reject));
       const start: StartMsg = {
         t: 'start', cfg: this.o.cfg, root: this.o.root, key: this.o.keys.key, previousKeys: this.o.keys.previousKeys,
-        state, records: state ? [] : this.records, init: this.init, vhost: this.o.connection,
+        // after a crash: the state of the last upgrade, what the workers since logged, then what
+        // they streamed over IPC once the log was full
+        state, records: state ? [] : [...(this.upgradeState ? [this.upgradeState] : []), ...this.log.records(), ...this.records],
+        init: this.init, vhost: this.o.connection,
       };
       child.send(start);
     });
@@ -407,6 +423,10 @@ export class VhostSupervisor {
     if (old.exitCode === null && old.signalCode === null) old.kill('SIGKILL');
     this.closeRelay();
     if (this.ended) return;
+    // the state holds every record so far: it is the base a crash successor starts from, and the log starts again
+    this.upgradeState = state;
+    this.log.reset();
+    this.records.length = 0;
     await this.spawn(state, true);
     this.o.log.info({ pid: this.worker?.pid, stateBytes: state.length }, 'upgrade done');
   }
@@ -436,6 +456,8 @@ export class VhostSupervisor {
     this.vmmReader.close().forEach(closeQuietly);
     this.device.clear();
     closeQuietly(this.inflightFd);
+    sys.unmapShared(this.logMapping);
+    closeQuietly(this.logFd);
     closeQuietly(this.vmm);
     this.endWith(end);
   }

@@ -2,13 +2,16 @@
  * The supervised vhost-user worker: the filesystem core and the protocol server, serving the guest
  * through the connection its supervisor relays (vhost-supervisor.ts) on fd 4. Guest memory, the
  * kick and call eventfds and the rings are the worker's own: no request passes the supervisor.
+ * New inode records go into a log in memory shared with the supervisor (fd 5, record-log.ts).
  * Started only by the supervisor (run by hand it exits at once).
  */
 import { childLogger } from '../../log.js';
 import { VhostUserConnection } from '../vhost-user/connection.js';
 import { asToWorker, type StartMsg } from './protocol.js';
-import { RELAY_FD } from './vhost-supervisor.js';
-import { commonMessage, flushRecs, requireSupervisor, send, startCore, type WorkerCore } from './worker-core.js';
+import { RECORD_LOG_BYTES, RecordLog } from './record-log.js';
+import { RECORD_LOG_FD, RELAY_FD } from './vhost-supervisor.js';
+import { sys } from '../../sys/syscalls.js';
+import { commonMessage, flushRecs, requireSupervisor, send, startCore, useRecordLog, type WorkerCore } from './worker-core.js';
 
 requireSupervisor('handlefs virtiofsd --supervise');
 
@@ -16,6 +19,9 @@ let worker: WorkerCore | null = null;
 
 async function start(m: StartMsg): Promise<void> {
   if (!m.vhost) throw new Error('a vhost-user worker needs its connection options');
+  // the record log the supervisor shares (fd 5): a new inode costs no message
+  useRecordLog(new RecordLog(new Uint8Array(sys.mapShared(RECORD_LOG_FD, RECORD_LOG_BYTES, 0))));
+  sys.close(RECORD_LOG_FD);
   // a requester's pid is the guest's: the host's /proc knows nothing of it
   const w = await startCore(m, (opts) => (opts.requesterGroups = () => null));
   worker = w;

@@ -13,6 +13,7 @@ import { childLogger, makeLogger } from '../../log.js';
 import { startStats } from '../../stats.js';
 import type { Logger } from 'pino';
 import type { FromWorker, StartMsg, ToWorker } from './protocol.js';
+import type { RecordLog } from './record-log.js';
 
 export const send = (m: FromWorker): void => {
   process.send!(m);
@@ -30,8 +31,17 @@ export function flushRecs(): void {
   send({ t: 'recs', recs });
 }
 
-/** A sealed record for the supervisor, sent in a batch once the current request is done. */
+/** Where records go first when the transport shares memory with the supervisor (record-log.ts). */
+let recordLog: RecordLog | null = null;
+
+/** Hand records to `log` from now on (IPC only for what does not fit). */
+export function useRecordLog(log: RecordLog): void {
+  recordLog = log;
+}
+
+/** A sealed record for the supervisor: into the shared log, or sent in a batch once the current request is done. */
 function streamRecord(sealed: Buffer): void {
+  if (recordLog?.append(sealed)) return;
   pendingRecs.push(sealed);
   if (!flushScheduled) {
     flushScheduled = true;
