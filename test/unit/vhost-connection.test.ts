@@ -85,6 +85,8 @@ interface CaseOpts {
   layout?: readonly { gpa: number; size: number }[];
   /** the connection must have ended by itself (socket error, fatal message) before teardown */
   endsItself?: boolean;
+  /** the back-end maps regions in pieces of this many bytes (its default is just under 4 GiB) */
+  pieceBytes?: bigint;
 }
 
 /**
@@ -107,7 +109,7 @@ async function withConnection(body: (env: Env) => Promise<void>, o: CaseOpts = {
   const server = new ProtocolServer(pfs, { maxWrite: MAX_WRITE, requesterGroups: () => null }, silent);
   const { log, cap } = captureLogger('warn');
   const vmm = new FakeVmm(o.layout);
-  const conn = new VhostUserConnection(vmm.backFd, server, { requestQueues: 1, maxRequestBytes: requestBufferSize(MAX_WRITE) }, log);
+  const conn = new VhostUserConnection(vmm.backFd, server, { requestQueues: 1, maxRequestBytes: requestBufferSize(MAX_WRITE), mapPieceBytes: o.pieceBytes }, log);
   let settled = false;
   void conn.done.then(() => (settled = true));
   conn.start();
@@ -206,6 +208,24 @@ describe('vhost-user connection: happy path', () => {
       expect(end).toEqual({ reason: 'closed' });
     });
   }
+
+  it('regions mapped in pieces (as a region over 4 GiB is): buffers across piece boundaries work, REM_MEM_REG unmaps every piece', async () => {
+    await withConnection(async (env) => {
+      const before = ramMaps();
+      await env.vmm.handshake();
+      const mapped = ramMaps();
+      await fileRoundTrip(env, 'pieces', { splitReadable: true });
+      expect(env.conn.counters).toMatchObject({ brokenQueues: 0, badMessages: 0 });
+      expect(warnings(env.cap)).toEqual([]);
+      // the low region holds no ring: removing it leaves the queues, and takes all its pieces
+      const lo = env.vmm.guest.descs[0]!;
+      expect(await env.vmm.acked(Req.REM_MEM_REG, addMemReg(lo), [])).toBe(0n);
+      expect(ramMaps()).toBeLessThan(mapped);
+      expect(ramMaps()).toBeGreaterThan(before);
+      // and a region that is not one of ours, piece-sized or not, is refused
+      expect(await env.vmm.acked(Req.REM_MEM_REG, addMemReg({ ...lo, size: 0x4000n }), [])).not.toBe(0n);
+    }, { pieceBytes: 0x1000n }); // a page: the 8 KiB READ reply and the ~2 KiB WRITE cross pieces
+  });
 
   it('indirect chains carry the whole session', async () => {
     await withConnection(async (env) => {

@@ -22,7 +22,7 @@ import { Op, opcodeRow } from '../../fuse/opcodes.js';
 import { LogOnce } from '../../log.js';
 import { AT_EMPTY_PATH, F_GETFL, F_SETFL, O_NONBLOCK, PAGE_SIZE, S_IFMT, S_IFREG } from '../../sys/constants.js';
 import { statAt, sys, type MappedSeg } from '../../sys/syscalls.js';
-import { GuestMemory, MAX_MEM_REGIONS, type MemoryRegion } from './guest-memory.js';
+import { GuestMemory, type MemoryRegion } from './guest-memory.js';
 import {
   Feature, MessageReader, ProtocolFeature, Req, decodeMessage, encodeAck, encodeStateReply, encodeU64Reply, featureMask,
   messageFds, type RawMessage, type RegionDesc, type VhostMessage,
@@ -49,6 +49,8 @@ export interface ConnectionOptions {
   supervised?: boolean;
   /** called before a reply reaches the guest (a supervised worker streams the records it names first) */
   beforeReply?: () => void;
+  /** the largest piece a region is mapped in (default just under 4 GiB; smaller in tests) */
+  mapPieceBytes?: bigint;
 }
 
 /**
@@ -78,6 +80,20 @@ const P_REPLY_ACK = featureMask(ProtocolFeature.REPLY_ACK);
 const RECV_FDS = 32;
 const READ_CHUNK = 4096 + 12;
 const PAGE_MASK = BigInt(PAGE_SIZE - 1);
+/** GET_MAX_MEM_SLOTS: the regions a VMM may add (QEMU's most) */
+const MAX_MEM_SLOTS = 32;
+/** a region is mapped in pieces of at most this (page-aligned, below the 4 GiB an ArrayBuffer holds) */
+const MAX_PIECE = (1n << 32n) - 65536n;
+
+/** The pieces a region is mapped in: consecutive, each at most MAX_PIECE (`piece` smaller in tests). */
+export function regionPieces(r: RegionDesc, piece = MAX_PIECE): RegionDesc[] {
+  const out: RegionDesc[] = [];
+  for (let off = 0n; off < r.size; off += piece) {
+    const size = r.size - off < piece ? r.size - off : piece;
+    out.push({ gpa: r.gpa + off, size, uva: r.uva + off, mmapOffset: r.mmapOffset + off });
+  }
+  return out;
+}
 /** fuse_in_header and fuse_write_in: what a WRITE copies; its data stays in guest memory */
 const WRITE_HEADERS = InHeader.SIZE + WriteIn.SIZE;
 /** Views of mapped guest memory as the addon takes them. */
@@ -316,7 +332,7 @@ export class VhostUserConnection {
         this.send(encodeU64Reply(m.request, this.queues.length));
         return null;
       case Req.GET_MAX_MEM_SLOTS:
-        this.send(encodeU64Reply(m.request, MAX_MEM_REGIONS));
+        this.send(encodeU64Reply(m.request, MAX_MEM_SLOTS));
         return null;
       case Req.SET_OWNER:
         return true;
@@ -676,14 +692,24 @@ export class VhostUserConnection {
    * accepts a range past the end of a file, but touching those pages raises SIGBUS and kills the
    * process: a region a regular file (memfd, shm, hugetlbfs) does not cover is refused here.
    */
-  private map(r: RegionDesc, fd: number): MemoryRegion {
+  private map(r: RegionDesc, fd: number): MemoryRegion[] {
+    if (r.size === 0n) throw new Error('a memory region of size 0');
     const st = statAt(fd, EMPTY_NAME, AT_EMPTY_PATH);
     if ((st.mode & S_IFMT) === S_IFREG && st.size < r.mmapOffset + r.size) {
       throw new Error(`region [${r.mmapOffset}, +${r.size}) ends past the end of its file (${st.size} bytes)`);
     }
-    const lead = r.mmapOffset & PAGE_MASK;
-    const ab = sys.mapShared(fd, r.size + lead, r.mmapOffset - lead);
-    return { gpa: r.gpa, size: r.size, uva: r.uva, mmapOffset: r.mmapOffset, bytes: new Uint8Array(ab, Number(lead), Number(r.size)) };
+    const out: MemoryRegion[] = [];
+    try {
+      for (const p of regionPieces(r, this.opts.mapPieceBytes)) {
+        const lead = p.mmapOffset & PAGE_MASK;
+        const ab = sys.mapShared(fd, p.size + lead, p.mmapOffset - lead);
+        out.push({ ...p, bytes: new Uint8Array(ab, Number(lead), Number(p.size)) });
+      }
+    } catch (e) {
+      for (const m of out) unmap(m);
+      throw e;
+    }
+    return out;
   }
 
   /** Rings live in guest memory: after a change of the table each running queue is rebuilt where it was. */
@@ -699,7 +725,7 @@ export class VhostUserConnection {
   private setMemTable(regions: readonly RegionDesc[], fds: readonly number[]): boolean {
     const mapped: MemoryRegion[] = [];
     try {
-      for (let i = 0; i < regions.length; i++) mapped.push(this.map(regions[i]!, fds[i]!));
+      for (let i = 0; i < regions.length; i++) mapped.push(...this.map(regions[i]!, fds[i]!));
     } catch (e) {
       for (const r of mapped) unmap(r);
       this.once.warn('mem-table', { err: e }, 'vhost-user: cannot map the guest memory table');
@@ -719,32 +745,36 @@ export class VhostUserConnection {
   }
 
   private addRegion(d: RegionDesc, fd: number): boolean {
-    let r: MemoryRegion;
+    let pieces: MemoryRegion[];
     try {
-      r = this.map(d, fd);
+      pieces = this.map(d, fd);
     } catch (e) {
       this.once.warn('add-mem-reg', { err: e }, 'vhost-user: cannot map a guest memory region');
       return false;
     } finally {
       closeQuietly(fd);
     }
-    const err = this.memory.add(r);
-    if (err) {
-      unmap(r);
-      this.once.warn('add-mem-reg-bad', { why: err.error }, 'vhost-user: refused a guest memory region');
+    const res = this.memory.replaceAll([...this.memory.regions, ...pieces]);
+    if ('error' in res) {
+      for (const p of pieces) unmap(p);
+      this.once.warn('add-mem-reg-bad', { why: res.error }, 'vhost-user: refused a guest memory region');
       return false;
     }
     return true;
   }
 
   private removeRegion(d: RegionDesc): boolean {
-    const r = this.memory.remove(d.gpa, d.size, d.uva);
-    if ('error' in r) {
-      this.once.warn('rem-mem-reg', { why: r.error }, 'vhost-user: cannot remove a guest memory region');
+    // exactly the pieces the region was added as, or nothing
+    const pieces = regionPieces(d, this.opts.mapPieceBytes);
+    const gone = this.memory.regions.filter((r) => pieces.some((p) => p.gpa === r.gpa && p.size === r.size && p.uva === r.uva));
+    if (pieces.length === 0 || gone.length !== pieces.length) {
+      this.once.warn('rem-mem-reg', { gpa: d.gpa.toString(16) }, 'vhost-user: cannot remove a guest memory region: no such region');
       return false;
     }
+    const res = this.memory.replaceAll(this.memory.regions.filter((r) => !gone.includes(r)));
+    if ('error' in res) return false;
     this.rebuildRings();
-    unmap(r);
+    for (const r of gone) unmap(r);
     return true;
   }
 

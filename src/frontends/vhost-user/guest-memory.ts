@@ -26,8 +26,11 @@ export interface MemoryRegion {
 
 export interface MemoryError { readonly error: string }
 
-/** GET_MAX_MEM_SLOTS answer: the most regions this table holds. */
-export const MAX_MEM_REGIONS = 32;
+/**
+ * The most regions this table holds: the VMM's memory slots (GET_MAX_MEM_SLOTS: 32), each mapped
+ * in pieces of at most 4 GiB (a Node 20 ArrayBuffer's limit), so a guest of a few hundred GiB fits.
+ */
+export const MAX_MEM_REGIONS = 512;
 
 const U64_LIMIT = 1n << 64n;
 const SAFE_LIMIT = 2 ** 53;
