@@ -69,12 +69,19 @@ export class VhostUserListener {
     } else {
       const p = opts.listen.path;
       // a socket file left by a server that died is replaced; anything else at the path is an error
+      let st: fs.Stats | null = null;
       try {
-        if (fs.lstatSync(p).isSocket()) fs.unlinkSync(p);
+        st = fs.lstatSync(p);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot use the socket path ${p} (${(e as NodeJS.ErrnoException).code})`);
       }
-      this.fd = sys.unixListen(p, 1);
+      if (st && !st.isSocket()) throw new Error(`${p} exists and is not a socket; remove it or choose another --socket-path`);
+      if (st) fs.unlinkSync(p);
+      try {
+        this.fd = sys.unixListen(p, 1);
+      } catch (e) {
+        throw new Error(`cannot listen on ${p} (${(e as { code?: string }).code ?? 'error'})`);
+      }
       this.ownPath = p;
       // only the owner (and the --socket-group) may connect: a connection controls the share
       fs.chmodSync(p, opts.socketGid === null ? 0o600 : 0o660);
