@@ -50,8 +50,8 @@ where the VMM connects:
                             upgrade), and a worker that dies is replaced (requests it had taken
                             get EIO): the guest's mount survives both. No request passes the
                             supervisor (the worker has the guest's memory and queues)
-  --tag=TAG                 the tag to advertise in the device's config space (1 to 36 bytes);
-                            VMMs that set the tag themselves (QEMU: tag=) do not ask for it
+  --tag=TAG                 the tag in the device's config space (1 to 36 bytes), for VMMs that
+                            read it (GET_CONFIG); QEMU sets its own (tag=) and never asks
   --thread-pool-size=N      threads for blocking I/O (libuv's pool, UV_THREADPOOL_SIZE; 0: leave
                             it, libuv's default 4); requests are read and answered on one thread
   --rlimit-nofile=N         set RLIMIT_NOFILE to N before the share is opened (0: leave it, the

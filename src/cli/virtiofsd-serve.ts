@@ -53,6 +53,7 @@ export async function startVirtiofsd(cfg: Config, plan: VhostPlan, root: string,
     requestQueues: REQUEST_QUEUES,
     // a WRITE of max_write bytes and its headers; a longer chain is a hostile one
     maxRequestBytes: requestBufferSize(cfg.maxWrite),
+    ...(plan.tag === undefined ? {} : { tag: plan.tag }),
   };
   const listener = new VhostUserListener(
     { listen: plan.listen, exitOnDisconnect: plan.exitOnDisconnect, socketGid: plan.socketGroup === null ? null : groupId(plan.socketGroup) },

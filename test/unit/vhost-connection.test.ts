@@ -87,6 +87,8 @@ interface CaseOpts {
   endsItself?: boolean;
   /** the back-end maps regions in pieces of this many bytes (its default is just under 4 GiB) */
   pieceBytes?: bigint;
+  /** --tag: the config space the back-end offers */
+  tag?: string;
 }
 
 /**
@@ -109,7 +111,7 @@ async function withConnection(body: (env: Env) => Promise<void>, o: CaseOpts = {
   const server = new ProtocolServer(pfs, { maxWrite: MAX_WRITE, requesterGroups: () => null }, silent);
   const { log, cap } = captureLogger('warn');
   const vmm = new FakeVmm(o.layout);
-  const conn = new VhostUserConnection(vmm.backFd, server, { requestQueues: 1, maxRequestBytes: requestBufferSize(MAX_WRITE), mapPieceBytes: o.pieceBytes }, log);
+  const conn = new VhostUserConnection(vmm.backFd, server, { requestQueues: 1, maxRequestBytes: requestBufferSize(MAX_WRITE), mapPieceBytes: o.pieceBytes, ...(o.tag === undefined ? {} : { tag: o.tag }) }, log);
   let settled = false;
   void conn.done.then(() => (settled = true));
   conn.start();
@@ -280,6 +282,26 @@ describe('vhost-user connection: hostile messages', () => {
       await stillServes(env);
       expect(env.conn.counters.badMessages).toBe(3); // the three unknown ones
     });
+  });
+
+  it('with --tag, CONFIG is offered and GET_CONFIG reads the tag and the queue count; SET_CONFIG is refused', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      expect((await vmm.get(Req.GET_PROTOCOL_FEATURES)) & (1n << 9n)).toBe(1n << 9n);
+      await vmm.handshake();
+      vmm.send(Req.GET_CONFIG, Buffer.concat([u32(0, 40, 0), Buffer.alloc(40)]));
+      const r = await vmm.reply();
+      expect(r).not.toBe('closed');
+      const p = (r as { payload: Buffer }).payload;
+      expect([p.readUInt32LE(0), p.readUInt32LE(4)]).toEqual([0, 40]);
+      expect(p.subarray(12, 12 + 36)).toEqual(Buffer.concat([Buffer.from('vm1-share'), Buffer.alloc(27)]));
+      expect(p.readUInt32LE(12 + 36)).toBe(1);
+      // past the end of the space: an empty answer, and the connection lives
+      vmm.send(Req.GET_CONFIG, Buffer.concat([u32(36, 8, 0), Buffer.alloc(8)]));
+      expect(((await vmm.reply()) as { payload: Buffer }).payload.readUInt32LE(4)).toBe(0);
+      expect(await vmm.acked(Req.SET_CONFIG, Buffer.concat([u32(0, 4, 0), Buffer.alloc(4)]))).not.toBe(0n);
+      await stillServes(env);
+    }, { tag: 'vm1-share' });
   });
 
   it('a request that expects a value it cannot get ends the connection with one log line', async () => {

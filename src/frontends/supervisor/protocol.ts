@@ -25,7 +25,7 @@ export interface StartMsg {
   /** the kernel's INIT request, replayed so that the worker's protocol server is initialized */
   init: Uint8Array | null;
   /** a vhost-user worker: how it serves the relayed connection (vhost-worker.ts) */
-  vhost?: { requestQueues: number; maxRequestBytes: number };
+  vhost?: { requestQueues: number; maxRequestBytes: number; tag?: string };
 }
 
 export interface ReqMsg {

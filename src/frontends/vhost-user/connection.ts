@@ -24,7 +24,7 @@ import { AT_EMPTY_PATH, F_GETFL, F_SETFL, O_NONBLOCK, PAGE_SIZE, S_IFMT, S_IFREG
 import { statAt, sys, type MappedSeg } from '../../sys/syscalls.js';
 import { GuestMemory, type MemoryRegion } from './guest-memory.js';
 import {
-  Feature, MessageReader, ProtocolFeature, Req, decodeMessage, encodeAck, encodeStateReply, encodeU64Reply, featureMask,
+  Feature, MessageReader, ProtocolFeature, Req, decodeMessage, encodeAck, encodeReply, encodeStateReply, encodeU64Reply, featureMask,
   messageFds, type RawMessage, type RegionDesc, type VhostMessage,
 } from './messages.js';
 import { INFLIGHT_BYTES, InflightTable } from './inflight.js';
@@ -51,6 +51,11 @@ export interface ConnectionOptions {
   beforeReply?: () => void;
   /** the largest piece a region is mapped in (default just under 4 GiB; smaller in tests) */
   mapPieceBytes?: bigint;
+  /**
+   * The tag to show in the device's config space (virtiofsd --tag): offered with the CONFIG
+   * protocol feature for VMMs that read it (GET_CONFIG); QEMU sets its own (tag=) and never asks.
+   */
+  tag?: string;
 }
 
 /**
@@ -71,6 +76,9 @@ export const OFFERED_FEATURES = featureMask(
 );
 /** vhost-user protocol features offered: acknowledgements and memory slots (no MQ, no back-end channel, no logging). */
 export const OFFERED_PROTOCOL_FEATURES = featureMask(ProtocolFeature.REPLY_ACK, ProtocolFeature.CONFIGURE_MEM_SLOTS);
+const P_CONFIG = featureMask(ProtocolFeature.CONFIG);
+/** virtio-fs's config space: u8 tag[36], le32 num_request_queues */
+const TAG_BYTES = 36;
 const F_PROTOCOL_FEATURES = featureMask(Feature.VHOST_USER_F_PROTOCOL_FEATURES);
 const F_EVENT_IDX = featureMask(Feature.VIRTIO_RING_F_EVENT_IDX);
 const F_INDIRECT = featureMask(Feature.VIRTIO_RING_F_INDIRECT_DESC);
@@ -323,10 +331,10 @@ export class VhostUserConnection {
         this.features = m.value;
         return true;
       case Req.GET_PROTOCOL_FEATURES:
-        this.send(encodeU64Reply(m.request, OFFERED_PROTOCOL_FEATURES));
+        this.send(encodeU64Reply(m.request, this.offeredProtocolFeatures()));
         return null;
       case Req.SET_PROTOCOL_FEATURES:
-        this.protocolFeatures = m.value & OFFERED_PROTOCOL_FEATURES;
+        this.protocolFeatures = m.value & this.offeredProtocolFeatures();
         return true;
       case Req.GET_QUEUE_NUM:
         this.send(encodeU64Reply(m.request, this.queues.length));
@@ -402,6 +410,23 @@ export class VhostUserConnection {
         }
         return true;
       }
+      case Req.GET_CONFIG: {
+        const space = this.configSpace();
+        if (space === null) return this.unsupported(m);
+        // the part of the config space asked for; past its end an empty answer
+        const ok = m.offset + m.size <= space.length && m.size > 0;
+        const out = Buffer.alloc(12 + (ok ? m.size : 0));
+        out.writeUInt32LE(m.offset, 0);
+        out.writeUInt32LE(ok ? m.size : 0, 4);
+        out.writeUInt32LE(m.flags, 8);
+        if (ok) space.copy(out, 12, m.offset, m.offset + m.size);
+        this.send(encodeReply(m.request, out));
+        return null;
+      }
+      case Req.SET_CONFIG:
+        // the config space is read-only
+        for (const f of messageFds(m)) closeQuietly(f);
+        return false;
       case Req.GET_STATUS:
         // not offered (no STATUS protocol feature): a VMM asking anyway gets 0
         this.send(encodeU64Reply(m.request, 0));
@@ -409,12 +434,28 @@ export class VhostUserConnection {
       case Req.SET_STATUS:
         return true;
       default:
-        // features we did not offer (logging, back-end channel, config space, inflight tracking)
-        for (const f of messageFds(m)) closeQuietly(f);
-        this.once.warn(`unsupported-${m.request}`, { request: m.request }, 'vhost-user: refused a request of a feature we did not offer');
-        if (expectsValue(m.request)) this.fail(`request ${m.request} is not supported`);
-        return false;
+        return this.unsupported(m);
     }
+  }
+
+  /** A request of a feature we did not offer (logging, back-end channel, config space, inflight tracking). */
+  private unsupported(m: VhostMessage): false {
+    for (const f of messageFds(m)) closeQuietly(f);
+    this.once.warn(`unsupported-${m.request}`, { request: m.request }, 'vhost-user: refused a request of a feature we did not offer');
+    if (expectsValue(m.request)) this.fail(`request ${m.request} is not supported`);
+    return false;
+  }
+
+  private offeredProtocolFeatures(): bigint {
+    return this.opts.tag === undefined ? OFFERED_PROTOCOL_FEATURES : OFFERED_PROTOCOL_FEATURES | P_CONFIG;
+  }
+
+  private configSpace(): Buffer | null {
+    if (this.opts.tag === undefined) return null;
+    const b = Buffer.alloc(TAG_BYTES + 4);
+    Buffer.from(this.opts.tag).copy(b, 0, 0, TAG_BYTES);
+    b.writeUInt32LE(this.opts.requestQueues, TAG_BYTES);
+    return b;
   }
 
   private queueOf(index: number): QueueState | null {
