@@ -29,7 +29,7 @@ export default defineConfig({
         test: {
           name: 'mount-sandboxed',
           include: ['test/mount/**/*.test.ts', 'test/security/**/*.test.ts', 'test/stress/**/*.test.ts'],
-          exclude: ['test/mount/sandbox.test.ts'],
+          exclude: ['test/mount/sandbox.test.ts', 'test/mount/sandbox-chroot.test.ts'],
           env: { HANDLEFS_TEST_SANDBOX: 'kill' },
           fileParallelism: false,
           testTimeout: 120_000,

@@ -19,7 +19,7 @@ export type Frontend = 'raw' | 'fuse-native';
 export const CACHE_POLICIES: readonly CachePolicy[] = ['auto', 'always', 'metadata', 'never'];
 export const REOPEN_STRATEGIES: readonly ReopenStrategy[] = ['auto', 'handle', 'path'];
 export const FRONTENDS: readonly Frontend[] = ['raw', 'fuse-native'];
-export const SANDBOX_MODES: readonly SandboxMode[] = ['namespace', 'none'];
+export const SANDBOX_MODES: readonly SandboxMode[] = ['namespace', 'chroot', 'none'];
 export const SECCOMP_MODES: readonly SeccompMode[] = ['kill', 'log', 'none'];
 export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -251,6 +251,10 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
   if (cfg.passthrough && cfg.frontend !== 'raw') throw new ConfigError('--passthrough needs --frontend raw');
   // the kernel refuses FUSE_PASSTHROUGH together with the writeback cache (fuse_kernel.h, 7.40)
   if (cfg.passthrough && cfg.writeback) throw new ConfigError('--passthrough cannot be combined with --writeback');
+  if (cfg.sandbox === 'chroot' && (cfg.statsFile !== null || cfg.stateFile !== null)) {
+    // the worker writes them, and after its chroot nothing outside the share has a name
+    throw new ConfigError('--sandbox chroot cannot write --stats-file or --state-file (outside the share); use --sandbox namespace');
+  }
   if (!cfg.supervise && (cfg.sandbox !== 'none' || cfg.seccomp !== 'none' || cfg.modcaps)) {
     // the worker is what is sandboxed; the supervisor keeps /dev/fuse and the mount outside it
     throw new ConfigError('--sandbox, --seccomp and --modcaps need --supervise (they apply to the worker process)');
@@ -286,9 +290,6 @@ function checkIdentityOptions(cfg: Config): void {
 
 function sandboxOptions(o: RawOptions): Pick<Config, 'sandbox' | 'seccomp' | 'modcaps'> {
   const d = DEFAULT_CONFIG;
-  if (o.sandbox === 'chroot') {
-    throw new ConfigError('--sandbox chroot is not supported: a chroot without a mount namespace cannot hold Node, its libraries and /proc beside the share; use namespace or none');
-  }
   let modcaps: CapChange | null = d.modcaps;
   if (o.modcaps !== undefined) {
     try {

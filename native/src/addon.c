@@ -28,7 +28,7 @@ static napi_value init(napi_env env, napi_value exports) {
     /* lock.c */
     EXPORT(ofdGetlk), EXPORT(ofdSetlk), EXPORT(ofdSetlkw), EXPORT(flock), EXPORT(flockWait),
     /* proc.c */
-    EXPORT(getrlimitNofile), EXPORT(setrlimitNofile), EXPORT(capEffective),
+    EXPORT(getrlimitNofile), EXPORT(setrlimitNofile), EXPORT(capEffective), EXPORT(chrootInto), EXPORT(fchdir), EXPORT(dropCapability),
     /* dev.c */
     EXPORT(mount), EXPORT(umount2), EXPORT(fuseBackingOpen), EXPORT(fuseBackingClose), EXPORT(makedev),
     EXPORT(socketpairUnix), EXPORT(recvFd),

@@ -26,7 +26,7 @@ BINDING(lgetxattr); BINDING(lsetxattr); BINDING(fgetxattrTry);
 /* lock.c */
 BINDING(ofdGetlk); BINDING(ofdSetlk); BINDING(ofdSetlkw); BINDING(flock); BINDING(flockWait);
 /* proc.c */
-BINDING(getrlimitNofile); BINDING(setrlimitNofile); BINDING(capEffective);
+BINDING(getrlimitNofile); BINDING(setrlimitNofile); BINDING(capEffective); BINDING(chrootInto); BINDING(fchdir); BINDING(dropCapability);
 /* dev.c */
 BINDING(mount); BINDING(umount2); BINDING(fuseBackingOpen); BINDING(fuseBackingClose); BINDING(makedev);
 BINDING(socketpairUnix); BINDING(recvFd);

@@ -36,6 +36,41 @@ BINDING(setrlimitNofile) {
   return NULL;
 }
 
+/* chrootInto(rootFd): make the directory rootFd this process's root and its cwd (fchdir + chroot(".")). */
+BINDING(chrootInto) {
+  GET_ARGS(env, info, 1);
+  int32_t root;
+  ARG_I32(0, &root);
+  if (fchdir(root) < 0) return throw_errno(env, errno, "fchdir");
+  if (chroot(".") < 0) return throw_errno(env, errno, "chroot");
+  return NULL;
+}
+
+BINDING(fchdir) {
+  GET_ARGS(env, info, 1);
+  int32_t fd;
+  ARG_I32(0, &fd);
+  if (fchdir(fd) < 0) return throw_errno(env, errno, "fchdir");
+  return NULL;
+}
+
+/* dropCapability(cap): remove cap from this process's effective, permitted and inheritable sets (no privilege needed). */
+BINDING(dropCapability) {
+  GET_ARGS(env, info, 1);
+  uint32_t cap;
+  ARG_U32(0, &cap);
+  if (cap >= 32 * _LINUX_CAPABILITY_U32S_3) { throw_arg_range(env, 0, "a capability number below 64"); return NULL; }
+  struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+  struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
+  if (syscall(SYS_capget, &hdr, data) < 0) return throw_errno(env, errno, "capget");
+  uint32_t bit = 1u << (cap % 32);
+  data[cap / 32].effective &= ~bit;
+  data[cap / 32].permitted &= ~bit;
+  data[cap / 32].inheritable &= ~bit;
+  if (syscall(SYS_capset, &hdr, data) < 0) return throw_errno(env, errno, "capset");
+  return NULL;
+}
+
 BINDING(capEffective) {
   GET_ARGS(env, info, 1);
   uint32_t cap;

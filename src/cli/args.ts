@@ -117,15 +117,18 @@ options:
                             it the client sees host changes when its cache times out). Default on
                             with the raw frontend unless --cache never; not with --supervise or
                             --frontend fuse-native (no peer of virtiofsd does this)
-  --sandbox namespace|none  (with --supervise) start the worker in new mount, pid and network
-                            namespaces, pivot_root'ed into a root holding only the share, Node
-                            and the handlefs tree (read-only), the --stats-file/--state-file
+  --sandbox namespace|chroot|none
+                            (with --supervise) namespace: start the worker in new mount, pid and
+                            network namespaces, pivot_root'ed into a root holding only the share,
+                            Node and the handlefs tree (read-only), the --stats-file/--state-file
                             directories and its own /proc; the supervisor keeps /dev/fuse and the
-                            mount outside. Default none: the sandbox needs the worker split of
+                            mount outside. chroot, where namespaces are not allowed: the worker
+                            chroots itself into the share once loaded (it keeps /proc/self/fd
+                            open; weaker than namespace, as virtiofsd's chroot; no --stats-file
+                            or --state-file). Default none: the sandbox needs the worker split of
                             --supervise (one more copy of every request), so it is not imposed
                             on every mount; a careful operator runs
-                            --supervise --sandbox namespace --seccomp kill. chroot is refused (no
-                            root for Node without a mount namespace)
+                            --supervise --sandbox namespace --seccomp kill
   --seccomp kill|log|none   (with --supervise) let the worker make only the syscalls on the
                             measured allow-list (src/sandbox/seccomp-allow.ts): any other kills it
                             (kill; the supervisor answers its requests EIO and restarts it) or is

@@ -85,7 +85,7 @@ export function preflight(cfg: Config): Preflight {
   }
   if (cfg.sandbox !== 'none' || cfg.seccomp !== 'none' || cfg.modcaps) {
     if (!fs.existsSync(LAUNCHER)) throw new SetupError(`the sandbox launcher ${LAUNCHER} is missing; build it with scripts/setup (needs libseccomp-dev)`);
-    if (cfg.sandbox === 'namespace' && !root0) throw new SetupError('--sandbox namespace needs root (new namespaces and mounts); use --sandbox none');
+    if (cfg.sandbox !== 'none' && !root0) throw new SetupError(`--sandbox ${cfg.sandbox} needs root (${cfg.sandbox === 'namespace' ? 'new namespaces and mounts' : 'chroot'}); use --sandbox none`);
   }
   return { root, mountpoint: mnt };
 }

@@ -107,13 +107,15 @@ logging and process:
                             stderr; debug traces every request
   -d, -o debug              --log-level=debug
   -f                        run in the foreground: handlefs always does
-  --sandbox=namespace|none  with --supervise: the worker (the process that maps guest memory and
+  --sandbox=namespace|chroot|none
+                            with --supervise: the worker (the process that maps guest memory and
                             serves the guest) runs in new mount, pid and network namespaces, in a
-                            read-only root holding only the share, Node and handlefs, with fewer
-                            capabilities (handlefs mount --help says which). Default none:
-                            virtiofsd's default is namespace, but here it needs --supervise; a
-                            careful operator passes --supervise --sandbox=namespace --seccomp=kill.
-                            chroot is refused (no mount namespace: no room for Node by the share)
+                            read-only root holding only the share, Node and handlefs (namespace),
+                            or chroots itself into the share once loaded (chroot: weaker, for
+                            where namespaces are not allowed), with fewer capabilities (handlefs
+                            mount --help says which). Default none: virtiofsd's default is
+                            namespace, but here it needs --supervise; a careful operator passes
+                            --supervise --sandbox=namespace --seccomp=kill
   --seccomp=kill|log|none   with --supervise: the worker's syscall allow-list (kill: any other
                             syscall kills it, and the supervisor starts a successor; log: logged).
                             Default none, as --sandbox; trap is refused
@@ -130,7 +132,7 @@ refused (not supported yet): --no-killpriv-v2, --allow-direct-io, --allow-mmap, 
   --uid-map, --gid-map, --syslog, --daemonize, --migration-mode, --migration-on-error,
   --migration-verify-handles, --migration-confirm-paths; -o no_killpriv_v2, allow_direct_io,
   no_readdirplus, no_flock, no_posix_lock, timeout, max_idle_threads, allow_root, and
-  -o sandbox=chroot as --sandbox.
+  -o sandbox=... as --sandbox.
 
 signals: SIGTERM and SIGINT end the server. exit status: 0 after the VMM disconnected (or a signal),
   1 when setting up or serving fails, 2 on a usage error.
@@ -171,7 +173,6 @@ function choice(shown: string, v: string, accepted: readonly string[], refusedVa
   if (why !== undefined) throw new ConfigError(`${shown}=${v} is not supported: ${why}`);
   throw new ConfigError(`${shown} must be one of ${[...accepted, ...Object.keys(refusedValues)].join('|')}, got '${v}'`);
 }
-const NO_CHROOT = "a chroot without a mount namespace cannot hold Node, its libraries and /proc/self/fd beside the share; use --sandbox=namespace (with --supervise)";
 const NO_TRAP = 'SIGSYS would kill Node as surely as kill does; use --seccomp=kill or log';
 
 const LONG: Readonly<Record<string, Entry>> = {
@@ -222,7 +223,7 @@ const LONG: Readonly<Record<string, Entry>> = {
   'handle-key-file': rawValue('handleKeyFile'),
   'state-file': rawValue('stateFile'),
   'log-level': value((s, v) => (s.raw.logLevel = LOG_LEVEL_NAMES[v] ?? v)),
-  sandbox: value((s, v, shown) => (s.raw.sandbox = choice(shown, v, ['namespace', 'none'], { chroot: NO_CHROOT }))),
+  sandbox: value((s, v, shown) => (s.raw.sandbox = choice(shown, v, ['namespace', 'chroot', 'none'], {}))),
   seccomp: value((s, v, shown) => (s.raw.seccomp = choice(shown, v, ['kill', 'log', 'none'], { trap: NO_TRAP }))),
   // HANDLE_KILLPRIV_V2 is negotiated whenever the guest offers it
   'killpriv-v2': flag(() => {}),

@@ -1,4 +1,4 @@
-import { sys, procFdPath } from '../sys/syscalls.js';
+import { sys, withProcFdPath } from '../sys/syscalls.js';
 import type { Services } from './services.js';
 
 const POSIX_ACL_DEFAULT = Buffer.from('system.posix_acl_default');
@@ -11,5 +11,5 @@ const POSIX_ACL_DEFAULT = Buffer.from('system.posix_acl_default');
  */
 export function createMode(s: Services, dirFd: number, mode: number, umask: number): number {
   if (!s.opts.posixAcl || (mode & umask) === 0) return mode & ~umask;
-  return sys.getxattrTry(procFdPath(dirFd), POSIX_ACL_DEFAULT, null) > 0 ? mode : mode & ~umask;
+  return withProcFdPath(dirFd, (p) => sys.getxattrTry(p, POSIX_ACL_DEFAULT, null)) > 0 ? mode : mode & ~umask;
 }

@@ -4,7 +4,13 @@
  * server holds; every name operation, open and change first proves the fd is inside.
  */
 import { E, FsError } from '../errors.js';
-import { sys, procFdPath, AT_FDCWD } from '../sys/syscalls.js';
+import {
+  sys, chrooted, procFdDir, procFdPath, statAt, AT_EMPTY_PATH, O_CLOEXEC, O_NOFOLLOW, O_PATH, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS,
+  RESOLVE_NO_SYMLINKS,
+} from '../sys/syscalls.js';
+
+const DELETED = Buffer.from(' (deleted)');
+const EMPTY = Buffer.alloc(0);
 import type { Inode } from './inode-store.js';
 import type { Services } from './services.js';
 
@@ -26,12 +32,12 @@ export class Confinement {
     s.counters.placeChecks++;
     let p: Buffer;
     try {
-      p = sys.readlinkat(AT_FDCWD, procFdPath(fd));
+      p = sys.readlinkat(procFdDir(), procFdPath(fd));
     } catch {
       throw new FsError(E.ESTALE, 'cannot place the inode');
     }
     const r = s.rootPath;
-    if (p.length > r.length && p[r.length] === 0x2f && p.subarray(0, r.length).equals(r)) {
+    if (chrooted() ? this.insideChroot(p, fd) : p.length > r.length && p[r.length] === 0x2f && p.subarray(0, r.length).equals(r)) {
       // renames are only watched on the root's filesystem: a submount's inodes are proven each time
       if (this.onRootMount(inode)) inode.proven = epoch;
       return;
@@ -73,6 +79,31 @@ export class Confinement {
       return fn(fd);
     } finally {
       this.s.fds.release(inode, fd);
+    }
+  }
+
+  /**
+   * Chrooted (--sandbox chroot), the kernel's path of an fd inside the share reads from the share
+   * ("/a/b"), but one outside it reads from the real root, which may read the same: a client can
+   * make any path inside the share. The path counts only when it resolves, beneath the root and
+   * following nothing, to the very inode of the fd. An unlinked file (" (deleted)") has no path
+   * to check; it is taken as inside.
+   */
+  private insideChroot(p: Buffer, fd: number): boolean {
+    if (p.length < 2 || p[0] !== 0x2f) return false;
+    if (p.subarray(p.length - DELETED.length).equals(DELETED)) return true;
+    let there: number;
+    try {
+      there = sys.openat2(this.s.rootPathFd, p.subarray(1), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+    } catch {
+      return false;
+    }
+    try {
+      const a = statAt(there, EMPTY, AT_EMPTY_PATH);
+      const b = statAt(fd, EMPTY, AT_EMPTY_PATH);
+      return a.devMajor === b.devMajor && a.devMinor === b.devMinor && a.ino === b.ino;
+    } finally {
+      sys.close(there);
     }
   }
 

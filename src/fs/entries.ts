@@ -6,7 +6,7 @@
 import { E, FsError } from '../errors.js';
 import { handleKey, sameHandle, type FileHandle } from '../handle/file-handle.js';
 import {
-  sys, statAt, procFdPath, parseDirents, DT_DIR, O_DIRECTORY, O_RDONLY, PATH_MAX,
+  sys, statAt, procFdDir, procFdPath, parseDirents, DT_DIR, O_DIRECTORY, O_RDONLY, PATH_MAX,
   AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW,
   O_CLOEXEC, O_NOFOLLOW, O_PATH, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFMT, S_ISGID,
   type Stat,
@@ -129,7 +129,7 @@ export class Entries {
       s.fds.with(inode, (fd) => {
         if (s.canLinkEmptyPath) sys.linkat(fd, EMPTY, dfd, newname, AT_EMPTY_PATH);
         // without CAP_DAC_READ_SEARCH: through the fd's /proc magic link
-        else sys.linkat(AT_FDCWD, procFdPath(fd), dfd, newname, AT_SYMLINK_FOLLOW);
+        else sys.linkat(procFdDir(), procFdPath(fd), dfd, newname, AT_SYMLINK_FOLLOW);
       });
       return this.lookupAt(newparent, dfd, newname);
     });

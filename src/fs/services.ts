@@ -9,7 +9,7 @@ import { E, FsError, errnoName } from '../errors.js';
 import type { FileHandle } from '../handle/file-handle.js';
 import type { Sealer } from '../handle/seal.js';
 import type { LogOnce } from '../log.js';
-import { sys, procFdPath, AT_EMPTY_PATH, AT_FDCWD, O_CLOEXEC, S_IFDIR, type Stat } from '../sys/syscalls.js';
+import { sys, procFdDir, procFdPath, AT_EMPTY_PATH, AT_FDCWD, O_CLOEXEC, S_IFDIR, type Stat } from '../sys/syscalls.js';
 import type { ExportTable } from './export-table.js';
 import type { FdCache } from './fd-cache.js';
 import type { HandleTable } from './handle-table.js';
@@ -112,7 +112,7 @@ export function openAt(s: Services, dirFd: number, name: Buffer, flags: number, 
 
 /** Open the file an fd refers to again, with other flags, through its /proc magic link. */
 export function openProc(s: Services, inodeFd: number, flags: number): number {
-  return openFd(s, () => sys.openatTry(AT_FDCWD, procFdPath(inodeFd), flags | O_CLOEXEC, 0));
+  return openFd(s, () => sys.openatTry(procFdDir(), procFdPath(inodeFd), flags | O_CLOEXEC, 0));
 }
 
 /** The file handle of an fd; null where the filesystem has none (the inode is then pinned). */

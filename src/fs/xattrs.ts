@@ -6,7 +6,7 @@
  * every listed host name after.
  */
 import { E, FsError } from '../errors.js';
-import { sys, procFdPath, XATTR_CREATE, XATTR_REPLACE, XATTR_SIZE_MAX } from '../sys/syscalls.js';
+import { sys, withProcFdPath, XATTR_CREATE, XATTR_REPLACE, XATTR_SIZE_MAX } from '../sys/syscalls.js';
 import type { Confinement } from './confinement.js';
 import type { XattrOp } from './xattr-map.js';
 import type { Inode } from './inode-store.js';
@@ -75,7 +75,7 @@ export class Xattrs {
     if (!this.s.opts.xattr) throw new FsError(E.ENOSYS);
     return this.s.fds.with(inode, (fd) => {
       this.conf.confirmInside(inode, fd);
-      return fn(procFdPath(fd));
+      return withProcFdPath(fd, fn);
     });
   }
 }
@@ -98,7 +98,7 @@ function hostName(s: Services, name: Buffer, op: XattrOp): Buffer {
 export function setLabel(s: Services, ctx: Context, fd: number): void {
   const l = ctx.secctx;
   if (!l) return;
-  sys.setxattr(procFdPath(fd), hostName(s, l.name, 'set'), l.value, 0);
+  withProcFdPath(fd, (p) => sys.setxattr(p, hostName(s, l.name, 'set'), l.value, 0));
 }
 
 /** setLabel on a node just made as `name` in the directory `dirFd`; a node that cannot have it is removed (virtiofsd). */

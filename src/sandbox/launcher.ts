@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SECCOMP_ALLOW } from './seccomp-allow.js';
 
-export type SandboxMode = 'namespace' | 'none';
+export type SandboxMode = 'namespace' | 'chroot' | 'none';
 export type SeccompMode = 'kill' | 'log' | 'none';
 
 export interface SandboxPlan {
@@ -26,6 +26,9 @@ export interface SandboxPlan {
 /** The handlefs tree (dist/, node_modules/, native/build/): this file is src/sandbox or dist/sandbox. */
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const LAUNCHER = join(PACKAGE_ROOT, 'native', 'build', 'Release', 'handlefs-sandbox');
+
+/** What the worker's own chroot (--sandbox chroot, src/sys/syscalls.ts enterChroot) takes: the chroot, the cwd moves, dropping its capability. */
+const CHROOT_SYSCALLS = ['chroot', 'fchdir', 'capset'];
 
 /** The system's programs and libraries (merged-/usr symlinks are copied as symlinks) and the loader's cache. */
 const SYSTEM = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc/ld.so.cache'];
@@ -69,7 +72,7 @@ export function launchCommand(plan: SandboxPlan, share: string, files: readonly 
     for (const p of new Set(rw)) head.push('--rw', p);
   }
   if (plan.caps !== null) head.push('--caps', plan.caps.join(','));
-  if (plan.seccomp !== 'none') head.push('--seccomp', plan.seccomp, '--allow', SECCOMP_ALLOW.join(','));
+  if (plan.seccomp !== 'none') head.push('--seccomp', plan.seccomp, '--allow', [...SECCOMP_ALLOW, ...(plan.sandbox === 'chroot' ? CHROOT_SYSCALLS : [])].join(','));
   head.push('--', realpathSync(process.execPath));
   // a file of extra CA certificates is not in the new root (Node would warn at every start)
   const { NODE_EXTRA_CA_CERTS: _certs, ...env } = process.env;

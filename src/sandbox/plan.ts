@@ -5,9 +5,9 @@ import { capNumbers, defaultCaps } from './capabilities.js';
 import { launchCommand, sandboxed, type SandboxPlan, type WorkerLaunch } from './launcher.js';
 
 export function sandboxPlan(cfg: Config): SandboxPlan {
-  const caps = cfg.sandbox !== 'none' || cfg.modcaps
-    ? capNumbers(defaultCaps({ reopenByHandle: cfg.reopen !== 'path' }), cfg.modcaps ?? { add: [], drop: [] })
-    : null;
+  // chroot: the worker chroots itself once loaded (it drops sys_chroot then)
+  const base = [...defaultCaps({ reopenByHandle: cfg.reopen !== 'path' }), ...(cfg.sandbox === 'chroot' ? ['sys_chroot' as const] : [])];
+  const caps = cfg.sandbox !== 'none' || cfg.modcaps ? capNumbers(base, cfg.modcaps ?? { add: [], drop: [] }) : null;
   return { sandbox: cfg.sandbox, seccomp: cfg.seccomp, caps };
 }
 

@@ -182,6 +182,11 @@ export interface NativeAddon {
   setrlimitNofile(n: number): void;
   /** whether capability number `cap` (e.g. 2 = CAP_DAC_READ_SEARCH, 21 = CAP_SYS_ADMIN) is in the effective set */
   capEffective(cap: number): boolean;
+  /** fchdir(rootFd) + chroot("."): the directory rootFd becomes this process's root and cwd */
+  chrootInto(rootFd: number): void;
+  fchdir(fd: number): void;
+  /** remove a capability from the effective, permitted and inheritable sets */
+  dropCapability(cap: number): void;
 
   // --- event loop and file system events
   /** watch fd for readability on the event loop (uv_poll); callback(status) runs on the main thread */

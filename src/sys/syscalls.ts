@@ -5,7 +5,7 @@
  * and `.syscall`, the shape `FsError` expects.
  */
 import { loadAddon } from './binding.js';
-import { STATX_BASIC_STATS, STATX_BTIME, STATX_MNT_ID } from './constants.js';
+import { AT_FDCWD, O_CLOEXEC, O_DIRECTORY, O_PATH, STATX_BASIC_STATS, STATX_BTIME, STATX_MNT_ID } from './constants.js';
 import type { NativeAddon } from './native.js';
 import { decodeStat, decodeStatfs, STAT_LEN, STATFS_LEN, type Stat, type StatFs } from './stat.js';
 
@@ -36,7 +36,61 @@ export function statfsFd(fd: number): StatFs {
   return decodeStatfs(statfsScratch);
 }
 
-/** "/proc/self/fd/N": the path form of an fd, for syscalls without an fd variant usable on O_PATH fds. */
+/** /proc/self/fd, held open once the process is chrooted (enterChroot): its root has no /proc. */
+let procFds: number | null = null;
+/** the chroot's root (the cwd between path-form calls) */
+let chrootFd: number | null = null;
+
+/**
+ * The path form of an fd, for syscalls without an fd variant usable on O_PATH fds: with dirfd
+ * procFdDir(), "/proc/self/fd/N" (AT_FDCWD), or "N" in the /proc/self/fd held open once chrooted.
+ */
 export function procFdPath(fd: number): Buffer {
-  return Buffer.from(`/proc/self/fd/${fd}`);
+  return Buffer.from(procFds === null ? `/proc/self/fd/${fd}` : String(fd));
+}
+
+/** The dirfd procFdPath's paths are relative to. */
+export function procFdDir(): number {
+  return procFds ?? AT_FDCWD;
+}
+
+/**
+ * fn on the path form of `fd`, for syscalls that take a path and no dirfd (the *xattr calls):
+ * once chrooted, the cwd is /proc/self/fd for the call only (no other code uses relative paths).
+ */
+export function withProcFdPath<T>(fd: number, fn: (path: Buffer) => T): T {
+  if (procFds === null) return fn(procFdPath(fd));
+  sys.fchdir(procFds);
+  try {
+    return fn(procFdPath(fd));
+  } finally {
+    sys.fchdir(chrootFd!);
+  }
+}
+
+export function chrooted(): boolean {
+  return procFds !== null;
+}
+
+const CAP_SYS_CHROOT = 18;
+
+/**
+ * chroot(2) into the directory `root` (--sandbox chroot, where namespaces are not allowed), after
+ * the process has loaded what it runs. The new root has no /proc: /proc/self/fd stays open for
+ * procFdPath. CAP_SYS_CHROOT is dropped after use. Absolute paths name things inside the share
+ * from then on.
+ */
+export function enterChroot(root: Buffer): void {
+  const dir = sys.openat(AT_FDCWD, Buffer.from('/proc/self/fd'), O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+  const rootFd = sys.openat(AT_FDCWD, root, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+  try {
+    sys.chrootInto(rootFd);
+  } catch (e) {
+    sys.close(dir);
+    sys.close(rootFd);
+    throw e;
+  }
+  procFds = dir;
+  chrootFd = rootFd;
+  sys.dropCapability(CAP_SYS_CHROOT);
 }

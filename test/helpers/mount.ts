@@ -56,7 +56,8 @@ export interface MountContext {
 
 /**
  * HANDLEFS_TEST_SANDBOX=kill|log|none runs every raw mount that can be supervised (not --frontend
- * fuse-native, not --passthrough) as `--supervise --sandbox namespace --seccomp <that>`: the
+ * fuse-native, not --passthrough) as `--supervise --sandbox namespace --seccomp <that>`
+ * (HANDLEFS_TEST_SANDBOX_MODE=chroot: `--sandbox chroot`): the
  * mounted suite then tests the sandboxed worker. HANDLEFS_TEST_WRAP="cmd args" runs every server under cmd (e.g.
  * strace, for scripts/seccomp-measure).
  */
@@ -65,7 +66,7 @@ function environmentArgs(args: readonly string[]): string[] {
   if (!seccomp) return [];
   const fuseNative = args.some((a, i) => a === '--frontend=fuse-native' || (a === '--frontend' && args[i + 1] === 'fuse-native'));
   if (fuseNative || args.includes('--passthrough')) return [];
-  return ['--supervise', '--sandbox', 'namespace', '--seccomp', seccomp];
+  return ['--supervise', '--sandbox', process.env.HANDLEFS_TEST_SANDBOX_MODE ?? 'namespace', '--seccomp', seccomp];
 }
 /**
  * Under HANDLEFS_TEST_SANDBOX every server this helper starts is supervised and sandboxed, so a

@@ -125,10 +125,46 @@ describe.skipIf(skip !== null)(`sandboxed worker${skip ? ` (skipped: ${skip})` :
     }
   });
 
-  it('refuses the options without --supervise, chroot, and bad --modcaps', async () => {
+  it('--sandbox chroot (no namespaces): the worker chroots itself into the share once loaded, keeps only its capabilities, and cannot open outside', async () => {
+    const OUTSIDE = ['/etc/passwd', '/tmp/handlefs-sandbox-outside', '{here}/worker.js', '/../../etc/passwd',
+      `/proc/${process.pid}/root/etc/passwd`, '/proc/1/root/etc/passwd', '/dev/fuse'];
+    fs.writeFileSync('/tmp/handlefs-sandbox-outside', 'outside');
+    try {
+      await withMount({
+        args: ['--supervise', '--sandbox', 'chroot', '--seccomp', 'kill'],
+        setup: (o) => fs.writeFileSync(path.join(o, 'f'), 'inside'),
+        env: { NODE_OPTIONS: `--import=${PROBE}`, HANDLEFS_PROBE_WHEN: 'chrooted', HANDLEFS_PROBE_PATHS: [...OUTSIDE, '/f'].join('\n') },
+      }, async (t) => {
+        // served as ever, from inside the chroot
+        expect(fs.readFileSync(path.join(t.mnt, 'f'), 'utf8')).toBe('inside');
+        fs.writeFileSync(path.join(t.mnt, 'g'), 'written');
+        expect(fs.readFileSync(path.join(t.orig, 'g'), 'utf8')).toBe('written');
+        // no pid namespace: the launcher execs the worker itself, the server's child
+        const [w] = children(t.pid);
+        expect(fs.readFileSync(`/proc/${w}/cmdline`, 'utf8')).toMatch(/worker\.js/);
+        const st = status(w!);
+        // the same set as with namespaces: sys_chroot was dropped after use
+        const want = [0, 1, 2, 3, 4, 27, 31].reduce((m, c) => m | (1n << BigInt(c)), 0n);
+        expect(BigInt(`0x${st.CapEff}`)).toBe(want);
+        expect(st.NoNewPrivs).toBe('1');
+        expect(st.Seccomp).toBe('2');
+        expect(fs.readlinkSync(`/proc/${w}/root`)).toBe(fs.realpathSync(t.orig));
+        expect(fs.readlinkSync(`/proc/${w}/ns/mnt`)).toBe(fs.readlinkSync('/proc/self/ns/mnt'));
+        let line: RegExpExecArray | null = null;
+        for (let i = 0; i < 100 && !(line = /sandbox-probe (.*)/.exec(t.serverLog())); i++) await new Promise((r) => setTimeout(r, 50));
+        expect(line, t.serverLog()).not.toBeNull();
+        const r = JSON.parse(line![1]!) as Record<string, string>;
+        expect(r).toEqual({ ...Object.fromEntries(OUTSIDE.map((p) => [p, 'ENOENT'])), '/f': 'opened' });
+      });
+    } finally {
+      fs.rmSync('/tmp/handlefs-sandbox-outside', { force: true });
+    }
+  });
+
+  it('refuses the options without --supervise, chroot with files outside the share, and bad --modcaps', async () => {
     for (const [args, msg] of [
       [['--sandbox', 'namespace'], /need --supervise/],
-      [['--supervise', '--sandbox', 'chroot'], /chroot is not supported/],
+      [['--supervise', '--sandbox', 'chroot', '--stats-file', '/tmp/s.json'], /--sandbox chroot cannot write --stats-file or --state-file/],
       [['--supervise', '--seccomp', 'strict'], /--seccomp must be one of kill\|log\|none/],
       [['--supervise', '--modcaps', '+nosuchcap'], /--modcaps items/],
     ] as const) {

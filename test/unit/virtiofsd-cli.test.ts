@@ -258,18 +258,17 @@ describe('handlefs virtiofsd: refusals are one-line usage errors that name the o
     expect(usageError(...BASE, '-o', `cache=auto,${item}`)).toMatch(new RegExp(`^-o ${name} is not supported yet: \\S`));
   });
 
-  it('--sandbox, --seccomp and --modcaps: the worker of --supervise; chroot and trap refused with why, a bad value listed', () => {
+  it('--sandbox, --seccomp and --modcaps: the worker of --supervise; trap refused with why, a bad value listed', () => {
     const c = served(...BASE, '--supervise', '--sandbox=namespace', '--seccomp', 'kill', '--modcaps=-mknod').config;
     expect([c.supervise, c.sandbox, c.seccomp, c.modcaps]).toEqual([true, 'namespace', 'kill', { add: [], drop: ['mknod'] }]);
-    expect(served(...BASE, '--supervise', '-o', 'sandbox=namespace', '--seccomp=log').config.seccomp).toBe('log');
+    expect(served(...BASE, '--supervise', '-o', 'sandbox=chroot', '--seccomp=log').config).toMatchObject({ sandbox: 'chroot', seccomp: 'log' });
     expect(served(...BASE, '--sandbox=none', '--seccomp=none').config.sandbox).toBe('none');
-    for (const o of ['--sandbox=namespace', '--seccomp=kill', '--modcaps=+sys_admin']) {
+    for (const o of ['--sandbox=namespace', '--sandbox=chroot', '--seccomp=kill', '--modcaps=+sys_admin']) {
       expect(usageError(...BASE, o)).toBe('--sandbox, --seccomp and --modcaps need --supervise (they apply to the worker process)');
     }
-    expect(usageError(...BASE, '--supervise', '--sandbox=chroot')).toMatch(/^--sandbox=chroot is not supported: a chroot without a mount namespace/);
-    expect(usageError(...BASE, '--supervise', '-o', 'sandbox=chroot')).toMatch(/^-o sandbox=chroot is not supported: /);
+    expect(usageError(...BASE, '--supervise', '--sandbox=chroot', '--state-file=/s', '--handle-key-file=/k')).toMatch(/^--sandbox chroot cannot write --stats-file or --state-file/);
     expect(usageError(...BASE, '--supervise', '--seccomp=trap')).toMatch(/^--seccomp=trap is not supported: /);
-    expect(usageError(...BASE, '--sandbox=jail')).toBe("--sandbox must be one of namespace|none|chroot, got 'jail'");
+    expect(usageError(...BASE, '--sandbox=jail')).toBe("--sandbox must be one of namespace|chroot|none, got 'jail'");
     expect(usageError(...BASE, '--seccomp=strict')).toBe("--seccomp must be one of kill|log|none|trap, got 'strict'");
   });
 

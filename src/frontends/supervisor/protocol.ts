@@ -34,8 +34,8 @@ export interface ReqMsg {
   buf: Uint8Array;
   /**
    * The requester's supplementary groups, read by the supervisor for an ACCESS request when the
-   * worker runs in its own pid namespace: the requester's pid is one of the host's, and the
-   * worker's /proc shows only its own namespace. Absent: the worker reads them itself.
+   * worker is sandboxed: the requester's pid is one of the host's, and the worker's /proc shows
+   * only its own pid namespace (or, chrooted, there is none). Absent: the worker reads them itself.
    */
   groups?: number[] | null;
 }

@@ -90,7 +90,7 @@ export class Supervisor implements RequestHandler {
       this.initId = id;
     }
     const msg: ReqMsg = { t: 'req', id, buf: req };
-    if (opcode === Op.ACCESS && this.cfg.sandbox === 'namespace' && req.length >= InHeader.SIZE) {
+    if (opcode === Op.ACCESS && this.cfg.sandbox !== 'none' && req.length >= InHeader.SIZE) {
       msg.groups = processGroups(req.readUInt32LE(InHeader.pid));
     }
     return new Promise((resolve) => {

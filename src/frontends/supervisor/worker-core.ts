@@ -11,6 +11,7 @@ import { PassthroughFs } from '../../fs/passthrough.js';
 import { ProtocolServer, type ProtocolOptions } from '../../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../../log.js';
 import { startStats } from '../../stats.js';
+import { enterChroot } from '../../sys/syscalls.js';
 import type { Logger } from 'pino';
 import type { FromWorker, StartMsg, ToWorker } from './protocol.js';
 import type { RecordLog } from './record-log.js';
@@ -86,6 +87,11 @@ export async function startCore(m: StartMsg, overrides: (o: ProtocolOptions) => 
     await server.handle(Buffer.from(m.init));
   }
   startStats(cfg.statsFile, () => ({ role: 'worker', ...core.counters() }), log);
+  if (cfg.sandbox === 'chroot') {
+    // everything is loaded and the share's fds are open: from here on the share is all there is
+    enterChroot(Buffer.from(m.root));
+    log.info({ root: m.root }, 'worker chrooted into the share');
+  }
   return { core, server, log, restored };
 }
 

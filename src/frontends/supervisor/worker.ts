@@ -29,9 +29,10 @@ function supplyGroups(pid: number, groups: number[] | null): () => void {
 
 async function start(m: StartMsg): Promise<void> {
   const w = await startCore(m, (opts) => {
-    // in its own pid namespace the worker cannot read a requester's /proc entry: the supervisor
-    // sends the groups with each ACCESS request, and no other source is trusted
-    if (m.cfg.sandbox === 'namespace') opts.requesterGroups = (pid) => suppliedGroups.get(pid)?.groups ?? null;
+    // sandboxed (its own pid namespace, or a chroot without /proc) the worker cannot read a
+    // requester's /proc entry: the supervisor sends the groups with each ACCESS request, and no
+    // other source is trusted
+    if (m.cfg.sandbox !== 'none') opts.requesterGroups = (pid) => suppliedGroups.get(pid)?.groups ?? null;
   });
   worker = w;
   w.log.info({ restored: w.restored }, 'worker ready');
