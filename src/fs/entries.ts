@@ -180,8 +180,9 @@ export class Entries {
       // this name reach one inode, not two
       const rec = canReopen ? s.exports.byKey(key) : undefined;
       const known = rec && rec.type === (st.mode & S_IFMT) ? rec : undefined;
+      // the handle comes from name_to_handle_at: sealed only when its record leaves memory (sealOf)
       inode = new Inode(known ? known.nodeid : s.store.allocId(), known ? known.generation : s.generation, st.mode & S_IFMT, h,
-        h ? s.sealer.seal(h.type, h.bytes) : null, key, canReopen);
+        null, key, canReopen);
       if (known) {
         inode.nlookup = known.nlookup;
         s.exports.delete(known.nodeid);
