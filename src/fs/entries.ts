@@ -147,13 +147,14 @@ export class Entries {
    * Take an O_PATH fd of a just-reached child (ownership passes here): the existing inode when the
    * handle is known (hard link, re-lookup), a new one otherwise. Counts one lookup. Without a
    * parent and name (O_TMPFILE), or with `reopenable` false, the inode's fd is pinned for life.
+   * `fdStat`: the fd's attributes, when the caller just read them.
    */
-  adopt(parent: Inode | null, name: Buffer | null, fd: number, reopenable = true): Reached {
+  adopt(parent: Inode | null, name: Buffer | null, fd: number, reopenable = true, fdStat?: Stat): Reached {
     const s = this.s;
     let st: Stat;
     let h: FileHandle | null;
     try {
-      st = statAt(fd, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+      st = fdStat ?? statAt(fd, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
       h = handleOf(s, fd);
     } catch (e) {
       closeQuietly(fd);

@@ -4,13 +4,45 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decodeState } from '../../src/fs/export-table.js';
 import { Sealer } from '../../src/handle/seal.js';
-import { O_CREAT, O_EXCL, O_WRONLY } from '../../src/sys/constants.js';
+import { O_CREAT, O_EXCL, O_PATH, O_WRONLY } from '../../src/sys/syscalls.js';
 import { B, ctx, makeFs, useCleanup } from '../helpers/fs-fixture.js';
 
 const { cores, dir } = useCleanup();
+
+// the addon's functions cannot be spied on (non-configurable): every importer of syscalls.js gets a
+// `sys` that records the calls of the bindings in `trace.record` and lets a test wrap one
+const trace = vi.hoisted(() => ({
+  record: new Set<string>(),
+  calls: [] as { fn: string; args: unknown[] }[],
+  wrap: {} as Record<string, (real: (...a: unknown[]) => unknown, ...args: unknown[]) => unknown>,
+}));
+vi.mock('../../src/sys/syscalls.js', async (importOriginal) => {
+  const orig = await importOriginal<typeof import('../../src/sys/syscalls.js')>();
+  const real = orig.sys as unknown as Record<string, unknown>;
+  // an empty target: the addon's own properties are non-configurable, which a proxy of it must return as they are
+  const sys = new Proxy({}, {
+    get(_t, k: string) {
+      const v = real[k];
+      if (typeof v !== 'function') return v;
+      const f = (v as (...a: unknown[]) => unknown).bind(real);
+      return (...args: unknown[]) => {
+        if (trace.record.has(k)) trace.calls.push({ fn: k, args });
+        const w = trace.wrap[k];
+        return w ? w(f, ...args) : f(...args);
+      };
+    },
+  });
+  return { ...orig, sys };
+});
+const callsOf = (fn: string): unknown[][] => trace.calls.filter((c) => c.fn === fn).map((c) => c.args);
+afterEach(() => {
+  trace.record.clear();
+  trace.calls.length = 0;
+  trace.wrap = {};
+});
 
 function core(root: string, over: Parameters<typeof makeFs>[1] = {}) {
   const m = makeFs(root, over);
@@ -66,5 +98,54 @@ describe('seals', () => {
       const st = decodeState(sealer, b);
       expect(st.ok && st.state.records.every((r) => r.seal !== null && sealer.verify(r.handleType, r.handle, r.seal))).toBe(true);
     }
+  });
+});
+
+describe('CREATE', () => {
+  const isProc = (p: unknown): boolean => String(p).startsWith('/proc/');
+
+  it('takes the new inode\'s O_PATH fd by name, not by a reopen through /proc', async () => {
+    const root = dir('hfs-work-');
+    const pfs = core(root);
+    trace.record.add('openatTry');
+    for (let i = 0; i < 5; i++) {
+      const c = await pfs.create(ctx, 1n, B(`n${i}`), 0o100644, O_WRONLY | O_CREAT | O_EXCL, 0);
+      expect(c.entry.attr.ino).toBe(BigInt(fs.statSync(path.join(root, `n${i}`)).ino));
+      await pfs.release(ctx, c.entry.nodeid, c.open.fh, O_WRONLY, 0n, false);
+    }
+    const opens = callsOf('openatTry');
+    expect(opens.filter(([, p]) => isProc(p)).length).toBe(0);
+    expect(opens.filter(([, p, f]) => !isProc(p) && ((f as number) & O_PATH) !== 0).length).toBe(5);
+    // the inode works on without its open file (its O_PATH fd is cached: no reopen)
+    const e = await pfs.lookup(ctx, 1n, B('n0'));
+    await pfs.getattr(ctx, e.nodeid);
+    expect(pfs.counters().reopenByPath + pfs.counters().reopenByHandle).toBe(0);
+  });
+
+  it('another file put at the name between the create and that open: the created file is still the one adopted (through /proc)', async () => {
+    const root = dir('hfs-work-');
+    const pfs = core(root);
+    fs.writeFileSync(path.join(root, 'other'), 'other');
+    let createdIno = -1n;
+    trace.record.add('openatTry');
+    trace.wrap.openatTry = (real, dirfd, name, flags, mode) => {
+      if (String(name) === 'new' && (flags as number) & O_PATH && createdIno < 0n) {
+        createdIno = BigInt(fs.statSync(path.join(root, 'new')).ino);
+        fs.renameSync(path.join(root, 'other'), path.join(root, 'new'));
+      }
+      return real(dirfd, name, flags, mode);
+    };
+    const c = await pfs.create(ctx, 1n, B('new'), 0o100644, O_WRONLY | O_CREAT | O_EXCL, 0);
+    expect(createdIno).toBeGreaterThan(0n);
+    expect(callsOf('openatTry').filter(([, p]) => isProc(p)).length).toBe(1);
+    expect(c.entry.attr.ino).toBe(createdIno);
+    expect(c.entry.attr.nlink).toBe(0); // renamed over
+    await pfs.write(ctx, c.entry.nodeid, c.open.fh, 0, B('mine'), 0);
+    await pfs.release(ctx, c.entry.nodeid, c.open.fh, O_WRONLY, 0n, false);
+    expect(fs.readFileSync(path.join(root, 'new'), 'utf8')).toBe('other');
+    // the name now reaches the other file, a node of its own
+    const o = await pfs.lookup(ctx, 1n, B('new'));
+    expect(o.nodeid).not.toBe(c.entry.nodeid);
+    expect(o.attr.ino).toBe(BigInt(fs.statSync(path.join(root, 'new')).ino));
   });
 });
