@@ -147,13 +147,14 @@ export class Entries {
    * Take an O_PATH fd of a just-reached child (ownership passes here): the existing inode when the
    * handle is known (hard link, re-lookup), a new one otherwise. Counts one lookup. Without a
    * parent and name (O_TMPFILE), or with `reopenable` false, the inode's fd is pinned for life.
+   * `fdStat`: the fd's attributes, when the caller just read them.
    */
-  adopt(parent: Inode | null, name: Buffer | null, fd: number, reopenable = true): Reached {
+  adopt(parent: Inode | null, name: Buffer | null, fd: number, reopenable = true, fdStat?: Stat): Reached {
     const s = this.s;
     let st: Stat;
     let h: FileHandle | null;
     try {
-      st = statAt(fd, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+      st = fdStat ?? statAt(fd, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
       h = handleOf(s, fd);
     } catch (e) {
       closeQuietly(fd);
@@ -180,8 +181,9 @@ export class Entries {
       // this name reach one inode, not two
       const rec = canReopen ? s.exports.byKey(key) : undefined;
       const known = rec && rec.type === (st.mode & S_IFMT) ? rec : undefined;
+      // the handle comes from name_to_handle_at: sealed only when its record leaves memory (sealOf)
       inode = new Inode(known ? known.nodeid : s.store.allocId(), known ? known.generation : s.generation, st.mode & S_IFMT, h,
-        h ? s.sealer.seal(h.type, h.bytes) : null, key, canReopen);
+        null, key, canReopen);
       if (known) {
         inode.nlookup = known.nlookup;
         s.exports.delete(known.nodeid);

@@ -20,8 +20,11 @@ export interface InodeRecord {
   type: number;
   handleType: number;
   handle: Buffer;
-  /** MAC of the handle (Sealer.seal) */
-  seal: Buffer;
+  /**
+   * MAC of the handle (Sealer.seal). Null only in this process's own export table, for an inode
+   * that was never sealed: encodeState seals it when the record leaves memory.
+   */
+  seal: Buffer | null;
   /** lookups the client held when the record was written (restored by a successor) */
   nlookup: number;
 }
@@ -126,7 +129,7 @@ export function encodeState(sealer: Sealer, st: ServerState): Buffer {
     o += r.handle.copy(b, o);
     o = b.writeUInt16LE(r.name.length, o);
     o += r.name.copy(b, o);
-    r.seal.copy(b, o);
+    (r.seal ??= sealer.seal(r.handleType, r.handle)).copy(b, o);
     parts.push(b);
   }
   if (st.handles && st.handles.length > 0) {

@@ -4,10 +4,10 @@
  */
 import { E, FsError } from '../errors.js';
 import {
-  sys, F_UNLCK, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC,
+  sys, statAt, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, O_CLOEXEC, F_UNLCK, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC,
   SEEK_DATA, SEEK_HOLE, SEEK_SET, S_IFDIR, S_IFREG,
 } from '../sys/syscalls.js';
-import type { MappedSeg } from '../sys/syscalls.js';
+import type { MappedSeg, Stat } from '../sys/syscalls.js';
 import { createMode } from './acl.js';
 import { killSuidgid } from './attrs.js';
 import { fileOpenFlags } from './cache-policy.js';
@@ -16,7 +16,7 @@ import type { Confinement } from './confinement.js';
 import { NowaitIo } from './data-io.js';
 import type { Entries } from './entries.js';
 import type { OpenFiles } from './open-files.js';
-import { DOT, closeQuietly, entryOf, openAt, openProc, type Services } from './services.js';
+import { DOT, EMPTY, closeQuietly, entryOf, openAt, openProc, type Services } from './services.js';
 import { WRITE_KILL_SUIDGID, type Context, type CreateOut, type FileOffset, type OpenOut } from './types.js';
 import { labelNewNode, setLabel } from './xattrs.js';
 
@@ -79,7 +79,8 @@ export class Files {
         if (created) this.entries.chownToRequester(ctx, fd, dfd);
         if (created) labelNewNode(s, ctx, fd, dfd, name, 0);
         s.cache.reserve();
-        r = this.entries.adopt(parent, Buffer.from(name), openProc(s, fd, O_PATH));
+        const path = this.pathFdOf(dfd, name, fd);
+        r = this.entries.adopt(parent, Buffer.from(name), path.fd, true, path.st);
       } catch (e) {
         closeQuietly(fd);
         throw e;
@@ -87,6 +88,28 @@ export class Files {
       const open = this.open.add(r.inode, 'file', f & ~(O_TRUNC | O_CREAT | O_EXCL | O_NOFOLLOW), fd, false, this.open.fileReply);
       return { entry: entryOf(s, r.inode, r.st), open };
     });
+  }
+
+  /**
+   * An O_PATH fd of the file `fd` just opened at `name`, with its attributes: by name (a third of
+   * the cost of a reopen through /proc), kept only if it is the same inode, (dev, ino) compared
+   * while `fd` holds the file, so that its number cannot have gone to another file meanwhile.
+   * Another file at the name by now: through /proc.
+   */
+  private pathFdOf(dirFd: number, name: Buffer, fd: number): { fd: number; st?: Stat } {
+    const s = this.s;
+    const p = sys.openatTry(dirFd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (p >= 0) {
+      try {
+        const st = statAt(p, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+        const held = statAt(fd, EMPTY, AT_EMPTY_PATH);
+        if (st.ino === held.ino && st.devMajor === held.devMajor && st.devMinor === held.devMinor) return { fd: p, st };
+      } catch {
+        /* through /proc below */
+      }
+      closeQuietly(p);
+    }
+    return { fd: openProc(s, fd, O_PATH) };
   }
 
   async tmpfile(ctx: Context, parentId: bigint, mode: number, flags: number, umask: number): Promise<CreateOut> {

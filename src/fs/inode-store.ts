@@ -31,6 +31,12 @@ export class Inode {
   dev = -1;
   /** MoveWatch epoch at which it was last proven to be beneath the root (-2: never) */
   proven = -2;
+  /**
+   * MAC of the handle: given by a record (verified when it was read), or made on first need
+   * (sealOf in records.ts) when the record leaves memory. Null until then: a handle the server got
+   * from name_to_handle_at and holds in memory needs no MAC to be trusted.
+   */
+  seal: Buffer | null;
   readonly fdKey: string;
 
   constructor(
@@ -39,13 +45,13 @@ export class Inode {
     /** S_IFMT bits of the mode */
     readonly type: number,
     readonly handle: FileHandle | null,
-    /** MAC of the handle (null when no handle) */
-    readonly seal: Buffer | null,
+    seal: Buffer | null,
     /** index key in the store */
     readonly identity: string,
     /** the fd can never be reopened (root, no handle, other mount, tmpfile): pinned for life */
     public reopenable: boolean,
   ) {
+    this.seal = seal;
     this.fdKey = `i${nodeid}`;
   }
 }

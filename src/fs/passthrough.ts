@@ -48,6 +48,8 @@ interface CoreCounters {
   reopenByHandle: number;
   estale: number;
   sealFailures: number;
+  /** MACs made (handles sealed as their records leave memory, sealed states): verifies not counted */
+  seals: number;
   resurrected: number;
   /** rename events seen by the MoveWatch (each voids the kept confinement proofs) */
   renamesSeen: number;
@@ -104,6 +106,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
       fdBudget: s.cache.budget,
       ...s.cache.counters,
       ...s.counters,
+      seals: s.sealer.sealed,
       renamesSeen: s.moves.events,
       stateLoaded: s.stateFile?.counters.loadedRecords ?? 0,
       stateAppended: s.stateFile?.counters.appended ?? 0,

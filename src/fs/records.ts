@@ -13,13 +13,25 @@ import { ROOT_ID } from './filesystem.js';
 import { Inode, type InodeStore } from './inode-store.js';
 import { MAX_DEPTH, type InodeFds, type ReopenCounters } from './reopen.js';
 
-/** The record a successor (or a later LOOKUP of ".") needs to find this inode again; null if it cannot be reopened. */
-export function recordOf(inode: Inode, nlookup: number): InodeRecord | null {
-  if (!inode.reopenable || !inode.handle || !inode.seal || !inode.parent || !inode.name) return null;
+/**
+ * The record a successor (or a later LOOKUP of ".") needs to find this inode again; null if it
+ * cannot be reopened. With `sealer` the record leaves memory and is sealed (the inode keeps the
+ * seal); without, it stays in this process (the export table) and carries the seal only if the
+ * inode has one.
+ */
+export function recordOf(inode: Inode, nlookup: number, sealer?: Sealer): InodeRecord | null {
+  if (!inode.reopenable || !inode.handle || !inode.parent || !inode.name) return null;
   return {
     nodeid: inode.nodeid, generation: inode.generation, parent: inode.parent.nodeid, name: Buffer.from(inode.name),
-    type: inode.type, handleType: inode.handle.type, handle: inode.handle.bytes, seal: inode.seal, nlookup,
+    type: inode.type, handleType: inode.handle.type, handle: inode.handle.bytes, seal: sealer ? sealOf(inode, sealer) : inode.seal, nlookup,
   };
+}
+
+/** The inode's seal, made on first need and kept (null without a handle). */
+export function sealOf(inode: Inode, sealer: Sealer): Buffer | null {
+  const h = inode.handle;
+  if (!h) return null;
+  return (inode.seal ??= sealer.seal(h.type, h.bytes));
 }
 
 export interface RecordsParts {
@@ -47,8 +59,9 @@ export class Records {
   }
 
   /**
-   * Bring back an inode that left memory, under its old node id, from its sealed record: the seal
-   * is verified first; the parent is brought back the same way (bounded depth); the inode is then
+   * Bring back an inode that left memory, under its old node id, from its record: a sealed one
+   * (from a predecessor, the state file, or an inode that had been sealed) is verified first, an
+   * unsealed one was made by this process from a handle it holds; the parent is brought back the same way (bounded depth); the inode is then
    * reopened beneath its parent by name (or, for a directory with CAP_DAC_READ_SEARCH, by handle
    * and proven beneath the root) and its handle compared byte for byte. Anything else is ESTALE.
    */
@@ -57,7 +70,7 @@ export class Records {
     const rec = exports.get(nodeid);
     if (!rec) throw new FsError(E.ESTALE, 'unknown node id');
     if (depth > MAX_DEPTH) throw new FsError(E.ESTALE, 'parent chain too deep');
-    if (!sealer.verify(rec.handleType, rec.handle, rec.seal)) {
+    if (rec.seal && !sealer.verify(rec.handleType, rec.handle, rec.seal)) {
       counters.sealFailures++;
       this.p.log.error({ nodeid: String(nodeid) }, 'inode record seal does not verify; refusing it (tampering or a bug)');
       throw new FsError(E.ESTALE, 'record seal');
@@ -81,7 +94,7 @@ export class Records {
   /** Stream the inode's record to whoever keeps them (a new inode, or one that moved). */
   emit(inode: Inode): void {
     if (!this.p.onRecord) return;
-    const r = recordOf(inode, inode.nlookup);
+    const r = recordOf(inode, inode.nlookup, this.p.sealer);
     if (r) this.p.onRecord(encodeState(this.p.sealer, { nextNodeid: this.p.store.next, generation: this.p.generation, records: [r] }));
   }
 }

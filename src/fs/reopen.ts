@@ -29,7 +29,8 @@ export interface ReopenCounters {
  *   RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), then compare the handle of what was opened with
  *   the stored one, byte for byte. A mismatch is the host renaming or replacing it behind our
  *   back: ESTALE, never the wrong file.
- * Every reopen first verifies the inode's seal.
+ * Every reopen first verifies the inode's seal, when it has one (a handle the server got itself
+ * and holds in memory has none until its record leaves memory: records.ts sealOf).
  */
 export class InodeFds {
   constructor(
@@ -78,10 +79,10 @@ export class InodeFds {
   }
 
   private reopen(inode: Inode, depth: number): number {
-    if (!inode.reopenable || !inode.handle || !inode.seal) throw this.stale(inode, 'inode cannot be reopened');
+    if (!inode.reopenable || !inode.handle) throw this.stale(inode, 'inode cannot be reopened');
     if (depth > MAX_DEPTH) throw this.stale(inode, 'parent chain too deep');
     // A seal failure is a bug or tampering: never open from an unverified handle.
-    if (!this.sealer.verify(inode.handle.type, inode.handle.bytes, inode.seal)) {
+    if (inode.seal && !this.sealer.verify(inode.handle.type, inode.handle.bytes, inode.seal)) {
       this.counters.sealFailures++;
       this.log.error({ nodeid: String(inode.nodeid) }, 'file handle seal does not verify; refusing to reopen (tampering or a bug)');
       throw this.stale(inode, 'seal');

@@ -9,7 +9,7 @@ export function exportState(s: Services): Buffer {
   const records: InodeRecord[] = [];
   for (const inode of s.store.all()) {
     if (inode === s.root) continue;
-    const r = recordOf(inode, inode.nlookup);
+    const r = recordOf(inode, inode.nlookup, s.sealer);
     if (r) records.push(r);
   }
   for (const r of s.exports.values()) records.push(r);

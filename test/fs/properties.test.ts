@@ -243,6 +243,8 @@ describe('reopen', () => {
     pfs = m.pfs;
     const f = await pfs.lookup(ctx, 1n, B('f'));
     for (let i = 0; i < 10; i++) await pfs.lookup(ctx, 1n, B(`z${i}`));
+    // seals are made when records leave memory (here: a hand-over state), and kept
+    pfs.exportState();
     // reach into the store as an attacker with memory access would: flip one MAC bit
     const store = (pfs as unknown as { s: { store: { get(n: bigint): { seal: Buffer } } } }).s.store;
     store.get(f.nodeid).seal[0]! ^= 1;

@@ -147,7 +147,7 @@ describe('sealed state: adversarial', () => {
         try {
           const r = decodeState(s, reseal(s, b));
           if (!r.ok && r.errno !== EINVAL) wrong.push(`${v}: errno ${r.errno} (${r.reason})`);
-          if (r.ok && r.state.records.some((x) => x.handle.length > MAX_HANDLE_SZ || x.name.length > NAME_MAX || x.seal.length !== SEAL_LEN)) {
+          if (r.ok && r.state.records.some((x) => x.handle.length > MAX_HANDLE_SZ || x.name.length > NAME_MAX || x.seal === null || x.seal.length !== SEAL_LEN)) {
             wrong.push(`${v}: decoded an out-of-bounds record`);
           }
         } catch (e) {
