@@ -661,17 +661,21 @@ export class VhostUserConnection {
    * gets the reply space after the out header. Other requests are copied whole.
    */
   private split(c: Chain): { req: Buffer | null; io?: TransportIo } {
-    const head = readAll(sliceViews(c.readable, 0, WRITE_HEADERS));
-    if (head === null || head.length < InHeader.SIZE) return { req: readAll(c.readable) };
-    const opcode = head.readUInt32LE(InHeader.opcode);
-    if (opcode === Op.WRITE && c.readableBytes > WRITE_HEADERS && head.readUInt16LE(InHeader.total_extlen) === 0) {
+    // the opcode without a copy when the header is in one buffer (Linux puts it in its own)
+    const first = c.readable[0];
+    const inOne = first !== undefined && first.byteLength >= InHeader.SIZE;
+    const head = inOne ? null : readAll(sliceViews(c.readable, 0, InHeader.SIZE));
+    const view = inOne ? first : head;
+    if (view === null || view.byteLength < InHeader.SIZE) return { req: readAll(c.readable) };
+    const dv = new DataView(view.buffer, view.byteOffset, InHeader.SIZE);
+    const opcode = dv.getUint32(InHeader.opcode, true);
+    if (opcode === Op.WRITE && c.readableBytes > WRITE_HEADERS && dv.getUint16(InHeader.total_extlen, true) === 0) {
       const payload = sliceViews(c.readable, WRITE_HEADERS);
-      return { req: head, io: { payload: mapped(payload), payloadBytes: c.readableBytes - WRITE_HEADERS } };
+      return { req: readAll(sliceViews(c.readable, 0, WRITE_HEADERS)), io: { payload: mapped(payload), payloadBytes: c.readableBytes - WRITE_HEADERS } };
     }
-    if (opcode === Op.READ && c.writableBytes > OutHeader.SIZE) {
-      return { req: readAll(c.readable), io: { readInto: mapped(sliceViews(c.writable, OutHeader.SIZE)) } };
-    }
-    return { req: c.readableBytes <= WRITE_HEADERS ? head : readAll(c.readable) };
+    const req = readAll(c.readable);
+    if (opcode === Op.READ && c.writableBytes > OutHeader.SIZE) return { req, io: { readInto: mapped(sliceViews(c.writable, OutHeader.SIZE)) } };
+    return { req };
   }
 
   /** `readRoom`: a READ served into guest memory (`split`): the reply header counts data already in place, up to this room. */
