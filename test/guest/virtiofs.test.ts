@@ -1,6 +1,6 @@
 /**
  * A real Linux guest (QEMU, TCG) mounts the share over virtio-fs from a vhost-user back-end
- * (guestBackend(): C virtiofsd by default, handlefs with HANDLEFS_GUEST_BACKEND=handlefs) and
+ * (guestBackend(): handlefs virtiofsd, or Debian's C virtiofsd with HANDLEFS_GUEST_BACKEND=virtiofsd) and
  * drives it with busybox and the static helper test/guest/guest-check.c:
  *  - the POSIX cases (the spirit of test/posix/cases.ts, in C): one test per CASE line;
  *  - a tree the host made, listed byte for byte by the guest, and one the guest made, checked on the host;
