@@ -20,7 +20,7 @@
  *   key) and brings inodes back lazily, under their old node ids. Open files (fh) pass to the
  *   successor at an upgrade (in the state); after a crash, requests on a dead worker's fh get EBADF.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -31,11 +31,11 @@ import { encodeError } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
 import type { RequestHandler } from '../devfuse/index.js';
 import { processGroups } from '../../sys/proc-groups.js';
+import { CrashBudget, forkWorker, type Launch } from './spawn.js';
 import { asFromWorker, noReply, type FromWorker, type ReqMsg, type StartMsg, type ToWorker } from './protocol.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.js');
 const DRAIN_MS = 10_000;
-const MAX_CRASHES_PER_MIN = 5;
 
 interface Pending {
   resolve: (b: Buffer | null) => void;
@@ -60,7 +60,7 @@ export class Supervisor implements RequestHandler {
   private drained: (() => void) | null = null;
   private onState: ((b: Buffer) => void) | null = null;
   private generation = 0;
-  private crashes: number[] = [];
+  private readonly budget = new CrashBudget();
   private stopping = false;
 
   /**
@@ -74,7 +74,7 @@ export class Supervisor implements RequestHandler {
     private readonly keys: SealingKeys,
     private readonly log: Logger,
     private readonly onFatal: (why: string) => void,
-    private readonly launch: { execPath: string; head: string[]; env: NodeJS.ProcessEnv } | null = null,
+    private readonly launch: Launch | null = null,
   ) {}
 
   bufferSize(): number {
@@ -115,12 +115,7 @@ export class Supervisor implements RequestHandler {
   /** Start a worker with the given state; resolves when it is ready. */
   start(state: Buffer | null): Promise<void> {
     const gen = ++this.generation;
-    const child = fork(WORKER, [], {
-      serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: [...(this.launch?.head ?? []), ...process.execArgv.filter((a) => !a.startsWith('--cpu-prof'))],
-      ...(this.launch ? { execPath: this.launch.execPath, env: this.launch.env } : {}),
-    });
+    const child = forkWorker(WORKER, [], this.launch);
     this.worker = child;
     this.ready = false;
     return new Promise<void>((resolve, reject) => {
@@ -191,11 +186,9 @@ export class Supervisor implements RequestHandler {
     }
     if (this.stopping) return;
     this.log.error({ code, signal, failedRequests: failed }, 'the worker died; restarting it (requests in flight were answered EIO)');
-    const now = Date.now();
-    this.crashes = this.crashes.filter((t) => now - t < 60_000);
-    this.crashes.push(now);
-    if (this.crashes.length > MAX_CRASHES_PER_MIN) {
-      this.onFatal(`the worker crashed ${this.crashes.length} times within a minute`);
+    const n = this.budget.crashed();
+    if (n !== null) {
+      this.onFatal(`the worker crashed ${n} times within a minute`);
       return;
     }
     this.start(null).catch((e: unknown) => this.onFatal(`cannot restart the worker: ${(e as Error).message}`));
