@@ -209,7 +209,8 @@ export class DevFuseSupervisor {
     closeQuietly(this.journalFd);
   }
 
-  counterValues(): { workerPid: number | undefined; generation: number } & DevFuseSupervisor['counters'] {
-    return { workerPid: this.worker?.pid, generation: this.generation, ...this.counters };
+  /** For the supervisor's stats file; `resend`: this mode (the forwarding supervisor has none). */
+  counterValues(): { workerPid: number | undefined; generation: number; resend: true } & DevFuseSupervisor['counters'] {
+    return { workerPid: this.worker?.pid, generation: this.generation, resend: true, ...this.counters };
   }
 }

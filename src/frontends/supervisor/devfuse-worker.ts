@@ -67,7 +67,13 @@ async function start(m: StartMsg): Promise<void> {
   session = s;
   s.start();
   void s.done.then((end) => send({ t: 'ended', reason: end.reason, ...(end.code ? { code: end.code } : {}) }));
-  if (m.devfuse.successor) notifyResend(DEVICE_FD);
+  if (m.devfuse.successor) {
+    notifyResend(DEVICE_FD);
+    // what was resent comes first; one line on how it was answered
+    setTimeout(() => {
+      if (journal.counters.resent > 0) w.log.warn({ ...journal.counters }, 'answered the requests the kernel resent after the predecessor died');
+    }, 1000).unref();
+  }
   w.log.info({ restored: w.restored, successor: m.devfuse.successor }, 'worker ready');
   send({ t: 'ready', restored: w.restored });
 }

@@ -95,7 +95,10 @@ const errorOf = (rep: Buffer): number => rep.readInt32LE(OutHeader.error);
 
 export class ResendJournal implements RequestHandler {
   private readonly view: Buffer;
-  /** requests answered from the journal or established by a lookup (for the stats and tests) */
+  /**
+   * `resent`: requests the kernel sent again; of the journaled ones, how each was answered: the
+   * recorded reply, established by a lookup, run again, or EIO
+   */
   readonly counters = { resent: 0, resentDone: 0, resentEstablished: 0, resentRerun: 0, resentEio: 0 };
 
   constructor(private readonly server: RequestHandler, table: ArrayBuffer) {
@@ -113,8 +116,10 @@ export class ResendJournal implements RequestHandler {
   handle(req: Buffer): Promise<Buffer | null> {
     if (req.length < IN) return this.server.handle(req);
     const unique = req.readBigUInt64LE(InHeader.unique);
+    const resent = (unique & FUSE_UNIQUE_RESEND) !== 0n;
+    if (resent) this.counters.resent++;
     if (!nonIdempotent(req)) return this.server.handle(req);
-    if ((unique & FUSE_UNIQUE_RESEND) !== 0n) return this.resent(req, unique);
+    if (resent) return this.resent(req, unique);
     return this.journaled(req, this.slot(unique));
   }
 
@@ -138,7 +143,6 @@ export class ResendJournal implements RequestHandler {
   }
 
   private async resent(req: Buffer, unique: bigint): Promise<Buffer | null> {
-    this.counters.resent++;
     const at = this.slot(unique);
     const v = this.view;
     const mine = v.readBigUInt64LE(at + S_UNIQUE) === (unique & ~FUSE_UNIQUE_RESEND) && v.readUInt32LE(at + S_OPCODE) === req.readUInt32LE(InHeader.opcode);
