@@ -2,7 +2,8 @@
  * argv -> Config -> set-up checks -> mount -> filesystem -> session, run by the lifecycle
  * (lifecycle.ts: signals, readiness, exit codes). Three ways of serving share it:
  * - raw: our own protocol server on /dev/fuse, the filesystem core in this process;
- * - raw --supervise: the same mount and session, the requests forwarded to a worker process;
+ * - raw --supervise: the same mount, served by a worker process that reads the device itself
+ *   (Linux 6.9+), or fed each request by the supervisor's session (older kernels);
  * - fuse-native: the core behind libfuse2's high-level API, which mounts and runs its own loop.
  */
 import * as fs from 'node:fs';
