@@ -14,30 +14,13 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../helpers/child.js';
 import { withMount, mountSkipReason } from '../helpers/mount.js';
 import { mountAt } from '../helpers/mounts.js';
+import { readJson, waitFor } from '../helpers/poll.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLIENT = path.join(here, 'fixtures/resend-client.py');
 const skip = mountSkipReason();
 const THREADS = 8;
 const ITERS = 150;
-
-async function waitFor<T>(what: string, fn: () => T | null | undefined, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== null && v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function readJson(file: string): Record<string, any> | null {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch {
-    return null;
-  }
-}
 
 describe.skipIf(skip !== null)(`requests in flight across a SIGKILL of the worker${skip ? ` (skipped: ${skip})` : ''}`, () => {
   it('every create/mkdir/rename/symlink/link/unlink/rmdir is answered as done once; the share is as one run leaves it', async () => {
@@ -65,7 +48,7 @@ describe.skipIf(skip !== null)(`requests in flight across a SIGKILL of the worke
         worker = (await waitFor('the successor', () => {
           const s = readJson(stats);
           return s && s.workerPid !== prev ? s : null;
-        })).workerPid;
+        }, 15_000, 20)).workerPid;
       }
       const r = await client;
       expect(r.status, r.stderr).toBe(0);

@@ -12,28 +12,11 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../helpers/child.js';
 import { withMount, mountSkipReason } from '../helpers/mount.js';
 import { mountAt } from '../helpers/mounts.js';
+import { readJson, waitFor } from '../helpers/poll.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PY = path.join(here, 'fixtures/handles.py');
 const skip = mountSkipReason();
-
-async function waitFor<T>(what: string, fn: () => T | null | undefined, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== null && v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function readJson(file: string): Record<string, any> | null {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch {
-    return null;
-  }
-}
 
 describe.skipIf(skip !== null)(`persistent handles across restarts${skip ? ` (skipped: ${skip})` : ''}`, () => {
   it('1,000 client handles survive an upgrade and a SIGKILL of the worker; the mount stays', async () => {

@@ -22,10 +22,10 @@ import type { CoreConfig, SealingKeys } from '../../config.js';
 import { processGroups } from '../../sys/proc-groups.js';
 import { sys } from '../../sys/syscalls.js';
 import type { SessionEnd } from '../devfuse/index.js';
-import { asFromWorker, type FromWorker, type StartMsg } from './protocol.js';
+import { asBuffer, asFromWorker, type FromWorker, type StartMsg } from './protocol.js';
 import { RECORD_LOG_BYTES, RecordLog } from './record-log.js';
 import { JOURNAL_BYTES } from './resend-journal.js';
-import { CrashBudget, forkWorker, type Launch } from './spawn.js';
+import { CrashBudget, askState, forkWorker, stopWorker, type Launch } from './spawn.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'devfuse-worker.js');
 /** the worker's /dev/fuse fd: 4 (0-2 stdio, 3 Node's IPC channel); 5 is the record log (RECORD_LOG_FD) */
@@ -121,14 +121,14 @@ export class DevFuseSupervisor {
         reject(new Error(m.message));
         return;
       case 'init':
-        this.init = Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength);
+        this.init = asBuffer(m.buf);
         this.liveWith();
         return;
       case 'recs':
-        for (const r of m.recs) this.records.push(Buffer.from(r.buffer, r.byteOffset, r.byteLength));
+        for (const r of m.recs) this.records.push(asBuffer(r));
         return;
       case 'state':
-        this.onState?.(Buffer.from(m.blob.buffer, m.blob.byteOffset, m.blob.byteLength));
+        this.onState?.(asBuffer(m.blob));
         return;
       case 'drained':
         this.onDrained?.();
@@ -176,16 +176,9 @@ export class DevFuseSupervisor {
       old.send({ t: 'drain' });
     });
     this.onDrained = null;
-    const state = await new Promise<Buffer>((resolve) => {
-      this.onState = resolve;
-      old.send({ t: 'state' });
-    });
-    this.onState = null;
+    const state = await askState(old, (to) => (this.onState = to));
     this.generation++; // its exit is no crash
-    const gone = new Promise<void>((resolve) => old.once('exit', () => resolve()));
-    old.send({ t: 'stop' });
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    if (old.exitCode === null && old.signalCode === null) old.kill('SIGKILL');
+    await stopWorker(old);
     if (this.stopping) return;
     // the state holds every record so far: it is the base a crash successor starts from, and the log starts again
     this.upgradeState = state;
@@ -197,13 +190,7 @@ export class DevFuseSupervisor {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    const w = this.worker;
-    if (w && w.exitCode === null && w.signalCode === null) {
-      const gone = new Promise<void>((resolve) => w.once('exit', () => resolve()));
-      w.send({ t: 'stop' }, () => {});
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-      if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
-    }
+    if (this.worker) await stopWorker(this.worker);
     sys.unmapShared(this.logMapping);
     closeQuietly(this.logFd);
     closeQuietly(this.journalFd);

@@ -132,6 +132,9 @@ function accept<M extends { t: string }>(tags: ReadonlyArray<M['t']>): (raw: unk
 export const asToWorker = accept<ToWorker>(['start', 'req', 'state', 'stop', 'drain', 'groups']);
 export const asFromWorker = accept<FromWorker>(['ready', 'rep', 'recs', 'state', 'fail', 'init', 'drained', 'ended', 'groups?']);
 
+/** A Buffer over the bytes of a message field (no copy). */
+export const asBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+
 /** Requests the kernel expects no reply to (FORGET, BATCH_FORGET, INTERRUPT): the opcode table says. */
 export function noReply(opcode: number): boolean {
   return opcodeRow(opcode)?.noReply ?? false;

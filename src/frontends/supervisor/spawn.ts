@@ -31,3 +31,22 @@ export class CrashBudget {
     return this.times.length > MAX_CRASHES_PER_MIN ? this.times.length : null;
   }
 }
+
+/** Ask `w` for its full sealed state; `route` points the supervisor's 'state' message handler at the answer (null once it came). */
+export async function askState(w: ChildProcess, route: (to: ((b: Buffer) => void) | null) => void): Promise<Buffer> {
+  const state = await new Promise<Buffer>((resolve) => {
+    route(resolve);
+    w.send({ t: 'state' }, () => {});
+  });
+  route(null);
+  return state;
+}
+
+/** Tell `w` to stop and wait for its exit (SIGKILL after 5 s). */
+export async function stopWorker(w: ChildProcess): Promise<void> {
+  if (w.exitCode !== null || w.signalCode !== null) return;
+  const gone = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+  w.send({ t: 'stop' }, () => {});
+  await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+  if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
+}

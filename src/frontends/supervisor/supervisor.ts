@@ -31,8 +31,8 @@ import { encodeError } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
 import type { RequestHandler } from '../devfuse/index.js';
 import { processGroups } from '../../sys/proc-groups.js';
-import { CrashBudget, forkWorker, type Launch } from './spawn.js';
-import { asFromWorker, noReply, type FromWorker, type ReqMsg, type StartMsg, type ToWorker } from './protocol.js';
+import { CrashBudget, askState, forkWorker, stopWorker, type Launch } from './spawn.js';
+import { asBuffer, asFromWorker, noReply, type FromWorker, type ReqMsg, type StartMsg, type ToWorker } from './protocol.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.js');
 const DRAIN_MS = 10_000;
@@ -149,13 +149,13 @@ export class Supervisor implements RequestHandler {
         if (!p) return;
         this.pending.delete(m.id);
         if (m.id === this.initId && m.buf) this.negotiated = {};
-        p.resolve(m.buf ? Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength) : null);
+        p.resolve(m.buf ? asBuffer(m.buf) : null);
         if (this.pending.size === this.queue.length && this.drained) this.drained();
         return;
       }
       case 'recs':
         for (const r of m.recs) {
-          const b = Buffer.from(r.buffer, r.byteOffset, r.byteLength);
+          const b = asBuffer(r);
           this.records.push(b);
           this.recordBytes += b.length;
         }
@@ -166,7 +166,7 @@ export class Supervisor implements RequestHandler {
         }
         return;
       case 'state':
-        this.onState?.(Buffer.from(m.blob.buffer, m.blob.byteOffset, m.blob.byteLength));
+        this.onState?.(asBuffer(m.blob));
         return;
     }
   }
@@ -216,16 +216,9 @@ export class Supervisor implements RequestHandler {
       });
       this.drained = null;
     }
-    const state = await new Promise<Buffer>((resolve) => {
-      this.onState = resolve;
-      this.send({ t: 'state' });
-    });
-    this.onState = null;
-    const gone = new Promise<void>((resolve) => old.once('exit', () => resolve()));
+    const state = await askState(old, (to) => (this.onState = to));
     this.generation++; // the old worker's exit is no crash
-    this.send({ t: 'stop' });
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    if (old.exitCode === null && old.signalCode === null) old.kill('SIGKILL');
+    await stopWorker(old);
     // requests the old worker never answered within the drain window
     for (const [id, p] of this.pending) {
       if (this.queue.some((q) => q.id === id)) continue;
@@ -239,12 +232,7 @@ export class Supervisor implements RequestHandler {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    const w = this.worker;
-    if (!w || w.exitCode !== null) return;
-    const gone = new Promise<void>((resolve) => w.once('exit', () => resolve()));
-    this.send({ t: 'stop' });
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
+    if (this.worker) await stopWorker(this.worker);
   }
 
   /** For the supervisor's stats file (the worker writes the core's counters itself). */

@@ -28,9 +28,9 @@ import type { ConnectionEnd, ConnectionOptions } from '../vhost-user/connection.
 import { Private } from '../vhost-user/connection.js';
 import { INFLIGHT_BYTES } from '../vhost-user/inflight.js';
 import { FLAG_NEED_REPLY, HEADER_SIZE, MessageReader, ProtocolFeature, Req, featureMask, type RawMessage } from '../vhost-user/messages.js';
-import { asFromWorker, type FromWorker, type StartMsg } from './protocol.js';
+import { asBuffer, asFromWorker, type FromWorker, type StartMsg } from './protocol.js';
 import { RECORD_LOG_BYTES, RecordLog } from './record-log.js';
-import { CrashBudget, forkWorker, type Launch } from './spawn.js';
+import { CrashBudget, askState, forkWorker, stopWorker, type Launch } from './spawn.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'vhost-worker.js');
 /** the worker's end of the relay: fd 4 (0-2 stdio, 3 Node's IPC channel) */
@@ -321,10 +321,10 @@ export class VhostSupervisor {
         reject(new Error(m.message));
         return;
       case 'recs':
-        for (const r of m.recs) this.records.push(Buffer.from(r.buffer, r.byteOffset, r.byteLength));
+        for (const r of m.recs) this.records.push(asBuffer(r));
         return;
       case 'state':
-        this.onState?.(Buffer.from(m.blob.buffer, m.blob.byteOffset, m.blob.byteLength));
+        this.onState?.(asBuffer(m.blob));
         return;
       case 'rep':
         return;
@@ -404,16 +404,9 @@ export class VhostSupervisor {
       sys.sendMsg(this.relay, encode({ request: Private.DRAIN, flags: 1 | FLAG_NEED_REPLY, payload: Buffer.alloc(0) }), 0, HEADER_SIZE);
     });
     this.drainDone = null;
-    const state = await new Promise<Buffer>((resolve) => {
-      this.onState = resolve;
-      old.send({ t: 'state' });
-    });
-    this.onState = null;
+    const state = await askState(old, (to) => (this.onState = to));
     this.generation++; // its exit is no crash
-    const gone = new Promise<void>((resolve) => old.once('exit', () => resolve()));
-    old.send({ t: 'stop' });
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    if (old.exitCode === null && old.signalCode === null) old.kill('SIGKILL');
+    await stopWorker(old);
     this.closeRelay();
     if (this.ended) return;
     // the state holds every record so far: it is the base a crash successor starts from, and the log starts again
