@@ -2,7 +2,8 @@
  * argv -> Config -> set-up checks -> mount -> filesystem -> session, run by the lifecycle
  * (lifecycle.ts: signals, readiness, exit codes). Three ways of serving share it:
  * - raw: our own protocol server on /dev/fuse, the filesystem core in this process;
- * - raw --supervise: the same mount and session, the requests forwarded to a worker process;
+ * - raw --supervise: the same mount, served by a worker process that reads the device itself
+ *   (Linux 6.9+), or fed each request by the supervisor's session (older kernels);
  * - fuse-native: the core behind libfuse2's high-level API, which mounts and runs its own loop.
  */
 import * as fs from 'node:fs';
@@ -87,9 +88,12 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** What serves the requests of a raw session: the protocol server here, or a supervised worker. */
+/**
+ * What serves the requests of a raw session: the protocol server here, or a supervised worker
+ * (fed by the supervisor's session, or reading the device itself: then `session` is its end).
+ */
 interface RawHandler {
-  requests: RequestHandler;
+  requests: RequestHandler | { session: SessionLike };
   /** the "(...)" of the mounted line, once live */
   describe(): string;
   stats: Served['stats'];
@@ -115,7 +119,7 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
   // host changes are written to the device from the libuv pool (src/frontends/devfuse/notify-writer.ts)
   const notifier = cfg.hostNotify ? new dev.NotifyWriter(mount.fd, mlog) : null;
   try {
-    if (cfg.supervise) handler = await supervised(cfg, pre, keys, log, stop);
+    if (cfg.supervise) handler = await supervised(cfg, pre, keys, log, stop, mount.fd);
     else {
       const { notificationsTo } = await import('../fuse/notify.js');
       handler = await inProcess(cfg, pre, keys, log, {
@@ -123,8 +127,13 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
         onHostChange: notifier ? notificationsTo((m) => notifier.send(m)) : null,
       }, stop, notifier);
     }
-    const session = new dev.DevFuseSession(mount.fd, handler.requests, mlog);
-    session.start();
+    let session: SessionLike;
+    if ('session' in handler.requests) session = handler.requests.session;
+    else {
+      const own = new dev.DevFuseSession(mount.fd, handler.requests, mlog);
+      own.start();
+      session = own;
+    }
     served = rawServed(pre, mount, session, handler, log, notifier);
     return served;
   } catch (e) {
@@ -136,6 +145,9 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
 }
 
 type StopServed = (why: string, failure: boolean) => void;
+
+/** What the lifecycle watches of a session: its end and the answer to INIT. */
+type SessionLike = Pick<DevFuseSession, 'done' | 'live'>;
 
 async function inProcess(
   cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, wiring: CoreWiring, stop: StopServed, notifier: NotifyWriter | null,
@@ -157,11 +169,46 @@ async function closeNotifier(n: NotifyWriter | null): Promise<boolean> {
   return n ? n.close() : true;
 }
 
-async function supervised(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, stop: StopServed): Promise<RawHandler> {
-  const [{ Supervisor }, { workerLaunch }] = await Promise.all([import('../frontends/supervisor/supervisor.js'), import('../sandbox/plan.js')]);
+/**
+ * The worker reads the device itself where the kernel can resend what a dead worker read
+ * (FUSE_NOTIFY_RESEND, Linux 6.9+): probed by writing the notification, which is harmless with
+ * nothing to resend and EINVAL on a kernel without it (a version number would miss backports).
+ * Otherwise the supervisor forwards each request (a dead worker's requests are answered EIO).
+ */
+async function supervised(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, stop: StopServed, device: number): Promise<RawHandler> {
+  const [{ Supervisor }, { DevFuseSupervisor }, { workerLaunch }, { notifyResend }] = await Promise.all([
+    import('../frontends/supervisor/supervisor.js'), import('../frontends/supervisor/devfuse-supervisor.js'), import('../sandbox/plan.js'),
+    import('../frontends/devfuse/index.js'),
+  ]);
   const slog = childLogger('supervisor', log);
   const fail = (why: string): void => stop(why, true);
   const { core, launch } = workerLaunch(cfg, coreConfig(cfg), pre.root);
+  // HANDLEFS_SUPERVISE_FORWARD=1: the forwarding supervisor on any kernel (its tests run on a kernel with resend)
+  let resend = process.env.HANDLEFS_SUPERVISE_FORWARD !== '1';
+  try {
+    if (resend) notifyResend(device);
+  } catch (e) {
+    resend = false;
+    slog.info({ code: (e as { code?: string }).code }, 'the kernel cannot resend requests (FUSE_NOTIFY_RESEND, Linux 6.9+): the supervisor forwards each request');
+  }
+  if (resend) {
+    const ds = new DevFuseSupervisor(device, core, pre.root, keys, slog, fail, launch);
+    try {
+      await ds.start();
+    } catch (e) {
+      await ds.stop();
+      throw e;
+    }
+    return {
+      requests: { session: ds },
+      describe: () => `raw, supervised, worker pid ${ds.counterValues().workerPid}`,
+      stats: { file: cfg.statsFile ? `${cfg.statsFile}.supervisor` : null, counters: () => ds.counterValues() },
+      upgrade: () => {
+        ds.upgrade().catch((e: unknown) => fail(`upgrade failed: ${(e as Error).message}`));
+      },
+      release: () => ds.stop(),
+    };
+  }
   const sup = new Supervisor(core, pre.root, keys, slog, fail, launch);
   try {
     await sup.start(null);
@@ -196,7 +243,7 @@ function closeFd(fd: number): void {
  * mount's users expect. Stopping again aborts the connection, or ends the process at once (closing
  * the device fd ends the connection too).
  */
-function rawServed(pre: Preflight, mount: FuseMount, session: DevFuseSession, h: RawHandler, log: Logger, notifier: NotifyWriter | null): Served {
+function rawServed(pre: Preflight, mount: FuseMount, session: SessionLike, h: RawHandler, log: Logger, notifier: NotifyWriter | null): Served {
   let stopping = false;
   let failed = false;
   let atOnce = false;

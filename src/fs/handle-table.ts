@@ -1,5 +1,6 @@
 import { E, FsError } from '../errors.js';
 import type { Dirent } from '../sys/dirent.js';
+import type { HandleRecord } from './export-table.js';
 import type { Inode } from './inode-store.js';
 
 /** An open file or directory the client holds (a FUSE fh). Its fd lives in the FdCache as `fdKey`. */
@@ -32,15 +33,24 @@ export class HandleTable {
   private readonly pending = new Map<bigint, { nodeid: bigint; flags: number; kind: 'file' | 'dir' }>();
   private next = 1n;
 
-  /** `resolveInode` brings back the inode of a restored handle (it may have left memory). */
-  constructor(private readonly resolveInode: (nodeid: bigint) => Inode) {}
+  /**
+   * `resolveInode` brings back the inode of a restored handle (it may have left memory). `onOpen`
+   * is told each new handle a successor could reopen (a supervisor keeps them, so that open files
+   * outlive a worker that dies).
+   */
+  constructor(
+    private readonly resolveInode: (nodeid: bigint) => Inode,
+    private readonly onOpen: ((h: HandleRecord) => void) | null = null,
+  ) {}
 
   get size(): number {
     return this.map.size;
   }
 
   add(inode: Inode, kind: 'file' | 'dir', flags: number): OpenHandle {
-    return this.insert(this.next++, inode, kind, flags);
+    const h = this.insert(this.next++, inode, kind, flags);
+    if (this.onOpen && inode.reopenable) this.onOpen({ fh: h.fh, nodeid: inode.nodeid, flags, kind });
+    return h;
   }
 
   private insert(fh: bigint, inode: Inode, kind: 'file' | 'dir', flags: number): OpenHandle {

@@ -14,7 +14,7 @@ import {
   sys, statAt, AT_EMPTY_PATH, AT_FDCWD, AT_HANDLE_MNT_ID_UNIQUE, O_CLOEXEC, O_DIRECTORY, O_PATH, O_RDONLY, S_IFMT,
 } from '../sys/syscalls.js';
 import { timeoutMs } from './cache-policy.js';
-import { ExportTable } from './export-table.js';
+import { ExportTable, encodeState } from './export-table.js';
 import { FdCache } from './fd-cache.js';
 import { ROOT_ID } from './filesystem.js';
 import { HandleTable } from './handle-table.js';
@@ -112,7 +112,10 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     stream?.(b);
   } : null;
   const records = new Records({ store, exports, cache, fds, sealer, root, generation, counters, log, onRecord });
-  const handles = new HandleTable((nodeid) => records.inode(nodeid));
+  // open files go to the caller's stream only: the state file's server starts with none open
+  const handles = new HandleTable((nodeid) => records.inode(nodeid), stream
+    ? (h) => stream(encodeState(sealer, { nextNodeid: store.next, generation, records: [], handles: [h] }))
+    : null);
   const listener = opts.onHostChange ?? null;
   let changes = listener ? new HostChanges(listener, store, rootHandle.mountId) : null;
   const moves = new MoveWatch(rootPath, log, changes);

@@ -245,6 +245,10 @@ export const PollIn = struct('PollIn', 24, [['fh', 'u64'], ['kh', 'u64'], ['flag
 
 export const FUSE_NOTIFY_INVAL_INODE = 2;
 export const FUSE_NOTIFY_INVAL_ENTRY = 3;
+/** Linux 6.9+: send again every request read and not answered (no payload; EINVAL on older kernels). */
+export const FUSE_NOTIFY_RESEND = 7;
+/** Set in the `unique` of a request the kernel sends again after FUSE_NOTIFY_RESEND. */
+export const FUSE_UNIQUE_RESEND = 1n << 63n;
 /** Drop the attributes of `ino`, and its cached pages from `off` for `len` bytes (len <= 0: to the end; off < 0: no pages). */
 export const NotifyInvalInodeOut = struct('NotifyInvalInodeOut', 24, [['ino', 'u64'], ['off', 'i64'], ['len', 'i64']]);
 /** Drop the entry `name` of directory `parent`; followed by the name and a NUL. */

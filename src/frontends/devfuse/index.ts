@@ -1,3 +1,3 @@
 export { DevFuseSession, type RequestHandler, type SessionEnd } from './session.js';
 export { backingRegistry, findMount, FuseMount, mountData, mountFuse, MountError, openDevFuse, DEV_FUSE, type MountInfoEntry, type MountRequest } from './mount.js';
-export { NotifyWriter, type NotifyCounters } from './notify-writer.js';
+export { NotifyWriter, notifyResend, type NotifyCounters } from './notify-writer.js';

@@ -12,6 +12,7 @@
 import type { Logger } from 'pino';
 import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
+import { FUSE_NOTIFY_RESEND, OutHeader } from '../../fuse/abi.js';
 
 /** Notifications waiting behind the one in flight, at most. */
 const MAX_QUEUED = 1024;
@@ -88,4 +89,15 @@ export class NotifyWriter {
       }
     }
   }
+}
+
+/**
+ * Write FUSE_NOTIFY_RESEND: the kernel queues again every request read on this connection and not
+ * answered. Throws (EINVAL) on a kernel without it (before 6.9); nothing to resend is no error.
+ */
+export function notifyResend(fd: number): void {
+  const b = Buffer.alloc(OutHeader.SIZE);
+  b.writeUInt32LE(OutHeader.SIZE, OutHeader.len);
+  b.writeInt32LE(FUSE_NOTIFY_RESEND, OutHeader.error);
+  sys.pwrite(fd, b, 0, b.length, -1);
 }

@@ -67,6 +67,9 @@ export class DevFuseSession {
   inflight = 0;
   requests = 0;
 
+  private reader: unknown = null;
+  private idle: (() => void) | null = null;
+
   /** Resolves when the reader has stopped: the connection ended (unmount, abort) or a read failed. */
   readonly done: Promise<SessionEnd>;
   /** Resolves once INIT has been answered: the mount serves requests. */
@@ -97,18 +100,17 @@ export class DevFuseSession {
     // read gets another slab: no copy, and no fresh megabyte per request
     const slabs = new SlabPool(size);
     let buf = slabs.take();
-    let handle: unknown = null;
     const stop = (m: EndMessage): void => {
-      if (handle === null) return;
-      sys.pollStop(handle);
-      handle = null;
+      if (this.reader === null) return;
+      sys.pollStop(this.reader);
+      this.reader = null;
       this.readerEnded(m);
     };
-    handle = sys.pollStart(this.fd, () => {
+    this.reader = sys.pollStart(this.fd, () => {
       // One request per wake-up: its reply (written from a microtask, once this callback returns)
       // goes out before anything else is read, so a lone client never waits for our EAGAIN read.
       // The poll is level-triggered: queued requests wake the loop again at once.
-      for (let i = 0; i < 64 && handle !== null; i++) {
+      for (let i = 0; i < 64 && this.reader !== null; i++) {
         const n = readDev(this.fd, buf, size);
         if (n === -EAGAIN) return; // drained
         // -EINTR: a signal; -ENOENT: the request was interrupted before we read it
@@ -135,6 +137,24 @@ export class DevFuseSession {
     });
   }
 
+  /**
+   * Stop reading (requests not read stay queued in the kernel for whoever reads the device next)
+   * and resolve once every request read is answered, or after `waitMs`.
+   */
+  async pause(waitMs: number): Promise<void> {
+    if (this.reader !== null) sys.pollStop(this.reader);
+    this.reader = null;
+    if (this.inflight === 0) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, waitMs);
+      this.idle = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+    this.idle = null;
+  }
+
   /** `done`: called once the request buffer is no longer read (its reply is built). */
   private dispatch(req: Buffer, done?: () => void): void {
     this.requests++;
@@ -144,6 +164,7 @@ export class DevFuseSession {
         this.inflight--;
         done?.();
         if (reply) this.write(reply);
+        if (this.inflight === 0) this.idle?.();
       },
       (e: unknown) => {
         // handle() never rejects by contract; a rejection is a bug, and the request stays unanswered

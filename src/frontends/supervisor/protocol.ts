@@ -26,6 +26,8 @@ export interface StartMsg {
   init: Uint8Array | null;
   /** a vhost-user worker: how it serves the relayed connection (vhost-worker.ts) */
   vhost?: { requestQueues: number; maxRequestBytes: number; tag?: string };
+  /** a worker that reads /dev/fuse itself (devfuse-worker.ts); `successor`: ask the kernel to resend what a predecessor left */
+  devfuse?: { successor: boolean };
 }
 
 export interface ReqMsg {
@@ -48,7 +50,19 @@ export interface StopMsg {
   t: 'stop';
 }
 
-export type ToWorker = StartMsg | ReqMsg | StateReqMsg | StopMsg;
+/** Stop reading /dev/fuse and answer what was read (devfuse-worker.ts); answered 'drained'. */
+export interface DrainMsg {
+  t: 'drain';
+}
+
+/** A requester's supplementary groups, asked for by a sandboxed worker (GroupsReqMsg). */
+export interface GroupsMsg {
+  t: 'groups';
+  id: number;
+  groups: number[] | null;
+}
+
+export type ToWorker = StartMsg | ReqMsg | StateReqMsg | StopMsg | DrainMsg | GroupsMsg;
 
 export interface ReadyMsg {
   t: 'ready';
@@ -76,7 +90,31 @@ export interface FailMsg {
   message: string;
 }
 
-export type FromWorker = ReadyMsg | RepMsg | RecsMsg | StateMsg | FailMsg;
+/** The kernel's INIT request, as a worker reading /dev/fuse got it (sent before the reply). */
+export interface InitMsg {
+  t: 'init';
+  buf: Uint8Array;
+}
+
+export interface DrainedMsg {
+  t: 'drained';
+}
+
+/** The worker's /dev/fuse session ended (unmounted, or a read failed). */
+export interface EndedMsg {
+  t: 'ended';
+  reason: 'unmounted' | 'error';
+  code?: string;
+}
+
+/** A sandboxed worker asks for a requester's groups: its /proc cannot show a host pid. */
+export interface GroupsReqMsg {
+  t: 'groups?';
+  id: number;
+  pid: number;
+}
+
+export type FromWorker = ReadyMsg | RepMsg | RecsMsg | StateMsg | FailMsg | InitMsg | DrainedMsg | EndedMsg | GroupsReqMsg;
 
 /**
  * A message as it arrives on the channel (Node types it `any`), accepted when its tag is one the
@@ -91,8 +129,11 @@ function accept<M extends { t: string }>(tags: ReadonlyArray<M['t']>): (raw: unk
   };
 }
 
-export const asToWorker = accept<ToWorker>(['start', 'req', 'state', 'stop']);
-export const asFromWorker = accept<FromWorker>(['ready', 'rep', 'recs', 'state', 'fail']);
+export const asToWorker = accept<ToWorker>(['start', 'req', 'state', 'stop', 'drain', 'groups']);
+export const asFromWorker = accept<FromWorker>(['ready', 'rep', 'recs', 'state', 'fail', 'init', 'drained', 'ended', 'groups?']);
+
+/** A Buffer over the bytes of a message field (no copy). */
+export const asBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 
 /** Requests the kernel expects no reply to (FORGET, BATCH_FORGET, INTERRUPT): the opcode table says. */
 export function noReply(opcode: number): boolean {

@@ -20,7 +20,7 @@
  *   key) and brings inodes back lazily, under their old node ids. Open files (fh) pass to the
  *   successor at an upgrade (in the state); after a crash, requests on a dead worker's fh get EBADF.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -31,11 +31,11 @@ import { encodeError } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
 import type { RequestHandler } from '../devfuse/index.js';
 import { processGroups } from '../../sys/proc-groups.js';
-import { asFromWorker, noReply, type FromWorker, type ReqMsg, type StartMsg, type ToWorker } from './protocol.js';
+import { CrashBudget, askState, forkWorker, stopWorker, type Launch } from './spawn.js';
+import { asBuffer, asFromWorker, noReply, type FromWorker, type ReqMsg, type StartMsg, type ToWorker } from './protocol.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.js');
 const DRAIN_MS = 10_000;
-const MAX_CRASHES_PER_MIN = 5;
 
 interface Pending {
   resolve: (b: Buffer | null) => void;
@@ -60,7 +60,7 @@ export class Supervisor implements RequestHandler {
   private drained: (() => void) | null = null;
   private onState: ((b: Buffer) => void) | null = null;
   private generation = 0;
-  private crashes: number[] = [];
+  private readonly budget = new CrashBudget();
   private stopping = false;
 
   /**
@@ -74,7 +74,7 @@ export class Supervisor implements RequestHandler {
     private readonly keys: SealingKeys,
     private readonly log: Logger,
     private readonly onFatal: (why: string) => void,
-    private readonly launch: { execPath: string; head: string[]; env: NodeJS.ProcessEnv } | null = null,
+    private readonly launch: Launch | null = null,
   ) {}
 
   bufferSize(): number {
@@ -115,12 +115,7 @@ export class Supervisor implements RequestHandler {
   /** Start a worker with the given state; resolves when it is ready. */
   start(state: Buffer | null): Promise<void> {
     const gen = ++this.generation;
-    const child = fork(WORKER, [], {
-      serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: [...(this.launch?.head ?? []), ...process.execArgv.filter((a) => !a.startsWith('--cpu-prof'))],
-      ...(this.launch ? { execPath: this.launch.execPath, env: this.launch.env } : {}),
-    });
+    const child = forkWorker(WORKER, [], this.launch);
     this.worker = child;
     this.ready = false;
     return new Promise<void>((resolve, reject) => {
@@ -154,13 +149,13 @@ export class Supervisor implements RequestHandler {
         if (!p) return;
         this.pending.delete(m.id);
         if (m.id === this.initId && m.buf) this.negotiated = {};
-        p.resolve(m.buf ? Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength) : null);
+        p.resolve(m.buf ? asBuffer(m.buf) : null);
         if (this.pending.size === this.queue.length && this.drained) this.drained();
         return;
       }
       case 'recs':
         for (const r of m.recs) {
-          const b = Buffer.from(r.buffer, r.byteOffset, r.byteLength);
+          const b = asBuffer(r);
           this.records.push(b);
           this.recordBytes += b.length;
         }
@@ -171,7 +166,7 @@ export class Supervisor implements RequestHandler {
         }
         return;
       case 'state':
-        this.onState?.(Buffer.from(m.blob.buffer, m.blob.byteOffset, m.blob.byteLength));
+        this.onState?.(asBuffer(m.blob));
         return;
     }
   }
@@ -191,11 +186,9 @@ export class Supervisor implements RequestHandler {
     }
     if (this.stopping) return;
     this.log.error({ code, signal, failedRequests: failed }, 'the worker died; restarting it (requests in flight were answered EIO)');
-    const now = Date.now();
-    this.crashes = this.crashes.filter((t) => now - t < 60_000);
-    this.crashes.push(now);
-    if (this.crashes.length > MAX_CRASHES_PER_MIN) {
-      this.onFatal(`the worker crashed ${this.crashes.length} times within a minute`);
+    const n = this.budget.crashed();
+    if (n !== null) {
+      this.onFatal(`the worker crashed ${n} times within a minute`);
       return;
     }
     this.start(null).catch((e: unknown) => this.onFatal(`cannot restart the worker: ${(e as Error).message}`));
@@ -223,16 +216,9 @@ export class Supervisor implements RequestHandler {
       });
       this.drained = null;
     }
-    const state = await new Promise<Buffer>((resolve) => {
-      this.onState = resolve;
-      this.send({ t: 'state' });
-    });
-    this.onState = null;
-    const gone = new Promise<void>((resolve) => old.once('exit', () => resolve()));
+    const state = await askState(old, (to) => (this.onState = to));
     this.generation++; // the old worker's exit is no crash
-    this.send({ t: 'stop' });
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    if (old.exitCode === null && old.signalCode === null) old.kill('SIGKILL');
+    await stopWorker(old);
     // requests the old worker never answered within the drain window
     for (const [id, p] of this.pending) {
       if (this.queue.some((q) => q.id === id)) continue;
@@ -246,12 +232,7 @@ export class Supervisor implements RequestHandler {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    const w = this.worker;
-    if (!w || w.exitCode !== null) return;
-    const gone = new Promise<void>((resolve) => w.once('exit', () => resolve()));
-    this.send({ t: 'stop' });
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
+    if (this.worker) await stopWorker(this.worker);
   }
 
   /** For the supervisor's stats file (the worker writes the core's counters itself). */

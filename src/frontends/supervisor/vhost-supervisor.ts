@@ -18,7 +18,7 @@
  * the chains a crashed predecessor took and never answered get an EIO reply. Control messages the
  * VMM sent meanwhile were held and follow the replay.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -28,8 +28,9 @@ import type { ConnectionEnd, ConnectionOptions } from '../vhost-user/connection.
 import { Private } from '../vhost-user/connection.js';
 import { INFLIGHT_BYTES } from '../vhost-user/inflight.js';
 import { FLAG_NEED_REPLY, HEADER_SIZE, MessageReader, ProtocolFeature, Req, featureMask, type RawMessage } from '../vhost-user/messages.js';
-import { asFromWorker, type FromWorker, type StartMsg } from './protocol.js';
+import { asBuffer, asFromWorker, type FromWorker, type StartMsg } from './protocol.js';
 import { RECORD_LOG_BYTES, RecordLog } from './record-log.js';
+import { CrashBudget, askState, forkWorker, stopWorker, type Launch } from './spawn.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'vhost-worker.js');
 /** the worker's end of the relay: fd 4 (0-2 stdio, 3 Node's IPC channel) */
@@ -37,7 +38,6 @@ export const RELAY_FD = 4;
 /** the shared record log (record-log.ts): fd 5 */
 export const RECORD_LOG_FD = 5;
 const DRAIN_MS = 10_000;
-const MAX_CRASHES_PER_MIN = 5;
 const RECV_FDS = 32;
 const F_DUPFD_CLOEXEC = 1030;
 const P_REPLY_ACK = featureMask(ProtocolFeature.REPLY_ACK);
@@ -157,7 +157,7 @@ export interface VhostSupervisorOptions {
   connection: Omit<ConnectionOptions, 'supervised'>;
   log: Logger;
   /** a program that starts Node for the worker (the sandbox launcher), its arguments before Node's own, and the environment; null: Node directly */
-  launch: { execPath: string; head: string[]; env: NodeJS.ProcessEnv } | null;
+  launch: Launch | null;
 }
 
 /** One VMM connection served by a succession of workers. */
@@ -184,7 +184,7 @@ export class VhostSupervisor {
   private upgradeState: Buffer | null = null;
   private readonly records: Buffer[] = [];
   private generation = 0;
-  private crashes: number[] = [];
+  private readonly budget = new CrashBudget();
   private ended = false;
   private drainDone: (() => void) | null = null;
   private onState: ((b: Buffer) => void) | null = null;
@@ -285,12 +285,7 @@ export class VhostSupervisor {
   private spawn(state: Buffer | null, successor: boolean): Promise<void> {
     const gen = ++this.generation;
     const [mine, theirs] = sys.socketpairUnix();
-    const child = fork(WORKER, [], {
-      serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc', theirs, this.logFd],
-      execArgv: [...(this.o.launch?.head ?? []), ...process.execArgv.filter((a) => !a.startsWith('--cpu-prof'))],
-      ...(this.o.launch ? { execPath: this.o.launch.execPath, env: this.o.launch.env } : {}),
-    });
+    const child = forkWorker(WORKER, [theirs, this.logFd], this.o.launch);
     closeQuietly(theirs);
     this.worker = child;
     this.relay = mine;
@@ -326,10 +321,10 @@ export class VhostSupervisor {
         reject(new Error(m.message));
         return;
       case 'recs':
-        for (const r of m.recs) this.records.push(Buffer.from(r.buffer, r.byteOffset, r.byteLength));
+        for (const r of m.recs) this.records.push(asBuffer(r));
         return;
       case 'state':
-        this.onState?.(Buffer.from(m.blob.buffer, m.blob.byteOffset, m.blob.byteLength));
+        this.onState?.(asBuffer(m.blob));
         return;
       case 'rep':
         return;
@@ -385,11 +380,9 @@ export class VhostSupervisor {
     if (this.ended) return;
     this.counters.crashes++;
     this.o.log.error({ code, signal }, 'the vhost-user worker died; starting a successor (requests it had taken are answered EIO)');
-    const now = Date.now();
-    this.crashes = this.crashes.filter((t) => now - t < 60_000);
-    this.crashes.push(now);
-    if (this.crashes.length > MAX_CRASHES_PER_MIN) {
-      this.finish({ reason: 'error', message: `the worker crashed ${this.crashes.length} times within a minute` });
+    const n = this.budget.crashed();
+    if (n !== null) {
+      this.finish({ reason: 'error', message: `the worker crashed ${n} times within a minute` });
       return;
     }
     this.spawn(null, true).catch((e: unknown) => this.finish({ reason: 'error', message: `cannot restart the worker: ${(e as Error).message}` }));
@@ -411,16 +404,9 @@ export class VhostSupervisor {
       sys.sendMsg(this.relay, encode({ request: Private.DRAIN, flags: 1 | FLAG_NEED_REPLY, payload: Buffer.alloc(0) }), 0, HEADER_SIZE);
     });
     this.drainDone = null;
-    const state = await new Promise<Buffer>((resolve) => {
-      this.onState = resolve;
-      old.send({ t: 'state' });
-    });
-    this.onState = null;
+    const state = await askState(old, (to) => (this.onState = to));
     this.generation++; // its exit is no crash
-    const gone = new Promise<void>((resolve) => old.once('exit', () => resolve()));
-    old.send({ t: 'stop' });
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-    if (old.exitCode === null && old.signalCode === null) old.kill('SIGKILL');
+    await stopWorker(old);
     this.closeRelay();
     if (this.ended) return;
     // the state holds every record so far: it is the base a crash successor starts from, and the log starts again

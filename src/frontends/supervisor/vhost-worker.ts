@@ -8,10 +8,8 @@
 import { childLogger } from '../../log.js';
 import { VhostUserConnection } from '../vhost-user/connection.js';
 import { asToWorker, type StartMsg } from './protocol.js';
-import { RECORD_LOG_BYTES, RecordLog } from './record-log.js';
 import { RECORD_LOG_FD, RELAY_FD } from './vhost-supervisor.js';
-import { sys } from '../../sys/syscalls.js';
-import { commonMessage, flushRecs, requireSupervisor, send, startCore, useRecordLog, type WorkerCore } from './worker-core.js';
+import { commonMessage, flushRecs, requireSupervisor, send, startCore, useSharedRecordLog, type WorkerCore } from './worker-core.js';
 
 requireSupervisor('handlefs virtiofsd --supervise');
 
@@ -20,8 +18,7 @@ let worker: WorkerCore | null = null;
 async function start(m: StartMsg): Promise<void> {
   if (!m.vhost) throw new Error('a vhost-user worker needs its connection options');
   // the record log the supervisor shares (fd 5): a new inode costs no message
-  useRecordLog(new RecordLog(new Uint8Array(sys.mapShared(RECORD_LOG_FD, RECORD_LOG_BYTES, 0))));
-  sys.close(RECORD_LOG_FD);
+  useSharedRecordLog(RECORD_LOG_FD);
   // a requester's pid is the guest's: the host's /proc knows nothing of it
   const w = await startCore(m, (opts) => (opts.requesterGroups = () => null));
   worker = w;

@@ -11,10 +11,10 @@ import { PassthroughFs } from '../../fs/passthrough.js';
 import { ProtocolServer, type ProtocolOptions } from '../../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../../log.js';
 import { startStats } from '../../stats.js';
-import { enterChroot } from '../../sys/syscalls.js';
+import { enterChroot, sys } from '../../sys/syscalls.js';
 import type { Logger } from 'pino';
 import type { FromWorker, StartMsg, ToWorker } from './protocol.js';
-import type { RecordLog } from './record-log.js';
+import { RECORD_LOG_BYTES, RecordLog } from './record-log.js';
 
 export const send = (m: FromWorker): void => {
   process.send!(m);
@@ -35,9 +35,10 @@ export function flushRecs(): void {
 /** Where records go first when the transport shares memory with the supervisor (record-log.ts). */
 let recordLog: RecordLog | null = null;
 
-/** Hand records to `log` from now on (IPC only for what does not fit). */
-export function useRecordLog(log: RecordLog): void {
-  recordLog = log;
+/** Hand records to the log shared on `fd` from now on (IPC only for what does not fit); `fd` is closed. */
+export function useSharedRecordLog(fd: number): void {
+  recordLog = new RecordLog(new Uint8Array(sys.mapShared(fd, RECORD_LOG_BYTES, 0)));
+  sys.close(fd);
 }
 
 /** A sealed record for the supervisor: into the shared log, or sent in a batch once the current request is done. */
@@ -49,6 +50,28 @@ function streamRecord(sealed: Buffer): void {
     setImmediate(flushRecs);
   }
 }
+
+/** Groups the supervisor read for requests in flight, by requester pid (several may share a pid). */
+const supplied = new Map<number, { groups: number[] | null; uses: number }>();
+
+/**
+ * Make `groups` the answer for `pid` while its request runs; returns the release. A sandboxed
+ * worker (its own pid namespace, or a chroot without /proc) cannot read a requester's /proc
+ * entry: the supervisor reads the groups, and no other source is trusted.
+ */
+export function supplyGroups(pid: number, groups: number[] | null): () => void {
+  const e = supplied.get(pid);
+  if (e) {
+    e.groups = groups;
+    e.uses++;
+  } else supplied.set(pid, { groups, uses: 1 });
+  return () => {
+    const cur = supplied.get(pid);
+    if (cur && --cur.uses === 0) supplied.delete(pid);
+  };
+}
+
+export const suppliedGroups = (pid: number): number[] | null => supplied.get(pid)?.groups ?? null;
 
 export interface WorkerCore {
   core: PassthroughFs;

@@ -5,34 +5,16 @@
  */
 import { InHeader } from '../../fuse/abi.js';
 import { asToWorker, type StartMsg } from './protocol.js';
-import { commonMessage, flushRecs, requireSupervisor, send, startCore, type WorkerCore } from './worker-core.js';
+import { commonMessage, flushRecs, requireSupervisor, send, startCore, suppliedGroups, supplyGroups, type WorkerCore } from './worker-core.js';
 
 requireSupervisor('handlefs mount --supervise');
 
 let worker: WorkerCore | null = null;
 
-/** Groups the supervisor read for requests in flight, by requester pid (several may share a pid). */
-const suppliedGroups = new Map<number, { groups: number[] | null; uses: number }>();
-
-/** Make `groups` the answer for `pid` while its request runs; returns the release. */
-function supplyGroups(pid: number, groups: number[] | null): () => void {
-  const e = suppliedGroups.get(pid);
-  if (e) {
-    e.groups = groups;
-    e.uses++;
-  } else suppliedGroups.set(pid, { groups, uses: 1 });
-  return () => {
-    const cur = suppliedGroups.get(pid);
-    if (cur && --cur.uses === 0) suppliedGroups.delete(pid);
-  };
-}
-
 async function start(m: StartMsg): Promise<void> {
+  // sandboxed, the supervisor sends the groups with each ACCESS request (supplyGroups)
   const w = await startCore(m, (opts) => {
-    // sandboxed (its own pid namespace, or a chroot without /proc) the worker cannot read a
-    // requester's /proc entry: the supervisor sends the groups with each ACCESS request, and no
-    // other source is trusted
-    if (m.cfg.sandbox !== 'none') opts.requesterGroups = (pid) => suppliedGroups.get(pid)?.groups ?? null;
+    if (m.cfg.sandbox !== 'none') opts.requesterGroups = suppliedGroups;
   });
   worker = w;
   w.log.info({ restored: w.restored }, 'worker ready');
