@@ -1,5 +1,7 @@
 /* Process state: RLIMIT_NOFILE and capabilities. */
 #include <errno.h>
+#include <stdbool.h>
+#include <string.h>
 #include <linux/capability.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -54,15 +56,27 @@ BINDING(fchdir) {
   return NULL;
 }
 
+/*
+ * Argument 0 as a capability number and this process's capability sets, for the bindings below;
+ * false when it threw (a bad number, or capget failed).
+ */
+static bool cap_and_sets(napi_env env, napi_value arg, uint32_t *cap, struct __user_cap_header_struct *hdr,
+                         struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]) {
+  if (!arg_u32(env, arg, 0, cap)) return false;
+  if (*cap >= 32 * _LINUX_CAPABILITY_U32S_3) { throw_arg_range(env, 0, "a capability number below 64"); return false; }
+  *hdr = (struct __user_cap_header_struct){ .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+  memset(data, 0, sizeof(struct __user_cap_data_struct) * _LINUX_CAPABILITY_U32S_3);
+  if (syscall(SYS_capget, hdr, data) < 0) { throw_errno(env, errno, "capget"); return false; }
+  return true;
+}
+
 /* dropCapability(cap): remove cap from this process's effective, permitted and inheritable sets (no privilege needed). */
 BINDING(dropCapability) {
   GET_ARGS(env, info, 1);
   uint32_t cap;
-  ARG_U32(0, &cap);
-  if (cap >= 32 * _LINUX_CAPABILITY_U32S_3) { throw_arg_range(env, 0, "a capability number below 64"); return NULL; }
-  struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-  struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
-  if (syscall(SYS_capget, &hdr, data) < 0) return throw_errno(env, errno, "capget");
+  struct __user_cap_header_struct hdr;
+  struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+  if (!cap_and_sets(env, argv[0], &cap, &hdr, data)) return NULL;
   uint32_t bit = 1u << (cap % 32);
   data[cap / 32].effective &= ~bit;
   data[cap / 32].permitted &= ~bit;
@@ -74,10 +88,8 @@ BINDING(dropCapability) {
 BINDING(capEffective) {
   GET_ARGS(env, info, 1);
   uint32_t cap;
-  ARG_U32(0, &cap);
-  if (cap >= 32 * _LINUX_CAPABILITY_U32S_3) { throw_arg_range(env, 0, "a capability number below 64"); return NULL; }
-  struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-  struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = { { 0 } };
-  if (syscall(SYS_capget, &hdr, data) < 0) return throw_errno(env, errno, "capget");
+  struct __user_cap_header_struct hdr;
+  struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+  if (!cap_and_sets(env, argv[0], &cap, &hdr, data)) return NULL;
   return js_bool(env, (data[cap / 32].effective >> (cap % 32)) & 1u);
 }

@@ -126,8 +126,9 @@ options:
                             chroots itself into the share once loaded (it keeps /proc/self/fd
                             open; weaker than namespace, as virtiofsd's chroot; no --stats-file
                             or --state-file). Default none: the sandbox needs the worker split of
-                            --supervise (one more copy of every request), so it is not imposed
-                            on every mount; a careful operator runs
+                            --supervise (measured at 0.86x the plain server's create+stat+unlink
+                            rate: records for every new inode and open file), so it is not
+                            imposed on every mount; a careful operator runs
                             --supervise --sandbox namespace --seccomp kill
   --seccomp kill|log|none   (with --supervise) let the worker make only the syscalls on the
                             measured allow-list (src/sandbox/seccomp-allow.ts): any other kills it
