@@ -23,7 +23,7 @@ import { processGroups } from '../../sys/proc-groups.js';
 import { sys } from '../../sys/syscalls.js';
 import type { SessionEnd } from '../devfuse/index.js';
 import { asBuffer, asFromWorker, type FromWorker, type StartMsg } from './protocol.js';
-import { RECORD_LOG_BYTES, RecordLog } from './record-log.js';
+import { SupervisedRecords } from './record-log.js';
 import { JOURNAL_BYTES } from './resend-journal.js';
 import { CrashBudget, askState, forkWorker, stopWorker, type Launch } from './spawn.js';
 
@@ -45,12 +45,7 @@ export class DevFuseSupervisor {
   private worker: ChildProcess | null = null;
   private ready = false;
   private init: Buffer | null = null;
-  private upgradeState: Buffer | null = null;
-  /** records streamed over IPC once the shared log was full */
-  private readonly records: Buffer[] = [];
-  private readonly logFd: number;
-  private readonly logMapping: ArrayBuffer;
-  private readonly log: RecordLog;
+  private readonly records = new SupervisedRecords();
   private readonly journalFd: number;
   private generation = 0;
   private readonly budget = new CrashBudget();
@@ -76,10 +71,6 @@ export class DevFuseSupervisor {
   ) {
     this.done = new Promise((r) => (this.endWith = r));
     this.live = new Promise((r) => (this.liveWith = r));
-    // sparse: only the pages used take memory
-    this.logFd = sys.memfdCreate('handlefs-records', RECORD_LOG_BYTES);
-    this.logMapping = sys.mapShared(this.logFd, RECORD_LOG_BYTES, 0);
-    this.log = new RecordLog(new Uint8Array(this.logMapping));
     this.journalFd = sys.memfdCreate('handlefs-resend-journal', JOURNAL_BYTES);
   }
 
@@ -89,7 +80,7 @@ export class DevFuseSupervisor {
 
   private spawn(state: Buffer | null, successor: boolean): Promise<void> {
     const gen = ++this.generation;
-    const child = forkWorker(WORKER, [this.device, this.logFd, this.journalFd], this.launch);
+    const child = forkWorker(WORKER, [this.device, this.records.fd, this.journalFd], this.launch);
     this.worker = child;
     this.ready = false;
     this.counters.workers++;
@@ -101,9 +92,7 @@ export class DevFuseSupervisor {
       child.on('exit', (code, signal) => this.onExit(gen, code, signal, reject));
       const start: StartMsg = {
         t: 'start', cfg: this.cfg, root: this.root, key: this.keys.key, previousKeys: this.keys.previousKeys,
-        // after a crash: the state of the last upgrade, what the workers since logged, then what
-        // they streamed over IPC once the log was full
-        state, records: state ? [] : [...(this.upgradeState ? [this.upgradeState] : []), ...this.log.records(), ...this.records],
+        state, records: state ? [] : this.records.forSuccessor(),
         init: this.init, devfuse: { successor },
       };
       child.send(start);
@@ -125,7 +114,7 @@ export class DevFuseSupervisor {
         this.liveWith();
         return;
       case 'recs':
-        for (const r of m.recs) this.records.push(asBuffer(r));
+        this.records.add(m.recs);
         return;
       case 'state':
         this.onState?.(asBuffer(m.blob));
@@ -180,10 +169,7 @@ export class DevFuseSupervisor {
     this.generation++; // its exit is no crash
     await stopWorker(old);
     if (this.stopping) return;
-    // the state holds every record so far: it is the base a crash successor starts from, and the log starts again
-    this.upgradeState = state;
-    this.log.reset();
-    this.records.length = 0;
+    this.records.upgraded(state);
     await this.spawn(state, true);
     this.slog.info({ pid: this.worker?.pid, stateBytes: state.length }, 'upgrade done');
   }
@@ -191,8 +177,7 @@ export class DevFuseSupervisor {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.worker) await stopWorker(this.worker);
-    sys.unmapShared(this.logMapping);
-    closeQuietly(this.logFd);
+    this.records.close();
     closeQuietly(this.journalFd);
   }
 

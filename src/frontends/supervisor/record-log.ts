@@ -8,6 +8,8 @@
  * Layout: u32 magic, u32 reserved, u32 end (bytes used, header included), u32 reserved; then
  * entries of u32 length + the record's bytes.
  */
+import { sys } from '../../sys/syscalls.js';
+
 export const RECORD_LOG_BYTES = 64 << 20;
 const MAGIC = 0x4846_524c; // 'HFRL'
 const HEADER = 16;
@@ -47,5 +49,51 @@ export class RecordLog {
       at += 4 + n;
     }
     return out;
+  }
+}
+
+/**
+ * What a supervisor keeps of its workers' records: the shared log (its memfd goes to each worker),
+ * what a worker streamed over IPC once the log was full, and the full state of the last upgrade.
+ */
+export class SupervisedRecords {
+  /** the memfd a worker maps (record-log fd) */
+  readonly fd: number;
+  private readonly mapping: ArrayBuffer;
+  private readonly log: RecordLog;
+  private readonly streamed: Buffer[] = [];
+  private upgradeState: Buffer | null = null;
+
+  constructor() {
+    // sparse: only the pages records fill take memory
+    this.fd = sys.memfdCreate('handlefs-records', RECORD_LOG_BYTES);
+    this.mapping = sys.mapShared(this.fd, RECORD_LOG_BYTES, 0);
+    this.log = new RecordLog(new Uint8Array(this.mapping));
+  }
+
+  /** Records a worker sent over IPC (its log was full). */
+  add(recs: readonly Uint8Array[]): void {
+    for (const r of recs) this.streamed.push(Buffer.from(r.buffer, r.byteOffset, r.byteLength));
+  }
+
+  /** A crash successor's records: the last upgrade's state, then what was logged, then what was streamed. */
+  forSuccessor(): Buffer[] {
+    return [...(this.upgradeState ? [this.upgradeState] : []), ...this.log.records(), ...this.streamed];
+  }
+
+  /** An upgrade handed over `state`, which holds every record so far: the base from now on, and the log starts again. */
+  upgraded(state: Buffer): void {
+    this.upgradeState = state;
+    this.log.reset();
+    this.streamed.length = 0;
+  }
+
+  close(): void {
+    sys.unmapShared(this.mapping);
+    try {
+      sys.close(this.fd);
+    } catch {
+      /* closed */
+    }
   }
 }

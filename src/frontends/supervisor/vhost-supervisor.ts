@@ -29,7 +29,7 @@ import { Private } from '../vhost-user/connection.js';
 import { INFLIGHT_BYTES } from '../vhost-user/inflight.js';
 import { FLAG_NEED_REPLY, HEADER_SIZE, MessageReader, ProtocolFeature, Req, featureMask, type RawMessage } from '../vhost-user/messages.js';
 import { asBuffer, asFromWorker, type FromWorker, type StartMsg } from './protocol.js';
-import { RECORD_LOG_BYTES, RecordLog } from './record-log.js';
+import { SupervisedRecords } from './record-log.js';
 import { CrashBudget, askState, forkWorker, stopWorker, type Launch } from './spawn.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'vhost-worker.js');
@@ -177,12 +177,8 @@ export class VhostSupervisor {
   /** messages relayed to the worker whose reply has not come back, in order */
   private awaiting: Array<{ request: number; flags: number; payload: Buffer; kept: boolean }> = [];
   private readonly inflightFd: number;
-  private readonly logFd: number;
-  private readonly log: RecordLog;
+  private readonly records = new SupervisedRecords();
   private init: Buffer | null = null;
-  /** the full state the last upgrade handed over */
-  private upgradeState: Buffer | null = null;
-  private readonly records: Buffer[] = [];
   private generation = 0;
   private readonly budget = new CrashBudget();
   private ended = false;
@@ -195,13 +191,7 @@ export class VhostSupervisor {
   constructor(private readonly vmm: number, private readonly o: VhostSupervisorOptions) {
     this.done = new Promise((r) => (this.endWith = r));
     this.inflightFd = sys.memfdCreate('handlefs-inflight', INFLIGHT_BYTES);
-    // sparse: only the pages records fill take memory
-    this.logFd = sys.memfdCreate('handlefs-records', RECORD_LOG_BYTES);
-    this.logMapping = sys.mapShared(this.logFd, RECORD_LOG_BYTES, 0);
-    this.log = new RecordLog(new Uint8Array(this.logMapping));
   }
-
-  private readonly logMapping: ArrayBuffer;
 
   async start(): Promise<void> {
     await this.spawn(null, false);
@@ -285,7 +275,7 @@ export class VhostSupervisor {
   private spawn(state: Buffer | null, successor: boolean): Promise<void> {
     const gen = ++this.generation;
     const [mine, theirs] = sys.socketpairUnix();
-    const child = forkWorker(WORKER, [theirs, this.logFd], this.o.launch);
+    const child = forkWorker(WORKER, [theirs, this.records.fd], this.o.launch);
     closeQuietly(theirs);
     this.worker = child;
     this.relay = mine;
@@ -299,9 +289,7 @@ export class VhostSupervisor {
       child.on('exit', (code, signal) => this.onExit(gen, code, signal, reject));
       const start: StartMsg = {
         t: 'start', cfg: this.o.cfg, root: this.o.root, key: this.o.keys.key, previousKeys: this.o.keys.previousKeys,
-        // after a crash: the state of the last upgrade, what the workers since logged, then what
-        // they streamed over IPC once the log was full
-        state, records: state ? [] : [...(this.upgradeState ? [this.upgradeState] : []), ...this.log.records(), ...this.records],
+        state, records: state ? [] : this.records.forSuccessor(),
         init: this.init, vhost: this.o.connection,
       };
       child.send(start);
@@ -321,7 +309,7 @@ export class VhostSupervisor {
         reject(new Error(m.message));
         return;
       case 'recs':
-        for (const r of m.recs) this.records.push(asBuffer(r));
+        this.records.add(m.recs);
         return;
       case 'state':
         this.onState?.(asBuffer(m.blob));
@@ -409,10 +397,7 @@ export class VhostSupervisor {
     await stopWorker(old);
     this.closeRelay();
     if (this.ended) return;
-    // the state holds every record so far: it is the base a crash successor starts from, and the log starts again
-    this.upgradeState = state;
-    this.log.reset();
-    this.records.length = 0;
+    this.records.upgraded(state);
     await this.spawn(state, true);
     this.o.log.info({ pid: this.worker?.pid, stateBytes: state.length }, 'upgrade done');
   }
@@ -442,8 +427,7 @@ export class VhostSupervisor {
     this.vmmReader.close().forEach(closeQuietly);
     this.device.clear();
     closeQuietly(this.inflightFd);
-    sys.unmapShared(this.logMapping);
-    closeQuietly(this.logFd);
+    this.records.close();
     closeQuietly(this.vmm);
     this.endWith(end);
   }
