@@ -24,7 +24,7 @@ export class Confinement {
    */
   confirmInside(inode: Inode, fd: number): void {
     const s = this.s;
-    if (inode === s.root) return;
+    if (inode.is(s.root)) return;
     // the proof holds until something is renamed on the root's filesystem (MoveWatch); taken
     // before the readlink, so that a rename during it voids the new proof
     const epoch = s.moves.epoch();
@@ -55,8 +55,8 @@ export class Confinement {
    */
   inheritProof(child: Inode, parent: Inode): void {
     const e = this.s.moves.last;
-    if (e < 0 || child === this.s.root) return;
-    if (parent !== this.s.root && parent.proven !== e) return;
+    if (e < 0 || child.is(this.s.root)) return;
+    if (!parent.is(this.s.root) && parent.proven !== e) return;
     if (this.onRootMount(child)) child.proven = e;
   }
 
@@ -108,6 +108,7 @@ export class Confinement {
   }
 
   private onRootMount(inode: Inode): boolean {
-    return inode.handle !== null && inode.handle.mountId === this.s.root.handle!.mountId;
+    const m = inode.mountId;
+    return m !== null && m === this.s.root.mountId;
   }
 }

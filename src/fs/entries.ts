@@ -4,7 +4,7 @@
  * syscall relative to a directory fd proven to be beneath the root.
  */
 import { E, FsError } from '../errors.js';
-import { handleKey, sameHandle, type FileHandle } from '../handle/file-handle.js';
+import { sameHandle, type FileHandle } from '../handle/file-handle.js';
 import {
   sys, statAt, procFdDir, procFdPath, parseDirents, DT_DIR, O_DIRECTORY, O_RDONLY, PATH_MAX,
   AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW,
@@ -14,7 +14,7 @@ import {
 import { createMode } from './acl.js';
 import { checkName, isDotName } from './names.js';
 import type { Confinement } from './confinement.js';
-import { Inode, dropAltLink, identityOf, rememberAltLink } from './inode-store.js';
+import { dropAltLink, identityOf, rememberAltLink, type Inode } from './inode-store.js';
 import { DOT, EMPTY, closeQuietly, devOf, entryOf, handleOf, openAt, type Services } from './services.js';
 import type { Context, DeviceNumber, Entry } from './types.js';
 import { labelNewNode } from './xattrs.js';
@@ -43,11 +43,11 @@ export class Entries {
       let target = parent;
       if (name.length === 2) {
         // '..' of the root is the root; otherwise the parent link (never a walk above the root)
-        if (parent !== s.root && !parent.parent) {
+        if (!parent.is(s.root) && !parent.parent) {
           // a directory reached without a parent link (tmp/export): prove nothing, refuse
           throw new FsError(E.ESTALE, 'parent unknown');
         }
-        target = parent === s.root ? s.root : parent.parent!;
+        target = parent.is(s.root) ? s.root : parent.parent!;
       }
       // "." resolves a client's handle: what it names must still be inside, like any name
       const st = s.fds.with(target, (fd) => {
@@ -72,7 +72,7 @@ export class Entries {
       return;
     }
     // the root lives as long as the session; the kernel's count on it is not ours to drop
-    if (inode === s.root) return;
+    if (inode.is(s.root)) return;
     s.store.forget(inode, nlookup > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(nlookup));
   }
 
@@ -112,7 +112,7 @@ export class Entries {
       sys.renameat2(ofd, oldname, nfd, newname, flags);
       if (moved) this.nameMoved(moved, olddir, oldname, newdir, newname);
       if (other && flags & RENAME_EXCHANGE) this.nameMoved(other, newdir, newname, olddir, oldname);
-      else if (other && other !== moved) {
+      else if (other && !other.is(moved)) {
         if (s.handles.size > 0) this.noteMaybeUnlinked(other);
         this.nameGone(other, newdir, nfd, newname);
       }
@@ -160,15 +160,14 @@ export class Entries {
       closeQuietly(fd);
       throw e;
     }
-    const key = identityOf(h, st);
-    let inode = s.store.byKey(key);
+    let inode = h ? s.store.byHandle(h) : s.store.byDevIno(devOf(st), st.ino);
     if (inode && inode.type !== (st.mode & S_IFMT)) {
       // the same identity with another type: an old (dev, ino) reused by the host
       s.store.unindex(inode);
       inode = undefined;
     }
     if (inode) {
-      if (inode === s.root || s.cache.has(inode.fdKey)) closeQuietly(fd);
+      if (inode.is(s.root) || s.cache.has(inode.fdKey)) closeQuietly(fd);
       else {
         s.cache.insertPinned(inode.fdKey, fd, 'path', !inode.reopenable);
         s.cache.unpin(inode.fdKey, fd);
@@ -176,20 +175,21 @@ export class Entries {
       if (parent && name) this.learnName(inode, parent, name);
     } else {
       // another mount below the share, or no handle support: the fd cannot be reopened, pin it
-      const canReopen = reopenable && h !== null && h.mountId === s.root.handle!.mountId;
+      const canReopen = reopenable && h !== null && h.mountId === s.root.mountId;
       // a file that left memory (or a predecessor's) keeps its node id: a client's handle of it and
       // this name reach one inode, not two
-      const rec = canReopen ? s.exports.byKey(key) : undefined;
+      const rec = canReopen && s.exports.size > 0 ? s.exports.byKey(identityOf(h, st)) : undefined;
       const known = rec && rec.type === (st.mode & S_IFMT) ? rec : undefined;
       // the handle comes from name_to_handle_at: sealed only when its record leaves memory (sealOf)
-      inode = new Inode(known ? known.nodeid : s.store.allocId(), known ? known.generation : s.generation, st.mode & S_IFMT, h,
-        null, key, canReopen);
+      inode = s.store.create({
+        nodeid: known ? known.nodeid : s.store.allocId(), generation: known ? known.generation : s.generation,
+        type: st.mode & S_IFMT, handle: h, seal: null, reopenable: canReopen, dev: devOf(st), ino: st.ino,
+      });
       if (known) {
         inode.nlookup = known.nlookup;
         s.exports.delete(known.nodeid);
       }
-      s.store.add(inode);
-      if (parent && name) s.store.setParent(inode, parent, Buffer.from(name));
+      if (parent && name) s.store.setParent(inode, parent, name);
       s.records.emit(inode);
       s.cache.insertPinned(inode.fdKey, fd, 'path', !canReopen);
       s.cache.unpin(inode.fdKey, fd);
@@ -220,8 +220,8 @@ export class Entries {
       if (h === -E.ENOENT) throw new FsError(E.ENOENT, 'name_to_handle_at');
       return null;
     }
-    const inode = s.store.byKey(handleKey(h));
-    if (!inode || inode === s.root || inode.ino < 0n) return null;
+    const inode = s.store.byHandle(h);
+    if (!inode || inode.is(s.root) || inode.ino < 0n) return null;
     let st: Stat;
     try {
       st = statAt(dirFd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT);
@@ -239,11 +239,12 @@ export class Entries {
   /** The known inode a name refers to now, if any (no lookup counted). */
   private knownByName(dirFd: number, name: Buffer): Inode | undefined {
     const h = sys.nameToHandleAtTry(dirFd, name, this.s.handleFlags);
-    if (typeof h !== 'number') return this.s.store.byKey(handleKey(h));
+    if (typeof h !== 'number') return this.s.store.byHandle(h);
     // no handles on this filesystem: by (dev, ino)
     if (h === -E.EOPNOTSUPP || h === -E.EOVERFLOW) {
       try {
-        return this.s.store.byKey(identityOf(null, statAt(dirFd, name, AT_SYMLINK_NOFOLLOW)));
+        const st = statAt(dirFd, name, AT_SYMLINK_NOFOLLOW);
+        return this.s.store.byDevIno(devOf(st), st.ino);
       } catch {
         return undefined;
       }
@@ -254,7 +255,7 @@ export class Entries {
   /** After an unlink/rename-over: an inode whose last name went while files are open keeps its fds. */
   private noteMaybeUnlinked(inode: Inode | undefined): void {
     const s = this.s;
-    if (!inode || inode === s.root) return;
+    if (!inode || inode.is(s.root)) return;
     const fd = s.cache.pin(inode.fdKey);
     if (fd === undefined) return;
     try {
@@ -331,22 +332,22 @@ export class Entries {
    */
   private learnName(inode: Inode, parent: Inode, name: Buffer): void {
     const s = this.s;
-    if (inode === s.root || inode === parent || !inode.reopenable) return;
-    if (inode.parent === parent && inode.name?.equals(name)) return;
-    if (inode.type !== S_IFDIR && inode.parent && inode.name) rememberAltLink(inode, inode.parent.nodeid, inode.name);
-    // names are views into the request buffer (filesystem.ts): keep a copy
-    const copy = Buffer.from(name);
-    dropAltLink(inode, parent.nodeid, copy);
-    s.store.setParent(inode, parent, copy);
+    if (inode.is(s.root) || inode.is(parent) || !inode.reopenable) return;
+    if (inode.linkedAs(parent, name)) return;
+    const was = inode.parent;
+    if (inode.type !== S_IFDIR && was) rememberAltLink(inode, was.nodeid, inode.name!);
+    dropAltLink(inode, parent.nodeid, name);
+    // the table copies the name (names are views into the request buffer: filesystem.ts)
+    s.store.setParent(inode, parent, name);
     s.records.emit(inode);
   }
 
   /** A rename moved one name of `inode` from (fromDir, fromName) to (toDir, toName). */
   private nameMoved(inode: Inode, fromDir: Inode, fromName: Buffer, toDir: Inode, toName: Buffer): void {
-    if (!inode.reopenable || inode === this.s.root) return;
+    if (!inode.reopenable || inode.is(this.s.root)) return;
     dropAltLink(inode, fromDir.nodeid, fromName);
-    if (inode.parent === fromDir && inode.name?.equals(fromName)) {
-      this.s.store.setParent(inode, toDir, Buffer.from(toName));
+    if (inode.linkedAs(fromDir, fromName)) {
+      this.s.store.setParent(inode, toDir, toName);
       this.s.records.emit(inode);
     } else this.learnName(inode, toDir, toName);
   }
@@ -359,11 +360,11 @@ export class Entries {
    */
   private nameGone(inode: Inode, parent: Inode, dirFd: number, name: Buffer): void {
     const s = this.s;
-    if (inode === s.root || inode.type === S_IFDIR || !inode.reopenable) return;
+    if (inode.is(s.root) || inode.type === S_IFDIR || !inode.reopenable) return;
     const linksBefore = inode.links;
     if (linksBefore > 0) s.store.setLinks(inode, linksBefore - 1);
     dropAltLink(inode, parent.nodeid, name);
-    if (inode.parent !== parent || !inode.name?.equals(name)) return;
+    if (!inode.linkedAs(parent, name)) return;
     while (inode.altLinks) {
       const alt = inode.altLinks[0]!;
       dropAltLink(inode, alt.parent, alt.name);

@@ -99,7 +99,7 @@ export class HandleTable {
   }
 
   *forInode(inode: Inode): IterableIterator<OpenHandle> {
-    for (const h of this.map.values()) if (h.inode === inode) yield h;
+    for (const h of this.map.values()) if (h.inode.is(inode)) yield h;
   }
 
   *all(): IterableIterator<OpenHandle> {

@@ -1,4 +1,3 @@
-import { handleKey } from '../handle/file-handle.js';
 import type { Inode, InodeStore } from './inode-store.js';
 import { FAN_ATTRIB, FAN_DIRENT, FAN_MODIFY } from '../sys/constants.js';
 import type { EventHandle, HostEvent, HostEventSink } from './move-watch.js';
@@ -93,7 +92,7 @@ export class HostChanges implements HostEventSink {
   }
 
   private known(h: EventHandle | null): Inode | undefined {
-    return h ? this.store.byKey(handleKey({ mountId: this.mountId, type: h.type, bytes: h.bytes })) : undefined;
+    return h ? this.store.byHandle({ mountId: this.mountId, type: h.type, bytes: h.bytes }) : undefined;
   }
 
   /** `data`: the content changed too (its cached pages go), not only the attributes. */

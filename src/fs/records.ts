@@ -5,12 +5,12 @@
  */
 import type { Logger } from 'pino';
 import { E, FsError } from '../errors.js';
-import { handleKey, type FileHandle } from '../handle/file-handle.js';
+import type { FileHandle } from '../handle/file-handle.js';
 import type { Sealer } from '../handle/seal.js';
 import { encodeState, type ExportTable, type InodeRecord } from './export-table.js';
 import type { FdCache } from './fd-cache.js';
 import { ROOT_ID } from './filesystem.js';
-import { Inode, type InodeStore } from './inode-store.js';
+import type { Inode, InodeStore } from './inode-store.js';
 import { MAX_DEPTH, type InodeFds, type ReopenCounters } from './reopen.js';
 
 /**
@@ -20,10 +20,12 @@ import { MAX_DEPTH, type InodeFds, type ReopenCounters } from './reopen.js';
  * inode has one.
  */
 export function recordOf(inode: Inode, nlookup: number, sealer?: Sealer): InodeRecord | null {
-  if (!inode.reopenable || !inode.handle || !inode.parent || !inode.name) return null;
+  const h = inode.reopenable ? inode.handle : null;
+  const parent = inode.parent, name = inode.name;
+  if (!h || !parent || !name) return null;
   return {
-    nodeid: inode.nodeid, generation: inode.generation, parent: inode.parent.nodeid, name: Buffer.from(inode.name),
-    type: inode.type, handleType: inode.handle.type, handle: inode.handle.bytes, seal: sealer ? sealOf(inode, sealer) : inode.seal, nlookup,
+    nodeid: inode.nodeid, generation: inode.generation, parent: parent.nodeid, name,
+    type: inode.type, handleType: h.type, handle: h.bytes, seal: sealer ? sealOf(inode, sealer) : inode.seal, nlookup,
   };
 }
 
@@ -76,12 +78,13 @@ export class Records {
       throw new FsError(E.ESTALE, 'record seal');
     }
     const parent = rec.parent === ROOT_ID ? root : store.get(rec.parent) ?? this.resurrect(rec.parent, depth + 1);
-    const handle: FileHandle = { type: rec.handleType, bytes: rec.handle, mountId: root.handle!.mountId };
+    const handle: FileHandle = { type: rec.handleType, bytes: rec.handle, mountId: root.mountId! };
     const fd = this.p.fds.openRecord(parent, rec.name, handle, rec.type);
-    const key = handleKey(handle);
-    const inode = new Inode(rec.nodeid, rec.generation, rec.type, handle, rec.seal, key, true);
-    if (store.byKey(key)) store.addUnindexed(inode);
-    else store.add(inode);
+    // another node may own this identity already (an alias): found by node id only
+    const inode = store.create({
+      nodeid: rec.nodeid, generation: rec.generation, type: rec.type, handle, seal: rec.seal, reopenable: true, dev: -1, ino: -1n,
+      indexed: store.byHandle(handle) === undefined,
+    });
     store.setParent(inode, parent, rec.name);
     inode.nlookup = rec.nlookup;
     exports.delete(nodeid);

@@ -52,14 +52,14 @@ export class InodeFds {
 
   /** Borrow the inode's O_PATH fd, reopening it if it was evicted. Pair with release(). */
   acquire(inode: Inode, depth = 0): number {
-    if (inode === this.rootNode) return this.rootFd;
+    if (inode.is(this.rootNode)) return this.rootFd;
     const fd = this.cache.pin(inode.fdKey);
     if (fd !== undefined) return fd;
     return this.reopen(inode, depth);
   }
 
   release(inode: Inode, fd: number): void {
-    if (inode === this.rootNode) return;
+    if (inode.is(this.rootNode)) return;
     this.cache.unpin(inode.fdKey, fd);
   }
 
@@ -79,10 +79,12 @@ export class InodeFds {
   }
 
   private reopen(inode: Inode, depth: number): number {
-    if (!inode.reopenable || !inode.handle) throw this.stale(inode, 'inode cannot be reopened');
+    const h = inode.handle;
+    if (!inode.reopenable || !h) throw this.stale(inode, 'inode cannot be reopened');
     if (depth > MAX_DEPTH) throw this.stale(inode, 'parent chain too deep');
     // A seal failure is a bug or tampering: never open from an unverified handle.
-    if (inode.seal && !this.sealer.verify(inode.handle.type, inode.handle.bytes, inode.seal)) {
+    const seal = inode.seal;
+    if (seal && !this.sealer.verify(h.type, h.bytes, seal)) {
       this.counters.sealFailures++;
       this.log.error({ nodeid: String(inode.nodeid) }, 'file handle seal does not verify; refusing to reopen (tampering or a bug)');
       throw this.stale(inode, 'seal');
@@ -90,11 +92,10 @@ export class InodeFds {
     // open_by_handle_at opens whatever the handle names, wherever it is now: for a directory the
     // '..' walk then proves it is beneath the root, but a non-directory has no reliable way up, so
     // it is always re-walked by name from its (proven) parent
-    return this.strategy === 'handle' && inode.type === S_IFDIR ? this.reopenByHandle(inode) : this.reopenByPath(inode, depth);
+    return this.strategy === 'handle' && inode.type === S_IFDIR ? this.reopenByHandle(inode, h) : this.reopenByPath(inode, h, depth);
   }
 
-  private reopenByHandle(inode: Inode): number {
-    const h = inode.handle!;
+  private reopenByHandle(inode: Inode, h: FileHandle): number {
     this.cache.reserve();
     let fd: number;
     try {
@@ -172,11 +173,11 @@ export class InodeFds {
     return this.walkBeneath(parent, name, handle, 0, 'record');
   }
 
-  private reopenByPath(inode: Inode, depth: number): number {
+  private reopenByPath(inode: Inode, h: FileHandle, depth: number): number {
     const parent = inode.parent;
     const name = inode.name;
     if (!parent || !name) throw this.stale(inode, 'no parent link');
-    const fd = this.walkBeneath(parent, name, inode.handle!, depth + 1, 're-walk');
+    const fd = this.walkBeneath(parent, name, h, depth + 1, 're-walk');
     this.counters.reopenByPath++;
     this.cache.insertPinned(inode.fdKey, fd, 'path');
     return fd;

@@ -159,9 +159,10 @@ export function entryOf(s: Services, inode: Inode, st: Stat): Entry {
  */
 export function isSubmount(inode: Inode): boolean {
   const p = inode.parent;
-  if (inode.type !== S_IFDIR || !p || p === inode) return false;
+  if (inode.type !== S_IFDIR || !p || p.is(inode)) return false;
   if (inode.dev !== p.dev) return true;
-  return inode.handle !== null && p.handle !== null && inode.handle.mountId !== p.handle.mountId;
+  const m = inode.mountId, pm = p.mountId;
+  return m !== null && pm !== null && m !== pm;
 }
 
 /** One number for a device (major, minor). */

@@ -96,12 +96,12 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     if (r) exports.put(r, inode.identity);
   });
   const rootStat = statAt(rootPathFd, EMPTY, AT_EMPTY_PATH);
-  const root = new Inode(ROOT_ID, generation, rootStat.mode & S_IFMT, rootHandle,
-    sealer.seal(rootHandle.type, rootHandle.bytes), handleKey(rootHandle), false);
+  // the device is what a child directory is compared with to find a submount
+  const root = store.create({
+    nodeid: ROOT_ID, generation, type: rootStat.mode & S_IFMT, handle: rootHandle, seal: sealer.seal(rootHandle.type, rootHandle.bytes),
+    reopenable: false, dev: devOf(rootStat), ino: rootStat.ino,
+  });
   root.nlookup = 1;
-  // the device a child directory is compared with to find a submount
-  root.dev = devOf(rootStat);
-  store.add(root);
   // the root's O_PATH fd and dir fd are the reserve, outside the budget: never evicted
   const fds = new InodeFds(cache, sealer, strategy, rootDirFd, rootHandle, handleFlags, log, root, rootPathFd, counters);
   // each new or moved inode's sealed record goes to the state file and to the caller's stream

@@ -8,7 +8,7 @@ import type { Services } from './services.js';
 export function exportState(s: Services): Buffer {
   const records: InodeRecord[] = [];
   for (const inode of s.store.all()) {
-    if (inode === s.root) continue;
+    if (inode.is(s.root)) continue;
     const r = recordOf(inode, inode.nlookup, s.sealer);
     if (r) records.push(r);
   }
