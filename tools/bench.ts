@@ -116,6 +116,9 @@ const TARGETS: Target[] = [
   { id: 'handlefs-raw', label: 'handlefs raw', ready: 'fd', sweep: true,
     cache: '--cache auto (attr/entry 1 s, no keep_cache: page cache dropped on open), one serving thread (the event loop), 1 MiB requests; xattrs on (passthrough_ll serves none: one GETXATTR less per new file)',
     start: handlefs('raw') },
+  { id: 'handlefs-supervised', label: 'handlefs raw --supervise', ready: 'fd',
+    cache: 'as handlefs raw, with --supervise: a supervisor process keeps /dev/fuse and a worker child process serves the requests (server CPU: both processes)',
+    start: handlefs('raw', ['--supervise']) },
   { id: 'handlefs-passthrough', label: 'handlefs raw --passthrough', ready: 'fd',
     cache: 'as handlefs raw, plus FUSE passthrough: open files are kernel backing files (reads/writes bypass the server)',
     start: handlefs('raw', ['--passthrough']) },
@@ -425,16 +428,42 @@ function machine() {
   };
 }
 
-// The server's CPU time (user + system, every thread) from /proc/PID/stat, in seconds.
+// The server's CPU time in seconds, from /proc/PID/stat: user + system of every thread of the
+// process and of its live descendants (a supervised server's worker), plus what their children
+// that ended and were reaped used (cutime + cstime: a worker that was replaced stays counted).
 const CLK_TCK = (() => { try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100; } catch { return 100; } })();
-function procCpuS(pid: number): number | null {
+/** [ppid, utime + stime + cutime + cstime in ticks] of `pid`, or null once it is gone */
+function procStat(pid: number | string): [number, number] | null {
   try {
     const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime, stime (fields 14 and 15)
+    // from field 3 (state): ppid is field 4, utime..cstime are fields 14 to 17
+    return [Number(f[1]), Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])];
   } catch {
     return null;
   }
+}
+function procCpuS(pid: number): number | null {
+  const root = procStat(pid);
+  if (!root) return null;
+  const children = new Map<number, [number, number][]>();
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const st = procStat(e);
+    if (!st) continue;
+    let l = children.get(st[0]);
+    if (!l) children.set(st[0], (l = []));
+    l.push([Number(e), st[1]]);
+  }
+  let ticks = root[1];
+  const todo = [pid];
+  while (todo.length) {
+    for (const [child, t] of children.get(todo.pop()!) ?? []) {
+      ticks += t;
+      todo.push(child);
+    }
+  }
+  return ticks / CLK_TCK;
 }
 
 const errorText = (e: unknown): string => String((e as Error)?.message ?? e);
@@ -533,6 +562,8 @@ function speed(a: Outcome | undefined, b: Outcome | undefined): number | null {
   return a.better === 'lower' ? b.value / a.value : a.value / b.value;
 }
 const fmt = (x: number | null, d = 2): string => (x == null ? 'n/a' : x.toFixed(d));
+const secs = (x: number | null | undefined): string => (x == null ? 'n/a' : `${x.toFixed(2)} s`);
+const cpuOf = (r: Outcome | undefined): number | undefined => (r && !('error' in r) ? r.server_cpu_s : undefined);
 const isPass = (r: SweepOutcome | undefined): r is Pass => !!r && !('error' in r);
 
 interface Check {
@@ -575,16 +606,26 @@ function report(doc: Doc): string {
     for (const w of wl) lines.push(`| ${w.label} | ${cols.map((i) => fmt(speed(results[i]?.[w.id], results[ref]?.[w.id]))).join(' | ')} |`);
     lines.push('');
   };
-  const cpuOf = (r: Outcome | undefined): number | undefined => (r && !('error' in r) ? r.server_cpu_s : undefined);
   const fuseIds = ids.filter((i) => results[i] && Object.values(results[i]!).some((r) => cpuOf(r) != null));
   if (fuseIds.length) {
-    lines.push('Server CPU time per workload (user + system, all threads of the server process, from /proc/PID/stat; the client\'s own time is not in it; git status: per timed run):', '');
+    lines.push('Server CPU time per workload (user + system, all threads of the server\'s processes: with --supervise the supervisor and its worker; from /proc/PID/stat of the server and its descendants; the client\'s own time is not in it; git status: per timed run):', '');
     lines.push(`| workload | ${fuseIds.map((i) => lab[i]).join(' | ')} |`, `|---|${fuseIds.map(() => '---:').join('|')}|`);
-    for (const w of wl) lines.push(`| ${w.label} | ${fuseIds.map((i) => { const c = cpuOf(results[i]?.[w.id]); return c == null ? 'n/a' : `${c.toFixed(2)} s`; }).join(' | ')} |`);
+    for (const w of wl) lines.push(`| ${w.label} | ${fuseIds.map((i) => secs(cpuOf(results[i]?.[w.id]))).join(' | ')} |`);
     lines.push('');
   }
-  ratioTable('native', 'Speed relative to native (1.00 = native; higher is faster):');
+  if (ids.includes('native')) ratioTable('native', 'Speed relative to native (1.00 = native; higher is faster):');
   if (ids.includes('passthrough_ll')) ratioTable('passthrough_ll', 'Speed relative to passthrough_ll (higher is faster):');
+  if (ids.includes('passthrough_ll-1t')) ratioTable('passthrough_ll-1t', 'Speed relative to passthrough_ll -s, one thread (higher is faster):');
+  if (ids.includes('handlefs-raw') && ids.includes('handlefs-supervised')) {
+    lines.push('Supervised vs plain: handlefs raw --supervise against handlefs raw (speed: plain time / supervised time, higher is faster, 1.00 = as fast, below 1 = the supervision costs; CPU: both processes of the supervised server):', '');
+    lines.push('| workload | speed --supervise / plain | CPU plain | CPU --supervise | CPU --supervise / plain |', '|---|---:|---:|---:|---:|');
+    for (const w of wl) {
+      const plain = results['handlefs-raw']?.[w.id], sup = results['handlefs-supervised']?.[w.id];
+      const cp = cpuOf(plain), cs = cpuOf(sup);
+      lines.push(`| ${w.label} | ${fmt(speed(sup, plain))} | ${secs(cp)} | ${secs(cs)} | ${cp && cs != null ? fmt(cs / cp) : 'n/a'} |`);
+    }
+    lines.push('');
+  }
   if (doc.sweep) {
     lines.push(`fd-budget sweep (handlefs raw), fresh mount per budget: ${SIZES.sweepFiles} files of 256 bytes in directories of 1000; per directory a stat pass over its files, then a read pass (which reopens what the budget evicted). Time-boxed at ${SWEEP_CAP_S} s per budget (stops at a directory boundary); compare µs per file:`, '');
     lines.push('| --fd-budget | files done | µs/file | stat | read | time relative to auto |', '|---|---:|---:|---:|---:|---:|');
@@ -612,12 +653,22 @@ function report(doc: Doc): string {
 function checks(doc: Doc): Check[] {
   const r = doc.results;
   const out: Check[] = [];
-  const hr = r['handlefs-raw'], pl = r.passthrough_ll;
-  for (const [group, min, name] of [['metadata', 0.7, 'metadata workloads'], ['seqio', 0.8, 'sequential I/O']] as const) {
-    for (const w of WORKLOADS.filter((x) => x.group === group && (!ONLY_WORKLOADS || ONLY_WORKLOADS.includes(x.id)))) {
-      const s = hr && pl ? speed(hr[w.id], pl[w.id]) : null;
-      out.push({ id: `${w.id}>=${min}`, pass: s == null ? null : s >= min, value: s, text: `handlefs raw ≥ ${min}× passthrough_ll on ${name}: ${w.label}: ${fmt(s)}×` });
+  const hr = r['handlefs-raw'];
+  const wl = WORKLOADS.filter((x) => !ONLY_WORKLOADS || ONLY_WORKLOADS.includes(x.id));
+  // speed: against the one-threaded passthrough_ll on metadata (one serving thread each), against
+  // the default multi-threaded one on sequential I/O
+  for (const [group, ref, refLabel, min, name] of [['metadata', 'passthrough_ll-1t', 'passthrough_ll -s', 1.0, 'every metadata workload'],
+    ['seqio', 'passthrough_ll', 'passthrough_ll', 0.8, 'sequential I/O']] as const) {
+    for (const w of wl.filter((x) => x.group === group)) {
+      const s = speed(hr?.[w.id], r[ref]?.[w.id]);
+      out.push({ id: `${w.id}>=${min}x${ref}`, pass: s == null ? null : s >= min, value: s, text: `handlefs raw ≥ ${min.toFixed(1)}× ${refLabel} on ${name}: ${w.label}: ${fmt(s)}×` });
     }
+  }
+  // server CPU: handlefs raw's / passthrough_ll -s's, per workload
+  for (const w of wl) {
+    const a = cpuOf(hr?.[w.id]), b = cpuOf(r['passthrough_ll-1t']?.[w.id]);
+    const q = a != null && b ? a / b : null;
+    out.push({ id: `${w.id}:cpu<=1.3x`, pass: q == null ? null : q <= 1.3, value: q, text: `handlefs raw's server CPU within 1.3× of passthrough_ll -s: ${w.label}: ${fmt(q)}× (${secs(a)} against ${secs(b)})` });
   }
   if (doc.sweep) {
     const a = doc.sweep.budgets.auto, b = doc.sweep.budgets['64'];
@@ -652,7 +703,7 @@ async function main(): Promise<void> {
     doc.sweep = sweep;
   }
   const ratios: NonNullable<Doc['ratios']> = {};
-  for (const ref of ['native', 'passthrough_ll']) {
+  for (const ref of ['native', 'passthrough_ll', 'passthrough_ll-1t']) {
     const byTarget: Record<string, Record<string, number | null>> = (ratios[`to_${ref}`] = {});
     for (const t of targets) {
       byTarget[t.id] = Object.fromEntries(WORKLOADS.map((w) => [w.id, speed(doc.results[t.id]?.[w.id], doc.results[ref]?.[w.id])]));

@@ -13,7 +13,8 @@
  *           host's replacement)
  * Reports ops/s per phase, the most fds the server held (sampled from /proc/PID/fd; "tree fds"
  * are those on the shared tree), the server's counters (evictions, reopens by path and by
- * handle, ESTALE; from --stats-file), expected ESTALE and errors. Exit status 0 when nothing was
+ * handle, ESTALE; from --stats-file), the server's resident memory against the inodes it knows
+ * (tools/stress/memory.ts), expected ESTALE and errors. Exit status 0 when nothing was
  * corrupted, no unexpected error happened, the server stayed up and exited cleanly, and its tree
  * fds never exceeded budget + reserve; 1 otherwise; 2 on a usage error.
  *
@@ -38,6 +39,7 @@ import { CLI, TOOLS_OUT } from './lib/repo.js';
 import { killPid } from './lib/run.js';
 import { content, dirName, fileName } from './stress/content.js';
 import type { ClientError, ClientResult, Corrupt, Job, Phase, PhaseWork } from './stress/job.js';
+import { MemorySampler, type MemoryReport } from './stress/memory.js';
 
 const CLIENT = join(TOOLS_OUT, 'stress', 'client.js');
 /** fds the server holds outside its budget (root O_PATH + root dir fd + transients), README */
@@ -63,7 +65,17 @@ options:
   --seed N          seed of the clients' random choices (default 1)
   --json            print a machine-readable summary on stdout (progress stays on stderr)
   --keep            keep the work directory (tree, stats, server log) for inspection
-  -h, --help        this text`;
+  -h, --help        this text
+
+memory: the summary's "server RSS" line (--json: memory.rssStartBytes, rssPeakBytes, inodesKnown,
+bytesPerInode) is the server process's resident set (/proc/PID/status VmRSS every 250 ms, and
+VmHWM, the kernel's peak, before it is stopped): everything resident, the node runtime, the V8
+heap with its not yet collected garbage, every table of the server, the fds' kernel memory not
+included. start = once the mount is live, before the clients walk the tree; peak = the highest
+sample or VmHWM; inodes known = the server's "inodes" counter (--stats-file, at most 1 s old) at
+the highest sample. bytes per inode = (peak - start) / inodes known; peak / inodes known is shown
+too. The workload is more than a walk (open files, fd cache, held writes), so it is an upper
+bound of an inode's cost. MB = 10^6 bytes.`;
 
 // ------------------------------------------------------------------ options
 
@@ -126,6 +138,8 @@ let serverDiedEarly = false;
 let stopping = false;
 let serverLog = '';
 const sample = { baseline: 0, max: 0, maxTree: 0, last: 0, phaseMax: {} as Record<string, { fds: number; treeFds: number }> };
+/** the server's RSS and inode count (null until the mount is live, or when its pid is not node's) */
+let memory: MemorySampler | null = null;
 let currentPhase = 'start';
 
 function say(msg: string): void {
@@ -148,6 +162,7 @@ async function cleanup(): Promise<void> {
   for (const w of workers) if (w.pid) killPid(w.pid, 'SIGKILL');
   if (server && !serverExit) {
     const pid = server.pid!;
+    memory?.sample(); // VmHWM, before the server goes
     killPid(pid, 'SIGTERM');
     if (!(await waitServerExit(10_000))) {
       await forceUnmount(mnt);
@@ -259,6 +274,21 @@ function readStats(): Counters | null {
     return JSON.parse(fs.readFileSync(statsFile, 'utf8')) as Counters;
   } catch {
     return null;
+  }
+}
+
+/** the server's inode count as its stats file has it now */
+function statsInodes(): number | null {
+  const n = readStats()?.inodes;
+  return typeof n === 'number' ? n : null;
+}
+
+/** prlimit and setpriv exec the server: the pid spawned must be node's by now */
+function isNode(pid: number): boolean {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`) === fs.realpathSync(process.execPath);
+  } catch {
+    return false;
   }
 }
 
@@ -402,6 +432,14 @@ async function main(): Promise<void> {
   say(`server pid ${srv.pid} ready: ${sample.baseline} fds, RLIMIT_NOFILE ${proc.nofile ?? 'unlimited'}, CAP_DAC_READ_SEARCH ${proc.capDacReadSearch ? 'held' : 'dropped'}`);
   if (proc.capDacReadSearch !== opt.cap) failures.push(`server capability state ${proc.capDacReadSearch}, wanted ${opt.cap}`);
   const sampler = setInterval(sampleFds, 50);
+  if (isNode(srv.pid!)) {
+    const m = new MemorySampler(srv.pid!, statsInodes);
+    m.sample();
+    memory = m;
+  } else {
+    say(`server pid ${srv.pid} is not a node process: no memory figures`);
+  }
+  const memSampler = setInterval(() => memory?.sample(), 250);
 
   try {
     // --- stat
@@ -540,6 +578,7 @@ async function main(): Promise<void> {
     recordPhase('verify', absorb('verify', res), Date.now() - t);
   } finally {
     clearInterval(sampler);
+    clearInterval(memSampler);
   }
 }
 
@@ -549,6 +588,7 @@ interface Summary {
   phases: Record<string, PhaseRecord>;
   server: { pid: number | null; baselineFds: number; maxFds: number; maxTreeFds: number; fdLimitForTree: number | null; perPhase: typeof sample.phaseMax; exit: ExitStatus | null };
   counters: Counters | null;
+  memory: MemoryReport | null;
   clients: { expectedEstale: number; unexpectedErrors: number; byCode: Record<string, number>; samples: typeof clientErrors.unexpected };
   corruption: typeof corruption;
   failures: string[];
@@ -587,6 +627,9 @@ function finish(): void {
       exit: serverExit,
     },
     counters: stats,
+    // without an inode counter in the stats file: the distinct files and directories the clients
+    // looked up (a host replacement is a new inode, looked up again by the verify phase)
+    memory: memory?.report({ inodes: N + D + replaced.size, source: 'files + dirs the clients looked up (the stats file has no inodes counter)' }, 'the server\'s stats file (inodes)') ?? null,
     clients: { expectedEstale: clientErrors.expectedEstale, unexpectedErrors: clientErrors.unexpectedCount, byCode: clientErrors.byCode, samples: clientErrors.unexpected },
     corruption,
     failures,
@@ -607,6 +650,9 @@ function printSummary(s: Summary): void {
   const h = s.phases.hold;
   if (h) out.push(`hold: ${h.held} files open at once, ${h.reads} reads, ${h.writes} writes; host renamed ${h.hostRenames} dirs, replaced ${h.hostReplaces} files`);
   out.push(`server fds: baseline ${s.server.baselineFds}, max ${s.server.maxFds}, max on the shared tree ${s.server.maxTreeFds} (limit ${s.server.fdLimitForTree ?? '-'})`);
+  const m = s.memory;
+  const mb = (b: number): string => (b / 1e6).toFixed(1);
+  out.push(m ? `server RSS: start ${mb(m.rssStartBytes)} MB, peak ${mb(m.rssPeakBytes)} MB${m.rssPeakSampleBytes < m.rssPeakBytes ? ` (VmHWM; highest sample ${mb(m.rssPeakSampleBytes)} MB)` : ''}, inodes known ${m.inodesKnown ?? '-'} (from ${m.inodesSource}; most ${m.inodesMax ?? '-'}), (peak-start)/inodes = ${m.bytesPerInode ?? '-'} bytes per inode (peak/inodes = ${m.bytesPerInodeOfPeak ?? '-'})` : 'server RSS: unavailable');
   const c = s.counters;
   out.push(c ? `server counters: hits ${c.hits}, misses ${c.misses}, evictions ${c.evictions}, reopens by path ${c.reopenByPath}, by handle ${c.reopenByHandle}, ESTALE ${c.estale}, EMFILE ${c.emfile}, seal failures ${c.sealFailures}` : 'server counters: unavailable (no stats file)');
   out.push(`clients: expected ESTALE ${s.clients.expectedEstale}, unexpected errors ${s.clients.unexpectedErrors} ${JSON.stringify(s.clients.byCode)}; corruption ${s.corruption.count}`);
