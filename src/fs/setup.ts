@@ -5,11 +5,12 @@
  * `closeServices` releases them.
  */
 import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
 import { realpathSync } from 'node:fs';
 import { handleKey, type FileHandle } from '../handle/file-handle.js';
 import { Sealer } from '../handle/seal.js';
 import { LogOnce } from '../log.js';
-import { nofileLimit, probeCaps } from '../sys/caps.js';
+import { nofileLimit, openFdCount, probeCaps } from '../sys/caps.js';
 import {
   sys, statAt, AT_EMPTY_PATH, AT_FDCWD, AT_HANDLE_MNT_ID_UNIQUE, O_CLOEXEC, O_DIRECTORY, O_PATH, O_RDONLY, S_IFMT,
 } from '../sys/syscalls.js';
@@ -80,7 +81,7 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   }
 
   const counters: FsCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0 };
-  const budget = opts.fdBudget === 'auto' ? autoBudget() : opts.fdBudget;
+  const budget = fitBudget(opts.fdBudget === 'auto' ? autoBudget() : opts.fdBudget, log);
   // an evicted directory fd loses its position: its listing seeks again on next use
   const cache = new FdCache(budget, closeQuietly, log, (key) => {
     const h = handles.byKey(key);
@@ -165,6 +166,24 @@ function probeOpenByHandle(mountFd: number, h: FileHandle): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The budget RLIMIT_NOFILE leaves room for: the soft limit minus the fds already open (the
+ * transport's, the log's, the root's) and the reserve. A budget asked beyond it would end in
+ * EMFILE from the kernel before the cache ever evicts; it is lowered, with one warning. Where the
+ * open fds cannot be counted (no /proc), the budget stays and EMFILE evicts (openFd, InodeFds).
+ */
+function fitBudget(asked: number, log: Logger): number {
+  const soft = nofileLimit().soft;
+  if (soft < 0) return asked;
+  const open = openFdCount();
+  if (open < 0) return asked;
+  const room = soft - open - FD_RESERVE;
+  if (asked <= room) return asked;
+  const budget = Math.max(4, room);
+  log.warn({ asked, budget, nofile: soft, open }, `fd budget ${asked} does not fit RLIMIT_NOFILE ${soft} (${open} fds already open, ${FD_RESERVE} reserved): using ${budget}`);
+  return budget;
 }
 
 /** Budget from RLIMIT_NOFILE: the soft limit minus a reserve for the server's own fds. */

@@ -2,6 +2,7 @@
  * Capability and fd-limit probes used at start-up. They report facts; the caller decides what to
  * do (e.g. use open_by_handle_at only with CAP_DAC_READ_SEARCH).
  */
+import { readdirSync } from 'node:fs';
 import { CAP_DAC_READ_SEARCH, CAP_SYS_ADMIN } from './constants.js';
 import { sys } from './syscalls.js';
 
@@ -30,4 +31,13 @@ interface NofileLimit {
 export function nofileLimit(): NofileLimit {
   const [soft, hard] = sys.getrlimitNofile();
   return { soft, hard };
+}
+
+/** fds this process has open now (a listing of /proc/self/fd), or -1 where /proc is not there. */
+export function openFdCount(): number {
+  try {
+    return readdirSync('/proc/self/fd').length - 1; // less the listing's own fd
+  } catch {
+    return -1;
+  }
 }
