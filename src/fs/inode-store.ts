@@ -27,17 +27,53 @@ const F_INDEXED = 1 << 18;
 const F_LIVE = 1 << 19;
 const F_HANDLE = 1 << 20;
 const EMPTY_SLOT = -1;
+/** slots per chunk: 2^14, about 2.3 MB of columns (its pages resident as they are used) */
+const SHIFT = 14;
+const CHUNK = 1 << SHIFT;
+const MASK = CHUNK - 1;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** The columns of CHUNK slots. */
+class Chunk {
+  readonly gen = new BigUint64Array(CHUNK);
+  readonly nodeid = new Float64Array(CHUNK);
+  /** S_IFMT bits and the F_ flags */
+  readonly flags = new Uint32Array(CHUNK);
+  readonly nlookup = new Float64Array(CHUNK);
+  readonly children = new Uint32Array(CHUNK);
+  readonly opens = new Uint32Array(CHUNK);
+  /** the parent link's slot, -1 for none */
+  readonly parent = new Int32Array(CHUNK);
+  readonly links = new Uint32Array(CHUNK);
+  readonly ino = new BigInt64Array(CHUNK);
+  readonly dev = new Float64Array(CHUNK);
+  readonly proven = new Float64Array(CHUNK);
+  /** the handle's type, its mount (an index of InodeStore.mounts) and length */
+  readonly htype = new Int32Array(CHUNK);
+  readonly mount = new Uint16Array(CHUNK);
+  readonly handleLen = new Uint16Array(CHUNK);
+  /** NO_LEN: no name */
+  readonly nameLen = new Uint16Array(CHUNK);
+  readonly name = new Uint8Array(CHUNK * NAME_INLINE);
+  readonly handle = new Uint8Array(CHUNK * HANDLE_INLINE);
+}
+const CHUNK_BYTES = CHUNK * (8 * 6 + 4 * 6 + 2 * 3 + NAME_INLINE + HANDLE_INLINE);
 
 /** A view of one inode of the table. Identity is the sealed file handle (or dev:ino on a filesystem without handles); the fd is only a cache entry (FdCache key `fdKey`). */
 export class Inode {
   private key: string | null = null;
+  /** the slot's chunk and its index there */
+  private readonly c: Chunk;
+  private readonly i: number;
 
   constructor(
     private readonly t: InodeStore,
     readonly slot: number,
     readonly nodeid: bigint,
-  ) {}
+  ) {
+    this.c = t.chunkOf(slot);
+    this.i = slot & MASK;
+  }
 
   /** The same inode (two views of one slot). */
   is(other: Inode | null | undefined): boolean {
@@ -45,40 +81,40 @@ export class Inode {
   }
 
   get generation(): bigint {
-    return this.t.gen[this.slot]!;
+    return this.c.gen[this.i]!;
   }
 
   /** S_IFMT bits of the mode */
   get type(): number {
-    return this.t.flags[this.slot]! & TYPE_MASK;
+    return this.c.flags[this.i]! & TYPE_MASK;
   }
 
   /** lookups the client holds (FUSE nlookup); saturates at 0 */
   get nlookup(): number {
-    return this.t.nlookupCol[this.slot]!;
+    return this.c.nlookup[this.i]!;
   }
 
   set nlookup(v: number) {
-    this.t.nlookupCol[this.slot] = v;
+    this.c.nlookup[this.i] = v;
   }
 
   /** inodes whose parent link points here: a parent stays known while a child may need the re-walk */
   get children(): number {
-    return this.t.childrenCol[this.slot]!;
+    return this.c.children[this.i]!;
   }
 
   /** open files and directories (fh) on this inode */
   get opens(): number {
-    return this.t.opensCol[this.slot]!;
+    return this.c.opens[this.i]!;
   }
 
   set opens(v: number) {
-    this.t.opensCol[this.slot] = v;
+    this.c.opens[this.i] = v;
   }
 
   /** the host unlinked it while the client still references it: its fd cannot be reopened */
   get unlinked(): boolean {
-    return (this.t.flags[this.slot]! & F_UNLINKED) !== 0;
+    return (this.c.flags[this.i]! & F_UNLINKED) !== 0;
   }
 
   set unlinked(v: boolean) {
@@ -87,7 +123,7 @@ export class Inode {
 
   /** the fd can never be reopened (root, no handle, other mount, tmpfile): pinned for life */
   get reopenable(): boolean {
-    return (this.t.flags[this.slot]! & F_REOPENABLE) !== 0;
+    return (this.c.flags[this.i]! & F_REOPENABLE) !== 0;
   }
 
   set reopenable(v: boolean) {
@@ -96,7 +132,7 @@ export class Inode {
 
   /** parent link (the last name the client reached it by): used by the by-path reopen */
   get parent(): Inode | null {
-    const p = this.t.parentCol[this.slot]!;
+    const p = this.c.parent[this.i]!;
     return p < 0 ? null : this.t.view(p);
   }
 
@@ -107,7 +143,7 @@ export class Inode {
 
   /** The parent link is (parent, name). */
   linkedAs(parent: Inode, name: Buffer): boolean {
-    return this.t.parentCol[this.slot] === parent.slot && this.t.nameIs(this.slot, name);
+    return this.c.parent[this.i] === parent.slot && this.t.nameIs(this.slot, name);
   }
 
   /**
@@ -125,7 +161,7 @@ export class Inode {
 
   /** a non-directory's link count when last seen (InodeStore.setLinks); 0 = not seen */
   get links(): number {
-    return this.t.linksCol[this.slot]!;
+    return this.c.links[this.i]!;
   }
 
   /** the last file opened on it (an fh still open): xattr reads go through its real fd, not /proc */
@@ -140,7 +176,7 @@ export class Inode {
 
   /** inode number as the host reported it at the last lookup through an fd (-1: not yet; LOOKUP's fast path checks it) */
   get ino(): bigint {
-    return this.t.inoCol[this.slot]!;
+    return this.c.ino[this.i]!;
   }
 
   set ino(v: bigint) {
@@ -149,7 +185,7 @@ export class Inode {
 
   /** device (devOf) as the host reported it at the last lookup through an fd */
   get dev(): number {
-    return this.t.devCol[this.slot]!;
+    return this.c.dev[this.i]!;
   }
 
   set dev(v: number) {
@@ -158,11 +194,11 @@ export class Inode {
 
   /** MoveWatch epoch at which it was last proven to be beneath the root (-2: never) */
   get proven(): number {
-    return this.t.provenCol[this.slot]!;
+    return this.c.proven[this.i]!;
   }
 
   set proven(v: number) {
-    this.t.provenCol[this.slot] = v;
+    this.c.proven[this.i] = v;
   }
 
   /**
@@ -257,24 +293,8 @@ export interface NewInode {
  * may drop its parent.
  */
 export class InodeStore {
-  // columns, by slot (public to the Inode views of this module; nothing else writes them)
-  gen: BigUint64Array;
-  nodeidCol: Float64Array;
-  flags: Uint32Array;
-  nlookupCol: Float64Array;
-  childrenCol: Uint32Array;
-  opensCol: Uint32Array;
-  parentCol: Int32Array;
-  linksCol: Uint32Array;
-  inoCol: BigInt64Array;
-  devCol: Float64Array;
-  provenCol: Float64Array;
-  handleType: Int32Array;
-  mountIdx: Uint16Array;
-  nameLen: Uint16Array;
-  handleLen: Uint16Array;
-  nameBytes: Uint8Array;
-  handleBytes: Uint8Array;
+  /** the columns, a chunk of CHUNK slots each: growth adds a chunk, nothing is copied */
+  private readonly chunks: Chunk[] = [];
   // rare per-inode data, by slot
   readonly altLinks = new Map<number, AltLink[]>();
   readonly openFiles = new Map<number, { readonly fdKey: string }>();
@@ -283,10 +303,9 @@ export class InodeStore {
   private readonly longHandles = new Map<number, Buffer>();
   /** mount ids of handles, by index (a share has one, or a few with submounts) */
   private readonly mounts: bigint[] = [];
-  /** node id -> slot and identity -> slot: open addressing, linear probing, slots (-1 empty) */
-  private byNode: Int32Array;
-  private byIdent: Int32Array;
-  private cap: number;
+  /** node id -> slot and identity -> slot: open addressing, linear probing, slots (-1 empty), at most half full */
+  private byNode = new Int32Array(2 * CHUNK).fill(EMPTY_SLOT);
+  private byIdent = new Int32Array(2 * CHUNK).fill(EMPTY_SLOT);
   private used = 0;
   /** slots freed, reused oldest first */
   private free: number[] = [];
@@ -299,42 +318,22 @@ export class InodeStore {
     private readonly log: Logger,
     /** an inode left memory: release its fd, keep its record */
     private readonly onDrop: ((inode: Inode) => void) | null = null,
-    initialCapacity = 1024,
   ) {
     this.nextId = rootId + 1n;
-    this.cap = 0;
-    this.gen = new BigUint64Array(0);
-    this.nodeidCol = new Float64Array(0);
-    this.flags = new Uint32Array(0);
-    this.nlookupCol = new Float64Array(0);
-    this.childrenCol = new Uint32Array(0);
-    this.opensCol = new Uint32Array(0);
-    this.parentCol = new Int32Array(0);
-    this.linksCol = new Uint32Array(0);
-    this.inoCol = new BigInt64Array(0);
-    this.devCol = new Float64Array(0);
-    this.provenCol = new Float64Array(0);
-    this.handleType = new Int32Array(0);
-    this.mountIdx = new Uint16Array(0);
-    this.nameLen = new Uint16Array(0);
-    this.handleLen = new Uint16Array(0);
-    this.nameBytes = new Uint8Array(0);
-    this.handleBytes = new Uint8Array(0);
-    this.byNode = new Int32Array(0);
-    this.byIdent = new Int32Array(0);
-    this.grow(Math.max(16, initialCapacity));
   }
 
   get size(): number {
     return this.count;
   }
 
-  /** Bytes the table's arrays hold (capacity, not use): for the stats and the memory benchmark. */
+  /** Bytes the table's arrays hold (capacity, not use). */
   get bytes(): number {
-    const cols = [this.gen, this.nodeidCol, this.flags, this.nlookupCol, this.childrenCol, this.opensCol, this.parentCol,
-      this.linksCol, this.inoCol, this.devCol, this.provenCol, this.handleType, this.mountIdx, this.nameLen, this.handleLen,
-      this.nameBytes, this.handleBytes, this.byNode, this.byIdent];
-    return cols.reduce((n, a) => n + a.byteLength, 0);
+    return this.chunks.length * CHUNK_BYTES + this.byNode.byteLength + this.byIdent.byteLength;
+  }
+
+  /** The chunk of a slot (the Inode views keep theirs). */
+  chunkOf(slot: number): Chunk {
+    return this.chunks[slot >>> SHIFT]!;
   }
 
   /** Non-directories in memory last seen with more than one link: while none, an unlink needs no bookkeeping of names. */
@@ -342,9 +341,9 @@ export class InodeStore {
 
   /** Record a non-directory's link count as just seen. */
   setLinks(inode: Inode, n: number): void {
-    const old = this.linksCol[inode.slot]!;
+    const old = this.chunkOf(inode.slot).links[inode.slot & MASK]!;
     if (old > 1 !== n > 1) this.multiLinked += n > 1 ? 1 : -1;
-    this.linksCol[inode.slot] = Math.min(n, 0xffffffff);
+    this.chunkOf(inode.slot).links[inode.slot & MASK] = Math.min(n, 0xffffffff);
   }
 
   get(nodeid: bigint): Inode | undefined {
@@ -385,35 +384,36 @@ export class InodeStore {
     if (n.nodeid > MAX_SAFE) throw new RangeError('node id beyond 2^53');
     if (this.findNode(Number(n.nodeid)) >= 0) throw new Error(`node id ${n.nodeid} is already in the table`);
     const slot = this.takeSlot();
-    this.gen[slot] = n.generation;
-    this.nodeidCol[slot] = Number(n.nodeid);
+    const c = this.chunkOf(slot), i = slot & MASK;
+    c.gen[i] = n.generation;
+    c.nodeid[i] = Number(n.nodeid);
     let f = (n.type & TYPE_MASK) | F_LIVE;
     if (n.reopenable) f |= F_REOPENABLE;
     if (n.handle) f |= F_HANDLE;
-    this.flags[slot] = f;
-    this.nlookupCol[slot] = 0;
-    this.childrenCol[slot] = 0;
-    this.opensCol[slot] = 0;
-    this.parentCol[slot] = -1;
-    this.linksCol[slot] = 0;
-    this.inoCol[slot] = n.ino;
-    this.devCol[slot] = n.dev;
-    this.provenCol[slot] = -2;
-    this.nameLen[slot] = NO_LEN;
+    c.flags[i] = f;
+    c.nlookup[i] = 0;
+    c.children[i] = 0;
+    c.opens[i] = 0;
+    c.parent[i] = -1;
+    c.links[i] = 0;
+    c.ino[i] = n.ino;
+    c.dev[i] = n.dev;
+    c.proven[i] = -2;
+    c.nameLen[i] = NO_LEN;
     if (n.handle) {
       let m = this.mounts.indexOf(n.handle.mountId);
       if (m < 0) {
         if (this.mounts.length >= 0xffff) throw new RangeError('too many mounts below the shared directory');
         m = this.mounts.push(n.handle.mountId) - 1;
       }
-      this.mountIdx[slot] = m;
-      this.handleType[slot] = n.handle.type;
+      c.mount[i] = m;
+      c.htype[i] = n.handle.type;
       const b = n.handle.bytes;
-      this.handleLen[slot] = b.length;
-      if (b.length <= HANDLE_INLINE) this.handleBytes.set(b, slot * HANDLE_INLINE);
+      c.handleLen[i] = b.length;
+      if (b.length <= HANDLE_INLINE) c.handle.set(b, (slot & MASK) * HANDLE_INLINE);
       else this.longHandles.set(slot, Buffer.from(b));
     } else {
-      this.handleLen[slot] = 0;
+      c.handleLen[i] = 0;
     }
     if (n.seal) this.seals.set(slot, n.seal);
     this.count++;
@@ -426,30 +426,25 @@ export class InodeStore {
   setParent(inode: Inode, parent: Inode | null, name: Buffer | null): void {
     const slot = inode.slot;
     this.setName(slot, name);
-    const old = this.parentCol[slot]!;
+    const old = this.chunkOf(slot).parent[slot & MASK]!;
     const p = parent ? parent.slot : -1;
     if (old === p) return;
-    if (p >= 0) this.childrenCol[p]!++;
-    this.parentCol[slot] = p;
+    if (p >= 0) this.chunkOf(p).children[p & MASK]!++;
+    this.chunkOf(slot).parent[slot & MASK] = p;
     if (old >= 0) {
-      this.childrenCol[old]!--;
+      this.chunkOf(old).children[old & MASK]!--;
       this.maybeDropSlot(old);
     }
   }
 
-  /** Count one more child link on `inode` (a caller that keeps a parent alive by hand). */
-  addChild(inode: Inode, n: number): void {
-    this.childrenCol[inode.slot] = this.childrenCol[inode.slot]! + n;
-  }
-
   /** Drop `n` lookups; a count going below zero is a client bug: saturate and log, never abort. */
   forget(inode: Inode, n: number): void {
-    const have = this.nlookupCol[inode.slot]!;
+    const have = this.chunkOf(inode.slot).nlookup[inode.slot & MASK]!;
     if (n > have) {
       this.log.warn({ nodeid: String(inode.nodeid), nlookup: have, forget: n }, 'forget below zero lookups; saturating');
-      this.nlookupCol[inode.slot] = 0;
+      this.chunkOf(inode.slot).nlookup[inode.slot & MASK] = 0;
     } else {
-      this.nlookupCol[inode.slot] = have - n;
+      this.chunkOf(inode.slot).nlookup[inode.slot & MASK] = have - n;
     }
     this.maybeDropSlot(inode.slot);
   }
@@ -464,80 +459,83 @@ export class InodeStore {
   }
 
   *all(): IterableIterator<Inode> {
-    for (let s = 0; s < this.used; s++) if (this.flags[s]! & F_LIVE) yield this.view(s);
+    for (let s = 0; s < this.used; s++) if (this.chunkOf(s).flags[s & MASK]! & F_LIVE) yield this.view(s);
   }
 
   // ---- used by the Inode views
 
   view(slot: number): Inode {
-    return new Inode(this, slot, BigInt(this.nodeidCol[slot]!));
+    return new Inode(this, slot, BigInt(this.chunkOf(slot).nodeid[slot & MASK]!));
   }
 
   /** (dev, ino) is the identity of an inode without a handle: it moves in the index with them. */
   setDevIno(slot: number, dev: number, ino: bigint): void {
-    if (this.devCol[slot] === dev && this.inoCol[slot] === ino) return;
-    const reindex = (this.flags[slot]! & (F_HANDLE | F_INDEXED)) === F_INDEXED;
+    if (this.chunkOf(slot).dev[slot & MASK] === dev && this.chunkOf(slot).ino[slot & MASK] === ino) return;
+    const reindex = (this.chunkOf(slot).flags[slot & MASK]! & (F_HANDLE | F_INDEXED)) === F_INDEXED;
     if (reindex) this.unindexSlot(slot);
-    this.devCol[slot] = dev;
-    this.inoCol[slot] = ino;
+    this.chunkOf(slot).dev[slot & MASK] = dev;
+    this.chunkOf(slot).ino[slot & MASK] = ino;
     if (reindex) this.index(slot);
   }
 
   setFlag(slot: number, bit: number, on: boolean): void {
-    this.flags[slot] = on ? this.flags[slot]! | bit : this.flags[slot]! & ~bit;
+    this.chunkOf(slot).flags[slot & MASK] = on ? this.chunkOf(slot).flags[slot & MASK]! | bit : this.chunkOf(slot).flags[slot & MASK]! & ~bit;
   }
 
   nameOf(slot: number): Buffer | null {
-    const len = this.nameLen[slot]!;
+    const len = this.chunkOf(slot).nameLen[slot & MASK]!;
     if (len === NO_LEN) return null;
     if (len > NAME_INLINE) return Buffer.from(this.longNames.get(slot)!);
-    return Buffer.from(this.nameBytes.subarray(slot * NAME_INLINE, slot * NAME_INLINE + len));
+    const o = (slot & MASK) * NAME_INLINE;
+    return Buffer.from(this.chunkOf(slot).name.subarray(o, o + len));
   }
 
   nameIs(slot: number, name: Buffer): boolean {
-    const len = this.nameLen[slot]!;
+    const len = this.chunkOf(slot).nameLen[slot & MASK]!;
     if (len !== name.length) return false;
     if (len > NAME_INLINE) return this.longNames.get(slot)!.equals(name);
-    const o = slot * NAME_INLINE;
-    for (let i = 0; i < len; i++) if (this.nameBytes[o + i] !== name[i]) return false;
+    const a = this.chunkOf(slot).name, o = (slot & MASK) * NAME_INLINE;
+    for (let i = 0; i < len; i++) if (a[o + i] !== name[i]) return false;
     return true;
   }
 
   handleOf(slot: number): FileHandle | null {
-    if (!(this.flags[slot]! & F_HANDLE)) return null;
-    return { type: this.handleType[slot]!, bytes: Buffer.from(this.handleBytesAt(slot)), mountId: this.mounts[this.mountIdx[slot]!]! };
+    if (!(this.chunkOf(slot).flags[slot & MASK]! & F_HANDLE)) return null;
+    return { type: this.chunkOf(slot).htype[slot & MASK]!, bytes: Buffer.from(this.handleBytesAt(slot)), mountId: this.mounts[this.chunkOf(slot).mount[slot & MASK]!]! };
   }
 
   mountOf(slot: number): bigint | null {
-    return this.flags[slot]! & F_HANDLE ? this.mounts[this.mountIdx[slot]!]! : null;
+    return this.chunkOf(slot).flags[slot & MASK]! & F_HANDLE ? this.mounts[this.chunkOf(slot).mount[slot & MASK]!]! : null;
   }
 
   identityAt(slot: number): string {
     const h = this.handleOf(slot);
-    return h ? handleKey(h) : `d${this.devCol[slot]}:${this.inoCol[slot]}`;
+    return h ? handleKey(h) : `d${this.chunkOf(slot).dev[slot & MASK]}:${this.chunkOf(slot).ino[slot & MASK]}`;
   }
 
   // ---- slots
 
   private handleBytesAt(slot: number): Uint8Array {
-    const len = this.handleLen[slot]!;
+    const len = this.chunkOf(slot).handleLen[slot & MASK]!;
     if (len > HANDLE_INLINE) return this.longHandles.get(slot)!;
-    return this.handleBytes.subarray(slot * HANDLE_INLINE, slot * HANDLE_INLINE + len);
+    const o = (slot & MASK) * HANDLE_INLINE;
+    return this.chunkOf(slot).handle.subarray(o, o + len);
   }
 
   private setName(slot: number, name: Buffer | null): void {
     this.longNames.delete(slot);
     if (!name) {
-      this.nameLen[slot] = NO_LEN;
+      this.chunkOf(slot).nameLen[slot & MASK] = NO_LEN;
       return;
     }
     // NAME_MAX is 255: a name always fits the length column
-    this.nameLen[slot] = name.length;
+    this.chunkOf(slot).nameLen[slot & MASK] = name.length;
     if (name.length > NAME_INLINE) this.longNames.set(slot, Buffer.from(name));
-    else this.nameBytes.set(name, slot * NAME_INLINE);
+    else this.chunkOf(slot).name.set(name, (slot & MASK) * NAME_INLINE);
   }
 
   private takeSlot(): number {
+    this.growIndexes();
     if (this.freeHead < this.free.length) {
       const s = this.free[this.freeHead++]!;
       if (this.freeHead > 4096 && this.freeHead * 2 > this.free.length) {
@@ -546,23 +544,23 @@ export class InodeStore {
       }
       return s;
     }
-    if (this.used === this.cap) this.grow(this.cap * 2);
+    if (this.used === this.chunks.length * CHUNK) this.chunks.push(new Chunk());
     return this.used++;
   }
 
   private maybeDropSlot(start: number): void {
     let slot = start;
     // iterative: dropping a child may drop its parent, and so on up the chain
-    while (slot >= 0 && this.flags[slot]! & F_LIVE && this.nlookupCol[slot] === 0 && this.childrenCol[slot] === 0
-      && this.opensCol[slot] === 0 && this.nodeidCol[slot] !== Number(this.rootId)) {
+    while (slot >= 0 && this.chunkOf(slot).flags[slot & MASK]! & F_LIVE && this.chunkOf(slot).nlookup[slot & MASK] === 0 && this.chunkOf(slot).children[slot & MASK] === 0
+      && this.chunkOf(slot).opens[slot & MASK] === 0 && this.chunkOf(slot).nodeid[slot & MASK] !== Number(this.rootId)) {
       const inode = this.view(slot);
       this.onDrop?.(inode);
       this.removeNode(slot);
       this.unindexSlot(slot);
-      if (this.linksCol[slot]! > 1) this.multiLinked--;
-      const parent = this.parentCol[slot]!;
-      this.parentCol[slot] = -1;
-      this.flags[slot] = 0;
+      if (this.chunkOf(slot).links[slot & MASK]! > 1) this.multiLinked--;
+      const parent = this.chunkOf(slot).parent[slot & MASK]!;
+      this.chunkOf(slot).parent[slot & MASK] = -1;
+      this.chunkOf(slot).flags[slot & MASK] = 0;
       this.altLinks.delete(slot);
       this.openFiles.delete(slot);
       this.seals.delete(slot);
@@ -570,44 +568,23 @@ export class InodeStore {
       this.longHandles.delete(slot);
       this.count--;
       this.free.push(slot);
-      if (parent >= 0) this.childrenCol[parent]!--;
+      if (parent >= 0) this.chunkOf(parent).children[parent & MASK]!--;
       slot = parent;
     }
   }
 
-  private grow(cap: number): void {
-    const old = this.cap;
-    const g = <T>(a: T, make: (n: number) => T, per = 1): T => {
-      const b = make(cap * per);
-      (b as unknown as { set(x: T): void }).set(a);
-      return b;
-    };
-    this.gen = g(this.gen, (n) => new BigUint64Array(n));
-    this.nodeidCol = g(this.nodeidCol, (n) => new Float64Array(n));
-    this.flags = g(this.flags, (n) => new Uint32Array(n));
-    this.nlookupCol = g(this.nlookupCol, (n) => new Float64Array(n));
-    this.childrenCol = g(this.childrenCol, (n) => new Uint32Array(n));
-    this.opensCol = g(this.opensCol, (n) => new Uint32Array(n));
-    this.parentCol = g(this.parentCol, (n) => new Int32Array(n));
-    this.linksCol = g(this.linksCol, (n) => new Uint32Array(n));
-    this.inoCol = g(this.inoCol, (n) => new BigInt64Array(n));
-    this.devCol = g(this.devCol, (n) => new Float64Array(n));
-    this.provenCol = g(this.provenCol, (n) => new Float64Array(n));
-    this.handleType = g(this.handleType, (n) => new Int32Array(n));
-    this.mountIdx = g(this.mountIdx, (n) => new Uint16Array(n));
-    this.nameLen = g(this.nameLen, (n) => new Uint16Array(n));
-    this.handleLen = g(this.handleLen, (n) => new Uint16Array(n));
-    this.nameBytes = g(this.nameBytes, (n) => new Uint8Array(n), NAME_INLINE);
-    this.handleBytes = g(this.handleBytes, (n) => new Uint8Array(n), HANDLE_INLINE);
-    this.cap = cap;
-    // indexes at most half full: rebuilt at twice the capacity
-    this.byNode = new Int32Array(cap * 2).fill(EMPTY_SLOT);
-    this.byIdent = new Int32Array(cap * 2).fill(EMPTY_SLOT);
-    for (let s = 0; s < old; s++) {
-      if (!(this.flags[s]! & F_LIVE)) continue;
+  /** Room in the indexes for one more inode: they double when half full. */
+  private growIndexes(): void {
+    if ((this.count + 1) * 2 <= this.byNode.length) return;
+    const size = this.byNode.length * 2;
+    this.byNode = new Int32Array(size).fill(EMPTY_SLOT);
+    this.byIdent = new Int32Array(size).fill(EMPTY_SLOT);
+    for (let s = 0; s < this.used; s++) {
+      const c = this.chunkOf(s), i = s & MASK;
+      if (!(c.flags[i]! & F_LIVE)) continue;
       this.insertNode(s);
-      if (this.flags[s]! & F_INDEXED) {
-        this.flags[s] = this.flags[s]! & ~F_INDEXED;
+      if (c.flags[i]! & F_INDEXED) {
+        c.flags[i] = c.flags[i]! & ~F_INDEXED;
         this.index(s);
       }
     }
@@ -626,26 +603,26 @@ export class InodeStore {
     for (let i = this.nodeHash(n); ; i = (i + 1) & mask) {
       const s = t[i]!;
       if (s === EMPTY_SLOT) return -1;
-      if (this.nodeidCol[s] === n) return s;
+      if (this.chunkOf(s).nodeid[s & MASK] === n) return s;
     }
   }
 
   private insertNode(slot: number): void {
     const t = this.byNode, mask = t.length - 1;
-    let i = this.nodeHash(this.nodeidCol[slot]!);
+    let i = this.nodeHash(this.chunkOf(slot).nodeid[slot & MASK]!);
     while (t[i] !== EMPTY_SLOT) i = (i + 1) & mask;
     t[i] = slot;
   }
 
   private removeNode(slot: number): void {
     const t = this.byNode;
-    let i = this.nodeHash(this.nodeidCol[slot]!);
+    let i = this.nodeHash(this.chunkOf(slot).nodeid[slot & MASK]!);
     const mask = t.length - 1;
     while (t[i] !== slot) {
       if (t[i] === EMPTY_SLOT) return;
       i = (i + 1) & mask;
     }
-    this.shiftBack(t, i, (s) => this.nodeHash(this.nodeidCol[s]!));
+    this.shiftBack(t, i, (s) => this.nodeHash(this.chunkOf(s).nodeid[s & MASK]!));
   }
 
   /** Linear-probing deletion at i: move later entries of the run back so that no probe breaks. */
@@ -666,8 +643,8 @@ export class InodeStore {
   // ---- identity index: handle (mount, type, bytes), or (dev, ino) without a handle
 
   private identHash(slot: number): number {
-    if (this.flags[slot]! & F_HANDLE) return this.handleHash(this.mountIdx[slot]!, this.handleType[slot]!, this.handleBytesAt(slot));
-    return this.devInoHash(this.devCol[slot]!, this.inoCol[slot]!);
+    if (this.chunkOf(slot).flags[slot & MASK]! & F_HANDLE) return this.handleHash(this.chunkOf(slot).mount[slot & MASK]!, this.chunkOf(slot).htype[slot & MASK]!, this.handleBytesAt(slot));
+    return this.devInoHash(this.chunkOf(slot).dev[slot & MASK]!, this.chunkOf(slot).ino[slot & MASK]!);
   }
 
   private handleHash(m: number, type: number, b: Uint8Array): number {
@@ -691,7 +668,7 @@ export class InodeStore {
     for (let i = this.handleHash(m, type, b); ; i = (i + 1) & mask) {
       const s = t[i]!;
       if (s === EMPTY_SLOT) return -1;
-      if (this.flags[s]! & F_HANDLE && this.mountIdx[s] === m && this.handleType[s] === type && this.handleLen[s] === b.length
+      if (this.chunkOf(s).flags[s & MASK]! & F_HANDLE && this.chunkOf(s).mount[s & MASK] === m && this.chunkOf(s).htype[s & MASK] === type && this.chunkOf(s).handleLen[s & MASK] === b.length
         && bytesEqual(this.handleBytesAt(s), b)) return s;
     }
   }
@@ -701,26 +678,26 @@ export class InodeStore {
     for (let i = this.devInoHash(dev, ino); ; i = (i + 1) & mask) {
       const s = t[i]!;
       if (s === EMPTY_SLOT) return -1;
-      if (!(this.flags[s]! & F_HANDLE) && this.devCol[s] === dev && this.inoCol[s] === ino) return s;
+      if (!(this.chunkOf(s).flags[s & MASK]! & F_HANDLE) && this.chunkOf(s).dev[s & MASK] === dev && this.chunkOf(s).ino[s & MASK] === ino) return s;
     }
   }
 
   /** Make `slot` the one found by its identity (an older holder of it is unindexed). */
   private index(slot: number): void {
-    const other = this.flags[slot]! & F_HANDLE
-      ? this.findHandle(this.mountIdx[slot]!, this.handleType[slot]!, this.handleBytesAt(slot))
-      : this.findDevIno(this.devCol[slot]!, this.inoCol[slot]!);
+    const other = this.chunkOf(slot).flags[slot & MASK]! & F_HANDLE
+      ? this.findHandle(this.chunkOf(slot).mount[slot & MASK]!, this.chunkOf(slot).htype[slot & MASK]!, this.handleBytesAt(slot))
+      : this.findDevIno(this.chunkOf(slot).dev[slot & MASK]!, this.chunkOf(slot).ino[slot & MASK]!);
     if (other === slot) return;
     if (other >= 0) this.unindexSlot(other);
     const t = this.byIdent, mask = t.length - 1;
     let i = this.identHash(slot);
     while (t[i] !== EMPTY_SLOT) i = (i + 1) & mask;
     t[i] = slot;
-    this.flags[slot] = this.flags[slot]! | F_INDEXED;
+    this.chunkOf(slot).flags[slot & MASK] = this.chunkOf(slot).flags[slot & MASK]! | F_INDEXED;
   }
 
   private unindexSlot(slot: number): void {
-    if (!(this.flags[slot]! & F_INDEXED)) return;
+    if (!(this.chunkOf(slot).flags[slot & MASK]! & F_INDEXED)) return;
     const t = this.byIdent, mask = t.length - 1;
     let i = this.identHash(slot);
     while (t[i] !== slot) {
@@ -728,7 +705,7 @@ export class InodeStore {
       i = (i + 1) & mask;
     }
     this.shiftBack(t, i, (s) => this.identHash(s));
-    this.flags[slot] = this.flags[slot]! & ~F_INDEXED;
+    this.chunkOf(slot).flags[slot & MASK] = this.chunkOf(slot).flags[slot & MASK]! & ~F_INDEXED;
   }
 }
 

@@ -40,7 +40,7 @@ interface Model {
 describe('InodeStore (typed arrays)', () => {
   it('makes a root, finds it by node id and handle, and never drops it', () => {
     const dropped: bigint[] = [];
-    const st = new InodeStore(1n, log, (i) => dropped.push(i.nodeid), 16);
+    const st = new InodeStore(1n, log, (i) => dropped.push(i.nodeid));
     const root = st.create({ nodeid: 1n, generation: 9n, type: S_IFDIR, handle: handle(1), seal: Buffer.alloc(32, 1), reopenable: false, dev: 5, ino: 2n });
     root.nlookup = 1;
     st.forget(root, 5);
@@ -54,7 +54,7 @@ describe('InodeStore (typed arrays)', () => {
   });
 
   it('keeps long names and handles beside the slot, and compares names byte for byte', () => {
-    const st = new InodeStore(1n, log, null, 16);
+    const st = new InodeStore(1n, log, null);
     const root = st.create({ nodeid: 1n, generation: 1n, type: S_IFDIR, handle: handle(1), seal: null, reopenable: false, dev: 1, ino: 1n });
     const longName = Buffer.from([0xff, 0xfe, ...Buffer.from('x'.repeat(250))]);
     const longHandle = handle(99, 128);
@@ -73,7 +73,7 @@ describe('InodeStore (typed arrays)', () => {
   });
 
   it('finds an inode without a handle by (dev, ino), also after its number changes', () => {
-    const st = new InodeStore(1n, log, null, 16);
+    const st = new InodeStore(1n, log, null);
     const a = st.create({ nodeid: 2n, generation: 1n, type: S_IFREG, handle: null, seal: null, reopenable: false, dev: 3, ino: 40n });
     expect(st.byDevIno(3, 40n)?.is(a)).toBe(true);
     a.ino = 41n;
@@ -85,18 +85,60 @@ describe('InodeStore (typed arrays)', () => {
   });
 
   it('refuses a node id twice and node ids beyond 2^53, and finds none of a hostile one', () => {
-    const st = new InodeStore(1n, log, null, 16);
+    const st = new InodeStore(1n, log, null);
     st.create({ nodeid: 2n, generation: 1n, type: S_IFREG, handle: handle(2), seal: null, reopenable: true, dev: 1, ino: 2n });
     expect(() => st.create({ nodeid: 2n, generation: 1n, type: S_IFREG, handle: handle(3), seal: null, reopenable: true, dev: 1, ino: 3n })).toThrow();
     expect(() => st.create({ nodeid: 1n << 60n, generation: 1n, type: S_IFREG, handle: handle(4), seal: null, reopenable: true, dev: 1, ino: 4n })).toThrow(RangeError);
     for (const id of [0n, 3n, (1n << 64n) - 1n, (1n << 53n) + 2n, 2n + (1n << 53n), -1n]) expect(st.get(id)).toBeUndefined();
   });
 
-  it('agrees with a model over 60,000 random operations and several growths', () => {
+  it('grows by chunks and indexes past 40,000 inodes, reuses freed slots, and finds every inode after', () => {
+    const dropped: bigint[] = [];
+    const st = new InodeStore(1n, log, (i) => dropped.push(i.nodeid));
+    const root = st.create({ nodeid: 1n, generation: 1n, type: S_IFDIR, handle: handle(0), seal: null, reopenable: false, dev: 1, ino: 1n });
+    const made: Inode[] = [];
+    const N = 40_000;
+    for (let k = 1; k <= N; k++) {
+      const i = st.create({ nodeid: st.allocId(), generation: 2n, type: S_IFREG, handle: handle(k), seal: null, reopenable: true, dev: 1, ino: BigInt(k) });
+      st.setParent(i, root, Buffer.from(`f${k}`));
+      i.nlookup = 1;
+      made.push(i);
+    }
+    const bytesFull = st.bytes;
+    // half of them forgotten: their slots come back for the next ones
+    for (let k = 0; k < N; k += 2) st.forget(made[k]!, 1);
+    expect(dropped.length).toBe(N / 2);
+    for (let k = 1; k <= N / 2; k++) {
+      const i = st.create({ nodeid: st.allocId(), generation: 3n, type: S_IFREG, handle: handle(N + k), seal: null, reopenable: true, dev: 1, ino: BigInt(N + k) });
+      st.setParent(i, root, Buffer.from(`g${k}`));
+    }
+    expect(st.bytes).toBe(bytesFull);
+    expect(st.size).toBe(1 + N);
+    expect(root.children).toBe(N);
+    for (let k = 0; k < N; k++) {
+      const old = made[k]!;
+      const found = st.get(old.nodeid);
+      if (k % 2 === 0) {
+        expect(found).toBeUndefined();
+        expect(st.byHandle(handle(k + 1))).toBeUndefined();
+      } else {
+        expect(found?.nodeid).toBe(old.nodeid);
+        expect(found!.linkedAs(root, Buffer.from(`f${k + 1}`))).toBe(true);
+        expect(st.byHandle(handle(k + 1))?.nodeid).toBe(old.nodeid);
+      }
+    }
+    for (let k = 1; k <= N / 2; k++) {
+      const i = st.byHandle(handle(N + k));
+      expect(i?.generation).toBe(3n);
+      expect(i?.name?.toString()).toBe(`g${k}`);
+    }
+  });
+
+  it('agrees with a model over 60,000 random operations', () => {
     for (const seed of [1, 2, 3]) {
       const rand = rng(seed);
       const dropped = new Set<bigint>();
-      const st = new InodeStore(1n, log, (i) => dropped.add(i.nodeid), 16);
+      const st = new InodeStore(1n, log, (i) => dropped.add(i.nodeid));
       const model = new Map<bigint, Model>();
       const root = st.create({ nodeid: 1n, generation: 1n, type: S_IFDIR, handle: handle(0), seal: null, reopenable: false, dev: 1, ino: 1n });
       root.nlookup = 1;
