@@ -3,10 +3,9 @@ import { handleKey, type FileHandle } from '../handle/file-handle.js';
 
 /**
  * The inode table: what the server knows of every host inode the client may name, kept in typed
- * arrays indexed by slot (a struct of arrays), not one JS object per inode. A million known inodes
- * then cost about 150 bytes each (columns, inline name and handle bytes, two open-addressing
- * indexes) and no garbage-collector work; an object per inode with its Buffers, strings and Map
- * entries cost about 1.7 KB (measured: .mp/probe of the session notes, `scripts/stress-fds`).
+ * arrays indexed by slot (a struct of arrays), not one JS object per inode: a known inode costs
+ * about 160 bytes (its columns, inline name and handle bytes, its share of two open-addressing
+ * indexes) and no garbage-collector work (`scripts/bench-memory`, `scripts/stress-fds` measure it).
  *
  * `Inode` is a short-lived view of one slot (made by `get`, `byHandle`, `create`, ...): two views
  * of the same inode are different objects, so inodes are compared with `is`, never `===`. A view
