@@ -120,6 +120,30 @@ export class FdCache {
     }
   }
 
+  /**
+   * Make an fd with `open` (which returns it or a negative errno, or throws a coded error). When
+   * the process hit its fd limit below the budget (fds the cache does not count: the transport's,
+   * transient ones), evict one idle entry and try once more; the log says so once.
+   */
+  opened(open: () => number): number {
+    let r: number;
+    try {
+      r = open();
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if ((code === 'EMFILE' || code === 'ENFILE') && this.evictForKernel(code)) return open();
+      throw e;
+    }
+    if ((r === -E.EMFILE || r === -E.ENFILE) && this.evictForKernel(r === -E.EMFILE ? 'EMFILE' : 'ENFILE')) return open();
+    return r;
+  }
+
+  private evictForKernel(code: string): boolean {
+    if (!this.evictOne()) return false;
+    this.once.warn('kernel-emfile', { code }, 'process fd limit reached below the fd budget; evicting (lower --fd-budget or raise RLIMIT_NOFILE)');
+    return true;
+  }
+
   /** Evict one idle entry (O_PATH first). False when nothing is evictable. */
   evictOne(): boolean {
     const victim = this.popIdle(this.pathLru) ?? this.popIdle(this.fileLru);

@@ -72,24 +72,6 @@ export class InodeFds {
     }
   }
 
-  /**
-   * Make an fd with `open` (a thrown EMFILE/ENFILE or a returned -EMFILE/-ENFILE): when the
-   * process hit its fd limit below the budget (fds the cache does not count: the transport's,
-   * transient ones), evict one idle cached fd and try once more, as openFd does.
-   */
-  private opening(open: () => number): number {
-    let r: number;
-    try {
-      r = open();
-    } catch (e) {
-      const code = (e as { code?: string }).code;
-      if ((code === 'EMFILE' || code === 'ENFILE') && this.cache.evictOne()) return open();
-      throw e;
-    }
-    if ((r === -E.EMFILE || r === -E.ENFILE) && this.cache.evictOne()) return open();
-    return r;
-  }
-
   private stale(inode: Inode, why: string): FsError {
     this.counters.estale++;
     this.log.debug({ nodeid: String(inode.nodeid), why }, 'reopen failed: stale');
@@ -117,7 +99,7 @@ export class InodeFds {
     this.cache.reserve();
     let fd: number;
     try {
-      fd = this.opening(() => sys.openByHandleAt(this.mountFd, h.type, h.bytes, O_PATH | O_CLOEXEC));
+      fd = this.cache.opened(() => sys.openByHandleAt(this.mountFd, h.type, h.bytes, O_PATH | O_CLOEXEC));
     } catch (e) {
       if ((e as { code?: string }).code === 'ESTALE') throw this.stale(inode, 'handle no longer valid');
       throw e;
@@ -139,14 +121,14 @@ export class InodeFds {
 
   /** Walk '..' from a directory fd until the root's handle (true) or the filesystem's top (false). */
   private beneathRoot(dirFd: number): boolean {
-    let cur = this.opening(() => sys.fcntlInt(dirFd, 1030 /* F_DUPFD_CLOEXEC */, 0));
+    let cur = this.cache.opened(() => sys.fcntlInt(dirFd, 1030 /* F_DUPFD_CLOEXEC */, 0));
     try {
       for (let i = 0; i <= MAX_DEPTH; i++) {
         const h = sys.nameToHandleAt(cur, EMPTY, AT_EMPTY_PATH | this.handleFlags);
         if (sameHandle(h, this.rootHandle) && h.mountId === this.rootHandle.mountId) return true;
         // ENOENT: the directory is not connected to the root of the mount we hold (the share is
         // a bind, e.g. in the sandbox, and the directory left its subtree): outside
-        const up = this.opening(() => sys.openatTry(cur, DOTDOT, O_PATH | O_CLOEXEC, 0));
+        const up = this.cache.opened(() => sys.openatTry(cur, DOTDOT, O_PATH | O_CLOEXEC, 0));
         if (up === -E.ENOENT) return false;
         if (up < 0) throw new FsError(-up, 'reopen: .. of a directory');
         const hu = sys.nameToHandleAt(up, EMPTY, AT_EMPTY_PATH | this.handleFlags);
@@ -170,7 +152,7 @@ export class InodeFds {
       this.cache.reserve();
       let fd: number;
       try {
-        fd = this.opening(() => sys.openByHandleAt(this.mountFd, handle.type, handle.bytes, O_PATH | O_CLOEXEC));
+        fd = this.cache.opened(() => sys.openByHandleAt(this.mountFd, handle.type, handle.bytes, O_PATH | O_CLOEXEC));
       } catch (e) {
         if ((e as { code?: string }).code === 'ESTALE') { this.counters.estale++; throw new FsError(E.ESTALE, 'handle no longer valid'); }
         throw e;
@@ -212,7 +194,7 @@ export class InodeFds {
     try {
       this.cache.reserve();
       try {
-        fd = this.opening(() => sys.openat2(parentFd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS));
+        fd = this.cache.opened(() => sys.openat2(parentFd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS));
       } catch (e) {
         const code = (e as { code?: string }).code;
         if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' || code === 'EXDEV') {

@@ -5,7 +5,7 @@
  * routes each FileSystem operation to its concern. Plus the few fd helpers all of them use.
  */
 import type { Logger } from 'pino';
-import { E, FsError, errnoName } from '../errors.js';
+import { FsError } from '../errors.js';
 import type { FileHandle } from '../handle/file-handle.js';
 import type { Sealer } from '../handle/seal.js';
 import type { LogOnce } from '../log.js';
@@ -92,15 +92,11 @@ export function closeQuietly(fd: number): void {
 
 /**
  * Open a kernel fd with `open` (an fd, or a negative errno); when the process hit its fd limit
- * below the budget, evict one idle cached fd and try once more. Failure is an FsError, built
+ * below the budget, evict one idle cached fd and try once more (FdCache.opened). Failure is an FsError, built
  * cheaply: a negative lookup is common.
  */
 export function openFd(s: Services, open: () => number): number {
-  let fd = open();
-  if ((fd === -E.EMFILE || fd === -E.ENFILE) && s.cache.evictOne()) {
-    s.once.warn('kernel-emfile', { code: errnoName(-fd) }, 'process fd limit reached below the fd budget; evicting (lower --fd-budget or raise RLIMIT_NOFILE)');
-    fd = open();
-  }
+  const fd = s.cache.opened(open);
   if (fd < 0) throw new FsError(-fd, 'openat');
   return fd;
 }

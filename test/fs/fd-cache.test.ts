@@ -66,4 +66,34 @@ describe('FdCache', () => {
   it('refuses a budget below 2', () => {
     expect(() => new FdCache(1, () => {}, silent)).toThrow(RangeError);
   });
+
+  it('opened(): a kernel EMFILE/ENFILE below the budget (returned or thrown) evicts one idle fd and tries once more', () => {
+    const { c, closed } = cache(8);
+    c.insertPinned('i1', 31, 'path');
+    c.unpin('i1', 31);
+    c.insertPinned('i2', 32, 'path');
+    c.unpin('i2', 32);
+    c.insertPinned('busy', 33, 'path'); // borrowed: never evicted
+    let calls = 0;
+    expect(c.opened(() => (++calls === 1 ? -24 /* EMFILE */ : 40))).toBe(40);
+    expect(calls).toBe(2);
+    expect(closed).toEqual([31]);
+    calls = 0;
+    const thrown = () => {
+      if (++calls === 1) throw Object.assign(new Error('open_by_handle_at'), { code: 'ENFILE' });
+      return 41;
+    };
+    expect(c.opened(thrown)).toBe(41);
+    expect(closed).toEqual([31, 32]);
+    // nothing idle left: the error stands, once tried
+    calls = 0;
+    expect(c.opened(() => (++calls, -24))).toBe(-24);
+    expect(calls).toBe(1);
+    expect(() => c.opened(() => { throw Object.assign(new Error('x'), { code: 'EMFILE' }); })).toThrow('x');
+    // other errors are not retried
+    calls = 0;
+    expect(c.opened(() => (++calls, -2))).toBe(-2);
+    expect(calls).toBe(1);
+    expect(closed).toEqual([31, 32]);
+  });
 });
