@@ -14,6 +14,13 @@ const FID_INFO_HEAD = 12;
 /** struct file_handle's handle_bytes and handle_type */
 const FILE_HANDLE_HEAD = 8;
 const EVENT_BUF = 16384;
+/**
+ * More than the largest event this group can report: the metadata, a DFID_NAME record (info
+ * header, fsid, handle head, MAX_HANDLE_SZ 128 bytes of handle, a 255-byte name, its NUL,
+ * padding) and a FID record come to 580 bytes; FAN_RENAME's second name record (not asked for)
+ * would make 984. A read that leaves this much of the buffer unused took every queued event.
+ */
+const MAX_EVENT = 2048;
 
 /** A kernel file handle as fanotify reports it (the bytes are a copy). */
 export interface EventHandle {
@@ -126,6 +133,9 @@ export class MoveWatch {
       if (n === -E.EINTR) continue;
       if (n <= 0) return;
       this.take(n);
+      // fanotify's read copies queued events while the next one fits: a read that left room for
+      // the largest event found the queue empty, and reading on would only return EAGAIN
+      if (n <= EVENT_BUF - MAX_EVENT) return;
     }
   }
 
