@@ -1,0 +1,262 @@
+// What one FUSE round trip costs through handlefs' device loop when the filesystem does nothing:
+// a "floor" server in this process answers LOOKUP and GETATTR of one file from constants, through
+// the same DevFuseSession (uv_poll, non-blocking read, one promise, write) that serves handlefs;
+// beside it, in the same run and alternating, handlefs raw and (with --pll) libfuse's
+// passthrough_ll -s, all with --cache never, under a stat loop from another process. Wall time and
+// the server's CPU (every thread) per stat. The floor minus passthrough_ll is what the event loop
+// and N-API cost per request before any filesystem work; handlefs minus the floor is the filesystem.
+// scripts/bench-floor builds passthrough_ll and runs this as root. Not a test: numbers are the machine's.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { pino } from 'pino';
+import { DevFuseSession, mountData, openDevFuse } from '../dist/frontends/devfuse/index.js';
+import { sys, F_GETFL, F_SETFL, MS_NODEV, MS_NOSUID, O_NONBLOCK } from '../dist/sys/syscalls.js';
+import { CLI } from './lib/repo.js';
+import { forceUnmount, mountAt } from './lib/mounts.js';
+import { killPid, run } from './lib/run.js';
+import { parseCli } from './lib/args.js';
+
+const cli = parseCli({
+  prog: 'bench-floor',
+  usage: `usage: scripts/bench-floor [--pll PATH] [STATS] [ROUNDS]
+
+Microseconds per stat(2) (wall) and server CPU per stat, STATS stats per round (default 20000),
+ROUNDS rounds (default 3) alternating the servers: the floor (the device loop of handlefs answering
+from constants, no filesystem), handlefs raw, and with --pll passthrough_ll -s; all --cache never.
+Medians. Runs as root (it mounts).`,
+  options: { pll: { type: 'string' } },
+  maxPositionals: 2,
+});
+const STATS = cli.wholeNumber('STATS', cli.positionals[0], 20000, 100, 10_000_000);
+const ROUNDS = cli.wholeNumber('ROUNDS', cli.positionals[1], 3, 1, 100);
+if (process.getuid?.() !== 0) cli.fail('run as root: it mounts');
+const PLL = cli.values.pll ?? null;
+
+const TICK_US = 1e6 / 100; // /proc/PID/stat counts CPU in clock ticks (USER_HZ 100)
+const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+
+/** utime + stime of a process (every thread), in microseconds. */
+function cpuOfPid(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) * TICK_US;
+}
+
+const CLIENT = `
+import os, sys, time
+p, n = sys.argv[1], int(sys.argv[2])
+os.stat(p)
+t = time.perf_counter()
+for _ in range(n): os.stat(p)
+print((time.perf_counter() - t) * 1e6 / n)
+`;
+
+/** The stat loop in another process (never from this one: it may be the server); us per stat. */
+async function statLoop(file: string): Promise<number> {
+  const r = await run('python3', ['-c', CLIENT, file, String(STATS)], { timeoutMs: 60_000 + STATS * 2 });
+  if (r.status !== 0) throw new Error(`the stat loop failed (${r.status ?? r.signal}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim()}`);
+  return Number(r.stdout.trim());
+}
+
+// --- the floor: a server that answers from constants ---
+const IN_HEADER = 40, OUT_HEADER = 16, ATTR = 88;
+const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, INIT: 26, DESTROY: 38, BATCH_FORGET: 42 } as const;
+const FILE_ID = 2n;
+
+function reply(unique: bigint, payload: number, error = 0): Buffer {
+  const b = Buffer.alloc(OUT_HEADER + (error ? 0 : payload));
+  b.writeUInt32LE(b.length, 0);
+  b.writeInt32LE(-error, 4);
+  b.writeBigUInt64LE(unique, 8);
+  return b;
+}
+
+function attr(b: Buffer, at: number, ino: bigint): void {
+  const dir = ino === 1n;
+  b.writeBigUInt64LE(ino, at);
+  b.writeBigUInt64LE(dir ? 0n : 3n, at + 8); // size
+  b.writeUInt32LE(dir ? 0o40755 : 0o100644, at + 60); // mode
+  b.writeUInt32LE(dir ? 2 : 1, at + 64); // nlink
+  b.writeUInt32LE(4096, at + 80); // blksize
+}
+
+/** The RequestHandler of the floor: INIT, LOOKUP of anything as one file, GETATTR, FORGET; else ENOSYS. */
+class FloorServer {
+  negotiated: unknown = null;
+  bufferSize(): number {
+    return 1 << 17;
+  }
+  async handle(req: Buffer): Promise<Buffer | null> {
+    return this.answer(req);
+  }
+  answer(req: Buffer): Buffer | null {
+    const op = req.readUInt32LE(4);
+    const unique = req.readBigUInt64LE(8);
+    const nodeid = req.readBigUInt64LE(16);
+    switch (op) {
+      case OP.INIT: {
+        const b = reply(unique, 64);
+        b.writeUInt32LE(7, OUT_HEADER);
+        b.writeUInt32LE(Math.min(req.readUInt32LE(IN_HEADER + 4), 31), OUT_HEADER + 4);
+        b.writeUInt32LE(1 << 17, OUT_HEADER + 8); // max_readahead
+        b.writeUInt32LE(1 << 16, OUT_HEADER + 20); // max_write: a read needs room for it and a WRITE's headers
+        this.negotiated = true;
+        return b;
+      }
+      case OP.LOOKUP: {
+        const b = reply(unique, 128);
+        b.writeBigUInt64LE(FILE_ID, OUT_HEADER); // nodeid; generation, entry and attr timeouts 0
+        attr(b, OUT_HEADER + 40, FILE_ID);
+        return b;
+      }
+      case OP.GETATTR: {
+        const b = reply(unique, 16 + ATTR);
+        attr(b, OUT_HEADER + 16, nodeid);
+        return b;
+      }
+      case OP.FORGET:
+      case OP.BATCH_FORGET:
+        return null;
+      case OP.DESTROY:
+        return reply(unique, 0);
+      default:
+        return reply(unique, 0, 38); // ENOSYS
+    }
+  }
+}
+
+/** the server process of the round under way, if it is another process */
+let current: number | null = null;
+
+interface Sample {
+  us: number;
+  cpu: number;
+}
+
+/**
+ * The bare loop: the device watched with uv_poll, each request read and answered in the poll
+ * callback itself (no promise, no copy of the request): what the event loop and N-API cost alone.
+ */
+function bareLoop(fd: number, server: FloorServer): { done: Promise<void> } {
+  const buf = Buffer.allocUnsafe(server.bufferSize());
+  let settle!: () => void;
+  const done = new Promise<void>((r) => (settle = r));
+  sys.fcntlInt(fd, F_SETFL, sys.fcntlInt(fd, F_GETFL, 0) | O_NONBLOCK);
+  const poll = sys.pollStart(fd, () => {
+    let n: number;
+    try {
+      n = sys.readNonblock(fd, buf, 0, buf.length, -1);
+    } catch {
+      n = 0;
+    }
+    if (n === 0) {
+      sys.pollStop(poll);
+      settle();
+      return;
+    }
+    if (n < 0) return; // EAGAIN, EINTR, ENOENT: nothing to answer
+    const out = server.answer(buf);
+    if (out) {
+      try {
+        sys.pwrite(fd, out, 0, out.length, -1);
+      } catch {
+        /* the request was interrupted */
+      }
+    }
+  });
+  return { done };
+}
+
+async function floorRound(mnt: string, bare: boolean): Promise<Sample> {
+  const fd = openDevFuse();
+  const data = Buffer.from(mountData(fd, { source: 'floor', mountpoint: mnt, allowOther: false, defaultPermissions: false, readonly: false }, 0, 0));
+  sys.mount(Buffer.from('floor'), Buffer.from(mnt), Buffer.from('fuse'), MS_NOSUID | MS_NODEV, data);
+  const server = new FloorServer();
+  let done: Promise<unknown>;
+  if (bare) done = bareLoop(fd, server).done;
+  else {
+    const session = new DevFuseSession(fd, server, pino({ level: 'silent' }));
+    session.start();
+    done = session.done;
+  }
+  try {
+    const c0 = process.cpuUsage();
+    const us = await statLoop(path.join(mnt, 'f'));
+    const c = process.cpuUsage(c0);
+    return { us, cpu: (c.user + c.system) / STATS };
+  } finally {
+    await forceUnmount(mnt);
+    await done;
+    fs.closeSync(fd);
+  }
+}
+
+/** A server in another process: started, mounted, measured, unmounted, waited for. */
+async function childRound(cmd: string, args: string[], mnt: string): Promise<Sample> {
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  current = child.pid ?? null;
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    for (let i = 0; i < 200 && !mountAt(mnt); i++) await new Promise((r) => setTimeout(r, 50));
+    if (!mountAt(mnt)) throw new Error(`${cmd} did not mount ${mnt}: ${err.trim()}`);
+    const c0 = cpuOfPid(child.pid!);
+    const us = await statLoop(path.join(mnt, 'f'));
+    return { us, cpu: (cpuOfPid(child.pid!) - c0) / STATS };
+  } finally {
+    await forceUnmount(mnt);
+    const t = setTimeout(() => killPid(child.pid!, 'SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+    current = null;
+  }
+}
+
+async function main(): Promise<void> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'handlefs-floor-'));
+  const share = path.join(work, 'share');
+  const mnt = path.join(work, 'mnt');
+  // stopped from outside: leave no mount (the floor's is this process's own) and no server behind
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      if (current) killPid(current, 'SIGTERM');
+      void forceUnmount(mnt).finally(() => {
+        fs.rmSync(work, { recursive: true, force: true });
+        process.exit(130);
+      });
+    });
+  }
+  fs.mkdirSync(share);
+  fs.mkdirSync(mnt);
+  fs.writeFileSync(path.join(share, 'f'), 'hi\n');
+  const targets: [string, () => Promise<Sample>][] = [
+    ['floor: the bare loop (uv_poll, read, answer, write in one callback)', () => floorRound(mnt, true)],
+    ['floor: DevFuseSession (its copy and promise per request)', () => floorRound(mnt, false)],
+    ['handlefs raw', () => childRound('node', [CLI, 'mount', share, mnt, '--cache', 'never'], mnt)],
+  ];
+  if (PLL) targets.push(['passthrough_ll -s', () => childRound(PLL, ['-f', '-s', '-o', `source=${share},cache=never`, mnt], mnt)]);
+  const got = new Map<string, Sample[]>(targets.map(([n]) => [n, []]));
+  try {
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [name, round] of targets) got.get(name)!.push(await round());
+    }
+  } finally {
+    await forceUnmount(mnt);
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  console.log(`stat loop, ${STATS} stats per round, medians of ${ROUNDS} rounds, --cache never, ${os.cpus().length} cpus, node ${process.version}, kernel ${os.release()}`);
+  console.log('| server | us per stat | server CPU us per stat |');
+  console.log('|---|---:|---:|');
+  for (const [name] of targets) {
+    const s = got.get(name)!;
+    console.log(`| ${name} | ${median(s.map((x) => x.us)).toFixed(1)} | ${median(s.map((x) => x.cpu)).toFixed(1)} |`);
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench-floor: ${(e as Error).message}`);
+  process.exitCode = 1;
+});
