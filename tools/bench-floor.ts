@@ -10,9 +10,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import { pino } from 'pino';
 import { DevFuseSession, mountData, openDevFuse } from '../dist/frontends/devfuse/index.js';
-import { sys, F_GETFL, F_SETFL, MS_NODEV, MS_NOSUID, O_NONBLOCK } from '../dist/sys/syscalls.js';
+import { sys, MS_NODEV, MS_NOSUID } from '../dist/sys/syscalls.js';
+import { FloorServer, bareLoop } from './lib/floor.js';
 import { CLI } from './lib/repo.js';
 import { forceUnmount, mountAt } from './lib/mounts.js';
 import { killPid, run } from './lib/run.js';
@@ -60,73 +62,6 @@ async function statLoop(file: string): Promise<number> {
   return Number(r.stdout.trim());
 }
 
-// --- the floor: a server that answers from constants ---
-const IN_HEADER = 40, OUT_HEADER = 16, ATTR = 88;
-const OP = { LOOKUP: 1, FORGET: 2, GETATTR: 3, INIT: 26, DESTROY: 38, BATCH_FORGET: 42 } as const;
-const FILE_ID = 2n;
-
-function reply(unique: bigint, payload: number, error = 0): Buffer {
-  const b = Buffer.alloc(OUT_HEADER + (error ? 0 : payload));
-  b.writeUInt32LE(b.length, 0);
-  b.writeInt32LE(-error, 4);
-  b.writeBigUInt64LE(unique, 8);
-  return b;
-}
-
-function attr(b: Buffer, at: number, ino: bigint): void {
-  const dir = ino === 1n;
-  b.writeBigUInt64LE(ino, at);
-  b.writeBigUInt64LE(dir ? 0n : 3n, at + 8); // size
-  b.writeUInt32LE(dir ? 0o40755 : 0o100644, at + 60); // mode
-  b.writeUInt32LE(dir ? 2 : 1, at + 64); // nlink
-  b.writeUInt32LE(4096, at + 80); // blksize
-}
-
-/** The RequestHandler of the floor: INIT, LOOKUP of anything as one file, GETATTR, FORGET; else ENOSYS. */
-class FloorServer {
-  negotiated: unknown = null;
-  bufferSize(): number {
-    return 1 << 17;
-  }
-  async handle(req: Buffer): Promise<Buffer | null> {
-    return this.answer(req);
-  }
-  answer(req: Buffer): Buffer | null {
-    const op = req.readUInt32LE(4);
-    const unique = req.readBigUInt64LE(8);
-    const nodeid = req.readBigUInt64LE(16);
-    switch (op) {
-      case OP.INIT: {
-        const b = reply(unique, 64);
-        b.writeUInt32LE(7, OUT_HEADER);
-        b.writeUInt32LE(Math.min(req.readUInt32LE(IN_HEADER + 4), 31), OUT_HEADER + 4);
-        b.writeUInt32LE(1 << 17, OUT_HEADER + 8); // max_readahead
-        b.writeUInt32LE(1 << 16, OUT_HEADER + 20); // max_write: a read needs room for it and a WRITE's headers
-        this.negotiated = true;
-        return b;
-      }
-      case OP.LOOKUP: {
-        const b = reply(unique, 128);
-        b.writeBigUInt64LE(FILE_ID, OUT_HEADER); // nodeid; generation, entry and attr timeouts 0
-        attr(b, OUT_HEADER + 40, FILE_ID);
-        return b;
-      }
-      case OP.GETATTR: {
-        const b = reply(unique, 16 + ATTR);
-        attr(b, OUT_HEADER + 16, nodeid);
-        return b;
-      }
-      case OP.FORGET:
-      case OP.BATCH_FORGET:
-        return null;
-      case OP.DESTROY:
-        return reply(unique, 0);
-      default:
-        return reply(unique, 0, 38); // ENOSYS
-    }
-  }
-}
-
 /** the server process of the round under way, if it is another process */
 let current: number | null = null;
 
@@ -136,46 +71,34 @@ interface Sample {
 }
 
 /**
- * The bare loop: the device watched with uv_poll, each request read and answered in the poll
- * callback itself (no promise, no copy of the request): what the event loop and N-API cost alone.
+ * A worker thread per CPU, each bound to its CPU and reading its own clone of the connection
+ * (FUSE_DEV_IOC_CLONE); the first channel answers INIT and is then left alone.
  */
-function bareLoop(fd: number, server: FloorServer): { done: Promise<void> } {
-  const buf = Buffer.allocUnsafe(server.bufferSize());
-  let settle!: () => void;
-  const done = new Promise<void>((r) => (settle = r));
-  sys.fcntlInt(fd, F_SETFL, sys.fcntlInt(fd, F_GETFL, 0) | O_NONBLOCK);
-  const poll = sys.pollStart(fd, () => {
-    let n: number;
-    try {
-      n = sys.readNonblock(fd, buf, 0, buf.length, -1);
-    } catch {
-      n = 0;
-    }
-    if (n === 0) {
-      sys.pollStop(poll);
-      settle();
-      return;
-    }
-    if (n < 0) return; // EAGAIN, EINTR, ENOENT: nothing to answer
-    const out = server.answer(buf);
-    if (out) {
-      try {
-        sys.pwrite(fd, out, 0, out.length, -1);
-      } catch {
-        /* the request was interrupted */
-      }
-    }
-  });
-  return { done };
+async function perCpuFloor(fd: number, server: FloorServer): Promise<{ done: Promise<unknown>; clones: number[] }> {
+  const first = bareLoop(fd, server);
+  for (let i = 0; i < 500 && !server.negotiated; i++) await new Promise((r) => setTimeout(r, 10));
+  if (!server.negotiated) throw new Error('no INIT on the floor mount');
+  first.stop();
+  const clones: number[] = [];
+  const exits: Promise<unknown>[] = [];
+  for (let cpu = 0; cpu < os.cpus().length; cpu++) {
+    const clone = sys.fuseDevClone(fd);
+    clones.push(clone);
+    const w = new Worker(new URL('./lib/floor-worker.js', import.meta.url), { workerData: { fd: clone, cpu } });
+    exits.push(new Promise((r) => w.once('exit', r)));
+  }
+  return { done: Promise.all(exits), clones };
 }
 
-async function floorRound(mnt: string, bare: boolean): Promise<Sample> {
+async function floorRound(mnt: string, mode: 'bare' | 'session' | 'per-cpu'): Promise<Sample> {
   const fd = openDevFuse();
   const data = Buffer.from(mountData(fd, { source: 'floor', mountpoint: mnt, allowOther: false, defaultPermissions: false, readonly: false }, 0, 0));
   sys.mount(Buffer.from('floor'), Buffer.from(mnt), Buffer.from('fuse'), MS_NOSUID | MS_NODEV, data);
   const server = new FloorServer();
   let done: Promise<unknown>;
-  if (bare) done = bareLoop(fd, server).done;
+  let clones: number[] = [];
+  if (mode === 'bare') done = bareLoop(fd, server).done;
+  else if (mode === 'per-cpu') ({ done, clones } = await perCpuFloor(fd, server));
   else {
     const session = new DevFuseSession(fd, server, pino({ level: 'silent' }));
     session.start();
@@ -189,6 +112,7 @@ async function floorRound(mnt: string, bare: boolean): Promise<Sample> {
   } finally {
     await forceUnmount(mnt);
     await done;
+    for (const c of clones) fs.closeSync(c);
     fs.closeSync(fd);
   }
 }
@@ -233,8 +157,9 @@ async function main(): Promise<void> {
   fs.mkdirSync(mnt);
   fs.writeFileSync(path.join(share, 'f'), 'hi\n');
   const targets: [string, () => Promise<Sample>][] = [
-    ['floor: the bare loop (uv_poll, read, answer, write in one callback)', () => floorRound(mnt, true)],
-    ['floor: DevFuseSession (its copy and promise per request)', () => floorRound(mnt, false)],
+    ['floor: the bare loop (uv_poll, read, answer, write in one callback)', () => floorRound(mnt, 'bare')],
+    ['floor: DevFuseSession (its copy and promise per request)', () => floorRound(mnt, 'session')],
+    [`floor: ${os.cpus().length} worker threads, one per CPU, each bound to it with its own clone of /dev/fuse (bare loop)`, () => floorRound(mnt, 'per-cpu')],
     ['handlefs raw', () => childRound('node', [CLI, 'mount', share, mnt, '--cache', 'never'], mnt)],
   ];
   if (PLL) targets.push(['passthrough_ll -s', () => childRound(PLL, ['-f', '-s', '-o', `source=${share},cache=never`, mnt], mnt)]);

@@ -30,7 +30,7 @@ static napi_value init(napi_env env, napi_value exports) {
     /* proc.c */
     EXPORT(getrlimitNofile), EXPORT(setrlimitNofile), EXPORT(capEffective), EXPORT(chrootInto), EXPORT(fchdir), EXPORT(dropCapability),
     /* dev.c */
-    EXPORT(mount), EXPORT(umount2), EXPORT(fuseBackingOpen), EXPORT(fuseBackingClose), EXPORT(makedev),
+    EXPORT(mount), EXPORT(umount2), EXPORT(fuseBackingOpen), EXPORT(fuseBackingClose), EXPORT(fuseDevClone), EXPORT(pinThread), EXPORT(makedev),
     EXPORT(socketpairUnix), EXPORT(recvFd),
     /* poll.c */
     EXPORT(pollStart), EXPORT(pollStop),

@@ -28,7 +28,7 @@ BINDING(ofdGetlk); BINDING(ofdSetlk); BINDING(ofdSetlkw); BINDING(flock); BINDIN
 /* proc.c */
 BINDING(getrlimitNofile); BINDING(setrlimitNofile); BINDING(capEffective); BINDING(chrootInto); BINDING(fchdir); BINDING(dropCapability);
 /* dev.c */
-BINDING(mount); BINDING(umount2); BINDING(fuseBackingOpen); BINDING(fuseBackingClose); BINDING(makedev);
+BINDING(mount); BINDING(umount2); BINDING(fuseBackingOpen); BINDING(fuseBackingClose); BINDING(fuseDevClone); BINDING(pinThread); BINDING(makedev);
 BINDING(socketpairUnix); BINDING(recvFd);
 /* poll.c */
 BINDING(pollStart); BINDING(pollStop);

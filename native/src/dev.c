@@ -1,5 +1,6 @@
 /* mount(2)/umount2 and /dev/fuse ioctls. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include "bindings.h"
 #include "errors.h"
@@ -24,6 +26,9 @@ _Static_assert(sizeof(struct handlefs_fuse_backing_map) == 16, "fuse_backing_map
 #define HANDLEFS_FUSE_DEV_IOC_MAGIC 229
 #define HANDLEFS_FUSE_DEV_IOC_BACKING_OPEN _IOW(HANDLEFS_FUSE_DEV_IOC_MAGIC, 1, struct handlefs_fuse_backing_map)
 #define HANDLEFS_FUSE_DEV_IOC_BACKING_CLOSE _IOW(HANDLEFS_FUSE_DEV_IOC_MAGIC, 2, uint32_t)
+/* a second channel of a connection (Linux 4.2): requests go to whichever channel reads first;
+ * a reply must go back on the channel its request was read from */
+#define HANDLEFS_FUSE_DEV_IOC_CLONE _IOR(HANDLEFS_FUSE_DEV_IOC_MAGIC, 0, uint32_t)
 
 BINDING(mount) {
   GET_ARGS(env, info, 5);
@@ -70,6 +75,21 @@ BINDING(fuseBackingClose) {
   ARG_U32(1, &backing_id);
   if (ioctl(dev_fd, HANDLEFS_FUSE_DEV_IOC_BACKING_CLOSE, &backing_id) < 0) return throw_errno(env, errno, "ioctl");
   return js_undefined(env);
+}
+
+BINDING(fuseDevClone) {
+  GET_ARGS(env, info, 1);
+  int32_t dev_fd;
+  ARG_I32(0, &dev_fd);
+  int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, errno, "open");
+  uint32_t session = (uint32_t)dev_fd;
+  if (ioctl(fd, HANDLEFS_FUSE_DEV_IOC_CLONE, &session) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, err, "ioctl");
+  }
+  return js_int(env, fd);
 }
 
 BINDING(makedev) {

@@ -1,5 +1,6 @@
-/* Process state: RLIMIT_NOFILE and capabilities. */
+/* Process state: RLIMIT_NOFILE, capabilities and thread CPU affinity. */
 #include <errno.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <string.h>
 #include <linux/capability.h>
@@ -92,4 +93,19 @@ BINDING(capEffective) {
   struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
   if (!cap_and_sets(env, argv[0], &cap, &hdr, data)) return NULL;
   return js_bool(env, (data[cap / 32].effective >> (cap % 32)) & 1u);
+}
+
+/* Bind the calling thread (not the process) to one CPU (a serving thread per CPU), or with -1
+ * let it run on every CPU again. */
+BINDING(pinThread) {
+  GET_ARGS(env, info, 1);
+  int32_t cpu;
+  ARG_I32(0, &cpu);
+  if (cpu < -1 || cpu >= CPU_SETSIZE) { throw_arg_range(env, 0, "-1 <= cpu < CPU_SETSIZE"); return NULL; }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (cpu >= 0) CPU_SET(cpu, &set);
+  else for (int i = 0; i < CPU_SETSIZE; i++) CPU_SET(i, &set);
+  if (sched_setaffinity(0, sizeof set, &set) < 0) return throw_errno(env, errno, "sched_setaffinity");
+  return js_undefined(env);
 }

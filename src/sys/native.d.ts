@@ -205,6 +205,10 @@ export interface NativeAddon {
   fuseBackingOpen(devFd: number, fd: number, flags: number): number;
   /** FUSE_DEV_IOC_BACKING_CLOSE */
   fuseBackingClose(devFd: number, backingId: number): void;
+  /** open /dev/fuse and FUSE_DEV_IOC_CLONE it onto the connection of devFd: another channel of it (O_CLOEXEC) */
+  fuseDevClone(devFd: number): number;
+  /** sched_setaffinity of the calling thread to one CPU; -1: every CPU again */
+  pinThread(cpu: number): void;
   /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC) -> [a, b] (for fusermount3's _FUSE_COMMFD) */
   socketpairUnix(): [number, number];
   /** recvmsg one fd sent with SCM_RIGHTS (blocks; close-on-exec); ECONNRESET when the peer closed without sending */

@@ -69,6 +69,21 @@ console.log(JSON.stringify(sys.getrlimitNofile()));
     expectErrno(() => sys.fuseBackingClose(fd, 1), 'ENOTTY', 'ioctl');
   });
 
+  it('pinThread binds the calling thread to one CPU, and -1 lets it run everywhere again', () => {
+    const allowed = (): string =>
+      readFileSync('/proc/thread-self/status', 'utf8').split('\n').find((l) => l.startsWith('Cpus_allowed_list:'))!.split(/\s+/)[1]!;
+    const before = allowed();
+    const cpu = Number(before.split(/[-,]/)[0]);
+    try {
+      sys.pinThread(cpu);
+      expect(allowed()).toBe(String(cpu));
+    } finally {
+      sys.pinThread(-1);
+    }
+    expect(allowed()).toBe(before);
+    expect(() => sys.pinThread(-2)).toThrow(RangeError);
+  });
+
   it.skipIf(process.getuid?.() !== 0)('mount(2) a tmpfs and umount2 it (root)', () => {
     mkdirSync(t.path('mnt'));
     sys.mount(Buffer.from('handlefs-test'), Buffer.from(t.path('mnt')), Buffer.from('tmpfs'), 0, Buffer.from('size=1m,mode=0700'));
