@@ -68,12 +68,15 @@ export class Entries {
       const rec = s.exports.get(nodeid);
       // keep the record (a persistent client handle may still name it), drop the count
       if (rec) rec.nlookup = Math.max(0, rec.nlookup - Number(nlookup > 0xffffffffn ? 0xffffffffn : nlookup));
-      else s.log.debug({ nodeid: String(nodeid) }, 'forget of an unknown node id');
+      else {
+        s.counters.forgetUnknown++;
+        s.log.debug({ nodeid: String(nodeid) }, 'forget of an unknown node id');
+      }
       return;
     }
     // the root lives as long as the session; the kernel's count on it is not ours to drop
     if (inode.is(s.root)) return;
-    s.store.forget(inode, nlookup > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(nlookup));
+    if (!s.store.forget(inode, nlookup > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(nlookup))) s.counters.forgetUnderflow++;
   }
 
   async mknod(ctx: Context, parentId: bigint, name: Buffer, mode: number, rdev: DeviceNumber, umask: number): Promise<Entry> {

@@ -437,15 +437,18 @@ export class InodeStore {
   }
 
   /** Drop `n` lookups; a count going below zero is a client bug: saturate and log, never abort. */
-  forget(inode: Inode, n: number): void {
+  /** Drop n of the client's lookups; false when it had fewer (the count saturates at 0, logged). */
+  forget(inode: Inode, n: number): boolean {
     const have = this.chunkOf(inode.slot).nlookup[inode.slot & MASK]!;
-    if (n > have) {
+    const ok = n <= have;
+    if (!ok) {
       this.log.warn({ nodeid: String(inode.nodeid), nlookup: have, forget: n }, 'forget below zero lookups; saturating');
       this.chunkOf(inode.slot).nlookup[inode.slot & MASK] = 0;
     } else {
       this.chunkOf(inode.slot).nlookup[inode.slot & MASK] = have - n;
     }
     this.maybeDropSlot(inode.slot);
+    return ok;
   }
 
   /** The identity was reused or removed: stop finding this inode by it (its nodeid stays valid). */

@@ -31,6 +31,13 @@ export interface FsCounters extends ReopenCounters {
   placeChecks: number;
   /** RWF_NOWAIT attempts a filesystem refused as unsupported (once per device and direction) */
   nowaitRefusals: number;
+  /**
+   * FORGETs the lookup counts do not account for: of a node id the server does not know (and has
+   * no record of), and below zero lookups. Either means a count went wrong somewhere; 0 in a
+   * correct run.
+   */
+  forgetUnknown: number;
+  forgetUnderflow: number;
 }
 
 /** What INIT negotiated (PassthroughFs.init). */

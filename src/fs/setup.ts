@@ -80,7 +80,7 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     }
   }
 
-  const counters: FsCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0 };
+  const counters: FsCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0, forgetUnknown: 0, forgetUnderflow: 0 };
   const budget = fitBudget(opts.fdBudget === 'auto' ? autoBudget() : opts.fdBudget, log);
   // an evicted directory fd loses its position: its listing seeks again on next use
   const cache = new FdCache(budget, closeQuietly, log, (key) => {

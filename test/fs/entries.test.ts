@@ -152,12 +152,16 @@ describe('forget and batchForget', () => {
     const b = await look('f');
     expect(() => pfs.forget(ctx, b.nodeid, 0xffffffffffffffffn)).not.toThrow();
     expect(pfs.counters().inodes).toBe(1);
+    // each counted for the stats: a count went wrong
+    expect(pfs.counters()).toMatchObject({ forgetUnderflow: 2, forgetUnknown: 0 });
   });
 
   it('unknown ids and the root are ignored', async () => {
     expect(() => pfs.forget(ctx, 999_999n, 1n)).not.toThrow();
     expect(() => pfs.forget(ctx, 0n, 1n)).not.toThrow();
     expect(() => pfs.forget(ctx, 1n, 1000n)).not.toThrow();
+    // unknown ids are counted (the root's count is the session's, not a mistake)
+    expect(pfs.counters()).toMatchObject({ forgetUnknown: 2, forgetUnderflow: 0 });
     expectHostAttr((await pfs.getattr(ctx, 1n)).attr, root);
   });
 

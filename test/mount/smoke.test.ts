@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { run, runClient } from '../helpers/child.js';
 import { mountSkipReason, withMount } from '../helpers/mount.js';
-import { mountAt } from '../helpers/mounts.js';
+import { mountAt, mounts } from '../helpers/mounts.js';
 
 const skip = mountSkipReason();
 
@@ -103,22 +103,34 @@ describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''
     });
   });
 
-  it('SIGINT on a busy mount detaches it, serves the open file until it is closed, then exits 0', { timeout: 60_000 }, async () => {
+  // What a stop does to a busy mount depends on the machine: with fusectl mounted (systemd mounts
+  // it when the fuse module loads) the server aborts the connection, as libfuse's exit ends it;
+  // without it the mount is detached and its open files are served until they are closed.
+  const abortable = mounts().some((m) => m.fstype === 'fusectl' && m.path === '/sys/fs/fuse/connections');
+  it(`SIGINT on a busy mount detaches it, ${abortable ? 'aborts the connection (fusectl is mounted)' : 'serves the open file until it is closed (no fusectl)'}, then exits 0`, { timeout: 60_000 }, async () => {
     await withMount({ args: ['--log-level', 'info'] }, async (t) => {
       const fh = await fsp.open(join(t.mnt, 'held'), 'w+');
       try {
         process.kill(t.pid, 'SIGINT');
         for (let i = 0; i < 100 && mountAt(t.mnt); i++) await sleep(50);
         expect(mountAt(t.mnt)).toBeNull(); // detached from the namespace
-        await fh.write('still served');
-        expect(t.exited()).toBeNull();
-        expect(fs.readFileSync(join(t.orig, 'held'), 'utf8')).toBe('still served');
+        if (abortable) {
+          await expect(fh.write('not served')).rejects.toMatchObject({ code: 'ENOTCONN' });
+        } else {
+          await fh.write('still served');
+          expect(t.exited()).toBeNull();
+          expect(fs.readFileSync(join(t.orig, 'held'), 'utf8')).toBe('still served');
+        }
       } finally {
-        await fh.close();
+        await fh.close().catch((e: { code?: string }) => {
+          // the aborted connection fails the close as well
+          if (!abortable || e.code !== 'ENOTCONN') throw e;
+        });
       }
       // the server's log goes with a wrong exit status: what ended it is in there
       expect(await t.stop('SIGCONT', 10_000), t.serverLog()).toEqual({ code: 0, signal: null });
-      expect(t.serverLog()).toMatch(/busy: detached it lazily/);
+      if (!abortable) expect(t.serverLog()).toMatch(/busy: detached it lazily/);
+      else expect(fs.readFileSync(join(t.orig, 'held'), 'utf8')).toBe('');
     });
   });
 
