@@ -8,6 +8,8 @@
 # As root, under flock /tmp/handlefs-mount.lock. Binaries come from build/ beside this script
 # (scripts/bench-channels compiles them). Always unmounts with umount2 and ends the server it
 # started; if the unmount hangs it kills that server by pid and detaches the mount.
+# Timeouts run with --foreground so that every process stays in the caller's process group:
+# a signal to the group (an outer timeout, ^C) ends the clients and then this script's cleanup.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="$HERE/build"
@@ -28,11 +30,11 @@ alive() { [ -n "$SPID" ] && kill -0 "$SPID" 2>/dev/null; }
 # Unmounts and waits for the server to exit (it then writes its counters to $LOG).
 stop_server() {
   if mounted; then
-    if ! timeout 10 "$BIN/umnt" "$MNT"; then
+    if ! timeout --foreground -k 2 10 "$BIN/umnt" "$MNT"; then
       echo "unmount failed or hung: killing server $SPID, then detaching" >&2
       if alive; then kill -9 "$SPID"; fi
       sleep 0.5
-      timeout 10 "$BIN/umnt" "$MNT" lazy || true
+      timeout --foreground -k 2 10 "$BIN/umnt" "$MNT" lazy || true
     fi
   fi
   for _ in $(seq 50); do alive || break; sleep 0.1; done
@@ -63,20 +65,20 @@ srv_ctxsw() {
   cat /proc/"$SPID"/task/*/status | awk '/^voluntary_ctxt/ { v += $2 } /^nonvoluntary/ { n += $2 } END { print v + n }'
 }
 # The warm-up also waits for a ring to become ready.
-timeout 20 "$BIN/cli" "$MNT/f" 1000 $PIN >/dev/null || { echo "warmup failed"; cat "$LOG"; exit 1; }
+timeout --foreground -k 5 20 "$BIN/cli" "$MNT/f" 1000 $PIN >/dev/null || { echo "warmup failed"; cat "$LOG"; exit 1; }
 c0=$(srv_ticks); s0=$(srv_oncpu_ns); x0=$(srv_ctxsw)
 rc=0  # a failed client still gets its line printed; the script then exits with its status
 if [ -n "${PAR:-}" ]; then
   t0=$(date +%s%N)
-  timeout 60 "$BIN/cli" "$MNT/f" "$N" 0 >"$TMP/par0" & p0=$!
-  timeout 60 "$BIN/cli" "$MNT/f" "$N" 1 >"$TMP/par1" & p1=$!
+  timeout --foreground -k 5 60 "$BIN/cli" "$MNT/f" "$N" 0 >"$TMP/par0" & p0=$!
+  timeout --foreground -k 5 60 "$BIN/cli" "$MNT/f" "$N" 1 >"$TMP/par1" & p1=$!
   wait "$p0" || rc=$?
   wait "$p1" || rc=$?
   t1=$(date +%s%N)
   out="PAR2 wall_us_per_stat_aggregate $(awk -v d=$((t1 - t0)) -v n="$N" 'BEGIN { printf "%.2f", d / 1000 / (2 * n) }') c0: $(cat "$TMP/par0") c1: $(cat "$TMP/par1")"
   N=$((2 * N))
 else
-  out=$(timeout 60 "$BIN/cli" "$MNT/f" "$N" $PIN) || rc=$?
+  out=$(timeout --foreground -k 5 60 "$BIN/cli" "$MNT/f" "$N" $PIN) || rc=$?
 fi
 c1=$(srv_ticks); s1=$(srv_oncpu_ns); x1=$(srv_ctxsw)
 stop_server
