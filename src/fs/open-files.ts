@@ -16,6 +16,15 @@ import { DOT, EMPTY, openAt, openProc, type Services } from './services.js';
 import { FOPEN_PASSTHROUGH, type OpenOut } from './types.js';
 
 export class OpenFiles {
+  /**
+   * The backing file of each inode with passthrough opens, by node id, and how many open files
+   * use it. The kernel allows one backing file per inode: a second open given another one fails
+   * with EIO (fuse_inode_uncached_io_start), so every open of an inode gets the same id, and it is
+   * released with the inode's last open. The kernel opens a file of its own on it for each open,
+   * with that open's flags, so one registration serves reads and writes alike.
+   */
+  private readonly backingOf = new Map<bigint, { id: number; opens: number }>();
+
   constructor(private readonly s: Services) {}
 
   /**
@@ -78,8 +87,15 @@ export class OpenFiles {
   readonly fileReply = (h: OpenHandle, fd: number): OpenOut => {
     const s = this.s;
     if (s.negotiated.passthrough && s.backing && !isSetId(statAt(fd, EMPTY, AT_EMPTY_PATH).mode)) {
+      const known = this.backingOf.get(h.inode.nodeid);
+      if (known) {
+        known.opens++;
+        h.backingId = known.id;
+        return { fh: h.fh, openFlags: FOPEN_PASSTHROUGH, backingId: known.id };
+      }
       try {
         h.backingId = s.backing.open(fd);
+        this.backingOf.set(h.inode.nodeid, { id: h.backingId, opens: 1 });
         // the kernel holds its own reference to the file: reads and writes go to it directly
         return { fh: h.fh, openFlags: FOPEN_PASSTHROUGH, backingId: h.backingId };
       } catch (e) {
@@ -92,14 +108,16 @@ export class OpenFiles {
   /** RELEASE / RELEASEDIR: the fh goes, its fd is closed, and the inode may leave memory. */
   close(h: OpenHandle): void {
     const s = this.s;
-    if (h.backingId !== null && s.backing) {
+    const b = h.backingId === null ? undefined : this.backingOf.get(h.inode.nodeid);
+    if (b && --b.opens === 0) {
+      this.backingOf.delete(h.inode.nodeid);
       try {
-        s.backing.close(h.backingId);
+        s.backing?.close(b.id);
       } catch {
         /* the connection is gone: so is the backing file */
       }
-      h.backingId = null;
     }
+    h.backingId = null;
     s.handles.remove(h);
     s.cache.remove(h.fdKey);
     s.store.maybeDrop(h.inode);

@@ -41,4 +41,27 @@ print(open(sys.argv[1], 'rb').read()[:7].decode())
       expect(fs.statSync(path.join(mnt, 'renamed')).size).toBe(fs.statSync(path.join(orig, 'renamed')).size);
     });
   }, 60_000);
+
+  it('a file open twice at once shares one backing file: the second open, for writing, works (the kernel refuses a second backing file on an inode with EIO)', async () => {
+    await withMount({
+      args: ['--passthrough', '--stats-file', '{dir}/stats.json'],
+      setup: (orig) => fs.writeFileSync(path.join(orig, 'f'), 'first\n'),
+    }, async ({ orig, mnt }) => {
+      // one process holds the file open for reading while another opens it for writing and
+      // appends; then both read it back through their own opens
+      const r = await run('python3', ['-c', `
+import os, sys
+p = sys.argv[1]
+a = os.open(p, os.O_RDONLY)
+b = os.open(p, os.O_WRONLY | os.O_APPEND)
+os.write(b, b'second\\n')
+c = os.open(p, os.O_RDWR)
+print(os.pread(a, 100, 0).decode().replace('\\n', '|'), os.pread(c, 100, 0).decode().replace('\\n', '|'))
+for fd in (a, b, c): os.close(fd)
+`, path.join(mnt, 'f')], { timeoutMs: 20_000 });
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim()).toBe('first|second| first|second|');
+      expect(fs.readFileSync(path.join(orig, 'f'), 'utf8')).toBe('first\nsecond\n');
+    });
+  }, 60_000);
 });
