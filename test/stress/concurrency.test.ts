@@ -117,6 +117,9 @@ describe.skipIf(skip !== null)(`many clients in the same directories${skip ? ` (
     { extra: ['--cache', 'never'], host: 0 },
     { extra: ['--writeback'], host: 0 },
     { extra: ['--passthrough'], host: 0 },
+    // persistent node ids: every new inode's record appended to the state file as it is made
+    { extra: ['--handle-key-file', '{dir}/key', '--state-file', '{dir}/state'], host: 0 },
+    { extra: ['--posix-acl'], host: 0 },
   ];
   for (const { extra, host: onHost } of variants) {
   it(`${CLIENTS} clients create, rename, link, unlink${extra.length ? ` (${extra.join(' ')})` : ''}${onHost ? `, ${onHost} of them on the host` : ''}: the host and the mount agree, and nothing is left held`, { timeout: 120_000 }, async () => {
