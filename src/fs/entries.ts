@@ -76,7 +76,20 @@ export class Entries {
     }
     // the root lives as long as the session; the kernel's count on it is not ours to drop
     if (inode.is(s.root)) return;
-    if (!s.store.forget(inode, nlookup > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(nlookup))) s.counters.forgetUnderflow++;
+    const rough = inode.countApproximate;
+    const have = inode.nlookup;
+    const n = nlookup > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(nlookup);
+    if (s.store.forget(inode, n)) return;
+    // below zero: saturated at 0. Expected for a count restored after a crash (lookups made since
+    // its record was streamed were not); anything else means a count went wrong
+    const what = { nodeid: String(nodeid), nlookup: have, forget: n };
+    if (rough) {
+      s.counters.forgetAfterCrash++;
+      s.log.debug(what, 'forget below a lookup count restored after a crash; saturating');
+    } else {
+      s.counters.forgetUnderflow++;
+      s.log.warn(what, 'forget below zero lookups; saturating');
+    }
   }
 
   async mknod(ctx: Context, parentId: bigint, name: Buffer, mode: number, rdev: DeviceNumber, umask: number): Promise<Entry> {
@@ -190,6 +203,7 @@ export class Entries {
       });
       if (known) {
         inode.nlookup = known.nlookup;
+        if (known.approximate) inode.countApproximate = true;
         s.exports.delete(known.nodeid);
       }
       if (parent && name) s.store.setParent(inode, parent, name);

@@ -27,6 +27,11 @@ export interface InodeRecord {
   seal: Buffer | null;
   /** lookups the client held when the record was written (restored by a successor) */
   nlookup: number;
+  /**
+   * In memory only: the record came from a crashed predecessor's stream, written when the inode
+   * was made or moved, so its count may be lower than the client's (lookups since are not streamed).
+   */
+  approximate?: boolean;
 }
 
 /**

@@ -25,6 +25,8 @@ const F_UNLINKED = 1 << 17;
 const F_INDEXED = 1 << 18;
 const F_LIVE = 1 << 19;
 const F_HANDLE = 1 << 20;
+/** the lookup count came from a crashed predecessor's stream: it may be behind the client's */
+const F_ROUGH = 1 << 21;
 const EMPTY_SLOT = -1;
 /** slots per chunk: 2^14, about 2.3 MB of columns (its pages resident as they are used) */
 const SHIFT = 14;
@@ -118,6 +120,15 @@ export class Inode {
 
   set unlinked(v: boolean) {
     this.t.setFlag(this.slot, F_UNLINKED, v);
+  }
+
+  /** the lookup count was restored after a crash and may be lower than the client's (F_ROUGH) */
+  get countApproximate(): boolean {
+    return (this.c.flags[this.i]! & F_ROUGH) !== 0;
+  }
+
+  set countApproximate(v: boolean) {
+    this.t.setFlag(this.slot, F_ROUGH, v);
   }
 
   /** the fd can never be reopened (root, no handle, other mount, tmpfile): pinned for life */
@@ -437,16 +448,11 @@ export class InodeStore {
   }
 
   /** Drop `n` lookups; a count going below zero is a client bug: saturate and log, never abort. */
-  /** Drop n of the client's lookups; false when it had fewer (the count saturates at 0, logged). */
+  /** Drop n of the client's lookups; false when it had fewer (the count saturates at 0; the caller logs it). */
   forget(inode: Inode, n: number): boolean {
     const have = this.chunkOf(inode.slot).nlookup[inode.slot & MASK]!;
     const ok = n <= have;
-    if (!ok) {
-      this.log.warn({ nodeid: String(inode.nodeid), nlookup: have, forget: n }, 'forget below zero lookups; saturating');
-      this.chunkOf(inode.slot).nlookup[inode.slot & MASK] = 0;
-    } else {
-      this.chunkOf(inode.slot).nlookup[inode.slot & MASK] = have - n;
-    }
+    this.chunkOf(inode.slot).nlookup[inode.slot & MASK] = ok ? have - n : 0;
     this.maybeDropSlot(inode.slot);
     return ok;
   }

@@ -124,8 +124,8 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
    * Take over a predecessor's sealed state (refused whole unless its seal verifies); `fresh`: from
    * a server of another mount (the state file), whose lookups and open files the client no longer holds.
    */
-  importState(blob: Buffer, fresh = false): { ok: true; records: number } | { ok: false; reason: string } {
-    return importState(this.s, blob, fresh);
+  importState(blob: Buffer, fresh = false, approximate = false): { ok: true; records: number } | { ok: false; reason: string } {
+    return importState(this.s, blob, fresh, approximate);
   }
 
   override async init(o: InitOptions): Promise<void> {

@@ -87,6 +87,7 @@ export class Records {
     });
     store.setParent(inode, parent, rec.name);
     inode.nlookup = rec.nlookup;
+    if (rec.approximate) inode.countApproximate = true;
     exports.delete(nodeid);
     cache.insertPinned(inode.fdKey, fd, 'path');
     cache.unpin(inode.fdKey, fd);

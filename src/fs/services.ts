@@ -38,6 +38,8 @@ export interface FsCounters extends ReopenCounters {
    */
   forgetUnknown: number;
   forgetUnderflow: number;
+  /** FORGETs below a lookup count restored after a worker crash (expected: see F_ROUGH) */
+  forgetAfterCrash: number;
 }
 
 /** What INIT negotiated (PassthroughFs.init). */

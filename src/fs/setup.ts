@@ -80,7 +80,7 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     }
   }
 
-  const counters: FsCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0, forgetUnknown: 0, forgetUnderflow: 0 };
+  const counters: FsCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0, forgetUnknown: 0, forgetUnderflow: 0, forgetAfterCrash: 0 };
   const budget = fitBudget(opts.fdBudget === 'auto' ? autoBudget() : opts.fdBudget, log);
   // an evicted directory fd loses its position: its listing seeks again on next use
   const cache = new FdCache(budget, closeQuietly, log, (key) => {
@@ -94,6 +94,8 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   const store = new InodeStore(ROOT_ID, log, (inode) => {
     cache.remove(inode.fdKey);
     const r = recordOf(inode, 0);
+    // a count restored after a crash may have reached 0 before the client's: the record keeps saying so
+    if (r && inode.countApproximate) r.approximate = true;
     if (r) exports.put(r, inode.identity);
   });
   const rootStat = statAt(rootPathFd, EMPTY, AT_EMPTY_PATH);

@@ -26,9 +26,10 @@ export function exportState(s: Services): Buffer {
  * Take over a predecessor's sealed state: refused whole when its seal does not verify (another
  * key, truncated, reordered, flipped). Records are brought back lazily, on first use. `fresh`: the
  * state comes from a server of another mount (the state file), so the client holds no lookups and
- * no open files of it: lookup counts start at zero and open handles are left out.
+ * no open files of it: lookup counts start at zero and open handles are left out. `approximate`:
+ * records a crashed worker streamed, whose lookup counts may be behind the client's.
  */
-export function importState(s: Services, blob: Buffer, fresh = false): { ok: true; records: number } | { ok: false; reason: string } {
+export function importState(s: Services, blob: Buffer, fresh = false, approximate = false): { ok: true; records: number } | { ok: false; reason: string } {
   const r = decodeState(s.sealer, blob);
   if (!r.ok) {
     s.counters.sealFailures++;
@@ -39,6 +40,7 @@ export function importState(s: Services, blob: Buffer, fresh = false): { ok: tru
   for (const rec of r.state.records) {
     if (rec.nodeid === ROOT_ID || s.store.get(rec.nodeid)) continue;
     if (fresh) rec.nlookup = 0;
+    if (approximate) rec.approximate = true;
     s.exports.put(rec);
   }
   if (!fresh) for (const h of r.state.handles ?? []) s.handles.restore(h.fh, h.nodeid, h.flags, h.kind);

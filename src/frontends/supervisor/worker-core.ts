@@ -100,8 +100,10 @@ export async function startCore(m: StartMsg, overrides: (o: ProtocolOptions) => 
   const server = new ProtocolServer(decorate(core, cfg), opts, childLogger('fuse', log));
   let restored = 0;
   // every record is verified by the core before use: a foreign or tampered one is refused and logged
+  // after a crash there is no state, only the records streamed as inodes were made or moved: their
+  // lookup counts may be behind the client's
   for (const blob of m.state ? [m.state, ...m.records] : m.records) {
-    const r = core.importState(Buffer.from(blob));
+    const r = core.importState(Buffer.from(blob), false, m.state === null);
     if (r.ok) restored += r.records;
   }
   if (m.init) {
