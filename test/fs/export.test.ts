@@ -74,18 +74,33 @@ describe('records of forgotten inodes', () => {
 });
 
 describe('successor state', () => {
-  it('a successor with the same key serves the same node ids; new ids never collide', async () => {
-    const { root } = tree();
+  /** A core on `root` under a fresh key (cleaned up after the test); its successors use that key. */
+  function predecessor(root: string): { key: Buffer; a: PassthroughFs } {
     const key = ephemeralKey();
     const a = makeFs(root, { key }).pfs;
     open.push(a);
-    const nodes: bigint[] = [];
-    for (let i = 0; i < 20; i++) nodes.push((await walk(a, `a/b/c/f${i}`)).nodeid);
+    return { key, a };
+  }
+  /** The predecessor's state, and the predecessor gone. */
+  async function retire(a: PassthroughFs): Promise<Buffer> {
     const state = a.exportState();
     await a.destroy();
-    open.pop();
+    open.splice(open.indexOf(a), 1);
+    return state;
+  }
+  function successor(root: string, key: Buffer): PassthroughFs {
     const b = makeFs(root, { key }).pfs;
     open.push(b);
+    return b;
+  }
+
+  it('a successor with the same key serves the same node ids; new ids never collide', async () => {
+    const { root } = tree();
+    const { key, a } = predecessor(root);
+    const nodes: bigint[] = [];
+    for (let i = 0; i < 20; i++) nodes.push((await walk(a, `a/b/c/f${i}`)).nodeid);
+    const state = await retire(a);
+    const b = successor(root, key);
     expect(b.importState(state)).toEqual({ ok: true, records: expect.any(Number) });
     for (let i = 0; i < 20; i++) expect(await readAll(b, nodes[i]!)).toBe(`file-${i}`);
     fs.writeFileSync(path.join(root, 'fresh'), 'x');
@@ -95,18 +110,13 @@ describe('successor state', () => {
 
   it('after a crash (approximate records) a FORGET beyond the restored count is expected: counted apart, not as a wrong count', async () => {
     const { root } = tree();
-    const key = ephemeralKey();
-    const a = makeFs(root, { key }).pfs;
-    open.push(a);
+    const { key, a } = predecessor(root);
     const f = await walk(a, 'a/b/c/f1');
     // the client looks it up twice more: a crashed worker's stream would not have these
     await a.lookup(ctx, (await walk(a, 'a/b/c')).nodeid, B('f1'));
-    const state = a.exportState();
-    await a.destroy();
-    open.pop();
+    const state = await retire(a);
     for (const approximate of [false, true]) {
-      const b = makeFs(root, { key }).pfs;
-      open.push(b);
+      const b = successor(root, key);
       expect(b.importState(state, false, approximate).ok).toBe(true);
       expect(await readAll(b, f.nodeid)).toBe('file-1');
       // one more than the exported count (2): exact state says a count went wrong, approximate does not
@@ -117,9 +127,7 @@ describe('successor state', () => {
 
   it('open files and directories (fh) pass to the successor and keep working, O_APPEND and the listing position included', async () => {
     const { root } = tree();
-    const key = ephemeralKey();
-    const a = makeFs(root, { key }).pfs;
-    open.push(a);
+    const { key, a } = predecessor(root);
     const f = await walk(a, 'a/b/c/f1');
     const of = await a.open(ctx, f.nodeid, 0o2001 /* O_WRONLY|O_APPEND */);
     await a.write(ctx, f.nodeid, of.fh, 0, Buffer.from('+A'), 0);
@@ -133,11 +141,8 @@ describe('successor state', () => {
       last = e.off;
       return true;
     });
-    const state = a.exportState();
-    await a.destroy();
-    open.pop();
-    const b = makeFs(root, { key }).pfs;
-    open.push(b);
+    const state = await retire(a);
+    const b = successor(root, key);
     expect(b.importState(state).ok).toBe(true);
     await b.write(ctx, f.nodeid, of.fh, 0, Buffer.from('+B'), 0);
     expect(fs.readFileSync(path.join(root, 'a/b/c/f1'), 'utf8')).toBe('file-1+A+B');
