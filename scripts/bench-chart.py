@@ -22,6 +22,7 @@ labels = {
     "seq_write": "seq write 1M",
     "seq_read": "seq read 1M",
     "rand_read_4k": "rand read 4K",
+    "rand_read_4k_4jobs": "rand read 4K x4",
 }
 colors = {"bindfs": "#8c8c8c", "passthrough_ll": "#4c72b0", "passthrough_ll-1t": "#8fa9d6", "handlefs-raw": "#dd8452", "handlefs-passthrough": "#c44e52", "handlefs-fuse-native": "#55a868"}
 
