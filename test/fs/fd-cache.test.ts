@@ -10,23 +10,25 @@ function cache(budget: number) {
   return { c, closed };
 }
 
+/** An fd put in the cache and given back at once: idle, evictable unless permanent. */
+function idle(c: FdCache, key: string, fd: number, kind: 'file' | 'path', permanent = false): void {
+  c.insertPinned(key, fd, kind, permanent);
+  c.unpin(key, fd);
+}
+
 describe('FdCache', () => {
   it('evicts idle O_PATH fds before open files, least recently used first', () => {
     const { c, closed } = cache(3);
-    c.insertPinned('f1', 10, 'file');
-    c.unpin('f1', 10);
-    c.insertPinned('i1', 11, 'path');
-    c.unpin('i1', 11);
-    c.insertPinned('i2', 12, 'path');
-    c.unpin('i2', 12);
+    idle(c, 'f1', 10, 'file');
+    idle(c, 'i1', 11, 'path');
+    idle(c, 'i2', 12, 'path');
     expect(c.pin('i1')).toBe(11); // i1 is now the most recent path fd
     c.unpin('i1', 11);
     c.reserve();
     expect(closed).toEqual([12]); // the idle path fd used least recently, not the open file
     c.reserve(); // size 2 < 3: nothing to do
     expect(closed).toEqual([12]);
-    c.insertPinned('i3', 13, 'path');
-    c.unpin('i3', 13);
+    idle(c, 'i3', 13, 'path');
     c.reserve();
     expect(closed).toEqual([12, 11]);
     expect(c.counters.evictions).toBe(2);
@@ -50,8 +52,7 @@ describe('FdCache', () => {
 
   it('EMFILE when every entry is borrowed or permanent, then serves again', () => {
     const { c } = cache(2);
-    c.insertPinned('a', 1, 'path', true);
-    c.unpin('a', 1);
+    idle(c, 'a', 1, 'path', true);
     c.insertPinned('b', 2, 'file'); // borrowed
     expect(() => c.reserve()).toThrow(/fd budget exhausted/);
     expect(c.counters.emfile).toBe(1);
@@ -69,10 +70,8 @@ describe('FdCache', () => {
 
   it('opened(): a kernel EMFILE/ENFILE below the budget (returned or thrown) evicts one idle fd and tries once more', () => {
     const { c, closed } = cache(8);
-    c.insertPinned('i1', 31, 'path');
-    c.unpin('i1', 31);
-    c.insertPinned('i2', 32, 'path');
-    c.unpin('i2', 32);
+    idle(c, 'i1', 31, 'path');
+    idle(c, 'i2', 32, 'path');
     c.insertPinned('busy', 33, 'path'); // borrowed: never evicted
     let calls = 0;
     expect(c.opened(() => (++calls === 1 ? -24 /* EMFILE */ : 40))).toBe(40);
