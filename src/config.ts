@@ -4,6 +4,7 @@
  * takes. The command line is parsed only in src/cli/; checks that look at the host (does the shared
  * directory exist, is /dev/fuse there) are set-up checks and live in src/cli/preflight.ts.
  */
+import { cpus } from 'node:os';
 import type { Logger, LevelWithSilent } from 'pino';
 import { buildIdMap, IdMapError } from './fs/idmap.js';
 import type { CachePolicy, PassthroughOptions, ReopenStrategy } from './fs/options.js';
@@ -71,6 +72,12 @@ export interface Config {
    * be upgraded (SIGHUP) or can crash and be restarted without unmounting
    */
   supervise: boolean;
+  /**
+   * serving threads on the /dev/fuse connection (src/frontends/devfuse/threads.ts): the one that
+   * runs the filesystem, and count - 1 that read clones of the connection and serve open files'
+   * I/O themselves (raw frontend, not supervised)
+   */
+  threads: number;
   /** virtiofsd --translate-uid / --translate-gid rules (src/fs/idmap.ts), validated */
   translateUid: readonly string[];
   translateGid: readonly string[];
@@ -112,6 +119,7 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   frontend: 'raw',
   statsFile: null,
   supervise: false,
+  threads: 1,
   sandbox: 'none',
   seccomp: 'none',
   modcaps: null,
@@ -149,6 +157,16 @@ export function parseSize(name: string, v: string): number {
   return Number(m[1]) * mul;
 }
 
+/** Most serving threads: far more than this machine's CPUs, and each costs a JS isolate (~10 MB). */
+export const MAX_THREADS = 64;
+
+/** --threads N|auto: auto is one per CPU. */
+function parseThreads(v: string): number {
+  const n = v === 'auto' ? Math.min(MAX_THREADS, Math.max(1, cpus().length)) : parseIntOption('threads', v);
+  if (n < 1 || n > MAX_THREADS) throw new ConfigError(`--threads must be 'auto' or 1..${MAX_THREADS}, got ${v}`);
+  return n;
+}
+
 export function parseIntOption(name: string, v: string): number {
   if (!/^\d{1,9}$/.test(v)) throw new ConfigError(`--${name} must be a non-negative integer, got '${v}'`);
   return Number(v);
@@ -173,6 +191,7 @@ export interface RawOptions {
   maxWrite?: string;
   statsFile?: string;
   supervise?: boolean;
+  threads?: string;
   translateUid?: string[];
   translateGid?: string[];
   posixAcl?: boolean;
@@ -227,6 +246,7 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     maxWrite,
     statsFile: o.statsFile ?? d.statsFile,
     supervise: o.supervise ?? d.supervise,
+    threads: o.threads === undefined ? d.threads : parseThreads(o.threads),
     translateUid: o.translateUid ?? d.translateUid,
     translateGid: o.translateGid ?? d.translateGid,
     posixAcl: o.posixAcl ?? d.posixAcl,
@@ -246,6 +266,7 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
   cfg.hostNotify = o.hostNotify ?? (d.hostNotify && notifiable && cfg.cache !== 'never');
   if (cfg.statsFile === '') throw new ConfigError('--stats-file must not be empty');
   if (cfg.supervise && cfg.frontend !== 'raw') throw new ConfigError('--supervise needs --frontend raw');
+  if (cfg.threads > 1 && (cfg.frontend !== 'raw' || cfg.supervise)) throw new ConfigError('--threads above 1 needs --frontend raw without --supervise');
   // backing files are registered on the /dev/fuse fd, which only the supervisor holds
   if (cfg.supervise && cfg.passthrough) throw new ConfigError('--passthrough cannot be combined with --supervise');
   if (cfg.passthrough && cfg.frontend !== 'raw') throw new ConfigError('--passthrough needs --frontend raw');
@@ -345,7 +366,7 @@ export function xattrMapOf(spec: string): XattrMap {
  * notifications, a supervisor's record stream).
  */
 export function passthroughOptions(
-  cfg: CoreConfig, root: string, keys: SealingKeys, log: Logger, wiring: Pick<PassthroughOptions, 'backing' | 'onRecord' | 'onHostChange'> = {},
+  cfg: CoreConfig, root: string, keys: SealingKeys, log: Logger, wiring: Pick<PassthroughOptions, 'backing' | 'onRecord' | 'onHostChange' | 'sharedFiles'> = {},
 ): PassthroughOptions {
   return {
     root,

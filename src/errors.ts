@@ -38,6 +38,16 @@ export class ProtocolError extends Error {
   }
 }
 
+/**
+ * Thrown by a filesystem that does not serve this request on this thread (src/fs/thread-fs.ts):
+ * not a failure. The protocol server answers it with DECLINED, and the transport hands the
+ * request to the thread that runs the filesystem.
+ */
+export class Declined {
+  readonly declined = true;
+}
+export const DECLINE: Declined = Object.freeze(new Declined());
+
 export const E = ERRNO as Readonly<Record<string, number>> & {
   EPERM: number; ENOENT: number; EIO: number; EBADF: number; EAGAIN: number; ENOMEM: number; EACCES: number;
   EEXIST: number; EXDEV: number; ENOTDIR: number; EISDIR: number; EINVAL: number; ENFILE: number; EMFILE: number;

@@ -38,6 +38,7 @@ const OPTIONS = {
   'max-write': { type: 'string' },
   'stats-file': { type: 'string' },
   supervise: { type: 'boolean' },
+  threads: { type: 'string' },
   'host-notify': { type: 'boolean' },
   sandbox: { type: 'string' },
   seccomp: { type: 'string' },
@@ -101,6 +102,10 @@ options:
   --supervise               keep /dev/fuse in a supervisor and run the filesystem in a worker
                             process: SIGHUP upgrades the worker (new code, same mount), a crashed
                             worker is restarted; client handles and node ids survive both
+  --threads N|auto          serving threads (default 1; auto: one per CPU): the others each read a
+                            clone of the /dev/fuse connection, bound to a CPU, and serve reads,
+                            writes, fsync and flush of open files there; every other request is
+                            handed to the thread that runs the filesystem (raw, not --supervise)
   --translate-uid RULE, --translate-gid RULE
                             translate user (group) ids between the client and the host, as
                             virtiofsd's options of the same name; repeatable, RULE is
@@ -199,7 +204,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
   if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
   // allowNegative accepts --no-<string option> too; there is nothing to negate there
-  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file', 'translate-uid', 'translate-gid', 'sandbox', 'seccomp', 'modcaps', 'xattrmap'] as const) {
+  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file', 'threads', 'translate-uid', 'translate-gid', 'sandbox', 'seccomp', 'modcaps', 'xattrmap'] as const) {
     if (typeof v[k] === 'boolean') throw new UsageError(`unknown option '--no-${k}'`);
   }
   const raw: RawOptions = {
@@ -220,6 +225,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
     maxWrite: v['max-write'] as string | undefined,
     statsFile: v['stats-file'] as string | undefined,
     supervise: v.supervise,
+    threads: v.threads as string | undefined,
     translateUid: v['translate-uid'] as string[] | undefined,
     translateGid: v['translate-gid'] as string[] | undefined,
     posixAcl: v['posix-acl'],

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import { coreConfig, protocolOptions, type Config, type SealingKeys } from '../config.js';
-import type { FuseMount, DevFuseSession, NotifyWriter, RequestHandler } from '../frontends/devfuse/index.js';
+import type { FuseMount, DevFuseSession, NotifyWriter, RequestHandler, ServingThreads } from '../frontends/devfuse/index.js';
 import { childLogger } from '../log.js';
 import { loadKeys, makeCore, type CoreWiring } from './core.js';
 import { parseCommandLine, USAGE, UsageError, type Command } from './args.js';
@@ -99,6 +99,8 @@ interface RawHandler {
   stats: Served['stats'];
   upgrade?(): void;
   release(): Promise<void>;
+  /** --threads: the other serving threads, started once INIT is answered */
+  threads?: ServingThreads | null;
 }
 
 /**
@@ -125,7 +127,7 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
       handler = await inProcess(cfg, pre, keys, log, {
         backing: cfg.passthrough ? dev.backingRegistry(mount.fd) : null,
         onHostChange: notifier ? notificationsTo((m) => notifier.send(m)) : null,
-      }, stop, notifier);
+      }, stop, notifier, mount.fd);
     }
     let session: SessionLike;
     if ('session' in handler.requests) session = handler.requests.session;
@@ -133,6 +135,11 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
       const own = new dev.DevFuseSession(mount.fd, handler.requests, mlog);
       own.start();
       session = own;
+      const threads = handler.threads;
+      if (threads) {
+        threads.ownerRequests = () => own.requests;
+        own.live.then(() => threads.start()).catch((e: unknown) => log.error({ err: e }, 'serving threads failed to start: serving with one thread'));
+      }
     }
     served = rawServed(pre, mount, session, handler, log, notifier);
     return served;
@@ -150,19 +157,31 @@ type StopServed = (why: string, failure: boolean) => void;
 type SessionLike = Pick<DevFuseSession, 'done' | 'live'>;
 
 async function inProcess(
-  cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, wiring: CoreWiring, stop: StopServed, notifier: NotifyWriter | null,
+  cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, wiring: CoreWiring, stop: StopServed, notifier: NotifyWriter | null, device: number,
 ): Promise<RawHandler> {
-  const { ProtocolServer } = await import('../fuse/protocol-server.js');
-  const { core, fsys } = await makeCore(cfg, pre.root, keys, log, wiring);
+  const [{ ProtocolServer }, { SharedFileTable }, { ServingThreads }] = await Promise.all([
+    import('../fuse/protocol-server.js'), import('../fs/shared-files.js'), import('../frontends/devfuse/index.js'),
+  ]);
+  // open files' fds for the other serving threads: as many entries as a busy server holds open
+  const table = cfg.threads > 1 ? SharedFileTable.create(SHARED_OPEN_FILES) : null;
+  const { core, fsys } = await makeCore(cfg, pre.root, keys, log, { ...wiring, sharedFiles: table });
   const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
+  const threads = table ? new ServingThreads(device, server, cfg.threads, table.buffer, cfg.maxWrite, childLogger('threads', log)) : null;
   return {
     requests: server,
-    describe: () => `raw, fd budget ${core.counters().fdBudget}, reopen by ${core.reopenStrategy}`,
+    threads,
+    describe: () => `raw, fd budget ${core.counters().fdBudget}, reopen by ${core.reopenStrategy}${threads ? `, ${cfg.threads} threads` : ''}`,
     // the notifications the core asked for, and what the kernel made of them
-    stats: { file: cfg.statsFile, counters: () => ({ ...core.counters(), ...notifier?.counters }) },
-    release: () => fsys.destroy(),
+    stats: { file: cfg.statsFile, counters: () => ({ ...core.counters(), ...notifier?.counters, ...threads?.counters() }) },
+    release: async () => {
+      await threads?.stop();
+      await fsys.destroy();
+    },
   };
 }
+
+/** Entries of the open-file table the serving threads share; beyond it, files are served by the owner alone. */
+const SHARED_OPEN_FILES = 1 << 16;
 
 /** Stop writing notifications; true once none is in flight, so that the device fd may be closed. */
 async function closeNotifier(n: NotifyWriter | null): Promise<boolean> {

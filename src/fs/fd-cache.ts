@@ -55,6 +55,11 @@ export class FdCache {
     private readonly log: Logger,
     /** called after an entry was evicted (the owner of a dir cursor must seek again) */
     private readonly onEvict: ((key: string) => void) | null = null,
+    /**
+     * asked before an open file's idle entry is evicted: false while another thread uses its fd
+     * (src/fs/shared-files.ts), which keeps it like a borrowed one
+     */
+    private readonly mayClose: ((key: string) => boolean) | null = null,
   ) {
     if (!Number.isInteger(budget) || budget < 2) throw new RangeError(`fd budget must be an integer >= 2, got ${budget}`);
     this.budget = budget;
@@ -163,7 +168,7 @@ export class FdCache {
       const e = lru.pop();
       if (!e) break;
       if (e === SENTINEL_ENTRY) continue; // put back below, newest: it is never evicted
-      if (e.pins > 0) (busy ??= []).push(e);
+      if (e.pins > 0 || (e.kind === 'file' && this.mayClose !== null && !this.mayClose(e.key))) (busy ??= []).push(e);
       else {
         victim = e;
         break;

@@ -7,6 +7,7 @@ import { E, FsError } from '../errors.js';
 import { sys, F_RDLCK, F_UNLCK, F_WRLCK, LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN, SEEK_SET } from '../sys/syscalls.js';
 import type { OpenFiles } from './open-files.js';
 import type { Services } from './services.js';
+import { SHARED_LOCK_OWNERS } from './shared-files.js';
 import type { FileLock } from './types.js';
 
 const OFFSET_MAX = 0x7fffffffffffffffn;
@@ -24,7 +25,11 @@ export class Locks {
 
   async setlk(nodeid: bigint, fh: bigint, owner: bigint, lock: FileLock, sleep: boolean, isFlock: boolean): Promise<void> {
     const h = this.s.handles.get(fh, nodeid, 'file');
-    if (!isFlock && lock.type !== F_UNLCK) (h.lockOwners ??= new Set()).add(owner);
+    if (!isFlock && lock.type !== F_UNLCK) {
+      (h.lockOwners ??= new Set()).add(owner);
+      // from now on a FLUSH of this fh may have locks to drop: served here, not by another thread
+      this.s.shared?.mark(fh, SHARED_LOCK_OWNERS, true);
+    }
     if (lock.type !== F_RDLCK && lock.type !== F_WRLCK && lock.type !== F_UNLCK) throw new FsError(E.EINVAL);
     if (lock.type !== F_UNLCK && !h.locked) {
       // a lock lives on the open file description: that fd must never be closed under it

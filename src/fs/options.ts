@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { SharedFileTable } from './shared-files.js';
 import type { XattrMap } from './xattr-map.js';
 
 /** Cache policy, as virtiofsd's CachePolicy: how long the client may trust what it was told. */
@@ -59,6 +60,11 @@ export interface PassthroughOptions {
    * invalidations. Absent: the client learns of host changes when its cache times out.
    */
   onHostChange?: HostChangeListener | null;
+  /**
+   * Other serving threads read and write open files themselves (src/fs/shared-files.ts): every
+   * open file's fd is published here while it is cached, and withdrawn before it is closed.
+   */
+  sharedFiles?: SharedFileTable | null;
 }
 
 /** Invalidations of the client's cache (FUSE_NOTIFY_INVAL_ENTRY / FUSE_NOTIFY_INVAL_INODE on /dev/fuse). */

@@ -19,6 +19,7 @@ import type { MoveWatch } from './move-watch.js';
 import type { BackingFiles, PassthroughOptions } from './options.js';
 import type { InodeFds, ReopenCounters } from './reopen.js';
 import type { Records } from './records.js';
+import type { SharedFileTable } from './shared-files.js';
 import type { StateFile } from './state-file.js';
 import type { Attr, Entry } from './types.js';
 
@@ -85,6 +86,8 @@ export interface Services {
   /** linkat(AT_EMPTY_PATH) is allowed (CAP_DAC_READ_SEARCH); otherwise through /proc/self/fd */
   readonly canLinkEmptyPath: boolean;
   readonly backing: BackingFiles | null;
+  /** open files' fds published to the other serving threads (PassthroughOptions.sharedFiles) */
+  readonly shared: SharedFileTable | null;
   readonly counters: FsCounters;
   readonly negotiated: Negotiated;
   /** --state-file: where records go for a later server (null without the option) */

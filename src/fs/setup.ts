@@ -18,7 +18,7 @@ import { timeoutMs } from './cache-policy.js';
 import { ExportTable, encodeState } from './export-table.js';
 import { FdCache } from './fd-cache.js';
 import { ROOT_ID } from './filesystem.js';
-import { HandleTable } from './handle-table.js';
+import { HandleTable, type OpenHandle } from './handle-table.js';
 import { Inode, InodeStore } from './inode-store.js';
 import { HostChanges } from './host-changes.js';
 import { MoveWatch } from './move-watch.js';
@@ -83,10 +83,15 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   const counters: FsCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0, forgetUnknown: 0, forgetUnderflow: 0, forgetAfterCrash: 0 };
   const budget = fitBudget(opts.fdBudget === 'auto' ? autoBudget() : opts.fdBudget, log);
   // an evicted directory fd loses its position: its listing seeks again on next use
+  const shared = opts.sharedFiles ?? null;
   const cache = new FdCache(budget, closeQuietly, log, (key) => {
     const h = handles.byKey(key);
     if (h) h.cursorValid = false;
-  });
+  }, shared ? (key): boolean => {
+    // an open file's fd another thread borrows right now is not evicted
+    const h: OpenHandle | undefined = handles.byKey(key);
+    return !h || shared.withdraw(h.fh);
+  } : null);
   // records are of reopenable inodes, all on the root's mount
   const exports = new ExportTable(opts.exportTableSize ?? 100_000,
     (r) => handleKey({ type: r.handleType, bytes: r.handle, mountId: rootHandle.mountId }));
@@ -131,7 +136,7 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     opts, log, once: new LogOnce(log), sealer, cache, store, exports, handles, fds, records, moves, changes, root,
     rootPathFd, rootDirFd, rootPath, handleFlags, generation, timeout: timeoutMs(opts.cache),
     isRoot: typeof process.getuid === 'function' && process.getuid() === 0,
-    canLinkEmptyPath: caps.dacReadSearch, backing: opts.backing ?? null, counters,
+    canLinkEmptyPath: caps.dacReadSearch, backing: opts.backing ?? null, shared, counters,
     negotiated: { writeback: false, killPrivV2: false, passthrough: false, submounts: false },
     get stateFile() {
       return stateFile;

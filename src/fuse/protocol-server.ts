@@ -18,8 +18,9 @@
  */
 import { SlabPool } from './slab-pool.js';
 import type { Logger } from 'pino';
-import { E, FsError, ProtocolError, toErrno } from '../errors.js';
+import { Declined, E, FsError, ProtocolError, toErrno } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
+import type { InitOptions } from '../fs/types.js';
 import { childLogger, LogOnce } from '../log.js';
 import { PAGE_SIZE, XATTR_SIZE_MAX } from '../sys/constants.js';
 import {
@@ -66,6 +67,22 @@ export interface ProtocolOptions {
   announceSubmounts?: boolean;
   /** The transport's hook, called (from a setImmediate) after the DESTROY reply has been returned. */
   onDestroy?: () => void;
+  /**
+   * A serving thread that does not run the filesystem: the opcodes it answers itself. Any other
+   * request, and one its filesystem declines, resolves to DECLINED without being parsed further:
+   * the transport hands it to the thread that runs the filesystem.
+   */
+  localOps?: ReadonlySet<number>;
+}
+
+/** handle()'s answer to a request this server does not serve (ProtocolOptions.localOps): compared by identity. */
+export const DECLINED: Buffer = Buffer.alloc(0);
+
+/** What INIT settled, as a serving thread takes it over from the thread that answered INIT (adopt). */
+export interface NegotiatedState {
+  minor: number;
+  flags: bigint;
+  maxReadahead: number;
 }
 
 const DEFAULT_PROTOCOL_OPTIONS: Readonly<ProtocolOptions> = Object.freeze({
@@ -188,6 +205,7 @@ export class ProtocolServer implements Session {
         return this.malformed(buf, e);
       }
       if (io) r.io = io;
+      if (this.opts.localOps && !this.opts.localOps.has(r.opcode)) return DECLINED;
       const row = opcodeRow(r.opcode);
       const debug = this.log.isLevelEnabled('debug');
       if (row === undefined) {
@@ -210,6 +228,7 @@ export class ProtocolServer implements Session {
         out = await row.handler(this, r);
       } catch (e) {
         if (e instanceof ProtocolError) return this.malformed(buf, e, row);
+        if (e instanceof Declined) return DECLINED;
         out = row.noReply ? null : encodeError(r.unique, this.errnoOf(e, row));
       }
       // An interrupted request that failed anyway reports EINTR; a success is still reported as
@@ -329,12 +348,7 @@ export class ProtocolServer implements Session {
     }
     const conn = this.makeConn(minor, flags);
     try {
-      await this.fs.init({
-        writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0n,
-        killPrivV2: (flags & FUSE_HANDLE_KILLPRIV_V2) !== 0n,
-        passthrough: conn.passthrough,
-        submounts: (flags & FUSE_SUBMOUNTS) !== 0n,
-      });
+      await this.fs.init(initOptions(flags, conn));
     } catch (e) {
       this.log.error({ err: e }, 'filesystem init failed; the mount will not be usable');
       return encodeError(r.unique, this.errnoOf(e, opcodeRow(Op.INIT)!));
@@ -343,6 +357,22 @@ export class ProtocolServer implements Session {
     this.neg = { major: FUSE_KERNEL_VERSION, minor, flags, maxWrite: this.opts.maxWrite, maxReadahead };
     this.log.info({ minor, flags: initFlagNames(flags), maxWrite: this.opts.maxWrite }, `fuse protocol 7.${minor} negotiated`);
     return this.encodeInitOut(r, minor, flags, maxReadahead);
+  }
+
+  /** What INIT settled, for another serving thread's adopt(); null before INIT. */
+  negotiatedState(): NegotiatedState | null {
+    return this.neg && { minor: this.neg.minor, flags: this.neg.flags, maxReadahead: this.neg.maxReadahead };
+  }
+
+  /**
+   * Serve a connection whose INIT another thread answered: take over what it settled and tell
+   * this server's filesystem, as INIT would have.
+   */
+  async adopt(n: NegotiatedState): Promise<void> {
+    const conn = this.makeConn(n.minor, n.flags);
+    await this.fs.init(initOptions(n.flags, conn));
+    this.wire = conn;
+    this.neg = { major: FUSE_KERNEL_VERSION, minor: n.minor, flags: n.flags, maxWrite: this.opts.maxWrite, maxReadahead: n.maxReadahead };
   }
 
   private encodeInitOut(r: Request, minor: number, flags: bigint, maxReadahead: number): Buffer {
@@ -388,4 +418,14 @@ export class ProtocolServer implements Session {
     this.interrupted.add(r.buf.readBigUInt64LE(IN + InterruptIn.unique));
     return null;
   }
+}
+
+/** What the filesystem is told of the capabilities INIT settled. */
+function initOptions(flags: bigint, conn: Conn): InitOptions {
+  return {
+    writeback: (flags & FUSE_WRITEBACK_CACHE) !== 0n,
+    killPrivV2: (flags & FUSE_HANDLE_KILLPRIV_V2) !== 0n,
+    passthrough: conn.passthrough,
+    submounts: (flags & FUSE_SUBMOUNTS) !== 0n,
+  };
 }

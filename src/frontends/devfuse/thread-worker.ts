@@ -1,0 +1,65 @@
+/**
+ * A serving thread other than the owner (src/frontends/devfuse/threads.ts): bound to its CPU, it
+ * reads its clone of the connection, answers READ, WRITE, FSYNC and FLUSH of published open files
+ * itself (src/fs/thread-fs.ts), and posts every other request's bytes to the owner. It ends when
+ * the connection does.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { LevelWithSilent } from 'pino';
+import { threadFs } from '../../fs/thread-fs.js';
+import { SharedFileTable } from '../../fs/shared-files.js';
+import type { FsCounters } from '../../fs/services.js';
+import { Op } from '../../fuse/opcodes.js';
+import { DECLINED, ProtocolServer } from '../../fuse/protocol-server.js';
+import { childLogger, makeLogger } from '../../log.js';
+import { sys } from '../../sys/syscalls.js';
+import { DevFuseSession, type RequestHandler } from './session.js';
+import { THREAD_STATS, type ThreadData } from './threads.js';
+
+const d = workerData as ThreadData;
+const log = makeLogger(d.logLevel as LevelWithSilent, { thread: d.index });
+const port = parentPort!;
+if (d.cpu >= 0) {
+  try {
+    sys.pinThread(d.cpu);
+  } catch (e) {
+    log.warn({ cpu: d.cpu, code: (e as { code?: string }).code }, 'cannot bind the serving thread to its CPU');
+  }
+}
+const fsCounters: FsCounters = {
+  reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0, forgetUnknown: 0, forgetUnderflow: 0,
+  forgetAfterCrash: 0,
+};
+const { fs, counters } = threadFs(SharedFileTable.attach(d.table), fsCounters);
+const server = new ProtocolServer(fs, { maxWrite: d.maxWrite, localOps: new Set([Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]) }, childLogger('fuse', log));
+await server.adopt(d.negotiated);
+
+const stats = new Float64Array(d.stats);
+const row = d.index * THREAD_STATS;
+let requests = 0;
+let handedOver = 0;
+
+const handler: RequestHandler = {
+  negotiated: true,
+  bufferSize: () => server.bufferSize(),
+  reuseReplies: () => server.reuseReplies(),
+  recycle: (reply) => server.recycle(reply),
+  async handle(req: Buffer): Promise<Buffer | null> {
+    const reply = await server.handle(req);
+    stats[row] = ++requests;
+    stats[row + 1] = counters.served;
+    if (reply !== DECLINED) return reply;
+    // the owner answers it on this thread's channel; the bytes are copied (the buffer is reused)
+    stats[row + 2] = ++handedOver;
+    const copy = new ArrayBuffer(req.length);
+    new Uint8Array(copy).set(req);
+    port.postMessage(copy, [copy]);
+    return null;
+  },
+};
+const session = new DevFuseSession(d.fd, handler, childLogger('devfuse', log));
+session.start();
+port.postMessage('ready');
+await session.done;
+// the connection ended: nothing more to read here
+process.exit(0);

@@ -1,0 +1,160 @@
+/**
+ * More serving threads on one /dev/fuse connection (--threads N). The thread that runs the
+ * filesystem (the owner: the main thread) reads the device as before; each other thread is a
+ * worker thread, bound to a CPU, that reads its own clone of the connection (FUSE_DEV_IOC_CLONE)
+ * and answers there what it can without the filesystem's state: reads, writes, fsyncs and FLUSHes
+ * of open files whose fds the owner published (src/fs/shared-files.ts). Every other request it
+ * hands to the owner as bytes; the owner answers it on that thread's clone (a reply must go back
+ * on the channel its request came from; fds are process-wide, so the owner writes it itself).
+ *
+ * Why some threads at all: a FUSE round trip is cheap only when the server's thread runs on the
+ * client's CPU (README, "Serving requests from more than one thread"); a reader on each CPU lets
+ * the kernel wake one there.
+ */
+import { cpus } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { NegotiatedState } from '../../fuse/protocol-server.js';
+import { LogOnce } from '../../log.js';
+import { sys } from '../../sys/syscalls.js';
+import type { RequestHandler } from './session.js';
+
+/** Per thread in ServingThreads.stats: requests read, answered there, handed to the owner. */
+export const THREAD_STATS = 3;
+
+/** What a serving thread is started with (src/frontends/devfuse/thread-worker.ts). */
+export interface ThreadData {
+  index: number;
+  /** its clone of the connection */
+  fd: number;
+  /** the CPU it is bound to, -1 for none */
+  cpu: number;
+  negotiated: NegotiatedState;
+  maxWrite: number;
+  /** the shared open-file table (SharedFileTable.buffer) */
+  table: SharedArrayBuffer;
+  /** THREAD_STATS numbers per thread, the owner's first */
+  stats: SharedArrayBuffer;
+  logLevel: string;
+}
+
+/** The owner's side: what it needs of its protocol server for requests handed over. */
+export interface Owner extends RequestHandler {
+  negotiatedState(): NegotiatedState | null;
+}
+
+interface Served {
+  worker: Worker;
+  fd: number;
+  ended: Promise<void>;
+}
+
+export class ServingThreads {
+  private readonly threads: Served[] = [];
+  private readonly once: LogOnce;
+  /** requests, answered there, handed over; per thread, the owner's row first (its requests only) */
+  readonly stats: Float64Array;
+  private stopping = false;
+  /** the owner's session's request count (requests it read itself) */
+  ownerRequests: () => number = () => 0;
+
+  constructor(
+    private readonly device: number,
+    private readonly owner: Owner,
+    private readonly count: number,
+    private readonly table: SharedArrayBuffer,
+    private readonly maxWrite: number,
+    private readonly log: Logger,
+  ) {
+    this.once = new LogOnce(log);
+    this.stats = new Float64Array(new SharedArrayBuffer(count * THREAD_STATS * 8));
+  }
+
+  /**
+   * Start the other count - 1 threads, once INIT is answered. A thread that cannot be started is
+   * logged and left out: the owner serves everything it would have.
+   */
+  async start(): Promise<void> {
+    const negotiated = this.owner.negotiatedState();
+    if (negotiated === null) throw new Error('serving threads start after INIT');
+    const ncpu = Math.max(1, cpus().length);
+    const started: Promise<void>[] = [];
+    for (let i = 1; i < this.count && !this.stopping; i++) {
+      let fd: number;
+      try {
+        fd = sys.fuseDevClone(this.device);
+      } catch (e) {
+        this.log.warn({ code: (e as { code?: string }).code }, `cannot clone the /dev/fuse connection: serving with ${i} thread(s)`);
+        break;
+      }
+      const data: ThreadData = {
+        index: i, fd, cpu: i % ncpu, negotiated, maxWrite: this.maxWrite, table: this.table, stats: this.stats.buffer as SharedArrayBuffer,
+        logLevel: this.log.level,
+      };
+      const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data });
+      let ready!: () => void;
+      started.push(new Promise<void>((r) => (ready = r)));
+      const ended = new Promise<void>((resolve) => {
+        worker.on('exit', () => {
+          ready();
+          resolve();
+        });
+      });
+      worker.on('error', (e) => this.log.error({ err: e, thread: i }, `serving thread ${i} failed: the other threads serve on`));
+      worker.on('message', (m: ArrayBuffer | 'ready') => {
+        if (m === 'ready') ready();
+        else this.handOver(Buffer.from(m), fd);
+      });
+      this.threads.push({ worker, fd, ended });
+    }
+    await Promise.all(started);
+    this.log.info({ threads: 1 + this.threads.length }, `serving with ${1 + this.threads.length} threads`);
+  }
+
+  /** A request another thread read and did not serve: answered here, on that thread's clone. */
+  private handOver(req: Buffer, fd: number): void {
+    this.owner.handle(req).then((reply) => {
+      if (reply === null) return;
+      try {
+        sys.pwrite(fd, reply, 0, reply.length, -1);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        // interrupted and gone, or the connection ended
+        if (code !== 'ENOENT' && code !== 'ENODEV' && code !== 'EBADF') {
+          this.once.error(`handover-${code}`, { code }, `writing a reply on a serving thread's channel failed (${code})`);
+        }
+      }
+      this.owner.recycle?.(reply);
+    }, (e: unknown) => this.once.error('handover-rejected', { err: e }, 'protocol server rejected a request (bug)'));
+  }
+
+  /** Per-thread numbers for the stats file: requests read, served there, handed to the owner (the owner's row first). */
+  counters(): { threads: number; perThread: Array<{ requests: number; served: number; handedOver: number }> } {
+    const s = this.stats;
+    const own = this.ownerRequests();
+    const perThread = [{ requests: own, served: own, handedOver: 0 }];
+    for (let i = 1; i <= this.threads.length; i++) {
+      perThread.push({ requests: s[i * THREAD_STATS]!, served: s[i * THREAD_STATS + 1]!, handedOver: s[i * THREAD_STATS + 2]! });
+    }
+    return { threads: perThread.length, perThread };
+  }
+
+  /**
+   * Once the connection ended (each thread then reads ENODEV and exits), or at once when stopping
+   * early: end the threads and close their clones.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.threads.map(async (t) => {
+      const late = setTimeout(() => void t.worker.terminate(), 2000);
+      await t.ended;
+      clearTimeout(late);
+      try {
+        sys.close(t.fd);
+      } catch {
+        /* closed */
+      }
+    }));
+    this.threads.length = 0;
+  }
+}
