@@ -22,6 +22,23 @@ static void on_close(uv_handle_t *h) {
   free(h->data);
 }
 
+static void stop_poll(fd_poll_t *p) {
+  p->stopped = 1;
+  uv_poll_stop(&p->poll);
+  napi_delete_reference(p->env, p->cb);
+  napi_async_destroy(p->env, p->ctx);
+  uv_close((uv_handle_t *)&p->poll, on_close);
+}
+
+/*
+ * The environment ends with the watch still on (a worker thread terminated, or ending while its
+ * device is open): close the handle, or closing the thread's loop aborts the process.
+ */
+static void on_env_cleanup(void *arg) {
+  fd_poll_t *p = arg;
+  if (!p->stopped) stop_poll(p);
+}
+
 static void on_ready(uv_poll_t *h, int status, int events) {
   (void)events;
   fd_poll_t *p = h->data;
@@ -75,6 +92,7 @@ BINDING(pollStart) {
     uv_close((uv_handle_t *)&p->poll, on_close);
     return throw_errno(env, -r, "uv_poll_start");
   }
+  NAPI_CALL(env, napi_add_env_cleanup_hook(env, on_env_cleanup, p));
   napi_value ext;
   NAPI_CALL(env, napi_create_external(env, p, NULL, NULL, &ext));
   return ext;
@@ -92,10 +110,7 @@ BINDING(pollStop) {
   fd_poll_t *p;
   NAPI_CALL(env, napi_get_value_external(env, argv[0], (void **)&p));
   if (!p || p->stopped) return js_undefined(env);
-  p->stopped = 1;
-  uv_poll_stop(&p->poll);
-  napi_delete_reference(env, p->cb);
-  napi_async_destroy(env, p->ctx);
-  uv_close((uv_handle_t *)&p->poll, on_close);
+  napi_remove_env_cleanup_hook(env, on_env_cleanup, p);
+  stop_poll(p);
   return js_undefined(env);
 }

@@ -58,13 +58,15 @@ export interface MountContext {
  * HANDLEFS_TEST_SANDBOX=kill|log|none runs every raw mount that can be supervised (not --frontend
  * fuse-native, not --passthrough) as `--supervise --sandbox namespace --seccomp <that>`
  * (HANDLEFS_TEST_SANDBOX_MODE=chroot: `--sandbox chroot`): the
- * mounted suite then tests the sandboxed worker. HANDLEFS_TEST_WRAP="cmd args" runs every server under cmd (e.g.
+ * mounted suite then tests the sandboxed worker. HANDLEFS_TEST_THREADS=N adds `--threads N` to every
+ * raw mount that is not supervised: the mounted suite then tests several serving threads. HANDLEFS_TEST_WRAP="cmd args" runs every server under cmd (e.g.
  * strace, for scripts/seccomp-measure).
  */
 function environmentArgs(args: readonly string[]): string[] {
   const seccomp = process.env.HANDLEFS_TEST_SANDBOX;
-  if (!seccomp) return [];
+  const threads = process.env.HANDLEFS_TEST_THREADS;
   const fuseNative = args.some((a, i) => a === '--frontend=fuse-native' || (a === '--frontend' && args[i + 1] === 'fuse-native'));
+  if (!seccomp) return threads && !fuseNative && !args.includes('--supervise') && !args.includes('--threads') ? ['--threads', threads] : [];
   if (fuseNative || args.includes('--passthrough')) return [];
   return ['--supervise', '--sandbox', process.env.HANDLEFS_TEST_SANDBOX_MODE ?? 'namespace', '--seccomp', seccomp];
 }

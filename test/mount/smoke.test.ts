@@ -96,8 +96,11 @@ describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''
       const st = await t.stop('SIGTERM');
       expect(st).toEqual({ code: 0, signal: null });
       expect(mountAt(t.mnt)).toBeNull();
-      // run again as a sandboxed worker by ./sandbox-suite.test.ts, which the mounted line names
-      const what = process.env.HANDLEFS_TEST_SANDBOX ? /\(raw, supervised, worker pid \d+\)/ : /\(raw, fd budget \d+, reopen by (handle|path)\)/;
+      // run again as a sandboxed worker by ./sandbox-suite.test.ts, and with serving threads
+      // (HANDLEFS_TEST_THREADS), both of which the mounted line names
+      const threads = process.env.HANDLEFS_TEST_THREADS;
+      const what = process.env.HANDLEFS_TEST_SANDBOX ? /\(raw, supervised, worker pid \d+\)/
+        : new RegExp(`\\(raw, fd budget \\d+, reopen by (handle|path)${threads ? `, ${threads} threads` : ''}\\)`);
       expect(t.serverLog()).toMatch(new RegExp(`mounted .* on .* ${what.source}`));
       expect(t.serverLog()).toMatch(/received SIGTERM: unmounting/);
     });
