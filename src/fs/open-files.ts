@@ -130,7 +130,11 @@ export class OpenFiles {
     h.backingId = null;
     s.handles.remove(h);
     if (s.shared === null || s.shared.withdraw(h.fh, true)) s.cache.remove(h.fdKey);
-    else closeWhenReturned(s.shared, h.fh, () => s.cache.remove(h.fdKey));
+    else {
+      // the handle is gone, so the cache's mayClose no longer knows the fd is borrowed: keep it from eviction
+      s.cache.setPermanent(h.fdKey, true);
+      closeWhenReturned(s.shared, h.fh, () => s.cache.remove(h.fdKey));
+    }
     s.store.maybeDrop(h.inode);
   }
 

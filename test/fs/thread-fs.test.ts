@@ -1,0 +1,199 @@
+/**
+ * threadFs (src/fs/thread-fs.ts): a serving thread's FileSystem over published fds. Real files
+ * and real fds in a SharedFileTable; what it does not serve it declines (DECLINE), and every
+ * borrow is given back, whether the call succeeds, fails or declines.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DECLINE, E, toErrno } from '../../src/errors.js';
+import type { FileSystem } from '../../src/fs/filesystem.js';
+import type { FsCounters } from '../../src/fs/services.js';
+import { SHARED_LOCK_OWNERS, SharedFileTable } from '../../src/fs/shared-files.js';
+import { threadFs, type ThreadFsCounters } from '../../src/fs/thread-fs.js';
+import { WRITE_KILL_SUIDGID } from '../../src/fs/types.js';
+import { O_APPEND, O_RDWR, O_WRONLY } from '../../src/sys/syscalls.js';
+import { B, ctx, tmpdir } from '../helpers/fs-fixture.js';
+
+const FH = 7n;
+const NODE = 70n;
+
+let root: string;
+let fds: number[];
+let table: SharedFileTable;
+let tfs: FileSystem;
+let counters: ThreadFsCounters;
+
+function fsCounters(): FsCounters {
+  return {
+    reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0,
+    forgetUnknown: 0, forgetUnderflow: 0, forgetAfterCrash: 0,
+  };
+}
+
+/** A file `name` with `content`, opened with `flags` ('r+', 'a+', ...) and published as `fh` of `nodeid`. */
+function publishFile(name: string, content: string, flags: string, fh: bigint, nodeid: bigint, openFlags: number): string {
+  const p = path.join(root, name);
+  fs.writeFileSync(p, content);
+  const fd = fs.openSync(p, flags);
+  fds.push(fd);
+  expect(table.publish(fh, nodeid, fd, openFlags, Number(fs.fstatSync(fd).dev))).toBe(true);
+  return p;
+}
+
+/** The call declines: it rejects (or throws) DECLINE itself. */
+async function declines(call: () => unknown): Promise<void> {
+  await expect((async () => call())()).rejects.toBe(DECLINE);
+}
+
+/** The errno the protocol server would answer the call's failure with. */
+async function errnoOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).not.toBe(DECLINE);
+    return toErrno(e);
+  }
+  throw new Error('resolved');
+}
+
+beforeEach(async () => {
+  root = tmpdir('hfs-threadfs-');
+  fds = [];
+  table = SharedFileTable.create(16);
+  ({ fs: tfs, counters } = threadFs(table, fsCounters()));
+  await tfs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
+});
+
+afterEach(() => {
+  for (const fd of fds) fs.closeSync(fd);
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('reads and writes through a published fd', () => {
+  it('read: the content, a short read at the end of the file, into the buffer given; EINVAL for a bad offset', async () => {
+    publishFile('f', 'hello world', 'r+', FH, NODE, O_RDWR);
+    expect((await tfs.read(ctx, NODE, FH, 0, 5)).toString()).toBe('hello');
+    expect((await tfs.read(ctx, NODE, FH, 6, 100)).toString()).toBe('world');
+    expect((await tfs.read(ctx, NODE, FH, 11, 10)).length).toBe(0);
+    expect((await tfs.read(ctx, NODE, FH, 50, 10)).length).toBe(0);
+    // the reply's buffer, as hRead gives it: a full read is that buffer, a short one a part of it
+    const into = Buffer.alloc(3);
+    expect(await tfs.read(ctx, NODE, FH, 2, 3, into)).toBe(into);
+    expect(into.toString()).toBe('llo');
+    const tail = Buffer.alloc(10);
+    const got = await tfs.read(ctx, NODE, FH, 8, 10, tail);
+    expect(got.toString()).toBe('rld');
+    expect(got.buffer).toBe(tail.buffer);
+    expect(await errnoOf(tfs.read(ctx, NODE, FH, -1, 5))).toBe(E.EINVAL);
+    expect(await errnoOf(tfs.read(ctx, NODE, FH, 2 ** 53, 5))).toBe(E.EINVAL);
+    expect(table.borrowers(FH)).toBe(0);
+    expect(counters.declined).toBe(0);
+    expect(counters.served).toBeGreaterThanOrEqual(6);
+  });
+
+  it('write: the data lands at the offset; EINVAL for a bad offset', async () => {
+    const p = publishFile('f', 'hello world', 'r+', FH, NODE, O_RDWR);
+    expect(await tfs.write(ctx, NODE, FH, 6, B('WORLD!'), 0)).toBe(6);
+    expect(await tfs.write(ctx, NODE, FH, 0, B('J'), 0)).toBe(1);
+    expect(fs.readFileSync(p, 'utf8')).toBe('Jello WORLD!');
+    expect(await errnoOf(tfs.write(ctx, NODE, FH, -4, B('x'), 0))).toBe(E.EINVAL);
+    expect(fs.readFileSync(p, 'utf8')).toBe('Jello WORLD!');
+    expect(table.borrowers(FH)).toBe(0);
+    expect(counters.declined).toBe(0);
+    expect(counters.served).toBeGreaterThanOrEqual(2);
+  });
+
+  it('write of a file opened O_APPEND appends at the end, whatever the offset', async () => {
+    const p = publishFile('a', 'start', 'a+', FH, NODE, O_RDWR | O_APPEND);
+    expect(await tfs.write(ctx, NODE, FH, 0, B('-one'), 0)).toBe(4);
+    expect(await tfs.write(ctx, NODE, FH, 2, B('-two'), 0)).toBe(4);
+    expect(fs.readFileSync(p, 'utf8')).toBe('start-one-two');
+  });
+
+  it('write with WRITE_KILL_SUIDGID clears the setuid bit only when INIT settled killpriv_v2', async () => {
+    const p = publishFile('s', '', 'r+', FH, NODE, O_RDWR);
+    fs.chmodSync(p, 0o4755);
+    await tfs.write(ctx, NODE, FH, 0, B('x'), WRITE_KILL_SUIDGID);
+    expect(fs.statSync(p).mode & 0o7777).toBe(0o4755);
+    await tfs.init({ writeback: false, killPrivV2: true, passthrough: false, submounts: false });
+    await tfs.write(ctx, NODE, FH, 0, B('y'), 0);
+    expect(fs.statSync(p).mode & 0o7777).toBe(0o4755);
+    await tfs.write(ctx, NODE, FH, 0, B('z'), WRITE_KILL_SUIDGID);
+    expect(fs.statSync(p).mode & 0o7777).toBe(0o755);
+  });
+
+  it('fsync and fdatasync are served', async () => {
+    publishFile('f', 'x', 'r+', FH, NODE, O_RDWR);
+    await expect(tfs.fsync(ctx, NODE, FH, false)).resolves.toBeUndefined();
+    await expect(tfs.fsync(ctx, NODE, FH, true)).resolves.toBeUndefined();
+    expect(table.borrowers(FH)).toBe(0);
+    expect(counters).toEqual({ served: 2, declined: 0 });
+  });
+
+  it('a failing read (an fd opened write-only) fails with the host errno and gives its borrow back', async () => {
+    publishFile('w', 'data', 'w', FH, NODE, O_WRONLY);
+    expect(await errnoOf(tfs.read(ctx, NODE, FH, 0, 4))).toBe(E.EBADF);
+    expect(table.borrowers(FH)).toBe(0);
+    // not borrowed any more: the owner can withdraw it
+    expect(table.withdraw(FH)).toBe(true);
+  });
+});
+
+describe('FLUSH', () => {
+  it('served while no lock owner used the fh; declined once the entry is marked SHARED_LOCK_OWNERS, and served again when unmarked', async () => {
+    publishFile('f', 'x', 'r+', FH, NODE, O_RDWR);
+    await expect(tfs.flush(ctx, NODE, FH, 1n)).resolves.toBeUndefined();
+    expect(counters).toEqual({ served: 1, declined: 0 });
+    table.mark(FH, SHARED_LOCK_OWNERS, true);
+    await declines(() => tfs.flush(ctx, NODE, FH, 1n));
+    expect(table.borrowers(FH)).toBe(0);
+    expect(counters).toEqual({ served: 1, declined: 1 });
+    table.mark(FH, SHARED_LOCK_OWNERS, false);
+    await tfs.flush(ctx, NODE, FH, 1n);
+    expect(counters).toEqual({ served: 2, declined: 1 });
+  });
+});
+
+describe('declined: the owner serves it', () => {
+  it('an fh never published, one withdrawn, one closing, and a node id that is not the fh\'s', async () => {
+    publishFile('f', 'x', 'r+', FH, NODE, O_RDWR);
+    await declines(() => tfs.read(ctx, NODE, FH + 1n, 0, 1));
+    await declines(() => tfs.write(ctx, NODE, FH + 1n, 0, B('y'), 0));
+    await declines(() => tfs.fsync(ctx, NODE, FH + 1n, false));
+    await declines(() => tfs.flush(ctx, NODE, FH + 1n, 0n));
+    await declines(() => tfs.read(ctx, NODE + 1n, FH, 0, 1));
+    await declines(() => tfs.write(ctx, NODE + 1n, FH, 0, B('y'), 0));
+    expect(fs.readFileSync(path.join(root, 'f'), 'utf8')).toBe('x');
+    expect(counters).toEqual({ served: 0, declined: 6 });
+    // closing (the owner released it while a borrower held it): no new borrows
+    const s = table.borrow(FH, NODE);
+    expect(table.withdraw(FH, true)).toBe(false);
+    await declines(() => tfs.read(ctx, NODE, FH, 0, 1));
+    table.release(s);
+    expect(table.withdraw(FH, true)).toBe(true);
+    await declines(() => tfs.read(ctx, NODE, FH, 0, 1));
+    expect(counters).toEqual({ served: 0, declined: 8 });
+  });
+
+  it('every other method declines without touching the host', async () => {
+    publishFile('f', 'x', 'r+', FH, NODE, O_RDWR);
+    await declines(() => tfs.lookup(ctx, 1n, B('f')));
+    await declines(() => tfs.getattr(ctx, NODE, FH));
+    await declines(() => tfs.open(ctx, NODE, O_RDWR));
+    await declines(() => tfs.release(ctx, NODE, FH, O_RDWR, 0n, false));
+    await declines(() => tfs.unlink(ctx, 1n, B('f')));
+    expect(fs.existsSync(path.join(root, 'f'))).toBe(true);
+    // release was declined: the entry is still published and lent
+    expect(table.borrowers(FH)).toBe(0);
+    expect((await tfs.read(ctx, NODE, FH, 0, 1)).toString()).toBe('x');
+    expect(counters).toEqual({ served: 1, declined: 5 });
+  });
+
+  it('destroy leaves the owner\'s fds open', async () => {
+    publishFile('f', 'x', 'r+', FH, NODE, O_RDWR);
+    await tfs.destroy();
+    expect(fs.fstatSync(fds[0]!).size).toBe(1);
+    expect((await tfs.read(ctx, NODE, FH, 0, 1)).toString()).toBe('x');
+  });
+});
