@@ -164,9 +164,10 @@ async function inProcess(
   ]);
   // open files' fds for the other serving threads: as many entries as a busy server holds open
   const table = cfg.threads > 1 ? SharedFileTable.create(SHARED_OPEN_FILES) : null;
-  const { core, fsys } = await makeCore(cfg, pre.root, keys, log, { ...wiring, sharedFiles: table });
+  let threads: ServingThreads | null = null;
+  const { core, fsys } = await makeCore(cfg, pre.root, keys, log, { ...wiring, sharedFiles: table, settle: table ? () => threads?.settle() : null });
   const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
-  const threads = table ? new ServingThreads(device, server, cfg.threads, table.buffer, cfg.maxWrite, childLogger('threads', log)) : null;
+  if (table) threads = new ServingThreads(device, server, cfg.threads, table.buffer, cfg.maxWrite, childLogger('threads', log));
   return {
     requests: server,
     threads,

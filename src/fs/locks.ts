@@ -3,7 +3,7 @@
  * description, so that closing another fd of the same inode never drops them; an fh that holds a
  * lock keeps its fd for life (never evicted).
  */
-import { E, FsError } from '../errors.js';
+import { E, FsError, toErrno } from '../errors.js';
 import { sys, F_RDLCK, F_UNLCK, F_WRLCK, LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN, SEEK_SET } from '../sys/syscalls.js';
 import type { OpenFiles } from './open-files.js';
 import type { Services } from './services.js';
@@ -40,13 +40,29 @@ export class Locks {
       if (isFlock) {
         const op = lock.type === F_RDLCK ? LOCK_SH : lock.type === F_WRLCK ? LOCK_EX : LOCK_UN;
         if (sleep && op !== LOCK_UN) await sys.flockWait(fd, op);
-        else sys.flock(fd, op | LOCK_NB);
+        else this.flockNow(fd, op);
         return;
       }
       const [start, len] = lockRange(lock);
       if (sleep && lock.type !== F_UNLCK) await sys.ofdSetlkw(fd, lock.type, SEEK_SET, start, len);
       else sys.ofdSetlk(fd, lock.type, SEEK_SET, start, len);
     });
+  }
+
+  /**
+   * flock without waiting. Refused: the lock may be held by a file whose RELEASE (which drops
+   * it) another serving thread read before this request and has not handed over yet; once the
+   * other threads settled, the answer is the host's.
+   */
+  private flockNow(fd: number, op: number): void {
+    try {
+      sys.flock(fd, op | LOCK_NB);
+    } catch (e) {
+      const settle = this.s.opts.settle;
+      if (!settle || op === LOCK_UN || toErrno(e) !== E.EAGAIN) throw e;
+      settle();
+      sys.flock(fd, op | LOCK_NB);
+    }
   }
 }
 

@@ -65,6 +65,12 @@ export interface PassthroughOptions {
    * open file's fd is published here while it is cached, and withdrawn before it is closed.
    */
   sharedFiles?: SharedFileTable | null;
+  /**
+   * With other serving threads: called when the order in which requests reached this thread
+   * matters (a flock refused while a RELEASE read by another thread may still be on its way);
+   * returns once what the other threads read before is handled (ServingThreads.settle).
+   */
+  settle?: (() => void) | null;
 }
 
 /** Invalidations of the client's cache (FUSE_NOTIFY_INVAL_ENTRY / FUSE_NOTIFY_INVAL_INODE on /dev/fuse). */

@@ -27,6 +27,8 @@ export interface RequestHandler {
   readonly negotiated?: unknown;
   /** told that every reply is given back (recycle) once written */
   reuseReplies?(): void;
+  /** told before each read of the device (true), and when that read brought no request (false) */
+  reading?(active: boolean): void;
   recycle?(reply: Buffer): void;
 }
 
@@ -100,6 +102,7 @@ export class DevFuseSession {
     // read gets another slab: no copy, and no fresh megabyte per request
     const slabs = new SlabPool(size);
     let buf = slabs.take();
+    const gate = this.server.reading?.bind(this.server);
     const stop = (m: EndMessage): void => {
       if (this.reader === null) return;
       sys.pollStop(this.reader);
@@ -111,7 +114,9 @@ export class DevFuseSession {
       // goes out before anything else is read, so a lone client never waits for our EAGAIN read.
       // The poll is level-triggered: queued requests wake the loop again at once.
       for (let i = 0; i < 64 && this.reader !== null; i++) {
+        gate?.(true);
         const n = readDev(this.fd, buf, size);
+        if (typeof n !== 'number' || n <= 0) gate?.(false);
         if (n === -EAGAIN) return; // drained
         // -EINTR: a signal; -ENOENT: the request was interrupted before we read it
         if (n === -EINTR || n === -ENOENT) continue;

@@ -1,10 +1,11 @@
 /**
  * A serving thread other than the owner (src/frontends/devfuse/threads.ts): bound to its CPU, it
  * reads its clone of the connection, answers READ, WRITE, FSYNC and FLUSH of published open files
- * itself (src/fs/thread-fs.ts), and posts every other request's bytes to the owner. It ends when
+ * itself (src/fs/thread-fs.ts; a RELEASE's flock unlock too), and posts every other request's
+ * bytes to the owner. It ends when
  * the connection does.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import type { LevelWithSilent } from 'pino';
 import { threadFs } from '../../fs/thread-fs.js';
 import { SharedFileTable } from '../../fs/shared-files.js';
@@ -18,7 +19,7 @@ import { THREAD_STATS, type ThreadData } from './threads.js';
 
 const d = workerData as ThreadData;
 const log = makeLogger(d.logLevel as LevelWithSilent, { thread: d.index });
-const port = parentPort!;
+const port = d.port;
 if (d.cpu >= 0) {
   try {
     sys.pinThread(d.cpu);
@@ -31,10 +32,19 @@ const fsCounters: FsCounters = {
   forgetAfterCrash: 0,
 };
 const { fs, counters } = threadFs(SharedFileTable.attach(d.table), fsCounters);
-const server = new ProtocolServer(fs, { maxWrite: d.maxWrite, localOps: new Set([Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]) }, childLogger('fuse', log));
+const server = new ProtocolServer(fs, { maxWrite: d.maxWrite, localOps: new Set([Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH, Op.RELEASE]) }, childLogger('fuse', log));
 await server.adopt(d.negotiated);
 
 const stats = new Float64Array(d.stats);
+// [busy, done] per thread: busy from before a read until its request is served or handed over
+// (ServingThreads.settle waits for it), done counts the requests that got there
+const gate = new Int32Array(d.gate);
+const busy = d.index * 2;
+const release = (): void => {
+  Atomics.store(gate, busy, 0);
+  Atomics.add(gate, busy + 1, 1);
+  Atomics.notify(gate, busy);
+};
 const row = d.index * THREAD_STATS;
 let requests = 0;
 let handedOver = 0;
@@ -44,16 +54,24 @@ const handler: RequestHandler = {
   bufferSize: () => server.bufferSize(),
   reuseReplies: () => server.reuseReplies(),
   recycle: (reply) => server.recycle(reply),
+  reading: (active) => {
+    if (active) Atomics.store(gate, busy, 1);
+    else release();
+  },
   async handle(req: Buffer): Promise<Buffer | null> {
     const reply = await server.handle(req);
     stats[row] = ++requests;
     stats[row + 1] = counters.served;
-    if (reply !== DECLINED) return reply;
+    if (reply !== DECLINED) {
+      release();
+      return reply;
+    }
     // the owner answers it on this thread's channel; the bytes are copied (the buffer is reused)
     stats[row + 2] = ++handedOver;
     const copy = new ArrayBuffer(req.length);
     new Uint8Array(copy).set(req);
     port.postMessage(copy, [copy]);
+    release();
     return null;
   },
 };

@@ -12,7 +12,7 @@
  * the kernel wake one there.
  */
 import { cpus } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { NegotiatedState } from '../../fuse/protocol-server.js';
 import { LogOnce } from '../../log.js';
@@ -35,6 +35,10 @@ export interface ThreadData {
   table: SharedArrayBuffer;
   /** THREAD_STATS numbers per thread, the owner's first */
   stats: SharedArrayBuffer;
+  /** [busy, done] Int32 per thread (ServingThreads.settle) */
+  gate: SharedArrayBuffer;
+  /** where it hands requests to the owner */
+  port: MessagePort;
   logLevel: string;
 }
 
@@ -46,8 +50,13 @@ export interface Owner extends RequestHandler {
 interface Served {
   worker: Worker;
   fd: number;
+  /** the owner's end of the thread's hand-over channel */
+  port: MessagePort;
   ended: Promise<void>;
 }
+
+/** How long settle() waits for the other threads' requests in hand. */
+const SETTLE_MS = 20;
 
 export class ServingThreads {
   private readonly threads: Served[] = [];
@@ -68,7 +77,10 @@ export class ServingThreads {
   ) {
     this.once = new LogOnce(log);
     this.stats = new Float64Array(new SharedArrayBuffer(count * THREAD_STATS * 8));
+    this.gate = new Int32Array(new SharedArrayBuffer(count * 2 * 4));
   }
+
+  private readonly gate: Int32Array;
 
   /**
    * Start the other count - 1 threads, once INIT is answered. A thread that cannot be started is
@@ -87,11 +99,12 @@ export class ServingThreads {
         this.log.warn({ code: (e as { code?: string }).code }, `cannot clone the /dev/fuse connection: serving with ${i} thread(s)`);
         break;
       }
+      const { port1, port2 } = new MessageChannel();
       const data: ThreadData = {
         index: i, fd, cpu: i % ncpu, negotiated, maxWrite: this.maxWrite, table: this.table, stats: this.stats.buffer as SharedArrayBuffer,
-        logLevel: this.log.level,
+        gate: this.gate.buffer as SharedArrayBuffer, port: port2, logLevel: this.log.level,
       };
-      const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data });
+      const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
       let ready!: () => void;
       started.push(new Promise<void>((r) => (ready = r)));
       const ended = new Promise<void>((resolve) => {
@@ -101,11 +114,11 @@ export class ServingThreads {
         });
       });
       worker.on('error', (e) => this.log.error({ err: e, thread: i }, `serving thread ${i} failed: the other threads serve on`));
-      worker.on('message', (m: ArrayBuffer | 'ready') => {
+      worker.on('message', (m: unknown) => {
         if (m === 'ready') ready();
-        else this.handOver(Buffer.from(m), fd);
       });
-      this.threads.push({ worker, fd, ended });
+      port1.on('message', (m: ArrayBuffer) => this.handOver(Buffer.from(m), fd));
+      this.threads.push({ worker, fd, port: port1, ended });
     }
     await Promise.all(started);
     this.log.info({ threads: 1 + this.threads.length }, `serving with ${1 + this.threads.length} threads`);
@@ -126,6 +139,31 @@ export class ServingThreads {
       }
       this.owner.recycle?.(reply);
     }, (e: unknown) => this.once.error('handover-rejected', { err: e }, 'protocol server rejected a request (bug)'));
+  }
+
+  /**
+   * Requests reach the owner in another order than the kernel queued them when another thread
+   * read the earlier one: it hands it over a few microseconds later. Where that order shows (a
+   * flock refused because the RELEASE that drops the conflicting lock is still on its way: the
+   * kernel sends RELEASE without waiting for it), the owner calls this: it waits (at most
+   * SETTLE_MS) until every request the other threads hold is served or handed over, and handles
+   * what was handed over before returning (each up to its first wait, as RELEASE's whole work).
+   */
+  settle(): void {
+    const deadline = Date.now() + SETTLE_MS;
+    for (let i = 1; i <= this.threads.length; i++) {
+      const seen = Atomics.load(this.gate, i * 2 + 1);
+      while (Atomics.load(this.gate, i * 2) !== 0 && Atomics.load(this.gate, i * 2 + 1) === seen) {
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        Atomics.wait(this.gate, i * 2, 1, left);
+      }
+    }
+    for (const t of this.threads) {
+      for (let m = receiveMessageOnPort(t.port); m !== undefined; m = receiveMessageOnPort(t.port)) {
+        this.handOver(Buffer.from(m.message as ArrayBuffer), t.fd);
+      }
+    }
   }
 
   /** Per-thread numbers for the stats file: requests read, served there, handed to the owner (the owner's row first). */
@@ -154,6 +192,7 @@ export class ServingThreads {
       } catch {
         /* closed */
       }
+      t.port.close();
     }));
     this.threads.length = 0;
   }
