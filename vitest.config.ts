@@ -37,12 +37,26 @@ export default defineConfig({
         },
       },
       {
+        // The mounted suite again, every raw unsupervised server with two serving threads
+        // (HANDLEFS_TEST_THREADS: test/helpers/mount.ts), after the sandboxed run.
+        extends: true,
+        test: {
+          name: 'mount-threads',
+          include: ['test/mount/**/*.test.ts', 'test/security/**/*.test.ts', 'test/stress/**/*.test.ts'],
+          exclude: ['test/mount/sandbox.test.ts', 'test/mount/sandbox-chroot.test.ts', 'test/mount/dev-clone.test.ts'],
+          env: { HANDLEFS_TEST_THREADS: '2' },
+          fileParallelism: false,
+          testTimeout: 120_000,
+          sequence: { groupOrder: 2 },
+        },
+      },
+      {
         extends: true,
         // a QEMU guest per file (root, qemu, a cloud kernel; scripts/setup installs them); after
         // the mounted suites: a TCG guest takes both cores
         test: {
           name: 'guest', include: ['test/guest/**/*.test.ts'], fileParallelism: false, testTimeout: 300_000, hookTimeout: 300_000,
-          sequence: { groupOrder: 2 },
+          sequence: { groupOrder: 3 },
         },
       },
     ],

@@ -85,6 +85,8 @@ interface Target {
   sweep?: boolean;
   /** why this target cannot run on this machine, or null */
   unavailable?: () => string | null;
+  /** a server with several serving threads: each workload records how the requests spread over them (its --stats-file) */
+  threadStats?: boolean;
 }
 
 const handlefs = (frontend: string, extra: string[] = []): Start => (shared, mnt) => [
@@ -100,6 +102,17 @@ function fuseNativeUnavailable(): string | null {
   return `the fuse-native module does not load: ${why.trim()}`;
 }
 const PLL = (): string => opts.pll!;
+/** where a threaded target's server writes its counters (beside its mountpoint) */
+const threadStatsFile = (mnt: string): string => `${mnt}.stats.json`;
+interface ThreadRow { requests: number; served: number; handedOver: number }
+/** The per-thread counters a threaded server last wrote (every second), or null. */
+function threadRows(mnt: string): ThreadRow[] | null {
+  try {
+    return (JSON.parse(fs.readFileSync(threadStatsFile(mnt), 'utf8')) as { perThread?: ThreadRow[] }).perThread ?? null;
+  } catch {
+    return null;
+  }
+}
 const TARGETS: Target[] = [
   { id: 'native', label: 'native (ext4)', native: true, cache: 'kernel page/dentry cache (the limit)' },
   { id: 'bindfs', label: 'bindfs', ready: 'mountinfo',
@@ -122,6 +135,9 @@ const TARGETS: Target[] = [
   { id: 'handlefs-passthrough', label: 'handlefs raw --passthrough', ready: 'fd',
     cache: 'as handlefs raw, plus FUSE passthrough: open files are kernel backing files (reads/writes bypass the server)',
     start: handlefs('raw', ['--passthrough']) },
+  { id: 'handlefs-threads', label: 'handlefs raw --threads auto', ready: 'fd', threadStats: true,
+    cache: 'as handlefs raw, with a serving thread per CPU (--threads auto): the others read clones of the connection, each bound to its CPU, serve open files\' reads, writes, fsync and flush, and hand every other request to the thread that runs the filesystem',
+    start: (s, m) => handlefs('raw', ['--threads', 'auto', '--stats-file', threadStatsFile(m)])(s, m) },
   { id: 'handlefs-fuse-native', label: 'handlefs fuse-native', ready: 'fd', unavailable: fuseNativeUnavailable,
     cache: '--cache auto via the libfuse2 high-level API (attr_timeout=entry_timeout=1)', start: handlefs('fuse-native') },
 ];
@@ -505,9 +521,21 @@ async function runTarget(target: Target, results: Record<string, Record<string, 
       spawnSync('sync');
       try {
         const c0 = cpuNow();
+        const rows0 = target.threadStats ? threadRows(mnt) : null;
         const r = await w.run(ctx);
         // over the whole workload, unless it measured its timed part itself
         if (!target.native && r.server_cpu_s === undefined) r.server_cpu_s = +(cpuNow() - c0).toFixed(3);
+        if (target.threadStats) {
+          // the counters are written every second: what each thread read, served and handed over during the workload
+          await new Promise((ok) => setTimeout(ok, 1200));
+          const rows = threadRows(mnt);
+          if (rows) {
+            r.detail = { ...r.detail, threads: rows.map((t, i) => {
+              const b = rows0?.[i] ?? { requests: 0, served: 0, handedOver: 0 };
+              return { requests: t.requests - b.requests, served: t.served - b.served, handedOver: t.handedOver - b.handedOver };
+            }) };
+          }
+        }
         res[w.id] = r;
         const v = r.unit === 's' ? `${r.value.toFixed(3)} s` : `${r.value.toFixed(0)} ${r.unit}`;
         say(`${target.id.padEnd(22)} ${w.label.padEnd(48)} ${v}${r.server_cpu_s != null ? `, server CPU ${r.server_cpu_s.toFixed(2)} s` : ''}`);
@@ -581,7 +609,7 @@ interface Doc {
   quick: boolean;
   machine: ReturnType<typeof machine>;
   sizes: typeof SIZES;
-  targets: Pick<Target, 'id' | 'label' | 'cache'>[];
+  targets: Pick<Target, 'id' | 'label' | 'cache' | 'threadStats'>[];
   results: Record<string, Record<string, Outcome>>;
   sweep: Sweep | null;
   ratios?: Record<string, Record<string, Record<string, number | null>>>;
@@ -630,6 +658,18 @@ function report(doc: Doc): string {
     }
     lines.push('');
   }
+  for (const t of targets.filter((x) => x.threadStats && results[x.id])) {
+    lines.push(`Requests per serving thread (${t.label}; from its --stats-file, so a workload that remounts shows its last server): read by each thread, and of those the other threads served themselves / handed to the thread that runs the filesystem:`, '');
+    lines.push('| workload | threads | requests per thread | served there (other threads) | handed over |', '|---|---:|---|---:|---:|');
+    for (const w of wl) {
+      const r = results[t.id]?.[w.id];
+      const rows = r && !('error' in r) ? (r.detail?.threads as ThreadRow[] | undefined) : undefined;
+      if (!rows) { lines.push(`| ${w.label} | n/a | | | |`); continue; }
+      const others = rows.slice(1);
+      lines.push(`| ${w.label} | ${rows.length} | ${rows.map((x) => x.requests).join(' / ')} | ${others.reduce((n, x) => n + x.served, 0)} | ${others.reduce((n, x) => n + x.handedOver, 0)} |`);
+    }
+    lines.push('');
+  }
   if (doc.sweep) {
     lines.push(`fd-budget sweep (handlefs raw), fresh mount per budget: ${SIZES.sweepFiles} files of 256 bytes in directories of 1000; per directory a stat pass over its files, then a read pass (which reopens what the budget evicted). Time-boxed at ${SWEEP_CAP_S} s per budget (stops at a directory boundary); compare µs per file:`, '');
     lines.push('| --fd-budget | files done | µs/file | stat | read | time relative to auto |', '|---|---:|---:|---:|---:|---:|');
@@ -674,6 +714,20 @@ function checks(doc: Doc): Check[] {
     const q = a != null && b ? a / b : null;
     out.push({ id: `${w.id}:cpu<=1.3x`, pass: q == null ? null : q <= 1.3, value: q, text: `handlefs raw's server CPU within 1.3× of passthrough_ll -s: ${w.label}: ${fmt(q)}× (${secs(a)} against ${secs(b)})` });
   }
+  // several serving threads (issue 15): against passthrough_ll with its thread pool on metadata;
+  // I/O no worse than one thread; 4 random-read jobs at least 1.5x one thread
+  const ht = r['handlefs-threads'];
+  if (ht) {
+    for (const w of wl.filter((x) => x.group === 'metadata')) {
+      const sp = speed(ht[w.id], r.passthrough_ll?.[w.id]);
+      out.push({ id: `${w.id}:threads>=1.0xpassthrough_ll`, pass: sp == null ? null : sp >= 1, value: sp, text: `handlefs --threads auto ≥ 1.0× passthrough_ll (thread pool) on every metadata workload: ${w.label}: ${fmt(sp)}×` });
+    }
+    for (const w of wl.filter((x) => x.group !== 'metadata')) {
+      const sp = speed(ht[w.id], hr?.[w.id]);
+      const min = w.id === 'rand_read_4k_4jobs' ? 1.5 : 1.0;
+      out.push({ id: `${w.id}:threads>=${min}xraw`, pass: sp == null ? null : sp >= min, value: sp, text: `handlefs --threads auto ≥ ${min.toFixed(1)}× handlefs raw (one thread): ${w.label}: ${fmt(sp)}×` });
+    }
+  }
   if (doc.sweep) {
     const a = doc.sweep.budgets.auto, b = doc.sweep.budgets['64'];
     const q = isPass(a) && isPass(b) ? b.us_per_file / a.us_per_file : null;
@@ -695,7 +749,7 @@ async function main(): Promise<void> {
     targets.push(t);
   }
   const doc: Doc = { date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), quick: QUICK, machine: machine(), sizes: SIZES,
-    targets: targets.map(({ id, label, cache }) => ({ id, label, cache })), results: {}, sweep: null };
+    targets: targets.map(({ id, label, cache, threadStats }) => ({ id, label, cache, threadStats })), results: {}, sweep: null };
   say(`machine: ${doc.machine.cpu}, ${doc.machine.cores} cores, Linux ${doc.machine.kernel}; work dir ${WORK}; ${QUICK ? 'quick' : 'full'} sizes`);
   for (const t of targets) await runTarget(t, doc.results);
   const sweepTarget = targets.find((t) => t.sweep);

@@ -67,7 +67,7 @@ function environmentArgs(args: readonly string[]): string[] {
   const threads = process.env.HANDLEFS_TEST_THREADS;
   const fuseNative = args.some((a, i) => a === '--frontend=fuse-native' || (a === '--frontend' && args[i + 1] === 'fuse-native'));
   if (!seccomp) return threads && !fuseNative && !args.includes('--supervise') && !args.includes('--threads') ? ['--threads', threads] : [];
-  if (fuseNative || args.includes('--passthrough')) return [];
+  if (fuseNative || args.includes('--passthrough') || args.includes('--threads')) return [];
   return ['--supervise', '--sandbox', process.env.HANDLEFS_TEST_SANDBOX_MODE ?? 'namespace', '--seccomp', seccomp];
 }
 /**

@@ -126,6 +126,10 @@ describe.skipIf(skip !== null)(`many clients in the same directories${skip ? ` (
     { extra: ['--posix-acl'], host: 0 },
     // the worker killed twice while the clients run: the successor answers what the kernel resends
     { extra: ['--supervise'], host: 0, kills: 2 },
+    // two serving threads: the other one serves open files' reads and writes and hands the rest
+    // over, with and without evictions under it
+    { extra: ['--threads', '2'], host: 0 },
+    { extra: ['--threads', '2', '--fd-budget', '16'], host: 0 },
   ];
   for (const { extra, host: onHost, kills = 0 } of variants) {
   it(`${CLIENTS} clients create, rename, link, unlink${extra.length ? ` (${extra.join(' ')})` : ''}${onHost ? `, ${onHost} of them on the host` : ''}${kills ? `, the worker killed ${kills} times` : ''}: the host and the mount agree, and nothing is left held`, { timeout: 120_000 }, async () => {
@@ -191,6 +195,13 @@ describe.skipIf(skip !== null)(`many clients in the same directories${skip ? ` (
       // the small budget did make the clients' work race evictions and reopens
       if (extra.includes('--fd-budget')) expect(stats.evictions).toBeGreaterThan(0);
       if (extra.includes('path')) expect(stats.reopenByPath).toBeGreaterThan(0);
+      const threads = (stats as unknown as { perThread?: { served: number; handedOver: number }[] }).perThread;
+      if (extra.includes('--threads')) {
+        // both threads took requests: the other one served some itself and handed the rest over
+        expect(threads).toHaveLength(2);
+        expect(threads![1]!.served).toBeGreaterThan(0);
+        expect(threads![1]!.handedOver).toBeGreaterThan(0);
+      }
     });
   });
   }

@@ -5,7 +5,7 @@
  * bytes to the owner. It ends when
  * the connection does.
  */
-import { workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import type { LevelWithSilent } from 'pino';
 import { threadFs } from '../../fs/thread-fs.js';
 import { SharedFileTable } from '../../fs/shared-files.js';
@@ -77,7 +77,7 @@ const handler: RequestHandler = {
 };
 const session = new DevFuseSession(d.fd, handler, childLogger('devfuse', log));
 session.start();
-port.postMessage('ready');
+parentPort!.postMessage('ready');
 await session.done;
 // the connection ended: nothing more to read here
 process.exit(0);

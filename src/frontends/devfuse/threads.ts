@@ -117,7 +117,9 @@ export class ServingThreads {
       worker.on('message', (m: unknown) => {
         if (m === 'ready') ready();
       });
-      port1.on('message', (m: ArrayBuffer) => this.handOver(Buffer.from(m), fd));
+      port1.on('message', (m: unknown) => {
+        if (m instanceof ArrayBuffer) this.handOver(Buffer.from(m), fd);
+      });
       this.threads.push({ worker, fd, port: port1, ended });
     }
     await Promise.all(started);
@@ -161,7 +163,7 @@ export class ServingThreads {
     }
     for (const t of this.threads) {
       for (let m = receiveMessageOnPort(t.port); m !== undefined; m = receiveMessageOnPort(t.port)) {
-        this.handOver(Buffer.from(m.message as ArrayBuffer), t.fd);
+        if (m.message instanceof ArrayBuffer) this.handOver(Buffer.from(m.message), t.fd);
       }
     }
   }

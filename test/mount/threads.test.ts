@@ -1,0 +1,108 @@
+// Several serving threads (--threads): the other threads read clones of the connection and serve
+// reads and writes of open files through the fds the filesystem's thread published; everything
+// else is handed to that thread. Client processes read and write through a mount while a small fd
+// budget makes the published fds be withdrawn, evicted and reopened under them; what they read
+// must be what they wrote, and the host must hold the same bytes.
+import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { run } from '../helpers/child.js';
+import { mountSkipReason, runCli, withMount } from '../helpers/mount.js';
+
+const skip = mountSkipReason();
+const WRITERS = 4;
+const REGION = 256 * 1024;
+const OPS = 3000;
+
+// One writer: its own region of the shared file, through its own open file; each step writes a
+// random span and reads another back, compared with what it wrote. Prints its region's sha256.
+const WRITER = String.raw`
+import hashlib, os, random, sys, time
+path, idx, region, ops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rnd = random.Random(idx)
+base = idx * region
+fd = os.open(path, os.O_RDWR)
+shadow = bytearray(os.pread(fd, region, base))
+deadline = time.monotonic() + 40
+for i in range(ops):
+    if time.monotonic() > deadline: break
+    off = rnd.randrange(region - 4096); n = rnd.randrange(1, 4096)
+    data = rnd.randbytes(n)
+    if os.pwrite(fd, data, base + off) != n: print('short write'); sys.exit(1)
+    shadow[off:off + n] = data
+    off = rnd.randrange(region - 4096); n = rnd.randrange(1, 4096)
+    got = os.pread(fd, n, base + off)
+    if got != bytes(shadow[off:off + n]): print('read %d bytes at %d: not what was written' % (n, base + off)); sys.exit(1)
+os.close(fd)
+print(hashlib.sha256(bytes(shadow)).hexdigest())
+`;
+
+// Opens and reads small files over and over: the fd budget then evicts the writers' open files.
+const CHURN = String.raw`
+import os, sys, time
+root, files = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 40
+n = 0
+while time.monotonic() < deadline and n < 4000:
+    i = n % files
+    with open(os.path.join(root, 's%d' % i), 'rb') as f:
+        if f.read() != b'small %d\n' % i: print('small file %d: wrong content' % i); sys.exit(1)
+    n += 1
+print(n)
+`;
+
+async function threadsServing(t: { serverLog: () => string }, n: number): Promise<void> {
+  for (let i = 0; i < 100 && !t.serverLog().includes(`serving with ${n} threads`); i++) await sleep(50);
+  expect(t.serverLog()).toContain(`serving with ${n} threads`);
+}
+
+describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('reads and writes through two threads while the fd budget evicts the open files: every read is what was written, the host holds it', { timeout: 120_000 }, async () => {
+    await withMount({
+      args: ['--threads', '2', '--fd-budget', '16', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
+      setup: (orig) => {
+        fs.writeFileSync(join(orig, 'shared'), Buffer.alloc(WRITERS * REGION, 0x5a));
+        for (let i = 0; i < 40; i++) fs.writeFileSync(join(orig, `s${i}`), `small ${i}\n`);
+      },
+    }, async (t) => {
+      await threadsServing(t, 2);
+      const writers = Array.from({ length: WRITERS }, (_, i) =>
+        run('python3', ['-c', WRITER, join(t.mnt, 'shared'), String(i), String(REGION), String(OPS)], { timeoutMs: 60_000 }));
+      const churn = run('python3', ['-c', CHURN, t.mnt, '40'], { timeoutMs: 60_000 });
+      const [ws, c] = [await Promise.all(writers), await churn];
+      for (const r of ws) expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
+      expect(c.status, `${c.stdout}${c.stderr}`).toBe(0);
+      const host = fs.readFileSync(join(t.orig, 'shared'));
+      for (let i = 0; i < WRITERS; i++) {
+        expect(createHash('sha256').update(host.subarray(i * REGION, (i + 1) * REGION)).digest('hex'), `region ${i}`).toBe(ws[i]!.stdout.trim());
+      }
+      await sleep(1200);
+      const stats = JSON.parse(fs.readFileSync(join(t.dir, 'stats.json'), 'utf8')) as {
+        threads: number; perThread: { requests: number; served: number; handedOver: number }[]; evictions: number; estale: number; emfile: number; openHandles: number;
+      };
+      console.log(`per thread: ${JSON.stringify(stats.perThread)}; evictions ${stats.evictions}`);
+      expect(stats.threads).toBe(2);
+      // the other thread did serve reads and writes itself, and handed the rest over
+      expect(stats.perThread[1]!.served).toBeGreaterThan(100);
+      expect(stats.perThread[1]!.handedOver).toBeGreaterThan(0);
+      // and the budget did evict open files under the writers
+      expect(stats.evictions).toBeGreaterThan(0);
+      expect(stats).toMatchObject({ estale: 0, emfile: 0, openHandles: 0 });
+    });
+  });
+
+  it('--threads with --supervise, with fuse-native, or out of range is a usage error', async () => {
+    for (const [extra, msg] of [
+      [['--threads', '2', '--supervise'], /--threads above 1 needs --frontend raw without --supervise/],
+      [['--threads', '2', '--frontend', 'fuse-native'], /--threads above 1 needs --frontend raw/],
+      [['--threads', '0'], /--threads must be 'auto' or 1\.\.64/],
+      [['--threads', 'many'], /--threads must be a non-negative integer/],
+    ] as const) {
+      const r = await runCli(['mount', '/tmp', '/tmp', ...extra]);
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(msg);
+    }
+  });
+});
