@@ -530,8 +530,10 @@ async function runTarget(target: Target, results: Record<string, Record<string, 
           await new Promise((ok) => setTimeout(ok, 1200));
           const rows = threadRows(mnt);
           if (rows) {
+            // a workload that remounted has a new server, counting from zero
+            const fresh = !rows0 || rows.some((t, i) => t.requests < (rows0[i]?.requests ?? 0));
             r.detail = { ...r.detail, threads: rows.map((t, i) => {
-              const b = rows0?.[i] ?? { requests: 0, served: 0, handedOver: 0 };
+              const b = fresh ? { requests: 0, served: 0, handedOver: 0 } : rows0![i]!;
               return { requests: t.requests - b.requests, served: t.served - b.served, handedOver: t.handedOver - b.handedOver };
             }) };
           }

@@ -60,6 +60,7 @@ options:
   --workers W       client processes (default 4)
   --hold-seconds T  how long the clients keep reading/writing held files (default 20)
   --cache MODE      the server's --cache (default never: every read and write reaches the server)
+  --threads N       the server's serving threads (default 1)
   --timeout SEC     give up (and fail) after this long in all (default 1800)
   --dir PATH        where to make the work directory handlefs-stress-XXXXXX (default the system temp dir)
   --seed N          seed of the clients' random choices (default 1)
@@ -86,7 +87,7 @@ const cli = parseCli({
     files: { type: 'string' }, dirs: { type: 'string' }, open: { type: 'string' }, budget: { type: 'string' },
     nofile: { type: 'string' }, 'no-cap': { type: 'boolean' }, workers: { type: 'string' },
     'hold-seconds': { type: 'string' }, cache: { type: 'string' }, timeout: { type: 'string' },
-    dir: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' }, keep: { type: 'boolean' },
+    dir: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' }, keep: { type: 'boolean' }, threads: { type: 'string' },
   },
 });
 const v = cli.values;
@@ -100,6 +101,7 @@ const opt = {
   workers: cli.wholeNumber('--workers', v.workers, 4, 1, 64),
   holdSeconds: cli.wholeNumber('--hold-seconds', v['hold-seconds'], 20, 0, 3600),
   cache: v.cache ?? 'never',
+  threads: cli.wholeNumber('--threads', v.threads, 1, 1, 64),
   timeoutSec: cli.wholeNumber('--timeout', v.timeout, 1800, 10, 86_400),
   seed: cli.wholeNumber('--seed', v.seed, 1, 0, 2 ** 31),
   json: !!v.json,
@@ -206,6 +208,7 @@ async function startServer(): Promise<ChildProcess> {
   if (opt.nofile > 0) cmd.push('prlimit', `--nofile=${opt.nofile}:${opt.nofile}`, '--');
   if (!opt.cap) cmd.push('setpriv', '--inh-caps=-dac_read_search', '--bounding-set=-dac_read_search', '--');
   cmd.push(process.execPath, CLI, 'mount', shared, mnt, '--fd-budget', opt.budget, '--cache', opt.cache, '--log-level', 'warn', '--stats-file', statsFile);
+  if (opt.threads > 1) cmd.push('--threads', String(opt.threads));
   // prlimit and setpriv exec the next command: the child's pid is the server's
   const s = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...READY_ENV } });
   server = s;
@@ -584,7 +587,7 @@ async function main(): Promise<void> {
 
 interface Summary {
   ok: boolean;
-  config: { files: number; dirs: number; open: number; budget: string; nofile: number | null; cap: boolean; workers: number; holdSeconds: number; cache: string; seed: number };
+  config: { files: number; dirs: number; open: number; budget: string; nofile: number | null; cap: boolean; workers: number; holdSeconds: number; cache: string; threads: number; seed: number };
   phases: Record<string, PhaseRecord>;
   server: { pid: number | null; baselineFds: number; maxFds: number; maxTreeFds: number; fdLimitForTree: number | null; perPhase: typeof sample.phaseMax; exit: ExitStatus | null };
   counters: Counters | null;
@@ -615,7 +618,7 @@ function finish(): void {
   if (stats?.sealFailures) failures.push(`${stats.sealFailures} seal failures in the server`);
   const summary: Summary = {
     ok: failures.length === 0,
-    config: { files: N, dirs: D, open: opt.open, budget: opt.budget, nofile: opt.nofile || null, cap: opt.cap, workers: W, holdSeconds: opt.holdSeconds, cache: opt.cache, seed: opt.seed },
+    config: { files: N, dirs: D, open: opt.open, budget: opt.budget, nofile: opt.nofile || null, cap: opt.cap, workers: W, holdSeconds: opt.holdSeconds, cache: opt.cache, threads: opt.threads, seed: opt.seed },
     phases,
     server: {
       pid: server?.pid ?? null,

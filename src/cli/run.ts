@@ -167,7 +167,7 @@ async function inProcess(
   let threads: ServingThreads | null = null;
   const { core, fsys } = await makeCore(cfg, pre.root, keys, log, { ...wiring, sharedFiles: table, settle: table ? () => threads?.settle() : null });
   const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
-  if (table) threads = new ServingThreads(device, server, cfg.threads, table.buffer, cfg.maxWrite, childLogger('threads', log));
+  if (table) threads = new ServingThreads(device, server, cfg.threads, table.buffer, cfg.maxWrite, childLogger('threads', log), (why) => stop(why, true));
   return {
     requests: server,
     threads,

@@ -38,6 +38,8 @@ describe.skipIf(skip !== null)(`stress-fds, scaled down${skip ? ` (skipped: ${sk
       try {
         const args = [TOOL, '--files', '3000', '--dirs', '30', '--open', '500', '--budget', String(BUDGET), '--nofile', '256', '--workers', '4', '--hold-seconds', '6', '--timeout', '80', '--dir', base, '--json'];
         if (!cap) args.push('--no-cap');
+        // the mount-threads project: the server with serving threads (test/helpers/mount.ts)
+        if (process.env.HANDLEFS_TEST_THREADS) args.push('--threads', process.env.HANDLEFS_TEST_THREADS);
         const r = await run(process.execPath, args, { timeoutMs: 88_000 });
         expect(r.timedOut).toBe(false);
         const line = r.stdout.trim().split('\n').pop() ?? '';

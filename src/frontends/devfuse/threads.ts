@@ -74,6 +74,8 @@ export class ServingThreads {
     private readonly table: SharedArrayBuffer,
     private readonly maxWrite: number,
     private readonly log: Logger,
+    /** called when a thread dies of a bug: the caller stops serving (unmounts) */
+    private readonly onFatal: (why: string) => void,
   ) {
     this.once = new LogOnce(log);
     this.stats = new Float64Array(new SharedArrayBuffer(count * THREAD_STATS * 8));
@@ -113,7 +115,12 @@ export class ServingThreads {
           resolve();
         });
       });
-      worker.on('error', (e) => this.log.error({ err: e, thread: i }, `serving thread ${i} failed: the other threads serve on`));
+      // a thread that fails takes the requests it had read with it: their callers would wait
+      // forever, so the whole server stops, as a C server's crash in one of its threads would
+      worker.on('error', (e) => {
+        this.log.error({ err: e, thread: i }, `serving thread ${i} failed (bug)`);
+        this.onFatal(`serving thread ${i} failed: ${e.message}`);
+      });
       worker.on('message', (m: unknown) => {
         if (m === 'ready') ready();
       });
