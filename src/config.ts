@@ -366,7 +366,7 @@ export function xattrMapOf(spec: string): XattrMap {
  * notifications, a supervisor's record stream).
  */
 export function passthroughOptions(
-  cfg: CoreConfig, root: string, keys: SealingKeys, log: Logger, wiring: Pick<PassthroughOptions, 'backing' | 'onRecord' | 'onHostChange' | 'sharedFiles' | 'settle'> = {},
+  cfg: CoreConfig, root: string, keys: SealingKeys, log: Logger, wiring: Pick<PassthroughOptions, 'backing' | 'onRecord' | 'onHostChange' | 'sharedFds' | 'settle'> = {},
 ): PassthroughOptions {
   return {
     root,

@@ -16,7 +16,7 @@ export async function loadKeys(cfg: Config): Promise<SealingKeys> {
 }
 
 /** What a transport connects the core to: FUSE passthrough backing files, host-change notifications. */
-export type CoreWiring = Pick<PassthroughOptions, 'backing' | 'onHostChange' | 'sharedFiles' | 'settle'>;
+export type CoreWiring = Pick<PassthroughOptions, 'backing' | 'onHostChange' | 'sharedFds' | 'settle'>;
 
 /** The core on `root` (the shared directory's realpath), and the FileSystem the protocol server is given. */
 export async function makeCore(cfg: Config, root: string, keys: SealingKeys, log: Logger, wiring: CoreWiring = {}):

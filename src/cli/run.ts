@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import { coreConfig, protocolOptions, type Config, type SealingKeys } from '../config.js';
 import type { FuseMount, DevFuseSession, NotifyWriter, RequestHandler, ServingThreads } from '../frontends/devfuse/index.js';
+import { timeoutMs } from '../fs/cache-policy.js';
 import { childLogger } from '../log.js';
 import { loadKeys, makeCore, type CoreWiring } from './core.js';
 import { parseCommandLine, USAGE, UsageError, type Command } from './args.js';
@@ -162,12 +163,16 @@ async function inProcess(
   const [{ ProtocolServer }, { SharedFileTable }, { ServingThreads }] = await Promise.all([
     import('../fuse/protocol-server.js'), import('../fs/shared-files.js'), import('../frontends/devfuse/index.js'),
   ]);
-  // open files' fds for the other serving threads: as many entries as a busy server holds open
-  const table = cfg.threads > 1 ? SharedFileTable.create(SHARED_OPEN_FILES) : null;
+  // fds for the other serving threads: as many open files and inodes as a busy server holds
+  const shared = cfg.threads > 1 ? { files: SharedFileTable.create(SHARED_OPEN_FILES), inodes: SharedFileTable.create(SHARED_INODE_FDS) } : null;
   let threads: ServingThreads | null = null;
-  const { core, fsys } = await makeCore(cfg, pre.root, keys, log, { ...wiring, sharedFiles: table, settle: table ? () => threads?.settle() : null });
+  const { core, fsys } = await makeCore(cfg, pre.root, keys, log, { ...wiring, sharedFds: shared, settle: shared ? () => threads?.settle() : null });
   const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
-  if (table) threads = new ServingThreads(device, server, cfg.threads, table.buffer, cfg.maxWrite, childLogger('threads', log), (why) => stop(why, true));
+  if (shared) {
+    threads = new ServingThreads(device, server, cfg.threads, { files: shared.files.buffer, inodes: shared.inodes.buffer }, {
+      maxWrite: cfg.maxWrite, attrTimeoutMs: timeoutMs(cfg.cache), readonly: cfg.readonly, translateUid: cfg.translateUid, translateGid: cfg.translateGid,
+    }, childLogger('threads', log), (why) => stop(why, true));
+  }
   return {
     requests: server,
     threads,
@@ -181,8 +186,9 @@ async function inProcess(
   };
 }
 
-/** Entries of the open-file table the serving threads share; beyond it, files are served by the owner alone. */
+/** Entries of the tables the serving threads share; beyond them, files and inodes are served by the owner alone. */
 const SHARED_OPEN_FILES = 1 << 16;
+const SHARED_INODE_FDS = 1 << 17;
 
 /** Stop writing notifications; true once none is in flight, so that the device fd may be closed. */
 async function closeNotifier(n: NotifyWriter | null): Promise<boolean> {

@@ -20,6 +20,18 @@ interface FdEntry {
 const SENTINEL = '\u0000';
 const SENTINEL_ENTRY: FdEntry = { key: SENTINEL, fd: -1, kind: 'path', pins: 0, permanent: true };
 
+/**
+ * What another serving thread may borrow of the cache: told of each fd as it is cached
+ * (`publish`), and asked before one is closed (`withdraw`): false while a thread borrows it, and
+ * then the fd stays open (an evicted one is kept like a borrowed one; a removed one is closed once
+ * `withdraw` agrees, tried again every millisecond).
+ */
+export interface FdShare {
+  publish(key: string, fd: number, kind: FdKind): void;
+  /** `closing`: the entry left the cache, lend it no more */
+  withdraw(key: string, kind: FdKind, closing: boolean): boolean;
+}
+
 export interface FdCacheCounters {
   hits: number;
   misses: number;
@@ -55,11 +67,8 @@ export class FdCache {
     private readonly log: Logger,
     /** called after an entry was evicted (the owner of a dir cursor must seek again) */
     private readonly onEvict: ((key: string) => void) | null = null,
-    /**
-     * asked before an open file's idle entry is evicted: false while another thread uses its fd
-     * (src/fs/shared-files.ts), which keeps it like a borrowed one
-     */
-    private readonly mayClose: ((key: string) => boolean) | null = null,
+    /** other serving threads' use of the cached fds (src/fs/shared-files.ts); null: one thread */
+    private readonly share: FdShare | null = null,
   ) {
     if (!Number.isInteger(budget) || budget < 2) throw new RangeError(`fd budget must be an integer >= 2, got ${budget}`);
     this.budget = budget;
@@ -73,7 +82,7 @@ export class FdCache {
 
   /** fds currently open: cached, borrowed and those waiting for their last borrower */
   get size(): number {
-    return this.entries.size + this.doomed.size;
+    return this.entries.size + this.doomed.size + this.lent;
   }
 
   has(key: string): boolean {
@@ -100,7 +109,7 @@ export class FdCache {
       const d = this.doomed.get(fd);
       if (d && --d.pins <= 0) {
         this.doomed.delete(fd);
-        this.closeFd(fd);
+        this.closeLater(d);
       }
       return;
     }
@@ -168,7 +177,7 @@ export class FdCache {
       const e = lru.pop();
       if (!e) break;
       if (e === SENTINEL_ENTRY) continue; // put back below, newest: it is never evicted
-      if (e.pins > 0 || (e.kind === 'file' && this.mayClose !== null && !this.mayClose(e.key))) (busy ??= []).push(e);
+      if (e.pins > 0 || (this.share !== null && !this.share.withdraw(e.key, e.kind, false))) (busy ??= []).push(e);
       else {
         victim = e;
         break;
@@ -194,6 +203,7 @@ export class FdCache {
     const e: FdEntry = { key, fd, kind, pins: 1, permanent };
     this.entries.set(key, e);
     if (!permanent) this.lruOf(e).set(key, e);
+    this.share?.publish(key, fd, kind);
   }
 
   /** Mark an entry never-evictable (or evictable again). */
@@ -218,7 +228,28 @@ export class FdCache {
     // Safe because a borrowed fd may be inside a syscall on a pool thread: closing it now could
     // let the number be reused under that syscall. The last unpin closes it instead.
     if (e.pins > 0) this.doomed.set(e.fd, e);
-    else this.closeFd(e.fd);
+    else this.closeLater(e);
+  }
+
+  /** fds withdrawn from the cache that another thread still borrows: closed once it gives them back */
+  private lent = 0;
+
+  /** Close a removed entry's fd, once no other thread borrows it. */
+  private closeLater(e: FdEntry): void {
+    if (this.share === null || this.share.withdraw(e.key, e.kind, true)) {
+      this.closeFd(e.fd);
+      return;
+    }
+    this.lent++;
+    const retry = (): void => {
+      if (!this.share!.withdraw(e.key, e.kind, true)) {
+        setTimeout(retry, 1);
+        return;
+      }
+      this.lent--;
+      this.closeFd(e.fd);
+    };
+    setTimeout(retry, 1);
   }
 
   /** Close everything (destroy). */

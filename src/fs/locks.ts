@@ -28,7 +28,7 @@ export class Locks {
     if (!isFlock && lock.type !== F_UNLCK) {
       (h.lockOwners ??= new Set()).add(owner);
       // from now on a FLUSH of this fh may have locks to drop: served here, not by another thread
-      this.s.shared?.mark(fh, SHARED_LOCK_OWNERS, true);
+      this.s.shared?.files.mark(fh, SHARED_LOCK_OWNERS, true);
     }
     if (lock.type !== F_RDLCK && lock.type !== F_WRLCK && lock.type !== F_UNLCK) throw new FsError(E.EINVAL);
     if (lock.type !== F_UNLCK && !h.locked) {

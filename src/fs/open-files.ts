@@ -13,7 +13,6 @@ import { fileOpenFlags } from './cache-policy.js';
 import type { OpenHandle } from './handle-table.js';
 import type { Inode } from './inode-store.js';
 import { DOT, EMPTY, openAt, openProc, type Services } from './services.js';
-import { SHARED_LOCK_OWNERS, type SharedFileTable } from './shared-files.js';
 import { FOPEN_PASSTHROUGH, type OpenOut } from './types.js';
 
 export class OpenFiles {
@@ -35,7 +34,6 @@ export class OpenFiles {
   add(inode: Inode, kind: 'file' | 'dir', flags: number, fd: number, permanent: boolean, reply: (h: OpenHandle, fd: number) => OpenOut): OpenOut {
     const h = this.s.handles.add(inode, kind, flags);
     this.s.cache.insertPinned(h.fdKey, fd, 'file', permanent);
-    this.publish(h, fd);
     try {
       return reply(h, fd);
     } finally {
@@ -55,15 +53,7 @@ export class OpenFiles {
     });
     h.cursorValid = false;
     s.cache.insertPinned(h.fdKey, nfd, 'file', h.locked || h.inode.unlinked);
-    this.publish(h, nfd);
     return nfd;
-  }
-
-  /** Let the other serving threads read and write a file's fd (src/fs/shared-files.ts); directories stay here. */
-  private publish(h: OpenHandle, fd: number): void {
-    const shared = this.s.shared;
-    if (shared === null || h.kind !== 'file') return;
-    shared.publish(h.fh, h.inode.nodeid, fd, h.flags, h.inode.dev, h.lockOwners?.size ? SHARED_LOCK_OWNERS : 0);
   }
 
   release(h: OpenHandle, fd: number): void {
@@ -129,12 +119,8 @@ export class OpenFiles {
     }
     h.backingId = null;
     s.handles.remove(h);
-    if (s.shared === null || s.shared.withdraw(h.fh, true)) s.cache.remove(h.fdKey);
-    else {
-      // the handle is gone, so the cache's mayClose no longer knows the fd is borrowed: keep it from eviction
-      s.cache.setPermanent(h.fdKey, true);
-      closeWhenReturned(s.shared, h.fh, () => s.cache.remove(h.fdKey));
-    }
+    // another thread may still borrow its fd: the cache closes it once given back
+    s.cache.remove(h.fdKey);
     s.store.maybeDrop(h.inode);
   }
 
@@ -152,18 +138,6 @@ export class OpenFiles {
     }
     return f;
   }
-}
-
-/**
- * Another thread still reads or writes the released file (a client that releases an fh with I/O
- * in flight): its fd is closed once the last borrower gives it back, tried again every millisecond.
- */
-function closeWhenReturned(shared: SharedFileTable, fh: bigint, close: () => void): void {
-  const retry = (): void => {
-    if (shared.withdraw(fh, true)) close();
-    else setTimeout(retry, 1);
-  };
-  setTimeout(retry, 1);
 }
 
 /** Setuid, or setgid with group execute (setgid alone marks mandatory locking, not privilege). */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { SharedFileTable } from './shared-files.js';
+import type { SharedFds } from './shared-files.js';
 import type { XattrMap } from './xattr-map.js';
 
 /** Cache policy, as virtiofsd's CachePolicy: how long the client may trust what it was told. */
@@ -61,10 +61,10 @@ export interface PassthroughOptions {
    */
   onHostChange?: HostChangeListener | null;
   /**
-   * Other serving threads read and write open files themselves (src/fs/shared-files.ts): every
-   * open file's fd is published here while it is cached, and withdrawn before it is closed.
+   * Other serving threads use cached fds themselves (src/fs/shared-files.ts): every open file's
+   * and inode's fd is published here while it is cached, and withdrawn before it is closed.
    */
-  sharedFiles?: SharedFileTable | null;
+  sharedFds?: SharedFds | null;
   /**
    * With other serving threads: called when the order in which requests reached this thread
    * matters (a flock refused while a RELEASE read by another thread may still be on its way);

@@ -19,7 +19,7 @@ import type { MoveWatch } from './move-watch.js';
 import type { BackingFiles, PassthroughOptions } from './options.js';
 import type { InodeFds, ReopenCounters } from './reopen.js';
 import type { Records } from './records.js';
-import type { SharedFileTable } from './shared-files.js';
+import type { SharedFds } from './shared-files.js';
 import type { StateFile } from './state-file.js';
 import type { Attr, Entry } from './types.js';
 
@@ -86,8 +86,8 @@ export interface Services {
   /** linkat(AT_EMPTY_PATH) is allowed (CAP_DAC_READ_SEARCH); otherwise through /proc/self/fd */
   readonly canLinkEmptyPath: boolean;
   readonly backing: BackingFiles | null;
-  /** open files' fds published to the other serving threads (PassthroughOptions.sharedFiles) */
-  readonly shared: SharedFileTable | null;
+  /** fds published to the other serving threads (PassthroughOptions.sharedFds) */
+  readonly shared: SharedFds | null;
   readonly counters: FsCounters;
   readonly negotiated: Negotiated;
   /** --state-file: where records go for a later server (null without the option) */

@@ -19,6 +19,8 @@ import { ExportTable, encodeState } from './export-table.js';
 import { FdCache } from './fd-cache.js';
 import { ROOT_ID } from './filesystem.js';
 import { HandleTable, type OpenHandle } from './handle-table.js';
+import type { FdShare } from './fd-cache.js';
+import { SHARED_LOCK_OWNERS, type SharedFds } from './shared-files.js';
 import { Inode, InodeStore } from './inode-store.js';
 import { HostChanges } from './host-changes.js';
 import { MoveWatch } from './move-watch.js';
@@ -83,15 +85,11 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   const counters: FsCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0, forgetUnknown: 0, forgetUnderflow: 0, forgetAfterCrash: 0 };
   const budget = fitBudget(opts.fdBudget === 'auto' ? autoBudget() : opts.fdBudget, log);
   // an evicted directory fd loses its position: its listing seeks again on next use
-  const shared = opts.sharedFiles ?? null;
+  const shared = opts.sharedFds ?? null;
   const cache = new FdCache(budget, closeQuietly, log, (key) => {
     const h = handles.byKey(key);
     if (h) h.cursorValid = false;
-  }, shared ? (key): boolean => {
-    // an open file's fd another thread borrows right now is not evicted
-    const h: OpenHandle | undefined = handles.byKey(key);
-    return !h || shared.withdraw(h.fh);
-  } : null);
+  }, shared ? fdShare(shared, (key): OpenHandle | undefined => handles.byKey(key), (id): Inode | undefined => store.get(id)) : null);
   // records are of reopenable inodes, all on the root's mount
   const exports = new ExportTable(opts.exportTableSize ?? 100_000,
     (r) => handleKey({ type: r.handleType, bytes: r.handle, mountId: rootHandle.mountId }));
@@ -110,6 +108,8 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     reopenable: false, dev: devOf(rootStat), ino: rootStat.ino,
   });
   root.nlookup = 1;
+  // the root's O_PATH fd lives as long as the filesystem: other threads may stat it
+  shared?.inodes.publish(ROOT_ID, ROOT_ID, rootPathFd, root.type, root.dev);
   // the root's O_PATH fd and dir fd are the reserve, outside the budget: never evicted
   const fds = new InodeFds(cache, sealer, strategy, rootDirFd, rootHandle, handleFlags, log, root, rootPathFd, counters);
   // each new or moved inode's sealed record goes to the state file and to the caller's stream
@@ -153,6 +153,29 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   }
   log.info({ root: opts.root, budget, reopen: strategy, handleFlags, renameWatch: moves.enabled, hostChanges: changes !== null, stateFile: opts.stateFile ?? null }, 'filesystem ready');
   return s;
+}
+
+/**
+ * The fd cache's fds as the other serving threads see them: an inode's O_PATH fd (key `i<node
+ * id>`) by node id with its type, an open file's (key `f<fh>`) by fh with its flags; a
+ * directory's open fd is not lent (its cursor is this thread's). Withdrawn by the key alone: a
+ * released file's handle is gone by then.
+ */
+function fdShare(shared: SharedFds, handleOf: (key: string) => OpenHandle | undefined, inodeOf: (id: bigint) => Inode | undefined): FdShare {
+  return {
+    publish(key, fd, kind) {
+      if (kind === 'path') {
+        const inode = inodeOf(BigInt(key.slice(1)));
+        if (inode) shared.inodes.publish(inode.nodeid, inode.nodeid, fd, inode.type, inode.dev);
+        return;
+      }
+      const h = handleOf(key);
+      if (h && h.kind === 'file') shared.files.publish(h.fh, h.inode.nodeid, fd, h.flags, h.inode.dev, h.lockOwners?.size ? SHARED_LOCK_OWNERS : 0);
+    },
+    withdraw(key, kind, closing) {
+      return (kind === 'path' ? shared.inodes : shared.files).withdraw(BigInt(key.slice(1)), closing);
+    },
+  };
 }
 
 /** AT_HANDLE_MNT_ID_UNIQUE (6.12+) gives 64-bit mount ids that are never reused; older kernels: EINVAL. */

@@ -8,7 +8,7 @@
  * borrows it (compare-and-exchange), otherwise it skips it (eviction) or tries again (release).
  *
  * Layout: an open-addressing table of `capacity` entries (a power of two) of 9 Int32 words,
- * probed linearly from fh & mask. State word: 0 empty (ends a probe), -1 withdrawn (a tombstone,
+ * probed linearly (at most MAX_PROBE slots) from fh & mask. State word: 0 empty (ends a probe), -1 withdrawn (a tombstone,
  * reused by the owner), 1 + borrows while published, with CLOSING set once the owner wants it
  * gone (no new borrows). The owner writes an entry's fields before its state (Atomics.store), so
  * a reader that sees it published sees its fields; a reader re-checks the fh after its borrow,
@@ -29,6 +29,12 @@ const EMPTY = 0;
 const WITHDRAWN = -1;
 const CLOSING = 1 << 30;
 const COUNT = CLOSING - 1;
+/**
+ * Probe length: withdrawn slots are never emptied (a reader may be passing them), so once every
+ * slot was used a miss would scan the whole table; past this many slots a key is not published
+ * (the owner serves it) and a lookup gives up.
+ */
+const MAX_PROBE = 32;
 /** an entry's mark: POSIX lock owners took locks through the fh (its FLUSH must drop them: the owner serves it) */
 export const SHARED_LOCK_OWNERS = 1;
 
@@ -43,11 +49,22 @@ export interface SharedFile {
   marks: number;
 }
 
+/**
+ * What the serving threads share: open files' fds by fh, and inodes' O_PATH fds by node id (their
+ * `flags` hold the inode's S_IFMT type).
+ */
+export interface SharedFds {
+  files: SharedFileTable;
+  inodes: SharedFileTable;
+}
+
 export class SharedFileTable {
   readonly buffer: SharedArrayBuffer;
   readonly capacity: number;
   private readonly w: Int32Array;
   private readonly mask: number;
+  /** slots a lookup or a publish looks at from a key's home: keys are sequential, so few collide */
+  private readonly probes: number;
 
   private constructor(buffer: SharedArrayBuffer) {
     this.buffer = buffer;
@@ -57,6 +74,7 @@ export class SharedFileTable {
       throw new RangeError(`shared file table: ${buffer.byteLength} bytes is not a power-of-two number of entries`);
     }
     this.mask = this.capacity - 1;
+    this.probes = Math.min(this.capacity, MAX_PROBE);
   }
 
   /** A new table of `capacity` entries (rounded up to a power of two, at least 2). */
@@ -139,7 +157,7 @@ export class SharedFileTable {
   /** An empty or withdrawn slot on `fh`'s probe path (the owner checked `fh` is not there). */
   private freeSlot(fh: bigint): number {
     let slot = Number(fh & BigInt(this.mask));
-    for (let n = 0; n < this.capacity; n++, slot = (slot + 1) & this.mask) {
+    for (let n = 0; n < this.probes; n++, slot = (slot + 1) & this.mask) {
       const s = Atomics.load(this.w, slot * WORDS + STATE);
       if (s === EMPTY || s === WITHDRAWN) return slot;
     }
@@ -191,7 +209,7 @@ export class SharedFileTable {
     const hi = Number((fh >> 32n) & 0xffff_ffffn) | 0;
     const w = this.w;
     let slot = lo & this.mask;
-    for (let n = 0; n < this.capacity; n++, slot = (slot + 1) & this.mask) {
+    for (let n = 0; n < this.probes; n++, slot = (slot + 1) & this.mask) {
       const b = slot * WORDS;
       const s = Atomics.load(w, b + STATE);
       if (s === EMPTY) return -1;

@@ -1,19 +1,20 @@
 /**
- * The filesystem as a serving thread other than its owner sees it: reads, writes, fsyncs and
- * FLUSHes of open files whose fds the owner published (SharedFileTable), done here with the same
- * I/O as the owner's (NowaitIo, O_APPEND, FUSE_WRITE_KILL_SUIDGID), and a RELEASE's flock unlock.
+ * The filesystem as a serving thread other than its owner sees it, through the fds the owner
+ * published (SharedFds): GETATTR and READLINK of an inode, reads, writes, fsyncs and FLUSHes of an
+ * open file, done here as the owner does them (fstat, readlinkat, NowaitIo, O_APPEND,
+ * FUSE_WRITE_KILL_SUIDGID), and a RELEASE's flock unlock.
  * Everything else (the RELEASE itself too), and an open
  * file the owner has not published (evicted, a directory, a FLUSH that must drop locks), is
  * declined: the thread hands the request to the owner, which answers it on this thread's channel.
  */
 import { DECLINE, E, FsError } from '../errors.js';
-import { sys, LOCK_UN, O_APPEND } from '../sys/syscalls.js';
+import { sys, statAt, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, LOCK_UN, O_APPEND, S_IFLNK } from '../sys/syscalls.js';
 import { killSuidgid } from './attrs.js';
 import { NowaitIo } from './data-io.js';
 import type { FileSystem } from './filesystem.js';
-import type { FsCounters } from './services.js';
-import { SHARED_LOCK_OWNERS, type SharedFile, type SharedFileTable } from './shared-files.js';
-import { WRITE_KILL_SUIDGID, type Context, type InitOptions } from './types.js';
+import { EMPTY, statToAttr, type FsCounters } from './services.js';
+import { SHARED_LOCK_OWNERS, type SharedFds, type SharedFile, type SharedFileTable } from './shared-files.js';
+import { WRITE_KILL_SUIDGID, type AttrReply, type Context, type InitOptions } from './types.js';
 
 /** What this thread did: requests it answered from the table, and the ones it declined. */
 export interface ThreadFsCounters {
@@ -27,8 +28,41 @@ class ThreadFiles {
   private readonly f: SharedFile = { fd: -1, flags: 0, dev: 0, marks: 0 };
   readonly counters: ThreadFsCounters = { served: 0, declined: 0 };
 
-  constructor(private readonly table: SharedFileTable, fsCounters: FsCounters) {
+  private readonly table: SharedFileTable;
+  private readonly inodes: SharedFileTable;
+
+  constructor(tables: SharedFds, fsCounters: FsCounters, private readonly attrTimeoutMs: number) {
+    this.table = tables.files;
+    this.inodes = tables.inodes;
     this.io = new NowaitIo(fsCounters);
+  }
+
+  /** An inode's attributes through its O_PATH fd, or an open file's through its fd (FUSE_GETATTR_FH). */
+  async getattr(_ctx: Context, nodeid: bigint, fh?: bigint): Promise<AttrReply> {
+    const byFile = fh !== undefined && fh !== 0n;
+    const t = byFile ? this.table : this.inodes;
+    const slot = t.borrow(byFile ? fh : nodeid, nodeid);
+    if (slot < 0) this.decline();
+    try {
+      this.counters.served++;
+      const st = statAt(t.fileAt(slot, this.f).fd, EMPTY, byFile ? AT_EMPTY_PATH : AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+      return { attr: statToAttr(st), attrTimeoutMs: this.attrTimeoutMs };
+    } finally {
+      t.release(slot);
+    }
+  }
+
+  async readlink(_ctx: Context, nodeid: bigint): Promise<Buffer> {
+    const slot = this.inodes.borrow(nodeid, nodeid);
+    if (slot < 0) this.decline();
+    try {
+      this.counters.served++;
+      const { fd, flags: type } = this.inodes.fileAt(slot, this.f);
+      if (type !== S_IFLNK) throw new FsError(E.EINVAL);
+      return sys.readlinkat(fd, EMPTY);
+    } finally {
+      this.inodes.release(slot);
+    }
   }
 
   async init(opts: InitOptions): Promise<void> {
@@ -123,10 +157,10 @@ class ThreadFiles {
  * A FileSystem for a serving thread: the methods above; every other one declines (ProtocolServer
  * turns DECLINE into its DECLINED reply, which the thread forwards to the owner).
  */
-export function threadFs(table: SharedFileTable, fsCounters: FsCounters): { fs: FileSystem; counters: ThreadFsCounters } {
-  const files = new ThreadFiles(table, fsCounters);
+export function threadFs(tables: SharedFds, fsCounters: FsCounters, attrTimeoutMs: number): { fs: FileSystem; counters: ThreadFsCounters } {
+  const files = new ThreadFiles(tables, fsCounters, attrTimeoutMs);
   const own: Record<string | symbol, unknown> = {};
-  for (const k of ['init', 'destroy', 'read', 'write', 'flush', 'fsync', 'release'] as const) own[k] = files[k].bind(files);
+  for (const k of ['init', 'destroy', 'getattr', 'readlink', 'read', 'write', 'flush', 'fsync', 'release'] as const) own[k] = files[k].bind(files);
   const declined = (): never => files.decline();
   // a Proxy so that every FileSystem method exists; the ProtocolServer's localOps keep the others from being called at all
   const fs = new Proxy(own, { get: (t, k) => (k in t ? t[k] : declined) }) as unknown as FileSystem;

@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { SHARED_LOCK_OWNERS, SharedFileTable, type SharedFile } from '../../src/fs/shared-files.js';
-import { F_WRLCK, O_APPEND, O_RDONLY, O_RDWR } from '../../src/sys/syscalls.js';
+import { F_WRLCK, O_APPEND, O_RDONLY, O_RDWR, S_IFDIR, S_IFLNK, S_IFREG } from '../../src/sys/syscalls.js';
 import { waitFor } from '../helpers/poll.js';
 import { ctx, lock, makeFs, useCleanup, walk } from '../helpers/fs-fixture.js';
 
@@ -304,7 +304,7 @@ describe('SharedFileTable raced by a worker thread', () => {
   }, 30_000);
 });
 
-describe('the filesystem publishes open files (PassthroughFs with sharedFiles)', () => {
+describe('the filesystem publishes open files and inodes (PassthroughFs with sharedFds)', () => {
   const { cores, dir } = useCleanup();
 
   async function setup(files: number) {
@@ -312,7 +312,8 @@ describe('the filesystem publishes open files (PassthroughFs with sharedFiles)',
     for (let i = 0; i < files; i++) fs.writeFileSync(path.join(root, `f${i}`), `c${i}`);
     fs.mkdirSync(path.join(root, 'd'));
     const table = SharedFileTable.create(64);
-    const { pfs } = makeFs(root, { sharedFiles: table, fdBudget: 8 });
+    const inodes = SharedFileTable.create(64);
+    const { pfs } = makeFs(root, { sharedFds: { files: table, inodes }, fdBudget: 8 });
     cores.push(pfs);
     await pfs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
     const open = async (rel: string, flags = O_RDWR) => {
@@ -323,7 +324,7 @@ describe('the filesystem publishes open files (PassthroughFs with sharedFiles)',
     const pressure = async (from: number) => {
       for (let i = from; i < files; i++) await open(`f${i}`);
     };
-    return { root, table, pfs, open, pressure };
+    return { root, table, inodes, pfs, open, pressure };
   }
 
   const fdPath = (fd: number): string | null => {
@@ -405,5 +406,33 @@ describe('the filesystem publishes open files (PassthroughFs with sharedFiles)',
     await waitFor('the fd closed', () => (pfs.counters().fds === fds - 1 ? true : null), 5_000, 5);
     expect(table.borrowers(f.fh)).toBe(0);
     expect(fdPath(fd)).not.toBe(path.join(root, 'f0'));
+  });
+
+  it('an inode\'s O_PATH fd is published by node id with its type (the root\'s too); a borrowed one outlives eviction and the inode\'s drop until given back', async () => {
+    const { root, inodes, pfs, pressure } = await setup(20);
+    // the root: published for life
+    const r = peek(inodes, 1n, 1n);
+    expect(r).not.toBeNull();
+    expect(r!.flags).toBe(S_IFDIR);
+    fs.symlinkSync('f0', path.join(root, 'l'));
+    const l = await walk(pfs, 'l');
+    expect(peek(inodes, l.nodeid, l.nodeid)?.flags).toBe(S_IFLNK);
+    const f = await walk(pfs, 'f0');
+    const got = peek(inodes, f.nodeid, f.nodeid);
+    expect(got?.flags).toBe(S_IFREG);
+    expect(fdPath(got!.fd)).toBe(path.join(root, 'f0'));
+    const slot = inodes.borrow(f.nodeid, f.nodeid);
+    const fd = inodes.fileAt(slot, file()).fd;
+    // the client forgets it: the inode leaves memory, its fd must stay open while borrowed
+    const fds = pfs.counters().fds;
+    pfs.forget(ctx, f.nodeid, 1n);
+    expect(inodes.borrow(f.nodeid, f.nodeid)).toBe(-1);
+    await pressure(1);
+    await new Promise((res) => setTimeout(res, 20));
+    expect(fdPath(fd)).toBe(path.join(root, 'f0'));
+    inodes.release(slot);
+    await waitFor('the fd closed', () => (fdPath(fd) !== path.join(root, 'f0') ? true : null), 5_000, 5);
+    expect(inodes.borrowers(f.nodeid)).toBe(0);
+    expect(pfs.counters().fds).toBeLessThanOrEqual(fds + 20);
   });
 });

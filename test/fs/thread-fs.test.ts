@@ -12,7 +12,7 @@ import type { FsCounters } from '../../src/fs/services.js';
 import { SHARED_LOCK_OWNERS, SharedFileTable } from '../../src/fs/shared-files.js';
 import { threadFs, type ThreadFsCounters } from '../../src/fs/thread-fs.js';
 import { WRITE_KILL_SUIDGID } from '../../src/fs/types.js';
-import { O_APPEND, O_RDWR, O_WRONLY } from '../../src/sys/syscalls.js';
+import { sys, AT_FDCWD, O_APPEND, O_CLOEXEC, O_NOFOLLOW, O_PATH, O_RDWR, O_WRONLY, S_IFLNK, S_IFMT, S_IFREG } from '../../src/sys/syscalls.js';
 import { B, ctx, tmpdir } from '../helpers/fs-fixture.js';
 
 const FH = 7n;
@@ -21,6 +21,8 @@ const NODE = 70n;
 let root: string;
 let fds: number[];
 let table: SharedFileTable;
+let inodes: SharedFileTable;
+const ATTR_MS = 1234;
 let tfs: FileSystem;
 let counters: ThreadFsCounters;
 
@@ -61,7 +63,8 @@ beforeEach(async () => {
   root = tmpdir('hfs-threadfs-');
   fds = [];
   table = SharedFileTable.create(16);
-  ({ fs: tfs, counters } = threadFs(table, fsCounters()));
+  inodes = SharedFileTable.create(16);
+  ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), ATTR_MS));
   await tfs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
 });
 
@@ -179,11 +182,12 @@ describe('declined: the owner serves it', () => {
   it('every other method declines without touching the host', async () => {
     publishFile('f', 'x', 'r+', FH, NODE, O_RDWR);
     await declines(() => tfs.lookup(ctx, 1n, B('f')));
-    await declines(() => tfs.getattr(ctx, NODE, FH));
+    await declines(() => tfs.mkdir(ctx, 1n, B('d'), 0o755, 0));
     await declines(() => tfs.open(ctx, NODE, O_RDWR));
     await declines(() => tfs.release(ctx, NODE, FH, O_RDWR, 0n, false));
     await declines(() => tfs.unlink(ctx, 1n, B('f')));
     expect(fs.existsSync(path.join(root, 'f'))).toBe(true);
+    expect(fs.existsSync(path.join(root, 'd'))).toBe(false);
     // release was declined: the entry is still published and lent
     expect(table.borrowers(FH)).toBe(0);
     expect((await tfs.read(ctx, NODE, FH, 0, 1)).toString()).toBe('x');
@@ -195,5 +199,47 @@ describe('declined: the owner serves it', () => {
     await tfs.destroy();
     expect(fs.fstatSync(fds[0]!).size).toBe(1);
     expect((await tfs.read(ctx, NODE, FH, 0, 1)).toString()).toBe('x');
+  });
+
+  it('GETATTR of a published inode is its O_PATH fd\'s fstat (a symlink\'s own), of an open file its fd\'s; unpublished declines', async () => {
+    const p = publishFile('f', 'hello', 'r+', FH, NODE, O_RDWR);
+    fs.symlinkSync('f', path.join(root, 'l'));
+    const pf = sys.openat(AT_FDCWD, Buffer.from(p), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+    const pl = sys.openat(AT_FDCWD, Buffer.from(path.join(root, 'l')), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+    fds.push(pf, pl);
+    expect(inodes.publish(NODE, NODE, pf, S_IFREG, 0)).toBe(true);
+    expect(inodes.publish(NODE + 1n, NODE + 1n, pl, S_IFLNK, 0)).toBe(true);
+    const st = fs.statSync(p, { bigint: true });
+    const a = await tfs.getattr(ctx, NODE);
+    expect(a.attrTimeoutMs).toBe(ATTR_MS);
+    expect(a.attr.ino).toBe(st.ino);
+    expect(a.attr.size).toBe(5n);
+    expect(a.attr.mode & S_IFMT).toBe(S_IFREG);
+    // by the open file (FUSE_GETATTR_FH): the same file, after a write through it
+    await tfs.write(ctx, NODE, FH, 5, B(' world'), 0);
+    expect((await tfs.getattr(ctx, NODE, FH)).attr.size).toBe(11n);
+    const l = await tfs.getattr(ctx, NODE + 1n);
+    expect(l.attr.mode & S_IFMT).toBe(S_IFLNK);
+    expect(l.attr.ino).toBe(fs.lstatSync(path.join(root, 'l'), { bigint: true }).ino);
+    await declines(() => tfs.getattr(ctx, NODE + 2n));
+    // the fh of another node
+    await declines(() => tfs.getattr(ctx, NODE + 1n, FH));
+    expect(inodes.borrowers(NODE)).toBe(0);
+    expect(table.borrowers(FH)).toBe(0);
+  });
+
+  it('READLINK of a published symlink reads its target; of another inode EINVAL; unpublished declines', async () => {
+    fs.writeFileSync(path.join(root, 'f'), 'x');
+    fs.symlinkSync('../somewhere/else', path.join(root, 'l'));
+    const pf = sys.openat(AT_FDCWD, Buffer.from(path.join(root, 'f')), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+    const pl = sys.openat(AT_FDCWD, Buffer.from(path.join(root, 'l')), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+    fds.push(pf, pl);
+    inodes.publish(NODE, NODE, pf, S_IFREG, 0);
+    inodes.publish(NODE + 1n, NODE + 1n, pl, S_IFLNK, 0);
+    expect((await tfs.readlink(ctx, NODE + 1n)).toString()).toBe('../somewhere/else');
+    expect(await errnoOf(tfs.readlink(ctx, NODE))).toBe(E.EINVAL);
+    await declines(() => tfs.readlink(ctx, NODE + 2n));
+    expect(inodes.borrowers(NODE)).toBe(0);
+    expect(inodes.borrowers(NODE + 1n)).toBe(0);
   });
 });

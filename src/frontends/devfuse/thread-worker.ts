@@ -1,12 +1,13 @@
 /**
  * A serving thread other than the owner (src/frontends/devfuse/threads.ts): bound to its CPU, it
- * reads its clone of the connection, answers READ, WRITE, FSYNC and FLUSH of published open files
- * itself (src/fs/thread-fs.ts; a RELEASE's flock unlock too), and posts every other request's
- * bytes to the owner. It ends when
+ * reads its clone of the connection, answers GETATTR and READLINK of published inodes and READ,
+ * WRITE, FSYNC and FLUSH of published open files itself (src/fs/thread-fs.ts; a RELEASE's flock
+ * unlock too), and posts every other request's bytes to the owner. It ends when
  * the connection does.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { LevelWithSilent } from 'pino';
+import { decorate } from '../../fs/decorate.js';
 import { threadFs } from '../../fs/thread-fs.js';
 import { SharedFileTable } from '../../fs/shared-files.js';
 import type { FsCounters } from '../../fs/services.js';
@@ -31,8 +32,12 @@ const fsCounters: FsCounters = {
   reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0, forgetUnknown: 0, forgetUnderflow: 0,
   forgetAfterCrash: 0,
 };
-const { fs, counters } = threadFs(SharedFileTable.attach(d.table), fsCounters);
-const server = new ProtocolServer(fs, { maxWrite: d.maxWrite, localOps: new Set([Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH, Op.RELEASE]) }, childLogger('fuse', log));
+const tables = { files: SharedFileTable.attach(d.tables.files), inodes: SharedFileTable.attach(d.tables.inodes) };
+const { fs: own, counters } = threadFs(tables, fsCounters, d.fs.attrTimeoutMs);
+// the same id translation and read-only refusal as the owner's filesystem
+const fs = decorate(own, d.fs);
+const localOps = new Set([Op.GETATTR, Op.READLINK, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH, Op.RELEASE]);
+const server = new ProtocolServer(fs, { maxWrite: d.fs.maxWrite, localOps }, childLogger('fuse', log));
 await server.adopt(d.negotiated);
 
 const stats = new Float64Array(d.stats);

@@ -2,8 +2,9 @@
  * More serving threads on one /dev/fuse connection (--threads N). The thread that runs the
  * filesystem (the owner: the main thread) reads the device as before; each other thread is a
  * worker thread, bound to a CPU, that reads its own clone of the connection (FUSE_DEV_IOC_CLONE)
- * and answers there what it can without the filesystem's state: reads, writes, fsyncs and FLUSHes
- * of open files whose fds the owner published (src/fs/shared-files.ts). Every other request it
+ * and answers there what it can with the fds the owner published (src/fs/shared-files.ts) and
+ * without the filesystem's state: GETATTR and READLINK of known inodes, READ, WRITE, FSYNC and
+ * FLUSH of open files. Every other request it
  * hands to the owner as bytes; the owner answers it on that thread's clone (a reply must go back
  * on the channel its request came from; fds are process-wide, so the owner writes it itself).
  *
@@ -30,9 +31,10 @@ export interface ThreadData {
   /** the CPU it is bound to, -1 for none */
   cpu: number;
   negotiated: NegotiatedState;
-  maxWrite: number;
-  /** the shared open-file table (SharedFileTable.buffer) */
-  table: SharedArrayBuffer;
+  /** the shared tables (SharedFds: SharedFileTable.buffer of each) */
+  tables: SharedTables;
+  /** what the thread's filesystem is built with */
+  fs: ThreadFsOptions;
   /** THREAD_STATS numbers per thread, the owner's first */
   stats: SharedArrayBuffer;
   /** [busy, done] Int32 per thread (ServingThreads.settle) */
@@ -40,6 +42,21 @@ export interface ThreadData {
   /** where it hands requests to the owner */
   port: MessagePort;
   logLevel: string;
+}
+
+export interface SharedTables {
+  files: SharedArrayBuffer;
+  inodes: SharedArrayBuffer;
+}
+
+/** The options a serving thread's filesystem and protocol server take from the configuration. */
+export interface ThreadFsOptions {
+  maxWrite: number;
+  /** the cache policy's attribute timeout */
+  attrTimeoutMs: number;
+  readonly: boolean;
+  translateUid: readonly string[];
+  translateGid: readonly string[];
 }
 
 /** The owner's side: what it needs of its protocol server for requests handed over. */
@@ -71,8 +88,8 @@ export class ServingThreads {
     private readonly device: number,
     private readonly owner: Owner,
     private readonly count: number,
-    private readonly table: SharedArrayBuffer,
-    private readonly maxWrite: number,
+    private readonly tables: SharedTables,
+    private readonly fsOptions: ThreadFsOptions,
     private readonly log: Logger,
     /** called when a thread dies of a bug: the caller stops serving (unmounts) */
     private readonly onFatal: (why: string) => void,
@@ -103,7 +120,7 @@ export class ServingThreads {
       }
       const { port1, port2 } = new MessageChannel();
       const data: ThreadData = {
-        index: i, fd, cpu: i % ncpu, negotiated, maxWrite: this.maxWrite, table: this.table, stats: this.stats.buffer as SharedArrayBuffer,
+        index: i, fd, cpu: i % ncpu, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
         gate: this.gate.buffer as SharedArrayBuffer, port: port2, logLevel: this.log.level,
       };
       const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
