@@ -533,7 +533,8 @@ async function runTarget(target: Target, results: Record<string, Record<string, 
             // a workload that remounted has a new server, counting from zero
             const fresh = !rows0 || rows.some((t, i) => t.requests < (rows0[i]?.requests ?? 0));
             r.detail = { ...r.detail, threads: rows.map((t, i) => {
-              const b = fresh ? { requests: 0, served: 0, handedOver: 0 } : rows0![i]!;
+              // a thread that started during the workload counts from zero too
+              const b = (fresh ? undefined : rows0?.[i]) ?? { requests: 0, served: 0, handedOver: 0 };
               return { requests: t.requests - b.requests, served: t.served - b.served, handedOver: t.handedOver - b.handedOver };
             }) };
           }
