@@ -139,7 +139,12 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
       const threads = handler.threads;
       if (threads) {
         threads.ownerRequests = () => own.requests;
-        own.live.then(() => threads.start()).catch((e: unknown) => log.error({ err: e }, 'serving threads failed to start: serving with one thread'));
+        // the mount is ready once the other threads serve too (loading a thread takes a few
+        // hundred milliseconds of CPU, which a client starting at once would share)
+        const live = own.live.then(() => threads.start()).catch((e: unknown) => {
+          log.error({ err: e }, 'serving threads failed to start: serving with one thread');
+        });
+        session = { done: own.done, live };
       }
     }
     served = rawServed(pre, mount, session, handler, log, notifier);

@@ -72,6 +72,8 @@ interface Served {
   ended: Promise<void>;
 }
 
+/** How long start() waits for the threads to be ready. */
+const START_MS = 10_000;
 /** How long settle() waits for the other threads' requests in hand. */
 const SETTLE_MS = 20;
 
@@ -146,7 +148,10 @@ export class ServingThreads {
       });
       this.threads.push({ worker, fd, port: port1, ended });
     }
-    await Promise.all(started);
+    // a thread that neither starts nor fails is not waited for (the owner serves what it would)
+    let late: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(started), new Promise<void>((r) => (late = setTimeout(r, START_MS)))]);
+    clearTimeout(late);
     this.log.info({ threads: 1 + this.threads.length }, `serving with ${1 + this.threads.length} threads`);
   }
 
