@@ -72,6 +72,8 @@ interface Served {
   ended: Promise<void>;
 }
 
+/** How long the owner keeps looking for hand-overs after answering one (stayAwake). */
+const HOT_MS = 0.2;
 /** How long start() waits for the threads to be ready. */
 const START_MS = 10_000;
 /** How long settle() waits for the other threads' requests in hand. */
@@ -169,7 +171,35 @@ export class ServingThreads {
         }
       }
       this.owner.recycle?.(reply);
+      this.stayAwake();
     }, (e: unknown) => this.once.error('handover-rejected', { err: e }, 'protocol server rejected a request (bug)'));
+  }
+
+  private hotUntil = 0;
+  private polling = false;
+
+  /**
+   * After answering a request handed over, look for the next one for HOT_MS without sleeping (the
+   * event loop turns with immediates pending, so the owner's own device is read at once too): a
+   * client that waits for each answer sends its next request within tens of microseconds, and a
+   * wake-up of a sleeping thread on another CPU costs about as much on this VM. Measured side by
+   * side (scripts/bench, 2 threads, 0 against 200 us): create+stat+unlink 9.76 -> 6.74 s, tar -x
+   * 7.47 -> 5.80 s, cold find 0.59 -> 0.46 s, git status 0.26 -> 0.22 s, server CPU 0.9-1.2x.
+   */
+  private stayAwake(): void {
+    this.hotUntil = performance.now() + HOT_MS;
+    if (this.polling) return;
+    this.polling = true;
+    const poll = (): void => {
+      for (const t of this.threads) {
+        for (let m = receiveMessageOnPort(t.port); m !== undefined; m = receiveMessageOnPort(t.port)) {
+          if (m.message instanceof ArrayBuffer) this.handOver(Buffer.from(m.message), t.fd);
+        }
+      }
+      if (performance.now() < this.hotUntil && !this.stopping) setImmediate(poll);
+      else this.polling = false;
+    };
+    setImmediate(poll);
   }
 
   /**
