@@ -103,9 +103,10 @@ options:
                             process: SIGHUP upgrades the worker (new code, same mount), a crashed
                             worker is restarted; client handles and node ids survive both
   --threads N|auto          serving threads (default 1; auto: one per CPU): the others each read a
-                            clone of the /dev/fuse connection, bound to a CPU, and serve reads,
-                            writes, fsync and flush of open files there; every other request is
-                            handed to the thread that runs the filesystem (raw, not --supervise)
+                            clone of the /dev/fuse connection, bound to a CPU, and serve getattr
+                            and readlink of known inodes and reads, writes, fsync and flush of
+                            open files there; every other request is handed to the thread that
+                            runs the filesystem (raw, not --supervise; README "Serving threads")
   --translate-uid RULE, --translate-gid RULE
                             translate user (group) ids between the client and the host, as
                             virtiofsd's options of the same name; repeatable, RULE is
