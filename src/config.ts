@@ -4,7 +4,7 @@
  * takes. The command line is parsed only in src/cli/; checks that look at the host (does the shared
  * directory exist, is /dev/fuse there) are set-up checks and live in src/cli/preflight.ts.
  */
-import { cpus } from 'node:os';
+import { availableParallelism } from 'node:os';
 import type { Logger, LevelWithSilent } from 'pino';
 import { buildIdMap, IdMapError } from './fs/idmap.js';
 import type { CachePolicy, PassthroughOptions, ReopenStrategy } from './fs/options.js';
@@ -160,9 +160,9 @@ export function parseSize(name: string, v: string): number {
 /** Most serving threads: far more than this machine's CPUs, and each costs a JS isolate (~10 MB). */
 export const MAX_THREADS = 64;
 
-/** --threads N|auto: auto is one per CPU. */
+/** --threads N|auto: auto is one per CPU this process may run on. */
 function parseThreads(v: string): number {
-  const n = v === 'auto' ? Math.min(MAX_THREADS, Math.max(1, cpus().length)) : parseIntOption('threads', v);
+  const n = v === 'auto' ? Math.min(MAX_THREADS, Math.max(1, availableParallelism())) : parseIntOption('threads', v);
   if (n < 1 || n > MAX_THREADS) throw new ConfigError(`--threads must be 'auto' or 1..${MAX_THREADS}, got ${v}`);
   return n;
 }

@@ -12,6 +12,7 @@
  * client's CPU (README, "Serving requests from more than one thread"); a reader on each CPU lets
  * the kernel wake one there.
  */
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
@@ -79,6 +80,23 @@ const START_MS = 10_000;
 /** How long settle() waits for the other threads' requests in hand. */
 const SETTLE_MS = 20;
 
+/** The CPUs this process may run on (its affinity, /proc/self/status), else all of them. */
+export function allowedCpus(): number[] {
+  try {
+    const line = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    const out: number[] = [];
+    for (const part of line?.split(',') ?? []) {
+      const [a, b] = part.split('-').map(Number);
+      if (!Number.isInteger(a)) continue;
+      for (let c = a!; c <= (Number.isInteger(b) ? b! : a!) && out.length < 4096; c++) out.push(c);
+    }
+    if (out.length > 0) return out;
+  } catch {
+    /* no /proc */
+  }
+  return Array.from({ length: Math.max(1, cpus().length) }, (_, i) => i);
+}
+
 export class ServingThreads {
   private readonly threads: Served[] = [];
   private readonly once: LogOnce;
@@ -112,7 +130,7 @@ export class ServingThreads {
   async start(): Promise<void> {
     const negotiated = this.owner.negotiatedState();
     if (negotiated === null) throw new Error('serving threads start after INIT');
-    const ncpu = Math.max(1, cpus().length);
+    const allowed = allowedCpus();
     const started: Promise<void>[] = [];
     for (let i = 1; i < this.count && !this.stopping; i++) {
       let fd: number;
@@ -124,7 +142,7 @@ export class ServingThreads {
       }
       const { port1, port2 } = new MessageChannel();
       const data: ThreadData = {
-        index: i, fd, cpu: i % ncpu, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
+        index: i, fd, cpu: allowed[i % allowed.length]!, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
         gate: this.gate.buffer as SharedArrayBuffer, port: port2, logLevel: this.log.level,
       };
       const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
