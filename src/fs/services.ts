@@ -27,6 +27,14 @@ export const EMPTY = Buffer.alloc(0);
 export const DOT = Buffer.from('.');
 
 /** The filesystem's own counters (the fd cache keeps its own); see PassthroughFs.counters(). */
+/** Every FsCounters counter at zero. */
+export function newFsCounters(): FsCounters {
+  return {
+    reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0, forgetUnknown: 0, forgetUnderflow: 0,
+    forgetAfterCrash: 0,
+  };
+}
+
 export interface FsCounters extends ReopenCounters {
   /** confinement proofs made with a readlink of /proc/self/fd/N (those not kept or inherited) */
   placeChecks: number;

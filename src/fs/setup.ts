@@ -26,7 +26,7 @@ import { HostChanges } from './host-changes.js';
 import { MoveWatch } from './move-watch.js';
 import type { PassthroughOptions } from './options.js';
 import { InodeFds } from './reopen.js';
-import { DOT, EMPTY, closeQuietly, devOf, type FsCounters, type Services } from './services.js';
+import { DOT, EMPTY, closeQuietly, devOf, newFsCounters, type Services } from './services.js';
 import { Records, recordOf } from './records.js';
 import { exportState, importState } from './state.js';
 import { StateFile } from './state-file.js';
@@ -82,7 +82,7 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     }
   }
 
-  const counters: FsCounters = { reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0, forgetUnknown: 0, forgetUnderflow: 0, forgetAfterCrash: 0 };
+  const counters = newFsCounters();
   const budget = fitBudget(opts.fdBudget === 'auto' ? autoBudget() : opts.fdBudget, log);
   // an evicted directory fd loses its position: its listing seeks again on next use
   const shared = opts.sharedFds ?? null;

@@ -17,6 +17,7 @@ describe('allowedCpus', () => {
     expect(new Set(all).size).toBe(all.length);
   });
 
+  // binding the child to CPU 1 needs a second CPU
   it.skipIf(availableParallelism() < 2)('under taskset -c 1, only CPU 1', async () => {
     const r = await run('taskset', ['-c', '1', process.execPath, '-e', PRINT]);
     expect(r.status, r.stderr).toBe(0);

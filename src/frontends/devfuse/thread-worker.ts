@@ -10,7 +10,7 @@ import type { LevelWithSilent } from 'pino';
 import { decorate } from '../../fs/decorate.js';
 import { threadFs } from '../../fs/thread-fs.js';
 import { SharedFileTable } from '../../fs/shared-files.js';
-import type { FsCounters } from '../../fs/services.js';
+import { newFsCounters } from '../../fs/services.js';
 import { Op } from '../../fuse/opcodes.js';
 import { DECLINED, ProtocolServer } from '../../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../../log.js';
@@ -28,10 +28,7 @@ if (d.cpu >= 0) {
     log.warn({ cpu: d.cpu, code: (e as { code?: string }).code }, 'cannot bind the serving thread to its CPU');
   }
 }
-const fsCounters: FsCounters = {
-  reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0, forgetUnknown: 0, forgetUnderflow: 0,
-  forgetAfterCrash: 0,
-};
+const fsCounters = newFsCounters();
 const tables = { files: SharedFileTable.attach(d.tables.files), inodes: SharedFileTable.attach(d.tables.inodes) };
 const { fs: own, counters } = threadFs(tables, fsCounters, d.fs.attrTimeoutMs);
 // the same id translation and read-only refusal as the owner's filesystem

@@ -209,11 +209,7 @@ export class ServingThreads {
     if (this.polling) return;
     this.polling = true;
     const poll = (): void => {
-      for (const t of this.threads) {
-        for (let m = receiveMessageOnPort(t.port); m !== undefined; m = receiveMessageOnPort(t.port)) {
-          if (m.message instanceof ArrayBuffer) this.handOver(Buffer.from(m.message), t.fd);
-        }
-      }
+      this.takeHandedOver();
       if (performance.now() < this.hotUntil && !this.stopping) setImmediate(poll);
       else this.polling = false;
     };
@@ -238,6 +234,11 @@ export class ServingThreads {
         Atomics.wait(this.gate, i * 2, 1, left);
       }
     }
+    this.takeHandedOver();
+  }
+
+  /** Handle, now, every request the other threads handed over and the event loop has not delivered yet. */
+  private takeHandedOver(): void {
     for (const t of this.threads) {
       for (let m = receiveMessageOnPort(t.port); m !== undefined; m = receiveMessageOnPort(t.port)) {
         if (m.message instanceof ArrayBuffer) this.handOver(Buffer.from(m.message), t.fd);
