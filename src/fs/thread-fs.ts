@@ -2,13 +2,12 @@
  * The filesystem as a serving thread other than its owner sees it, through the fds the owner
  * published (SharedFds): GETATTR and READLINK of an inode, reads, writes, fsyncs and FLUSHes of an
  * open file, done here as the owner does them (fstat, readlinkat, NowaitIo, O_APPEND,
- * FUSE_WRITE_KILL_SUIDGID), and a RELEASE's flock unlock.
- * Everything else (the RELEASE itself too), and an open
+ * FUSE_WRITE_KILL_SUIDGID). Everything else, and an open
  * file the owner has not published (evicted, a directory, a FLUSH that must drop locks), is
  * declined: the thread hands the request to the owner, which answers it on this thread's channel.
  */
 import { DECLINE, E, FsError } from '../errors.js';
-import { sys, statAt, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, LOCK_UN, O_APPEND, S_IFLNK } from '../sys/syscalls.js';
+import { sys, statAt, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFLNK } from '../sys/syscalls.js';
 import { killSuidgid } from './attrs.js';
 import { NowaitIo } from './data-io.js';
 import type { FileSystem } from './filesystem.js';
@@ -120,27 +119,6 @@ class ThreadFiles {
     }
   }
 
-  /**
-   * RELEASE is the owner's (the fh, its fd, the inode's count), but a flock on the file is dropped
-   * here first: the kernel sends RELEASE without waiting for it, so the client's next flock may
-   * reach the owner before this RELEASE does, and must find the lock gone, as it would on the host.
-   */
-  async release(_ctx: Context, nodeid: bigint, fh: bigint, _flags: number, _lockOwner: bigint, flockRelease: boolean): Promise<void> {
-    if (flockRelease) {
-      const slot = this.table.borrow(fh, nodeid);
-      if (slot >= 0) {
-        try {
-          sys.flock(this.table.fileAt(slot, this.f).fd, LOCK_UN);
-        } catch {
-          /* nothing held */
-        } finally {
-          this.table.release(slot);
-        }
-      }
-    }
-    this.decline();
-  }
-
   private borrow(fh: bigint, nodeid: bigint): number {
     const slot = this.table.borrow(fh, nodeid);
     if (slot < 0) this.decline();
@@ -160,7 +138,7 @@ class ThreadFiles {
 export function threadFs(tables: SharedFds, fsCounters: FsCounters, attrTimeoutMs: number): { fs: FileSystem; counters: ThreadFsCounters } {
   const files = new ThreadFiles(tables, fsCounters, attrTimeoutMs);
   const own: Record<string | symbol, unknown> = {};
-  for (const k of ['init', 'destroy', 'getattr', 'readlink', 'read', 'write', 'flush', 'fsync', 'release'] as const) own[k] = files[k].bind(files);
+  for (const k of ['init', 'destroy', 'getattr', 'readlink', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
   const declined = (): never => files.decline();
   // a Proxy so that every FileSystem method exists; the ProtocolServer's localOps keep the others from being called at all
   const fs = new Proxy(own, { get: (t, k) => (k in t ? t[k] : declined) }) as unknown as FileSystem;

@@ -1,8 +1,7 @@
 /**
  * A serving thread other than the owner (src/frontends/devfuse/threads.ts): bound to its CPU, it
  * reads its clone of the connection, answers GETATTR and READLINK of published inodes and READ,
- * WRITE, FSYNC and FLUSH of published open files itself (src/fs/thread-fs.ts; a RELEASE's flock
- * unlock too), and posts every other request's bytes to the owner. It ends when
+ * WRITE, FSYNC and FLUSH of published open files itself (src/fs/thread-fs.ts), and posts every other request's bytes to the owner. It ends when
  * the connection does.
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -33,7 +32,7 @@ const tables = { files: SharedFileTable.attach(d.tables.files), inodes: SharedFi
 const { fs: own, counters } = threadFs(tables, fsCounters, d.fs.attrTimeoutMs);
 // the same id translation and read-only refusal as the owner's filesystem
 const fs = decorate(own, d.fs);
-const localOps = new Set([Op.GETATTR, Op.READLINK, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH, Op.RELEASE]);
+const localOps = new Set([Op.GETATTR, Op.READLINK, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
 const server = new ProtocolServer(fs, { maxWrite: d.fs.maxWrite, localOps }, childLogger('fuse', log));
 await server.adopt(d.negotiated);
 
