@@ -16,7 +16,8 @@
         "src/dev.c",
         "src/poll.c",
         "src/notify.c",
-        "src/vhost.c"
+        "src/vhost.c",
+        "src/uring.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11"],

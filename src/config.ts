@@ -20,6 +20,9 @@ export type Frontend = 'raw' | 'fuse-native';
 export const CACHE_POLICIES: readonly CachePolicy[] = ['auto', 'always', 'metadata', 'never'];
 export const REOPEN_STRATEGIES: readonly ReopenStrategy[] = ['auto', 'handle', 'path'];
 export const FRONTENDS: readonly Frontend[] = ['raw', 'fuse-native'];
+/** --io-uring (Config.ioUring) */
+export type IoUringMode = 'auto' | 'on' | 'off';
+export const IO_URING_MODES: readonly IoUringMode[] = ['auto', 'on', 'off'];
 export const SANDBOX_MODES: readonly SandboxMode[] = ['namespace', 'chroot', 'none'];
 export const SECCOMP_MODES: readonly SeccompMode[] = ['kill', 'log', 'none'];
 export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -78,6 +81,12 @@ export interface Config {
    * I/O themselves (raw frontend, not supervised)
    */
   threads: number;
+  /**
+   * FUSE over io_uring (src/frontends/devfuse/ring.ts): auto takes it when the kernel offers it at
+   * INIT (root enabled it: /sys/module/fuse/parameters/enable_uring), on requires it, off never
+   * asks (raw frontend, not supervised; auto is off elsewhere)
+   */
+  ioUring: IoUringMode;
   /** virtiofsd --translate-uid / --translate-gid rules (src/fs/idmap.ts), validated */
   translateUid: readonly string[];
   translateGid: readonly string[];
@@ -120,6 +129,7 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   statsFile: null,
   supervise: false,
   threads: 1,
+  ioUring: 'auto',
   sandbox: 'none',
   seccomp: 'none',
   modcaps: null,
@@ -192,6 +202,7 @@ export interface RawOptions {
   statsFile?: string;
   supervise?: boolean;
   threads?: string;
+  ioUring?: string;
   translateUid?: string[];
   translateGid?: string[];
   posixAcl?: boolean;
@@ -247,6 +258,7 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     statsFile: o.statsFile ?? d.statsFile,
     supervise: o.supervise ?? d.supervise,
     threads: o.threads === undefined ? d.threads : parseThreads(o.threads),
+    ioUring: o.ioUring === undefined ? d.ioUring : oneOf('io-uring', o.ioUring, IO_URING_MODES),
     translateUid: o.translateUid ?? d.translateUid,
     translateGid: o.translateGid ?? d.translateGid,
     posixAcl: o.posixAcl ?? d.posixAcl,
@@ -267,6 +279,11 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
   if (cfg.statsFile === '') throw new ConfigError('--stats-file must not be empty');
   if (cfg.supervise && cfg.frontend !== 'raw') throw new ConfigError('--supervise needs --frontend raw');
   if (cfg.threads > 1 && (cfg.frontend !== 'raw' || cfg.supervise)) throw new ConfigError('--threads above 1 needs --frontend raw without --supervise');
+  // the rings belong to the process that holds /dev/fuse and serves it: not a supervised worker
+  if (cfg.frontend !== 'raw' || cfg.supervise) {
+    if (cfg.ioUring === 'on') throw new ConfigError('--io-uring on needs --frontend raw without --supervise');
+    cfg.ioUring = 'off';
+  }
   // backing files are registered on the /dev/fuse fd, which only the supervisor holds
   if (cfg.supervise && cfg.passthrough) throw new ConfigError('--passthrough cannot be combined with --supervise');
   if (cfg.passthrough && cfg.frontend !== 'raw') throw new ConfigError('--passthrough needs --frontend raw');

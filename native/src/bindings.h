@@ -39,5 +39,7 @@ BINDING(unixListen); BINDING(acceptNonblock); BINDING(recvMsg); BINDING(sendMsg)
 BINDING(eventfdCreate); BINDING(eventfdRead); BINDING(eventfdWrite);
 BINDING(mapShared); BINDING(unmapShared); BINDING(preadvMappedAsync); BINDING(pwritevMappedAsync);
 BINDING(memfdCreate);
+/* uring.c */
+BINDING(uringProbe); BINDING(uringCreate); BINDING(uringFd); BINDING(uringNext); BINDING(uringCommit); BINDING(uringClose);
 
 #endif

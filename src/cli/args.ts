@@ -39,6 +39,7 @@ const OPTIONS = {
   'stats-file': { type: 'string' },
   supervise: { type: 'boolean' },
   threads: { type: 'string' },
+  'io-uring': { type: 'string' },
   'host-notify': { type: 'boolean' },
   sandbox: { type: 'string' },
   seccomp: { type: 'string' },
@@ -107,6 +108,10 @@ options:
                             and readlink of known inodes and reads, writes, fsync and flush of
                             open files there; every other request is handed to the thread that
                             runs the filesystem (raw, not --supervise; README "Serving threads")
+  --io-uring auto|on|off    FUSE over io_uring (default auto: when the kernel offers it, which it
+                            does once root wrote Y to /sys/module/fuse/parameters/enable_uring):
+                            each request reaches the serving thread of its caller's CPU, and one
+                            syscall answers it and fetches the next (raw, not --supervise)
   --translate-uid RULE, --translate-gid RULE
                             translate user (group) ids between the client and the host, as
                             virtiofsd's options of the same name; repeatable, RULE is
@@ -205,7 +210,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (pos.length < 3) throw new UsageError(`missing ${pos.length === 1 ? 'SHARED and MOUNTPOINT' : 'MOUNTPOINT'}: handlefs mount SHARED MOUNTPOINT`);
   if (pos.length > 3) throw new UsageError(`unexpected argument '${pos[3]}'`);
   // allowNegative accepts --no-<string option> too; there is nothing to negate there
-  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file', 'threads', 'translate-uid', 'translate-gid', 'sandbox', 'seccomp', 'modcaps', 'xattrmap'] as const) {
+  for (const k of ['fd-budget', 'reopen', 'handle-key-file', 'state-file', 'cache', 'log-level', 'frontend', 'max-write', 'stats-file', 'threads', 'io-uring', 'translate-uid', 'translate-gid', 'sandbox', 'seccomp', 'modcaps', 'xattrmap'] as const) {
     if (typeof v[k] === 'boolean') throw new UsageError(`unknown option '--no-${k}'`);
   }
   const raw: RawOptions = {
@@ -227,6 +232,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
     statsFile: v['stats-file'] as string | undefined,
     supervise: v.supervise,
     threads: v.threads as string | undefined,
+    ioUring: v['io-uring'] as string | undefined,
     translateUid: v['translate-uid'] as string[] | undefined,
     translateGid: v['translate-gid'] as string[] | undefined,
     posixAcl: v['posix-acl'],

@@ -87,5 +87,20 @@ export function preflight(cfg: Config): Preflight {
     if (!fs.existsSync(LAUNCHER)) throw new SetupError(`the sandbox launcher ${LAUNCHER} is missing; build it with scripts/setup (needs libseccomp-dev)`);
     if (cfg.sandbox !== 'none' && !root0) throw new SetupError(`--sandbox ${cfg.sandbox} needs root (${cfg.sandbox === 'namespace' ? 'new namespaces and mounts' : 'chroot'}); use --sandbox none`);
   }
+  if (cfg.ioUring === 'on') checkIoUring();
   return { root, mountpoint: mnt };
+}
+
+/** The kernel's switch for FUSE over io_uring (root only, off by default). */
+export const ENABLE_URING = '/sys/module/fuse/parameters/enable_uring';
+
+/** --io-uring on: the kernel must offer FUSE over io_uring at INIT. */
+function checkIoUring(): void {
+  let v: string;
+  try {
+    v = fs.readFileSync(ENABLE_URING, 'utf8').trim();
+  } catch {
+    throw new SetupError(`--io-uring on: this kernel has no FUSE over io_uring (${ENABLE_URING} is missing: it needs Linux 6.14 or later with CONFIG_FUSE_IO_URING)`);
+  }
+  if (v !== 'Y') throw new SetupError(`--io-uring on: FUSE over io_uring is off in the kernel; as root: echo Y > ${ENABLE_URING}`);
 }

@@ -16,7 +16,7 @@ import { childLogger } from '../log.js';
 import { loadKeys, makeCore, type CoreWiring } from './core.js';
 import { parseCommandLine, USAGE, UsageError, type Command } from './args.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, runServer, say, type Served } from './lifecycle.js';
-import { preflight, sharedDirectory, type Preflight } from './preflight.js';
+import { preflight, SetupError, sharedDirectory, type Preflight } from './preflight.js';
 
 const noop = (): void => {};
 
@@ -100,8 +100,12 @@ interface RawHandler {
   stats: Served['stats'];
   upgrade?(): void;
   release(): Promise<void>;
-  /** --threads: the other serving threads, started once INIT is answered */
+  /** --threads: the other serving threads */
   threads?: ServingThreads | null;
+  /** once INIT is answered: start the other threads and the io_uring queues; the mount is live after */
+  afterInit?: () => Promise<void>;
+  /** requests served by the owner's ring (over io_uring) */
+  ringRequests?: () => number;
 }
 
 /**
@@ -136,12 +140,12 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
       const own = new dev.DevFuseSession(mount.fd, handler.requests, mlog);
       own.start();
       session = own;
-      const threads = handler.threads;
-      if (threads) {
-        threads.ownerRequests = () => own.requests;
-        // the mount is ready once the other threads serve too (loading a thread takes a few
-        // hundred milliseconds of CPU, which a client starting at once would share)
-        const live = own.live.then(() => threads.start()).catch((e: unknown) => {
+      const { threads, afterInit, ringRequests } = handler;
+      if (threads) threads.ownerRequests = () => own.requests + (ringRequests?.() ?? 0);
+      if (afterInit) {
+        // the mount is ready once the other threads and the rings serve too (loading a thread
+        // takes a few hundred milliseconds of CPU, which a client starting at once would share)
+        const live = own.live.then(afterInit).catch((e: unknown) => {
           log.error({ err: e }, 'serving threads failed to start: serving with one thread');
         });
         session = { done: own.done, live };
@@ -165,27 +169,60 @@ type SessionLike = Pick<DevFuseSession, 'done' | 'live'>;
 async function inProcess(
   cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, wiring: CoreWiring, stop: StopServed, notifier: NotifyWriter | null, device: number,
 ): Promise<RawHandler> {
-  const [{ ProtocolServer }, { SharedFileTable }, { ServingThreads }] = await Promise.all([
+  const [{ ProtocolServer }, { SharedFileTable }, dev] = await Promise.all([
     import('../fuse/protocol-server.js'), import('../fs/shared-files.js'), import('../frontends/devfuse/index.js'),
   ]);
+  // --io-uring auto asks for FUSE over io_uring only where this process can make a ring
+  const noRing = cfg.ioUring === 'off' ? 'off' : dev.ringUnavailable();
+  if (cfg.ioUring === 'on' && noRing !== null) throw new SetupError(`--io-uring on: this process cannot make an io_uring (${noRing}; see sysctl kernel.io_uring_disabled)`);
+  const ioUring = cfg.ioUring === 'on' ? 'need' : noRing === null ? 'want' : undefined;
   // fds for the other serving threads: as many open files and inodes as a busy server holds
   const shared = cfg.threads > 1 ? { files: SharedFileTable.create(SHARED_OPEN_FILES), inodes: SharedFileTable.create(SHARED_INODE_FDS) } : null;
   let threads: ServingThreads | null = null;
   const { core, fsys } = await makeCore(cfg, pre.root, keys, log, { ...wiring, sharedFds: shared, settle: shared ? () => threads?.settle() : null });
-  const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
+  const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), ioUring, onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
   if (shared) {
-    threads = new ServingThreads(device, server, cfg.threads, { files: shared.files.buffer, inodes: shared.inodes.buffer }, {
+    threads = new dev.ServingThreads(device, server, cfg.threads, { files: shared.files.buffer, inodes: shared.inodes.buffer }, {
       maxWrite: cfg.maxWrite, attrTimeoutMs: timeoutMs(cfg.cache), readonly: cfg.readonly, translateUid: cfg.translateUid, translateGid: cfg.translateGid,
     }, childLogger('threads', log), (why) => stop(why, true));
   }
+  let ring: InstanceType<typeof dev.RingSession> | null = null;
+  // INIT is answered: the other threads start and register their CPUs' ring queues, then this
+  // thread registers every queue left (the kernel serves nothing over the ring until each queue
+  // has an entry, so a failure here stops the server rather than leave the mount hanging)
+  const afterInit = async (): Promise<void> => {
+    const settings = server.ringSettings();
+    const plan = settings?.ioUring ? { payloadSize: settings.payloadSize, possible: dev.possibleCpus() } : null;
+    const covered = threads ? await threads.start(plan) : new Set<number>();
+    if (plan === null) return;
+    const qids = [...Array(plan.possible).keys()].filter((q) => !covered.has(q));
+    try {
+      if (qids.length > 0) {
+        ring = new dev.RingSession(device, { qids, perQueue: dev.RING_DEPTH, payloadSize: plan.payloadSize }, dev.ringAnswers(server), childLogger('ring', log));
+        ring.start();
+      }
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      log.error({ code }, `cannot register the FUSE ring queues (${code}): stopping`);
+      stop(`io_uring queues not registered (${code})`, true);
+      return;
+    }
+    log.info({ queues: plan.possible, threadQueues: [...covered] }, `serving over io_uring: ${plan.possible} queues, ${covered.size} on their CPU's thread`);
+  };
   return {
     requests: server,
     threads,
-    describe: () => `raw, fd budget ${core.counters().fdBudget}, reopen by ${core.reopenStrategy}${threads ? `, ${cfg.threads} threads` : ''}`,
+    afterInit,
+    ringRequests: () => ring?.requests ?? 0,
+    describe: () => `raw, fd budget ${core.counters().fdBudget}, reopen by ${core.reopenStrategy}${threads ? `, ${cfg.threads} threads` : ''}${server.ringSettings()?.ioUring ? ', io_uring' : ''}`,
     // the notifications the core asked for, and what the kernel made of them
-    stats: { file: cfg.statsFile, counters: () => ({ ...core.counters(), ...notifier?.counters, ...threads?.counters() }) },
+    stats: {
+      file: cfg.statsFile,
+      counters: () => ({ ...core.counters(), ...notifier?.counters, ...threads?.counters(), ioUring: server.ringSettings()?.ioUring ?? false, ringRequests: ring?.requests ?? 0 }),
+    },
     release: async () => {
       await threads?.stop();
+      ring?.close();
       await fsys.destroy();
     },
   };

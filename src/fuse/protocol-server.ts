@@ -34,7 +34,7 @@ import {
 import {
   FUSE_ASYNC_DIO, FUSE_ASYNC_READ, FUSE_ATOMIC_O_TRUNC, FUSE_AUTO_INVAL_DATA, FUSE_BIG_WRITES, FUSE_CACHE_SYMLINKS, FUSE_CREATE_SUPP_GROUP,
   FUSE_DO_READDIRPLUS, FUSE_DONT_MASK, FUSE_EXPORT_SUPPORT, FUSE_FLOCK_LOCKS, FUSE_HANDLE_KILLPRIV_V2, FUSE_INIT_EXT,
-  FUSE_MAX_PAGES, FUSE_NO_EXPORT_SUPPORT, FUSE_PARALLEL_DIROPS, FUSE_PASSTHROUGH, FUSE_POSIX_ACL, FUSE_POSIX_LOCKS,
+  FUSE_MAX_PAGES, FUSE_NO_EXPORT_SUPPORT, FUSE_OVER_IO_URING, FUSE_PARALLEL_DIROPS, FUSE_PASSTHROUGH, FUSE_POSIX_ACL, FUSE_POSIX_LOCKS,
   FUSE_READDIRPLUS_AUTO, FUSE_SECURITY_CTX, FUSE_SETXATTR_EXT, FUSE_SUBMOUNTS, FUSE_WRITEBACK_CACHE, initFlagNames,
 } from './flags.js';
 import { Op, opcodeName, opcodeRow, type Conn, type OpcodeRow, type Session } from './opcodes.js';
@@ -65,6 +65,11 @@ export interface ProtocolOptions {
   securityLabel?: boolean;
   /** FUSE_SUBMOUNTS (--announce-submounts): taken when offered; without it a warning and no submounts. */
   announceSubmounts?: boolean;
+  /**
+   * FUSE_OVER_IO_URING (--io-uring): 'want' takes it when offered, 'need' refuses INIT (EPROTO)
+   * when it is not; the transport then registers its rings once INIT is answered.
+   */
+  ioUring?: 'want' | 'need';
   /** The transport's hook, called (from a setImmediate) after the DESTROY reply has been returned. */
   onDestroy?: () => void;
   /**
@@ -297,6 +302,7 @@ export class ProtocolServer implements Session {
     if (this.opts.posixAcl) want |= FUSE_POSIX_ACL;
     if (this.opts.securityLabel) want |= FUSE_SECURITY_CTX;
     if (this.opts.announceSubmounts) want |= FUSE_SUBMOUNTS;
+    if (this.opts.ioUring) want |= FUSE_OVER_IO_URING;
     return want;
   }
 
@@ -343,6 +349,10 @@ export class ProtocolServer implements Session {
       this.log.error('--security-label: the kernel does not offer FUSE_SECURITY_CTX; refusing INIT');
       return encodeError(r.unique, E.EPROTO);
     }
+    if (this.opts.ioUring === 'need' && !(flags & FUSE_OVER_IO_URING)) {
+      this.log.error('--io-uring on: the kernel does not offer FUSE_OVER_IO_URING (as root: echo Y > /sys/module/fuse/parameters/enable_uring before mounting); refusing INIT');
+      return encodeError(r.unique, E.EPROTO);
+    }
     if (this.opts.announceSubmounts && !(flags & FUSE_SUBMOUNTS)) {
       this.log.warn('--announce-submounts: the client does not support submounts (only virtio-fs does); they are not announced');
     }
@@ -357,6 +367,15 @@ export class ProtocolServer implements Session {
     this.neg = { major: FUSE_KERNEL_VERSION, minor, flags, maxWrite: this.opts.maxWrite, maxReadahead };
     this.log.info({ minor, flags: initFlagNames(flags), maxWrite: this.opts.maxWrite }, `fuse protocol 7.${minor} negotiated`);
     return this.encodeInitOut(r, minor, flags, maxReadahead);
+  }
+
+  /**
+   * After INIT: whether the kernel serves this connection over io_uring, and the payload buffer
+   * each ring entry needs (the kernel's own rule: max(8 KiB, max_write, max_pages pages)).
+   */
+  ringSettings(): { ioUring: boolean; payloadSize: number } | null {
+    if (this.neg === null) return null;
+    return { ioUring: (this.neg.flags & FUSE_OVER_IO_URING) !== 0n, payloadSize: Math.max(8192, this.wire.maxRead) };
   }
 
   /** What INIT settled, for another serving thread's adopt(); null before INIT. */

@@ -57,6 +57,8 @@ export interface RecvMsgResult {
 
 /** A stretch of guest memory for the mapped I/O: [a mapping from mapShared, byte offset in it, length]. */
 export type MappedSeg = [mapping: ArrayBuffer, offset: number, length: number];
+/** A ring of native/src/uring.c (an external). */
+export type RingHandle = { readonly __ring: unique symbol };
 
 export interface NativeAddon {
   // --- open / close / fcntl
@@ -209,6 +211,19 @@ export interface NativeAddon {
   fuseDevClone(devFd: number): number;
   /** sched_setaffinity of the calling thread to one CPU; -1: every CPU again */
   pinThread(cpu: number): void;
+  // --- FUSE over io_uring (native/src/uring.c); every call on a ring from the thread that created it
+  /** make and drop a small io_uring: throws why this process cannot */
+  uringProbe(): void;
+  /** an io_uring with perQueue entries for each FUSE queue in qids, REGISTERed on devFd's connection */
+  uringCreate(devFd: number, qids: number[], perQueue: number, payloadSize: number): RingHandle;
+  /** the ring's fd, readable when a completion waits */
+  uringFd(ring: RingHandle): number;
+  /** one completion: > 0 a request copied into buf (entry * 2^22 + length), 0 none, < 0 -(entry * 4096 + errno) */
+  uringNext(ring: RingHandle, buf: Buffer): number;
+  /** the entry's reply (/dev/fuse layout) committed, and the entry's next request fetched */
+  uringCommit(ring: RingHandle, entry: number, reply: Buffer): void;
+  /** unmap and close, once the connection ended */
+  uringClose(ring: RingHandle): void;
   /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC) -> [a, b] (for fusermount3's _FUSE_COMMFD) */
   socketpairUnix(): [number, number];
   /** recvmsg one fd sent with SCM_RIGHTS (blocks; close-on-exec); ECONNRESET when the peer closed without sending */

@@ -12,7 +12,7 @@ import { decodeStat, decodeStatfs, STAT_LEN, STATFS_LEN, type Stat, type StatFs 
 export * from './constants.js';
 export * from './stat.js';
 export * from './dirent.js';
-export type { FileHandleRaw, FlockRaw, MappedSeg, NativeAddon, RecvMsgResult } from './native.js';
+export type { FileHandleRaw, FlockRaw, MappedSeg, NativeAddon, RecvMsgResult, RingHandle } from './native.js';
 
 /** The addon, loaded once. */
 export const sys: NativeAddon = loadAddon();

@@ -14,8 +14,9 @@ import { Op } from '../../fuse/opcodes.js';
 import { DECLINED, ProtocolServer } from '../../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
+import { RING_DEPTH, RingSession } from './ring.js';
 import { DevFuseSession, type RequestHandler } from './session.js';
-import { THREAD_STATS, type ThreadData } from './threads.js';
+import { THREAD_STATS, type ReplyBack, type RingHandOver, type ThreadData, type ThreadReady } from './threads.js';
 
 const d = workerData as ThreadData;
 const log = makeLogger(d.logLevel as LevelWithSilent, { thread: d.index });
@@ -59,7 +60,7 @@ const handler: RequestHandler = {
     if (active) Atomics.store(gate, busy, 1);
     else release();
   },
-  async handle(req: Buffer): Promise<Buffer | null> {
+  async handle(req: Buffer, entry?: number): Promise<Buffer | null> {
     const reply = await server.handle(req);
     stats[row] = ++requests;
     stats[row + 1] = counters.served;
@@ -71,14 +72,33 @@ const handler: RequestHandler = {
     stats[row + 2] = ++handedOver;
     const copy = new ArrayBuffer(req.length);
     new Uint8Array(copy).set(req);
-    port.postMessage(copy, [copy]);
+    // from the ring: the owner posts the reply back, and it is committed here (ReplyBack)
+    if (entry !== undefined) port.postMessage({ entry, req: copy } satisfies RingHandOver, [copy]);
+    else port.postMessage(copy, [copy]);
     release();
     return null;
   },
 };
 const session = new DevFuseSession(d.fd, handler, childLogger('devfuse', log));
 session.start();
-parentPort!.postMessage('ready');
+// Over io_uring the kernel sends this thread the requests of callers on its CPU; the clone above
+// still brings what the kernel keeps on /dev/fuse (FORGET, INTERRUPT), or everything should the
+// kernel refuse a ring entry and fall back.
+let ring: RingSession | null = null;
+if (d.ring !== null && d.cpu >= 0 && d.cpu < d.ring.possible) {
+  try {
+    ring = new RingSession(d.fd, { qids: [d.cpu], perQueue: RING_DEPTH, payloadSize: d.ring.payloadSize }, handler, childLogger('ring', log));
+    ring.start();
+    const r = ring;
+    port.on('message', (m: ReplyBack) => r.commit(m.entry, Buffer.from(m.reply)));
+  } catch (e) {
+    // the owner registers this queue instead
+    log.warn({ code: (e as { code?: string }).code, cpu: d.cpu }, 'cannot register a FUSE ring on this thread; the owner serves its queue');
+    ring = null;
+  }
+}
+parentPort!.postMessage({ ready: true, qids: ring ? ring.plan.qids : [] } satisfies ThreadReady);
 await session.done;
-// the connection ended: nothing more to read here
+// the connection ended: the ring's entries end with it (give them a moment to come back)
+if (ring) await Promise.race([ring.done, new Promise((r) => setTimeout(r, 1000))]);
 process.exit(0);

@@ -17,6 +17,8 @@ import { cpus } from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { NegotiatedState } from '../../fuse/protocol-server.js';
+import { E } from '../../errors.js';
+import { encodeError } from '../../fuse/codec.js';
 import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import type { RequestHandler } from './session.js';
@@ -40,8 +42,10 @@ export interface ThreadData {
   stats: SharedArrayBuffer;
   /** [busy, done] Int32 per thread (ServingThreads.settle) */
   gate: SharedArrayBuffer;
-  /** where it hands requests to the owner */
+  /** where it hands requests to the owner (and, over io_uring, gets their replies back) */
   port: MessagePort;
+  /** over io_uring: the thread registers RING_DEPTH entries of its CPU's queue with this payload size */
+  ring: { payloadSize: number; possible: number } | null;
   logLevel: string;
 }
 
@@ -71,6 +75,22 @@ interface Served {
   /** the owner's end of the thread's hand-over channel */
   port: MessagePort;
   ended: Promise<void>;
+}
+
+/** What a thread says once it serves: the ring queues it registered (over io_uring). */
+export interface ThreadReady {
+  ready: true;
+  qids: number[];
+}
+
+/** A request a thread read from its ring and hands over: the owner posts the reply back (ReplyBack). */
+export interface RingHandOver {
+  entry: number;
+  req: ArrayBuffer;
+}
+export interface ReplyBack {
+  entry: number;
+  reply: ArrayBuffer;
 }
 
 /** How long the owner keeps looking for hand-overs after answering one (stayAwake). */
@@ -125,9 +145,12 @@ export class ServingThreads {
 
   /**
    * Start the other count - 1 threads, once INIT is answered. A thread that cannot be started is
-   * logged and left out: the owner serves everything it would have.
+   * logged and left out: the owner serves everything it would have. Over io_uring (ring), each
+   * thread registers its CPU's queue; the answer is the queues the threads registered, and the
+   * owner must register every other one (the kernel serves nothing until each queue has an entry).
    */
-  async start(): Promise<void> {
+  async start(ring: { payloadSize: number; possible: number } | null = null): Promise<Set<number>> {
+    const covered = new Set<number>();
     const negotiated = this.owner.negotiatedState();
     if (negotiated === null) throw new Error('serving threads start after INIT');
     const allowed = allowedCpus();
@@ -143,7 +166,7 @@ export class ServingThreads {
       const { port1, port2 } = new MessageChannel();
       const data: ThreadData = {
         index: i, fd, cpu: allowed[i % allowed.length]!, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
-        gate: this.gate.buffer as SharedArrayBuffer, port: port2, logLevel: this.log.level,
+        gate: this.gate.buffer as SharedArrayBuffer, port: port2, logLevel: this.log.level, ring,
       };
       const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
       let ready!: () => void;
@@ -160,11 +183,14 @@ export class ServingThreads {
         this.log.error({ err: e, thread: i }, `serving thread ${i} failed (bug)`);
         this.onFatal(`serving thread ${i} failed: ${e.message}`);
       });
-      worker.on('message', (m: unknown) => {
-        if (m === 'ready') ready();
+      worker.on('message', (m: ThreadReady) => {
+        if (m?.ready !== true) return;
+        for (const q of m.qids) covered.add(q);
+        ready();
       });
-      port1.on('message', (m: unknown) => {
+      port1.on('message', (m: ArrayBuffer | RingHandOver) => {
         if (m instanceof ArrayBuffer) this.handOver(Buffer.from(m), fd);
+        else this.handOver(Buffer.from(m.req), fd, m.entry, port1);
       });
       this.threads.push({ worker, fd, port: port1, ended });
     }
@@ -173,11 +199,27 @@ export class ServingThreads {
     await Promise.race([Promise.all(started), new Promise<void>((r) => (late = setTimeout(r, START_MS)))]);
     clearTimeout(late);
     this.log.info({ threads: 1 + this.threads.length }, `serving with ${1 + this.threads.length} threads`);
+    return covered;
   }
 
-  /** A request another thread read and did not serve: answered here, on that thread's clone. */
-  private handOver(req: Buffer, fd: number): void {
+  /**
+   * A request another thread read and did not serve: answered here, on that thread's clone; or,
+   * when it came from the thread's ring (entry), posted back for the thread to commit (a ring's
+   * commands are that thread's to submit).
+   */
+  private handOver(req: Buffer, fd: number, entry?: number, back?: MessagePort): void {
     this.owner.handle(req).then((reply) => {
+      if (entry !== undefined) {
+        // no reply (a malformed request): the entry still needs an answer
+        const out = reply ?? (req.length >= 16 ? encodeError(req.readBigUInt64LE(8), E.EIO) : null);
+        if (out === null) return;
+        const copy = new ArrayBuffer(out.length);
+        new Uint8Array(copy).set(out);
+        back!.postMessage({ entry, reply: copy } satisfies ReplyBack, [copy]);
+        if (reply) this.owner.recycle?.(reply);
+        this.stayAwake();
+        return;
+      }
       if (reply === null) return;
       try {
         sys.pwrite(fd, reply, 0, reply.length, -1);
@@ -241,7 +283,9 @@ export class ServingThreads {
   private takeHandedOver(): void {
     for (const t of this.threads) {
       for (let m = receiveMessageOnPort(t.port); m !== undefined; m = receiveMessageOnPort(t.port)) {
-        if (m.message instanceof ArrayBuffer) this.handOver(Buffer.from(m.message), t.fd);
+        const h = m.message as ArrayBuffer | RingHandOver;
+        if (h instanceof ArrayBuffer) this.handOver(Buffer.from(h), t.fd);
+        else this.handOver(Buffer.from(h.req), t.fd, h.entry, t.port);
       }
     }
   }

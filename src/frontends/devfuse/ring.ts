@@ -1,0 +1,202 @@
+/**
+ * FUSE over io_uring (--io-uring): the kernel hands each request to a ring entry of the queue of the
+ * CPU its caller runs on, and the reply goes back with the command that fetches that entry's next
+ * request (native/src/uring.c). A RingSession serves one thread's ring: requests in /dev/fuse's
+ * layout to a RequestHandler, replies committed to the entry they came from. INIT, FORGET,
+ * INTERRUPT and notifications stay on /dev/fuse (the kernel's rule), so the device session keeps
+ * reading beside the rings.
+ *
+ * Why: with a thread bound to each CPU serving that CPU's queue, a request is read, served and
+ * answered on the caller's CPU, with no wake-up of a thread elsewhere (tools/channels/README.md:
+ * 14-16 us per stat round trip pair against 77-90 us when the single serving thread runs on the
+ * other CPU, on this VM).
+ */
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { E } from '../../errors.js';
+import { encodeError } from '../../fuse/codec.js';
+import { SlabPool } from '../../fuse/slab-pool.js';
+import { LogOnce } from '../../log.js';
+import { sys, type RingHandle } from '../../sys/syscalls.js';
+import type { RequestHandler } from './session.js';
+
+/** Ring entries per queue and thread: how many requests from one CPU one thread serves at once. */
+export const RING_DEPTH = 8;
+
+/** What a thread needs to register its part of the rings. */
+export interface RingPlan {
+  /** the FUSE queues (CPU numbers) this thread registers entries for */
+  qids: number[];
+  perQueue: number;
+  /** bytes of each entry's payload buffer (ProtocolServer.ringSettings) */
+  payloadSize: number;
+}
+
+/** What the rings' RequestHandler is also told: the entry a request came from (a hand-over answers it later). */
+export interface RingRequests extends RequestHandler {
+  /** a reply, or null when the handler keeps the entry and answers it later with RingSession.commit */
+  handle(req: Buffer, entry?: number): Promise<Buffer | null>;
+}
+
+const ENTRY_SHIFT = 2 ** 22;
+const ENOTCONN = 107;
+const ECANCELED = 125;
+/** Requests above this size (WRITE payloads) are served from a slab, as on the device. */
+const LARGE_REQUEST = 64 * 1024;
+
+/**
+ * The FUSE queues of this machine: one per possible CPU (/sys/devices/system/cpu/possible), not
+ * per online one; every queue needs an entry before the kernel serves anything over the ring.
+ */
+export function possibleCpus(): number {
+  try {
+    const text = readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim();
+    let top = -1;
+    for (const part of text.split(',')) {
+      const last = Number(part.split('-').pop());
+      if (Number.isInteger(last) && last > top) top = last;
+    }
+    if (top >= 0 && top < 65536) return top + 1;
+  } catch {
+    /* no sysfs */
+  }
+  return 1;
+}
+
+/** Whether this process can make an io_uring at all (kernel.io_uring_disabled, seccomp, an old kernel): null, or why not. */
+export function ringUnavailable(): string | null {
+  try {
+    sys.uringProbe();
+    return null;
+  } catch (e) {
+    return (e as { code?: string }).code ?? 'EIO';
+  }
+}
+
+/**
+ * The thread that runs the filesystem serves its ring entries with its protocol server as is: a
+ * request without a reply cannot come over the ring (FORGET and INTERRUPT stay on /dev/fuse), and
+ * should one (a malformed request) it is answered EIO, since an entry left unanswered holds its
+ * caller forever.
+ */
+export function ringAnswers(server: RequestHandler): RingRequests {
+  return {
+    bufferSize: () => server.bufferSize(),
+    reuseReplies: () => server.reuseReplies?.(),
+    recycle: (reply) => server.recycle?.(reply),
+    handle: async (req) => (await server.handle(req)) ?? encodeError(req.length >= 16 ? req.readBigUInt64LE(8) : 0n, E.EIO),
+  };
+}
+
+export class RingSession {
+  private readonly once: LogOnce;
+  private reader: unknown = null;
+  private live: number;
+  private closed = false;
+  private resolveDone!: () => void;
+  private readonly ring: RingHandle;
+  requests = 0;
+  /** Resolves when every entry has ended (the connection ended) or the session was closed. */
+  readonly done: Promise<void>;
+
+  constructor(
+    device: number,
+    readonly plan: RingPlan,
+    private readonly handler: RingRequests,
+    private readonly log: Logger,
+  ) {
+    this.once = new LogOnce(log);
+    this.done = new Promise((r) => (this.resolveDone = r));
+    this.live = plan.qids.length * plan.perQueue;
+    // registers every entry now: the caller has answered INIT (the kernel refuses REGISTER before)
+    this.ring = sys.uringCreate(device, plan.qids, plan.perQueue, plan.payloadSize);
+  }
+
+  start(): void {
+    const size = Math.max(this.handler.bufferSize(), 40 + 128 + this.plan.payloadSize);
+    const slabs = new SlabPool(size);
+    let buf = slabs.take();
+    const gate = this.handler.reading?.bind(this.handler);
+    this.handler.reuseReplies?.();
+    this.reader = sys.pollStart(sys.uringFd(this.ring), () => {
+      for (let i = 0; i < 64 && this.reader !== null; i++) {
+        gate?.(true);
+        const v = sys.uringNext(this.ring, buf);
+        if (v <= 0) gate?.(false);
+        if (v === 0) return;
+        if (v < 0) {
+          this.entryEnded(Math.floor(-v / 4096), -v % 4096);
+          continue;
+        }
+        const entry = Math.floor(v / ENTRY_SHIFT);
+        const n = v % ENTRY_SHIFT;
+        let req: Buffer;
+        let give: (() => void) | undefined;
+        if (n > LARGE_REQUEST) {
+          const held = buf;
+          buf = slabs.take();
+          req = held.subarray(0, n);
+          give = () => slabs.give(held);
+        } else {
+          req = Buffer.allocUnsafe(n);
+          buf.copy(req, 0, 0, n);
+        }
+        this.dispatch(entry, req, give);
+      }
+    });
+  }
+
+  private dispatch(entry: number, req: Buffer, give?: () => void): void {
+    this.requests++;
+    this.handler.handle(req, entry).then((reply) => {
+      give?.();
+      // null: the handler answers later (a hand-over)
+      if (reply !== null) this.commit(entry, reply);
+    }, (e: unknown) => {
+      give?.();
+      this.once.error('handle-rejected', { err: e }, 'protocol server rejected a request (bug)');
+      // an entry left unanswered would hold its request (and the caller) forever
+      if (req.length >= 16) this.commit(entry, encodeError(req.readBigUInt64LE(8), E.EIO));
+    });
+  }
+
+  /** The entry's reply: committed, and the entry fetches its next request. */
+  commit(entry: number, reply: Buffer): void {
+    if (this.reader !== null) {
+      try {
+        sys.uringCommit(this.ring, entry, reply);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        // the connection ended under us: the entries complete with ENOTCONN
+        if (code !== 'ENOTCONN' && code !== 'ECONNABORTED') {
+          this.once.error(`commit-${code}`, { code, len: reply.length }, `committing a reply to the FUSE ring failed (${code})`);
+        }
+      }
+    }
+    this.handler.recycle?.(reply);
+  }
+
+  private entryEnded(entry: number, errno: number): void {
+    // ENOTCONN: unmounted or aborted; ECANCELED: the ring is going away. Anything else is a
+    // REGISTER the kernel refused, after which it serves the connection over /dev/fuse.
+    if (errno !== ENOTCONN && errno !== ECANCELED) {
+      this.once.error(`entry-${errno}`, { errno, entry, qids: this.plan.qids }, `the kernel refused a FUSE ring entry (errno ${errno}): requests go through /dev/fuse`);
+    }
+    if (--this.live === 0) this.close();
+  }
+
+  /** Stop reading and release the ring (after the connection ended: see uringClose). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.reader !== null) sys.pollStop(this.reader);
+    this.reader = null;
+    try {
+      sys.uringClose(this.ring);
+    } catch {
+      /* closed */
+    }
+    this.log.debug({ qids: this.plan.qids }, 'FUSE ring closed');
+    this.resolveDone();
+  }
+}
