@@ -51,12 +51,27 @@ export default defineConfig({
         },
       },
       {
+        // The mounted suite again over FUSE over io_uring, with two serving threads
+        // (HANDLEFS_TEST_IO_URING: test/helpers/mount.ts turns the kernel's switch on around each
+        // server's start and puts it back), after the threads' run.
+        extends: true,
+        test: {
+          name: 'mount-uring',
+          include: ['test/mount/**/*.test.ts', 'test/security/**/*.test.ts', 'test/stress/**/*.test.ts'],
+          exclude: ['test/mount/sandbox.test.ts', 'test/mount/sandbox-chroot.test.ts', 'test/mount/dev-clone.test.ts'],
+          env: { HANDLEFS_TEST_THREADS: '2', HANDLEFS_TEST_IO_URING: 'on' },
+          fileParallelism: false,
+          testTimeout: 120_000,
+          sequence: { groupOrder: 3 },
+        },
+      },
+      {
         extends: true,
         // a QEMU guest per file (root, qemu, a cloud kernel; scripts/setup installs them); after
         // the mounted suites: a TCG guest takes both cores
         test: {
           name: 'guest', include: ['test/guest/**/*.test.ts'], fileParallelism: false, testTimeout: 300_000, hookTimeout: 300_000,
-          sequence: { groupOrder: 3 },
+          sequence: { groupOrder: 4 },
         },
       },
     ],

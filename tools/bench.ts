@@ -87,6 +87,37 @@ interface Target {
   unavailable?: () => string | null;
   /** a server with several serving threads: each workload records how the requests spread over them (its --stats-file) */
   threadStats?: boolean;
+  /** FUSE over io_uring: the kernel's switch is turned on for its start (INIT) and put back */
+  ring?: boolean;
+}
+
+/** The kernel's switch for FUSE over io_uring (root, off by default). */
+const ENABLE_URING = '/sys/module/fuse/parameters/enable_uring';
+const uringUnavailable = (): string | null => {
+  try {
+    fs.accessSync(ENABLE_URING, fs.constants.W_OK);
+    return null;
+  } catch {
+    return `${ENABLE_URING} is missing or not writable (Linux 6.14+ with FUSE over io_uring, as root)`;
+  }
+};
+/** enable_uring as found at start, put back after each ring target's start and on every exit */
+const uringBefore: 'Y' | 'N' | null = (() => {
+  try {
+    const v = fs.readFileSync(ENABLE_URING, 'utf8').trim();
+    return v === 'Y' || v === 'N' ? v : null;
+  } catch {
+    return null;
+  }
+})();
+process.on('exit', () => setUring(uringBefore));
+function setUring(v: 'Y' | 'N' | null): void {
+  if (v === null) return;
+  try {
+    fs.writeFileSync(ENABLE_URING, v);
+  } catch {
+    /* no such switch */
+  }
 }
 
 const handlefs = (frontend: string, extra: string[] = []): Start => (shared, mnt) => [
@@ -138,6 +169,12 @@ const TARGETS: Target[] = [
   { id: 'handlefs-threads', label: 'handlefs raw --threads auto', ready: 'fd', threadStats: true,
     cache: 'as handlefs raw, with a serving thread per CPU (--threads auto): the others read clones of the connection, each bound to its CPU, serve open files\' reads, writes, fsync and flush, and hand every other request to the thread that runs the filesystem',
     start: (s, m) => handlefs('raw', ['--threads', 'auto', '--stats-file', threadStatsFile(m)])(s, m) },
+  { id: 'handlefs-uring', label: 'handlefs raw --io-uring on', ready: 'fd', ring: true, unavailable: uringUnavailable,
+    cache: 'as handlefs raw (one serving thread), over FUSE over io_uring: every CPU\'s queue is that thread\'s ring; one io_uring_enter answers a request and fetches the next',
+    start: (s, m) => handlefs('raw', ['--io-uring', 'on', '--stats-file', threadStatsFile(m)])(s, m) },
+  { id: 'handlefs-threads-uring', label: 'handlefs raw --threads auto --io-uring on', ready: 'fd', ring: true, threadStats: true, unavailable: uringUnavailable,
+    cache: 'as handlefs --threads auto, over FUSE over io_uring: each CPU\'s queue is served by the thread bound to that CPU (the owner takes the rest), so a request is read on its caller\'s CPU; requests the thread hands over are answered back through its ring',
+    start: (s, m) => handlefs('raw', ['--threads', 'auto', '--io-uring', 'on', '--stats-file', threadStatsFile(m)])(s, m) },
   { id: 'handlefs-fuse-native', label: 'handlefs fuse-native', ready: 'fd', unavailable: fuseNativeUnavailable,
     cache: '--cache auto via the libfuse2 high-level API (attr_timeout=entry_timeout=1)', start: handlefs('fuse-native') },
 ];
@@ -228,11 +265,21 @@ interface Live {
 const live = new Map<number, Live>();
 
 async function startServer(target: Target, shared: string, mnt: string, extra: string[] = []): Promise<ChildProcess> {
+  try {
+    return await spawnServer(target, shared, mnt, extra);
+  } finally {
+    if (target.ring) setUring(uringBefore);
+  }
+}
+
+async function spawnServer(target: Target, shared: string, mnt: string, extra: string[]): Promise<ChildProcess> {
   const [cmd, argv] = target.start!(shared, mnt);
   const log = fs.openSync(path.join(WORK, 'logs', `${target.id}.log`), 'a');
   const env = { ...process.env };
   const stdio: StdioOptions = ['ignore', log, log];
   if (target.ready === 'fd') { env.HANDLEFS_READY_FD = '3'; stdio.push('pipe'); }
+  // the kernel offers io_uring at INIT only while its switch is on; every other target runs with it as found
+  if (target.ring) setUring('Y');
   const child = spawn(cmd, [...argv, ...extra], { stdio, env });
   fs.closeSync(log);
   const exited = new Promise((res) => child.once('exit', (code, sig) => res({ code, sig })));
@@ -252,6 +299,7 @@ async function startServer(target: Target, shared: string, mnt: string, extra: s
     if (target.ready === 'mountinfo' && isMounted(mnt)) ready = true;
     else await sleep(20);
   }
+  if (target.ring) setUring(uringBefore);
   return child;
 }
 
@@ -729,6 +777,21 @@ function checks(doc: Doc): Check[] {
       const sp = speed(ht[w.id], hr?.[w.id]);
       const min = w.id === 'rand_read_4k_4jobs' ? 1.5 : 1.0;
       out.push({ id: `${w.id}:threads>=${min}xraw`, pass: sp == null ? null : sp >= min, value: sp, text: `handlefs --threads auto ≥ ${min.toFixed(1)}× handlefs raw (one thread): ${w.label}: ${fmt(sp)}×` });
+    }
+  }
+  // FUSE over io_uring: what it buys over /dev/fuse, with one thread and with a thread per CPU,
+  // and the threaded ring against passthrough_ll's thread pool on metadata
+  for (const [ring, dev, label] of [['handlefs-uring', 'handlefs-raw', 'one thread'], ['handlefs-threads-uring', 'handlefs-threads', '--threads auto']] as const) {
+    if (!r[ring]) continue;
+    for (const w of wl) {
+      const sp = speed(r[ring][w.id], r[dev]?.[w.id]);
+      out.push({ id: `${w.id}:${ring}>=1.0x${dev}`, pass: sp == null ? null : sp >= 1, value: sp, text: `io_uring ≥ 1.0× /dev/fuse (${label}): ${w.label}: ${fmt(sp)}×` });
+    }
+  }
+  if (r['handlefs-threads-uring']) {
+    for (const w of wl.filter((x) => x.group === 'metadata')) {
+      const sp = speed(r['handlefs-threads-uring'][w.id], r.passthrough_ll?.[w.id]);
+      out.push({ id: `${w.id}:threads-uring>=1.0xpassthrough_ll`, pass: sp == null ? null : sp >= 1, value: sp, text: `handlefs --threads auto --io-uring on ≥ 1.0× passthrough_ll (thread pool): ${w.label}: ${fmt(sp)}×` });
     }
   }
   if (doc.sweep) {

@@ -16,6 +16,7 @@ import * as fs from 'node:fs';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { killPid, run, waitExit, type RunResult } from './child.js';
 import { forceUnmount, mountAt, mountDirs } from './mounts.js';
+import { uringParam, withUringParam } from './uring.js';
 import { READY_ENV, waitReady } from '../../tools/lib/ready.js';
 import { CLI, REPO } from '../../tools/lib/repo.js';
 
@@ -59,17 +60,26 @@ export interface MountContext {
  * fuse-native, not --passthrough) as `--supervise --sandbox namespace --seccomp <that>`
  * (HANDLEFS_TEST_SANDBOX_MODE=chroot: `--sandbox chroot`): the
  * mounted suite then tests the sandboxed worker. HANDLEFS_TEST_THREADS=N adds `--threads N` to every
- * raw mount that is not supervised: the mounted suite then tests several serving threads. HANDLEFS_TEST_WRAP="cmd args" runs every server under cmd (e.g.
+ * raw mount that is not supervised: the mounted suite then tests several serving threads; with
+ * HANDLEFS_TEST_IO_URING=on as well, those servers also get `--io-uring on`, and the kernel's
+ * switch is turned on around each start (test/helpers/uring.ts). HANDLEFS_TEST_WRAP="cmd args" runs every server under cmd (e.g.
  * strace, for scripts/seccomp-measure).
  */
 function environmentArgs(args: readonly string[]): string[] {
   const seccomp = process.env.HANDLEFS_TEST_SANDBOX;
   const threads = process.env.HANDLEFS_TEST_THREADS;
   const fuseNative = args.some((a, i) => a === '--frontend=fuse-native' || (a === '--frontend' && args[i + 1] === 'fuse-native'));
-  if (!seccomp) return threads && !fuseNative && !args.includes('--supervise') && !args.includes('--threads') ? ['--threads', threads] : [];
+  if (!seccomp) {
+    if (!threads || fuseNative || args.includes('--supervise') || args.includes('--threads')) return [];
+    const ring = testRing && !args.some((a) => a.startsWith('--io-uring')) ? ['--io-uring', 'on'] : [];
+    return ['--threads', threads, ...ring];
+  }
   if (fuseNative || args.includes('--passthrough') || args.includes('--threads')) return [];
   return ['--supervise', '--sandbox', process.env.HANDLEFS_TEST_SANDBOX_MODE ?? 'namespace', '--seccomp', seccomp];
 }
+/** HANDLEFS_TEST_IO_URING=on, where this kernel has FUSE over io_uring (else the threads alone are tested). */
+const testRing = process.env.HANDLEFS_TEST_IO_URING === 'on' && uringParam() !== null;
+
 /**
  * Under HANDLEFS_TEST_SANDBOX every server this helper starts is supervised and sandboxed, so a
  * test of what only an unsupervised server does (SIGHUP ignored, --host-notify, which writes to
@@ -139,12 +149,13 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
   };
 
   let args = opts.args ?? [];
-  const launch = async (): Promise<ChildProcess> => {
-    const argv = [...environmentWrap(), ...(opts.wrap ?? []), process.execPath, CLI, 'mount', orig, mnt,
-      ...args.map((a) => a.replaceAll('{dir}', dir)), ...environmentArgs(args)];
+  const argv = (): string[] => [...environmentWrap(), ...(opts.wrap ?? []), process.execPath, CLI, 'mount', orig, mnt,
+    ...args.map((a) => a.replaceAll('{dir}', dir)), ...environmentArgs(args)];
+  const start = async (): Promise<ChildProcess> => {
+    const cmd = argv();
     status = null;
     log = '';
-    const c = spawn(argv[0]!, argv.slice(1), {
+    const c = spawn(cmd[0]!, cmd.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
       env: { ...process.env, ...opts.env, ...READY_ENV },
     });
@@ -155,6 +166,10 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
     await waitReady(c, opts.readyTimeoutMs ?? 15_000, () => log);
     return c;
   };
+  // the kernel offers io_uring at INIT only while its switch is on: on for the start, then put
+  // back (only for the --io-uring this helper added: a test that passes its own sets the switch itself)
+  const launch = async (): Promise<ChildProcess> =>
+    environmentArgs(args).includes('--io-uring') ? withUringParam('Y', start) : start();
 
   try {
     await opts.setup?.(orig);

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { run, runClient } from '../helpers/child.js';
 import { mountSkipReason, withMount } from '../helpers/mount.js';
 import { mountAt, mounts } from '../helpers/mounts.js';
+import { uringParam } from '../helpers/uring.js';
 
 const skip = mountSkipReason();
 
@@ -99,8 +100,9 @@ describe.skipIf(skip !== null)(`devfuse smoke${skip ? ` (skipped: ${skip})` : ''
       // run again as a sandboxed worker by ./sandbox-suite.test.ts, and with serving threads
       // (HANDLEFS_TEST_THREADS), both of which the mounted line names
       const threads = process.env.HANDLEFS_TEST_THREADS;
+      const ring = threads && process.env.HANDLEFS_TEST_IO_URING === 'on' && uringParam() !== null ? ', io_uring' : '';
       const what = process.env.HANDLEFS_TEST_SANDBOX ? /\(raw, supervised, worker pid \d+\)/
-        : new RegExp(`\\(raw, fd budget \\d+, reopen by (handle|path)${threads ? `, ${threads} threads` : ''}\\)`);
+        : new RegExp(`\\(raw, fd budget \\d+, reopen by (handle|path)${threads ? `, ${threads} threads` : ''}${ring}\\)`);
       expect(t.serverLog()).toMatch(new RegExp(`mounted .* on .* ${what.source}`));
       expect(t.serverLog()).toMatch(/received SIGTERM: unmounting/);
     });

@@ -1,0 +1,148 @@
+// FUSE over io_uring (--io-uring): the kernel's switch (enable_uring) is turned on around a
+// server's start and put back, also on failure (test/helpers/uring.ts). Client processes pinned
+// to each CPU create, write, rename, link and unlink through the mount; their requests reach the
+// ring queue of their CPU, served by the thread bound there (metadata handed to the owner and
+// answered back through that thread's ring). The host tree must be what the clients made, and the
+// stats must show that the rings, not /dev/fuse, carried the requests.
+import { describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { run } from '../helpers/child.js';
+import { mountSkipReason, runCli, startMount, withMount } from '../helpers/mount.js';
+import { mountAt, mountDirs } from '../helpers/mounts.js';
+import { uringParam, uringSkipReason, withUringParam } from '../helpers/uring.js';
+
+const skip = mountSkipReason() ?? uringSkipReason();
+const cpus = availableParallelism();
+
+// Makes dir/c<cpu>/: files written and read back, half renamed, a hard link each fourth, every
+// third unlinked, then lists it. Prints the sorted listing with sizes.
+const CLIENT = String.raw`
+import os, sys
+root, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+d = os.path.join(root, 'c' + tag)
+os.mkdir(d)
+for i in range(n):
+    p = os.path.join(d, 'f%d' % i)
+    data = (b'%s-%d-' % (tag.encode(), i)) * (i + 1)
+    with open(p, 'wb') as f: f.write(data)
+    with open(p, 'rb') as f:
+        if f.read() != data: print('read back of %s differs' % p); sys.exit(1)
+    if i % 2 == 0: os.rename(p, p + '.r'); p = p + '.r'
+    if i % 4 == 0: os.link(p, p + '.l')
+    if i % 3 == 0: os.unlink(p)
+    os.stat(d)
+out = []
+for name in sorted(os.listdir(d)):
+    out.append('%s %d' % (name, os.stat(os.path.join(d, name)).st_size))
+print('\n'.join(out))
+`;
+
+interface RingStats {
+  ioUring: boolean;
+  ringRequests: number;
+  threads: number;
+  perThread: { requests: number; served: number; handedOver: number }[];
+  openHandles: number;
+}
+
+async function readStats(dir: string): Promise<RingStats> {
+  await sleep(1200);
+  return JSON.parse(fs.readFileSync(join(dir, 'stats.json'), 'utf8')) as RingStats;
+}
+
+function hostListing(dir: string): string {
+  return fs.readdirSync(dir).sort().map((name) => `${name} ${fs.statSync(join(dir, name)).size}`).join('\n');
+}
+
+describe.skipIf(skip !== null)(`FUSE over io_uring${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('--io-uring on --threads 2: clients on each CPU are served over the rings; the host tree is what they made', { timeout: 120_000 }, async () => {
+    const before = uringParam();
+    const t = await withUringParam('Y', () => startMount({
+      args: ['--io-uring', 'on', '--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
+    }));
+    try {
+      // the switch is back as it was; the connection keeps its rings
+      expect(uringParam()).toBe(before);
+      expect(t.serverLog()).toMatch(/mounted .* \(raw, fd budget \d+, reopen by \w+, 2 threads, io_uring\)/);
+      const on = Array.from({ length: Math.min(cpus, 2) }, (_, cpu) => cpu);
+      const clients = on.map((cpu) =>
+        run('taskset', ['-c', String(cpu), 'python3', '-c', CLIENT, t.mnt, String(cpu), '60'], { timeoutMs: 60_000 }));
+      const results = await Promise.all(clients);
+      for (const [i, r] of results.entries()) {
+        expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
+        expect(r.stdout.trim(), `client on CPU ${i}`).toBe(hostListing(join(t.orig, `c${i}`)));
+        expect(r.stdout.trim().split('\n').length).toBeGreaterThan(30);
+      }
+      const stats = await readStats(t.dir);
+      console.log(`ring requests ${stats.ringRequests}; per thread ${JSON.stringify(stats.perThread)}`);
+      expect(stats.ioUring).toBe(true);
+      expect(stats.threads).toBe(2);
+      // the owner's ring served the client on CPU 0
+      expect(stats.ringRequests).toBeGreaterThan(300);
+      if (on.length === 2) {
+        // CPU 1's queue is the other thread's: it served the reads and writes, handed the rest over
+        expect(stats.perThread[1]!.served).toBeGreaterThan(30);
+        expect(stats.perThread[1]!.handedOver).toBeGreaterThan(300);
+      }
+      expect(stats.openHandles).toBe(0);
+    } finally {
+      await t.cleanup();
+    }
+    expect(t.exited()).toEqual({ code: 0, signal: null });
+  });
+
+  it('--io-uring on with one thread: every queue is the owner\'s; a file written and renamed reads back', { timeout: 60_000 }, async () => {
+    const t = await withUringParam('Y', () => startMount({ args: ['--io-uring', 'on', '--threads', '1', '--stats-file', '{dir}/stats.json'] }));
+    try {
+      const r = await run('python3', ['-c', CLIENT, t.mnt, 'x', '20'], { timeoutMs: 30_000 });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout.trim()).toBe(hostListing(join(t.orig, 'cx')));
+      const stats = await readStats(t.dir);
+      expect(stats.ioUring).toBe(true);
+      expect(stats.ringRequests).toBeGreaterThan(50);
+    } finally {
+      await t.cleanup();
+    }
+    expect(t.exited()).toEqual({ code: 0, signal: null });
+  });
+
+  it('--io-uring auto with the switch off serves over /dev/fuse', { timeout: 60_000 }, async () => {
+    await withUringParam('N', () => withMount({ args: ['--io-uring', 'auto', '--threads', '2', '--stats-file', '{dir}/stats.json'] }, async (t) => {
+      expect(t.serverLog()).not.toMatch(/io_uring/);
+      const r = await run('python3', ['-c', CLIENT, t.mnt, 'y', '20'], { timeoutMs: 30_000 });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout.trim()).toBe(hostListing(join(t.orig, 'cy')));
+      const stats = await readStats(t.dir);
+      expect(stats.ioUring).toBe(false);
+      expect(stats.ringRequests).toBe(0);
+    }));
+  });
+
+  it('--io-uring on with the switch off: one line saying how to turn it on, exit 1, nothing mounted', async () => {
+    const { dir, orig, mnt } = mountDirs('handlefs-uring-');
+    try {
+      const r = await withUringParam('N', () => runCli(['mount', orig, mnt, '--io-uring', 'on']));
+      expect(r.status, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/--io-uring on: FUSE over io_uring is off in the kernel; as root: echo Y > \/sys\/module\/fuse\/parameters\/enable_uring/);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(mountAt(mnt)).toBeNull();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--io-uring with --supervise or fuse-native, or an unknown mode, is a usage error', async () => {
+    for (const [extra, msg] of [
+      [['--io-uring', 'on', '--supervise'], /--io-uring on needs --frontend raw without --supervise/],
+      [['--io-uring', 'on', '--frontend', 'fuse-native'], /--io-uring on needs --frontend raw/],
+      [['--io-uring', 'sometimes'], /--io-uring must be one of auto\|on\|off, got 'sometimes'/],
+    ] as const) {
+      const r = await runCli(['mount', '/tmp', '/tmp', ...extra]);
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(msg);
+    }
+  });
+});
