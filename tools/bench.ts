@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseCli } from './lib/args.js';
 import { forceUnmount, mountAt } from './lib/mounts.js';
 import { CLI, REPO } from './lib/repo.js';
+import { setUringParam, uringParam, uringUnavailable } from './lib/uring.js';
 
 const USAGE = `usage: scripts/bench [options]          (as root; node dist-tools/bench.js --pll PATH [options])
        node dist-tools/bench.js summarize-profile FILE.cpuprofile|DIR
@@ -91,34 +92,9 @@ interface Target {
   ring?: boolean;
 }
 
-/** The kernel's switch for FUSE over io_uring (root, off by default). */
-const ENABLE_URING = '/sys/module/fuse/parameters/enable_uring';
-const uringUnavailable = (): string | null => {
-  try {
-    fs.accessSync(ENABLE_URING, fs.constants.W_OK);
-    return null;
-  } catch {
-    return `${ENABLE_URING} is missing or not writable (Linux 6.14+ with FUSE over io_uring, as root)`;
-  }
-};
 /** enable_uring as found at start, put back after each ring target's start and on every exit */
-const uringBefore: 'Y' | 'N' | null = (() => {
-  try {
-    const v = fs.readFileSync(ENABLE_URING, 'utf8').trim();
-    return v === 'Y' || v === 'N' ? v : null;
-  } catch {
-    return null;
-  }
-})();
-process.on('exit', () => setUring(uringBefore));
-function setUring(v: 'Y' | 'N' | null): void {
-  if (v === null) return;
-  try {
-    fs.writeFileSync(ENABLE_URING, v);
-  } catch {
-    /* no such switch */
-  }
-}
+const uringBefore = uringParam();
+process.on('exit', () => setUringParam(uringBefore));
 
 const handlefs = (frontend: string, extra: string[] = []): Start => (shared, mnt) => [
   process.execPath,
@@ -268,7 +244,7 @@ async function startServer(target: Target, shared: string, mnt: string, extra: s
   try {
     return await spawnServer(target, shared, mnt, extra);
   } finally {
-    if (target.ring) setUring(uringBefore);
+    if (target.ring) setUringParam(uringBefore);
   }
 }
 
@@ -279,7 +255,7 @@ async function spawnServer(target: Target, shared: string, mnt: string, extra: s
   const stdio: StdioOptions = ['ignore', log, log];
   if (target.ready === 'fd') { env.HANDLEFS_READY_FD = '3'; stdio.push('pipe'); }
   // the kernel offers io_uring at INIT only while its switch is on; every other target runs with it as found
-  if (target.ring) setUring('Y');
+  if (target.ring) setUringParam('Y');
   const child = spawn(cmd, [...argv, ...extra], { stdio, env });
   fs.closeSync(log);
   const exited = new Promise((res) => child.once('exit', (code, sig) => res({ code, sig })));
@@ -299,7 +275,6 @@ async function spawnServer(target: Target, shared: string, mnt: string, extra: s
     if (target.ready === 'mountinfo' && isMounted(mnt)) ready = true;
     else await sleep(20);
   }
-  if (target.ring) setUring(uringBefore);
   return child;
 }
 

@@ -37,6 +37,7 @@ import { forceUnmount, mountAt } from './lib/mounts.js';
 import { READY_ENV, waitReady } from './lib/ready.js';
 import { CLI, TOOLS_OUT } from './lib/repo.js';
 import { killPid } from './lib/run.js';
+import { uringUnavailable, withUringParam } from './lib/uring.js';
 import { content, dirName, fileName } from './stress/content.js';
 import type { ClientError, ClientResult, Corrupt, Job, Phase, PhaseWork } from './stress/job.js';
 import { MemorySampler, type MemoryReport } from './stress/memory.js';
@@ -61,6 +62,8 @@ options:
   --hold-seconds T  how long the clients keep reading/writing held files (default 20)
   --cache MODE      the server's --cache (default never: every read and write reaches the server)
   --threads N       the server's serving threads (default 1)
+  --io-uring MODE   the server's --io-uring: auto (default), on (the kernel's switch, enable_uring,
+                    is turned on for the server's start and put back), off
   --timeout SEC     give up (and fail) after this long in all (default 1800)
   --dir PATH        where to make the work directory handlefs-stress-XXXXXX (default the system temp dir)
   --seed N          seed of the clients' random choices (default 1)
@@ -88,6 +91,7 @@ const cli = parseCli({
     nofile: { type: 'string' }, 'no-cap': { type: 'boolean' }, workers: { type: 'string' },
     'hold-seconds': { type: 'string' }, cache: { type: 'string' }, timeout: { type: 'string' },
     dir: { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' }, keep: { type: 'boolean' }, threads: { type: 'string' },
+    'io-uring': { type: 'string' },
   },
 });
 const v = cli.values;
@@ -102,12 +106,15 @@ const opt = {
   holdSeconds: cli.wholeNumber('--hold-seconds', v['hold-seconds'], 20, 0, 3600),
   cache: v.cache ?? 'never',
   threads: cli.wholeNumber('--threads', v.threads, 1, 1, 64),
+  ioUring: v['io-uring'] ?? 'auto',
   timeoutSec: cli.wholeNumber('--timeout', v.timeout, 1800, 10, 86_400),
   seed: cli.wholeNumber('--seed', v.seed, 1, 0, 2 ** 31),
   json: !!v.json,
   keep: !!v.keep,
 };
 if (opt.budget !== 'auto' && !/^\d+$/.test(opt.budget)) cli.fail(`--budget needs a number or auto, got '${opt.budget}'`);
+if (!['auto', 'on', 'off'].includes(opt.ioUring)) cli.fail(`--io-uring needs auto, on or off, got '${opt.ioUring}'`);
+if (opt.ioUring === 'on' && uringUnavailable()) cli.fail(`--io-uring on: ${uringUnavailable()}`);
 if (opt.open > opt.files) cli.fail(`--open (${opt.open}) cannot exceed --files (${opt.files})`);
 if (opt.dirs > opt.files) cli.fail(`--dirs (${opt.dirs}) cannot exceed --files (${opt.files})`);
 if (process.getuid?.() !== 0) cli.fail('runs as root (the server mounts with mount(2))');
@@ -203,12 +210,18 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 
 // ------------------------------------------------------------------ server
 
+/** The server, with the kernel's io_uring switch on for its start (INIT) under --io-uring on. */
 async function startServer(): Promise<ChildProcess> {
+  return opt.ioUring === 'on' ? withUringParam('Y', spawnServer) : spawnServer();
+}
+
+async function spawnServer(): Promise<ChildProcess> {
   const cmd: string[] = [];
   if (opt.nofile > 0) cmd.push('prlimit', `--nofile=${opt.nofile}:${opt.nofile}`, '--');
   if (!opt.cap) cmd.push('setpriv', '--inh-caps=-dac_read_search', '--bounding-set=-dac_read_search', '--');
   cmd.push(process.execPath, CLI, 'mount', shared, mnt, '--fd-budget', opt.budget, '--cache', opt.cache, '--log-level', 'warn', '--stats-file', statsFile);
   if (opt.threads > 1) cmd.push('--threads', String(opt.threads));
+  cmd.push('--io-uring', opt.ioUring);
   // prlimit and setpriv exec the next command: the child's pid is the server's
   const s = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...READY_ENV } });
   server = s;
@@ -587,7 +600,7 @@ async function main(): Promise<void> {
 
 interface Summary {
   ok: boolean;
-  config: { files: number; dirs: number; open: number; budget: string; nofile: number | null; cap: boolean; workers: number; holdSeconds: number; cache: string; threads: number; seed: number };
+  config: { files: number; dirs: number; open: number; budget: string; nofile: number | null; cap: boolean; workers: number; holdSeconds: number; cache: string; threads: number; ioUring: string; seed: number };
   phases: Record<string, PhaseRecord>;
   server: { pid: number | null; baselineFds: number; maxFds: number; maxTreeFds: number; fdLimitForTree: number | null; perPhase: typeof sample.phaseMax; exit: ExitStatus | null };
   counters: Counters | null;
@@ -618,7 +631,7 @@ function finish(): void {
   if (stats?.sealFailures) failures.push(`${stats.sealFailures} seal failures in the server`);
   const summary: Summary = {
     ok: failures.length === 0,
-    config: { files: N, dirs: D, open: opt.open, budget: opt.budget, nofile: opt.nofile || null, cap: opt.cap, workers: W, holdSeconds: opt.holdSeconds, cache: opt.cache, threads: opt.threads, seed: opt.seed },
+    config: { files: N, dirs: D, open: opt.open, budget: opt.budget, nofile: opt.nofile || null, cap: opt.cap, workers: W, holdSeconds: opt.holdSeconds, cache: opt.cache, threads: opt.threads, ioUring: opt.ioUring, seed: opt.seed },
     phases,
     server: {
       pid: server?.pid ?? null,

@@ -13,6 +13,7 @@ import { run } from '../helpers/child.js';
 import { mountSkipReason } from '../helpers/mount.js';
 import { forceUnmount, mountsUnder } from '../../tools/lib/mounts.js';
 import { TOOLS_OUT } from '../../tools/lib/repo.js';
+import { uringParam } from '../helpers/uring.js';
 
 const skip = mountSkipReason();
 const TOOL = join(TOOLS_OUT, 'stress-fds.js');
@@ -40,6 +41,9 @@ describe.skipIf(skip !== null)(`stress-fds, scaled down${skip ? ` (skipped: ${sk
         if (!cap) args.push('--no-cap');
         // the mount-threads project: the server with serving threads (test/helpers/mount.ts)
         if (process.env.HANDLEFS_TEST_THREADS) args.push('--threads', process.env.HANDLEFS_TEST_THREADS);
+        // the mount-uring project: over FUSE over io_uring (the tool turns the kernel's switch on for the start)
+        const ring = process.env.HANDLEFS_TEST_IO_URING === 'on' && uringParam() !== null;
+        if (ring) args.push('--io-uring', 'on');
         const r = await run(process.execPath, args, { timeoutMs: 88_000 });
         expect(r.timedOut).toBe(false);
         const line = r.stdout.trim().split('\n').pop() ?? '';
@@ -68,6 +72,7 @@ describe.skipIf(skip !== null)(`stress-fds, scaled down${skip ? ` (skipped: ${sk
         const counters = s.counters!;
         expect(counters.evictions).toBeGreaterThan(500);
         if (cap) expect(counters.reopenByHandle).toBeGreaterThan(0);
+        if (ring) expect(counters.ioUring).toBe(true);
         else {
           expect(counters.reopenByPath).toBeGreaterThan(0);
           expect(counters.reopenByHandle).toBe(0);
