@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import { coreConfig, protocolOptions, type Config, type SealingKeys } from '../config.js';
-import type { FuseMount, DevFuseSession, NotifyWriter, RequestHandler, ServingThreads } from '../frontends/devfuse/index.js';
+import type { FuseMount, DevFuseSession, NotifyWriter, RequestHandler, RingRequests, ServingThreads } from '../frontends/devfuse/index.js';
 import { timeoutMs } from '../fs/cache-policy.js';
 import { childLogger } from '../log.js';
 import { loadKeys, makeCore, type CoreWiring } from './core.js';
@@ -193,21 +193,37 @@ async function inProcess(
   const afterInit = async (): Promise<void> => {
     const settings = server.ringSettings();
     const plan = settings?.ioUring ? { payloadSize: settings.payloadSize, possible: dev.possibleCpus() } : null;
+    if (plan !== null) {
+      // the owner's ring first: the other threads answer what they hand over through it
+      const answers = dev.ringAnswers(server);
+      const t = threads;
+      const owner: RingRequests = {
+        ...answers,
+        handle: (req, entry, qid) => (t !== null && t.routeRing(req, entry!, qid!) ? Promise.resolve(null) : answers.handle(req)),
+      };
+      if (!ringOk(() => (ring = new dev.RingSession(device, owner, childLogger('ring', log))))) return;
+      threads?.attachRing(ring!);
+    }
     const covered = threads ? await threads.start(plan) : new Set<number>();
-    if (plan === null) return;
+    if (plan === null || ring === null) return;
+    const r: InstanceType<typeof dev.RingSession> = ring;
     const qids = [...Array(plan.possible).keys()].filter((q) => !covered.has(q));
+    if (!ringOk(() => r.register({ qids, perQueue: dev.RING_DEPTH, payloadSize: plan.payloadSize }))) return;
+    r.start(plan.payloadSize);
+    log.info({ queues: plan.possible, threadQueues: [...covered] }, `serving over io_uring: ${plan.possible} queues, ${covered.size} on their CPU's thread`);
+  };
+  // the kernel serves nothing over the ring until every queue has an entry: a failure to make or
+  // register the owner's ring stops the server rather than leave the mount hanging
+  const ringOk = (fn: () => unknown): boolean => {
     try {
-      if (qids.length > 0) {
-        ring = new dev.RingSession(device, { qids, perQueue: dev.RING_DEPTH, payloadSize: plan.payloadSize }, dev.ringAnswers(server), childLogger('ring', log));
-        ring.start();
-      }
+      fn();
+      return true;
     } catch (e) {
       const code = (e as { code?: string }).code;
-      log.error({ code }, `cannot register the FUSE ring queues (${code}): stopping`);
+      log.error({ code }, `cannot register the FUSE ring queues (${code ?? (e as Error).message}): stopping`);
       stop(`io_uring queues not registered (${code})`, true);
-      return;
+      return false;
     }
-    log.info({ queues: plan.possible, threadQueues: [...covered] }, `serving over io_uring: ${plan.possible} queues, ${covered.size} on their CPU's thread`);
   };
   return {
     requests: server,

@@ -214,13 +214,15 @@ export interface NativeAddon {
   // --- FUSE over io_uring (native/src/uring.c); every call on a ring from the thread that created it
   /** make and drop a small io_uring: throws why this process cannot */
   uringProbe(): void;
-  /** an io_uring with perQueue entries for each FUSE queue in qids, REGISTERed on devFd's connection */
-  uringCreate(devFd: number, qids: number[], perQueue: number, payloadSize: number): RingHandle;
+  /** an io_uring whose commands go to devFd's FUSE connection */
+  uringCreate(devFd: number): RingHandle;
+  /** perQueue new entries (process-wide ids) for each FUSE queue in qids, REGISTERed through this ring; the count made */
+  uringRegister(ring: RingHandle, qids: number[], perQueue: number, payloadSize: number): number;
   /** the ring's fd, readable when a completion waits */
   uringFd(ring: RingHandle): number;
-  /** one completion: > 0 a request copied into buf (entry * 2^22 + length), 0 none, < 0 -(entry * 4096 + errno) */
+  /** one completion: > 0 a request copied into buf ((qid * 16384 + entry) * 2^22 + length), 0 none, < 0 -(entry * 4096 + errno) */
   uringNext(ring: RingHandle, buf: Buffer): number;
-  /** the entry's reply (/dev/fuse layout) committed, and the entry's next request fetched */
+  /** the entry's reply (/dev/fuse layout) committed through this ring, which then gets the entry's next request */
   uringCommit(ring: RingHandle, entry: number, reply: Buffer): void;
   /** unmap and close, once the connection ended */
   uringClose(ring: RingHandle): void;

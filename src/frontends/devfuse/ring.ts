@@ -32,13 +32,17 @@ export interface RingPlan {
   payloadSize: number;
 }
 
-/** What the rings' RequestHandler is also told: the entry a request came from (a hand-over answers it later). */
+/** What the rings' RequestHandler is also told: the entry a request came from, and its queue (its caller's CPU). */
 export interface RingRequests extends RequestHandler {
-  /** a reply, or null when the handler keeps the entry and answers it later with RingSession.commit */
-  handle(req: Buffer, entry?: number): Promise<Buffer | null>;
+  /**
+   * A reply, or null when the handler keeps the entry: whichever thread answers it then commits it
+   * through its own ring (RingSession.commit), and the entry's next request comes to that ring.
+   */
+  handle(req: Buffer, entry?: number, qid?: number): Promise<Buffer | null>;
 }
 
-const ENTRY_SHIFT = 2 ** 22;
+const LEN_SHIFT = 2 ** 22;
+const MAX_ENTRIES = 16384;
 const ENOTCONN = 107;
 const ECANCELED = 125;
 /** Requests above this size (WRITE payloads) are served from a slab, as on the device. */
@@ -91,29 +95,39 @@ export function ringAnswers(server: RequestHandler): RingRequests {
 export class RingSession {
   private readonly once: LogOnce;
   private reader: unknown = null;
-  private live: number;
   private closed = false;
   private resolveDone!: () => void;
   private readonly ring: RingHandle;
+  private size = 0;
+  /** requests read from this ring */
   requests = 0;
-  /** Resolves when every entry has ended (the connection ended) or the session was closed. */
+  /** the queues this thread registered entries for */
+  readonly qids: number[] = [];
+  /** Resolves once the session is closed. */
   readonly done: Promise<void>;
 
   constructor(
     device: number,
-    readonly plan: RingPlan,
     private readonly handler: RingRequests,
     private readonly log: Logger,
   ) {
     this.once = new LogOnce(log);
     this.done = new Promise((r) => (this.resolveDone = r));
-    this.live = plan.qids.length * plan.perQueue;
-    // registers every entry now: the caller has answered INIT (the kernel refuses REGISTER before)
-    this.ring = sys.uringCreate(device, plan.qids, plan.perQueue, plan.payloadSize);
+    // no entries yet: a ring to answer through (entries handed over by other threads) and to register on
+    this.ring = sys.uringCreate(device);
   }
 
-  start(): void {
-    const size = Math.max(this.handler.bufferSize(), 40 + 128 + this.plan.payloadSize);
+  /** Register entries for these queues through this ring (after INIT was answered: the kernel refuses it before). */
+  register(plan: RingPlan): void {
+    if (plan.qids.length === 0) return;
+    sys.uringRegister(this.ring, plan.qids, plan.perQueue, plan.payloadSize);
+    this.qids.push(...plan.qids);
+    this.size = Math.max(this.size, 40 + 128 + plan.payloadSize);
+  }
+
+  /** Read completions on the event loop; payloadSize: the largest request an entry (of any thread) can bring. */
+  start(payloadSize: number): void {
+    const size = Math.max(this.handler.bufferSize(), this.size, 40 + 128 + payloadSize);
     const slabs = new SlabPool(size);
     let buf = slabs.take();
     const gate = this.handler.reading?.bind(this.handler);
@@ -128,8 +142,8 @@ export class RingSession {
           this.entryEnded(Math.floor(-v / 4096), -v % 4096);
           continue;
         }
-        const entry = Math.floor(v / ENTRY_SHIFT);
-        const n = v % ENTRY_SHIFT;
+        const tag = Math.floor(v / LEN_SHIFT);
+        const n = v % LEN_SHIFT;
         let req: Buffer;
         let give: (() => void) | undefined;
         if (n > LARGE_REQUEST) {
@@ -141,16 +155,16 @@ export class RingSession {
           req = Buffer.allocUnsafe(n);
           buf.copy(req, 0, 0, n);
         }
-        this.dispatch(entry, req, give);
+        this.dispatch(tag % MAX_ENTRIES, Math.floor(tag / MAX_ENTRIES), req, give);
       }
     });
   }
 
-  private dispatch(entry: number, req: Buffer, give?: () => void): void {
+  private dispatch(entry: number, qid: number, req: Buffer, give?: () => void): void {
     this.requests++;
-    this.handler.handle(req, entry).then((reply) => {
+    this.handler.handle(req, entry, qid).then((reply) => {
       give?.();
-      // null: the handler answers later (a hand-over)
+      // null: another thread answers it (a hand-over)
       if (reply !== null) this.commit(entry, reply);
     }, (e: unknown) => {
       give?.();
@@ -160,16 +174,16 @@ export class RingSession {
     });
   }
 
-  /** The entry's reply: committed, and the entry fetches its next request. */
+  /** An entry's reply (from whichever ring it came): committed through this ring, which gets the entry's next request. */
   commit(entry: number, reply: Buffer): void {
-    if (this.reader !== null) {
+    if (!this.closed) {
       try {
         sys.uringCommit(this.ring, entry, reply);
       } catch (e) {
         const code = (e as { code?: string }).code;
         // the connection ended under us: the entries complete with ENOTCONN
         if (code !== 'ENOTCONN' && code !== 'ECONNABORTED') {
-          this.once.error(`commit-${code}`, { code, len: reply.length }, `committing a reply to the FUSE ring failed (${code})`);
+          this.once.error(`commit-${code}`, { code, len: reply.length }, `committing a reply to the FUSE ring failed (${code ?? (e as Error).message})`);
         }
       }
     }
@@ -180,9 +194,8 @@ export class RingSession {
     // ENOTCONN: unmounted or aborted; ECANCELED: the ring is going away. Anything else is a
     // REGISTER the kernel refused, after which it serves the connection over /dev/fuse.
     if (errno !== ENOTCONN && errno !== ECANCELED) {
-      this.once.error(`entry-${errno}`, { errno, entry, qids: this.plan.qids }, `the kernel refused a FUSE ring entry (errno ${errno}): requests go through /dev/fuse`);
+      this.once.error(`entry-${errno}`, { errno, entry }, `the kernel refused a FUSE ring entry (errno ${errno}): requests go through /dev/fuse`);
     }
-    if (--this.live === 0) this.close();
   }
 
   /** Stop reading and release the ring (after the connection ended: see uringClose). */
@@ -196,7 +209,7 @@ export class RingSession {
     } catch {
       /* closed */
     }
-    this.log.debug({ qids: this.plan.qids }, 'FUSE ring closed');
+    this.log.debug({ qids: this.qids }, 'FUSE ring closed');
     this.resolveDone();
   }
 }

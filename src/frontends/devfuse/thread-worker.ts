@@ -14,9 +14,9 @@ import { Op } from '../../fuse/opcodes.js';
 import { DECLINED, ProtocolServer } from '../../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
-import { RING_DEPTH, RingSession } from './ring.js';
-import { DevFuseSession, type RequestHandler } from './session.js';
-import { THREAD_STATS, type ReplyBack, type RingHandOver, type ThreadData, type ThreadReady } from './threads.js';
+import { RING_DEPTH, RingSession, type RingRequests } from './ring.js';
+import { DevFuseSession } from './session.js';
+import { THREAD_STATS, type RingHandOver, type ThreadData, type ThreadReady } from './threads.js';
 
 const d = workerData as ThreadData;
 const log = makeLogger(d.logLevel as LevelWithSilent, { thread: d.index });
@@ -51,7 +51,7 @@ const row = d.index * THREAD_STATS;
 let requests = 0;
 let handedOver = 0;
 
-const handler: RequestHandler = {
+const handler: RingRequests = {
   negotiated: true,
   bufferSize: () => server.bufferSize(),
   reuseReplies: () => server.reuseReplies(),
@@ -83,22 +83,29 @@ const session = new DevFuseSession(d.fd, handler, childLogger('devfuse', log));
 session.start();
 // Over io_uring the kernel sends this thread the requests of callers on its CPU; the clone above
 // still brings what the kernel keeps on /dev/fuse (FORGET, INTERRUPT), or everything should the
-// kernel refuse a ring entry and fall back.
+// kernel refuse a ring entry and fall back. What this thread hands over, the owner answers through
+// its own ring; a READ or WRITE of this thread's queue that reached the owner comes back here.
 let ring: RingSession | null = null;
-if (d.ring !== null && d.cpu >= 0 && d.cpu < d.ring.possible) {
+if (d.ring !== null) {
   try {
-    ring = new RingSession(d.fd, { qids: [d.cpu], perQueue: RING_DEPTH, payloadSize: d.ring.payloadSize }, handler, childLogger('ring', log));
-    ring.start();
+    ring = new RingSession(d.fd, handler, childLogger('ring', log));
+    if (d.cpu >= 0 && d.cpu < d.ring.possible) ring.register({ qids: [d.cpu], perQueue: RING_DEPTH, payloadSize: d.ring.payloadSize });
+    ring.start(d.ring.payloadSize);
     const r = ring;
-    port.on('message', (m: ReplyBack) => r.commit(m.entry, Buffer.from(m.reply)));
+    port.on('message', (m: RingHandOver) => {
+      handler.handle(Buffer.from(m.req), m.entry).then((reply) => {
+        if (reply !== null) r.commit(m.entry, reply);
+      }, (e: unknown) => log.error({ err: e }, 'serving a request handed back failed (bug)'));
+    });
   } catch (e) {
     // the owner registers this queue instead
     log.warn({ code: (e as { code?: string }).code, cpu: d.cpu }, 'cannot register a FUSE ring on this thread; the owner serves its queue');
+    ring?.close();
     ring = null;
   }
 }
-parentPort!.postMessage({ ready: true, qids: ring ? ring.plan.qids : [] } satisfies ThreadReady);
+parentPort!.postMessage({ ready: true, qids: ring ? ring.qids : [] } satisfies ThreadReady);
 await session.done;
-// the connection ended: the ring's entries end with it (give them a moment to come back)
-if (ring) await Promise.race([ring.done, new Promise((r) => setTimeout(r, 1000))]);
+// the connection ended: the ring's entries ended with it
+ring?.close();
 process.exit(0);

@@ -19,8 +19,10 @@ import type { Logger } from 'pino';
 import type { NegotiatedState } from '../../fuse/protocol-server.js';
 import { E } from '../../errors.js';
 import { encodeError } from '../../fuse/codec.js';
+import { Op } from '../../fuse/opcodes.js';
 import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
+import type { RingSession } from './ring.js';
 import type { RequestHandler } from './session.js';
 
 /** Per thread in ServingThreads.stats: requests read, answered there, handed to the owner. */
@@ -83,14 +85,14 @@ export interface ThreadReady {
   qids: number[];
 }
 
-/** A request a thread read from its ring and hands over: the owner posts the reply back (ReplyBack). */
+/**
+ * A request read from a ring and handed to another thread, which answers it through its own ring
+ * (the entry then follows it): from a thread to the owner (what it does not serve), or from the
+ * owner to the thread of the request's queue (a READ or WRITE, which that thread serves on its CPU).
+ */
 export interface RingHandOver {
   entry: number;
   req: ArrayBuffer;
-}
-export interface ReplyBack {
-  entry: number;
-  reply: ArrayBuffer;
 }
 
 /** How long the owner keeps looking for hand-overs after answering one (stayAwake). */
@@ -190,9 +192,13 @@ export class ServingThreads {
       });
       port1.on('message', (m: ArrayBuffer | RingHandOver) => {
         if (m instanceof ArrayBuffer) this.handOver(Buffer.from(m), fd);
-        else this.handOver(Buffer.from(m.req), fd, m.entry, port1);
+        else this.handOver(Buffer.from(m.req), fd, m.entry);
       });
-      this.threads.push({ worker, fd, port: port1, ended });
+      const served: Served = { worker, fd, port: port1, ended };
+      this.threads.push(served);
+      worker.on('message', (m: ThreadReady) => {
+        if (m?.ready === true) for (const q of m.qids) this.byQueue.set(q, served);
+      });
     }
     // a thread that neither starts nor fails is not waited for (the owner serves what it would)
     let late: NodeJS.Timeout | undefined;
@@ -202,21 +208,41 @@ export class ServingThreads {
     return covered;
   }
 
+  /** Over io_uring: the owner's ring, through which it answers requests handed over from other threads' rings. */
+  private ring: RingSession | null = null;
+  /** the thread that registered each ring queue (ThreadReady) */
+  private readonly byQueue = new Map<number, Served>();
+
+  attachRing(ring: RingSession): void {
+    this.ring = ring;
+  }
+
+  /**
+   * The owner's ring read a request of another thread's queue (that thread's entry came to the
+   * owner with the last request it answered): a READ or WRITE goes to that thread, which serves
+   * it on its CPU and takes the entry back. True when it was handed over.
+   */
+  routeRing(req: Buffer, entry: number, qid: number): boolean {
+    const t = this.byQueue.get(qid);
+    if (t === undefined || req.length < 8) return false;
+    const op = req.readUInt32LE(4);
+    if (op !== Op.READ && op !== Op.WRITE) return false;
+    const copy = new ArrayBuffer(req.length);
+    new Uint8Array(copy).set(req);
+    t.port.postMessage({ entry, req: copy } satisfies RingHandOver, [copy]);
+    return true;
+  }
+
   /**
    * A request another thread read and did not serve: answered here, on that thread's clone; or,
-   * when it came from the thread's ring (entry), posted back for the thread to commit (a ring's
-   * commands are that thread's to submit).
+   * when it came from a ring (entry), through the owner's ring.
    */
-  private handOver(req: Buffer, fd: number, entry?: number, back?: MessagePort): void {
+  private handOver(req: Buffer, fd: number, entry?: number): void {
     this.owner.handle(req).then((reply) => {
       if (entry !== undefined) {
         // no reply (a malformed request): the entry still needs an answer
         const out = reply ?? (req.length >= 16 ? encodeError(req.readBigUInt64LE(8), E.EIO) : null);
-        if (out === null) return;
-        const copy = new ArrayBuffer(out.length);
-        new Uint8Array(copy).set(out);
-        back!.postMessage({ entry, reply: copy } satisfies ReplyBack, [copy]);
-        if (reply) this.owner.recycle?.(reply);
+        if (out !== null) this.ring?.commit(entry, out);
         this.stayAwake();
         return;
       }
@@ -285,7 +311,7 @@ export class ServingThreads {
       for (let m = receiveMessageOnPort(t.port); m !== undefined; m = receiveMessageOnPort(t.port)) {
         const h = m.message as ArrayBuffer | RingHandOver;
         if (h instanceof ArrayBuffer) this.handOver(Buffer.from(h), t.fd);
-        else this.handOver(Buffer.from(h.req), t.fd, h.entry, t.port);
+        else this.handOver(Buffer.from(h.req), t.fd, h.entry);
       }
     }
   }
