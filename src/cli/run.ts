@@ -200,6 +200,7 @@ async function inProcess(
       const owner: RingRequests = {
         ...answers,
         handle: (req, entry, qid) => (t !== null && t.routeRing(req, entry!, qid!) ? Promise.resolve(null) : answers.handle(req)),
+        answered: () => t?.stayAwake(),
       };
       if (!ringOk(() => (ring = new dev.RingSession(device, owner, childLogger('ring', log))))) return;
       threads?.attachRing(ring!);

@@ -39,6 +39,8 @@ export interface RingRequests extends RequestHandler {
    * through its own ring (RingSession.commit), and the entry's next request comes to that ring.
    */
   handle(req: Buffer, entry?: number, qid?: number): Promise<Buffer | null>;
+  /** told after each reply this ring committed */
+  answered?(): void;
 }
 
 const LEN_SHIFT = 2 ** 22;
@@ -165,7 +167,9 @@ export class RingSession {
     this.handler.handle(req, entry, qid).then((reply) => {
       give?.();
       // null: another thread answers it (a hand-over)
-      if (reply !== null) this.commit(entry, reply);
+      if (reply === null) return;
+      this.commit(entry, reply);
+      this.handler.answered?.();
     }, (e: unknown) => {
       give?.();
       this.once.error('handle-rejected', { err: e }, 'protocol server rejected a request (bug)');
