@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -84,6 +85,8 @@ static pthread_mutex_t entry_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef struct {
   int fd;
+  /* signalled when work for this ring is waiting (IORING_REGISTER_EVENTFD): what the event loop watches */
+  int efd;
   int dev_fd;
   void *sq_map, *cq_map, *sqe_map;
   size_t sq_len, cq_len, sqe_len;
@@ -99,6 +102,10 @@ static int sys_setup(unsigned entries, struct io_uring_params *p) {
   return (int)syscall(__NR_io_uring_setup, entries, p);
 }
 
+static int sys_register(int fd, unsigned op, void *arg, unsigned nr) {
+  return (int)syscall(__NR_io_uring_register, fd, op, arg, nr);
+}
+
 static int sys_enter(int fd, unsigned submit, unsigned min_complete, unsigned flags) {
   return (int)syscall(__NR_io_uring_enter, fd, submit, min_complete, flags, NULL, 0);
 }
@@ -109,8 +116,9 @@ static void ring_release(ring_t *r) {
   if (r->cq_map && r->cq_map != r->sq_map) munmap(r->cq_map, r->cq_len);
   if (r->sq_map) munmap(r->sq_map, r->sq_len);
   if (r->fd >= 0) close(r->fd);
+  if (r->efd >= 0) close(r->efd);
   r->sq_map = r->cq_map = r->sqe_map = NULL;
-  r->fd = -1;
+  r->fd = r->efd = -1;
 }
 
 static void ring_free(ring_t *r) {
@@ -180,7 +188,8 @@ static int submit(ring_t *r) {
   for (;;) {
     unsigned pending = *r->sq_tail - __atomic_load_n(r->sq_head, __ATOMIC_ACQUIRE);
     if (pending == 0) return 0;
-    int n = sys_enter(r->fd, pending, 0, 0);
+    /* GETEVENTS: also run the deferred work (the next requests' copies into their entries) */
+    int n = sys_enter(r->fd, pending, 0, IORING_ENTER_GETEVENTS);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -errno;
     if (n == 0) return -EAGAIN;
@@ -232,11 +241,16 @@ BINDING(uringCreate) {
   ARG_I32(0, &dev_fd);
   ring_t *r = calloc(1, sizeof(*r));
   if (!r) return throw_errno(env, ENOMEM, "calloc");
-  r->fd = -1;
+  r->fd = r->efd = -1;
   r->dev_fd = dev_fd;
   struct io_uring_params p;
   memset(&p, 0, sizeof(p));
-  p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
+  /*
+   * DEFER_TASKRUN: the kernel's work for this ring (copying a request into an entry) waits until
+   * this thread asks for it (enter with GETEVENTS) instead of interrupting it with an IPI whenever
+   * a request arrives on another CPU; the eventfd tells the event loop there is some.
+   */
+  p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
   p.cq_entries = CQ_ENTRIES;
   r->fd = sys_setup(SQ_ENTRIES, &p);
   if (r->fd < 0) {
@@ -248,6 +262,13 @@ BINDING(uringCreate) {
   if (err < 0) {
     ring_free(r);
     return throw_errno(env, -err, "mmap");
+  }
+  r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (r->efd < 0 || sys_register(r->fd, IORING_REGISTER_EVENTFD, &r->efd, 1) < 0) {
+    err = errno;
+    const char *what = r->efd < 0 ? "eventfd" : "io_uring_register";
+    ring_free(r);
+    return throw_errno(env, err, what);
   }
   napi_value ext;
   NAPI_CALL(env, napi_create_external(env, r, on_finalize, NULL, &ext));
@@ -350,12 +371,12 @@ BINDING(uringRegister) {
   return js_int(env, (int32_t)made);
 }
 
-/* uringFd(ring) -> the io_uring's fd: readable when a completion is waiting (uv_poll). */
+/* uringFd(ring) -> an eventfd, readable when work or a completion waits for this ring (uv_poll). */
 BINDING(uringFd) {
   GET_ARGS(env, info, 1);
   ring_t *r;
   if (!get_ring(env, argv[0], &r)) return NULL;
-  return js_int(env, r->fd);
+  return js_int(env, r->efd);
 }
 
 /*
@@ -377,7 +398,14 @@ BINDING(uringNext) {
   }
   unsigned head = *r->cq_head;
   unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
-  if (head == tail) return js_int(env, 0);
+  if (head == tail) {
+    /* the eventfd first (a signal after this read is kept), then the deferred work, which may complete entries */
+    uint64_t count;
+    if (read(r->efd, &count, sizeof(count)) < 0 && errno != EAGAIN) return throw_errno(env, errno, "read");
+    sys_enter(r->fd, 0, 0, IORING_ENTER_GETEVENTS);
+    tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+    if (head == tail) return js_int(env, 0);
+  }
   struct io_uring_cqe *cqe = &r->cqes[head & *r->cq_mask];
   uint64_t id = cqe->user_data;
   int res = cqe->res;
