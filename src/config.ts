@@ -82,9 +82,9 @@ export interface Config {
    */
   threads: number;
   /**
-   * FUSE over io_uring (src/frontends/devfuse/ring.ts): auto takes it when the kernel offers it at
-   * INIT (root enabled it: /sys/module/fuse/parameters/enable_uring), on requires it, off never
-   * asks (raw frontend, not supervised; auto is off elsewhere)
+   * FUSE over io_uring (src/frontends/devfuse/ring.ts): auto takes it with more than one serving
+   * thread when the kernel offers it at INIT (root enabled it: /sys/module/fuse/parameters/enable_uring),
+   * on requires it, off never asks (raw frontend, not supervised; auto is off elsewhere)
    */
   ioUring: IoUringMode;
   /** virtiofsd --translate-uid / --translate-gid rules (src/fs/idmap.ts), validated */

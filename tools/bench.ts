@@ -149,7 +149,7 @@ const TARGETS: Target[] = [
     cache: 'as handlefs raw (one serving thread), over FUSE over io_uring: every CPU\'s queue is that thread\'s ring; one io_uring_enter answers a request and fetches the next',
     start: (s, m) => handlefs('raw', ['--io-uring', 'on', '--stats-file', threadStatsFile(m)])(s, m) },
   { id: 'handlefs-threads-uring', label: 'handlefs raw --threads auto --io-uring on', ready: 'fd', ring: true, threadStats: true, unavailable: uringUnavailable,
-    cache: 'as handlefs --threads auto, over FUSE over io_uring: each CPU\'s queue is served by the thread bound to that CPU (the owner takes the rest), so a request is read on its caller\'s CPU; requests the thread hands over are answered back through its ring',
+    cache: 'as handlefs --threads auto, over FUSE over io_uring: each CPU\'s queue is served by the thread bound to that CPU (the owner takes the rest), so a request is read on its caller\'s CPU; what a thread hands over the owner answers through its own ring (the entry then follows it), and the owner hands READ/WRITE of another thread\'s queue to that thread',
     start: (s, m) => handlefs('raw', ['--threads', 'auto', '--io-uring', 'on', '--stats-file', threadStatsFile(m)])(s, m) },
   { id: 'handlefs-fuse-native', label: 'handlefs fuse-native', ready: 'fd', unavailable: fuseNativeUnavailable,
     cache: '--cache auto via the libfuse2 high-level API (attr_timeout=entry_timeout=1)', start: handlefs('fuse-native') },

@@ -108,10 +108,11 @@ options:
                             and readlink of known inodes and reads, writes, fsync and flush of
                             open files there; every other request is handed to the thread that
                             runs the filesystem (raw, not --supervise; README "Serving threads")
-  --io-uring auto|on|off    FUSE over io_uring (default auto: when the kernel offers it, which it
-                            does once root wrote Y to /sys/module/fuse/parameters/enable_uring):
-                            each request reaches the serving thread of its caller's CPU, and one
-                            syscall answers it and fetches the next (raw, not --supervise)
+  --io-uring auto|on|off    FUSE over io_uring: each request reaches the serving thread of its
+                            caller's CPU, and one syscall answers it and fetches the next. auto
+                            (default): with --threads above 1, when the kernel offers it (once root
+                            wrote Y to /sys/module/fuse/parameters/enable_uring); on: always,
+                            required (raw, not --supervise; README "FUSE over io_uring")
   --translate-uid RULE, --translate-gid RULE
                             translate user (group) ids between the client and the host, as
                             virtiofsd's options of the same name; repeatable, RULE is

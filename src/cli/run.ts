@@ -172,10 +172,12 @@ async function inProcess(
   const [{ ProtocolServer }, { SharedFileTable }, dev] = await Promise.all([
     import('../fuse/protocol-server.js'), import('../fs/shared-files.js'), import('../frontends/devfuse/index.js'),
   ]);
-  // --io-uring auto asks for FUSE over io_uring only where this process can make a ring
+  // --io-uring auto asks for FUSE over io_uring where it was measured to pay: with more than one
+  // serving thread (each CPU's queue then has its own thread; one thread serving every queue was
+  // 0.67-0.93x of /dev/fuse on 6 of the 9 benchmark workloads), and where this process can make a ring
   const noRing = cfg.ioUring === 'off' ? 'off' : dev.ringUnavailable();
   if (cfg.ioUring === 'on' && noRing !== null) throw new SetupError(`--io-uring on: this process cannot make an io_uring (${noRing}; see sysctl kernel.io_uring_disabled)`);
-  const ioUring = cfg.ioUring === 'on' ? 'need' : noRing === null ? 'want' : undefined;
+  const ioUring = cfg.ioUring === 'on' ? 'need' : cfg.threads > 1 && noRing === null ? 'want' : undefined;
   // fds for the other serving threads: as many open files and inodes as a busy server holds
   const shared = cfg.threads > 1 ? { files: SharedFileTable.create(SHARED_OPEN_FILES), inodes: SharedFileTable.create(SHARED_INODE_FDS) } : null;
   let threads: ServingThreads | null = null;

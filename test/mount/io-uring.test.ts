@@ -57,6 +57,14 @@ function hostListing(dir: string): string {
   return fs.readdirSync(dir).sort().map((name) => `${name} ${fs.statSync(join(dir, name)).size}`).join('\n');
 }
 
+/** One unpinned client of 20 files: its listing must be the host's; then the server's stats. */
+async function clientThenStats(t: { mnt: string; orig: string; dir: string }, tag: string): Promise<RingStats> {
+  const r = await run('python3', ['-c', CLIENT, t.mnt, tag, '20'], { timeoutMs: 30_000 });
+  expect(r.status, r.stderr).toBe(0);
+  expect(r.stdout.trim()).toBe(hostListing(join(t.orig, `c${tag}`)));
+  return readStats(t.dir);
+}
+
 describe.skipIf(skip !== null)(`FUSE over io_uring${skip ? ` (skipped: ${skip})` : ''}`, () => {
   it('--io-uring on --threads 2: clients on each CPU are served over the rings; the host tree is what they made', { timeout: 120_000 }, async () => {
     const before = uringParam();
@@ -98,10 +106,7 @@ describe.skipIf(skip !== null)(`FUSE over io_uring${skip ? ` (skipped: ${skip})`
   it('--io-uring on with one thread: every queue is the owner\'s; a file written and renamed reads back', { timeout: 60_000 }, async () => {
     const t = await withUringParam('Y', () => startMount({ args: ['--io-uring', 'on', '--threads', '1', '--stats-file', '{dir}/stats.json'] }));
     try {
-      const r = await run('python3', ['-c', CLIENT, t.mnt, 'x', '20'], { timeoutMs: 30_000 });
-      expect(r.status, r.stderr).toBe(0);
-      expect(r.stdout.trim()).toBe(hostListing(join(t.orig, 'cx')));
-      const stats = await readStats(t.dir);
+      const stats = await clientThenStats(t, 'x');
       expect(stats.ioUring).toBe(true);
       expect(stats.ringRequests).toBeGreaterThan(50);
     } finally {
@@ -113,10 +118,16 @@ describe.skipIf(skip !== null)(`FUSE over io_uring${skip ? ` (skipped: ${skip})`
   it('--io-uring auto with the switch off serves over /dev/fuse', { timeout: 60_000 }, async () => {
     await withUringParam('N', () => withMount({ args: ['--io-uring', 'auto', '--threads', '2', '--stats-file', '{dir}/stats.json'] }, async (t) => {
       expect(t.serverLog()).not.toMatch(/io_uring/);
-      const r = await run('python3', ['-c', CLIENT, t.mnt, 'y', '20'], { timeoutMs: 30_000 });
-      expect(r.status, r.stderr).toBe(0);
-      expect(r.stdout.trim()).toBe(hostListing(join(t.orig, 'cy')));
-      const stats = await readStats(t.dir);
+      const stats = await clientThenStats(t, 'y');
+      expect(stats.ioUring).toBe(false);
+      expect(stats.ringRequests).toBe(0);
+    }));
+  });
+
+  it('--io-uring auto with one serving thread stays on /dev/fuse even with the switch on (one thread over the ring does not pay)', { timeout: 60_000 }, async () => {
+    await withUringParam('Y', () => withMount({ args: ['--io-uring', 'auto', '--threads', '1', '--stats-file', '{dir}/stats.json'] }, async (t) => {
+      expect(t.serverLog()).not.toMatch(/io_uring/);
+      const stats = await clientThenStats(t, 'z');
       expect(stats.ioUring).toBe(false);
       expect(stats.ringRequests).toBe(0);
     }));
