@@ -2,14 +2,15 @@
  * FUSE over io_uring (--io-uring): the kernel hands each request to a ring entry of the queue of the
  * CPU its caller runs on, and the reply goes back with the command that fetches that entry's next
  * request (native/src/uring.c). A RingSession serves one thread's ring: requests in /dev/fuse's
- * layout to a RequestHandler, replies committed to the entry they came from. INIT, FORGET,
- * INTERRUPT and notifications stay on /dev/fuse (the kernel's rule), so the device session keeps
- * reading beside the rings.
+ * layout to a RequestHandler, each reply committed through the ring of the thread that answered
+ * it (the entry then follows that thread). INIT, FORGET, INTERRUPT and notifications stay on
+ * /dev/fuse (the kernel's rule), so the device sessions keep reading beside the rings.
  *
- * Why: with a thread bound to each CPU serving that CPU's queue, a request is read, served and
- * answered on the caller's CPU, with no wake-up of a thread elsewhere (tools/channels/README.md:
- * 14-16 us per stat round trip pair against 77-90 us when the single serving thread runs on the
- * other CPU, on this VM).
+ * Why: with a thread bound to each CPU serving that CPU's queue, a request is read on the caller's
+ * CPU, and what that thread serves itself is answered there, with no wake-up of a thread elsewhere
+ * (tools/channels/README.md: 14-16 us per stat round trip pair against 77-90 us when the single
+ * serving thread runs on the other CPU, on this VM). With one thread serving every queue that
+ * gain does not exist, which is why --io-uring auto needs more than one (README, "FUSE over io_uring").
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
