@@ -41,7 +41,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT(eventfdCreate), EXPORT(eventfdRead), EXPORT(eventfdWrite),
     EXPORT(mapShared), EXPORT(unmapShared), EXPORT(preadvMappedAsync), EXPORT(pwritevMappedAsync),
     EXPORT(memfdCreate),
-    EXPORT(uringProbe), EXPORT(uringCreate), EXPORT(uringRegister), EXPORT(uringFd), EXPORT(uringNext), EXPORT(uringCommit), EXPORT(uringClose),
+    EXPORT(uringProbe), EXPORT(uringCreate), EXPORT(uringRegister), EXPORT(uringFd), EXPORT(uringNext), EXPORT(uringCommit), EXPORT(uringReplySpace), EXPORT(uringClose),
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -40,6 +40,6 @@ BINDING(eventfdCreate); BINDING(eventfdRead); BINDING(eventfdWrite);
 BINDING(mapShared); BINDING(unmapShared); BINDING(preadvMappedAsync); BINDING(pwritevMappedAsync);
 BINDING(memfdCreate);
 /* uring.c */
-BINDING(uringProbe); BINDING(uringCreate); BINDING(uringRegister); BINDING(uringFd); BINDING(uringNext); BINDING(uringCommit); BINDING(uringClose);
+BINDING(uringProbe); BINDING(uringCreate); BINDING(uringRegister); BINDING(uringFd); BINDING(uringNext); BINDING(uringCommit); BINDING(uringReplySpace); BINDING(uringClose);
 
 #endif

@@ -64,6 +64,7 @@ _Static_assert(sizeof(struct ring_cmd_req) == 24, "ring_cmd_req");
 #define MAX_ENTRIES 16384
 #define MAX_QID 4095
 #define MAX_PAYLOAD (4u * 1024 * 1024 - 4096)
+#define REPLY_PAGE 4096
 /* submission queue entries per ring (commits are submitted at once: a few are queued at most) */
 #define SQ_ENTRIES 64
 /* completions per ring: every entry of the process could end up with its command on one ring */
@@ -71,6 +72,8 @@ _Static_assert(sizeof(struct ring_cmd_req) == 24, "ring_cmd_req");
 
 typedef struct {
   struct ring_req_header *hdr;
+  /* a page, then the payload: a READ reply can be built in place, its fuse_out_header in the page's last 16 bytes */
+  char *region;
   char *payload;
   size_t payload_size;
   struct iovec iov[2];
@@ -285,13 +288,14 @@ static int entry_new(uint16_t qid, size_t payload) {
   }
   memset(e->hdr, 0, sizeof(*e->hdr));
   /* mapped, not allocated: pages cost nothing until a request or reply touches them */
-  e->payload = mmap(NULL, payload, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (e->payload == MAP_FAILED) {
+  e->region = mmap(NULL, REPLY_PAGE + payload, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (e->region == MAP_FAILED) {
     int err = errno;
     free(e->hdr);
     free(e);
     return -err;
   }
+  e->payload = e->region + REPLY_PAGE;
   e->payload_size = payload;
   e->qid = qid;
   e->iov[0] = (struct iovec){ e->hdr, sizeof(*e->hdr) };
@@ -301,7 +305,7 @@ static int entry_new(uint16_t qid, size_t payload) {
   if (id >= 0) __atomic_store_n(&entries[id], e, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&entry_lock);
   if (id < 0) {
-    munmap(e->payload, payload);
+    munmap(e->region, REPLY_PAGE + payload);
     free(e->hdr);
     free(e);
   }
@@ -442,6 +446,32 @@ BINDING(uringNext) {
   return out;
 }
 
+static void no_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)data;
+  (void)hint;
+}
+
+/*
+ * uringReplySpace(entry) -> a Buffer over the entry's payload and the 16 bytes before it: a reply
+ * built there (fuse_out_header, then the data) is committed without a copy. The memory lives as
+ * long as the process; only the thread holding the entry (the one that read its request) may
+ * write it, until it commits.
+ */
+BINDING(uringReplySpace) {
+  GET_ARGS(env, info, 1);
+  uint32_t id;
+  ARG_U32(0, &id);
+  ring_ent_t *e = entry_at(id);
+  if (e == NULL) {
+    napi_throw_range_error(env, NULL, "no such ring entry");
+    return NULL;
+  }
+  napi_value buf;
+  NAPI_CALL(env, napi_create_external_buffer(env, OUT_HEADER + e->payload_size, e->payload - OUT_HEADER, no_finalize, NULL, &buf));
+  return buf;
+}
+
 /*
  * uringCommit(ring, entry, reply): the reply (fuse_out_header + its arguments, /dev/fuse's
  * layout) into the entry's buffers, and COMMIT_AND_FETCH submitted on this ring: the kernel takes
@@ -469,7 +499,8 @@ BINDING(uringCommit) {
   uint64_t unique;
   memcpy(&unique, (char *)data + 8, sizeof(unique));
   memcpy(e->hdr->in_out, data, OUT_HEADER);
-  memcpy(e->payload, (char *)data + OUT_HEADER, len - OUT_HEADER);
+  /* a reply built in the entry's own space (uringReplySpace) is in place already */
+  if ((char *)data != e->payload - OUT_HEADER) memcpy(e->payload, (char *)data + OUT_HEADER, len - OUT_HEADER);
   e->hdr->ent.payload_sz = (uint32_t)(len - OUT_HEADER);
   int err = queue_room(r, id, e, RING_CMD_COMMIT_AND_FETCH, unique);
   if (err == 0) err = submit(r);

@@ -201,7 +201,7 @@ async function inProcess(
       const t = threads;
       const owner: RingRequests = {
         ...answers,
-        handle: (req, entry, qid) => (t !== null && t.routeRing(req, entry!, qid!) ? Promise.resolve(null) : answers.handle(req)),
+        handle: (req, entry, qid, io) => (t !== null && t.routeRing(req, entry!, qid!) ? Promise.resolve(null) : answers.handle(req, entry, qid, io)),
         answered: () => t?.stayAwake(),
       };
       if (!ringOk(() => (ring = new dev.RingSession(device, owner, childLogger('ring', log))))) return;

@@ -22,11 +22,14 @@ import { extensionRecords, supplementaryGroups } from './extensions.js';
  * so that READ and WRITE data move between the file and that memory without a Buffer between.
  * `readInto`: the reply space after fuse_out_header, at least as large as any READ of the request.
  * `payload`: a WRITE's data, which is then not in `buf` (the header's len counts it).
+ * `replySpace`: memory of the transport's own (a FUSE ring entry) where a READ's reply may be built,
+ * header and data, which the transport then sends without copying it.
  */
 export interface TransportIo {
   readonly readInto?: MappedSeg[];
   readonly payload?: MappedSeg[];
   readonly payloadBytes?: number;
+  readonly replySpace?: Buffer;
 }
 
 export interface Request {

@@ -218,8 +218,10 @@ const hRead: Handler = async (s, r) => {
     h.writeUInt32LE(OutHeader.SIZE + Math.min(n, size), OutHeader.len);
     return h;
   }
-  // the reply is allocated first and the data read straight into it (no second buffer, no copy)
-  const reply = s.replyBuffer(OutHeader.SIZE + size);
+  // the reply is allocated first (or is the transport's own space) and the data read straight
+  // into it (no second buffer, no copy)
+  const space = r.io?.replySpace;
+  const reply = space && space.length >= OutHeader.SIZE + size ? space.subarray(0, OutHeader.SIZE + size) : s.replyBuffer(OutHeader.SIZE + size);
   let data: Buffer;
   try {
     data = await s.fs.read(r.ctx, r.nodeid, u64(r, ReadIn.fh), num(r, ReadIn.offset), size, reply.subarray(OutHeader.SIZE, OutHeader.SIZE + size));

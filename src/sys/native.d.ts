@@ -224,6 +224,8 @@ export interface NativeAddon {
   uringNext(ring: RingHandle, buf: Buffer): number;
   /** the entry's reply (/dev/fuse layout) committed through this ring, which then gets the entry's next request */
   uringCommit(ring: RingHandle, entry: number, reply: Buffer): void;
+  /** a Buffer over the entry's payload and the 16 bytes before it: a reply built there is committed without a copy */
+  uringReplySpace(entry: number): Buffer;
   /** unmap and close, once the connection ended */
   uringClose(ring: RingHandle): void;
   /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC) -> [a, b] (for fusermount3's _FUSE_COMMFD) */

@@ -15,7 +15,8 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { E } from '../../errors.js';
-import { encodeError } from '../../fuse/codec.js';
+import { encodeError, type TransportIo } from '../../fuse/codec.js';
+import { Op } from '../../fuse/opcodes.js';
 import { SlabPool } from '../../fuse/slab-pool.js';
 import { LogOnce } from '../../log.js';
 import { sys, type RingHandle } from '../../sys/syscalls.js';
@@ -33,13 +34,18 @@ export interface RingPlan {
   payloadSize: number;
 }
 
+/** The protocol server, as a ring serves it: with the transport's memory for a READ's reply. */
+export interface RingServer extends RequestHandler {
+  handle(req: Buffer, io?: TransportIo): Promise<Buffer | null>;
+}
+
 /** What the rings' RequestHandler is also told: the entry a request came from, and its queue (its caller's CPU). */
 export interface RingRequests extends RequestHandler {
   /**
    * A reply, or null when the handler keeps the entry: whichever thread answers it then commits it
    * through its own ring (RingSession.commit), and the entry's next request comes to that ring.
    */
-  handle(req: Buffer, entry?: number, qid?: number): Promise<Buffer | null>;
+  handle(req: Buffer, entry?: number, qid?: number, io?: TransportIo): Promise<Buffer | null>;
   /** told after each reply this ring committed */
   answered?(): void;
 }
@@ -86,12 +92,12 @@ export function ringUnavailable(): string | null {
  * should one (a malformed request) it is answered EIO, since an entry left unanswered holds its
  * caller forever.
  */
-export function ringAnswers(server: RequestHandler): RingRequests {
+export function ringAnswers(server: RingServer): RingRequests {
   return {
     bufferSize: () => server.bufferSize(),
     reuseReplies: () => server.reuseReplies?.(),
     recycle: (reply) => server.recycle?.(reply),
-    handle: async (req) => (await server.handle(req)) ?? encodeError(req.length >= 16 ? req.readBigUInt64LE(8) : 0n, E.EIO),
+    handle: async (req, _entry, _qid, io) => (await server.handle(req, io)) ?? encodeError(req.length >= 16 ? req.readBigUInt64LE(8) : 0n, E.EIO),
   };
 }
 
@@ -163,9 +169,18 @@ export class RingSession {
     });
   }
 
+  /** Per entry, this thread's view of its reply space (uringReplySpace), made on first use. */
+  private readonly spaces = new Map<number, TransportIo>();
+
   private dispatch(entry: number, qid: number, req: Buffer, give?: () => void): void {
     this.requests++;
-    this.handler.handle(req, entry, qid).then((reply) => {
+    // a READ's reply is built in the entry itself: committed without copying the data
+    let io: TransportIo | undefined;
+    if (req.readUInt32LE(4) === Op.READ) {
+      io = this.spaces.get(entry);
+      if (io === undefined) this.spaces.set(entry, (io = { replySpace: sys.uringReplySpace(entry) }));
+    }
+    this.handler.handle(req, entry, qid, io).then((reply) => {
       give?.();
       // null: another thread answers it (a hand-over)
       if (reply === null) return;

@@ -10,6 +10,7 @@ import { decorate } from '../../fs/decorate.js';
 import { threadFs } from '../../fs/thread-fs.js';
 import { SharedFileTable } from '../../fs/shared-files.js';
 import { newFsCounters } from '../../fs/services.js';
+import type { TransportIo } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
 import { DECLINED, ProtocolServer } from '../../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../../log.js';
@@ -60,8 +61,8 @@ const handler: RingRequests = {
     if (active) Atomics.store(gate, busy, 1);
     else release();
   },
-  async handle(req: Buffer, entry?: number): Promise<Buffer | null> {
-    const reply = await server.handle(req);
+  async handle(req: Buffer, entry?: number, _qid?: number, io?: TransportIo): Promise<Buffer | null> {
+    const reply = await server.handle(req, io);
     stats[row] = ++requests;
     stats[row + 1] = counters.served;
     if (reply !== DECLINED) {
