@@ -77,6 +77,13 @@ describe.skipIf(skip !== null)(`uring bindings${skip ? ` (${skip})` : ''}`, () =
       // the kernel refuses the command itself
       for (const errno of ended.values()) expect(errno).toBe(errnoOf('EOPNOTSUPP'));
       expect(sys.uringNext(ring, buf)).toBe(0);
+      // each entry's reply space: the 16 bytes of a header, then its payload, writable
+      const id = [...ended.keys()][0]!;
+      const space = sys.uringReplySpace(id);
+      expect(space.length).toBe(16 + 8192);
+      space.fill(0x5a);
+      expect(sys.uringReplySpace(id)[8207]).toBe(0x5a);
+      expect(() => sys.uringReplySpace(16_383)).toThrow(RangeError);
       // a dead entry cannot be committed
       expect(() => sys.uringCommit(ring, [...ended.keys()][0]!, Buffer.alloc(16))).toThrow(RangeError);
       expect(() => sys.uringCommit(ring, 16_383, Buffer.alloc(16))).toThrow(RangeError);

@@ -388,6 +388,35 @@ describe('requests', () => {
     expect(parse(await call(Op.READ, 5n, encodeStruct(ReadIn, { fh: 1n, offset: 0n, size: 3 })))).toEqual([0, Buffer.from('012')]);
   });
 
+  it('READ with the transport\'s reply space (a ring entry): the reply is built in it, header and data; too small a space is not used', async () => {
+    class IntoFs extends StubFs {
+      override async read(_c: Context, _n: bigint, _fh: bigint, off: number, size: number, into?: Buffer): Promise<Buffer> {
+        const b = into ?? Buffer.alloc(size);
+        const n = Math.min(size, 20 - off);
+        for (let i = 0; i < n; i++) b[i] = 0x61 + ((off + i) % 26);
+        return b.subarray(0, Math.max(0, n));
+      }
+    }
+    const srv = new ProtocolServer(new IntoFs(), {}, silent);
+    await srv.handle(initReq(45));
+    const space = Buffer.alloc(16 + 4096, 0xee);
+    const req = (size: number) => encodeRequest({ opcode: Op.READ, unique: 77n, nodeid: 5n }, encodeStruct(ReadIn, { fh: 1n, offset: 2n, size }));
+    const a = (await srv.handle(req(8), { replySpace: space }))!;
+    expect(a.buffer).toBe(space.buffer);
+    expect(a.byteOffset).toBe(space.byteOffset);
+    expect(parse(a)).toEqual([0, Buffer.from('cdefghij')]);
+    expect(a.readUInt32LE(0)).toBe(16 + 8);
+    expect(a.readBigUInt64LE(8)).toBe(77n);
+    // EOF: a short reply, still in the space
+    const b = (await srv.handle(req(4096), { replySpace: space }))!;
+    expect(b.buffer).toBe(space.buffer);
+    expect(parse(b)).toEqual([0, Buffer.from('cdefghijklmnopqrst')]);
+    // a READ larger than the space gets a buffer of its own
+    const c = (await srv.handle(req(8), { replySpace: Buffer.alloc(20) }))!;
+    expect(parse(c)).toEqual([0, Buffer.from('cdefghij')]);
+    expect(c.length).toBe(24);
+  });
+
   it('WRITE with less data than declared is EINVAL; READ beyond max_pages is EINVAL; offset >= 2^53 is EINVAL', async () => {
     const { call } = await setup();
     expect(parse(await call(Op.WRITE, 5n, encodeStruct(WriteIn, { fh: 3n, size: 10 }), Buffer.from('abc')))[0]).toBe(E.EINVAL);
