@@ -65,6 +65,8 @@ async function clientThenStats(t: { mnt: string; orig: string; dir: string }, ta
   return readStats(t.dir);
 }
 
+// skipped without mounts (not root, no /dev/fuse, no build) or without the kernel's switch (a
+// kernel before 6.14 or without CONFIG_FUSE_IO_URING): the reason is in the title
 describe.skipIf(skip !== null)(`FUSE over io_uring${skip ? ` (skipped: ${skip})` : ''}`, () => {
   it('--io-uring on --threads 2: clients on each CPU are served over the rings; the host tree is what they made', { timeout: 120_000 }, async () => {
     const before = uringParam();

@@ -29,6 +29,8 @@ const ringFds = (): number =>
     }
   }).length;
 
+// skipped only where this process cannot make an io_uring (sysctl kernel.io_uring_disabled, a seccomp
+// filter, a kernel before 5.19): the reason is in the title
 describe.skipIf(skip !== null)(`uring bindings${skip ? ` (${skip})` : ''}`, () => {
   it('refuses bad arguments with a TypeError or RangeError, before making anything', () => {
     const fd = openSync(tmpdir(), 'r');

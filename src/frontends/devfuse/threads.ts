@@ -188,11 +188,6 @@ export class ServingThreads {
         this.log.error({ err: e, thread: i }, `serving thread ${i} failed (bug)`);
         this.onFatal(`serving thread ${i} failed: ${e.message}`);
       });
-      worker.on('message', (m: ThreadReady) => {
-        if (m?.ready !== true) return;
-        for (const q of m.qids) covered.add(q);
-        ready();
-      });
       port1.on('message', (m: ArrayBuffer | RingHandOver) => {
         if (m instanceof ArrayBuffer) this.handOver(Buffer.from(m), fd);
         else this.handOver(Buffer.from(m.req), fd, m.entry);
@@ -200,7 +195,12 @@ export class ServingThreads {
       const served: Served = { worker, fd, port: port1, ended };
       this.threads.push(served);
       worker.on('message', (m: ThreadReady) => {
-        if (m?.ready === true) for (const q of m.qids) this.byQueue.set(q, served);
+        if (m?.ready !== true) return;
+        for (const q of m.qids) {
+          covered.add(q);
+          this.byQueue.set(q, served);
+        }
+        ready();
       });
     }
     // a thread that neither starts nor fails is not waited for (the owner serves what it would)
