@@ -14,6 +14,11 @@ const EMPTY = Buffer.alloc(0);
 import type { Inode } from './inode-store.js';
 import type { Services } from './services.js';
 
+/** The kernel's path of an fd (readlink of /proc/self/fd/N, not chrooted) is strictly below `root`. */
+export function pathBeneath(p: Buffer, root: Buffer): boolean {
+  return p.length > root.length && p[root.length] === 0x2f && p.subarray(0, root.length).equals(root);
+}
+
 export class Confinement {
   constructor(private readonly s: Services) {}
 
@@ -36,8 +41,7 @@ export class Confinement {
     } catch {
       throw new FsError(E.ESTALE, 'cannot place the inode');
     }
-    const r = s.rootPath;
-    if (chrooted() ? this.insideChroot(p, fd) : p.length > r.length && p[r.length] === 0x2f && p.subarray(0, r.length).equals(r)) {
+    if (chrooted() ? this.insideChroot(p, fd) : pathBeneath(p, s.rootPath)) {
       // renames are only watched on the root's filesystem: a submount's inodes are proven each time
       if (this.onRootMount(inode)) inode.proven = epoch;
       return;

@@ -31,7 +31,7 @@ import type {
   AttrReply, Context, CreateOut, DeviceNumber, DirEntry, FileOffset, Entry, FileLock, InitOptions, OpenOut, SetattrIn, StatfsOut, XattrReply,
 } from './types.js';
 import { Xattrs } from './xattrs.js';
-import type { MappedSeg } from '../sys/syscalls.js';
+import { chrooted, type MappedSeg } from '../sys/syscalls.js';
 
 const NO_HOST_CHANGES: Readonly<HostChangeCounters> = Object.freeze(noHostChanges());
 
@@ -93,6 +93,14 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   }
 
   /** How evicted fds are reopened ('handle' or 'path'). */
+  /**
+   * The shared root's real path, which an fd's /proc/self/fd path is compared with to prove its
+   * place; null once chrooted, where that path is not the kernel's (Confinement.insideChroot).
+   */
+  get procRootPath(): Buffer | null {
+    return chrooted() ? null : this.s.rootPath;
+  }
+
   get reopenStrategy(): 'handle' | 'path' {
     return this.s.fds.strategy;
   }

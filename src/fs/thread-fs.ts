@@ -1,39 +1,103 @@
 /**
  * The filesystem as a serving thread other than its owner sees it, through the fds the owner
- * published (SharedFds): GETATTR and READLINK of an inode, reads, writes, fsyncs and FLUSHes of an
- * open file, done here as the owner does them (fstat, readlinkat, NowaitIo, O_APPEND,
- * FUSE_WRITE_KILL_SUIDGID). Everything else, and an open
- * file the owner has not published (evicted, a directory, a FLUSH that must drop locks), is
- * declined: the thread hands the request to the owner, which answers it on this thread's channel.
+ * published (SharedFds): GETATTR, STATX and READLINK of an inode, a LOOKUP whose name is not there,
+ * reads, writes, fsyncs and FLUSHes of an open file, done here as the owner does them (fstat,
+ * readlinkat, NowaitIo, O_APPEND, FUSE_WRITE_KILL_SUIDGID, the same proof that a directory is
+ * beneath the root). Everything else, and an fd the owner has not published (evicted, a
+ * directory's open fd, a FLUSH that must drop locks), is declined: the thread hands the request to
+ * the owner, which answers it on this thread's channel.
  */
 import { DECLINE, E, FsError } from '../errors.js';
-import { sys, statAt, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFLNK } from '../sys/syscalls.js';
+import { sys, statAt, procFdDir, procFdPath, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFDIR, S_IFLNK } from '../sys/syscalls.js';
 import { killSuidgid } from './attrs.js';
+import { pathBeneath } from './confinement.js';
 import { NowaitIo } from './data-io.js';
-import type { FileSystem } from './filesystem.js';
+import { ROOT_ID, type FileSystem } from './filesystem.js';
+import { checkName, isDotName } from './names.js';
 import { EMPTY, statToAttr, type FsCounters } from './services.js';
 import { SHARED_LOCK_OWNERS, type SharedFds, type SharedFile, type SharedFileTable } from './shared-files.js';
-import { WRITE_KILL_SUIDGID, type AttrReply, type Context, type InitOptions } from './types.js';
+import { WRITE_KILL_SUIDGID, type AttrReply, type Context, type Entry, type InitOptions } from './types.js';
+
+/** What a serving thread's filesystem is built with. */
+export interface ThreadFsSettings {
+  /** the cache policy's attribute timeout */
+  attrTimeoutMs: number;
+  /**
+   * The shared root's real path, as the owner's proofs compare with (Services.rootPath); null where
+   * /proc/self/fd cannot prove a place (a chrooted process): every LOOKUP is then the owner's.
+   */
+  rootPath: Uint8Array | null;
+}
 
 /** What this thread did: requests it answered from the table, and the ones it declined. */
 export interface ThreadFsCounters {
   served: number;
   declined: number;
+  /** LOOKUPs answered ENOENT here (in `served` too) */
+  negativeLookups: number;
 }
 
 class ThreadFiles {
   private readonly io: NowaitIo;
   private killPrivV2 = false;
   private readonly f: SharedFile = { fd: -1, flags: 0, dev: 0, marks: 0 };
-  readonly counters: ThreadFsCounters = { served: 0, declined: 0 };
+  readonly counters: ThreadFsCounters = { served: 0, declined: 0, negativeLookups: 0 };
 
   private readonly table: SharedFileTable;
   private readonly inodes: SharedFileTable;
+  private readonly attrTimeoutMs: number;
+  private readonly rootPath: Buffer | null;
 
-  constructor(tables: SharedFds, fsCounters: FsCounters, private readonly attrTimeoutMs: number) {
+  constructor(tables: SharedFds, private readonly fsCounters: FsCounters, settings: ThreadFsSettings) {
     this.table = tables.files;
     this.inodes = tables.inodes;
     this.io = new NowaitIo(fsCounters);
+    this.attrTimeoutMs = settings.attrTimeoutMs;
+    this.rootPath = settings.rootPath ? Buffer.from(settings.rootPath) : null;
+  }
+
+  /**
+   * LOOKUP of a name that is not there: ENOENT from here, the commonest lookup of a create or an
+   * untar. The parent must be a published directory, proven beneath the root as the owner proves
+   * it (Confinement.confirmInside's path check), or an absent name inside a directory the host moved
+   * out would be told. A name that is there, '.', '..', an unpublished parent, a failed proof or any
+   * other error: the owner's (it counts lookups and keeps the inode table).
+   */
+  async lookup(_ctx: Context, parentId: bigint, name: Buffer): Promise<Entry> {
+    // the owner's answers to a bad name (EINVAL, ENAMETOOLONG)
+    checkName(name, true);
+    if (isDotName(name) || this.rootPath === null) this.decline();
+    const slot = this.inodes.borrow(parentId, parentId);
+    if (slot < 0) this.decline();
+    let absent = false;
+    try {
+      const { fd, flags: type } = this.inodes.fileAt(slot, this.f);
+      if (type !== S_IFDIR) this.decline();
+      const h = sys.nameToHandleAtTry(fd, name, 0);
+      // proven after the look, before the answer: a directory moved out in between is refused
+      absent = h === -E.ENOENT && (parentId === ROOT_ID || this.inside(fd));
+    } finally {
+      this.inodes.release(slot);
+    }
+    if (!absent) this.decline();
+    this.counters.served++;
+    this.counters.negativeLookups++;
+    throw new FsError(E.ENOENT);
+  }
+
+  /** The kernel's path of a directory's fd is below the root (a failure to read it proves nothing). */
+  private inside(fd: number): boolean {
+    this.fsCounters.placeChecks++;
+    try {
+      return pathBeneath(sys.readlinkat(procFdDir(), procFdPath(fd)), this.rootPath!);
+    } catch {
+      return false;
+    }
+  }
+
+  /** STATX is answered as GETATTR, as the owner does (PassthroughFs.statx). */
+  async statx(ctx: Context, nodeid: bigint, fh: bigint | undefined): Promise<AttrReply> {
+    return this.getattr(ctx, nodeid, fh);
   }
 
   /** An inode's attributes through its O_PATH fd, or an open file's through its fd (FUSE_GETATTR_FH). */
@@ -135,10 +199,10 @@ class ThreadFiles {
  * A FileSystem for a serving thread: the methods above; every other one declines (ProtocolServer
  * turns DECLINE into its DECLINED reply, which the thread forwards to the owner).
  */
-export function threadFs(tables: SharedFds, fsCounters: FsCounters, attrTimeoutMs: number): { fs: FileSystem; counters: ThreadFsCounters } {
-  const files = new ThreadFiles(tables, fsCounters, attrTimeoutMs);
+export function threadFs(tables: SharedFds, fsCounters: FsCounters, settings: ThreadFsSettings): { fs: FileSystem; counters: ThreadFsCounters } {
+  const files = new ThreadFiles(tables, fsCounters, settings);
   const own: Record<string | symbol, unknown> = {};
-  for (const k of ['init', 'destroy', 'getattr', 'readlink', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
+  for (const k of ['init', 'destroy', 'lookup', 'getattr', 'statx', 'readlink', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
   const declined = (): never => files.decline();
   // a Proxy so that every FileSystem method exists; the ProtocolServer's localOps keep the others from being called at all
   const fs = new Proxy(own, { get: (t, k) => (k in t ? t[k] : declined) }) as unknown as FileSystem;

@@ -12,7 +12,7 @@ import type { FsCounters } from '../../src/fs/services.js';
 import { SHARED_LOCK_OWNERS, SharedFileTable } from '../../src/fs/shared-files.js';
 import { threadFs, type ThreadFsCounters } from '../../src/fs/thread-fs.js';
 import { WRITE_KILL_SUIDGID } from '../../src/fs/types.js';
-import { sys, AT_FDCWD, O_APPEND, O_CLOEXEC, O_NOFOLLOW, O_PATH, O_RDWR, O_WRONLY, S_IFLNK, S_IFMT, S_IFREG } from '../../src/sys/syscalls.js';
+import { sys, AT_FDCWD, O_APPEND, O_CLOEXEC, O_NOFOLLOW, O_PATH, O_RDWR, O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/sys/syscalls.js';
 import { B, ctx, tmpdir } from '../helpers/fs-fixture.js';
 
 const FH = 7n;
@@ -64,7 +64,7 @@ beforeEach(async () => {
   fds = [];
   table = SharedFileTable.create(16);
   inodes = SharedFileTable.create(16);
-  ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), ATTR_MS));
+  ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(root)) }));
   await tfs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
 });
 
@@ -131,7 +131,7 @@ describe('reads and writes through a published fd', () => {
     await expect(tfs.fsync(ctx, NODE, FH, false)).resolves.toBeUndefined();
     await expect(tfs.fsync(ctx, NODE, FH, true)).resolves.toBeUndefined();
     expect(table.borrowers(FH)).toBe(0);
-    expect(counters).toEqual({ served: 2, declined: 0 });
+    expect(counters).toEqual({ served: 2, declined: 0, negativeLookups: 0 });
   });
 
   it('a failing read (an fd opened write-only) fails with the host errno and gives its borrow back', async () => {
@@ -147,14 +147,14 @@ describe('FLUSH', () => {
   it('served while no lock owner used the fh; declined once the entry is marked SHARED_LOCK_OWNERS, and served again when unmarked', async () => {
     publishFile('f', 'x', 'r+', FH, NODE, O_RDWR);
     await expect(tfs.flush(ctx, NODE, FH, 1n)).resolves.toBeUndefined();
-    expect(counters).toEqual({ served: 1, declined: 0 });
+    expect(counters).toEqual({ served: 1, declined: 0, negativeLookups: 0 });
     table.mark(FH, SHARED_LOCK_OWNERS, true);
     await declines(() => tfs.flush(ctx, NODE, FH, 1n));
     expect(table.borrowers(FH)).toBe(0);
-    expect(counters).toEqual({ served: 1, declined: 1 });
+    expect(counters).toEqual({ served: 1, declined: 1, negativeLookups: 0 });
     table.mark(FH, SHARED_LOCK_OWNERS, false);
     await tfs.flush(ctx, NODE, FH, 1n);
-    expect(counters).toEqual({ served: 2, declined: 1 });
+    expect(counters).toEqual({ served: 2, declined: 1, negativeLookups: 0 });
   });
 });
 
@@ -168,7 +168,7 @@ describe('declined: the owner serves it', () => {
     await declines(() => tfs.read(ctx, NODE + 1n, FH, 0, 1));
     await declines(() => tfs.write(ctx, NODE + 1n, FH, 0, B('y'), 0));
     expect(fs.readFileSync(path.join(root, 'f'), 'utf8')).toBe('x');
-    expect(counters).toEqual({ served: 0, declined: 6 });
+    expect(counters).toEqual({ served: 0, declined: 6, negativeLookups: 0 });
     // closing (the owner released it while a borrower held it): no new borrows
     const s = table.borrow(FH, NODE);
     expect(table.withdraw(FH, true)).toBe(false);
@@ -176,7 +176,7 @@ describe('declined: the owner serves it', () => {
     table.release(s);
     expect(table.withdraw(FH, true)).toBe(true);
     await declines(() => tfs.read(ctx, NODE, FH, 0, 1));
-    expect(counters).toEqual({ served: 0, declined: 8 });
+    expect(counters).toEqual({ served: 0, declined: 8, negativeLookups: 0 });
   });
 
   it('every other method declines without touching the host', async () => {
@@ -191,7 +191,7 @@ describe('declined: the owner serves it', () => {
     // release was declined: the entry is still published and lent
     expect(table.borrowers(FH)).toBe(0);
     expect((await tfs.read(ctx, NODE, FH, 0, 1)).toString()).toBe('x');
-    expect(counters).toEqual({ served: 1, declined: 5 });
+    expect(counters).toEqual({ served: 1, declined: 5, negativeLookups: 0 });
   });
 
   it('destroy leaves the owner\'s fds open', async () => {
@@ -241,5 +241,104 @@ describe('declined: the owner serves it', () => {
     await declines(() => tfs.readlink(ctx, NODE + 2n));
     expect(inodes.borrowers(NODE)).toBe(0);
     expect(inodes.borrowers(NODE + 1n)).toBe(0);
+  });
+});
+
+describe('LOOKUP: an absent name is answered here, anything else is the owner\'s', () => {
+  /** An O_PATH fd of `p` published as inode `nodeid` of type `type`. */
+  function publishPath(p: string, nodeid: bigint, type: number): number {
+    const fd = sys.openat(AT_FDCWD, Buffer.from(p), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+    fds.push(fd);
+    expect(inodes.publish(nodeid, nodeid, fd, type, 0)).toBe(true);
+    return fd;
+  }
+
+  it('ENOENT for a name not in the root or in a published directory below it; each borrow given back', async () => {
+    publishPath(root, 1n, S_IFDIR);
+    fs.mkdirSync(path.join(root, 'd'));
+    publishPath(path.join(root, 'd'), NODE, S_IFDIR);
+    // a non-UTF-8 name too: names are bytes
+    for (const [parent, name] of [[1n, B('nope')], [NODE, B('nope')], [NODE, Buffer.from([0x66, 0xff, 0xfe])]] as const) {
+      expect(await errnoOf(tfs.lookup(ctx, parent, name))).toBe(E.ENOENT);
+    }
+    expect(counters).toEqual({ served: 3, declined: 0, negativeLookups: 3 });
+    expect(inodes.borrowers(1n)).toBe(0);
+    expect(inodes.borrowers(NODE)).toBe(0);
+  });
+
+  it('a name that is there (file, directory, symlink, dangling symlink) declines: the owner counts the lookup', async () => {
+    publishPath(root, 1n, S_IFDIR);
+    fs.writeFileSync(path.join(root, 'f'), 'x');
+    fs.mkdirSync(path.join(root, 'd'));
+    fs.symlinkSync('f', path.join(root, 'l'));
+    fs.symlinkSync('/etc/nothing-here', path.join(root, 'dangling'));
+    for (const n of ['f', 'd', 'l', 'dangling']) await declines(() => tfs.lookup(ctx, 1n, B(n)));
+    expect(counters).toEqual({ served: 0, declined: 4, negativeLookups: 0 });
+    expect(inodes.borrowers(1n)).toBe(0);
+  });
+
+  it("'.', '..', an unpublished parent and a parent that is not a directory decline; bad names get the owner's errors", async () => {
+    publishPath(root, 1n, S_IFDIR);
+    fs.writeFileSync(path.join(root, 'f'), 'x');
+    publishPath(path.join(root, 'f'), NODE, S_IFREG);
+    await declines(() => tfs.lookup(ctx, 1n, B('.')));
+    await declines(() => tfs.lookup(ctx, 1n, B('..')));
+    await declines(() => tfs.lookup(ctx, NODE + 5n, B('nope')));
+    await declines(() => tfs.lookup(ctx, NODE, B('nope')));
+    expect(await errnoOf(tfs.lookup(ctx, 1n, B('a/b')))).toBe(E.EINVAL);
+    expect(await errnoOf(tfs.lookup(ctx, 1n, Buffer.alloc(0)))).toBe(E.EINVAL);
+    expect(await errnoOf(tfs.lookup(ctx, 1n, Buffer.from('a\0b')))).toBe(E.EINVAL);
+    expect(await errnoOf(tfs.lookup(ctx, 1n, Buffer.alloc(256, 0x61)))).toBe(E.ENAMETOOLONG);
+    expect(counters.negativeLookups).toBe(0);
+    expect(inodes.borrowers(1n)).toBe(0);
+    expect(inodes.borrowers(NODE)).toBe(0);
+  });
+
+  it('a directory the host moved out of the share: no answer from here (the owner refuses it), though its name is absent', async () => {
+    // the share is root/share; root/outside is not in it
+    const share = path.join(root, 'share');
+    const outside = path.join(root, 'outside');
+    fs.mkdirSync(path.join(share, 'd'), { recursive: true });
+    fs.mkdirSync(outside);
+    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)) }));
+    publishPath(path.join(share, 'd'), NODE, S_IFDIR);
+    expect(await errnoOf(tfs.lookup(ctx, NODE, B('secret')))).toBe(E.ENOENT);
+    fs.renameSync(path.join(share, 'd'), path.join(outside, 'd'));
+    fs.writeFileSync(path.join(outside, 'd', 'there'), 'x');
+    // absent and present names alike: nothing about the moved directory is told
+    await declines(() => tfs.lookup(ctx, NODE, B('secret')));
+    await declines(() => tfs.lookup(ctx, NODE, B('there')));
+    // a sibling of the share whose name starts with the share's is not below it
+    fs.renameSync(path.join(outside, 'd'), `${share}d`);
+    await declines(() => tfs.lookup(ctx, NODE, B('secret')));
+    // back inside: answered again
+    fs.renameSync(`${share}d`, path.join(share, 'd'));
+    expect(await errnoOf(tfs.lookup(ctx, NODE, B('secret')))).toBe(E.ENOENT);
+    expect(counters).toEqual({ served: 2, declined: 3, negativeLookups: 2 });
+    expect(inodes.borrowers(NODE)).toBe(0);
+  });
+
+  it('without a root path to prove places with (a chrooted process), every LOOKUP is the owner\'s', async () => {
+    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: null }));
+    publishPath(root, 1n, S_IFDIR);
+    await declines(() => tfs.lookup(ctx, 1n, B('nope')));
+    expect(counters).toEqual({ served: 0, declined: 1, negativeLookups: 0 });
+  });
+});
+
+describe('STATX', () => {
+  it('is GETATTR: the published inode\'s fstat, or the open file\'s; unpublished declines', async () => {
+    const p = publishFile('f', 'hello', 'r+', FH, NODE, O_RDWR);
+    const pf = sys.openat(AT_FDCWD, Buffer.from(p), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+    fds.push(pf);
+    inodes.publish(NODE, NODE, pf, S_IFREG, 0);
+    const a = await tfs.statx(ctx, NODE, undefined, 0, 0xfff);
+    expect(a.attrTimeoutMs).toBe(ATTR_MS);
+    expect(a.attr.ino).toBe(fs.statSync(p, { bigint: true }).ino);
+    await tfs.write(ctx, NODE, FH, 5, B('!'), 0);
+    expect((await tfs.statx(ctx, NODE, FH, 0, 0xfff)).attr.size).toBe(6n);
+    await declines(() => tfs.statx(ctx, NODE + 1n, undefined, 0, 0xfff));
+    expect(inodes.borrowers(NODE)).toBe(0);
+    expect(table.borrowers(FH)).toBe(0);
   });
 });

@@ -53,6 +53,35 @@ while time.monotonic() < deadline and n < 4000:
 print(n)
 `;
 
+const ABSENT_LOOKUPS = 2000;
+// On CPU 1 (the other serving thread's), cwd in the mount's d: lstat of absent names, then of the
+// present one; tells the host (a file 'looked'), waits for 'moved', then looks again by the cwd.
+// Prints: how many absent names were ENOENT, 'found', then the errno name of each later lstat.
+const ABSENT = String.raw`
+import errno, os, sys, time
+mnt, n = sys.argv[1], int(sys.argv[2])
+if len(os.sched_getaffinity(0)) > 1: os.sched_setaffinity(0, {1})
+os.chdir(os.path.join(mnt, 'd'))
+absent = 0
+for i in range(n):
+    try: os.lstat('absent-%d' % i)
+    except FileNotFoundError: absent += 1
+there = 'found' if os.lstat('there') else 'missing'
+open(os.path.join(mnt, 'looked'), 'w').close()
+deadline = time.monotonic() + 20
+while not os.path.exists(os.path.join(mnt, 'moved')):
+    if time.monotonic() > deadline: print('never moved'); sys.exit(1)
+    time.sleep(0.05)
+out = []
+for name in ('secret', 'there'):
+    try:
+        os.lstat(name)
+        out.append('found')
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e.errno)))
+print(absent, there, *out)
+`;
+
 async function threadsServing(t: { serverLog: () => string }, n: number): Promise<void> {
   for (let i = 0; i < 100 && !t.serverLog().includes(`serving with ${n} threads`); i++) await sleep(50);
   expect(t.serverLog()).toContain(`serving with ${n} threads`);
@@ -90,6 +119,44 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
       // and the budget did evict open files under the writers
       expect(stats.evictions).toBeGreaterThan(0);
       expect(stats).toMatchObject({ estale: 0, emfile: 0, openHandles: 0 });
+    });
+  });
+
+  it('the other thread answers LOOKUPs of absent names itself; once the host moves the directory out of the share, neither absent nor present names are told', { timeout: 60_000 }, async () => {
+    await withMount({
+      args: ['--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
+      setup: (orig) => {
+        fs.mkdirSync(join(orig, 'd'));
+        fs.writeFileSync(join(orig, 'd', 'there'), 'x');
+      },
+    }, async (t) => {
+      await threadsServing(t, 2);
+      const outside = join(t.dir, 'outside');
+      fs.mkdirSync(outside);
+      const client = run('python3', ['-c', ABSENT, t.mnt, String(ABSENT_LOOKUPS)], { timeoutMs: 40_000 });
+      // the client holds the directory as its cwd; once it has looked, the host moves it out
+      for (let i = 0; i < 400 && !fs.existsSync(join(t.orig, 'looked')); i++) await sleep(50);
+      expect(fs.existsSync(join(t.orig, 'looked')), t.serverLog()).toBe(true);
+      fs.renameSync(join(t.orig, 'd'), join(outside, 'd'));
+      fs.writeFileSync(join(t.orig, 'moved'), '');
+      const r = await client;
+      expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
+      const [absent, there, afterSecret, afterThere] = r.stdout.trim().split(' ');
+      // inside: every absent name ENOENT, the present one found
+      expect(absent).toBe(String(ABSENT_LOOKUPS));
+      expect(there).toBe('found');
+      // moved out: ESTALE for both, never ENOENT (the name's absence) or the file's attributes
+      expect(afterSecret).toBe('ESTALE');
+      expect(afterThere).toBe('ESTALE');
+      // nothing was made outside
+      expect(fs.readdirSync(join(outside, 'd'))).toEqual(['there']);
+      await sleep(1200);
+      const stats = JSON.parse(fs.readFileSync(join(t.dir, 'stats.json'), 'utf8')) as {
+        perThread: { requests: number; served: number; handedOver: number; negativeLookups: number }[];
+      };
+      console.log(`per thread: ${JSON.stringify(stats.perThread)}`);
+      // the client runs on the other thread's CPU: that thread answered absent names itself
+      expect(stats.perThread[1]!.negativeLookups).toBeGreaterThan(ABSENT_LOOKUPS / 10);
     });
   });
 

@@ -1,8 +1,9 @@
 /**
  * A serving thread other than the owner (src/frontends/devfuse/threads.ts): bound to its CPU, it
- * reads its clone of the connection, answers GETATTR and READLINK of published inodes and READ,
- * WRITE, FSYNC and FLUSH of published open files itself (src/fs/thread-fs.ts), and posts every other request's bytes to the owner. It ends when
- * the connection does.
+ * reads its clone of the connection, answers GETATTR, STATX and READLINK of published inodes,
+ * LOOKUPs of absent names in published directories, and READ, WRITE, FSYNC and FLUSH of published
+ * open files itself (src/fs/thread-fs.ts), and posts every other request's bytes to the owner. It
+ * ends when the connection does.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { LevelWithSilent } from 'pino';
@@ -31,10 +32,10 @@ if (d.cpu >= 0) {
 }
 const fsCounters = newFsCounters();
 const tables = { files: SharedFileTable.attach(d.tables.files), inodes: SharedFileTable.attach(d.tables.inodes) };
-const { fs: own, counters } = threadFs(tables, fsCounters, d.fs.attrTimeoutMs);
+const { fs: own, counters } = threadFs(tables, fsCounters, d.fs);
 // the same id translation and read-only refusal as the owner's filesystem
 const fs = decorate(own, d.fs);
-const localOps = new Set([Op.GETATTR, Op.READLINK, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
+const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.STATX, Op.READLINK, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
 const server = new ProtocolServer(fs, { maxWrite: d.fs.maxWrite, localOps }, childLogger('fuse', log));
 await server.adopt(d.negotiated);
 
@@ -65,6 +66,7 @@ const handler: RingRequests = {
     const reply = await server.handle(req, io);
     stats[row] = ++requests;
     stats[row + 1] = counters.served;
+    stats[row + 3] = counters.negativeLookups;
     if (reply !== DECLINED) {
       release();
       return reply;

@@ -26,8 +26,8 @@ import { sys } from '../../sys/syscalls.js';
 import type { RingSession } from './ring.js';
 import type { RequestHandler } from './session.js';
 
-/** Per thread in ServingThreads.stats: requests read, answered there, handed to the owner. */
-export const THREAD_STATS = 3;
+/** Per thread in ServingThreads.stats: requests read, answered there, handed to the owner, LOOKUPs answered ENOENT there. */
+export const THREAD_STATS = 4;
 
 /** What a serving thread is started with (src/frontends/devfuse/thread-worker.ts). */
 export interface ThreadData {
@@ -62,6 +62,8 @@ export interface ThreadFsOptions {
   maxWrite: number;
   /** the cache policy's attribute timeout */
   attrTimeoutMs: number;
+  /** the shared root's real path, for the proofs behind LOOKUP's negative answers (ThreadFsSettings; null: none) */
+  rootPath: Uint8Array | null;
   readonly: boolean;
   translateUid: readonly string[];
   translateGid: readonly string[];
@@ -338,13 +340,17 @@ export class ServingThreads {
     }
   }
 
-  /** Per-thread numbers for the stats file: requests read, served there, handed to the owner (the owner's row first). */
-  counters(): { threads: number; perThread: Array<{ requests: number; served: number; handedOver: number }> } {
+  /**
+   * Per-thread numbers for the stats file: requests read, served there, handed to the owner, and
+   * of those served, LOOKUPs answered ENOENT (the owner's row first; its negative lookups are not counted apart).
+   */
+  counters(): { threads: number; perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number }> } {
     const s = this.stats;
     const own = this.ownerRequests();
-    const perThread = [{ requests: own, served: own, handedOver: 0 }];
+    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0 }];
     for (let i = 1; i <= this.threads.length; i++) {
-      perThread.push({ requests: s[i * THREAD_STATS]!, served: s[i * THREAD_STATS + 1]!, handedOver: s[i * THREAD_STATS + 2]! });
+      const r = i * THREAD_STATS;
+      perThread.push({ requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]! });
     }
     return { threads: perThread.length, perThread };
   }
