@@ -185,7 +185,8 @@ async function inProcess(
   const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), ioUring, onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
   if (shared) {
     threads = new dev.ServingThreads(device, server, cfg.threads, { files: shared.files.buffer, inodes: shared.inodes.buffer }, {
-      maxWrite: cfg.maxWrite, attrTimeoutMs: timeoutMs(cfg.cache), rootPath: core.procRootPath, readonly: cfg.readonly, translateUid: cfg.translateUid, translateGid: cfg.translateGid,
+      maxWrite: cfg.maxWrite, attrTimeoutMs: timeoutMs(cfg.cache), rootPath: core.procRootPath,
+      plainXattrs: cfg.xattr && cfg.xattrmap === null && cfg.translateUid.length === 0 && cfg.translateGid.length === 0, readonly: cfg.readonly, translateUid: cfg.translateUid, translateGid: cfg.translateGid,
     }, childLogger('threads', log), (why) => stop(why, true));
   }
   let ring: InstanceType<typeof dev.RingSession> | null = null;

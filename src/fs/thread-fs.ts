@@ -1,6 +1,6 @@
 /**
  * The filesystem as a serving thread other than its owner sees it, through the fds the owner
- * published (SharedFds): GETATTR, STATX and READLINK of an inode, a LOOKUP whose name is not there,
+ * published (SharedFds): GETATTR, STATX, READLINK and GETXATTR of an inode, a LOOKUP whose name is not there,
  * reads, writes, fsyncs and FLUSHes of an open file, done here as the owner does them (fstat,
  * readlinkat, NowaitIo, O_APPEND, FUSE_WRITE_KILL_SUIDGID, the same proof that a directory is
  * beneath the root). Everything else, and an fd the owner has not published (evicted, a
@@ -8,7 +8,7 @@
  * the owner, which answers it on this thread's channel.
  */
 import { DECLINE, E, FsError } from '../errors.js';
-import { sys, statAt, procFdDir, procFdPath, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFDIR, S_IFLNK } from '../sys/syscalls.js';
+import { sys, statAt, procFdDir, procFdPath, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFDIR, S_IFLNK, XATTR_SIZE_MAX } from '../sys/syscalls.js';
 import { killSuidgid } from './attrs.js';
 import { pathBeneath } from './confinement.js';
 import { NowaitIo } from './data-io.js';
@@ -16,7 +16,8 @@ import { ROOT_ID, type FileSystem } from './filesystem.js';
 import { checkName, isDotName } from './names.js';
 import { EMPTY, statToAttr, type FsCounters } from './services.js';
 import { SHARED_LOCK_OWNERS, type SharedFds, type SharedFile, type SharedFileTable } from './shared-files.js';
-import { WRITE_KILL_SUIDGID, type AttrReply, type Context, type Entry, type InitOptions } from './types.js';
+import { WRITE_KILL_SUIDGID, type AttrReply, type Context, type Entry, type InitOptions, type XattrReply } from './types.js';
+import { checkXattrName } from './xattrs.js';
 
 /** What a serving thread's filesystem is built with. */
 export interface ThreadFsSettings {
@@ -27,6 +28,11 @@ export interface ThreadFsSettings {
    * /proc/self/fd cannot prove a place (a chrooted process): every LOOKUP is then the owner's.
    */
   rootPath: Uint8Array | null;
+  /**
+   * The owner's GETXATTR is the host's getxattr of the same name (extended attributes on, no
+   * --xattrmap, no id translation): only then does this thread answer it.
+   */
+  plainXattrs: boolean;
 }
 
 /** What this thread did: requests it answered from the table, and the ones it declined. */
@@ -47,6 +53,7 @@ class ThreadFiles {
   private readonly inodes: SharedFileTable;
   private readonly attrTimeoutMs: number;
   private readonly rootPath: Buffer | null;
+  private readonly plainXattrs: boolean;
 
   constructor(tables: SharedFds, private readonly fsCounters: FsCounters, settings: ThreadFsSettings) {
     this.table = tables.files;
@@ -54,6 +61,32 @@ class ThreadFiles {
     this.io = new NowaitIo(fsCounters);
     this.attrTimeoutMs = settings.attrTimeoutMs;
     this.rootPath = settings.rootPath ? Buffer.from(settings.rootPath) : null;
+    this.plainXattrs = settings.plainXattrs;
+  }
+
+  /**
+   * GETXATTR through /proc/self/fd/N of the inode's published O_PATH fd, as the owner reads it
+   * (Xattrs.byPath), after the same proof of place: the kernel asks for security.capability before
+   * the first write of every new file. Declined unless the owner's answer is the host's own
+   * (ThreadFsSettings.plainXattrs), or for an unpublished inode.
+   */
+  async getxattr(_ctx: Context, nodeid: bigint, name: Buffer, size: number): Promise<XattrReply> {
+    if (!this.plainXattrs || this.rootPath === null) this.decline();
+    checkXattrName(name);
+    const slot = this.inodes.borrow(nodeid, nodeid);
+    if (slot < 0) this.decline();
+    const buf = size === 0 ? null : Buffer.allocUnsafe(Math.min(size, XATTR_SIZE_MAX));
+    let n: number;
+    try {
+      const { fd } = this.inodes.fileAt(slot, this.f);
+      if (nodeid !== ROOT_ID && !this.inside(fd)) this.decline();
+      n = sys.getxattrTry(procFdPath(fd), name, buf);
+    } finally {
+      this.inodes.release(slot);
+    }
+    this.counters.served++;
+    if (n < 0) throw new FsError(-n, 'getxattr');
+    return buf === null ? { size: n } : { value: buf.subarray(0, n) };
   }
 
   /**
@@ -85,7 +118,7 @@ class ThreadFiles {
     throw new FsError(E.ENOENT);
   }
 
-  /** The kernel's path of a directory's fd is below the root (a failure to read it proves nothing). */
+  /** The kernel's path of an fd is below the root (a failure to read it proves nothing). */
   private inside(fd: number): boolean {
     this.fsCounters.placeChecks++;
     try {
@@ -202,7 +235,7 @@ class ThreadFiles {
 export function threadFs(tables: SharedFds, fsCounters: FsCounters, settings: ThreadFsSettings): { fs: FileSystem; counters: ThreadFsCounters } {
   const files = new ThreadFiles(tables, fsCounters, settings);
   const own: Record<string | symbol, unknown> = {};
-  for (const k of ['init', 'destroy', 'lookup', 'getattr', 'statx', 'readlink', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
+  for (const k of ['init', 'destroy', 'lookup', 'getattr', 'statx', 'readlink', 'getxattr', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
   const declined = (): never => files.decline();
   // a Proxy so that every FileSystem method exists; the ProtocolServer's localOps keep the others from being called at all
   const fs = new Proxy(own, { get: (t, k) => (k in t ? t[k] : declined) }) as unknown as FileSystem;

@@ -129,7 +129,8 @@ function hostList(p: Buffer): Buffer {
   }
 }
 
-function checkXattrName(name: Buffer): void {
+/** A client's xattr name: not empty, no NUL (EINVAL), at most 255 bytes (ERANGE). */
+export function checkXattrName(name: Buffer): void {
   if (name.length === 0 || name.indexOf(0) >= 0) throw new FsError(E.EINVAL);
   if (name.length > 255) throw new FsError(E.ERANGE);
 }

@@ -64,7 +64,7 @@ beforeEach(async () => {
   fds = [];
   table = SharedFileTable.create(16);
   inodes = SharedFileTable.create(16);
-  ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(root)) }));
+  ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(root)), plainXattrs: true }));
   await tfs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
 });
 
@@ -300,7 +300,7 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
     const outside = path.join(root, 'outside');
     fs.mkdirSync(path.join(share, 'd'), { recursive: true });
     fs.mkdirSync(outside);
-    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)) }));
+    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)), plainXattrs: true }));
     publishPath(path.join(share, 'd'), NODE, S_IFDIR);
     expect(await errnoOf(tfs.lookup(ctx, NODE, B('secret')))).toBe(E.ENOENT);
     fs.renameSync(path.join(share, 'd'), path.join(outside, 'd'));
@@ -319,7 +319,7 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
   });
 
   it('without a root path to prove places with (a chrooted process), every LOOKUP is the owner\'s', async () => {
-    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: null }));
+    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: null, plainXattrs: true }));
     publishPath(root, 1n, S_IFDIR);
     await declines(() => tfs.lookup(ctx, 1n, B('nope')));
     expect(counters).toEqual({ served: 0, declined: 1, negativeLookups: 0 });
@@ -340,5 +340,56 @@ describe('STATX', () => {
     await declines(() => tfs.statx(ctx, NODE + 1n, undefined, 0, 0xfff));
     expect(inodes.borrowers(NODE)).toBe(0);
     expect(table.borrowers(FH)).toBe(0);
+  });
+});
+
+describe('GETXATTR', () => {
+  const NAME = B('user.hfs-test');
+
+  /** A file `name` with the xattr NAME = value, its O_PATH fd published as `nodeid`. */
+  function fileWithXattr(dir: string, name: string, value: string, nodeid: bigint): string {
+    const p = path.join(dir, name);
+    fs.writeFileSync(p, 'x');
+    sys.setxattr(Buffer.from(p), NAME, B(value), 0);
+    const fd = sys.openat(AT_FDCWD, Buffer.from(p), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+    fds.push(fd);
+    expect(inodes.publish(nodeid, nodeid, fd, S_IFREG, 0)).toBe(true);
+    return p;
+  }
+
+  it('the host\'s answer through the published O_PATH fd: the size, the value, ENODATA, ERANGE; bad names EINVAL/ERANGE', async () => {
+    fileWithXattr(root, 'f', 'some value', NODE);
+    expect(await tfs.getxattr(ctx, NODE, NAME, 0)).toEqual({ size: 10 });
+    expect(await tfs.getxattr(ctx, NODE, NAME, 100)).toEqual({ value: B('some value') });
+    // the kernel asks for this one before a new file's first write
+    expect(await errnoOf(tfs.getxattr(ctx, NODE, B('security.capability'), 0))).toBe(E.ENODATA);
+    expect(await errnoOf(tfs.getxattr(ctx, NODE, NAME, 3))).toBe(E.ERANGE);
+    expect(await errnoOf(tfs.getxattr(ctx, NODE, Buffer.alloc(0), 0))).toBe(E.EINVAL);
+    expect(await errnoOf(tfs.getxattr(ctx, NODE, Buffer.alloc(256, 0x61), 0))).toBe(E.ERANGE);
+    expect(counters).toEqual({ served: 4, declined: 0, negativeLookups: 0 });
+    expect(inodes.borrowers(NODE)).toBe(0);
+  });
+
+  it('declined: an unpublished inode, names the owner maps (plainXattrs false), no root path, a file moved out of the share', async () => {
+    const share = path.join(root, 'share');
+    const outside = path.join(root, 'outside');
+    fs.mkdirSync(share);
+    fs.mkdirSync(outside);
+    const settings = { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)), plainXattrs: true };
+    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), settings));
+    const p = fileWithXattr(share, 'f', 'inside', NODE);
+    expect(await tfs.getxattr(ctx, NODE, NAME, 100)).toEqual({ value: B('inside') });
+    await declines(() => tfs.getxattr(ctx, NODE + 1n, NAME, 100));
+    for (const other of [{ ...settings, plainXattrs: false }, { ...settings, rootPath: null }]) {
+      const t = threadFs({ files: table, inodes }, fsCounters(), other);
+      await declines(() => t.fs.getxattr(ctx, NODE, NAME, 100));
+    }
+    // moved out, its value changed there: not read from here
+    fs.renameSync(p, path.join(outside, 'f'));
+    sys.setxattr(Buffer.from(path.join(outside, 'f')), NAME, B('outside secret'), 0);
+    await declines(() => tfs.getxattr(ctx, NODE, NAME, 100));
+    await declines(() => tfs.getxattr(ctx, NODE, NAME, 0));
+    expect(counters).toEqual({ served: 1, declined: 3, negativeLookups: 0 });
+    expect(inodes.borrowers(NODE)).toBe(0);
   });
 });

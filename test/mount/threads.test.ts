@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '../helpers/child.js';
 import { mountSkipReason, runCli, withMount } from '../helpers/mount.js';
@@ -55,8 +56,10 @@ print(n)
 
 const ABSENT_LOOKUPS = 2000;
 // On CPU 1 (the other serving thread's), cwd in the mount's d: lstat of absent names, then of the
-// present one; tells the host (a file 'looked'), waits for 'moved', then looks again by the cwd.
-// Prints: how many absent names were ENOENT, 'found', then the errno name of each later lstat.
+// present one and its xattr user.k, keeps it open; tells the host (a file 'looked'), waits for
+// 'moved', then looks again by the cwd and reads the xattr through the open file. Prints: how many
+// absent names were ENOENT, 'found', the xattr, the errno name of each later lstat, and what the
+// later getxattrs gave.
 const ABSENT = String.raw`
 import errno, os, sys, time
 mnt, n = sys.argv[1], int(sys.argv[2])
@@ -67,6 +70,8 @@ for i in range(n):
     try: os.lstat('absent-%d' % i)
     except FileNotFoundError: absent += 1
 there = 'found' if os.lstat('there') else 'missing'
+value = os.getxattr('there', 'user.k').decode()
+held = os.open('there', os.O_RDONLY)
 open(os.path.join(mnt, 'looked'), 'w').close()
 deadline = time.monotonic() + 20
 while not os.path.exists(os.path.join(mnt, 'moved')):
@@ -79,7 +84,12 @@ for name in ('secret', 'there'):
         out.append('found')
     except OSError as e:
         out.append(errno.errorcode.get(e.errno, str(e.errno)))
-print(absent, there, *out)
+# the file still open: its xattr, 20 times (either thread may read a request)
+xs = set()
+for i in range(20):
+    try: xs.add(os.getxattr(held, 'user.k').decode().replace(' ', '_'))
+    except OSError as e: xs.add(errno.errorcode.get(e.errno, str(e.errno)))
+print(absent, there, value, *out, ','.join(sorted(xs)))
 `;
 
 async function threadsServing(t: { serverLog: () => string }, n: number): Promise<void> {
@@ -122,12 +132,13 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
     });
   });
 
-  it('the other thread answers LOOKUPs of absent names itself; once the host moves the directory out of the share, neither absent nor present names are told', { timeout: 60_000 }, async () => {
+  it('the other thread answers LOOKUPs of absent names itself; once the host moves the directory out of the share, neither absent nor present names nor xattrs are told', { timeout: 60_000 }, async () => {
     await withMount({
       args: ['--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
       setup: (orig) => {
         fs.mkdirSync(join(orig, 'd'));
         fs.writeFileSync(join(orig, 'd', 'there'), 'x');
+        execFileSync('setfattr', ['-n', 'user.k', '-v', 'inside', join(orig, 'd', 'there')]);
       },
     }, async (t) => {
       await threadsServing(t, 2);
@@ -138,16 +149,20 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
       for (let i = 0; i < 400 && !fs.existsSync(join(t.orig, 'looked')); i++) await sleep(50);
       expect(fs.existsSync(join(t.orig, 'looked')), t.serverLog()).toBe(true);
       fs.renameSync(join(t.orig, 'd'), join(outside, 'd'));
+      execFileSync('setfattr', ['-n', 'user.k', '-v', 'outside secret', join(outside, 'd', 'there')]);
       fs.writeFileSync(join(t.orig, 'moved'), '');
       const r = await client;
       expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
-      const [absent, there, afterSecret, afterThere] = r.stdout.trim().split(' ');
+      const [absent, there, value, afterSecret, afterThere, xattrs] = r.stdout.trim().split(' ');
       // inside: every absent name ENOENT, the present one found
       expect(absent).toBe(String(ABSENT_LOOKUPS));
       expect(there).toBe('found');
+      expect(value).toBe('inside');
       // moved out: ESTALE for both, never ENOENT (the name's absence) or the file's attributes
       expect(afterSecret).toBe('ESTALE');
       expect(afterThere).toBe('ESTALE');
+      // and the open file's xattr is refused, never read from outside
+      expect(xattrs).toBe('ESTALE');
       // nothing was made outside
       expect(fs.readdirSync(join(outside, 'd'))).toEqual(['there']);
       await sleep(1200);

@@ -173,7 +173,7 @@ describe('a serving thread over threadFs and a published fd', () => {
       reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0,
       forgetUnknown: 0, forgetUnderflow: 0, forgetAfterCrash: 0,
     };
-    const t = threadFs({ files: table, inodes: SharedFileTable.create(8) }, counters, { attrTimeoutMs: 1000, rootPath: null });
+    const t = threadFs({ files: table, inodes: SharedFileTable.create(8) }, counters, { attrTimeoutMs: 1000, rootPath: null, plainXattrs: false });
     const thread = new ProtocolServer(t.fs, { localOps: LOCAL }, silent);
     const { owner } = await pair();
     await thread.adopt(owner.negotiatedState()!);

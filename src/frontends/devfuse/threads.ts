@@ -64,6 +64,8 @@ export interface ThreadFsOptions {
   attrTimeoutMs: number;
   /** the shared root's real path, for the proofs behind LOOKUP's negative answers (ThreadFsSettings; null: none) */
   rootPath: Uint8Array | null;
+  /** GETXATTR is the host's getxattr (ThreadFsSettings) */
+  plainXattrs: boolean;
   readonly: boolean;
   translateUid: readonly string[];
   translateGid: readonly string[];
