@@ -18,7 +18,7 @@ import { childLogger, makeLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { RING_DEPTH, RingSession, type RingRequests } from './ring.js';
 import { DevFuseSession } from './session.js';
-import { THREAD_STATS, type RingHandOver, type ThreadData, type ThreadReady } from './threads.js';
+import { THREAD_STATS, awaitBack, BACK_WAITING, BACKGROUND_OPS, type RingHandOver, type RingReply, type ThreadData, type ThreadReady } from './threads.js';
 
 const d = workerData as ThreadData;
 const log = makeLogger(d.logLevel as LevelWithSilent, { thread: d.index });
@@ -50,6 +50,14 @@ const release = (): void => {
   Atomics.notify(gate, busy);
 };
 const row = d.index * THREAD_STATS;
+const back = new Int32Array(d.back);
+/** Per entry, this thread's view of its reply space (for ReplyBack), made on first use. */
+const spaces = new Map<number, Buffer>();
+function spaceOf(entry: number): Buffer {
+  let b = spaces.get(entry);
+  if (b === undefined) spaces.set(entry, (b = sys.uringReplySpace(entry)));
+  return b;
+}
 let requests = 0;
 let handedOver = 0;
 
@@ -75,11 +83,26 @@ const handler: RingRequests = {
     stats[row + 2] = ++handedOver;
     const copy = new ArrayBuffer(req.length);
     new Uint8Array(copy).set(req);
-    // from the ring: the owner posts the reply back, and it is committed here (ReplyBack)
-    if (entry !== undefined) port.postMessage({ entry, req: copy } satisfies RingHandOver, [copy]);
-    else port.postMessage(copy, [copy]);
+    if (entry === undefined || ring === null) {
+      port.postMessage(copy, [copy]);
+      release();
+      return null;
+    }
+    // from the ring: the reply comes back here and is committed through this thread's ring, so that
+    // the entry stays with it; nobody waits for a background request: the reply is posted later
+    const space = spaceOf(entry);
+    if (BACKGROUND_OPS.has(req.readUInt32LE(4))) {
+      port.postMessage({ entry, req: copy, later: true } satisfies RingHandOver, [copy]);
+      release();
+      return null;
+    }
+    // otherwise its caller waits: so does this thread, for the owner to give the reply back
+    // (ReplyBack), built in the entry's reply space; if it takes too long, the owner commits it
+    Atomics.store(back, 0, entry * 4 + BACK_WAITING);
+    port.postMessage({ entry, req: copy } satisfies RingHandOver, [copy]);
+    const n = awaitBack(back, entry);
     release();
-    return null;
+    return n < 0 ? null : space.subarray(0, n);
   },
 };
 const session = new DevFuseSession(d.fd, handler, childLogger('devfuse', log));
@@ -95,7 +118,11 @@ if (d.ring !== null) {
     if (d.cpu >= 0 && d.cpu < d.ring.possible) ring.register({ qids: [d.cpu], perQueue: RING_DEPTH, payloadSize: d.ring.payloadSize });
     ring.start(d.ring.payloadSize);
     const r = ring;
-    port.on('message', (m: RingHandOver) => {
+    port.on('message', (m: RingHandOver | RingReply) => {
+      if (!('req' in m)) {
+        r.commit(m.entry, spaceOf(m.entry).subarray(0, m.len));
+        return;
+      }
       handler.handle(Buffer.from(m.req), m.entry).then((reply) => {
         if (reply !== null) r.commit(m.entry, reply);
       }, (e: unknown) => log.error({ err: e }, 'serving a request handed back failed (bug)'));

@@ -47,6 +47,8 @@ export interface ThreadData {
   gate: SharedArrayBuffer;
   /** where it hands requests to the owner (and, over io_uring, gets their replies back) */
   port: MessagePort;
+  /** over io_uring: the word through which the owner gives back the reply of a request handed over (ReplyBack) */
+  back: SharedArrayBuffer;
   /** over io_uring: the thread registers RING_DEPTH entries of its CPU's queue with this payload size */
   ring: { payloadSize: number; possible: number } | null;
   logLevel: string;
@@ -81,6 +83,8 @@ interface Served {
   fd: number;
   /** the owner's end of the thread's hand-over channel */
   port: MessagePort;
+  /** ReplyBack's words */
+  back: Int32Array;
   ended: Promise<void>;
 }
 
@@ -98,6 +102,67 @@ export interface ThreadReady {
 export interface RingHandOver {
   entry: number;
   req: ArrayBuffer;
+  /**
+   * A request whose caller does not wait for it (RELEASE, RELEASEDIR: the kernel sends them in the
+   * background): the thread does not wait either; the owner builds the reply in the entry's reply
+   * space and posts a RingReply, and the thread commits it when it comes.
+   */
+  later?: true;
+}
+
+/** The owner's reply to a RingHandOver marked `later`, in the entry's reply space: `len` bytes. */
+export interface RingReply {
+  entry: number;
+  len: number;
+}
+
+/** Opcodes the kernel sends without a caller waiting for the answer (RingHandOver.later). */
+export const BACKGROUND_OPS: ReadonlySet<number> = new Set([Op.RELEASE, Op.RELEASEDIR]);
+
+/**
+ * Over io_uring, the reply to a request a thread handed over goes back to that thread, which waits
+ * for it without sleeping and commits it through its own ring: its caller (on the thread's CPU)
+ * is woken there, not from the owner's CPU, and the entry stays with the thread, so that the
+ * caller's next request comes to it. Words of an Int32Array per thread: [state, reply length],
+ * the state `entry * 4 + BACK_*` (the entry in it, so that a late reply to an abandoned wait can
+ * never be taken for another entry's). The thread stores WAITING before handing over and gives up
+ * after BACK_SPIN_MS (WAITING -> ABANDONED); the owner builds the reply in the entry's reply space
+ * and sets REPLIED (WAITING -> REPLIED) or, when the thread gave up (or the reply does not fit),
+ * commits it through its own ring as before. Both moves are compare-and-exchange: exactly one wins.
+ */
+export const BACK_WAITING = 1;
+export const BACK_REPLIED = 2;
+export const BACK_ABANDONED = 3;
+/** how long a thread waits for the owner's reply to a request it handed over (it costs that thread's CPU only) */
+export const BACK_SPIN_MS = 0.3;
+
+/** The owner's side of ReplyBack: true when the waiting thread takes `reply` (now in the entry's reply space). */
+export function giveBack(back: Int32Array, entry: number, reply: Buffer, space: () => Buffer): boolean {
+  const waiting = entry * 4 + BACK_WAITING;
+  if (Atomics.load(back, 0) !== waiting) return false;
+  const into = space();
+  if (reply.length > into.length) {
+    // the thread stops waiting; the owner commits
+    Atomics.compareExchange(back, 0, waiting, entry * 4 + BACK_ABANDONED);
+    return false;
+  }
+  if (reply.buffer !== into.buffer || reply.byteOffset !== into.byteOffset) reply.copy(into, 0);
+  Atomics.store(back, 1, reply.length);
+  return Atomics.compareExchange(back, 0, waiting, entry * 4 + BACK_REPLIED) === waiting;
+}
+
+/**
+ * The thread's side of ReplyBack, after posting the hand-over of `entry`: the reply's length once
+ * the owner gave it back (built in the entry's reply space), or -1 when the owner commits it.
+ */
+export function awaitBack(back: Int32Array, entry: number, spinMs = BACK_SPIN_MS): number {
+  const waiting = entry * 4 + BACK_WAITING;
+  const until = performance.now() + spinMs;
+  let s = Atomics.load(back, 0);
+  while (s === waiting && performance.now() < until) s = Atomics.load(back, 0);
+  if (s === waiting) s = Atomics.compareExchange(back, 0, waiting, entry * 4 + BACK_ABANDONED);
+  if (s !== entry * 4 + BACK_REPLIED) return -1;
+  return Atomics.load(back, 1);
 }
 
 /** How long the owner keeps looking for hand-overs after answering one (stayAwake). */
@@ -175,7 +240,7 @@ export class ServingThreads {
       const { port1, port2 } = new MessageChannel();
       const data: ThreadData = {
         index: i, fd, cpu: allowed[i % allowed.length]!, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
-        gate: this.gate.buffer as SharedArrayBuffer, port: port2, logLevel: this.log.level, ring,
+        gate: this.gate.buffer as SharedArrayBuffer, port: port2, back: new SharedArrayBuffer(8), logLevel: this.log.level, ring,
       };
       const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
       let ready!: () => void;
@@ -192,11 +257,11 @@ export class ServingThreads {
         this.log.error({ err: e, thread: i }, `serving thread ${i} failed (bug)`);
         this.onFatal(`serving thread ${i} failed: ${e.message}`);
       });
+      const served: Served = { worker, fd, port: port1, back: new Int32Array(data.back), ended };
       port1.on('message', (m: ArrayBuffer | RingHandOver) => {
-        if (m instanceof ArrayBuffer) this.handOver(Buffer.from(m), fd);
-        else this.handOver(Buffer.from(m.req), fd, m.entry);
+        if (m instanceof ArrayBuffer) this.handOver(Buffer.from(m), served);
+        else this.handOver(Buffer.from(m.req), served, m.entry, m.later);
       });
-      const served: Served = { worker, fd, port: port1, ended };
       this.threads.push(served);
       worker.on('message', (m: ThreadReady) => {
         if (m?.ready !== true) return;
@@ -255,16 +320,38 @@ export class ServingThreads {
     return true;
   }
 
+  /** Per entry, the owner's view of its reply space (giveBack), made on first use. */
+  private readonly spaces = new Map<number, Buffer>();
+  /** replies to ring hand-overs the waiting thread took (ReplyBack), and those the owner committed */
+  private givenBack = 0;
+  private committedHere = 0;
+
   /**
    * A request another thread read and did not serve: answered here, on that thread's clone; or,
-   * when it came from a ring (entry), through the owner's ring.
+   * when it came from a ring (entry), given back to that thread if it still waits (ReplyBack) or
+   * posted back to it (`later`: RingReply), else through the owner's ring.
    */
-  private handOver(req: Buffer, fd: number, entry?: number): void {
+  private handOver(req: Buffer, t: Served, entry?: number, later?: true): void {
+    const fd = t.fd;
     this.owner.handle(req).then((reply) => {
       if (entry !== undefined) {
         // no reply (a malformed request): the entry still needs an answer
         const out = reply ?? (req.length >= 16 ? encodeError(req.readBigUInt64LE(8), E.EIO) : null);
-        if (out !== null) this.ring?.commit(entry, out);
+        if (out !== null) {
+          const space = later ? this.spaceOf(entry) : null;
+          if (space !== null && out.length <= space.length) {
+            out.copy(space, 0);
+            t.port.postMessage({ entry, len: out.length } satisfies RingReply);
+            this.givenBack++;
+            this.owner.recycle?.(out);
+          } else if (giveBack(t.back, entry, out, () => this.spaceOf(entry))) {
+            this.givenBack++;
+            this.owner.recycle?.(out);
+          } else {
+            this.committedHere++;
+            this.ring?.commit(entry, out);
+          }
+        }
         this.stayAwake();
         return;
       }
@@ -281,6 +368,12 @@ export class ServingThreads {
       this.owner.recycle?.(reply);
       this.stayAwake();
     }, (e: unknown) => this.once.error('handover-rejected', { err: e }, 'protocol server rejected a request (bug)'));
+  }
+
+  private spaceOf(entry: number): Buffer {
+    let b = this.spaces.get(entry);
+    if (b === undefined) this.spaces.set(entry, (b = sys.uringReplySpace(entry)));
+    return b;
   }
 
   private hotUntil = 0;
@@ -336,8 +429,8 @@ export class ServingThreads {
     for (const t of this.threads) {
       for (let m = receiveMessageOnPort(t.port); m !== undefined; m = receiveMessageOnPort(t.port)) {
         const h = m.message as ArrayBuffer | RingHandOver;
-        if (h instanceof ArrayBuffer) this.handOver(Buffer.from(h), t.fd);
-        else this.handOver(Buffer.from(h.req), t.fd, h.entry);
+        if (h instanceof ArrayBuffer) this.handOver(Buffer.from(h), t);
+        else this.handOver(Buffer.from(h.req), t, h.entry, h.later);
       }
     }
   }
@@ -346,7 +439,10 @@ export class ServingThreads {
    * Per-thread numbers for the stats file: requests read, served there, handed to the owner, and
    * of those served, LOOKUPs answered ENOENT (the owner's row first; its negative lookups are not counted apart).
    */
-  counters(): { threads: number; perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number }> } {
+  counters(): {
+    threads: number; perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number }>;
+    ringGivenBack: number; ringCommittedByOwner: number;
+  } {
     const s = this.stats;
     const own = this.ownerRequests();
     const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0 }];
@@ -354,7 +450,7 @@ export class ServingThreads {
       const r = i * THREAD_STATS;
       perThread.push({ requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]! });
     }
-    return { threads: perThread.length, perThread };
+    return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere };
   }
 
   /**
