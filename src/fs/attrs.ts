@@ -25,6 +25,25 @@ export function killSuidgid(fd: number): void {
   if (mode !== (st.mode & 0o7777)) sys.fchmodat2(fd, EMPTY, mode, AT_EMPTY_PATH);
 }
 
+/** SETATTR's mode and owner changes, through an inode's O_PATH fd (the first steps, before a size change). */
+export function setModeOwner(fd: number, a: SetattrIn): void {
+  if (a.valid & FATTR_MODE) sys.fchmodat2(fd, EMPTY, a.mode & 0o7777, AT_EMPTY_PATH);
+  if (a.valid & (FATTR_UID | FATTR_GID)) {
+    const uid = a.valid & FATTR_UID ? a.uid : -1;
+    const gid = a.valid & FATTR_GID ? a.gid : -1;
+    sys.fchownat(fd, EMPTY, uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+  }
+}
+
+/** SETATTR's times, through an inode's O_PATH fd (the last step). */
+export function setTimes(fd: number, a: SetattrIn): void {
+  if (!(a.valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW))) return;
+  // seconds keep all 64 bits: the host clamps what it cannot store, as for a local utimensat
+  const [as, an] = a.valid & FATTR_ATIME_NOW ? [0, UTIME_NOW] : a.valid & FATTR_ATIME ? [a.atime.sec, a.atime.nsec] : [0, UTIME_OMIT];
+  const [ms, mn] = a.valid & FATTR_MTIME_NOW ? [0, UTIME_NOW] : a.valid & FATTR_MTIME ? [a.mtime.sec, a.mtime.nsec] : [0, UTIME_OMIT];
+  sys.utimensat(fd, EMPTY, as, an, ms, mn, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+}
+
 export class Attrs {
   constructor(private readonly s: Services, private readonly conf: Confinement, private readonly open: OpenFiles) {}
 
@@ -47,12 +66,7 @@ export class Attrs {
     s.fds.with(inode, (fd) => {
       // a change of something the host moved out of the share would change the outside
       this.conf.confirmInside(inode, fd);
-      if (a.valid & FATTR_MODE) sys.fchmodat2(fd, EMPTY, a.mode & 0o7777, AT_EMPTY_PATH);
-      if (a.valid & (FATTR_UID | FATTR_GID)) {
-        const uid = a.valid & FATTR_UID ? a.uid : -1;
-        const gid = a.valid & FATTR_GID ? a.gid : -1;
-        sys.fchownat(fd, EMPTY, uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-      }
+      setModeOwner(fd, a);
       if (a.valid & FATTR_SIZE) {
         if (inode.type !== S_IFREG) throw new FsError(inode.type === S_IFDIR ? E.EISDIR : E.EINVAL);
         // the host decides what size it can hold (EFBIG, or tmpfs taking 2^63-1)
@@ -68,12 +82,7 @@ export class Attrs {
         }
         if (s.negotiated.killPrivV2 && a.valid & FATTR_KILL_SUIDGID) killSuidgid(fd);
       }
-      if (a.valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)) {
-        // seconds keep all 64 bits: the host clamps what it cannot store, as for a local utimensat
-        const [as, an] = a.valid & FATTR_ATIME_NOW ? [0, UTIME_NOW] : a.valid & FATTR_ATIME ? [a.atime.sec, a.atime.nsec] : [0, UTIME_OMIT];
-        const [ms, mn] = a.valid & FATTR_MTIME_NOW ? [0, UTIME_NOW] : a.valid & FATTR_MTIME ? [a.mtime.sec, a.mtime.nsec] : [0, UTIME_OMIT];
-        sys.utimensat(fd, EMPTY, as, an, ms, mn, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-      }
+      setTimes(fd, a);
     });
     return this.getattr(nodeid);
   }

@@ -1,6 +1,6 @@
 /**
  * The filesystem as a serving thread other than its owner sees it, through the fds the owner
- * published (SharedFds): GETATTR, STATX, READLINK and GETXATTR of an inode, a LOOKUP whose name is not there,
+ * published (SharedFds): GETATTR, STATX, READLINK, GETXATTR and SETATTR (but a size) of an inode, a LOOKUP whose name is not there,
  * reads, writes, fsyncs and FLUSHes of an open file, done here as the owner does them (fstat,
  * readlinkat, NowaitIo, O_APPEND, FUSE_WRITE_KILL_SUIDGID, the same proof that a directory is
  * beneath the root). Everything else, and an fd the owner has not published (evicted, a
@@ -9,14 +9,17 @@
  */
 import { DECLINE, E, FsError } from '../errors.js';
 import { sys, statAt, procFdDir, procFdPath, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFDIR, S_IFLNK, XATTR_SIZE_MAX } from '../sys/syscalls.js';
-import { killSuidgid } from './attrs.js';
+import { killSuidgid, setModeOwner, setTimes } from './attrs.js';
 import { pathBeneath } from './confinement.js';
 import { NowaitIo } from './data-io.js';
 import { ROOT_ID, type FileSystem } from './filesystem.js';
 import { checkName, isDotName } from './names.js';
 import { EMPTY, statToAttr, type FsCounters } from './services.js';
 import { SHARED_LOCK_OWNERS, type SharedFds, type SharedFile, type SharedFileTable } from './shared-files.js';
-import { WRITE_KILL_SUIDGID, type AttrReply, type Context, type Entry, type InitOptions, type XattrReply } from './types.js';
+import {
+  FATTR_ATIME, FATTR_ATIME_NOW, FATTR_CTIME, FATTR_FH, FATTR_GID, FATTR_LOCKOWNER, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_UID,
+  WRITE_KILL_SUIDGID, type AttrReply, type Context, type Entry, type InitOptions, type SetattrIn, type XattrReply,
+} from './types.js';
 import { checkXattrName } from './xattrs.js';
 
 /** What a serving thread's filesystem is built with. */
@@ -42,6 +45,10 @@ export interface ThreadFsCounters {
   /** LOOKUPs answered ENOENT here (in `served` too) */
   negativeLookups: number;
 }
+
+/** the SETATTR bits a serving thread answers (ThreadFiles.setattr) */
+const SETATTR_HERE = FATTR_MODE | FATTR_UID | FATTR_GID | FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW
+  | FATTR_FH | FATTR_LOCKOWNER | FATTR_CTIME;
 
 class ThreadFiles {
   private readonly io: NowaitIo;
@@ -125,6 +132,36 @@ class ThreadFiles {
       return pathBeneath(sys.readlinkat(procFdDir(), procFdPath(fd)), this.rootPath!);
     } catch {
       return false;
+    }
+  }
+
+  /**
+   * SETATTR of mode, owner and times (chmod, chown, utimes: what an untar does to each file it
+   * writes) through the inode's published O_PATH fd, after the owner's proof of place, with the
+   * owner's calls (setModeOwner, setTimes); the attributes after. A size (a truncate opens the file
+   * for writing), any bit this does not know, or an fh this thread cannot see is the owner's.
+   * LOCKOWNER and CTIME change nothing the owner does either.
+   */
+  async setattr(_ctx: Context, nodeid: bigint, a: SetattrIn): Promise<AttrReply> {
+    if (this.rootPath === null || a.valid & ~SETATTR_HERE) this.decline();
+    // an fh the owner would check (an open file of this node): one this thread can see, or the owner's
+    if (a.valid & FATTR_FH && a.fh !== 0n) {
+      const f = this.table.borrow(a.fh, nodeid);
+      if (f < 0) this.decline();
+      this.table.release(f);
+    }
+    const slot = this.inodes.borrow(nodeid, nodeid);
+    if (slot < 0) this.decline();
+    try {
+      const { fd } = this.inodes.fileAt(slot, this.f);
+      // a change of something the host moved out of the share would change the outside
+      if (nodeid !== ROOT_ID && !this.inside(fd)) this.decline();
+      this.counters.served++;
+      setModeOwner(fd, a);
+      setTimes(fd, a);
+      return { attr: statToAttr(statAt(fd, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)), attrTimeoutMs: this.attrTimeoutMs };
+    } finally {
+      this.inodes.release(slot);
     }
   }
 
@@ -235,7 +272,7 @@ class ThreadFiles {
 export function threadFs(tables: SharedFds, fsCounters: FsCounters, settings: ThreadFsSettings): { fs: FileSystem; counters: ThreadFsCounters } {
   const files = new ThreadFiles(tables, fsCounters, settings);
   const own: Record<string | symbol, unknown> = {};
-  for (const k of ['init', 'destroy', 'lookup', 'getattr', 'statx', 'readlink', 'getxattr', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
+  for (const k of ['init', 'destroy', 'lookup', 'getattr', 'setattr', 'statx', 'readlink', 'getxattr', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
   const declined = (): never => files.decline();
   // a Proxy so that every FileSystem method exists; the ProtocolServer's localOps keep the others from being called at all
   const fs = new Proxy(own, { get: (t, k) => (k in t ? t[k] : declined) }) as unknown as FileSystem;

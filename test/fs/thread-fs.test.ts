@@ -11,7 +11,9 @@ import type { FileSystem } from '../../src/fs/filesystem.js';
 import type { FsCounters } from '../../src/fs/services.js';
 import { SHARED_LOCK_OWNERS, SharedFileTable } from '../../src/fs/shared-files.js';
 import { threadFs, type ThreadFsCounters } from '../../src/fs/thread-fs.js';
-import { WRITE_KILL_SUIDGID } from '../../src/fs/types.js';
+import {
+  FATTR_ATIME, FATTR_FH, FATTR_GID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, WRITE_KILL_SUIDGID, type SetattrIn,
+} from '../../src/fs/types.js';
 import { sys, AT_FDCWD, O_APPEND, O_CLOEXEC, O_NOFOLLOW, O_PATH, O_RDWR, O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/sys/syscalls.js';
 import { B, ctx, tmpdir } from '../helpers/fs-fixture.js';
 
@@ -391,5 +393,81 @@ describe('GETXATTR', () => {
     await declines(() => tfs.getxattr(ctx, NODE, NAME, 0));
     expect(counters).toEqual({ served: 1, declined: 3, negativeLookups: 0 });
     expect(inodes.borrowers(NODE)).toBe(0);
+  });
+});
+
+describe('SETATTR', () => {
+  const T0 = { sec: 0n, nsec: 0 };
+  /** A SetattrIn with these fields set. */
+  function sa(valid: number, f: Partial<SetattrIn> = {}): SetattrIn {
+    return { valid, fh: 0n, size: 0n, mode: 0, uid: 0, gid: 0, atime: T0, mtime: T0, ctime: T0, ...f };
+  }
+  /** An O_PATH fd of `p` published as `nodeid` (a regular file). */
+  function publishInode(p: string, nodeid: bigint): void {
+    const fd = sys.openat(AT_FDCWD, Buffer.from(p), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+    fds.push(fd);
+    expect(inodes.publish(nodeid, nodeid, fd, S_IFREG, 0)).toBe(true);
+  }
+
+  it('mode, owner and times, through the published fd, answered with the attributes after', async () => {
+    const p = path.join(root, 'f');
+    fs.writeFileSync(p, 'x');
+    publishInode(p, NODE);
+    let a = await tfs.setattr(ctx, NODE, sa(FATTR_MODE, { mode: 0o100640 }));
+    expect(fs.statSync(p).mode & 0o7777).toBe(0o640);
+    expect(a.attr.mode & 0o7777).toBe(0o640);
+    expect(a.attrTimeoutMs).toBe(ATTR_MS);
+    a = await tfs.setattr(ctx, NODE, sa(FATTR_ATIME | FATTR_MTIME, { atime: { sec: 1_000_000n, nsec: 5 }, mtime: { sec: 2_000_000n, nsec: 7 } }));
+    const st = fs.statSync(p, { bigint: true });
+    expect(st.atimeNs).toBe(1_000_000n * 1_000_000_000n + 5n);
+    expect(st.mtimeNs).toBe(2_000_000n * 1_000_000_000n + 7n);
+    expect(a.attr.mtime).toEqual({ sec: 2_000_000n, nsec: 7 });
+    // MTIME_NOW alone leaves atime alone
+    await tfs.setattr(ctx, NODE, sa(FATTR_MTIME_NOW));
+    const st2 = fs.statSync(p, { bigint: true });
+    expect(st2.atimeNs).toBe(st.atimeNs);
+    expect(st2.mtimeNs > st.mtimeNs).toBe(true);
+    if (process.getuid?.() === 0) {
+      await tfs.setattr(ctx, NODE, sa(FATTR_UID | FATTR_GID, { uid: 1234, gid: 5678 }));
+      expect([fs.statSync(p).uid, fs.statSync(p).gid]).toEqual([1234, 5678]);
+      // only the group
+      await tfs.setattr(ctx, NODE, sa(FATTR_GID, { gid: 42 }));
+      expect([fs.statSync(p).uid, fs.statSync(p).gid]).toEqual([1234, 42]);
+    }
+    expect(counters.declined).toBe(0);
+    expect(inodes.borrowers(NODE)).toBe(0);
+  });
+
+  it('declined: a size, an fh this thread cannot see, an unpublished inode, no root path, a file moved out of the share', async () => {
+    const share = path.join(root, 'share');
+    const outside = path.join(root, 'outside');
+    fs.mkdirSync(share);
+    fs.mkdirSync(outside);
+    const settings = { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)), plainXattrs: true };
+    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), settings));
+    const p = path.join(share, 'f');
+    fs.writeFileSync(p, 'hello');
+    fs.chmodSync(p, 0o644);
+    publishInode(p, NODE);
+    await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_SIZE, { size: 1n })));
+    await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_MODE | FATTR_FH, { mode: 0o600, fh: 99n })));
+    await declines(() => tfs.setattr(ctx, NODE + 1n, sa(FATTR_MODE, { mode: 0o600 })));
+    const noRoot = threadFs({ files: table, inodes }, fsCounters(), { ...settings, rootPath: null });
+    await declines(() => noRoot.fs.setattr(ctx, NODE, sa(FATTR_MODE, { mode: 0o600 })));
+    expect(fs.statSync(p).size).toBe(5);
+    expect(fs.statSync(p).mode & 0o7777).toBe(0o644);
+    // an fh published for this node is fine
+    const fd = fs.openSync(p, 'r+');
+    fds.push(fd);
+    table.publish(FH, NODE, fd, O_RDWR, 0);
+    await tfs.setattr(ctx, NODE, sa(FATTR_MODE | FATTR_FH, { mode: 0o600, fh: FH }));
+    expect(fs.statSync(p).mode & 0o7777).toBe(0o600);
+    // moved out: nothing changes there
+    fs.renameSync(p, path.join(outside, 'f'));
+    await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_MODE, { mode: 0o777 })));
+    expect(fs.statSync(path.join(outside, 'f')).mode & 0o7777).toBe(0o600);
+    expect(counters).toEqual({ served: 1, declined: 4, negativeLookups: 0 });
+    expect(inodes.borrowers(NODE)).toBe(0);
+    expect(table.borrowers(FH)).toBe(0);
   });
 });

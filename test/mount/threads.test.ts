@@ -56,10 +56,10 @@ print(n)
 
 const ABSENT_LOOKUPS = 2000;
 // On CPU 1 (the other serving thread's), cwd in the mount's d: lstat of absent names, then of the
-// present one and its xattr user.k, keeps it open; tells the host (a file 'looked'), waits for
-// 'moved', then looks again by the cwd and reads the xattr through the open file. Prints: how many
-// absent names were ENOENT, 'found', the xattr, the errno name of each later lstat, and what the
-// later getxattrs gave.
+// present one and its xattr user.k, chmods and utimes it, keeps it open; tells the host (a file 'looked'), waits for
+// 'moved', then looks again by the cwd, reads the xattr and changes the mode through the open file.
+// Prints: how many absent names were ENOENT, 'found', the xattr, the errno name of each later
+// lstat, and what the later getxattrs and fchmods gave.
 const ABSENT = String.raw`
 import errno, os, sys, time
 mnt, n = sys.argv[1], int(sys.argv[2])
@@ -71,6 +71,8 @@ for i in range(n):
     except FileNotFoundError: absent += 1
 there = 'found' if os.lstat('there') else 'missing'
 value = os.getxattr('there', 'user.k').decode()
+os.chmod('there', 0o640)
+os.utime('there', ns=(1000000000000000005, 2000000000000000007))
 held = os.open('there', os.O_RDONLY)
 open(os.path.join(mnt, 'looked'), 'w').close()
 deadline = time.monotonic() + 20
@@ -89,7 +91,14 @@ xs = set()
 for i in range(20):
     try: xs.add(os.getxattr(held, 'user.k').decode().replace(' ', '_'))
     except OSError as e: xs.add(errno.errorcode.get(e.errno, str(e.errno)))
-print(absent, there, value, *out, ','.join(sorted(xs)))
+# and its mode, 20 times
+ms = set()
+for i in range(20):
+    try:
+        os.fchmod(held, 0o777)
+        ms.add('changed')
+    except OSError as e: ms.add(errno.errorcode.get(e.errno, str(e.errno)))
+print(absent, there, value, *out, ','.join(sorted(xs)), ','.join(sorted(ms)))
 `;
 
 async function threadsServing(t: { serverLog: () => string }, n: number): Promise<void> {
@@ -132,7 +141,7 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
     });
   });
 
-  it('the other thread answers LOOKUPs of absent names itself; once the host moves the directory out of the share, neither absent nor present names nor xattrs are told', { timeout: 60_000 }, async () => {
+  it('the other thread answers LOOKUPs of absent names itself; once the host moves the directory out of the share, neither absent nor present names nor xattrs are told, nor modes changed', { timeout: 60_000 }, async () => {
     await withMount({
       args: ['--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
       setup: (orig) => {
@@ -153,7 +162,7 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
       fs.writeFileSync(join(t.orig, 'moved'), '');
       const r = await client;
       expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
-      const [absent, there, value, afterSecret, afterThere, xattrs] = r.stdout.trim().split(' ');
+      const [absent, there, value, afterSecret, afterThere, xattrs, modes] = r.stdout.trim().split(' ');
       // inside: every absent name ENOENT, the present one found
       expect(absent).toBe(String(ABSENT_LOOKUPS));
       expect(there).toBe('found');
@@ -161,8 +170,13 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
       // moved out: ESTALE for both, never ENOENT (the name's absence) or the file's attributes
       expect(afterSecret).toBe('ESTALE');
       expect(afterThere).toBe('ESTALE');
-      // and the open file's xattr is refused, never read from outside
+      // and the open file's xattr is refused, never read from outside, its mode never changed there
       expect(xattrs).toBe('ESTALE');
+      expect(modes).toBe('ESTALE');
+      const st = fs.statSync(join(outside, 'd', 'there'), { bigint: true });
+      expect(st.mode & 0o7777n).toBe(0o640n);
+      // the chmod and utimes made inside did land
+      expect([st.atimeNs, st.mtimeNs]).toEqual([1000000000000000005n, 2000000000000000007n]);
       // nothing was made outside
       expect(fs.readdirSync(join(outside, 'd'))).toEqual(['there']);
       await sleep(1200);

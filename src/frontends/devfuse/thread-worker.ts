@@ -1,6 +1,6 @@
 /**
  * A serving thread other than the owner (src/frontends/devfuse/threads.ts): bound to its CPU, it
- * reads its clone of the connection, answers GETATTR, STATX, READLINK and GETXATTR of published inodes,
+ * reads its clone of the connection, answers GETATTR, SETATTR (but sizes), STATX, READLINK and GETXATTR of published inodes,
  * LOOKUPs of absent names in published directories, and READ, WRITE, FSYNC and FLUSH of published
  * open files itself (src/fs/thread-fs.ts), and posts every other request's bytes to the owner. It
  * ends when the connection does.
@@ -35,7 +35,7 @@ const tables = { files: SharedFileTable.attach(d.tables.files), inodes: SharedFi
 const { fs: own, counters } = threadFs(tables, fsCounters, d.fs);
 // the same id translation and read-only refusal as the owner's filesystem
 const fs = decorate(own, d.fs);
-const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
+const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
 const server = new ProtocolServer(fs, { maxWrite: d.fs.maxWrite, localOps }, childLogger('fuse', log));
 await server.adopt(d.negotiated);
 
