@@ -33,7 +33,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT(mount), EXPORT(umount2), EXPORT(fuseBackingOpen), EXPORT(fuseBackingClose), EXPORT(fuseDevClone), EXPORT(pinThread), EXPORT(makedev),
     EXPORT(socketpairUnix), EXPORT(recvFd),
     /* poll.c */
-    EXPORT(pollStart), EXPORT(pollStop),
+    EXPORT(pollStart), EXPORT(pollStop), EXPORT(loopHot),
     /* notify.c */
     EXPORT(fanotifyInit), EXPORT(fanotifyMark),
     /* vhost.c */

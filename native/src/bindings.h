@@ -31,7 +31,7 @@ BINDING(getrlimitNofile); BINDING(setrlimitNofile); BINDING(capEffective); BINDI
 BINDING(mount); BINDING(umount2); BINDING(fuseBackingOpen); BINDING(fuseBackingClose); BINDING(fuseDevClone); BINDING(pinThread); BINDING(makedev);
 BINDING(socketpairUnix); BINDING(recvFd);
 /* poll.c */
-BINDING(pollStart); BINDING(pollStop);
+BINDING(pollStart); BINDING(pollStop); BINDING(loopHot);
 /* notify.c */
 BINDING(fanotifyInit); BINDING(fanotifyMark);
 /* vhost.c */

@@ -195,6 +195,12 @@ export interface NativeAddon {
   pollStart(fd: number, callback: (status: number) => void): unknown;
   /** stop a watch started by pollStart */
   pollStop(handle: unknown): void;
+  /**
+   * This thread's event loop does not sleep for the next `ms` milliseconds (0..1000; a later call
+   * extends the window): each turn polls with a zero timeout (a uv_idle handle), so what another
+   * thread posts or an fd brings is taken on the next turn, without a wake-up. Runs no JS.
+   */
+  loopHot(ms: number): void;
   /** fanotify_init(2) -> fd */
   fanotifyInit(flags: number, eventFlags: number): number;
   /** fanotify_mark(2); the mask is 64 bits */

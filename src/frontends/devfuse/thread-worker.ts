@@ -18,7 +18,7 @@ import { childLogger, makeLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { RING_DEPTH, RingSession, type RingRequests } from './ring.js';
 import { DevFuseSession } from './session.js';
-import { THREAD_STATS, awaitBack, BACK_WAITING, BACKGROUND_OPS, type RingHandOver, type RingReply, type ThreadData, type ThreadReady } from './threads.js';
+import { THREAD_STATS, awaitBack, BACK_POSTED, BACK_WAITING, BACKGROUND_OPS, type RingHandOver, type RingReply, type ThreadData, type ThreadReady } from './threads.js';
 
 const d = workerData as ThreadData;
 const log = makeLogger(d.logLevel as LevelWithSilent, { thread: d.index });
@@ -85,6 +85,7 @@ const handler: RingRequests = {
     new Uint8Array(copy).set(req);
     if (entry === undefined || ring === null) {
       port.postMessage(copy, [copy]);
+      Atomics.add(back, BACK_POSTED, 1);
       release();
       return null;
     }
@@ -93,6 +94,7 @@ const handler: RingRequests = {
     const space = spaceOf(entry);
     if (BACKGROUND_OPS.has(req.readUInt32LE(4))) {
       port.postMessage({ entry, req: copy, later: true } satisfies RingHandOver, [copy]);
+      Atomics.add(back, BACK_POSTED, 1);
       release();
       return null;
     }
@@ -100,6 +102,7 @@ const handler: RingRequests = {
     // (ReplyBack), built in the entry's reply space; if it takes too long, the owner commits it
     Atomics.store(back, 0, entry * 4 + BACK_WAITING);
     port.postMessage({ entry, req: copy } satisfies RingHandOver, [copy]);
+    Atomics.add(back, BACK_POSTED, 1);
     const n = awaitBack(back, entry);
     release();
     return n < 0 ? null : space.subarray(0, n);

@@ -47,7 +47,11 @@ export interface ThreadData {
   gate: SharedArrayBuffer;
   /** where it hands requests to the owner (and, over io_uring, gets their replies back) */
   port: MessagePort;
-  /** over io_uring: the word through which the owner gives back the reply of a request handed over (ReplyBack) */
+  /**
+   * Int32 words: [0, 1] over io_uring, through which the owner gives back the reply of a request
+   * handed over (ReplyBack); [BACK_POSTED] the hand-overs this thread posted, counted after each
+   * (ServingThreads.takeHandedOver looks at it before it looks at the port)
+   */
   back: SharedArrayBuffer;
   /** over io_uring: the thread registers RING_DEPTH entries of its CPU's queue with this payload size */
   ring: { payloadSize: number; possible: number } | null;
@@ -83,8 +87,10 @@ interface Served {
   fd: number;
   /** the owner's end of the thread's hand-over channel */
   port: MessagePort;
-  /** ReplyBack's words */
+  /** ThreadData.back's words */
   back: Int32Array;
+  /** hand-overs taken from its port (compared with back[BACK_POSTED]) */
+  taken: number;
   ended: Promise<void>;
 }
 
@@ -131,6 +137,8 @@ export const BACKGROUND_OPS: ReadonlySet<number> = new Set([Op.RELEASE, Op.RELEA
  * commits it through its own ring as before. Both moves are compare-and-exchange: exactly one wins.
  */
 export const BACK_WAITING = 1;
+/** ThreadData.back's word that counts the hand-overs a thread posted */
+export const BACK_POSTED = 2;
 export const BACK_REPLIED = 2;
 export const BACK_ABANDONED = 3;
 /** how long a thread waits for the owner's reply to a request it handed over (it costs that thread's CPU only) */
@@ -240,7 +248,7 @@ export class ServingThreads {
       const { port1, port2 } = new MessageChannel();
       const data: ThreadData = {
         index: i, fd, cpu: allowed[i % allowed.length]!, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
-        gate: this.gate.buffer as SharedArrayBuffer, port: port2, back: new SharedArrayBuffer(8), logLevel: this.log.level, ring,
+        gate: this.gate.buffer as SharedArrayBuffer, port: port2, back: new SharedArrayBuffer(12), logLevel: this.log.level, ring,
       };
       const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
       let ready!: () => void;
@@ -257,8 +265,9 @@ export class ServingThreads {
         this.log.error({ err: e, thread: i }, `serving thread ${i} failed (bug)`);
         this.onFatal(`serving thread ${i} failed: ${e.message}`);
       });
-      const served: Served = { worker, fd, port: port1, back: new Int32Array(data.back), ended };
+      const served: Served = { worker, fd, port: port1, back: new Int32Array(data.back), taken: 0, ended };
       port1.on('message', (m: ArrayBuffer | RingHandOver) => {
+        served.taken = (served.taken + 1) | 0;
         if (m instanceof ArrayBuffer) this.handOver(Buffer.from(m), served);
         else this.handOver(Buffer.from(m.req), served, m.entry, m.later);
       });
@@ -376,14 +385,14 @@ export class ServingThreads {
     return b;
   }
 
-  private hotUntil = 0;
-  private polling = false;
-
   /**
    * After answering a request handed over, look for the next one for HOT_MS without sleeping (the
-   * event loop turns with immediates pending, so the owner's own device is read at once too): a
-   * client that waits for each answer sends its next request within tens of microseconds, and a
-   * wake-up of a sleeping thread on another CPU costs about as much on this VM. Measured side by
+   * event loop turns without blocking, sys.loopHot, so the owner's own device and ring are read at
+   * once too): a client that waits for each answer sends its next request within tens of
+   * microseconds, and a wake-up of a sleeping thread on another CPU costs about as much on this VM.
+   * The window is a uv_idle handle, not JS: a loop of immediates that asked each port every turn
+   * made garbage enough to double the owner's scavenges, and a scavenge under a thread waiting
+   * for a reply (ReplyBack) outlasted its wait. Measured side by
    * side (scripts/bench, 2 threads, 0 against 200 us): create+stat+unlink 9.76 -> 6.74 s, tar -x
    * 7.47 -> 5.80 s, cold find 0.59 -> 0.46 s, git status 0.26 -> 0.22 s, server CPU 0.9-1.2x.
    * Over io_uring the owner also calls it after each reply its own ring commits: with the entries
@@ -392,15 +401,7 @@ export class ServingThreads {
    * tar -x 8.15 -> 6.26 s).
    */
   stayAwake(): void {
-    this.hotUntil = performance.now() + HOT_MS;
-    if (this.polling) return;
-    this.polling = true;
-    const poll = (): void => {
-      this.takeHandedOver();
-      if (performance.now() < this.hotUntil && !this.stopping) setImmediate(poll);
-      else this.polling = false;
-    };
-    setImmediate(poll);
+    if (!this.stopping) sys.loopHot(HOT_MS);
   }
 
   /**
@@ -427,7 +428,11 @@ export class ServingThreads {
   /** Handle, now, every request the other threads handed over and the event loop has not delivered yet. */
   private takeHandedOver(): void {
     for (const t of this.threads) {
+      // nothing posted since the last look: the port is not asked (asking allocates, and the hot
+      // loop asks every turn: the garbage made the owner's scavenges twice as frequent)
+      if (Atomics.load(t.back, BACK_POSTED) === t.taken) continue;
       for (let m = receiveMessageOnPort(t.port); m !== undefined; m = receiveMessageOnPort(t.port)) {
+        t.taken = (t.taken + 1) | 0;
         const h = m.message as ArrayBuffer | RingHandOver;
         if (h instanceof ArrayBuffer) this.handOver(Buffer.from(h), t);
         else this.handOver(Buffer.from(h.req), t, h.entry, h.later);
