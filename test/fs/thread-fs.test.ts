@@ -10,7 +10,7 @@ import { DECLINE, E, toErrno } from '../../src/errors.js';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import type { FsCounters } from '../../src/fs/services.js';
 import { SHARED_LOCK_OWNERS, SharedFileTable } from '../../src/fs/shared-files.js';
-import { threadFs, type ThreadFsCounters } from '../../src/fs/thread-fs.js';
+import { threadFs, type ThreadFsCounters, type ThreadFsSettings } from '../../src/fs/thread-fs.js';
 import {
   FATTR_ATIME, FATTR_FH, FATTR_GID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, WRITE_KILL_SUIDGID, type SetattrIn,
 } from '../../src/fs/types.js';
@@ -43,6 +43,20 @@ function publishFile(name: string, content: string, flags: string, fh: bigint, n
   fds.push(fd);
   expect(table.publish(fh, nodeid, fd, openFlags, Number(fs.fstatSync(fd).dev))).toBe(true);
   return p;
+}
+
+/**
+ * The share is root/share (the thread's root path) and root/outside is not in it: tfs and counters
+ * are made again for that share.
+ */
+function shareAndOutside(): { share: string; outside: string; settings: ThreadFsSettings } {
+  const share = path.join(root, 'share');
+  const outside = path.join(root, 'outside');
+  fs.mkdirSync(share);
+  fs.mkdirSync(outside);
+  const settings = { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)), plainXattrs: true };
+  ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), settings));
+  return { share, outside, settings };
 }
 
 /** The call declines: it rejects (or throws) DECLINE itself. */
@@ -297,12 +311,8 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
   });
 
   it('a directory the host moved out of the share: no answer from here (the owner refuses it), though its name is absent', async () => {
-    // the share is root/share; root/outside is not in it
-    const share = path.join(root, 'share');
-    const outside = path.join(root, 'outside');
-    fs.mkdirSync(path.join(share, 'd'), { recursive: true });
-    fs.mkdirSync(outside);
-    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)), plainXattrs: true }));
+    const { share, outside } = shareAndOutside();
+    fs.mkdirSync(path.join(share, 'd'));
     publishPath(path.join(share, 'd'), NODE, S_IFDIR);
     expect(await errnoOf(tfs.lookup(ctx, NODE, B('secret')))).toBe(E.ENOENT);
     fs.renameSync(path.join(share, 'd'), path.join(outside, 'd'));
@@ -373,12 +383,7 @@ describe('GETXATTR', () => {
   });
 
   it('declined: an unpublished inode, names the owner maps (plainXattrs false), no root path, a file moved out of the share', async () => {
-    const share = path.join(root, 'share');
-    const outside = path.join(root, 'outside');
-    fs.mkdirSync(share);
-    fs.mkdirSync(outside);
-    const settings = { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)), plainXattrs: true };
-    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), settings));
+    const { share, outside, settings } = shareAndOutside();
     const p = fileWithXattr(share, 'f', 'inside', NODE);
     expect(await tfs.getxattr(ctx, NODE, NAME, 100)).toEqual({ value: B('inside') });
     await declines(() => tfs.getxattr(ctx, NODE + 1n, NAME, 100));
@@ -439,12 +444,7 @@ describe('SETATTR', () => {
   });
 
   it('declined: a size, an fh this thread cannot see, an unpublished inode, no root path, a file moved out of the share', async () => {
-    const share = path.join(root, 'share');
-    const outside = path.join(root, 'outside');
-    fs.mkdirSync(share);
-    fs.mkdirSync(outside);
-    const settings = { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)), plainXattrs: true };
-    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), settings));
+    const { share, outside, settings } = shareAndOutside();
     const p = path.join(share, 'f');
     fs.writeFileSync(p, 'hello');
     fs.chmodSync(p, 0o644);
