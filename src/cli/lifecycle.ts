@@ -36,8 +36,12 @@ export interface Served {
   readonly live: Promise<string>;
   /** Resolves with the exit code once the server has ended (unmounted, failed, or stopped at once). */
   readonly ended: Promise<number>;
-  /** Unmount (`failure`: the exit code is 1). Called again while stopping: stop at once. */
-  stop(why: string, failure?: boolean): void;
+  /**
+   * Unmount (`failure`: the exit code is 1). Called again while stopping: stop at once. `now`:
+   * requests already read can never be answered (a serving thread died), so a mount that cannot
+   * be unmounted or aborted is not served on: the server stops at once, which ends the connection.
+   */
+  stop(why: string, failure?: boolean, now?: boolean): void;
   /** SIGHUP; absent when there is nothing to upgrade. */
   upgrade?(): void;
   /** After an uncaught exception: unmount and abort, as far as possible. */

@@ -121,7 +121,7 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
   );
   // late-bound: the handler can ask to stop once the server runs (a fatal worker failure, DESTROY)
   let served: Served | null = null;
-  const stop = (why: string, failure: boolean): void => served?.stop(why, failure);
+  const stop = (why: string, failure: boolean, now = false): void => served?.stop(why, failure, now);
   let handler: RawHandler | null = null;
   // host changes are written to the device from the libuv pool (src/frontends/devfuse/notify-writer.ts)
   const notifier = cfg.hostNotify ? new dev.NotifyWriter(mount.fd, mlog) : null;
@@ -161,7 +161,8 @@ async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Log
   }
 }
 
-type StopServed = (why: string, failure: boolean) => void;
+/** Stop serving (lifecycle's Served.stop): `now` when requests already read can never be answered. */
+type StopServed = (why: string, failure: boolean, now?: boolean) => void;
 
 /** What the lifecycle watches of a session: its end and the answer to INIT. */
 type SessionLike = Pick<DevFuseSession, 'done' | 'live'>;
@@ -187,7 +188,7 @@ async function inProcess(
     threads = new dev.ServingThreads(device, server, cfg.threads, { files: shared.files.buffer, inodes: shared.inodes.buffer }, {
       maxWrite: cfg.maxWrite, attrTimeoutMs: timeoutMs(cfg.cache), rootPath: core.procRootPath,
       plainXattrs: cfg.xattr && cfg.xattrmap === null && cfg.translateUid.length === 0 && cfg.translateGid.length === 0, readonly: cfg.readonly, translateUid: cfg.translateUid, translateGid: cfg.translateGid,
-    }, childLogger('threads', log), (why) => stop(why, true));
+    }, childLogger('threads', log), (why) => stop(why, true, true));
   }
   let ring: InstanceType<typeof dev.RingSession> | null = null;
   // INIT is answered: the other threads start and register their CPUs' ring queues, then this
@@ -328,8 +329,9 @@ function closeFd(fd: number): void {
  * A raw mount being served. Stopping unmounts; the session then reads ENODEV and ends. A busy
  * mount is detached lazily; when the connection cannot be aborted (no fusectl, or a user
  * namespace), the files still open on it are served until they are closed, as the detached
- * mount's users expect. Stopping again aborts the connection, or ends the process at once (closing
- * the device fd ends the connection too).
+ * mount's users expect, unless requests already read can never be answered (`now`: a serving
+ * thread died): then it stops at once. Stopping again aborts the connection, or ends the process at
+ * once (closing the device fds ends the connection too).
  */
 function rawServed(pre: Preflight, mount: FuseMount, session: SessionLike, h: RawHandler, log: Logger, notifier: NotifyWriter | null): Served {
   let stopping = false;
@@ -338,7 +340,7 @@ function rawServed(pre: Preflight, mount: FuseMount, session: SessionLike, h: Ra
   let endAtOnce: () => void = noop;
   const stoppedAtOnce = new Promise<void>((r) => (endAtOnce = r));
 
-  const stop = async (why: string, failure = false): Promise<void> => {
+  const stop = async (why: string, failure = false, now = false): Promise<void> => {
     failed ||= failure;
     if (stopping) {
       if (mount.abort()) return;
@@ -352,6 +354,14 @@ function rawServed(pre: Preflight, mount: FuseMount, session: SessionLike, h: Ra
     else log.info(`${why}: unmounting ${pre.mountpoint}`);
     const r = await mount.unmount();
     if (r !== 'unmounted' && !mount.abort()) {
+      if (now) {
+        // a request a dead thread held is never answered while the connection lives: its caller
+        // would wait forever on the detached mount; ending the process ends the connection
+        log.error('requests that cannot be answered are pending: stopping at once; files still open on the detached mount will fail with ENOTCONN');
+        atOnce = true;
+        endAtOnce();
+        return;
+      }
       log.warn(
         r === 'busy'
           ? `${pre.mountpoint} is busy: detached it lazily; serving the files still open on it until they are closed (signal again to stop at once)`
@@ -371,7 +381,7 @@ function rawServed(pre: Preflight, mount: FuseMount, session: SessionLike, h: Ra
   return {
     live: session.live.then(() => `${pre.root} on ${pre.mountpoint} (${h.describe()})`),
     ended,
-    stop: (why, failure) => void stop(why, failure),
+    stop: (why, failure, now) => void stop(why, failure, now),
     upgrade: h.upgrade,
     crash: async () => {
       await mount.unmount().catch(noop);

@@ -101,6 +101,25 @@ for i in range(20):
 print(absent, there, value, *out, ','.join(sorted(xs)), ','.join(sorted(ms)))
 `;
 
+const FAULT_TRIES = 500;
+// On CPU 1 (the other serving thread's): lstat of the name that kills that thread
+// (HANDLEFS_TEST_THREAD_FAULT), until something else than ENOENT comes back (the owner answers the
+// lookups it reads itself). Prints the errno name of each try.
+const FAULT_CLIENT = String.raw`
+import errno, os, sys
+mnt = sys.argv[1]
+if len(os.sched_getaffinity(0)) > 1: os.sched_setaffinity(0, {1})
+seen = []
+for i in range(${FAULT_TRIES}):
+    try:
+        os.lstat(os.path.join(mnt, 'die-here'))
+        seen.append('found')
+    except OSError as e:
+        seen.append(errno.errorcode.get(e.errno, str(e.errno)))
+    if seen[-1] != 'ENOENT': break
+print(' '.join(seen))
+`;
+
 async function threadsServing(t: { serverLog: () => string }, n: number): Promise<void> {
   for (let i = 0; i < 100 && !t.serverLog().includes(`serving with ${n} threads`); i++) await sleep(50);
   expect(t.serverLog()).toContain(`serving with ${n} threads`);
@@ -186,6 +205,29 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
       console.log(`per thread: ${JSON.stringify(stats.perThread)}`);
       // the client runs on the other thread's CPU: that thread answered absent names itself
       expect(stats.perThread[1]!.negativeLookups).toBeGreaterThan(ABSENT_LOOKUPS / 10);
+    });
+  });
+
+  it('a serving thread that dies of a bug stops the server: the mount goes, and the caller whose request it held gets an error instead of waiting forever', { timeout: 60_000 }, async () => {
+    await withMount({
+      args: ['--threads', '2', '--cache', 'never', '--log-level', 'info'],
+      env: { HANDLEFS_TEST_THREAD_FAULT: 'die-here' },
+      setup: (orig) => fs.writeFileSync(join(orig, 'f'), 'x'),
+    }, async (t) => {
+      await threadsServing(t, 2);
+      expect(fs.readFileSync(join(t.mnt, 'f'), 'utf8')).toBe('x');
+      const r = await run('python3', ['-c', FAULT_CLIENT, t.mnt], { timeoutMs: 30_000 });
+      expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
+      // ENOENT while the owner read the name; then the request the thread held ends in an error
+      const seen = r.stdout.trim().split(' ');
+      expect(seen.length).toBeLessThanOrEqual(FAULT_TRIES);
+      expect(seen.slice(0, -1).every((e) => e === 'ENOENT'), r.stdout).toBe(true);
+      expect(['ENOTCONN', 'ECONNABORTED', 'ENODEV', 'EIO']).toContain(seen.at(-1));
+      for (let i = 0; i < 200 && t.exited() === null; i++) await sleep(50);
+      expect(t.exited(), t.serverLog()).not.toBeNull();
+      expect(t.exited()!.code).not.toBe(0);
+      expect(t.serverLog()).toMatch(/serving thread 1 failed/);
+      expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(` ${t.mnt} `);
     });
   });
 

@@ -61,6 +61,15 @@ function spaceOf(entry: number): Buffer {
 let requests = 0;
 let handedOver = 0;
 
+/**
+ * HANDLEFS_TEST_THREAD_FAULT=NAME (tests only): a LOOKUP of NAME that this thread reads makes it
+ * die as a bug would (an exception thrown outside any request), so that the mounted tests can see
+ * the server stop instead of leaving that request's caller waiting.
+ */
+const faultName = process.env.HANDLEFS_TEST_THREAD_FAULT ? Buffer.from(`${process.env.HANDLEFS_TEST_THREAD_FAULT}\0`) : null;
+/** fuse_in_header's size: a LOOKUP's name follows it */
+const IN_HEADER = 40;
+
 const handler: RingRequests = {
   negotiated: true,
   bufferSize: () => server.bufferSize(),
@@ -71,6 +80,12 @@ const handler: RingRequests = {
     else release();
   },
   async handle(req: Buffer, entry?: number, _qid?: number, io?: TransportIo): Promise<Buffer | null> {
+    if (faultName !== null && req.length >= IN_HEADER && req.readUInt32LE(4) === Op.LOOKUP && req.subarray(IN_HEADER).equals(faultName)) {
+      setImmediate(() => {
+        throw new Error(`HANDLEFS_TEST_THREAD_FAULT: LOOKUP of ${faultName.toString('utf8', 0, faultName.length - 1)}`);
+      });
+      return new Promise(() => {});
+    }
     const reply = await server.handle(req, io);
     stats[row] = ++requests;
     stats[row + 1] = counters.served;
