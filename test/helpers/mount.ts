@@ -11,7 +11,7 @@
  * deadlocks. The test process itself may use node:fs on the mount (it is a separate process), but
  * every test needs a timeout: a server that stops answering hangs whoever touches the mount.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { killPid, run, waitExit, type RunResult } from './child.js';
@@ -120,6 +120,37 @@ export interface MountHandle extends MountContext {
  * Start a mount and hand it over; prefer withMount or useMount, which cannot forget the cleanup.
  * On a failed start everything is already cleaned up.
  */
+/**
+ * Servers this process started and that have not exited, with their mountpoints. A test that
+ * times out can leave its cleanup unrun when the test process ends first (vitest does not wait for
+ * it): at exit, each is killed by its pid, its mount detached and its directory removed, so that
+ * no server or mount outlives the test process.
+ */
+const running = new Map<ChildProcess, { mnt: string; dir: string }>();
+let exitHookSet = false;
+function trackServer(c: ChildProcess, mnt: string, dir: string): void {
+  running.set(c, { mnt, dir });
+  c.once('exit', () => running.delete(c));
+  if (exitHookSet) return;
+  exitHookSet = true;
+  const reap = (): void => {
+    for (const [child, { mnt, dir }] of running) {
+      if (child.pid) killPid(child.pid, 'SIGKILL');
+      const u = spawnSync('umount', ['-l', mnt], { stdio: 'ignore', timeout: 5000 });
+      if (u.status === 0 || !mountAt(mnt)) fs.rmSync(dir, { recursive: true, force: true });
+    }
+    running.clear();
+  };
+  process.once('exit', reap);
+  // the test runner ends its worker processes with a signal, which skips 'exit'
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      reap();
+      process.exit(128 + (sig === 'SIGTERM' ? 15 : 2));
+    });
+  }
+}
+
 export async function startMount(opts: MountOptions = {}): Promise<MountHandle> {
   const { dir, orig, mnt } = mountDirs('handlefs-mnt-');
   let child: ChildProcess | null = null;
@@ -160,6 +191,7 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
       env: { ...process.env, ...opts.env, ...READY_ENV },
     });
     child = c;
+    trackServer(c, mnt, dir);
     c.on('exit', (code, signal) => (status = { code, signal }));
     c.stdout!.on('data', (d: Buffer) => (log += d.toString()));
     c.stderr!.on('data', (d: Buffer) => (log += d.toString()));
