@@ -101,6 +101,14 @@ export function ringAnswers(server: RingServer): RingRequests {
   };
 }
 
+/** Per entry, this thread's view of its reply space (uringReplySpace), made on first use; entries live as long as the process. */
+const replySpaces = new Map<number, Buffer>();
+export function entryReplySpace(entry: number): Buffer {
+  let b = replySpaces.get(entry);
+  if (b === undefined) replySpaces.set(entry, (b = sys.uringReplySpace(entry)));
+  return b;
+}
+
 export class RingSession {
   private readonly once: LogOnce;
   private reader: unknown = null;
@@ -169,7 +177,7 @@ export class RingSession {
     });
   }
 
-  /** Per entry, this thread's view of its reply space (uringReplySpace), made on first use. */
+  /** Per entry, the TransportIo over its reply space. */
   private readonly spaces = new Map<number, TransportIo>();
 
   private dispatch(entry: number, qid: number, req: Buffer, give?: () => void): void {
@@ -178,7 +186,7 @@ export class RingSession {
     let io: TransportIo | undefined;
     if (req.readUInt32LE(4) === Op.READ) {
       io = this.spaces.get(entry);
-      if (io === undefined) this.spaces.set(entry, (io = { replySpace: sys.uringReplySpace(entry) }));
+      if (io === undefined) this.spaces.set(entry, (io = { replySpace: entryReplySpace(entry) }));
     }
     this.handler.handle(req, entry, qid, io).then((reply) => {
       give?.();

@@ -16,9 +16,9 @@ import { Op } from '../../fuse/opcodes.js';
 import { DECLINED, ProtocolServer } from '../../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
-import { RING_DEPTH, RingSession, type RingRequests } from './ring.js';
+import { RING_DEPTH, RingSession, entryReplySpace, type RingRequests } from './ring.js';
 import { DevFuseSession } from './session.js';
-import { THREAD_STATS, awaitBack, BACK_POSTED, BACK_WAITING, BACKGROUND_OPS, type RingHandOver, type RingReply, type ThreadData, type ThreadReady } from './threads.js';
+import { THREAD_STATS, awaitBack, BACK_WAITING, BACKGROUND_OPS, type RingHandOver, type RingReply, type ThreadData, type ThreadReady } from './threads.js';
 
 const d = workerData as ThreadData;
 const log = makeLogger(d.logLevel as LevelWithSilent, { thread: d.index });
@@ -51,13 +51,6 @@ const release = (): void => {
 };
 const row = d.index * THREAD_STATS;
 const back = new Int32Array(d.back);
-/** Per entry, this thread's view of its reply space (for ReplyBack), made on first use. */
-const spaces = new Map<number, Buffer>();
-function spaceOf(entry: number): Buffer {
-  let b = spaces.get(entry);
-  if (b === undefined) spaces.set(entry, (b = sys.uringReplySpace(entry)));
-  return b;
-}
 let requests = 0;
 let handedOver = 0;
 
@@ -100,16 +93,14 @@ const handler: RingRequests = {
     new Uint8Array(copy).set(req);
     if (entry === undefined || ring === null) {
       port.postMessage(copy, [copy]);
-      Atomics.add(back, BACK_POSTED, 1);
       release();
       return null;
     }
     // from the ring: the reply comes back here and is committed through this thread's ring, so that
     // the entry stays with it; nobody waits for a background request: the reply is posted later
-    const space = spaceOf(entry);
+    const space = entryReplySpace(entry);
     if (BACKGROUND_OPS.has(req.readUInt32LE(4))) {
       port.postMessage({ entry, req: copy, later: true } satisfies RingHandOver, [copy]);
-      Atomics.add(back, BACK_POSTED, 1);
       release();
       return null;
     }
@@ -117,7 +108,6 @@ const handler: RingRequests = {
     // (ReplyBack), built in the entry's reply space; if it takes too long, the owner commits it
     Atomics.store(back, 0, entry * 4 + BACK_WAITING);
     port.postMessage({ entry, req: copy } satisfies RingHandOver, [copy]);
-    Atomics.add(back, BACK_POSTED, 1);
     const n = awaitBack(back, entry);
     release();
     return n < 0 ? null : space.subarray(0, n);
@@ -138,7 +128,7 @@ if (d.ring !== null) {
     const r = ring;
     port.on('message', (m: RingHandOver | RingReply) => {
       if (!('req' in m)) {
-        r.commit(m.entry, spaceOf(m.entry).subarray(0, m.len));
+        r.commit(m.entry, entryReplySpace(m.entry).subarray(0, m.len));
         return;
       }
       handler.handle(Buffer.from(m.req), m.entry).then((reply) => {

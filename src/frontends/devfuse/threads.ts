@@ -23,7 +23,7 @@ import { encodeError } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
 import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
-import type { RingSession } from './ring.js';
+import { entryReplySpace, type RingSession } from './ring.js';
 import type { RequestHandler } from './session.js';
 
 /** Per thread in ServingThreads.stats: requests read, answered there, handed to the owner, LOOKUPs answered ENOENT there. */
@@ -47,11 +47,7 @@ export interface ThreadData {
   gate: SharedArrayBuffer;
   /** where it hands requests to the owner (and, over io_uring, gets their replies back) */
   port: MessagePort;
-  /**
-   * Int32 words: [0, 1] over io_uring, through which the owner gives back the reply of a request
-   * handed over (ReplyBack); [BACK_POSTED] the hand-overs this thread posted, counted after each
-   * (ServingThreads.takeHandedOver looks at it before it looks at the port)
-   */
+  /** over io_uring: the Int32 words through which the owner gives back the reply of a request handed over (ReplyBack) */
   back: SharedArrayBuffer;
   /** over io_uring: the thread registers RING_DEPTH entries of its CPU's queue with this payload size */
   ring: { payloadSize: number; possible: number } | null;
@@ -89,8 +85,6 @@ interface Served {
   port: MessagePort;
   /** ThreadData.back's words */
   back: Int32Array;
-  /** hand-overs taken from its port (compared with back[BACK_POSTED]) */
-  taken: number;
   ended: Promise<void>;
 }
 
@@ -137,8 +131,6 @@ export const BACKGROUND_OPS: ReadonlySet<number> = new Set([Op.RELEASE, Op.RELEA
  * commits it through its own ring as before. Both moves are compare-and-exchange: exactly one wins.
  */
 export const BACK_WAITING = 1;
-/** ThreadData.back's word that counts the hand-overs a thread posted */
-export const BACK_POSTED = 2;
 export const BACK_REPLIED = 2;
 export const BACK_ABANDONED = 3;
 /** how long a thread waits for the owner's reply to a request it handed over (it costs that thread's CPU only) */
@@ -248,7 +240,7 @@ export class ServingThreads {
       const { port1, port2 } = new MessageChannel();
       const data: ThreadData = {
         index: i, fd, cpu: allowed[i % allowed.length]!, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
-        gate: this.gate.buffer as SharedArrayBuffer, port: port2, back: new SharedArrayBuffer(12), logLevel: this.log.level, ring,
+        gate: this.gate.buffer as SharedArrayBuffer, port: port2, back: new SharedArrayBuffer(8), logLevel: this.log.level, ring,
       };
       const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
       let ready!: () => void;
@@ -265,12 +257,8 @@ export class ServingThreads {
         this.log.error({ err: e, thread: i }, `serving thread ${i} failed (bug)`);
         this.onFatal(`serving thread ${i} failed: ${e.message}`);
       });
-      const served: Served = { worker, fd, port: port1, back: new Int32Array(data.back), taken: 0, ended };
-      port1.on('message', (m: ArrayBuffer | RingHandOver) => {
-        served.taken = (served.taken + 1) | 0;
-        if (m instanceof ArrayBuffer) this.handOver(Buffer.from(m), served);
-        else this.handOver(Buffer.from(m.req), served, m.entry, m.later);
-      });
+      const served: Served = { worker, fd, port: port1, back: new Int32Array(data.back), ended };
+      port1.on('message', (m: ArrayBuffer | RingHandOver) => this.handOverMessage(m, served));
       this.threads.push(served);
       worker.on('message', (m: ThreadReady) => {
         if (m?.ready !== true) return;
@@ -329,11 +317,15 @@ export class ServingThreads {
     return true;
   }
 
-  /** Per entry, the owner's view of its reply space (giveBack), made on first use. */
-  private readonly spaces = new Map<number, Buffer>();
   /** replies to ring hand-overs the waiting thread took (ReplyBack), and those the owner committed */
   private givenBack = 0;
   private committedHere = 0;
+
+  /** A hand-over a thread posted: clone bytes, or a ring entry's request. */
+  private handOverMessage(m: ArrayBuffer | RingHandOver, t: Served): void {
+    if (m instanceof ArrayBuffer) this.handOver(Buffer.from(m), t);
+    else this.handOver(Buffer.from(m.req), t, m.entry, m.later);
+  }
 
   /**
    * A request another thread read and did not serve: answered here, on that thread's clone; or,
@@ -347,13 +339,13 @@ export class ServingThreads {
         // no reply (a malformed request): the entry still needs an answer
         const out = reply ?? (req.length >= 16 ? encodeError(req.readBigUInt64LE(8), E.EIO) : null);
         if (out !== null) {
-          const space = later ? this.spaceOf(entry) : null;
+          const space = later ? entryReplySpace(entry) : null;
           if (space !== null && out.length <= space.length) {
             out.copy(space, 0);
             t.port.postMessage({ entry, len: out.length } satisfies RingReply);
             this.givenBack++;
             this.owner.recycle?.(out);
-          } else if (giveBack(t.back, entry, out, () => this.spaceOf(entry))) {
+          } else if (giveBack(t.back, entry, out, () => entryReplySpace(entry))) {
             this.givenBack++;
             this.owner.recycle?.(out);
           } else {
@@ -379,20 +371,14 @@ export class ServingThreads {
     }, (e: unknown) => this.once.error('handover-rejected', { err: e }, 'protocol server rejected a request (bug)'));
   }
 
-  private spaceOf(entry: number): Buffer {
-    let b = this.spaces.get(entry);
-    if (b === undefined) this.spaces.set(entry, (b = sys.uringReplySpace(entry)));
-    return b;
-  }
-
   /**
    * After answering a request handed over, look for the next one for HOT_MS without sleeping (the
    * event loop turns without blocking, sys.loopHot, so the owner's own device and ring are read at
    * once too): a client that waits for each answer sends its next request within tens of
    * microseconds, and a wake-up of a sleeping thread on another CPU costs about as much on this VM.
-   * The window is a uv_idle handle, not JS: a loop of immediates that asked each port every turn
-   * made garbage enough to double the owner's scavenges, and a scavenge under a thread waiting
-   * for a reply (ReplyBack) outlasted its wait. Measured side by
+   * The window is a uv_idle handle, not JS (hand-overs come through each port's own event): a loop
+   * of immediates that asked each port every turn made garbage enough to double the owner's
+   * scavenges, and a scavenge under a thread waiting for a reply (ReplyBack) outlasted its wait. Measured side by
    * side (scripts/bench, 2 threads, 0 against 200 us): create+stat+unlink 9.76 -> 6.74 s, tar -x
    * 7.47 -> 5.80 s, cold find 0.59 -> 0.46 s, git status 0.26 -> 0.22 s, server CPU 0.9-1.2x.
    * Over io_uring the owner also calls it after each reply its own ring commits: with the entries
@@ -428,14 +414,8 @@ export class ServingThreads {
   /** Handle, now, every request the other threads handed over and the event loop has not delivered yet. */
   private takeHandedOver(): void {
     for (const t of this.threads) {
-      // nothing posted since the last look: the port is not asked (asking allocates, and the hot
-      // loop asks every turn: the garbage made the owner's scavenges twice as frequent)
-      if (Atomics.load(t.back, BACK_POSTED) === t.taken) continue;
       for (let m = receiveMessageOnPort(t.port); m !== undefined; m = receiveMessageOnPort(t.port)) {
-        t.taken = (t.taken + 1) | 0;
-        const h = m.message as ArrayBuffer | RingHandOver;
-        if (h instanceof ArrayBuffer) this.handOver(Buffer.from(h), t);
-        else this.handOver(Buffer.from(h.req), t, h.entry, h.later);
+        this.handOverMessage(m.message as ArrayBuffer | RingHandOver, t);
       }
     }
   }
