@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '../helpers/child.js';
 import { mountSkipReason, runCli, startMount, withMount } from '../helpers/mount.js';
@@ -16,6 +17,7 @@ import { uringParam, uringSkipReason, withUringParam } from '../helpers/uring.js
 
 const skip = mountSkipReason() ?? uringSkipReason();
 const cpus = availableParallelism();
+const RELOCK = fileURLToPath(new URL('./fixtures/release-relock.py', import.meta.url));
 
 // Makes dir/c<cpu>/: files written and read back, half renamed, a hard link each fourth, every
 // third unlinked, then lists it. Prints the sorted listing with sizes.
@@ -44,7 +46,7 @@ interface RingStats {
   ioUring: boolean;
   ringRequests: number;
   threads: number;
-  perThread: { requests: number; served: number; handedOver: number }[];
+  perThread: { requests: number; served: number; handedOver: number; answeredAtOnce: number }[];
   openHandles: number;
 }
 
@@ -86,6 +88,11 @@ describe.skipIf(skip !== null)(`FUSE over io_uring${skip ? ` (skipped: ${skip})`
         expect(r.stdout.trim(), `client on CPU ${i}`).toBe(hostListing(join(t.orig, `c${i}`)));
         expect(r.stdout.trim().split('\n').length).toBeGreaterThan(30);
       }
+      // a file flocked and closed on the last CPU is free to lock again at once (its RELEASE is
+      // answered there at once, the owner closes the file after)
+      const relock = await run('python3', [RELOCK, t.mnt, '100'], { timeoutMs: 30_000 });
+      expect(relock.status, `${relock.stdout}${relock.stderr}\n${t.serverLog()}`).toBe(0);
+      expect(relock.stdout.trim()).toBe('0 0');
       const stats = await readStats(t.dir);
       console.log(`ring requests ${stats.ringRequests}; per thread ${JSON.stringify(stats.perThread)}`);
       expect(stats.ioUring).toBe(true);
@@ -97,6 +104,8 @@ describe.skipIf(skip !== null)(`FUSE over io_uring${skip ? ` (skipped: ${skip})`
         // over (answered through the owner's ring, which then holds the entry)
         expect(stats.perThread[1]!.served).toBeGreaterThan(30);
         expect(stats.perThread[1]!.handedOver).toBeGreaterThan(0);
+        // and answered the RELEASEs of its callers itself
+        expect(stats.perThread[1]!.answeredAtOnce).toBeGreaterThan(10);
       }
       expect(stats.openHandles).toBe(0);
     } finally {

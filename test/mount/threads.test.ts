@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '../helpers/child.js';
@@ -100,6 +101,9 @@ for i in range(20):
     except OSError as e: ms.add(errno.errorcode.get(e.errno, str(e.errno)))
 print(absent, there, value, *out, ','.join(sorted(xs)), ','.join(sorted(ms)))
 `;
+
+const RELOCKS = 300;
+const RELOCK = fileURLToPath(new URL('./fixtures/release-relock.py', import.meta.url));
 
 const FAULT_TRIES = 500;
 // On CPU 1 (the other serving thread's): lstat of the name that kills that thread
@@ -205,6 +209,26 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
       console.log(`per thread: ${JSON.stringify(stats.perThread)}`);
       // the client runs on the other thread's CPU: that thread answered absent names itself
       expect(stats.perThread[1]!.negativeLookups).toBeGreaterThan(ABSENT_LOOKUPS / 10);
+    });
+  });
+
+  it('the other thread answers RELEASE at once and the owner closes the file after: a file flocked and closed on that thread\'s CPU can be locked again at once, and no open file is left', { timeout: 60_000 }, async () => {
+    await withMount({ args: ['--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'] }, async (t) => {
+      await threadsServing(t, 2);
+      const r = await run('python3', [RELOCK, t.mnt, String(RELOCKS)], { timeoutMs: 40_000 });
+      expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
+      // no relock refused (the owner serves a RELEASE handed over before a refused flock's answer), no content lost
+      expect(r.stdout.trim()).toBe('0 0');
+      for (let i = 0; i < 20; i++) expect(fs.readFileSync(join(t.orig, `l${i}`), 'utf8')).toBe(`${RELOCKS - 20 + i}\n`);
+      await sleep(1200);
+      const stats = JSON.parse(fs.readFileSync(join(t.dir, 'stats.json'), 'utf8')) as {
+        perThread: { answeredAtOnce: number }[]; openHandles: number; emfile: number;
+      };
+      console.log(`per thread: ${JSON.stringify(stats.perThread)}`);
+      // the client runs on the other thread's CPU: that thread answered RELEASEs itself
+      expect(stats.perThread[1]!.answeredAtOnce).toBeGreaterThan(RELOCKS / 10);
+      // and the owner closed every file they released
+      expect(stats).toMatchObject({ openHandles: 0, emfile: 0 });
     });
   });
 

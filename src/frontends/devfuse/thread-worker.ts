@@ -11,14 +11,14 @@ import { decorate } from '../../fs/decorate.js';
 import { threadFs } from '../../fs/thread-fs.js';
 import { SharedFileTable } from '../../fs/shared-files.js';
 import { newFsCounters } from '../../fs/services.js';
-import type { TransportIo } from '../../fuse/codec.js';
+import { encodeReply, type TransportIo } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
 import { DECLINED, ProtocolServer } from '../../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { RING_DEPTH, RingSession, entryReplySpace, type RingRequests } from './ring.js';
 import { DevFuseSession } from './session.js';
-import { THREAD_STATS, awaitBack, BACK_WAITING, BACKGROUND_OPS, type RingHandOver, type RingReply, type ThreadData, type ThreadReady } from './threads.js';
+import { ANSWERED_AT_ONCE, THREAD_STATS, awaitBack, BACK_WAITING, type AnsweredHandOver, type RingHandOver, type ThreadData, type ThreadReady } from './threads.js';
 
 const d = workerData as ThreadData;
 const log = makeLogger(d.logLevel as LevelWithSilent, { thread: d.index });
@@ -53,6 +53,7 @@ const row = d.index * THREAD_STATS;
 const back = new Int32Array(d.back);
 let requests = 0;
 let handedOver = 0;
+let answeredAtOnce = 0;
 
 /**
  * HANDLEFS_TEST_THREAD_FAULT=NAME (tests only): a LOOKUP of NAME that this thread reads makes it
@@ -87,25 +88,28 @@ const handler: RingRequests = {
       release();
       return reply;
     }
-    // the owner answers it on this thread's channel; the bytes are copied (the buffer is reused)
+    // the owner serves it; the bytes are copied (the buffer is reused)
     stats[row + 2] = ++handedOver;
     const copy = new ArrayBuffer(req.length);
     new Uint8Array(copy).set(req);
+    // a RELEASE is answered here at once, the owner closes the fds without a reply (ANSWERED_AT_ONCE)
+    if (ANSWERED_AT_ONCE.has(req.readUInt32LE(4))) {
+      port.postMessage({ answered: true, req: copy } satisfies AnsweredHandOver, [copy]);
+      stats[row + 4] = ++answeredAtOnce;
+      release();
+      return encodeReply(req.readBigUInt64LE(8));
+    }
+    // from a clone: the owner answers on this thread's clone
     if (entry === undefined || ring === null) {
       port.postMessage(copy, [copy]);
       release();
       return null;
     }
     // from the ring: the reply comes back here and is committed through this thread's ring, so that
-    // the entry stays with it; nobody waits for a background request: the reply is posted later
+    // the entry stays with it
+    // (ReplyBack): its caller waits, and so does this thread, for the owner to build the reply in
+    // the entry's reply space; if it takes too long, the owner commits it
     const space = entryReplySpace(entry);
-    if (BACKGROUND_OPS.has(req.readUInt32LE(4))) {
-      port.postMessage({ entry, req: copy, later: true } satisfies RingHandOver, [copy]);
-      release();
-      return null;
-    }
-    // otherwise its caller waits: so does this thread, for the owner to give the reply back
-    // (ReplyBack), built in the entry's reply space; if it takes too long, the owner commits it
     Atomics.store(back, 0, entry * 4 + BACK_WAITING);
     port.postMessage({ entry, req: copy } satisfies RingHandOver, [copy]);
     const n = awaitBack(back, entry);
@@ -126,11 +130,7 @@ if (d.ring !== null) {
     if (d.cpu >= 0 && d.cpu < d.ring.possible) ring.register({ qids: [d.cpu], perQueue: RING_DEPTH, payloadSize: d.ring.payloadSize });
     ring.start(d.ring.payloadSize);
     const r = ring;
-    port.on('message', (m: RingHandOver | RingReply) => {
-      if (!('req' in m)) {
-        r.commit(m.entry, entryReplySpace(m.entry).subarray(0, m.len));
-        return;
-      }
+    port.on('message', (m: RingHandOver) => {
       handler.handle(Buffer.from(m.req), m.entry).then((reply) => {
         if (reply !== null) r.commit(m.entry, reply);
       }, (e: unknown) => log.error({ err: e }, 'serving a request handed back failed (bug)'));

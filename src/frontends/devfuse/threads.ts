@@ -26,8 +26,11 @@ import { sys } from '../../sys/syscalls.js';
 import { entryReplySpace, type RingSession } from './ring.js';
 import type { RequestHandler } from './session.js';
 
-/** Per thread in ServingThreads.stats: requests read, answered there, handed to the owner, LOOKUPs answered ENOENT there. */
-export const THREAD_STATS = 4;
+/**
+ * Per thread in ServingThreads.stats: requests read, answered there, handed to the owner, LOOKUPs
+ * answered ENOENT there, RELEASEs answered there and handed over (ANSWERED_AT_ONCE).
+ */
+export const THREAD_STATS = 5;
 
 /** What a serving thread is started with (src/frontends/devfuse/thread-worker.ts). */
 export interface ThreadData {
@@ -102,22 +105,30 @@ export interface ThreadReady {
 export interface RingHandOver {
   entry: number;
   req: ArrayBuffer;
-  /**
-   * A request whose caller does not wait for it (RELEASE, RELEASEDIR: the kernel sends them in the
-   * background): the thread does not wait either; the owner builds the reply in the entry's reply
-   * space and posts a RingReply, and the thread commits it when it comes.
-   */
-  later?: true;
 }
 
-/** The owner's reply to a RingHandOver marked `later`, in the entry's reply space: `len` bytes. */
-export interface RingReply {
-  entry: number;
-  len: number;
+/**
+ * A request the thread has already answered, handed to the owner to be served without a reply:
+ * a RELEASE or RELEASEDIR (ANSWERED_AT_ONCE).
+ */
+export interface AnsweredHandOver {
+  answered: true;
+  req: ArrayBuffer;
 }
 
-/** Opcodes the kernel sends without a caller waiting for the answer (RingHandOver.later). */
-export const BACKGROUND_OPS: ReadonlySet<number> = new Set([Op.RELEASE, Op.RELEASEDIR]);
+/** What a thread posts to the owner: a clone's request (the owner replies on that clone), a ring entry's, or one already answered. */
+export type HandOver = ArrayBuffer | RingHandOver | AnsweredHandOver;
+
+/**
+ * Opcodes a thread other than the owner answers at once (success) and hands to the owner to be
+ * served without a reply. The kernel sends RELEASE and RELEASEDIR in the background: no caller
+ * waits for them, and their answer is dropped unread (an error included: the kernel cannot
+ * undo a close); the owner closes the fds as if it had answered. The thread's channel or ring
+ * entry is free again at once, without a reply that would have to come back to it; and nothing
+ * can name the released fh after the kernel sent its RELEASE, so the owner serving it a moment
+ * later changes no answer. The one order that shows, a lock the release drops, ServingThreads.settle keeps.
+ */
+export const ANSWERED_AT_ONCE: ReadonlySet<number> = new Set([Op.RELEASE, Op.RELEASEDIR]);
 
 /**
  * Over io_uring, the reply to a request a thread handed over goes back to that thread, which waits
@@ -258,7 +269,7 @@ export class ServingThreads {
         this.onFatal(`serving thread ${i} failed: ${e.message}`);
       });
       const served: Served = { worker, fd, port: port1, back: new Int32Array(data.back), ended };
-      port1.on('message', (m: ArrayBuffer | RingHandOver) => this.handOverMessage(m, served));
+      port1.on('message', (m: HandOver) => this.handOverMessage(m, served));
       this.threads.push(served);
       worker.on('message', (m: ThreadReady) => {
         if (m?.ready !== true) return;
@@ -321,31 +332,33 @@ export class ServingThreads {
   private givenBack = 0;
   private committedHere = 0;
 
-  /** A hand-over a thread posted: clone bytes, or a ring entry's request. */
-  private handOverMessage(m: ArrayBuffer | RingHandOver, t: Served): void {
+  /** A hand-over a thread posted: clone bytes, a ring entry's request, or one the thread answered. */
+  private handOverMessage(m: HandOver, t: Served): void {
     if (m instanceof ArrayBuffer) this.handOver(Buffer.from(m), t);
-    else this.handOver(Buffer.from(m.req), t, m.entry, m.later);
+    else if ('answered' in m) this.serveAnswered(Buffer.from(m.req));
+    else this.handOver(Buffer.from(m.req), t, m.entry);
+  }
+
+  /** A request the thread already answered (ANSWERED_AT_ONCE): served, its reply dropped. */
+  private serveAnswered(req: Buffer): void {
+    this.owner.handle(req).then((reply) => {
+      if (reply !== null) this.owner.recycle?.(reply);
+    }, (e: unknown) => this.once.error('handover-rejected', { err: e }, 'protocol server rejected a request (bug)'));
   }
 
   /**
    * A request another thread read and did not serve: answered here, on that thread's clone; or,
-   * when it came from a ring (entry), given back to that thread if it still waits (ReplyBack) or
-   * posted back to it (`later`: RingReply), else through the owner's ring.
+   * when it came from a ring (entry), given back to that thread if it still waits (ReplyBack),
+   * else through the owner's ring.
    */
-  private handOver(req: Buffer, t: Served, entry?: number, later?: true): void {
+  private handOver(req: Buffer, t: Served, entry?: number): void {
     const fd = t.fd;
     this.owner.handle(req).then((reply) => {
       if (entry !== undefined) {
         // no reply (a malformed request): the entry still needs an answer
         const out = reply ?? (req.length >= 16 ? encodeError(req.readBigUInt64LE(8), E.EIO) : null);
         if (out !== null) {
-          const space = later ? entryReplySpace(entry) : null;
-          if (space !== null && out.length <= space.length) {
-            out.copy(space, 0);
-            t.port.postMessage({ entry, len: out.length } satisfies RingReply);
-            this.givenBack++;
-            this.owner.recycle?.(out);
-          } else if (giveBack(t.back, entry, out, () => entryReplySpace(entry))) {
+          if (giveBack(t.back, entry, out, () => entryReplySpace(entry))) {
             this.givenBack++;
             this.owner.recycle?.(out);
           } else {
@@ -415,25 +428,26 @@ export class ServingThreads {
   private takeHandedOver(): void {
     for (const t of this.threads) {
       for (let m = receiveMessageOnPort(t.port); m !== undefined; m = receiveMessageOnPort(t.port)) {
-        this.handOverMessage(m.message as ArrayBuffer | RingHandOver, t);
+        this.handOverMessage(m.message as HandOver, t);
       }
     }
   }
 
   /**
-   * Per-thread numbers for the stats file: requests read, served there, handed to the owner, and
-   * of those served, LOOKUPs answered ENOENT (the owner's row first; its negative lookups are not counted apart).
+   * Per-thread numbers for the stats file: requests read, served there, handed to the owner; of
+   * those served, LOOKUPs answered ENOENT; of those handed over, RELEASEs answered there
+   * (ANSWERED_AT_ONCE). The owner's row first; its own are not counted apart.
    */
   counters(): {
-    threads: number; perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number }>;
+    threads: number; perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number; answeredAtOnce: number }>;
     ringGivenBack: number; ringCommittedByOwner: number;
   } {
     const s = this.stats;
     const own = this.ownerRequests();
-    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0 }];
+    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, answeredAtOnce: 0 }];
     for (let i = 1; i <= this.threads.length; i++) {
       const r = i * THREAD_STATS;
-      perThread.push({ requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]! });
+      perThread.push({ requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, answeredAtOnce: s[r + 4]! });
     }
     return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere };
   }
