@@ -17,7 +17,7 @@ import { checkName, isDotName } from './names.js';
 import { EMPTY, statToAttr, type FsCounters } from './services.js';
 import { SHARED_LOCK_OWNERS, type SharedFds, type SharedFile, type SharedFileTable } from './shared-files.js';
 import {
-  FATTR_ATIME, FATTR_ATIME_NOW, FATTR_CTIME, FATTR_FH, FATTR_GID, FATTR_LOCKOWNER, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_UID,
+  FATTR_ATIME, FATTR_ATIME_NOW, FATTR_CTIME, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_LOCKOWNER, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_UID,
   WRITE_KILL_SUIDGID, type AttrReply, type Context, type Entry, type InitOptions, type SetattrIn, type XattrReply,
 } from './types.js';
 import { checkXattrName } from './xattrs.js';
@@ -48,7 +48,7 @@ export interface ThreadFsCounters {
 
 /** the SETATTR bits a serving thread answers (ThreadFiles.setattr) */
 const SETATTR_HERE = FATTR_MODE | FATTR_UID | FATTR_GID | FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW
-  | FATTR_FH | FATTR_LOCKOWNER | FATTR_CTIME;
+  | FATTR_FH | FATTR_LOCKOWNER | FATTR_CTIME | FATTR_KILL_SUIDGID;
 
 class ThreadFiles {
   private readonly io: NowaitIo;
@@ -140,7 +140,8 @@ class ThreadFiles {
    * writes) through the inode's published O_PATH fd, after the owner's proof of place, with the
    * owner's calls (setModeOwner, setTimes); the attributes after. A size (a truncate opens the file
    * for writing), any bit this does not know, or an fh this thread cannot see is the owner's.
-   * LOCKOWNER and CTIME change nothing the owner does either.
+   * LOCKOWNER and CTIME change nothing the owner does either, nor does KILL_SUIDGID without a size
+   * (the kernel sends it with every chown: the host's chown clears the bits itself).
    */
   async setattr(_ctx: Context, nodeid: bigint, a: SetattrIn): Promise<AttrReply> {
     if (this.rootPath === null || a.valid & ~SETATTR_HERE) this.decline();

@@ -12,7 +12,7 @@ import type { FsCounters } from '../../src/fs/services.js';
 import { SHARED_LOCK_OWNERS, SharedFileTable } from '../../src/fs/shared-files.js';
 import { threadFs, type ThreadFsCounters, type ThreadFsSettings } from '../../src/fs/thread-fs.js';
 import {
-  FATTR_ATIME, FATTR_FH, FATTR_GID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, WRITE_KILL_SUIDGID, type SetattrIn,
+  FATTR_ATIME, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, WRITE_KILL_SUIDGID, type SetattrIn,
 } from '../../src/fs/types.js';
 import { sys, AT_FDCWD, O_APPEND, O_CLOEXEC, O_NOFOLLOW, O_PATH, O_RDWR, O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/sys/syscalls.js';
 import { B, ctx, tmpdir } from '../helpers/fs-fixture.js';
@@ -438,6 +438,12 @@ describe('SETATTR', () => {
       // only the group
       await tfs.setattr(ctx, NODE, sa(FATTR_GID, { gid: 42 }));
       expect([fs.statSync(p).uid, fs.statSync(p).gid]).toEqual([1234, 42]);
+      // a chown with KILL_SUIDGID (what the kernel sends under killpriv_v2): served; the host's chown
+      // clears the setuid bit itself, as it does for the owner (which acts on the flag only with a size)
+      fs.chmodSync(p, 0o4755);
+      a = await tfs.setattr(ctx, NODE, sa(FATTR_UID | FATTR_GID | FATTR_KILL_SUIDGID, { uid: 4321, gid: 42 }));
+      expect([fs.statSync(p).uid, fs.statSync(p).mode & 0o7777]).toEqual([4321, 0o755]);
+      expect(a.attr.mode & 0o7777).toBe(0o755);
     }
     expect(counters.declined).toBe(0);
     expect(inodes.borrowers(NODE)).toBe(0);
@@ -450,6 +456,7 @@ describe('SETATTR', () => {
     fs.chmodSync(p, 0o644);
     publishInode(p, NODE);
     await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_SIZE, { size: 1n })));
+    await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_SIZE | FATTR_KILL_SUIDGID, { size: 1n })));
     await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_MODE | FATTR_FH, { mode: 0o600, fh: 99n })));
     await declines(() => tfs.setattr(ctx, NODE + 1n, sa(FATTR_MODE, { mode: 0o600 })));
     const noRoot = threadFs({ files: table, inodes }, fsCounters(), { ...settings, rootPath: null });
@@ -466,7 +473,7 @@ describe('SETATTR', () => {
     fs.renameSync(p, path.join(outside, 'f'));
     await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_MODE, { mode: 0o777 })));
     expect(fs.statSync(path.join(outside, 'f')).mode & 0o7777).toBe(0o600);
-    expect(counters).toEqual({ served: 1, declined: 4, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 1, declined: 5, negativeLookups: 0 });
     expect(inodes.borrowers(NODE)).toBe(0);
     expect(table.borrowers(FH)).toBe(0);
   });
