@@ -20,7 +20,7 @@ import { FdCache } from './fd-cache.js';
 import { ROOT_ID } from './filesystem.js';
 import { HandleTable, type OpenHandle } from './handle-table.js';
 import type { FdShare } from './fd-cache.js';
-import { SHARED_LOCK_OWNERS, type SharedFds } from './shared-files.js';
+import { SHARED_LOCK_OWNERS, SHARED_ROOT_MOUNT, type SharedFds } from './shared-files.js';
 import { Inode, InodeStore } from './inode-store.js';
 import { HostChanges } from './host-changes.js';
 import { MoveWatch } from './move-watch.js';
@@ -89,7 +89,7 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   const cache = new FdCache(budget, closeQuietly, log, (key) => {
     const h = handles.byKey(key);
     if (h) h.cursorValid = false;
-  }, shared ? fdShare(shared, (key): OpenHandle | undefined => handles.byKey(key), (id): Inode | undefined => store.get(id)) : null);
+  }, shared ? fdShare(shared, (key): OpenHandle | undefined => handles.byKey(key), (id): Inode | undefined => store.get(id), rootHandle.mountId) : null);
   // records are of reopenable inodes, all on the root's mount
   const exports = new ExportTable(opts.exportTableSize ?? 100_000,
     (r) => handleKey({ type: r.handleType, bytes: r.handle, mountId: rootHandle.mountId }));
@@ -159,14 +159,18 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
  * The fd cache's fds as the other serving threads see them: an inode's O_PATH fd (key `i<node
  * id>`) by node id with its type, an open file's (key `f<fh>`) by fh with its flags; a
  * directory's open fd is not lent (its cursor is this thread's). Withdrawn by the key alone: a
- * released file's handle is gone by then.
+ * released file's handle is gone by then. An inode on the root's mount is marked
+ * SHARED_ROOT_MOUNT: a rename watch there keeps proofs of its place.
  */
-function fdShare(shared: SharedFds, handleOf: (key: string) => OpenHandle | undefined, inodeOf: (id: bigint) => Inode | undefined): FdShare {
+function fdShare(
+  shared: SharedFds, handleOf: (key: string) => OpenHandle | undefined, inodeOf: (id: bigint) => Inode | undefined, rootMountId: bigint,
+): FdShare {
   return {
     publish(key, fd, kind) {
       if (kind === 'path') {
         const inode = inodeOf(BigInt(key.slice(1)));
-        if (inode) shared.inodes.publish(inode.nodeid, inode.nodeid, fd, inode.type, inode.dev);
+        const onRoot = inode?.mountId === rootMountId;
+        if (inode) shared.inodes.publish(inode.nodeid, inode.nodeid, fd, inode.type, inode.dev, onRoot ? SHARED_ROOT_MOUNT : 0);
         return;
       }
       const h = handleOf(key);

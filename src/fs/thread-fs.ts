@@ -13,9 +13,10 @@ import { killSuidgid, setModeOwner, setTimes } from './attrs.js';
 import { pathBeneath } from './confinement.js';
 import { NowaitIo } from './data-io.js';
 import { ROOT_ID, type FileSystem } from './filesystem.js';
+import type { MoveWatch } from './move-watch.js';
 import { checkName, isDotName } from './names.js';
 import { EMPTY, statToAttr, type FsCounters } from './services.js';
-import { SHARED_LOCK_OWNERS, type SharedFds, type SharedFile, type SharedFileTable } from './shared-files.js';
+import { SHARED_LOCK_OWNERS, SHARED_ROOT_MOUNT, type SharedFds, type SharedFile, type SharedFileTable } from './shared-files.js';
 import {
   FATTR_ATIME, FATTR_ATIME_NOW, FATTR_CTIME, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_LOCKOWNER, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_UID,
   WRITE_KILL_SUIDGID, type AttrReply, type Context, type Entry, type InitOptions, type SetattrIn, type XattrReply,
@@ -46,6 +47,9 @@ export interface ThreadFsCounters {
   negativeLookups: number;
 }
 
+/** proofs kept at once (ThreadFiles.inside): past this many, they are dropped and made again */
+const PROVEN_MAX = 65_536;
+
 /** the SETATTR bits a serving thread answers (ThreadFiles.setattr) */
 const SETATTR_HERE = FATTR_MODE | FATTR_UID | FATTR_GID | FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW
   | FATTR_FH | FATTR_LOCKOWNER | FATTR_CTIME | FATTR_KILL_SUIDGID;
@@ -61,8 +65,11 @@ class ThreadFiles {
   private readonly attrTimeoutMs: number;
   private readonly rootPath: Buffer | null;
   private readonly plainXattrs: boolean;
+  /** node ids proven beneath the root at moves' epoch provenEpoch (inside) */
+  private readonly proven = new Set<bigint>();
+  private provenEpoch = -1;
 
-  constructor(tables: SharedFds, private readonly fsCounters: FsCounters, settings: ThreadFsSettings) {
+  constructor(tables: SharedFds, private readonly fsCounters: FsCounters, settings: ThreadFsSettings, private readonly moves: MoveWatch | null) {
     this.table = tables.files;
     this.inodes = tables.inodes;
     this.io = new NowaitIo(fsCounters);
@@ -86,7 +93,7 @@ class ThreadFiles {
     let n: number;
     try {
       const { fd } = this.inodes.fileAt(slot, this.f);
-      if (nodeid !== ROOT_ID && !this.inside(fd)) this.decline();
+      if (!this.inside(nodeid, fd)) this.decline();
       n = sys.getxattrTry(procFdPath(fd), name, buf);
     } finally {
       this.inodes.release(slot);
@@ -115,7 +122,7 @@ class ThreadFiles {
       if (type !== S_IFDIR) this.decline();
       const h = sys.nameToHandleAtTry(fd, name, 0);
       // proven after the look, before the answer: a directory moved out in between is refused
-      absent = h === -E.ENOENT && (parentId === ROOT_ID || this.inside(fd));
+      absent = h === -E.ENOENT && this.inside(parentId, fd);
     } finally {
       this.inodes.release(slot);
     }
@@ -125,14 +132,37 @@ class ThreadFiles {
     throw new FsError(E.ENOENT);
   }
 
-  /** The kernel's path of an fd is below the root (a failure to read it proves nothing). */
-  private inside(fd: number): boolean {
+  /**
+   * The published inode `nodeid` (its fd `fd`, just borrowed: this.f holds its marks) is the root
+   * or beneath it: the kernel's path of the fd is below the root (a failure to read it proves
+   * nothing). As the owner does (Confinement.confirmInside), a proof is kept until something is
+   * renamed on the root's filesystem, by this thread's own MoveWatch (the queue is read before
+   * every use of a kept proof); only for an inode the owner marked as on the root's mount
+   * (SHARED_ROOT_MOUNT: renames are watched there only). A node id names one inode for the
+   * server's life, so the proof is kept by node id.
+   */
+  private inside(nodeid: bigint, fd: number): boolean {
+    if (nodeid === ROOT_ID) return true;
+    const keep = this.moves !== null && (this.f.marks & SHARED_ROOT_MOUNT) !== 0;
+    // read before the readlink, so that a rename during it voids the new proof
+    const epoch = keep ? this.moves!.epoch() : -1;
+    if (epoch !== this.provenEpoch) {
+      this.proven.clear();
+      this.provenEpoch = epoch;
+    }
+    if (epoch >= 0 && this.proven.has(nodeid)) return true;
     this.fsCounters.placeChecks++;
+    let beneath: boolean;
     try {
-      return pathBeneath(sys.readlinkat(procFdDir(), procFdPath(fd)), this.rootPath!);
+      beneath = pathBeneath(sys.readlinkat(procFdDir(), procFdPath(fd)), this.rootPath!);
     } catch {
       return false;
     }
+    if (beneath && epoch >= 0) {
+      if (this.proven.size >= PROVEN_MAX) this.proven.clear();
+      this.proven.add(nodeid);
+    }
+    return beneath;
   }
 
   /**
@@ -156,7 +186,7 @@ class ThreadFiles {
     try {
       const { fd } = this.inodes.fileAt(slot, this.f);
       // a change of something the host moved out of the share would change the outside
-      if (nodeid !== ROOT_ID && !this.inside(fd)) this.decline();
+      if (!this.inside(nodeid, fd)) this.decline();
       this.counters.served++;
       setModeOwner(fd, a);
       setTimes(fd, a);
@@ -270,8 +300,10 @@ class ThreadFiles {
  * A FileSystem for a serving thread: the methods above; every other one declines (ProtocolServer
  * turns DECLINE into its DECLINED reply, which the thread forwards to the owner).
  */
-export function threadFs(tables: SharedFds, fsCounters: FsCounters, settings: ThreadFsSettings): { fs: FileSystem; counters: ThreadFsCounters } {
-  const files = new ThreadFiles(tables, fsCounters, settings);
+export function threadFs(
+  tables: SharedFds, fsCounters: FsCounters, settings: ThreadFsSettings, moves: MoveWatch | null = null,
+): { fs: FileSystem; counters: ThreadFsCounters } {
+  const files = new ThreadFiles(tables, fsCounters, settings, moves);
   const own: Record<string | symbol, unknown> = {};
   for (const k of ['init', 'destroy', 'lookup', 'getattr', 'setattr', 'statx', 'readlink', 'getxattr', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
   const declined = (): never => files.decline();

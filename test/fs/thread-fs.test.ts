@@ -5,11 +5,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DECLINE, E, toErrno } from '../../src/errors.js';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import type { FsCounters } from '../../src/fs/services.js';
-import { SHARED_LOCK_OWNERS, SharedFileTable } from '../../src/fs/shared-files.js';
+import { MoveWatch } from '../../src/fs/move-watch.js';
+import { SHARED_LOCK_OWNERS, SHARED_ROOT_MOUNT, SharedFileTable } from '../../src/fs/shared-files.js';
 import { threadFs, type ThreadFsCounters, type ThreadFsSettings } from '../../src/fs/thread-fs.js';
 import {
   FATTR_ATIME, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, WRITE_KILL_SUIDGID, type SetattrIn,
@@ -57,6 +59,12 @@ function shareAndOutside(): { share: string; outside: string; settings: ThreadFs
   const settings = { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)), plainXattrs: true };
   ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), settings));
   return { share, outside, settings };
+}
+
+const T0 = { sec: 0n, nsec: 0 };
+/** A SetattrIn with these fields set. */
+function sa(valid: number, f: Partial<SetattrIn> = {}): SetattrIn {
+  return { valid, fh: 0n, size: 0n, mode: 0, uid: 0, gid: 0, atime: T0, mtime: T0, ctime: T0, ...f };
 }
 
 /** The call declines: it rejects (or throws) DECLINE itself. */
@@ -330,6 +338,45 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
     expect(inodes.borrowers(NODE)).toBe(0);
   });
 
+  it('a proof of place is kept until a rename on the filesystem (this thread\'s own rename watch), only for an inode marked on the root\'s mount; a directory moved out is refused at once', async () => {
+    const { share, outside, settings } = shareAndOutside();
+    const moves = new MoveWatch(settings.rootPath as Buffer, pino({ level: 'silent' }));
+    try {
+      // fanotify's filesystem-wide mark needs CAP_SYS_ADMIN: the tests run as root
+      expect(moves.enabled, `no rename watch (${moves.failure})`).toBe(true);
+      const fsc = fsCounters();
+      ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsc, settings, moves));
+      fs.mkdirSync(path.join(share, 'd'));
+      fs.mkdirSync(path.join(share, 'm'));
+      const dfd = sys.openat(AT_FDCWD, Buffer.from(path.join(share, 'd')), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+      const mfd = sys.openat(AT_FDCWD, Buffer.from(path.join(share, 'm')), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+      fds.push(dfd, mfd);
+      expect(inodes.publish(NODE, NODE, dfd, S_IFDIR, 0, SHARED_ROOT_MOUNT)).toBe(true);
+      // not marked: another mount's inode, whose moves are not watched
+      expect(inodes.publish(NODE + 1n, NODE + 1n, mfd, S_IFDIR, 0)).toBe(true);
+      const LOOKS = 50;
+      for (let i = 0; i < LOOKS; i++) expect(await errnoOf(tfs.lookup(ctx, NODE, B(`no${i}`)))).toBe(E.ENOENT);
+      // one readlink, the rest kept (a rename elsewhere on this filesystem, by another test, may add a few)
+      expect(fsc.placeChecks).toBeGreaterThanOrEqual(1);
+      expect(fsc.placeChecks).toBeLessThan(10);
+      const before = fsc.placeChecks;
+      for (let i = 0; i < LOOKS; i++) expect(await errnoOf(tfs.lookup(ctx, NODE + 1n, B(`no${i}`)))).toBe(E.ENOENT);
+      expect(fsc.placeChecks - before).toBe(LOOKS);
+      // the host moves the kept directory out: the next request sees the rename and proves again
+      fs.renameSync(path.join(share, 'd'), path.join(outside, 'd'));
+      await declines(() => tfs.lookup(ctx, NODE, B('secret')));
+      await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_MODE, { mode: 0o700 })));
+      await declines(() => tfs.getxattr(ctx, NODE, B('user.k'), 0));
+      expect(fs.statSync(path.join(outside, 'd')).mode & 0o7777).not.toBe(0o700);
+      // back inside: answered again
+      fs.renameSync(path.join(outside, 'd'), path.join(share, 'd'));
+      expect(await errnoOf(tfs.lookup(ctx, NODE, B('secret')))).toBe(E.ENOENT);
+      expect(inodes.borrowers(NODE)).toBe(0);
+    } finally {
+      moves.close();
+    }
+  });
+
   it('without a root path to prove places with (a chrooted process), every LOOKUP is the owner\'s', async () => {
     ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: null, plainXattrs: true }));
     publishPath(root, 1n, S_IFDIR);
@@ -402,11 +449,6 @@ describe('GETXATTR', () => {
 });
 
 describe('SETATTR', () => {
-  const T0 = { sec: 0n, nsec: 0 };
-  /** A SetattrIn with these fields set. */
-  function sa(valid: number, f: Partial<SetattrIn> = {}): SetattrIn {
-    return { valid, fh: 0n, size: 0n, mode: 0, uid: 0, gid: 0, atime: T0, mtime: T0, ctime: T0, ...f };
-  }
   /** An O_PATH fd of `p` published as `nodeid` (a regular file). */
   function publishInode(p: string, nodeid: bigint): void {
     const fd = sys.openat(AT_FDCWD, Buffer.from(p), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);

@@ -8,6 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { LevelWithSilent } from 'pino';
 import { decorate } from '../../fs/decorate.js';
+import { MoveWatch } from '../../fs/move-watch.js';
 import { threadFs } from '../../fs/thread-fs.js';
 import { SharedFileTable } from '../../fs/shared-files.js';
 import { newFsCounters } from '../../fs/services.js';
@@ -32,7 +33,9 @@ if (d.cpu >= 0) {
 }
 const fsCounters = newFsCounters();
 const tables = { files: SharedFileTable.attach(d.tables.files), inodes: SharedFileTable.attach(d.tables.inodes) };
-const { fs: own, counters } = threadFs(tables, fsCounters, d.fs);
+// this thread's own rename watch, for the proofs of place it keeps (as the owner's MoveWatch does)
+const moves = d.fs.rootPath !== null ? new MoveWatch(Buffer.from(d.fs.rootPath), childLogger('moves', log)) : null;
+const { fs: own, counters } = threadFs(tables, fsCounters, d.fs, moves);
 // the same id translation and read-only refusal as the owner's filesystem
 const fs = decorate(own, d.fs);
 const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
@@ -146,4 +149,5 @@ parentPort!.postMessage({ ready: true, qids: ring ? ring.qids : [] } satisfies T
 await session.done;
 // the connection ended: the ring's entries ended with it
 ring?.close();
+moves?.close();
 process.exit(0);
