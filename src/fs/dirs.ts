@@ -8,7 +8,7 @@ import { sys, parseDirents, O_DIRECTORY, O_RDONLY, SEEK_SET, S_IFDIR } from '../
 import { dirOpenFlags } from './cache-policy.js';
 import { isDotName } from './names.js';
 import type { Confinement } from './confinement.js';
-import type { Entries } from './entries.js';
+import type { Entries, Reached } from './entries.js';
 import type { OpenHandle } from './handle-table.js';
 import type { OpenFiles } from './open-files.js';
 import { DOT, entryOf, openAt, type Services } from './services.js';
@@ -60,7 +60,7 @@ export class Dirs {
         if (isDotName(d.name)) return add(d, null);
         let r;
         try {
-          r = this.entries.lookupAt(dir, fd, d.name);
+          r = this.lookupEntry(h, fd, d.name);
         } catch (err) {
           // vanished between getdents and the lookup: list it without attributes
           if (toErrno(err) === E.ENOENT) return add(d, null);
@@ -71,6 +71,25 @@ export class Dirs {
         return false;
       });
     });
+  }
+
+  /**
+   * One READDIRPLUS entry's lookup. A directory listed again (du after find, ls -l twice) names
+   * inodes the server knows: each is then reached without an open (Entries.lookupKnown: two
+   * syscalls instead of four). In a first listing that try is one syscall more per entry for
+   * nothing, so it is made only while this listing's tries found more known inodes than not.
+   */
+  private lookupEntry(h: OpenHandle, fd: number, name: Buffer): Reached {
+    const dir = h.inode;
+    if (dir.children > 0 && h.plusUnknown <= h.plusKnown) {
+      const r = this.entries.lookupKnown(dir, fd, name);
+      if (r) {
+        h.plusKnown++;
+        return r;
+      }
+      h.plusUnknown++;
+    }
+    return this.entries.lookupAt(dir, fd, name);
   }
 
   /**

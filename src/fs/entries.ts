@@ -230,7 +230,7 @@ export class Entries {
    * inodes, submounts and filesystems without handles take the slow path (null); a name that is
    * not there is ENOENT at once.
    */
-  private lookupKnown(parent: Inode, dirFd: number, name: Buffer): Reached | null {
+  lookupKnown(parent: Inode, dirFd: number, name: Buffer): Reached | null {
     const s = this.s;
     const h = sys.nameToHandleAtTry(dirFd, name, s.handleFlags);
     if (typeof h === 'number') {

@@ -23,6 +23,9 @@ export interface OpenHandle {
   pendingFrom: bigint;
   /** the fd's position is known to be right after `pending` (false after eviction or seek) */
   cursorValid: boolean;
+  /** READDIRPLUS entries of this directory reached as inodes the server knew, and those it did not (Dirs.readdirplus) */
+  plusKnown: number;
+  plusUnknown: number;
 }
 
 /** fh -> OpenHandle; every fh is checked to belong to its nodeid (virtiofsd find_handle). */
@@ -56,7 +59,7 @@ export class HandleTable {
   private insert(fh: bigint, inode: Inode, kind: 'file' | 'dir', flags: number): OpenHandle {
     const h: OpenHandle = {
       fh, inode, kind, flags, fdKey: `f${fh}`, locked: false, lockOwners: null, backingId: null,
-      pending: [], pendingIdx: 0, pendingFrom: -1n, cursorValid: false,
+      pending: [], pendingIdx: 0, pendingFrom: -1n, cursorValid: false, plusKnown: 0, plusUnknown: 0,
     };
     this.map.set(fh, h);
     this.byFdKey.set(h.fdKey, h);

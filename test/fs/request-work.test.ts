@@ -149,3 +149,68 @@ describe('CREATE', () => {
     expect(o.attr.ino).toBe(BigInt(fs.statSync(path.join(root, 'new')).ino));
   });
 });
+
+describe('READDIRPLUS', () => {
+  const N = 300;
+
+  /**
+   * Every entry of directory `nodeid` through readdirplus, about 4 KiB at a time (as the kernel
+   * asks); `refused`: entries that did not fit a call (their lookup undone, looked up again by the next).
+   */
+  async function listPlus(pfs: ReturnType<typeof core>, nodeid: bigint): Promise<{ ids: Map<string, bigint>; refused: number }> {
+    const o = await pfs.opendir(ctx, nodeid, 0);
+    const ids = new Map<string, bigint>();
+    let refused = 0;
+    let off = 0n;
+    for (let calls = 0; calls < 10_000; calls++) {
+      let room = 4096;
+      let taken = 0;
+      await pfs.readdirplus(ctx, nodeid, o.fh, off, 4096, (e, en) => {
+        room -= 150;
+        if (room < 0) {
+          if (en) refused++;
+          return false;
+        }
+        taken++;
+        off = e.off;
+        if (en) ids.set(e.name.toString(), en.nodeid);
+        return true;
+      });
+      if (taken === 0) break;
+    }
+    await pfs.releasedir(ctx, nodeid, o.fh);
+    return { ids, refused };
+  }
+
+  /** O_PATH opens of the listed names (not of '..', which a reopen of an evicted directory walks) */
+  const entryOpens = (): number => callsOf('openatTry').filter(([, p, f]) => ((f as number) & O_PATH) !== 0 && /^f\d+$/.test(String(p))).length;
+
+  it('a directory listed again reaches the inodes it knows without opening them; a first listing barely tries', async () => {
+    const root = dir('hfs-work-');
+    fs.mkdirSync(path.join(root, 'd'));
+    for (let i = 0; i < N; i++) fs.writeFileSync(path.join(root, 'd', `f${i}`), `${i}`);
+    const pfs = core(root);
+    const d = await pfs.lookup(ctx, 1n, B('d'));
+    trace.record.add('openatTry');
+    trace.record.add('nameToHandleAtTry');
+    const { ids: first, refused } = await listPlus(pfs, d.nodeid);
+    expect(first.size).toBe(N);
+    expect(refused).toBeGreaterThan(0);
+    // a first listing: an O_PATH open per entry (a refused one left memory: opened again by the next
+    // call), and few tries by name (they found nothing known)
+    expect(entryOpens()).toBe(N + refused);
+    expect(callsOf('nameToHandleAtTry').length).toBeLessThan(5);
+    trace.calls.length = 0;
+    // listed again: the same nodes, reached by handle and statx, nothing opened
+    fs.writeFileSync(path.join(root, 'd', 'f7'), 'changed on the host');
+    const second = (await listPlus(pfs, d.nodeid)).ids;
+    expect(second).toEqual(first);
+    expect(entryOpens()).toBe(0);
+    // and with the host's attributes of now
+    expect((await pfs.getattr(ctx, second.get('f7')!)).attr.size).toBe(BigInt('changed on the host'.length));
+    // two lookups each: two forgets make every one leave
+    const base = pfs.counters().inodes;
+    for (const id of second.values()) pfs.forget(ctx, id, 2n);
+    expect(pfs.counters().inodes).toBe(base - N);
+  });
+});
