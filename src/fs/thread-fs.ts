@@ -143,14 +143,16 @@ class ThreadFiles {
    */
   private inside(nodeid: bigint, fd: number): boolean {
     if (nodeid === ROOT_ID) return true;
-    const keep = this.moves !== null && (this.f.marks & SHARED_ROOT_MOUNT) !== 0;
-    // read before the readlink, so that a rename during it voids the new proof
-    const epoch = keep ? this.moves!.epoch() : -1;
-    if (epoch !== this.provenEpoch) {
-      this.proven.clear();
-      this.provenEpoch = epoch;
+    let epoch = -1;
+    if (this.moves !== null && this.f.marks & SHARED_ROOT_MOUNT) {
+      // read before the readlink, so that a rename during it voids the new proof
+      epoch = this.moves.epoch();
+      if (epoch !== this.provenEpoch) {
+        this.proven.clear();
+        this.provenEpoch = epoch;
+      }
+      if (epoch >= 0 && this.proven.has(nodeid)) return true;
     }
-    if (epoch >= 0 && this.proven.has(nodeid)) return true;
     this.fsCounters.placeChecks++;
     let beneath: boolean;
     try {

@@ -362,6 +362,14 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
       const before = fsc.placeChecks;
       for (let i = 0; i < LOOKS; i++) expect(await errnoOf(tfs.lookup(ctx, NODE + 1n, B(`no${i}`)))).toBe(E.ENOENT);
       expect(fsc.placeChecks - before).toBe(LOOKS);
+      // the two interleaved: the unmarked one's readlinks do not void the kept proof
+      const mixed = fsc.placeChecks;
+      for (let i = 0; i < LOOKS; i++) {
+        expect(await errnoOf(tfs.lookup(ctx, NODE, B(`no${i}`)))).toBe(E.ENOENT);
+        expect(await errnoOf(tfs.lookup(ctx, NODE + 1n, B(`no${i}`)))).toBe(E.ENOENT);
+      }
+      expect(fsc.placeChecks - mixed).toBeGreaterThanOrEqual(LOOKS);
+      expect(fsc.placeChecks - mixed).toBeLessThan(LOOKS + 10);
       // the host moves the kept directory out: the next request sees the rename and proves again
       fs.renameSync(path.join(share, 'd'), path.join(outside, 'd'));
       await declines(() => tfs.lookup(ctx, NODE, B('secret')));
