@@ -77,7 +77,8 @@ export class Dirs {
    * One READDIRPLUS entry's lookup. A directory listed again (du after find, ls -l twice) names
    * inodes the server knows: each is then reached without an open (Entries.lookupKnown: two
    * syscalls instead of four). In a first listing that try is one syscall more per entry for
-   * nothing, so it is made only while this listing's tries found more known inodes than not.
+   * nothing, so it is made only while this listing's tries found at least as many known inodes as
+   * unknown ones (a first listing stops at its first miss).
    */
   private lookupEntry(h: OpenHandle, fd: number, name: Buffer): Reached {
     const dir = h.inode;

@@ -37,7 +37,7 @@ const COUNT = CLOSING - 1;
 const MAX_PROBE = 32;
 /** an entry's mark: POSIX lock owners took locks through the fh (its FLUSH must drop them: the owner serves it) */
 export const SHARED_LOCK_OWNERS = 1;
-/** an inode's mark: it is on the shared root's mount, where the owner's rename watch keeps proofs of place */
+/** an inode's mark: it is on the shared root's mount, where the rename watches (the owner's, each thread's) keep proofs of place */
 export const SHARED_ROOT_MOUNT = 2;
 
 /** What a borrower reads of its entry. */

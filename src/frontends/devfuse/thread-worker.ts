@@ -108,10 +108,9 @@ const handler: RingRequests = {
       release();
       return null;
     }
-    // from the ring: the reply comes back here and is committed through this thread's ring, so that
-    // the entry stays with it
-    // (ReplyBack): its caller waits, and so does this thread, for the owner to build the reply in
-    // the entry's reply space; if it takes too long, the owner commits it
+    // from the ring (ReplyBack): its caller waits, and so does this thread, for the owner to build
+    // the reply in the entry's reply space; committed through this thread's ring, the entry stays
+    // with it. If the owner takes too long, it commits the reply itself
     const space = entryReplySpace(entry);
     Atomics.store(back, 0, entry * 4 + BACK_WAITING);
     port.postMessage({ entry, req: copy } satisfies RingHandOver, [copy]);
