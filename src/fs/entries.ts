@@ -334,7 +334,8 @@ export class Entries {
     checkName(name);
     const parent = s.records.inode(parentId);
     this.conf.withDir(parent, (dfd) => {
-      // the victim matters when files are open (it may live on unlinked) or a file has other names
+      // the victim matters when files are open (it may live on unlinked) or a file has other names;
+      // the other serving threads remove names themselves only while neither is so (SharedRemovalGate)
       const victim = s.handles.size > 0 || s.store.multiLinked > 0 ? this.knownByName(dfd, name) : undefined;
       sys.unlinkat(dfd, name, flags);
       if (!victim) return;

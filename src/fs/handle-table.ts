@@ -39,11 +39,12 @@ export class HandleTable {
   /**
    * `resolveInode` brings back the inode of a restored handle (it may have left memory). `onOpen`
    * is told each new handle a successor could reopen (a supervisor keeps them, so that open files
-   * outlive a worker that dies).
+   * outlive a worker that dies). `onSize` is told the number of handles after each one comes or goes.
    */
   constructor(
     private readonly resolveInode: (nodeid: bigint) => Inode,
     private readonly onOpen: ((h: HandleRecord) => void) | null = null,
+    private readonly onSize: ((size: number) => void) | null = null,
   ) {}
 
   get size(): number {
@@ -65,6 +66,7 @@ export class HandleTable {
     this.byFdKey.set(h.fdKey, h);
     inode.opens++;
     if (kind === 'file') inode.openFile = h;
+    this.onSize?.(this.map.size);
     return h;
   }
 
@@ -99,6 +101,7 @@ export class HandleTable {
     this.byFdKey.delete(h.fdKey);
     h.inode.opens--;
     if (h.inode.openFile === h) h.inode.openFile = null;
+    this.onSize?.(this.map.size);
   }
 
   *forInode(inode: Inode): IterableIterator<OpenHandle> {

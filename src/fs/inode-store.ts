@@ -348,11 +348,16 @@ export class InodeStore {
 
   /** Non-directories in memory last seen with more than one link: while none, an unlink needs no bookkeeping of names. */
   multiLinked = 0;
+  /** told `multiLinked` whenever it changes */
+  onMultiLinked: ((n: number) => void) | null = null;
 
   /** Record a non-directory's link count as just seen. */
   setLinks(inode: Inode, n: number): void {
     const old = this.chunkOf(inode.slot).links[inode.slot & MASK]!;
-    if (old > 1 !== n > 1) this.multiLinked += n > 1 ? 1 : -1;
+    if (old > 1 !== n > 1) {
+      this.multiLinked += n > 1 ? 1 : -1;
+      this.onMultiLinked?.(this.multiLinked);
+    }
     this.chunkOf(inode.slot).links[inode.slot & MASK] = Math.min(n, 0xffffffff);
   }
 
@@ -565,7 +570,10 @@ export class InodeStore {
       this.onDrop?.(inode);
       this.removeNode(slot);
       this.unindexSlot(slot);
-      if (this.chunkOf(slot).links[slot & MASK]! > 1) this.multiLinked--;
+      if (this.chunkOf(slot).links[slot & MASK]! > 1) {
+        this.multiLinked--;
+        this.onMultiLinked?.(this.multiLinked);
+      }
       const parent = this.chunkOf(slot).parent[slot & MASK]!;
       this.chunkOf(slot).parent[slot & MASK] = -1;
       this.chunkOf(slot).flags[slot & MASK] = 0;

@@ -121,9 +121,12 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   } : null;
   const records = new Records({ store, exports, cache, fds, sealer, root, generation, counters, log, onRecord });
   // open files go to the caller's stream only: the state file's server starts with none open
+  // the other threads remove names only while the owner keeps no books on a victim (Entries.removeName's test)
+  const removals = shared ? (): void => shared.removals.watch(handles.size > 0 || store.multiLinked > 0) : null;
   const handles = new HandleTable((nodeid) => records.inode(nodeid), stream
     ? (h) => stream(encodeState(sealer, { nextNodeid: store.next, generation, records: [], handles: [h] }))
-    : null);
+    : null, removals);
+  store.onMultiLinked = removals;
   const listener = opts.onHostChange ?? null;
   let changes = listener ? new HostChanges(listener, store, rootHandle.mountId) : null;
   const moves = new MoveWatch(rootPath, log, changes);

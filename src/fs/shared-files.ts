@@ -58,6 +58,81 @@ export interface SharedFile {
 export interface SharedFds {
   files: SharedFileTable;
   inodes: SharedFileTable;
+  /** whether the other threads may remove names (UNLINK, RMDIR) */
+  removals: SharedRemovalGate;
+}
+
+const WATCHING = 0;
+const REMOVING = 1;
+
+/**
+ * Whether the serving threads other than the owner may remove a name (UNLINK, RMDIR) without the
+ * owner seeing it. The owner must see a removal whose victim it keeps books on: an inode with
+ * open files (it may live on unlinked: its fds must then never be evicted) or with other names
+ * (a reopen must then walk another one). While it has any such inode it watches, and the threads
+ * hand every removal over; while it has none, a removal is only the host's unlinkat.
+ *
+ * Two Int32 words: WATCHING (set by the owner) and REMOVING (threads in a removal now). A thread
+ * adds itself to REMOVING, then reads WATCHING; the owner sets WATCHING, then waits for REMOVING
+ * to reach 0. Atomics are sequentially consistent, so one of the two sees the other: no removal
+ * the owner did not see finishes after it starts watching.
+ */
+export class SharedRemovalGate {
+  readonly buffer: SharedArrayBuffer;
+  private readonly w: Int32Array;
+
+  private constructor(buffer: SharedArrayBuffer) {
+    this.buffer = buffer;
+    this.w = new Int32Array(buffer);
+    if (this.w.length !== 2) throw new RangeError(`shared removal gate: ${buffer.byteLength} bytes, not 8`);
+  }
+
+  /** A new gate, not watching. */
+  static create(): SharedRemovalGate {
+    return new SharedRemovalGate(new SharedArrayBuffer(8));
+  }
+
+  /** Another thread's view of the gate made by `create`. */
+  static attach(buffer: SharedArrayBuffer): SharedRemovalGate {
+    return new SharedRemovalGate(buffer);
+  }
+
+  // ---- the owner ----
+
+  /**
+   * Start (true) or stop watching removals. Starting returns once no other thread is in a removal,
+   * before the owner relies on seeing every one (before the reply that opens a file, say).
+   */
+  watch(on: boolean): void {
+    const w = this.w;
+    if (!on) {
+      Atomics.store(w, WATCHING, 0);
+      return;
+    }
+    if (Atomics.load(w, WATCHING) === 1) return;
+    Atomics.store(w, WATCHING, 1);
+    // a removal takes one unlinkat: wait in short steps
+    for (let n = Atomics.load(w, REMOVING); n !== 0; n = Atomics.load(w, REMOVING)) Atomics.wait(w, REMOVING, n, 5);
+  }
+
+  get watching(): boolean {
+    return Atomics.load(this.w, WATCHING) === 1;
+  }
+
+  // ---- the other threads ----
+
+  /** Enter a removal: false when the owner watches (hand the request over). A true must be followed by `leave`. */
+  enter(): boolean {
+    const w = this.w;
+    Atomics.add(w, REMOVING, 1);
+    if (Atomics.load(w, WATCHING) === 0) return true;
+    this.leave();
+    return false;
+  }
+
+  leave(): void {
+    if (Atomics.sub(this.w, REMOVING, 1) === 1) Atomics.notify(this.w, REMOVING);
+  }
 }
 
 export class SharedFileTable {

@@ -1,6 +1,7 @@
 /**
  * The filesystem as a serving thread other than its owner sees it, through the fds the owner
  * published (SharedFds): GETATTR, STATX, READLINK, GETXATTR and SETATTR (but a size) of an inode, a LOOKUP whose name is not there,
+ * UNLINK and RMDIR while the owner keeps no books on their victims (SharedRemovalGate),
  * reads, writes, fsyncs and FLUSHes of an open file, done here as the owner does them (fstat,
  * readlinkat, NowaitIo, O_APPEND, FUSE_WRITE_KILL_SUIDGID, the same proof that a directory is
  * beneath the root). Everything else, and an fd the owner has not published (evicted, a
@@ -8,7 +9,7 @@
  * the owner, which answers it on this thread's channel.
  */
 import { DECLINE, E, FsError } from '../errors.js';
-import { sys, statAt, procFdDir, procFdPath, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFDIR, S_IFLNK, XATTR_SIZE_MAX } from '../sys/syscalls.js';
+import { sys, statAt, procFdDir, procFdPath, AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFDIR, S_IFLNK, XATTR_SIZE_MAX } from '../sys/syscalls.js';
 import { killSuidgid, setModeOwner, setTimes } from './attrs.js';
 import { pathBeneath } from './confinement.js';
 import { NowaitIo } from './data-io.js';
@@ -16,7 +17,7 @@ import { ROOT_ID, type FileSystem } from './filesystem.js';
 import type { MoveWatch } from './move-watch.js';
 import { checkName, isDotName } from './names.js';
 import { EMPTY, statToAttr, type FsCounters } from './services.js';
-import { SHARED_LOCK_OWNERS, SHARED_ROOT_MOUNT, type SharedFds, type SharedFile, type SharedFileTable } from './shared-files.js';
+import { SHARED_LOCK_OWNERS, SHARED_ROOT_MOUNT, type SharedFds, type SharedFile, type SharedFileTable, type SharedRemovalGate } from './shared-files.js';
 import {
   FATTR_ATIME, FATTR_ATIME_NOW, FATTR_CTIME, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_LOCKOWNER, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_UID,
   WRITE_KILL_SUIDGID, type AttrReply, type Context, type Entry, type InitOptions, type SetattrIn, type XattrReply,
@@ -45,6 +46,8 @@ export interface ThreadFsCounters {
   declined: number;
   /** LOOKUPs answered ENOENT here (in `served` too) */
   negativeLookups: number;
+  /** UNLINKs and RMDIRs done here, whatever their answer (in `served` too) */
+  removals: number;
 }
 
 /** proofs kept at once (ThreadFiles.inside): past this many, they are dropped and made again */
@@ -58,10 +61,11 @@ class ThreadFiles {
   private readonly io: NowaitIo;
   private killPrivV2 = false;
   private readonly f: SharedFile = { fd: -1, flags: 0, dev: 0, marks: 0 };
-  readonly counters: ThreadFsCounters = { served: 0, declined: 0, negativeLookups: 0 };
+  readonly counters: ThreadFsCounters = { served: 0, declined: 0, negativeLookups: 0, removals: 0 };
 
   private readonly table: SharedFileTable;
   private readonly inodes: SharedFileTable;
+  private readonly removals: SharedRemovalGate;
   private readonly attrTimeoutMs: number;
   private readonly rootPath: Buffer | null;
   private readonly plainXattrs: boolean;
@@ -72,6 +76,7 @@ class ThreadFiles {
   constructor(tables: SharedFds, private readonly fsCounters: FsCounters, settings: ThreadFsSettings, private readonly moves: MoveWatch | null) {
     this.table = tables.files;
     this.inodes = tables.inodes;
+    this.removals = tables.removals;
     this.io = new NowaitIo(fsCounters);
     this.attrTimeoutMs = settings.attrTimeoutMs;
     this.rootPath = settings.rootPath ? Buffer.from(settings.rootPath) : null;
@@ -130,6 +135,41 @@ class ThreadFiles {
     this.counters.served++;
     this.counters.negativeLookups++;
     throw new FsError(E.ENOENT);
+  }
+
+  async unlink(_ctx: Context, parentId: bigint, name: Buffer): Promise<void> {
+    this.remove(parentId, name, 0);
+  }
+
+  async rmdir(_ctx: Context, parentId: bigint, name: Buffer): Promise<void> {
+    this.remove(parentId, name, AT_REMOVEDIR);
+  }
+
+  /**
+   * UNLINK or RMDIR as the owner does it when it keeps no books on the victim (Entries.removeName):
+   * the host's unlinkat in the published parent, proven beneath the root first. Only while the
+   * owner has no open file and no inode with other names (the gate): then the owner would not look
+   * at the victim either. The owner watching, an unpublished parent or a failed proof: the owner's.
+   */
+  private remove(parentId: bigint, name: Buffer, flags: number): void {
+    // the owner's answers to a bad name
+    checkName(name);
+    if (this.rootPath === null || !this.removals.enter()) this.decline();
+    try {
+      const slot = this.inodes.borrow(parentId, parentId);
+      if (slot < 0) this.decline();
+      try {
+        const { fd, flags: type } = this.inodes.fileAt(slot, this.f);
+        if (type !== S_IFDIR || !this.inside(parentId, fd)) this.decline();
+        this.counters.served++;
+        this.counters.removals++;
+        sys.unlinkat(fd, name, flags);
+      } finally {
+        this.inodes.release(slot);
+      }
+    } finally {
+      this.removals.leave();
+    }
   }
 
   /**
@@ -307,7 +347,7 @@ export function threadFs(
 ): { fs: FileSystem; counters: ThreadFsCounters } {
   const files = new ThreadFiles(tables, fsCounters, settings, moves);
   const own: Record<string | symbol, unknown> = {};
-  for (const k of ['init', 'destroy', 'lookup', 'getattr', 'setattr', 'statx', 'readlink', 'getxattr', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
+  for (const k of ['init', 'destroy', 'lookup', 'getattr', 'setattr', 'statx', 'readlink', 'getxattr', 'unlink', 'rmdir', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
   const declined = (): never => files.decline();
   // a Proxy so that every FileSystem method exists; the ProtocolServer's localOps keep the others from being called at all
   const fs = new Proxy(own, { get: (t, k) => (k in t ? t[k] : declined) }) as unknown as FileSystem;

@@ -9,10 +9,13 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { SHARED_LOCK_OWNERS, SharedFileTable, type SharedFile } from '../../src/fs/shared-files.js';
+import { SHARED_LOCK_OWNERS, SharedFileTable, SharedRemovalGate, type SharedFile } from '../../src/fs/shared-files.js';
+import { DECLINE, E, toErrno } from '../../src/errors.js';
+import { newFsCounters } from '../../src/fs/services.js';
+import { threadFs } from '../../src/fs/thread-fs.js';
 import { F_WRLCK, O_APPEND, O_RDONLY, O_RDWR, S_IFDIR, S_IFLNK, S_IFREG } from '../../src/sys/syscalls.js';
 import { waitFor } from '../helpers/poll.js';
-import { ctx, lock, makeFs, useCleanup, walk } from '../helpers/fs-fixture.js';
+import { B, ctx, lock, makeFs, useCleanup, walk } from '../helpers/fs-fixture.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const distTable = path.resolve(here, '../../dist/fs/shared-files.js');
@@ -313,7 +316,7 @@ describe('the filesystem publishes open files and inodes (PassthroughFs with sha
     fs.mkdirSync(path.join(root, 'd'));
     const table = SharedFileTable.create(64);
     const inodes = SharedFileTable.create(64);
-    const { pfs } = makeFs(root, { sharedFds: { files: table, inodes }, fdBudget: 8 });
+    const { pfs } = makeFs(root, { sharedFds: { files: table, inodes, removals: SharedRemovalGate.create() }, fdBudget: 8 });
     cores.push(pfs);
     await pfs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
     const open = async (rel: string, flags = O_RDWR) => {
@@ -434,5 +437,129 @@ describe('the filesystem publishes open files and inodes (PassthroughFs with sha
     await waitFor('the fd closed', () => (fdPath(fd) !== path.join(root, 'f0') ? true : null), 5_000, 5);
     expect(inodes.borrowers(f.nodeid)).toBe(0);
     expect(pfs.counters().fds).toBeLessThanOrEqual(fds + 20);
+  });
+});
+
+describe('SharedRemovalGate', () => {
+  it('the owner starts watching only once a removal in flight on another thread is over; then removals are refused', async () => {
+    expect(fs.existsSync(distTable), `${distTable} (npm run build)`).toBe(true);
+    const gate = SharedRemovalGate.create();
+    const ctl = new Int32Array(new SharedArrayBuffer(12));
+    const w = new Worker(new URL('./fixtures/removal-gate-remover.mjs', import.meta.url), {
+      workerData: { module: pathToFileURL(distTable).href, gate: gate.buffer, ctl: ctl.buffer },
+    });
+    const said = new Promise<string>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    try {
+      await waitFor('the removal', () => (Atomics.load(ctl, 0) === 1 ? true : null), 10_000, 5);
+      expect(Atomics.load(ctl, 1)).toBe(0);
+      gate.watch(true);
+      // the worker held its removal for 300 ms after entering: watch() waited for it
+      expect(Atomics.load(ctl, 1)).toBe(1);
+      expect(gate.watching).toBe(true);
+      expect(gate.enter()).toBe(false);
+      expect(await said).toBe('left');
+      gate.watch(false);
+      expect(gate.enter()).toBe(true);
+      gate.leave();
+    } finally {
+      await w.terminate();
+    }
+  }, 30_000);
+});
+
+describe('names removed by another serving thread (threadFs beside PassthroughFs)', () => {
+  const { cores, dir } = useCleanup();
+
+  /** The share is <tmp>/share; <tmp>/outside is beside it. */
+  async function setup() {
+    const top = dir('hfs-removals-');
+    const root = path.join(top, 'share');
+    const outside = path.join(top, 'outside');
+    fs.mkdirSync(path.join(root, 'd'), { recursive: true });
+    fs.mkdirSync(outside);
+    const tables = { files: SharedFileTable.create(64), inodes: SharedFileTable.create(64), removals: SharedRemovalGate.create() };
+    const { pfs } = makeFs(root, { sharedFds: tables, fdBudget: 32 });
+    cores.push(pfs);
+    await pfs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
+    const t = threadFs(tables, newFsCounters(), { attrTimeoutMs: 1000, rootPath: Buffer.from(fs.realpathSync(root)), plainXattrs: true });
+    return { root, outside, tables, pfs, t };
+  }
+
+  /** What the thread answers: 'declined', an errno, or 0. */
+  async function answer(p: Promise<unknown>): Promise<'declined' | number> {
+    try {
+      await p;
+      return 0;
+    } catch (e) {
+      return e === DECLINE ? 'declined' : toErrno(e);
+    }
+  }
+
+  it('unlinks and rmdirs on the host while the owner keeps no books, with the owner\'s errors; an open file or a file with two names hands them over', async () => {
+    const { root, tables, pfs, t } = await setup();
+    const at = (n: string): string => path.join(root, 'd', n);
+    for (const n of ['a', 'b', 'c', 'f']) fs.writeFileSync(at(n), n);
+    fs.mkdirSync(at('e'));
+    fs.mkdirSync(at('g'));
+    fs.writeFileSync(path.join(at('g'), 'inside'), 'x');
+    const d = await walk(pfs, 'd');
+    expect(tables.removals.watching).toBe(false);
+
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('a')))).toBe(0);
+    expect(fs.existsSync(at('a'))).toBe(false);
+    expect(await answer(t.fs.rmdir(ctx, d.nodeid, B('e')))).toBe(0);
+    expect(fs.existsSync(at('e'))).toBe(false);
+    // the host's answers, as the owner gives them
+    expect(await answer(t.fs.rmdir(ctx, d.nodeid, B('g')))).toBe(E.ENOTEMPTY);
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('g')))).toBe(E.EISDIR);
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('none')))).toBe(E.ENOENT);
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('..')))).toBe(E.EINVAL);
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('x/y')))).toBe(E.EINVAL);
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, Buffer.alloc(256, 0x61)))).toBe(E.ENAMETOOLONG);
+    expect(t.counters.removals).toBe(5);
+
+    // an open file: the owner must see every removal (the victim may be it, and live on unlinked)
+    const f = await walk(pfs, 'd/f');
+    const { fh } = await pfs.open(ctx, f.nodeid, O_RDWR);
+    expect(tables.removals.watching).toBe(true);
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('b')))).toBe('declined');
+    expect(fs.existsSync(at('b'))).toBe(true);
+    await pfs.release(ctx, f.nodeid, fh, O_RDWR, 0n, false);
+    expect(tables.removals.watching).toBe(false);
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('b')))).toBe(0);
+    expect(fs.existsSync(at('b'))).toBe(false);
+
+    // a file known with two names: the owner moves its parent link when one goes
+    fs.linkSync(at('c'), at('c2'));
+    await walk(pfs, 'd/c');
+    expect(tables.removals.watching).toBe(true);
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('c')))).toBe('declined');
+    await pfs.unlink(ctx, d.nodeid, B('c'));
+    expect(tables.removals.watching).toBe(false);
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('c2')))).toBe(0);
+    expect(fs.readdirSync(path.join(root, 'd')).sort()).toEqual(['f', 'g']);
+
+    // a parent the owner has not published
+    expect(await answer(t.fs.unlink(ctx, 999n, B('f')))).toBe('declined');
+    expect(fs.existsSync(at('f'))).toBe(true);
+  });
+
+  it('a parent the host moved out of the share: the thread removes nothing outside', async () => {
+    const { root, outside, t, pfs } = await setup();
+    fs.writeFileSync(path.join(root, 'd', 'victim'), 'v');
+    fs.mkdirSync(path.join(root, 'd', 'vdir'));
+    const d = await walk(pfs, 'd');
+    // proven once inside
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('none')))).toBe(E.ENOENT);
+    fs.renameSync(path.join(root, 'd'), path.join(outside, 'd'));
+    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('victim')))).toBe('declined');
+    expect(await answer(t.fs.rmdir(ctx, d.nodeid, B('vdir')))).toBe('declined');
+    expect(fs.readdirSync(path.join(outside, 'd')).sort()).toEqual(['vdir', 'victim']);
+    // and the owner refuses too
+    expect(await answer(pfs.unlink(ctx, d.nodeid, B('victim')))).not.toBe(0);
+    expect(fs.existsSync(path.join(outside, 'd', 'victim'))).toBe(true);
   });
 });

@@ -11,7 +11,7 @@ import { DECLINE, E, toErrno } from '../../src/errors.js';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import type { FsCounters } from '../../src/fs/services.js';
 import { MoveWatch } from '../../src/fs/move-watch.js';
-import { SHARED_LOCK_OWNERS, SHARED_ROOT_MOUNT, SharedFileTable } from '../../src/fs/shared-files.js';
+import { SHARED_LOCK_OWNERS, SHARED_ROOT_MOUNT, SharedFileTable, SharedRemovalGate } from '../../src/fs/shared-files.js';
 import { threadFs, type ThreadFsCounters, type ThreadFsSettings } from '../../src/fs/thread-fs.js';
 import {
   FATTR_ATIME, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_SIZE, FATTR_UID, WRITE_KILL_SUIDGID, type SetattrIn,
@@ -26,6 +26,7 @@ let root: string;
 let fds: number[];
 let table: SharedFileTable;
 let inodes: SharedFileTable;
+let removals: SharedRemovalGate;
 const ATTR_MS = 1234;
 let tfs: FileSystem;
 let counters: ThreadFsCounters;
@@ -57,7 +58,7 @@ function shareAndOutside(): { share: string; outside: string; settings: ThreadFs
   fs.mkdirSync(share);
   fs.mkdirSync(outside);
   const settings = { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)), plainXattrs: true };
-  ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), settings));
+  ({ fs: tfs, counters } = threadFs({ files: table, inodes, removals }, fsCounters(), settings));
   return { share, outside, settings };
 }
 
@@ -88,7 +89,8 @@ beforeEach(async () => {
   fds = [];
   table = SharedFileTable.create(16);
   inodes = SharedFileTable.create(16);
-  ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(root)), plainXattrs: true }));
+  removals = SharedRemovalGate.create();
+  ({ fs: tfs, counters } = threadFs({ files: table, inodes, removals }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(root)), plainXattrs: true }));
   await tfs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
 });
 
@@ -155,7 +157,7 @@ describe('reads and writes through a published fd', () => {
     await expect(tfs.fsync(ctx, NODE, FH, false)).resolves.toBeUndefined();
     await expect(tfs.fsync(ctx, NODE, FH, true)).resolves.toBeUndefined();
     expect(table.borrowers(FH)).toBe(0);
-    expect(counters).toEqual({ served: 2, declined: 0, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 2, declined: 0, negativeLookups: 0, removals: 0 });
   });
 
   it('a failing read (an fd opened write-only) fails with the host errno and gives its borrow back', async () => {
@@ -171,14 +173,14 @@ describe('FLUSH', () => {
   it('served while no lock owner used the fh; declined once the entry is marked SHARED_LOCK_OWNERS, and served again when unmarked', async () => {
     publishFile('f', 'x', 'r+', FH, NODE, O_RDWR);
     await expect(tfs.flush(ctx, NODE, FH, 1n)).resolves.toBeUndefined();
-    expect(counters).toEqual({ served: 1, declined: 0, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 1, declined: 0, negativeLookups: 0, removals: 0 });
     table.mark(FH, SHARED_LOCK_OWNERS, true);
     await declines(() => tfs.flush(ctx, NODE, FH, 1n));
     expect(table.borrowers(FH)).toBe(0);
-    expect(counters).toEqual({ served: 1, declined: 1, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 1, declined: 1, negativeLookups: 0, removals: 0 });
     table.mark(FH, SHARED_LOCK_OWNERS, false);
     await tfs.flush(ctx, NODE, FH, 1n);
-    expect(counters).toEqual({ served: 2, declined: 1, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 2, declined: 1, negativeLookups: 0, removals: 0 });
   });
 });
 
@@ -192,7 +194,7 @@ describe('declined: the owner serves it', () => {
     await declines(() => tfs.read(ctx, NODE + 1n, FH, 0, 1));
     await declines(() => tfs.write(ctx, NODE + 1n, FH, 0, B('y'), 0));
     expect(fs.readFileSync(path.join(root, 'f'), 'utf8')).toBe('x');
-    expect(counters).toEqual({ served: 0, declined: 6, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 0, declined: 6, negativeLookups: 0, removals: 0 });
     // closing (the owner released it while a borrower held it): no new borrows
     const s = table.borrow(FH, NODE);
     expect(table.withdraw(FH, true)).toBe(false);
@@ -200,7 +202,7 @@ describe('declined: the owner serves it', () => {
     table.release(s);
     expect(table.withdraw(FH, true)).toBe(true);
     await declines(() => tfs.read(ctx, NODE, FH, 0, 1));
-    expect(counters).toEqual({ served: 0, declined: 8, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 0, declined: 8, negativeLookups: 0, removals: 0 });
   });
 
   it('every other method declines without touching the host', async () => {
@@ -215,7 +217,7 @@ describe('declined: the owner serves it', () => {
     // release was declined: the entry is still published and lent
     expect(table.borrowers(FH)).toBe(0);
     expect((await tfs.read(ctx, NODE, FH, 0, 1)).toString()).toBe('x');
-    expect(counters).toEqual({ served: 1, declined: 5, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 1, declined: 5, negativeLookups: 0, removals: 0 });
   });
 
   it('destroy leaves the owner\'s fds open', async () => {
@@ -285,7 +287,7 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
     for (const [parent, name] of [[1n, B('nope')], [NODE, B('nope')], [NODE, Buffer.from([0x66, 0xff, 0xfe])]] as const) {
       expect(await errnoOf(tfs.lookup(ctx, parent, name))).toBe(E.ENOENT);
     }
-    expect(counters).toEqual({ served: 3, declined: 0, negativeLookups: 3 });
+    expect(counters).toEqual({ served: 3, declined: 0, negativeLookups: 3, removals: 0 });
     expect(inodes.borrowers(1n)).toBe(0);
     expect(inodes.borrowers(NODE)).toBe(0);
   });
@@ -297,7 +299,7 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
     fs.symlinkSync('f', path.join(root, 'l'));
     fs.symlinkSync('/etc/nothing-here', path.join(root, 'dangling'));
     for (const n of ['f', 'd', 'l', 'dangling']) await declines(() => tfs.lookup(ctx, 1n, B(n)));
-    expect(counters).toEqual({ served: 0, declined: 4, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 0, declined: 4, negativeLookups: 0, removals: 0 });
     expect(inodes.borrowers(1n)).toBe(0);
   });
 
@@ -334,7 +336,7 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
     // back inside: answered again
     fs.renameSync(`${share}d`, path.join(share, 'd'));
     expect(await errnoOf(tfs.lookup(ctx, NODE, B('secret')))).toBe(E.ENOENT);
-    expect(counters).toEqual({ served: 2, declined: 3, negativeLookups: 2 });
+    expect(counters).toEqual({ served: 2, declined: 3, negativeLookups: 2, removals: 0 });
     expect(inodes.borrowers(NODE)).toBe(0);
   });
 
@@ -345,7 +347,7 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
       // fanotify's filesystem-wide mark needs CAP_SYS_ADMIN: the tests run as root
       expect(moves.enabled, `no rename watch (${moves.failure})`).toBe(true);
       const fsc = fsCounters();
-      ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsc, settings, moves));
+      ({ fs: tfs, counters } = threadFs({ files: table, inodes, removals }, fsc, settings, moves));
       fs.mkdirSync(path.join(share, 'd'));
       fs.mkdirSync(path.join(share, 'm'));
       const dfd = sys.openat(AT_FDCWD, Buffer.from(path.join(share, 'd')), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
@@ -386,10 +388,10 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
   });
 
   it('without a root path to prove places with (a chrooted process), every LOOKUP is the owner\'s', async () => {
-    ({ fs: tfs, counters } = threadFs({ files: table, inodes }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: null, plainXattrs: true }));
+    ({ fs: tfs, counters } = threadFs({ files: table, inodes, removals }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: null, plainXattrs: true }));
     publishPath(root, 1n, S_IFDIR);
     await declines(() => tfs.lookup(ctx, 1n, B('nope')));
-    expect(counters).toEqual({ served: 0, declined: 1, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 0, declined: 1, negativeLookups: 0, removals: 0 });
   });
 });
 
@@ -433,7 +435,7 @@ describe('GETXATTR', () => {
     expect(await errnoOf(tfs.getxattr(ctx, NODE, NAME, 3))).toBe(E.ERANGE);
     expect(await errnoOf(tfs.getxattr(ctx, NODE, Buffer.alloc(0), 0))).toBe(E.EINVAL);
     expect(await errnoOf(tfs.getxattr(ctx, NODE, Buffer.alloc(256, 0x61), 0))).toBe(E.ERANGE);
-    expect(counters).toEqual({ served: 4, declined: 0, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 4, declined: 0, negativeLookups: 0, removals: 0 });
     expect(inodes.borrowers(NODE)).toBe(0);
   });
 
@@ -443,7 +445,7 @@ describe('GETXATTR', () => {
     expect(await tfs.getxattr(ctx, NODE, NAME, 100)).toEqual({ value: B('inside') });
     await declines(() => tfs.getxattr(ctx, NODE + 1n, NAME, 100));
     for (const other of [{ ...settings, plainXattrs: false }, { ...settings, rootPath: null }]) {
-      const t = threadFs({ files: table, inodes }, fsCounters(), other);
+      const t = threadFs({ files: table, inodes, removals }, fsCounters(), other);
       await declines(() => t.fs.getxattr(ctx, NODE, NAME, 100));
     }
     // moved out, its value changed there: not read from here
@@ -451,7 +453,7 @@ describe('GETXATTR', () => {
     sys.setxattr(Buffer.from(path.join(outside, 'f')), NAME, B('outside secret'), 0);
     await declines(() => tfs.getxattr(ctx, NODE, NAME, 100));
     await declines(() => tfs.getxattr(ctx, NODE, NAME, 0));
-    expect(counters).toEqual({ served: 1, declined: 3, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 1, declined: 3, negativeLookups: 0, removals: 0 });
     expect(inodes.borrowers(NODE)).toBe(0);
   });
 });
@@ -509,7 +511,7 @@ describe('SETATTR', () => {
     await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_SIZE | FATTR_KILL_SUIDGID, { size: 1n })));
     await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_MODE | FATTR_FH, { mode: 0o600, fh: 99n })));
     await declines(() => tfs.setattr(ctx, NODE + 1n, sa(FATTR_MODE, { mode: 0o600 })));
-    const noRoot = threadFs({ files: table, inodes }, fsCounters(), { ...settings, rootPath: null });
+    const noRoot = threadFs({ files: table, inodes, removals }, fsCounters(), { ...settings, rootPath: null });
     await declines(() => noRoot.fs.setattr(ctx, NODE, sa(FATTR_MODE, { mode: 0o600 })));
     expect(fs.statSync(p).size).toBe(5);
     expect(fs.statSync(p).mode & 0o7777).toBe(0o644);
@@ -523,7 +525,7 @@ describe('SETATTR', () => {
     fs.renameSync(p, path.join(outside, 'f'));
     await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_MODE, { mode: 0o777 })));
     expect(fs.statSync(path.join(outside, 'f')).mode & 0o7777).toBe(0o600);
-    expect(counters).toEqual({ served: 1, declined: 5, negativeLookups: 0 });
+    expect(counters).toEqual({ served: 1, declined: 5, negativeLookups: 0, removals: 0 });
     expect(inodes.borrowers(NODE)).toBe(0);
     expect(table.borrowers(FH)).toBe(0);
   });

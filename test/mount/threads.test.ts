@@ -104,6 +104,7 @@ print(absent, there, value, *out, ','.join(sorted(xs)), ','.join(sorted(ms)))
 
 const RELOCKS = 300;
 const RELOCK = fileURLToPath(new URL('./fixtures/release-relock.py', import.meta.url));
+const REMOVE_NAMES = fileURLToPath(new URL('./fixtures/remove-names.py', import.meta.url));
 
 const FAULT_TRIES = 500;
 // On CPU 1 (the other serving thread's): lstat of the name that kills that thread
@@ -228,6 +229,26 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
       // the client runs on the other thread's CPU: that thread answered RELEASEs itself
       expect(stats.perThread[1]!.answeredAtOnce).toBeGreaterThan(RELOCKS / 10);
       // and the owner closed every file they released
+      expect(stats).toMatchObject({ openHandles: 0, emfile: 0 });
+    });
+  });
+
+  it('the other thread removes names the owner keeps no books on: files and directories go from the host, an open file unlinked lives on through evictions, a second name stays readable', { timeout: 90_000 }, async () => {
+    await withMount({ args: ['--threads', '2', '--cache', 'never', '--fd-budget', '16', '--stats-file', '{dir}/stats.json', '--log-level', 'info'] }, async (t) => {
+      await threadsServing(t, 2);
+      const r = await run('python3', [REMOVE_NAMES, t.mnt, '5', '40', '300'], { timeoutMs: 60_000 });
+      expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
+      // the unlinked open files read back whole after 300 opens through 16 fds, the second name
+      // read after the first went, no error, and nothing left in the mount
+      expect(r.stdout.trim()).toBe('kept-content linked 0 0');
+      expect(fs.readdirSync(t.orig)).toEqual([]);
+      await sleep(1200);
+      const stats = JSON.parse(fs.readFileSync(join(t.dir, 'stats.json'), 'utf8')) as {
+        perThread: { removals: number; handedOver: number }[]; openHandles: number; emfile: number;
+      };
+      console.log(`per thread: ${JSON.stringify(stats.perThread)}`);
+      // the client runs on the other thread's CPU: that thread removed the 200 files and 5 directories itself
+      expect(stats.perThread[1]!.removals).toBeGreaterThan(20);
       expect(stats).toMatchObject({ openHandles: 0, emfile: 0 });
     });
   });

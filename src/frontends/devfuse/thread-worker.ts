@@ -1,7 +1,8 @@
 /**
  * A serving thread other than the owner (src/frontends/devfuse/threads.ts): bound to its CPU, it
  * reads its clone of the connection, answers GETATTR, SETATTR (but sizes), STATX, READLINK and GETXATTR of published inodes,
- * LOOKUPs of absent names in published directories, and READ, WRITE, FSYNC and FLUSH of published
+ * LOOKUPs of absent names in published directories, UNLINKs and RMDIRs there while the owner keeps no
+ * books on their victims, and READ, WRITE, FSYNC and FLUSH of published
  * open files itself (src/fs/thread-fs.ts), and posts every other request's bytes to the owner. It
  * ends when the connection does.
  */
@@ -10,7 +11,7 @@ import type { LevelWithSilent } from 'pino';
 import { decorate } from '../../fs/decorate.js';
 import { MoveWatch } from '../../fs/move-watch.js';
 import { threadFs } from '../../fs/thread-fs.js';
-import { SharedFileTable } from '../../fs/shared-files.js';
+import { SharedFileTable, SharedRemovalGate } from '../../fs/shared-files.js';
 import { newFsCounters } from '../../fs/services.js';
 import { encodeReply, type TransportIo } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
@@ -32,13 +33,15 @@ if (d.cpu >= 0) {
   }
 }
 const fsCounters = newFsCounters();
-const tables = { files: SharedFileTable.attach(d.tables.files), inodes: SharedFileTable.attach(d.tables.inodes) };
+const tables = {
+  files: SharedFileTable.attach(d.tables.files), inodes: SharedFileTable.attach(d.tables.inodes), removals: SharedRemovalGate.attach(d.tables.removals),
+};
 // this thread's own rename watch, for the proofs of place it keeps (as the owner's MoveWatch does)
 const moves = d.fs.rootPath !== null ? new MoveWatch(Buffer.from(d.fs.rootPath), childLogger('moves', log)) : null;
 const { fs: own, counters } = threadFs(tables, fsCounters, d.fs, moves);
 // the same id translation and read-only refusal as the owner's filesystem
 const fs = decorate(own, d.fs);
-const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
+const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.UNLINK, Op.RMDIR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
 const server = new ProtocolServer(fs, { maxWrite: d.fs.maxWrite, localOps }, childLogger('fuse', log));
 await server.adopt(d.negotiated);
 
@@ -87,6 +90,7 @@ const handler: RingRequests = {
     stats[row] = ++requests;
     stats[row + 1] = counters.served;
     stats[row + 3] = counters.negativeLookups;
+    stats[row + 5] = counters.removals;
     if (reply !== DECLINED) {
       release();
       return reply;

@@ -28,9 +28,10 @@ import type { RequestHandler } from './session.js';
 
 /**
  * Per thread in ServingThreads.stats: requests read, answered there, handed to the owner, LOOKUPs
- * answered ENOENT there, RELEASEs answered there and handed over (ANSWERED_AT_ONCE).
+ * answered ENOENT there, RELEASEs answered there and handed over (ANSWERED_AT_ONCE), UNLINKs and
+ * RMDIRs done there.
  */
-export const THREAD_STATS = 5;
+export const THREAD_STATS = 6;
 
 /** What a serving thread is started with (src/frontends/devfuse/thread-worker.ts). */
 export interface ThreadData {
@@ -60,6 +61,8 @@ export interface ThreadData {
 export interface SharedTables {
   files: SharedArrayBuffer;
   inodes: SharedArrayBuffer;
+  /** SharedRemovalGate.buffer */
+  removals: SharedArrayBuffer;
 }
 
 /** The options a serving thread's filesystem and protocol server take from the configuration. */
@@ -435,19 +438,21 @@ export class ServingThreads {
 
   /**
    * Per-thread numbers for the stats file: requests read, served there, handed to the owner; of
-   * those served, LOOKUPs answered ENOENT; of those handed over, RELEASEs answered there
-   * (ANSWERED_AT_ONCE). The owner's row first; its own are not counted apart.
+   * those served, LOOKUPs answered ENOENT and UNLINKs and RMDIRs done there; of those handed over,
+   * RELEASEs answered there (ANSWERED_AT_ONCE). The owner's row first; its own are not counted apart.
    */
   counters(): {
-    threads: number; perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number; answeredAtOnce: number }>;
+    threads: number; perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number; removals: number; answeredAtOnce: number }>;
     ringGivenBack: number; ringCommittedByOwner: number;
   } {
     const s = this.stats;
     const own = this.ownerRequests();
-    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, answeredAtOnce: 0 }];
+    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, removals: 0, answeredAtOnce: 0 }];
     for (let i = 1; i <= this.threads.length; i++) {
       const r = i * THREAD_STATS;
-      perThread.push({ requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, answeredAtOnce: s[r + 4]! });
+      perThread.push({
+        requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, removals: s[r + 5]!, answeredAtOnce: s[r + 4]!,
+      });
     }
     return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere };
   }
