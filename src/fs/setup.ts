@@ -26,7 +26,7 @@ import { HostChanges } from './host-changes.js';
 import { MoveWatch } from './move-watch.js';
 import type { PassthroughOptions } from './options.js';
 import { InodeFds } from './reopen.js';
-import { DOT, EMPTY, closeQuietly, devOf, newFsCounters, type Services } from './services.js';
+import { DOT, EMPTY, NO_CREATIONS, closeQuietly, devOf, newFsCounters, type Services } from './services.js';
 import { Records, recordOf } from './records.js';
 import { exportState, importState } from './state.js';
 import { StateFile } from './state-file.js';
@@ -127,6 +127,11 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     ? (h) => stream(encodeState(sealer, { nextNodeid: store.next, generation, records: [], handles: [h] }))
     : null, removals);
   store.onMultiLinked = removals;
+  // the other serving threads create files: node ids and fhs come from counters shared with them
+  if (shared?.creations) {
+    store.shareIds(shared.creations);
+    handles.shareIds(shared.creations);
+  }
   const listener = opts.onHostChange ?? null;
   let changes = listener ? new HostChanges(listener, store, rootHandle.mountId) : null;
   const moves = new MoveWatch(rootPath, log, changes);
@@ -141,6 +146,7 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     isRoot: typeof process.getuid === 'function' && process.getuid() === 0,
     canLinkEmptyPath: caps.dacReadSearch, backing: opts.backing ?? null, shared, counters,
     negotiated: { writeback: false, killPrivV2: false, passthrough: false, submounts: false },
+    creations: NO_CREATIONS,
     get stateFile() {
       return stateFile;
     },
