@@ -33,6 +33,8 @@ import { StateFile } from './state-file.js';
 
 /** fds outside the budget: root O_PATH + root dir fd + transient fds (truncate, xattr, '..' walks) */
 const FD_RESERVE = 8;
+/** the least the fd cache keeps for itself when it leaves room for the other threads' new files */
+const MIN_CACHE_WITH_CREATES = 32;
 
 export function openServices(opts: PassthroughOptions): Services {
   const log = opts.log.child({ component: 'fs' });
@@ -90,6 +92,15 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     const h = handles.byKey(key);
     if (h) h.cursorValid = false;
   }, shared ? fdShare(shared, (key): OpenHandle | undefined => handles.byKey(key), (id): Inode | undefined => store.get(id), rootHandle.mountId) : null);
+  // the other threads create files only where the cache can leave room for their fds in the budget
+  if (shared?.creations) {
+    if (budget - shared.creations.fdsOutside >= MIN_CACHE_WITH_CREATES) {
+      cache.outside = shared.creations.fdsOutside;
+      shared.creations.enable();
+    } else {
+      log.info({ budget, outside: shared.creations.fdsOutside }, 'fd budget too small to leave room for files the other serving threads create: this thread creates every file');
+    }
+  }
   // records are of reopenable inodes, all on the root's mount
   const exports = new ExportTable(opts.exportTableSize ?? 100_000,
     (r) => handleKey({ type: r.handleType, bytes: r.handle, mountId: rootHandle.mountId }));

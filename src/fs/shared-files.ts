@@ -321,9 +321,10 @@ export interface CreatedFile {
   name: Buffer;
 }
 
-/** header: Int32 words CREATING, PENDING (then padding), BigInt64 words NEXT_NODE, NEXT_FH */
+/** header: Int32 words CREATING, PENDING, ENABLED (then padding), BigInt64 words NEXT_NODE, NEXT_FH */
 const CREATING = 0;
 const PENDING = 1;
+const ENABLED = 2;
 const NEXT_NODE = 2;
 const NEXT_FH = 3;
 const HEADER_BYTES = 64;
@@ -331,8 +332,8 @@ const HEADER_BYTES = 64;
 const RING_HEAD_BYTES = 64;
 /**
  * Files a thread may have posted and the owner not taken in yet; past them it hands CREATEs over.
- * Their two fds each are outside the fd budget until taken in (the owner takes one in when a
- * request names it, its RELEASE at the latest): few, so that the budget holds within FD_RESERVE.
+ * Their two fds each are outside the fd cache until taken in (the owner takes one in when a
+ * request names it, its RELEASE at the latest); the cache leaves room for them in the budget.
  */
 const RING_SLOTS = 4;
 /** a slot: Int32 nodeid lo, hi, fh lo, hi, parent lo, hi, fd, pathFd, flags, name length; then the name */
@@ -408,13 +409,24 @@ export class SharedCreations {
     }
   }
 
+  /** The most fds files on their way to the owner hold (two each): the owner's fd cache leaves them room. */
+  get fdsOutside(): number {
+    return this.rings * RING_SLOTS * 2;
+  }
+
+  /** The owner lets the threads create (it made room for fdsOutside in its budget). */
+  enable(): void {
+    Atomics.store(this.w, ENABLED, 1);
+  }
+
   // ---- a creating thread (ring `ring`, 1..rings) ----
 
   /**
-   * Start a creation: false (hand the CREATE over) when the ring has no free slot. A true must be
-   * followed by `end`, after `post` if the file was made.
+   * Start a creation: false (hand the CREATE over) when the owner has not enabled them or the
+   * ring has no free slot. A true must be followed by `end`, after `post` if the file was made.
    */
   begin(ring: number): boolean {
+    if (Atomics.load(this.w, ENABLED) === 0) return false;
     const h = this.head(ring);
     if (Atomics.load(this.w, h + 1) - Atomics.load(this.w, h) >= RING_SLOTS) return false;
     Atomics.add(this.w, CREATING, 1);

@@ -681,6 +681,13 @@ describe('files created by another serving thread (threadFs beside PassthroughFs
     expect(pfs.counters().openHandles).toBe(0);
   });
 
+  it('a budget too small to leave room for the thread\'s files: the owner creates every file', async () => {
+    const { root, pfs, t, d } = await setup(16);
+    expect(await answer(t.fs.create(ctx, d.nodeid, B('small'), 0o100644, CREATE, 0))).toBe('declined');
+    expect(fs.existsSync(path.join(root, 'd', 'small'))).toBe(false);
+    expect(pfs.counters().fdBudget).toBe(16);
+  });
+
   it('a file made for another requester is theirs (the server runs as root)', async () => {
     const { root, pfs, t, d } = await setup();
     const c = await t.fs.create({ ...ctx, uid: 4321, gid: 8765 }, d.nodeid, B('theirs'), 0o100640, CREATE, 0);
@@ -691,17 +698,18 @@ describe('files created by another serving thread (threadFs beside PassthroughFs
   });
 
   it('a file created and not taken in, unlinked by the owner while open, lives on through evictions; removals on the thread wait for it', async () => {
-    const { root, tables, pfs, t, d } = await setup(8);
-    for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(root, `f${i}`), `c${i}`);
+    // a budget of 40: 32 for the cache, 8 for the thread's files on their way
+    const { root, tables, pfs, t, d } = await setup(40);
+    for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(root, `f${i}`), `c${i}`);
     const c = await t.fs.create(ctx, d.nodeid, B('kept'), 0o100644, O_RDWR | O_CREAT, 0);
     // the owner has no open file of its own, but the thread's is on its way: a removal is not the thread's
     expect(await answer(t.fs.unlink(ctx, d.nodeid, B('kept')))).toBe('declined');
     await pfs.unlink(ctx, d.nodeid, B('kept'));
     expect(tables.removals.watching).toBe(true);
     expect(fs.existsSync(path.join(root, 'd', 'kept'))).toBe(false);
-    // fd pressure: 20 files held open through a budget of 8
+    // fd pressure: 40 files held open through a cache of 32
     const held: Array<{ nodeid: bigint; fh: bigint }> = [];
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 40; i++) {
       const e = await walk(pfs, `f${i}`);
       held.push({ nodeid: e.nodeid, fh: (await pfs.open(ctx, e.nodeid, O_RDONLY)).fh });
     }
