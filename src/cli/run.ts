@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import { coreConfig, protocolOptions, type Config, type SealingKeys } from '../config.js';
 import type { FuseMount, DevFuseSession, NotifyWriter, RequestHandler, RingRequests, ServingThreads } from '../frontends/devfuse/index.js';
-import { fileOpenFlags, timeoutMs } from '../fs/cache-policy.js';
+import { timeoutMs } from '../fs/cache-policy.js';
 import { childLogger } from '../log.js';
 import { loadKeys, makeCore, type CoreWiring } from './core.js';
 import { parseCommandLine, USAGE, UsageError, type Command } from './args.js';
@@ -170,7 +170,7 @@ type SessionLike = Pick<DevFuseSession, 'done' | 'live'>;
 async function inProcess(
   cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, wiring: CoreWiring, stop: StopServed, notifier: NotifyWriter | null, device: number,
 ): Promise<RawHandler> {
-  const [{ ProtocolServer }, { SharedCreations, SharedFileTable, SharedRemovalGate }, dev] = await Promise.all([
+  const [{ ProtocolServer }, { SharedFileTable, SharedRemovalGate }, dev] = await Promise.all([
     import('../fuse/protocol-server.js'), import('../fs/shared-files.js'), import('../frontends/devfuse/index.js'),
   ]);
   // --io-uring auto asks for FUSE over io_uring where it was measured to pay: with more than one
@@ -180,25 +180,15 @@ async function inProcess(
   if (cfg.ioUring === 'on' && noRing !== null) throw new SetupError(`--io-uring on: this process cannot make an io_uring (${noRing}; see sysctl kernel.io_uring_disabled)`);
   const ioUring = cfg.ioUring === 'on' ? 'need' : cfg.threads > 1 && noRing === null ? 'want' : undefined;
   // fds for the other serving threads: as many open files and inodes as a busy server holds
-  // the other threads create files where the owner's create is no more than theirs (ThreadCreates;
-  // this server streams no records: CoreWiring has no onRecord)
-  const threadCreates = cfg.stateFile === null && !cfg.passthrough && !cfg.posixAcl;
   const shared = cfg.threads > 1
-    ? {
-      files: SharedFileTable.create(SHARED_OPEN_FILES), inodes: SharedFileTable.create(SHARED_INODE_FDS), removals: SharedRemovalGate.create(),
-      creations: threadCreates ? SharedCreations.create(cfg.threads - 1, 2n) : undefined,
-    }
+    ? { files: SharedFileTable.create(SHARED_OPEN_FILES), inodes: SharedFileTable.create(SHARED_INODE_FDS), removals: SharedRemovalGate.create() }
     : null;
   let threads: ServingThreads | null = null;
   const { core, fsys } = await makeCore(cfg, pre.root, keys, log, { ...wiring, sharedFds: shared, settle: shared ? () => threads?.settle() : null });
   const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), ioUring, onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
   if (shared) {
-    const tables = { files: shared.files.buffer, inodes: shared.inodes.buffer, removals: shared.removals.buffer, creations: shared.creations?.buffer ?? null };
-    const creates = shared.creations
-      ? { generation: core.generation, openFlags: fileOpenFlags(cfg.cache), preserveNoatime: cfg.preserveNoatime, chownToRequester: process.getuid?.() === 0 }
-      : null;
-    threads = new dev.ServingThreads(device, server, cfg.threads, tables, {
-      maxWrite: cfg.maxWrite, attrTimeoutMs: timeoutMs(cfg.cache), rootPath: core.procRootPath, creates,
+    threads = new dev.ServingThreads(device, server, cfg.threads, { files: shared.files.buffer, inodes: shared.inodes.buffer, removals: shared.removals.buffer }, {
+      maxWrite: cfg.maxWrite, attrTimeoutMs: timeoutMs(cfg.cache), rootPath: core.procRootPath,
       plainXattrs: cfg.xattr && cfg.xattrmap === null && cfg.translateUid.length === 0 && cfg.translateGid.length === 0, readonly: cfg.readonly, translateUid: cfg.translateUid, translateGid: cfg.translateGid,
     }, childLogger('threads', log), (why) => stop(why, true, true));
   }

@@ -63,11 +63,7 @@ export class Entries {
 
   forget(nodeid: bigint, nlookup: bigint): void {
     const s = this.s;
-    let inode = s.store.get(nodeid);
-    if (!inode && s.creations.busy) {
-      s.creations.settle(false);
-      inode = s.store.get(nodeid);
-    }
+    const inode = s.store.get(nodeid);
     if (!inode) {
       const rec = s.exports.get(nodeid);
       // keep the record (a persistent client handle may still name it), drop the count
@@ -124,8 +120,6 @@ export class Entries {
     checkName(oldname);
     checkName(newname);
     if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) throw new FsError(E.EINVAL);
-    // what moves or is replaced may be a file another thread just created
-    s.creations.settle(true);
     const olddir = s.records.inode(olddirId);
     const newdir = s.records.inode(newdirId);
     this.conf.withDir(olddir, (ofd) => this.conf.withDir(newdir, (nfd) => {
@@ -171,7 +165,7 @@ export class Entries {
    * parent and name (O_TMPFILE), or with `reopenable` false, the inode's fd is pinned for life.
    * `fdStat`: the fd's attributes, when the caller just read them.
    */
-  adopt(parent: Inode | null, name: Buffer | null, fd: number, reopenable = true, fdStat?: Stat, nodeid?: bigint): Reached {
+  adopt(parent: Inode | null, name: Buffer | null, fd: number, reopenable = true, fdStat?: Stat): Reached {
     const s = this.s;
     let st: Stat;
     let h: FileHandle | null;
@@ -182,18 +176,7 @@ export class Entries {
       closeQuietly(fd);
       throw e;
     }
-    const byIdentity = (): Inode | undefined => (h ? s.store.byHandle(h) : s.store.byDevIno(devOf(st), st.ino));
-    let inode = byIdentity();
-    if (!inode && nodeid === undefined && s.creations.busy) {
-      // another serving thread may be creating this very file: take it in first, or it gets two node ids
-      s.creations.settle(true);
-      inode = byIdentity();
-    }
-    if (nodeid !== undefined && inode) {
-      // a file another thread created under `nodeid` cannot already be known (see SharedCreations)
-      closeQuietly(fd);
-      throw new FsError(E.EEXIST, 'created file already known');
-    }
+    let inode = h ? s.store.byHandle(h) : s.store.byDevIno(devOf(st), st.ino);
     if (inode && inode.type !== (st.mode & S_IFMT)) {
       // the same identity with another type: an old (dev, ino) reused by the host
       s.store.unindex(inode);
@@ -212,15 +195,10 @@ export class Entries {
       // a file that left memory (or a predecessor's) keeps its node id: a client's handle of it and
       // this name reach one inode, not two
       const rec = canReopen && s.exports.size > 0 ? s.exports.byKey(identityOf(h, st)) : undefined;
-      let known = rec && rec.type === (st.mode & S_IFMT) ? rec : undefined;
-      if (known && nodeid !== undefined) {
-        // a file just created: the record's file is gone, its identity reused
-        s.exports.delete(known.nodeid);
-        known = undefined;
-      }
+      const known = rec && rec.type === (st.mode & S_IFMT) ? rec : undefined;
       // the handle comes from name_to_handle_at: sealed only when its record leaves memory (sealOf)
       inode = s.store.create({
-        nodeid: known ? known.nodeid : nodeid ?? s.store.allocId(), generation: known ? known.generation : s.generation,
+        nodeid: known ? known.nodeid : s.store.allocId(), generation: known ? known.generation : s.generation,
         type: st.mode & S_IFMT, handle: h, seal: null, reopenable: canReopen, dev: devOf(st), ino: st.ino,
       });
       if (known) {
@@ -354,8 +332,6 @@ export class Entries {
   private removeName(parentId: bigint, name: Buffer, flags: number): void {
     const s = this.s;
     checkName(name);
-    // the victim may be a file another thread just created: known (and open) once taken in
-    s.creations.settle(true);
     const parent = s.records.inode(parentId);
     this.conf.withDir(parent, (dfd) => {
       // the victim matters when files are open (it may live on unlinked) or a file has other names;

@@ -53,8 +53,6 @@ export interface FdCacheCounters {
  */
 export class FdCache {
   readonly budget: number;
-  /** fds within the budget the cache does not hold (other threads' new files on their way to it): room it leaves */
-  outside = 0;
   private readonly entries = new Map<string, FdEntry>();
   /** entries removed while borrowed, by fd: closed by their last unpin */
   private readonly doomed = new Map<number, FdEntry>();
@@ -127,7 +125,7 @@ export class FdCache {
    * EMFILE (logged once) when every entry is borrowed or permanent.
    */
   reserve(): void {
-    while (this.size + this.outside >= this.budget) {
+    while (this.size >= this.budget) {
       if (!this.evictOne()) {
         this.counters.emfile++;
         this.once.warn('budget', { budget: this.budget }, 'fd budget exhausted: every cached fd is in use or pinned; failing with EMFILE (raise --fd-budget)');

@@ -2,7 +2,6 @@ import { E, FsError } from '../errors.js';
 import type { Dirent } from '../sys/dirent.js';
 import type { HandleRecord } from './export-table.js';
 import type { Inode } from './inode-store.js';
-import type { SharedCreations } from './shared-files.js';
 
 /** An open file or directory the client holds (a FUSE fh). Its fd lives in the FdCache as `fdKey`. */
 export interface OpenHandle {
@@ -36,7 +35,6 @@ export class HandleTable {
   /** handles a predecessor held, restored on first use (see `restore`) */
   private readonly pending = new Map<bigint, { nodeid: bigint; flags: number; kind: 'file' | 'dir' }>();
   private next = 1n;
-  private sharedIds: SharedCreations | null = null;
 
   /**
    * `resolveInode` brings back the inode of a restored handle (it may have left memory). `onOpen`
@@ -54,7 +52,7 @@ export class HandleTable {
   }
 
   add(inode: Inode, kind: 'file' | 'dir', flags: number): OpenHandle {
-    const h = this.insert(this.sharedIds ? this.sharedIds.allocFh() : this.next++, inode, kind, flags);
+    const h = this.insert(this.next++, inode, kind, flags);
     if (this.onOpen && inode.reopenable) this.onOpen({ fh: h.fh, nodeid: inode.nodeid, flags, kind });
     return h;
   }
@@ -72,34 +70,16 @@ export class HandleTable {
     return h;
   }
 
-  /** Asked before an unknown fh is refused: true if it may have taken the handle in (src/fs/creations.ts). */
-  onMiss: (() => boolean) | null = null;
-
-  /** A file another serving thread created and opened as `fh` (SharedCreations), taken in. */
-  adopt(fh: bigint, inode: Inode, flags: number): OpenHandle {
-    const h = this.insert(fh, inode, 'file', flags);
-    if (this.onOpen && inode.reopenable) this.onOpen({ fh, nodeid: inode.nodeid, flags, kind: 'file' });
-    return h;
-  }
-
-  /** Fhs come from now on from counters other serving threads share (they create files). */
-  shareIds(ids: SharedCreations): void {
-    ids.raise('fh', this.next);
-    this.sharedIds = ids;
-  }
-
   /** A predecessor's open handle: it becomes live (without an fd: reopened on use) when first named. */
   restore(fh: bigint, nodeid: bigint, flags: number, kind: 'file' | 'dir'): void {
     if (this.map.has(fh)) return;
     this.pending.set(fh, { nodeid, flags, kind });
-    if (this.sharedIds) this.sharedIds.raise('fh', fh + 1n);
-    else if (fh >= this.next) this.next = fh + 1n;
+    if (fh >= this.next) this.next = fh + 1n;
   }
 
   /** The handle `fh` of node `nodeid`, or EBADF (unknown fh, or one that belongs to another node). */
   get(fh: bigint, nodeid: bigint, kind?: 'file' | 'dir'): OpenHandle {
     let h = this.map.get(fh);
-    if (!h && this.onMiss?.()) h = this.map.get(fh);
     if (!h) {
       const p = this.pending.get(fh);
       if (p && p.nodeid === nodeid) {

@@ -1,4 +1,3 @@
-import type { SharedCreations } from './shared-files.js';
 import type { Logger } from 'pino';
 import { handleKey, type FileHandle } from '../handle/file-handle.js';
 
@@ -323,7 +322,6 @@ export class InodeStore {
   private freeHead = 0;
   private count = 0;
   private nextId: bigint;
-  private sharedIds: SharedCreations | null = null;
 
   constructor(
     private readonly rootId: bigint,
@@ -384,23 +382,16 @@ export class InodeStore {
   }
 
   allocId(): bigint {
-    return this.sharedIds ? this.sharedIds.allocNode() : this.nextId++;
+    return this.nextId++;
   }
 
   /** The next node id to hand out (a successor continues after its predecessor's ids). */
   get next(): bigint {
-    return this.sharedIds ? this.sharedIds.next('node') : this.nextId;
+    return this.nextId;
   }
 
   set next(v: bigint) {
-    if (this.sharedIds) this.sharedIds.raise('node', v);
-    else if (v > this.nextId) this.nextId = v;
-  }
-
-  /** Node ids come from now on from counters other serving threads share (they create files). */
-  shareIds(ids: SharedCreations): void {
-    ids.raise('node', this.nextId);
-    this.sharedIds = ids;
+    if (v > this.nextId) this.nextId = v;
   }
 
   /** Add a new inode (lookup count 0, no parent link). */

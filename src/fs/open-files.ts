@@ -126,23 +126,18 @@ export class OpenFiles {
 
   /** The flags an open of the client's becomes on the host (and on every reopen). */
   hostFlags(flags: number): number {
-    return hostOpenFlags(flags, this.s.opts.preserveNoatime === true, this.s.negotiated.writeback);
+    // O_NOFOLLOW: the kernel resolved the name; on the /proc magic link it would be ELOOP
+    let f = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW);
+    // virtiofsd drops O_NOATIME unless asked to keep it: without CAP_FOWNER it fails (EPERM) on
+    // files the server does not own
+    if (!this.s.opts.preserveNoatime) f &= ~O_NOATIME;
+    if (this.s.negotiated.writeback) {
+      // the kernel may read to fill pages of a write-only file, and it handles O_APPEND itself
+      if ((f & O_ACCMODE) === O_WRONLY) f = (f & ~O_ACCMODE) | O_RDWR;
+      f &= ~O_APPEND;
+    }
+    return f;
   }
-}
-
-/** The flags an open of the client's becomes on the host (and on every reopen): what OpenFiles.hostFlags and the other serving threads use. */
-export function hostOpenFlags(flags: number, preserveNoatime: boolean, writeback: boolean): number {
-  // O_NOFOLLOW: the kernel resolved the name; on the /proc magic link it would be ELOOP
-  let f = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW);
-  // virtiofsd drops O_NOATIME unless asked to keep it: without CAP_FOWNER it fails (EPERM) on
-  // files the server does not own
-  if (!preserveNoatime) f &= ~O_NOATIME;
-  if (writeback) {
-    // the kernel may read to fill pages of a write-only file, and it handles O_APPEND itself
-    if ((f & O_ACCMODE) === O_WRONLY) f = (f & ~O_ACCMODE) | O_RDWR;
-    f &= ~O_APPEND;
-  }
-  return f;
 }
 
 /** Setuid, or setgid with group execute (setgid alone marks mandatory locking, not privilege). */

@@ -19,7 +19,6 @@ import { Confinement } from './confinement.js';
 import { Dirs } from './dirs.js';
 import { Entries } from './entries.js';
 import { Files } from './files.js';
-import { TakeCreations } from './creations.js';
 import { noHostChanges, type HostChangeCounters } from './host-changes.js';
 import { DefaultFileSystem, type FileSystem } from './filesystem.js';
 import { Locks } from './locks.js';
@@ -91,7 +90,6 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     this.dirs = new Dirs(s, conf, this.entries, open);
     this.xattrs = new Xattrs(s, conf);
     this.locks = new Locks(s, open);
-    if (s.shared?.creations) s.creations = new TakeCreations(s, s.shared.creations, this.entries, s.log);
   }
 
   /** How evicted fds are reopened ('handle' or 'path'). */
@@ -101,11 +99,6 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
    */
   get procRootPath(): Buffer | null {
     return chrooted() ? null : this.s.rootPath;
-  }
-
-  /** This process's generation, in every entry it answers (node ids are never reused within it). */
-  get generation(): bigint {
-    return this.s.generation;
   }
 
   get reopenStrategy(): 'handle' | 'path' {

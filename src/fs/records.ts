@@ -57,11 +57,8 @@ export class Records {
   /** The inode of `nodeid`: in memory, or brought back from its record (ESTALE when there is none). */
   inode(nodeid: bigint): Inode {
     if (nodeid === ROOT_ID) return this.p.root;
-    return this.p.store.get(nodeid) ?? (this.onMiss?.() ? this.p.store.get(nodeid) : undefined) ?? this.resurrect(nodeid, 0);
+    return this.p.store.get(nodeid) ?? this.resurrect(nodeid, 0);
   }
-
-  /** Asked before an unknown node id is looked for in the records: true if it may have taken the inode in (src/fs/creations.ts). */
-  onMiss: (() => boolean) | null = null;
 
   /**
    * Bring back an inode that left memory, under its old node id, from its record: a sealed one

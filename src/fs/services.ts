@@ -100,19 +100,7 @@ export interface Services {
   readonly negotiated: Negotiated;
   /** --state-file: where records go for a later server (null without the option) */
   readonly stateFile: StateFile | null;
-  /** files other serving threads created, taken in on demand (src/fs/creations.ts; NO_CREATIONS without) */
-  creations: Creations;
 }
-
-/** Files other serving threads created (SharedCreations), as the owner's code sees them. */
-export interface Creations {
-  /** some were posted and not taken in, or are on their way */
-  readonly busy: boolean;
-  /** take in the posted ones; `wait`: first wait for those on their way */
-  settle(wait: boolean): void;
-}
-
-export const NO_CREATIONS: Creations = { busy: false, settle: () => {} };
 
 export function closeQuietly(fd: number): void {
   try {

@@ -26,15 +26,13 @@ import { HostChanges } from './host-changes.js';
 import { MoveWatch } from './move-watch.js';
 import type { PassthroughOptions } from './options.js';
 import { InodeFds } from './reopen.js';
-import { DOT, EMPTY, NO_CREATIONS, closeQuietly, devOf, newFsCounters, type Services } from './services.js';
+import { DOT, EMPTY, closeQuietly, devOf, newFsCounters, type Services } from './services.js';
 import { Records, recordOf } from './records.js';
 import { exportState, importState } from './state.js';
 import { StateFile } from './state-file.js';
 
 /** fds outside the budget: root O_PATH + root dir fd + transient fds (truncate, xattr, '..' walks) */
 const FD_RESERVE = 8;
-/** the least the fd cache keeps for itself when it leaves room for the other threads' new files */
-const MIN_CACHE_WITH_CREATES = 32;
 
 export function openServices(opts: PassthroughOptions): Services {
   const log = opts.log.child({ component: 'fs' });
@@ -92,15 +90,6 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     const h = handles.byKey(key);
     if (h) h.cursorValid = false;
   }, shared ? fdShare(shared, (key): OpenHandle | undefined => handles.byKey(key), (id): Inode | undefined => store.get(id), rootHandle.mountId) : null);
-  // the other threads create files only where the cache can leave room for their fds in the budget
-  if (shared?.creations) {
-    if (budget - shared.creations.fdsOutside >= MIN_CACHE_WITH_CREATES) {
-      cache.outside = shared.creations.fdsOutside;
-      shared.creations.enable();
-    } else {
-      log.info({ budget, outside: shared.creations.fdsOutside }, 'fd budget too small to leave room for files the other serving threads create: this thread creates every file');
-    }
-  }
   // records are of reopenable inodes, all on the root's mount
   const exports = new ExportTable(opts.exportTableSize ?? 100_000,
     (r) => handleKey({ type: r.handleType, bytes: r.handle, mountId: rootHandle.mountId }));
@@ -138,11 +127,6 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     ? (h) => stream(encodeState(sealer, { nextNodeid: store.next, generation, records: [], handles: [h] }))
     : null, removals);
   store.onMultiLinked = removals;
-  // the other serving threads create files: node ids and fhs come from counters shared with them
-  if (shared?.creations) {
-    store.shareIds(shared.creations);
-    handles.shareIds(shared.creations);
-  }
   const listener = opts.onHostChange ?? null;
   let changes = listener ? new HostChanges(listener, store, rootHandle.mountId) : null;
   const moves = new MoveWatch(rootPath, log, changes);
@@ -157,7 +141,6 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     isRoot: typeof process.getuid === 'function' && process.getuid() === 0,
     canLinkEmptyPath: caps.dacReadSearch, backing: opts.backing ?? null, shared, counters,
     negotiated: { writeback: false, killPrivV2: false, passthrough: false, submounts: false },
-    creations: NO_CREATIONS,
     get stateFile() {
       return stateFile;
     },

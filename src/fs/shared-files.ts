@@ -1,19 +1,17 @@
 /**
  * The open files every serving thread may read and write: fh -> (fd, node id, flags, device) in a
  * SharedArrayBuffer. One thread owns the table (the thread that runs the filesystem: it opens,
- * evicts, releases and withdraws fds); any thread may borrow an entry's fd for one read or write,
- * and a thread that created a file publishes its new fh and node id itself (keys nobody else has
- * yet: SharedCreations), until the owner takes them over. Fds are process-wide, so a borrowed fd works in any thread; what must not happen
+ * evicts and releases fds and is the only writer); any thread may borrow an entry's fd for one
+ * read or write. Fds are process-wide, so a borrowed fd works in any thread; what must not happen
  * is the owner closing it (and the number going to another file) under a borrower's syscall, so
  * a borrow is counted in the entry's state word and the owner withdraws an entry only when nobody
  * borrows it (compare-and-exchange), otherwise it skips it (eviction) or tries again (release).
  *
  * Layout: an open-addressing table of `capacity` entries (a power of two) of 9 Int32 words,
  * probed linearly (at most MAX_PROBE slots) from fh & mask. State word: 0 empty (ends a probe), -1 withdrawn (a tombstone,
- * reused), -2 claimed by a writer filling it in, 1 + borrows while published, with CLOSING set
- * once the owner wants it gone (no new borrows). A writer claims a slot by compare-and-exchange
- * (two writers never fill one slot) and writes its fields before its state (Atomics.store), so a
- * reader that sees it published sees its fields; a reader re-checks the fh after its borrow,
+ * reused by the owner), 1 + borrows while published, with CLOSING set once the owner wants it
+ * gone (no new borrows). The owner writes an entry's fields before its state (Atomics.store), so
+ * a reader that sees it published sees its fields; a reader re-checks the fh after its borrow,
  * since the slot may have been withdrawn and reused between its look and its borrow.
  */
 
@@ -29,7 +27,6 @@ const DEV = 7;
 const MARKS = 8;
 const EMPTY = 0;
 const WITHDRAWN = -1;
-const CLAIMED = -2;
 const CLOSING = 1 << 30;
 const COUNT = CLOSING - 1;
 /**
@@ -63,8 +60,6 @@ export interface SharedFds {
   inodes: SharedFileTable;
   /** whether the other threads may remove names (UNLINK, RMDIR) */
   removals: SharedRemovalGate;
-  /** files the other threads create (CREATE); without it they hand every CREATE over */
-  creations?: SharedCreations;
 }
 
 const WATCHING = 0;
@@ -171,7 +166,7 @@ export class SharedFileTable {
     return new SharedFileTable(buffer);
   }
 
-  // ---- the owner (one thread); publish also a thread that created the file ----
+  // ---- the owner (one thread) ----
 
   /**
    * Publish (or replace) `fh`'s fd. False when the table is full or the entry is borrowed right
@@ -184,9 +179,9 @@ export class SharedFileTable {
         Atomics.store(this.w, slot * WORDS + MARKS, marks);
         return true;
       }
-      if (!this.withdrawAt(slot, CLAIMED)) return false;
+      if (!this.withdrawAt(slot)) return false;
     } else {
-      slot = this.claimSlot(fh);
+      slot = this.freeSlot(fh);
       if (slot < 0) return false;
     }
     const b = slot * WORDS;
@@ -230,20 +225,18 @@ export class SharedFileTable {
     return slot < 0 ? 0 : (Atomics.load(this.w, slot * WORDS + STATE) & COUNT) - 1;
   }
 
-  /** Take the published entry at `slot` out (to WITHDRAWN, or CLAIMED to fill it in again) if nobody borrows it. */
-  private withdrawAt(slot: number, to = WITHDRAWN): boolean {
+  private withdrawAt(slot: number): boolean {
     const i = slot * WORDS + STATE;
     const s = Atomics.load(this.w, i);
-    return s > 0 && (s & COUNT) === 1 && Atomics.compareExchange(this.w, i, s, to) === s;
+    return (s & COUNT) === 1 && Atomics.compareExchange(this.w, i, s, WITHDRAWN) === s;
   }
 
-  /** Claim an empty or withdrawn slot on `fh`'s probe path (the writer checked `fh` is not there). */
-  private claimSlot(fh: bigint): number {
+  /** An empty or withdrawn slot on `fh`'s probe path (the owner checked `fh` is not there). */
+  private freeSlot(fh: bigint): number {
     let slot = Number(fh & BigInt(this.mask));
     for (let n = 0; n < this.probes; n++, slot = (slot + 1) & this.mask) {
-      const i = slot * WORDS + STATE;
-      const s = Atomics.load(this.w, i);
-      if ((s === EMPTY || s === WITHDRAWN) && Atomics.compareExchange(this.w, i, s, CLAIMED) === s) return slot;
+      const s = Atomics.load(this.w, slot * WORDS + STATE);
+      if (s === EMPTY || s === WITHDRAWN) return slot;
     }
     return -1;
   }
@@ -297,203 +290,12 @@ export class SharedFileTable {
       const b = slot * WORDS;
       const s = Atomics.load(w, b + STATE);
       if (s === EMPTY) return -1;
-      if (s > 0 && w[b + FH_LO] === lo && w[b + FH_HI] === hi) return slot;
+      if (s !== WITHDRAWN && w[b + FH_LO] === lo && w[b + FH_HI] === hi) return slot;
     }
     return -1;
   }
 
   private keyIs(b: number, fh: bigint): boolean {
     return this.w[b + FH_LO] === (Number(fh & 0xffff_ffffn) | 0) && this.w[b + FH_HI] === (Number((fh >> 32n) & 0xffff_ffffn) | 0);
-  }
-}
-
-/** A file another serving thread created (SharedCreations): what the owner takes in. */
-export interface CreatedFile {
-  nodeid: bigint;
-  fh: bigint;
-  parent: bigint;
-  /** the open file's fd and the inode's O_PATH fd: ownership passes to the owner */
-  fd: number;
-  pathFd: number;
-  /** the open file's host flags, as a reopen replays them */
-  flags: number;
-  /** a copy */
-  name: Buffer;
-}
-
-/** header: Int32 words CREATING, PENDING, ENABLED (then padding), BigInt64 words NEXT_NODE, NEXT_FH */
-const CREATING = 0;
-const PENDING = 1;
-const ENABLED = 2;
-const NEXT_NODE = 2;
-const NEXT_FH = 3;
-const HEADER_BYTES = 64;
-/** a ring: Int32 head (the owner's) and tail (its thread's), padded to a cache line */
-const RING_HEAD_BYTES = 64;
-/**
- * Files a thread may have posted and the owner not taken in yet; past them it hands CREATEs over.
- * Their two fds each are outside the fd cache until taken in (the owner takes one in when a
- * request names it, its RELEASE at the latest); the cache leaves room for them in the budget.
- */
-const RING_SLOTS = 4;
-/** a slot: Int32 nodeid lo, hi, fh lo, hi, parent lo, hi, fd, pathFd, flags, name length; then the name */
-const SLOT_WORDS = 10;
-const SLOT_BYTES = SLOT_WORDS * 4 + 256;
-const RING_BYTES = RING_HEAD_BYTES + RING_SLOTS * SLOT_BYTES;
-
-/**
- * Files the other serving threads create (CREATE) while the owner keeps the books: a thread
- * allocates the node id and the fh from counters it shares with the owner (InodeStore and
- * HandleTable take theirs from the same words), makes the file on the host, posts what the owner
- * needs to its own ring (one producer, one consumer) and answers the kernel. The owner takes the
- * posted files in before it serves anything that may name one: an unknown node id or fh (the
- * kernel only names them after the answer, which comes after the post), and, after waiting for
- * creations in flight to be posted, before it makes a new inode of a handle it does not know or
- * looks at the victim of a removal (the same file reached by name before it was taken in).
- *
- * CREATING counts threads between the start of a creation and its post; PENDING counts files
- * posted and not yet taken in. A thread adds to PENDING before it leaves CREATING, so both at 0
- * means nothing is on its way.
- */
-export class SharedCreations {
-  readonly buffer: SharedArrayBuffer;
-  readonly rings: number;
-  private readonly w: Int32Array;
-  private readonly ids: BigInt64Array;
-  private readonly bytes: Uint8Array;
-  private readonly slot = { nodeid: 0n, fh: 0n, parent: 0n, fd: -1, pathFd: -1, flags: 0, name: Buffer.alloc(0) } as CreatedFile;
-
-  private constructor(buffer: SharedArrayBuffer) {
-    this.buffer = buffer;
-    this.w = new Int32Array(buffer);
-    this.ids = new BigInt64Array(buffer, 0, HEADER_BYTES / 8);
-    this.bytes = new Uint8Array(buffer);
-    this.rings = (buffer.byteLength - HEADER_BYTES) / RING_BYTES;
-    if (!Number.isInteger(this.rings) || this.rings < 1) throw new RangeError(`shared creations: ${buffer.byteLength} bytes is not a whole number of rings`);
-  }
-
-  /** Rings for `threads` threads (index 1..threads: the owner is 0 and has none); node ids and fhs start at `firstNode` and 1. */
-  static create(threads: number, firstNode: bigint): SharedCreations {
-    const c = new SharedCreations(new SharedArrayBuffer(HEADER_BYTES + Math.max(1, threads) * RING_BYTES));
-    c.ids[NEXT_NODE] = firstNode;
-    c.ids[NEXT_FH] = 1n;
-    return c;
-  }
-
-  static attach(buffer: SharedArrayBuffer): SharedCreations {
-    return new SharedCreations(buffer);
-  }
-
-  // ---- ids (any thread) ----
-
-  allocNode(): bigint {
-    return Atomics.add(this.ids, NEXT_NODE, 1n);
-  }
-
-  allocFh(): bigint {
-    return Atomics.add(this.ids, NEXT_FH, 1n);
-  }
-
-  /** The next node id (or fh, `which` 'fh') to be handed out. */
-  next(which: 'node' | 'fh'): bigint {
-    return Atomics.load(this.ids, which === 'node' ? NEXT_NODE : NEXT_FH);
-  }
-
-  /** Hand out ids from `v` on, if that is later than the next one (a successor continues after its predecessor). */
-  raise(which: 'node' | 'fh', v: bigint): void {
-    const i = which === 'node' ? NEXT_NODE : NEXT_FH;
-    for (let cur = Atomics.load(this.ids, i); v > cur;) {
-      const was = Atomics.compareExchange(this.ids, i, cur, v);
-      if (was === cur) return;
-      cur = was;
-    }
-  }
-
-  /** The most fds files on their way to the owner hold (two each): the owner's fd cache leaves them room. */
-  get fdsOutside(): number {
-    return this.rings * RING_SLOTS * 2;
-  }
-
-  /** The owner lets the threads create (it made room for fdsOutside in its budget). */
-  enable(): void {
-    Atomics.store(this.w, ENABLED, 1);
-  }
-
-  // ---- a creating thread (ring `ring`, 1..rings) ----
-
-  /**
-   * Start a creation: false (hand the CREATE over) when the owner has not enabled them or the
-   * ring has no free slot. A true must be followed by `end`, after `post` if the file was made.
-   */
-  begin(ring: number): boolean {
-    if (Atomics.load(this.w, ENABLED) === 0) return false;
-    const h = this.head(ring);
-    if (Atomics.load(this.w, h + 1) - Atomics.load(this.w, h) >= RING_SLOTS) return false;
-    Atomics.add(this.w, CREATING, 1);
-    return true;
-  }
-
-  post(ring: number, c: CreatedFile): void {
-    const h = this.head(ring);
-    const tail = Atomics.load(this.w, h + 1);
-    const base = HEADER_BYTES + (ring - 1) * RING_BYTES + RING_HEAD_BYTES + (tail % RING_SLOTS) * SLOT_BYTES;
-    const w = this.w;
-    const i = base / 4;
-    w[i] = Number(c.nodeid & 0xffff_ffffn) | 0;
-    w[i + 1] = Number(c.nodeid >> 32n) | 0;
-    w[i + 2] = Number(c.fh & 0xffff_ffffn) | 0;
-    w[i + 3] = Number(c.fh >> 32n) | 0;
-    w[i + 4] = Number(c.parent & 0xffff_ffffn) | 0;
-    w[i + 5] = Number(c.parent >> 32n) | 0;
-    w[i + 6] = c.fd;
-    w[i + 7] = c.pathFd;
-    w[i + 8] = c.flags;
-    w[i + 9] = c.name.length;
-    this.bytes.set(c.name, base + SLOT_WORDS * 4);
-    Atomics.add(w, PENDING, 1);
-    Atomics.store(w, h + 1, tail + 1);
-  }
-
-  end(): void {
-    if (Atomics.sub(this.w, CREATING, 1) === 1) Atomics.notify(this.w, CREATING);
-  }
-
-  // ---- the owner ----
-
-  /** Files posted and not taken in, or creations on their way. */
-  get busy(): boolean {
-    return Atomics.load(this.w, PENDING) !== 0 || Atomics.load(this.w, CREATING) !== 0;
-  }
-
-  /** Take in every posted file (`take` owns its fds); with `wait`, first wait for the creations in flight to be posted. */
-  drain(take: (c: CreatedFile) => void, wait = false): void {
-    const w = this.w;
-    if (wait) for (let n = Atomics.load(w, CREATING); n !== 0; n = Atomics.load(w, CREATING)) Atomics.wait(w, CREATING, n, 5);
-    if (Atomics.load(w, PENDING) === 0) return;
-    for (let ring = 1; ring <= this.rings; ring++) {
-      const h = this.head(ring);
-      for (let head = Atomics.load(w, h); head !== Atomics.load(w, h + 1); head++) {
-        const base = HEADER_BYTES + (ring - 1) * RING_BYTES + RING_HEAD_BYTES + (head % RING_SLOTS) * SLOT_BYTES;
-        const i = base / 4;
-        const c = this.slot;
-        c.nodeid = (BigInt(w[i + 1]! >>> 0) << 32n) | BigInt(w[i]! >>> 0);
-        c.fh = (BigInt(w[i + 3]! >>> 0) << 32n) | BigInt(w[i + 2]! >>> 0);
-        c.parent = (BigInt(w[i + 5]! >>> 0) << 32n) | BigInt(w[i + 4]! >>> 0);
-        c.fd = w[i + 6]!;
-        c.pathFd = w[i + 7]!;
-        c.flags = w[i + 8]!;
-        c.name = Buffer.from(this.bytes.subarray(base + SLOT_WORDS * 4, base + SLOT_WORDS * 4 + Math.min(w[i + 9]!, 255)));
-        // the slot is free once the head moves past it
-        Atomics.store(w, h, head + 1);
-        Atomics.sub(w, PENDING, 1);
-        take({ ...c });
-      }
-    }
-  }
-
-  /** Int32 index of ring `ring`'s head word (its tail follows). */
-  private head(ring: number): number {
-    if (!Number.isInteger(ring) || ring < 1 || ring > this.rings) throw new RangeError(`shared creations: no ring ${ring}`);
-    return (HEADER_BYTES + (ring - 1) * RING_BYTES) / 4;
   }
 }

@@ -9,24 +9,18 @@
  * the owner, which answers it on this thread's channel.
  */
 import { DECLINE, E, FsError } from '../errors.js';
-import {
-  sys, statAt, procFdDir, procFdPath, AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, O_APPEND, O_CLOEXEC, O_CREAT, O_EXCL, O_NOFOLLOW, O_PATH, O_TRUNC,
-  S_IFDIR, S_IFLNK, S_IFMT, S_ISGID, XATTR_SIZE_MAX, type Stat,
-} from '../sys/syscalls.js';
+import { sys, statAt, procFdDir, procFdPath, AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFDIR, S_IFLNK, XATTR_SIZE_MAX } from '../sys/syscalls.js';
 import { killSuidgid, setModeOwner, setTimes } from './attrs.js';
 import { pathBeneath } from './confinement.js';
 import { NowaitIo } from './data-io.js';
 import { ROOT_ID, type FileSystem } from './filesystem.js';
 import type { MoveWatch } from './move-watch.js';
 import { checkName, isDotName } from './names.js';
-import { hostOpenFlags } from './open-files.js';
-import { EMPTY, closeQuietly, devOf, statToAttr, type FsCounters } from './services.js';
-import {
-  SHARED_LOCK_OWNERS, SHARED_ROOT_MOUNT, type SharedCreations, type SharedFds, type SharedFile, type SharedFileTable, type SharedRemovalGate,
-} from './shared-files.js';
+import { EMPTY, statToAttr, type FsCounters } from './services.js';
+import { SHARED_LOCK_OWNERS, SHARED_ROOT_MOUNT, type SharedFds, type SharedFile, type SharedFileTable, type SharedRemovalGate } from './shared-files.js';
 import {
   FATTR_ATIME, FATTR_ATIME_NOW, FATTR_CTIME, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_LOCKOWNER, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_UID,
-  WRITE_KILL_SUIDGID, type AttrReply, type Context, type CreateOut, type Entry, type InitOptions, type SetattrIn, type XattrReply,
+  WRITE_KILL_SUIDGID, type AttrReply, type Context, type Entry, type InitOptions, type SetattrIn, type XattrReply,
 } from './types.js';
 import { checkXattrName } from './xattrs.js';
 
@@ -44,25 +38,6 @@ export interface ThreadFsSettings {
    * --xattrmap, no id translation): only then does this thread answer it.
    */
   plainXattrs: boolean;
-  /** CREATE here (SharedCreations): null where the owner makes every file */
-  creates?: ThreadCreates | null;
-}
-
-/**
- * What a thread needs to create files as the owner would: only offered where the owner's create
- * is no more than this (no state file or record stream, no FUSE passthrough, no POSIX ACLs; a
- * request with a security label is handed over).
- */
-export interface ThreadCreates {
-  /** this thread's ring in SharedCreations */
-  ring: number;
-  /** the owner's generation, in every entry */
-  generation: bigint;
-  /** FOPEN_* of an open file under the cache policy (fileOpenFlags) */
-  openFlags: number;
-  preserveNoatime: boolean;
-  /** a new file goes to the requester (the server runs as root: Entries.chownToRequester) */
-  chownToRequester: boolean;
 }
 
 /** What this thread did: requests it answered from the table, and the ones it declined. */
@@ -73,8 +48,6 @@ export interface ThreadFsCounters {
   negativeLookups: number;
   /** UNLINKs and RMDIRs done here, whatever their answer (in `served` too) */
   removals: number;
-  /** files created here and posted to the owner (in `served` too) */
-  creates: number;
 }
 
 /** proofs kept at once (ThreadFiles.inside): past this many, they are dropped and made again */
@@ -88,14 +61,11 @@ class ThreadFiles {
   private readonly io: NowaitIo;
   private killPrivV2 = false;
   private readonly f: SharedFile = { fd: -1, flags: 0, dev: 0, marks: 0 };
-  readonly counters: ThreadFsCounters = { served: 0, declined: 0, negativeLookups: 0, removals: 0, creates: 0 };
+  readonly counters: ThreadFsCounters = { served: 0, declined: 0, negativeLookups: 0, removals: 0 };
 
   private readonly table: SharedFileTable;
   private readonly inodes: SharedFileTable;
   private readonly removals: SharedRemovalGate;
-  private readonly creations: SharedCreations | null;
-  private readonly creates: ThreadCreates | null;
-  private writeback = false;
   private readonly attrTimeoutMs: number;
   private readonly rootPath: Buffer | null;
   private readonly plainXattrs: boolean;
@@ -107,8 +77,6 @@ class ThreadFiles {
     this.table = tables.files;
     this.inodes = tables.inodes;
     this.removals = tables.removals;
-    this.creations = tables.creations ?? null;
-    this.creates = this.creations && settings.creates ? settings.creates : null;
     this.io = new NowaitIo(fsCounters);
     this.attrTimeoutMs = settings.attrTimeoutMs;
     this.rootPath = settings.rootPath ? Buffer.from(settings.rootPath) : null;
@@ -169,71 +137,6 @@ class ThreadFiles {
     throw new FsError(E.ENOENT);
   }
 
-  /**
-   * CREATE as the owner does it (Files.create) in a published directory on the root's mount,
-   * proven beneath the root: the host file made with O_EXCL (an existing one is the owner's, which
-   * may know it, unless the client asked O_EXCL too), given to the requester, its O_PATH fd, a
-   * node id and an fh from the counters shared with the owner, both fds published for every
-   * thread; posted to the owner's books (SharedCreations), then answered. The owner takes it in
-   * before it serves anything naming it.
-   */
-  async create(ctx: Context, parentId: bigint, name: Buffer, mode: number, flags: number, umask: number): Promise<CreateOut> {
-    checkName(name);
-    const k = this.creates;
-    const c = this.creations;
-    if (k === null || c === null || this.rootPath === null || ctx.secctx) this.decline();
-    if (!c.begin(k.ring)) this.decline();
-    try {
-      const slot = this.inodes.borrow(parentId, parentId);
-      if (slot < 0) this.decline();
-      try {
-        const { fd: dfd, flags: type, marks } = this.inodes.fileAt(slot, this.f);
-        if (type !== S_IFDIR || !(marks & SHARED_ROOT_MOUNT) || !this.inside(parentId, dfd)) this.decline();
-        const f = hostOpenFlags(flags, k.preserveNoatime, this.writeback) | O_CREAT | O_NOFOLLOW;
-        // O_NOFOLLOW: a symlink planted at `name` is never followed (ELOOP)
-        const fd = sys.openatTry(dfd, name, f | O_EXCL | O_CLOEXEC, mode & ~umask & 0o7777);
-        if (fd < 0) {
-          // the file is there (the owner opens it), or the process is out of fds (the owner evicts)
-          if ((fd === -E.EEXIST && !(flags & O_EXCL)) || fd === -E.EMFILE || fd === -E.ENFILE) this.decline();
-          this.counters.served++;
-          throw new FsError(-fd, 'openat');
-        }
-        let pathFd = -1;
-        let st;
-        try {
-          if (k.chownToRequester && (ctx.uid !== 0 || ctx.gid !== 0)) {
-            // a setgid parent hands its group down; the kernel already did that
-            const gid = statAt(dfd, EMPTY, AT_EMPTY_PATH).mode & S_ISGID ? -1 : ctx.gid;
-            sys.fchownat(fd, EMPTY, ctx.uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-          }
-          ({ pathFd, st } = pathFdOf(dfd, name, fd));
-        } catch (e) {
-          closeQuietly(fd);
-          this.counters.served++;
-          throw e;
-        }
-        const nodeid = c.allocNode();
-        const fh = c.allocFh();
-        const hostFlags = f & ~(O_TRUNC | O_CREAT | O_EXCL | O_NOFOLLOW);
-        // the client's next requests (a write, the kernel's GETXATTR of security.capability) can
-        // then be served by any thread before the owner takes the file in; it is on the parent's mount
-        this.inodes.publish(nodeid, nodeid, pathFd, st.mode & S_IFMT, devOf(st), SHARED_ROOT_MOUNT);
-        this.table.publish(fh, nodeid, fd, hostFlags, devOf(st));
-        c.post(k.ring, { nodeid, fh, parent: parentId, fd, pathFd, flags: hostFlags, name });
-        this.counters.served++;
-        this.counters.creates++;
-        return {
-          entry: { nodeid, generation: k.generation, attr: statToAttr(st), entryTimeoutMs: this.attrTimeoutMs, attrTimeoutMs: this.attrTimeoutMs },
-          open: { fh, openFlags: k.openFlags },
-        };
-      } finally {
-        this.inodes.release(slot);
-      }
-    } finally {
-      c.end();
-    }
-  }
-
   async unlink(_ctx: Context, parentId: bigint, name: Buffer): Promise<void> {
     this.remove(parentId, name, 0);
   }
@@ -253,8 +156,6 @@ class ThreadFiles {
     checkName(name);
     if (this.rootPath === null || !this.removals.enter()) this.decline();
     try {
-      // a file created here or on another thread and not taken in yet may be the victim: the owner's
-      if (this.creations?.busy) this.decline();
       const slot = this.inodes.borrow(parentId, parentId);
       if (slot < 0) this.decline();
       try {
@@ -372,7 +273,6 @@ class ThreadFiles {
 
   async init(opts: InitOptions): Promise<void> {
     this.killPrivV2 = opts.killPrivV2;
-    this.writeback = opts.writeback;
   }
 
   async destroy(): Promise<void> {
@@ -439,33 +339,6 @@ class ThreadFiles {
 }
 
 /**
- * An O_PATH fd of the file `fd` just created at `name`, with its attributes, as the owner makes it
- * (Files.pathFdOf): by name, kept only if it is the same inode ((dev, ino) compared while `fd`
- * holds the file); another file at the name by now: through /proc/self/fd.
- */
-function pathFdOf(dirFd: number, name: Buffer, fd: number): { pathFd: number; st: Stat } {
-  const p = sys.openatTry(dirFd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
-  if (p >= 0) {
-    try {
-      const st = statAt(p, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-      const held = statAt(fd, EMPTY, AT_EMPTY_PATH);
-      if (st.ino === held.ino && st.devMajor === held.devMajor && st.devMinor === held.devMinor) return { pathFd: p, st };
-    } catch {
-      /* through /proc below */
-    }
-    closeQuietly(p);
-  }
-  const q = sys.openatTry(procFdDir(), procFdPath(fd), O_PATH | O_CLOEXEC, 0);
-  if (q < 0) throw new FsError(-q, 'open /proc/self/fd');
-  try {
-    return { pathFd: q, st: statAt(q, EMPTY, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) };
-  } catch (e) {
-    closeQuietly(q);
-    throw e;
-  }
-}
-
-/**
  * A FileSystem for a serving thread: the methods above; every other one declines (ProtocolServer
  * turns DECLINE into its DECLINED reply, which the thread forwards to the owner).
  */
@@ -474,7 +347,7 @@ export function threadFs(
 ): { fs: FileSystem; counters: ThreadFsCounters } {
   const files = new ThreadFiles(tables, fsCounters, settings, moves);
   const own: Record<string | symbol, unknown> = {};
-  for (const k of ['init', 'destroy', 'lookup', 'getattr', 'setattr', 'statx', 'readlink', 'getxattr', 'create', 'unlink', 'rmdir', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
+  for (const k of ['init', 'destroy', 'lookup', 'getattr', 'setattr', 'statx', 'readlink', 'getxattr', 'unlink', 'rmdir', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
   const declined = (): never => files.decline();
   // a Proxy so that every FileSystem method exists; the ProtocolServer's localOps keep the others from being called at all
   const fs = new Proxy(own, { get: (t, k) => (k in t ? t[k] : declined) }) as unknown as FileSystem;

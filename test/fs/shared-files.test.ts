@@ -9,11 +9,11 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { SHARED_LOCK_OWNERS, SharedCreations, SharedFileTable, SharedRemovalGate, type SharedFile } from '../../src/fs/shared-files.js';
+import { SHARED_LOCK_OWNERS, SharedFileTable, SharedRemovalGate, type SharedFile } from '../../src/fs/shared-files.js';
 import { DECLINE, E, toErrno } from '../../src/errors.js';
 import { newFsCounters } from '../../src/fs/services.js';
 import { threadFs } from '../../src/fs/thread-fs.js';
-import { F_WRLCK, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY, S_IFDIR, S_IFLNK, S_IFREG } from '../../src/sys/syscalls.js';
+import { F_WRLCK, O_APPEND, O_RDONLY, O_RDWR, S_IFDIR, S_IFLNK, S_IFREG } from '../../src/sys/syscalls.js';
 import { waitFor } from '../helpers/poll.js';
 import { B, ctx, lock, makeFs, useCleanup, walk } from '../helpers/fs-fixture.js';
 
@@ -561,163 +561,5 @@ describe('names removed by another serving thread (threadFs beside PassthroughFs
     // and the owner refuses too
     expect(await answer(pfs.unlink(ctx, d.nodeid, B('victim')))).not.toBe(0);
     expect(fs.existsSync(path.join(outside, 'd', 'victim'))).toBe(true);
-  });
-});
-
-describe('files created by another serving thread (threadFs beside PassthroughFs, SharedCreations)', () => {
-  const { cores, dir } = useCleanup();
-  const CREATE = O_WRONLY | O_CREAT;
-
-  /** The share is <tmp>/share, with a directory d; <tmp>/outside is beside it. */
-  async function setup(fdBudget = 64) {
-    const top = dir('hfs-creates-');
-    const root = path.join(top, 'share');
-    const outside = path.join(top, 'outside');
-    fs.mkdirSync(path.join(root, 'd'), { recursive: true });
-    fs.mkdirSync(outside);
-    const creations = SharedCreations.create(1, 2n);
-    const tables = { files: SharedFileTable.create(256), inodes: SharedFileTable.create(256), removals: SharedRemovalGate.create(), creations };
-    const { pfs, cap } = makeFs(root, { sharedFds: tables, fdBudget });
-    cores.push(pfs);
-    await pfs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
-    const t = threadFs(tables, newFsCounters(), {
-      attrTimeoutMs: 1000, rootPath: Buffer.from(fs.realpathSync(root)), plainXattrs: true,
-      creates: { ring: 1, generation: pfs.generation, openFlags: 0, preserveNoatime: false, chownToRequester: true },
-    });
-    await t.fs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
-    const d = await walk(pfs, 'd');
-    return { root, outside, tables, creations, pfs, cap, t, d };
-  }
-
-  async function answer(p: Promise<unknown>): Promise<'declined' | number> {
-    try {
-      await p;
-      return 0;
-    } catch (e) {
-      return e === DECLINE ? 'declined' : toErrno(e);
-    }
-  }
-
-  it('the thread makes the file and answers; the owner takes it in under that node id and fh when first named, and serves it as its own', async () => {
-    const { root, creations, pfs, t, d } = await setup();
-    const inodes = pfs.counters().inodes;
-    const c = await t.fs.create(ctx, d.nodeid, B('new'), 0o100666, CREATE, 0o022);
-    expect(t.counters.creates).toBe(1);
-    const host = fs.statSync(path.join(root, 'd', 'new'));
-    expect(host.mode & 0o7777).toBe(0o644);
-    expect(c.entry.attr.ino).toBe(BigInt(host.ino));
-    expect(c.entry.generation).toBe(pfs.generation);
-    // posted, not taken in yet
-    expect(creations.busy).toBe(true);
-    expect(pfs.counters().inodes).toBe(inodes);
-    // published by the thread: the next requests are served by any thread meanwhile
-    expect(await t.fs.write(ctx, c.entry.nodeid, c.open.fh, 0, B('w'), 0)).toBe(1);
-    expect((await t.fs.getattr(ctx, c.entry.nodeid)).attr.size).toBe(1n);
-    expect(t.counters.declined).toBe(0);
-    // the owner's first request naming it takes it in
-    const a = await pfs.getattr(ctx, c.entry.nodeid);
-    expect(a.attr.ino).toBe(BigInt(host.ino));
-    expect(creations.busy).toBe(false);
-    expect(pfs.counters()).toMatchObject({ inodes: inodes + 1, openHandles: 1 });
-    expect(await pfs.write(ctx, c.entry.nodeid, c.open.fh, 0, B('written'), 0)).toBe(7);
-    await pfs.release(ctx, c.entry.nodeid, c.open.fh, O_WRONLY, 0n, false);
-    expect(fs.readFileSync(path.join(root, 'd', 'new'), 'utf8')).toBe('written');
-    // the one lookup the CREATE counted: one FORGET drops the inode
-    pfs.forget(ctx, c.entry.nodeid, 1n);
-    expect(pfs.counters()).toMatchObject({ inodes, openHandles: 0 });
-    // the owner's own node ids and fhs come after the thread's
-    const o = await pfs.create(ctx, d.nodeid, B('owner'), 0o100644, CREATE, 0);
-    expect(o.entry.nodeid).toBeGreaterThan(c.entry.nodeid);
-    expect(o.open.fh).toBeGreaterThan(c.open.fh);
-    const c2 = await t.fs.create(ctx, d.nodeid, B('new2'), 0o100644, CREATE, 0);
-    expect(c2.entry.nodeid).toBeGreaterThan(o.entry.nodeid);
-    expect(c2.open.fh).toBeGreaterThan(o.open.fh);
-  });
-
-  it('a lookup by name of a file not taken in yet reaches the same node id; an fh named first takes it in too', async () => {
-    const { pfs, t, d } = await setup();
-    const c = await t.fs.create(ctx, d.nodeid, B('x'), 0o100644, CREATE, 0);
-    const e = await pfs.lookup(ctx, d.nodeid, B('x'));
-    expect(e.nodeid).toBe(c.entry.nodeid);
-    // two lookups: the CREATE's and this one
-    pfs.forget(ctx, e.nodeid, 1n);
-    expect((await pfs.getattr(ctx, e.nodeid)).attr.ino).toBe(c.entry.attr.ino);
-    const c2 = await t.fs.create(ctx, d.nodeid, B('y'), 0o100644, O_RDWR | O_CREAT, 0);
-    expect(await pfs.write(ctx, c2.entry.nodeid, c2.open.fh, 0, B('yy'), 0)).toBe(2);
-    expect((await pfs.read(ctx, c2.entry.nodeid, c2.open.fh, 0, 10)).toString()).toBe('yy');
-  });
-
-  it('an existing name: handed over without O_EXCL, EEXIST with it; a label, an unpublished or moved-out parent: handed over, nothing made outside', async () => {
-    const { root, outside, pfs, t, d } = await setup();
-    fs.writeFileSync(path.join(root, 'd', 'there'), 'old');
-    expect(await answer(t.fs.create(ctx, d.nodeid, B('there'), 0o100644, CREATE, 0))).toBe('declined');
-    expect(await answer(t.fs.create(ctx, d.nodeid, B('there'), 0o100644, CREATE | O_EXCL, 0))).toBe(E.EEXIST);
-    expect(fs.readFileSync(path.join(root, 'd', 'there'), 'utf8')).toBe('old');
-    expect(await answer(t.fs.create(ctx, d.nodeid, B('..'), 0o100644, CREATE, 0))).toBe(E.EINVAL);
-    expect(await answer(t.fs.create({ ...ctx, secctx: { name: B('security.selinux'), value: B('x') } }, d.nodeid, B('l'), 0o100644, CREATE, 0))).toBe('declined');
-    expect(await answer(t.fs.create(ctx, 999n, B('z'), 0o100644, CREATE, 0))).toBe('declined');
-    // a symlink planted at the name is not followed
-    fs.symlinkSync(path.join(outside, 'target'), path.join(root, 'd', 'planted'));
-    expect(await answer(t.fs.create(ctx, d.nodeid, B('planted'), 0o100644, CREATE | O_EXCL, 0))).toBe(E.EEXIST);
-    expect(fs.existsSync(path.join(outside, 'target'))).toBe(false);
-    fs.renameSync(path.join(root, 'd'), path.join(outside, 'd'));
-    expect(await answer(t.fs.create(ctx, d.nodeid, B('escaped'), 0o100644, CREATE, 0))).toBe('declined');
-    expect(fs.readdirSync(path.join(outside, 'd')).sort()).toEqual(['planted', 'there']);
-    expect(t.counters.creates).toBe(0);
-    expect(pfs.counters().openHandles).toBe(0);
-  });
-
-  it('past 4 files not taken in, the thread hands CREATE over; the owner\'s own create takes them in first', async () => {
-    const { root, creations, pfs, t, d } = await setup();
-    const made = [];
-    for (let i = 0; i < 4; i++) made.push(await t.fs.create(ctx, d.nodeid, B(`n${i}`), 0o100644, CREATE, 0));
-    expect(await answer(t.fs.create(ctx, d.nodeid, B('n4'), 0o100644, CREATE, 0))).toBe('declined');
-    expect(fs.existsSync(path.join(root, 'd', 'n4'))).toBe(false);
-    const o = await pfs.create(ctx, d.nodeid, B('n4'), 0o100644, CREATE, 0);
-    expect(creations.busy).toBe(false);
-    expect(pfs.counters().openHandles).toBe(5);
-    expect(new Set([...made.map((m) => m.entry.nodeid), o.entry.nodeid]).size).toBe(5);
-    for (const m of [...made, o]) await pfs.release(ctx, m.entry.nodeid, m.open.fh, O_WRONLY, 0n, false);
-    expect(pfs.counters().openHandles).toBe(0);
-  });
-
-  it('a budget too small to leave room for the thread\'s files: the owner creates every file', async () => {
-    const { root, pfs, t, d } = await setup(16);
-    expect(await answer(t.fs.create(ctx, d.nodeid, B('small'), 0o100644, CREATE, 0))).toBe('declined');
-    expect(fs.existsSync(path.join(root, 'd', 'small'))).toBe(false);
-    expect(pfs.counters().fdBudget).toBe(16);
-  });
-
-  it('a file made for another requester is theirs (the server runs as root)', async () => {
-    const { root, pfs, t, d } = await setup();
-    const c = await t.fs.create({ ...ctx, uid: 4321, gid: 8765 }, d.nodeid, B('theirs'), 0o100640, CREATE, 0);
-    const st = fs.statSync(path.join(root, 'd', 'theirs'));
-    expect([st.uid, st.gid]).toEqual([4321, 8765]);
-    expect([c.entry.attr.uid, c.entry.attr.gid]).toEqual([4321, 8765]);
-    await pfs.release(ctx, c.entry.nodeid, c.open.fh, O_WRONLY, 0n, false);
-  });
-
-  it('a file created and not taken in, unlinked by the owner while open, lives on through evictions; removals on the thread wait for it', async () => {
-    // a budget of 40: 32 for the cache, 8 for the thread's files on their way
-    const { root, tables, pfs, t, d } = await setup(40);
-    for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(root, `f${i}`), `c${i}`);
-    const c = await t.fs.create(ctx, d.nodeid, B('kept'), 0o100644, O_RDWR | O_CREAT, 0);
-    // the owner has no open file of its own, but the thread's is on its way: a removal is not the thread's
-    expect(await answer(t.fs.unlink(ctx, d.nodeid, B('kept')))).toBe('declined');
-    await pfs.unlink(ctx, d.nodeid, B('kept'));
-    expect(tables.removals.watching).toBe(true);
-    expect(fs.existsSync(path.join(root, 'd', 'kept'))).toBe(false);
-    // fd pressure: 40 files held open through a cache of 32
-    const held: Array<{ nodeid: bigint; fh: bigint }> = [];
-    for (let i = 0; i < 40; i++) {
-      const e = await walk(pfs, `f${i}`);
-      held.push({ nodeid: e.nodeid, fh: (await pfs.open(ctx, e.nodeid, O_RDONLY)).fh });
-    }
-    expect(pfs.counters().evictions).toBeGreaterThan(0);
-    expect(await pfs.write(ctx, c.entry.nodeid, c.open.fh, 0, B('still here'), 0)).toBe(10);
-    expect((await pfs.read(ctx, c.entry.nodeid, c.open.fh, 0, 20)).toString()).toBe('still here');
-    for (const h of held) await pfs.release(ctx, h.nodeid, h.fh, O_RDONLY, 0n, false);
-    await pfs.release(ctx, c.entry.nodeid, c.open.fh, O_RDWR, 0n, false);
-    expect(pfs.counters().openHandles).toBe(0);
   });
 });

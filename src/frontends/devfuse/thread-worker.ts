@@ -11,7 +11,7 @@ import type { LevelWithSilent } from 'pino';
 import { decorate } from '../../fs/decorate.js';
 import { MoveWatch } from '../../fs/move-watch.js';
 import { threadFs } from '../../fs/thread-fs.js';
-import { SharedCreations, SharedFileTable, SharedRemovalGate } from '../../fs/shared-files.js';
+import { SharedFileTable, SharedRemovalGate } from '../../fs/shared-files.js';
 import { newFsCounters } from '../../fs/services.js';
 import { encodeReply, type TransportIo } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
@@ -35,14 +35,13 @@ if (d.cpu >= 0) {
 const fsCounters = newFsCounters();
 const tables = {
   files: SharedFileTable.attach(d.tables.files), inodes: SharedFileTable.attach(d.tables.inodes), removals: SharedRemovalGate.attach(d.tables.removals),
-  creations: d.tables.creations ? SharedCreations.attach(d.tables.creations) : undefined,
 };
 // this thread's own rename watch, for the proofs of place it keeps (as the owner's MoveWatch does)
 const moves = d.fs.rootPath !== null ? new MoveWatch(Buffer.from(d.fs.rootPath), childLogger('moves', log)) : null;
-const { fs: own, counters } = threadFs(tables, fsCounters, { ...d.fs, creates: d.fs.creates && { ...d.fs.creates, ring: d.index } }, moves);
+const { fs: own, counters } = threadFs(tables, fsCounters, d.fs, moves);
 // the same id translation and read-only refusal as the owner's filesystem
 const fs = decorate(own, d.fs);
-const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.CREATE, Op.UNLINK, Op.RMDIR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
+const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.UNLINK, Op.RMDIR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
 const server = new ProtocolServer(fs, { maxWrite: d.fs.maxWrite, localOps }, childLogger('fuse', log));
 await server.adopt(d.negotiated);
 
@@ -92,7 +91,6 @@ const handler: RingRequests = {
     stats[row + 1] = counters.served;
     stats[row + 3] = counters.negativeLookups;
     stats[row + 5] = counters.removals;
-    stats[row + 6] = counters.creates;
     if (reply !== DECLINED) {
       release();
       return reply;

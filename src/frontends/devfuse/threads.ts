@@ -25,14 +25,13 @@ import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { entryReplySpace, type RingSession } from './ring.js';
 import type { RequestHandler } from './session.js';
-import type { ThreadCreates } from '../../fs/thread-fs.js';
 
 /**
  * Per thread in ServingThreads.stats: requests read, answered there, handed to the owner, LOOKUPs
  * answered ENOENT there, RELEASEs answered there and handed over (ANSWERED_AT_ONCE), UNLINKs and
- * RMDIRs done there, files created there.
+ * RMDIRs done there.
  */
-export const THREAD_STATS = 7;
+export const THREAD_STATS = 6;
 
 /** What a serving thread is started with (src/frontends/devfuse/thread-worker.ts). */
 export interface ThreadData {
@@ -64,8 +63,6 @@ export interface SharedTables {
   inodes: SharedArrayBuffer;
   /** SharedRemovalGate.buffer */
   removals: SharedArrayBuffer;
-  /** SharedCreations.buffer, with a ring per thread but the owner (null: the owner makes every file) */
-  creations: SharedArrayBuffer | null;
 }
 
 /** The options a serving thread's filesystem and protocol server take from the configuration. */
@@ -77,8 +74,6 @@ export interface ThreadFsOptions {
   rootPath: Uint8Array | null;
   /** GETXATTR is the host's getxattr (ThreadFsSettings) */
   plainXattrs: boolean;
-  /** CREATE on the other threads (ThreadFsSettings.creates, without the ring: each thread's is its index) */
-  creates: Omit<ThreadCreates, 'ring'> | null;
   readonly: boolean;
   translateUid: readonly string[];
   translateGid: readonly string[];
@@ -443,21 +438,20 @@ export class ServingThreads {
 
   /**
    * Per-thread numbers for the stats file: requests read, served there, handed to the owner; of
-   * those served, LOOKUPs answered ENOENT, UNLINKs and RMDIRs done and files created there; of those handed over,
+   * those served, LOOKUPs answered ENOENT and UNLINKs and RMDIRs done there; of those handed over,
    * RELEASEs answered there (ANSWERED_AT_ONCE). The owner's row first; its own are not counted apart.
    */
   counters(): {
-    threads: number;
-    perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number; removals: number; creates: number; answeredAtOnce: number }>;
+    threads: number; perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number; removals: number; answeredAtOnce: number }>;
     ringGivenBack: number; ringCommittedByOwner: number;
   } {
     const s = this.stats;
     const own = this.ownerRequests();
-    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, removals: 0, creates: 0, answeredAtOnce: 0 }];
+    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, removals: 0, answeredAtOnce: 0 }];
     for (let i = 1; i <= this.threads.length; i++) {
       const r = i * THREAD_STATS;
       perThread.push({
-        requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, removals: s[r + 5]!, creates: s[r + 6]!, answeredAtOnce: s[r + 4]!,
+        requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, removals: s[r + 5]!, answeredAtOnce: s[r + 4]!,
       });
     }
     return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere };
