@@ -1,6 +1,7 @@
 import { E, FsError } from '../errors.js';
 import type { Dirent } from '../sys/dirent.js';
 import type { HandleRecord } from './export-table.js';
+import { ROOT_ID } from './filesystem.js';
 import type { Inode } from './inode-store.js';
 
 /** An open file or directory the client holds (a FUSE fh). Its fd lives in the FdCache as `fdKey`. */
@@ -28,6 +29,15 @@ export interface OpenHandle {
   plusUnknown: number;
 }
 
+/**
+ * An open handle of `inode` a successor worker can take over (reopening it on first use): the
+ * root's (the successor has its own root fd), or one of an inode it can reach again by handle or
+ * by name. Others (O_TMPFILE, a submount, a file unlinked while open) go with the worker.
+ */
+export function outlivesWorker(inode: Inode): boolean {
+  return inode.nodeid === ROOT_ID || (inode.reopenable && !inode.unlinked);
+}
+
 /** fh -> OpenHandle; every fh is checked to belong to its nodeid (virtiofsd find_handle). */
 export class HandleTable {
   private readonly map = new Map<bigint, OpenHandle>();
@@ -53,7 +63,7 @@ export class HandleTable {
 
   add(inode: Inode, kind: 'file' | 'dir', flags: number): OpenHandle {
     const h = this.insert(this.next++, inode, kind, flags);
-    if (this.onOpen && inode.reopenable) this.onOpen({ fh: h.fh, nodeid: inode.nodeid, flags, kind });
+    if (this.onOpen && outlivesWorker(inode)) this.onOpen({ fh: h.fh, nodeid: inode.nodeid, flags, kind });
     return h;
   }
 

@@ -1,6 +1,7 @@
 /** The sealed state handed to a successor (an upgrade or a crash under --supervise), and taken over from a predecessor. */
 import { decodeState, encodeState, type HandleRecord, type InodeRecord } from './export-table.js';
 import { ROOT_ID } from './filesystem.js';
+import { outlivesWorker } from './handle-table.js';
 import { recordOf } from './records.js';
 import type { Services } from './services.js';
 
@@ -16,7 +17,7 @@ export function exportState(s: Services): Buffer {
   // open files and directories: a successor reopens them on first use (their locks do not move)
   const handles: HandleRecord[] = [];
   for (const h of s.handles.all()) {
-    if (h.inode.reopenable && !h.inode.unlinked) handles.push({ fh: h.fh, nodeid: h.inode.nodeid, flags: h.flags, kind: h.kind });
+    if (outlivesWorker(h.inode)) handles.push({ fh: h.fh, nodeid: h.inode.nodeid, flags: h.flags, kind: h.kind });
   }
   for (const p of s.handles.pendingRecords()) handles.push(p);
   return encodeState(s.sealer, { nextNodeid: s.store.next, generation: s.generation, records, handles });

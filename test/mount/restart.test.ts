@@ -87,6 +87,61 @@ describe.skipIf(skip !== null).each(MODES)(`persistent handles across restarts, 
     });
   }, 180_000);
 
+  it('directories held open, the root\'s and a subdirectory\'s, keep listing across an upgrade and a SIGKILL of the worker', async () => {
+    await withMount({
+      args: ['--supervise', '--stats-file', '{dir}/stats'],
+      env,
+      setup: (orig) => {
+        fs.mkdirSync(path.join(orig, 'sub'));
+        for (const n of ['a', 'b']) fs.writeFileSync(path.join(orig, n), n);
+        fs.writeFileSync(path.join(orig, 'sub', 'c'), 'c');
+      },
+    }, async ({ dir, mnt, pid }) => {
+      const stats = path.join(dir, 'stats');
+      // lists both through the fds it opened first (the same FUSE fh each time: listdir reads a dup
+      // of the fd from its start), once per marker; prints each listing or its error
+      const client = run('python3', ['-c', `
+import os, sys, time
+mnt, ready, marks = sys.argv[1], sys.argv[2], sys.argv[3:]
+fds = [os.open(mnt, os.O_RDONLY | os.O_DIRECTORY), os.open(os.path.join(mnt, 'sub'), os.O_RDONLY | os.O_DIRECTORY)]
+def show():
+    out = []
+    for fd in fds:
+        try: out.append(','.join(sorted(os.listdir(fd))))
+        except OSError as e: out.append('error ' + os.strerror(e.errno))
+    print('|'.join(out), flush=True)
+show()
+open(ready + '0', 'w').close()
+for i, m in enumerate(marks):
+    end = time.time() + 30
+    while not os.path.exists(m) and time.time() < end: time.sleep(0.05)
+    show()
+    open(ready + str(i + 1), 'w').close()
+`, mnt, path.join(dir, 'listed'), path.join(dir, 'upgraded'), path.join(dir, 'killed')], { timeoutMs: 75_000 });
+      const s0 = await waitFor('supervisor stats', () => readJson(`${stats}.supervisor`));
+      // the client holds both directories open before the first worker goes
+      await waitFor('the client to list', () => (fs.existsSync(path.join(dir, 'listed0')) ? true : null), 30_000);
+      process.kill(pid, 'SIGHUP');
+      const up = await waitFor('the upgraded worker', () => {
+        const s = readJson(`${stats}.supervisor`);
+        return s && s.workerPid !== s0.workerPid ? s : null;
+      });
+      fs.writeFileSync(path.join(dir, 'upgraded'), '');
+      // the client lists again (through the upgraded worker) before that one is killed
+      await waitFor('the client to list again', () => (fs.existsSync(path.join(dir, 'listed1')) ? true : null), 30_000);
+      process.kill(up.workerPid, 'SIGKILL');
+      await waitFor('the restarted worker', () => {
+        const s = readJson(`${stats}.supervisor`);
+        return s && s.workerPid !== up.workerPid ? s : null;
+      });
+      fs.writeFileSync(path.join(dir, 'killed'), '');
+      const r = await client;
+      expect(r.status, r.stderr).toBe(0);
+      // before, after the upgrade, after the crash: the root lists a, b, sub; sub lists c
+      expect(r.stdout.trim().split('\n')).toEqual(['a,b,sub|c', 'a,b,sub|c', 'a,b,sub|c']);
+    });
+  }, 120_000);
+
   it('a file held open by a client keeps working across an upgrade (its fh passes to the new worker)', async () => {
     await withMount({
       args: ['--supervise', '--stats-file', '{dir}/stats'],
