@@ -28,6 +28,15 @@ export interface Reached {
 /** directory entries read at most when looking for another name of a file whose name went */
 const MAX_LINK_SEARCH = 10_000;
 
+/**
+ * A removal's victim matters to the books: while files are open (it may live on unlinked) or a
+ * file is known with other names (a reopen must walk another one). While not, a removal is only the
+ * host's unlinkat, and the other serving threads do it themselves (SharedRemovalGate, setup.ts).
+ */
+export function victimMatters(handles: { readonly size: number }, store: { readonly multiLinked: number }): boolean {
+  return handles.size > 0 || store.multiLinked > 0;
+}
+
 export class Entries {
   constructor(private readonly s: Services, private readonly conf: Confinement) {}
 
@@ -334,9 +343,7 @@ export class Entries {
     checkName(name);
     const parent = s.records.inode(parentId);
     this.conf.withDir(parent, (dfd) => {
-      // the victim matters when files are open (it may live on unlinked) or a file has other names;
-      // the other serving threads remove names themselves only while neither is so (SharedRemovalGate)
-      const victim = s.handles.size > 0 || s.store.multiLinked > 0 ? this.knownByName(dfd, name) : undefined;
+      const victim = victimMatters(s.handles, s.store) ? this.knownByName(dfd, name) : undefined;
       sys.unlinkat(dfd, name, flags);
       if (!victim) return;
       if (s.handles.size > 0) this.noteMaybeUnlinked(victim);

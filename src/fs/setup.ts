@@ -15,6 +15,7 @@ import {
   sys, statAt, AT_EMPTY_PATH, AT_FDCWD, AT_HANDLE_MNT_ID_UNIQUE, O_CLOEXEC, O_DIRECTORY, O_PATH, O_RDONLY, S_IFMT,
 } from '../sys/syscalls.js';
 import { timeoutMs } from './cache-policy.js';
+import { victimMatters } from './entries.js';
 import { ExportTable, encodeState } from './export-table.js';
 import { FdCache } from './fd-cache.js';
 import { ROOT_ID } from './filesystem.js';
@@ -120,9 +121,9 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     stream?.(b);
   } : null;
   const records = new Records({ store, exports, cache, fds, sealer, root, generation, counters, log, onRecord });
+  // the other threads remove names only while no victim matters to the books (Entries.removeName)
+  const removals = shared ? (): void => shared.removals.watch(victimMatters(handles, store)) : null;
   // open files go to the caller's stream only: the state file's server starts with none open
-  // the other threads remove names only while the owner keeps no books on a victim (Entries.removeName's test)
-  const removals = shared ? (): void => shared.removals.watch(handles.size > 0 || store.multiLinked > 0) : null;
   const handles = new HandleTable((nodeid) => records.inode(nodeid), stream
     ? (h) => stream(encodeState(sealer, { nextNodeid: store.next, generation, records: [], handles: [h] }))
     : null, removals);
