@@ -142,6 +142,57 @@ for i, m in enumerate(marks):
     });
   }, 120_000);
 
+  it('after a crash, writes through an O_TMPFILE\'s fd (it went with the worker) reach no other file, though the new worker may give its node id to the next new file', async () => {
+    await withMount({
+      args: ['--supervise', '--stats-file', '{dir}/stats'],
+      env,
+      setup: (orig) => fs.writeFileSync(path.join(orig, 'before'), 'before;'),
+    }, async ({ dir, mnt }) => {
+      const stats = path.join(dir, 'stats');
+      const marker = path.join(dir, 'killed');
+      // the O_TMPFILE is the last inode and the last open file the first worker makes; after the
+      // crash the client makes a new file, then writes through both fds; prints each write's outcome
+      const client = run('python3', ['-c', `
+import os, sys, time
+mnt, marker = sys.argv[1], sys.argv[2]
+with open(os.path.join(mnt, 'before')) as f: f.read()
+tfd = os.open(mnt, os.O_TMPFILE | os.O_RDWR, 0o600)
+os.write(tfd, b'tmp1;')
+open(sys.argv[3], 'w').close()
+end = time.time() + 30
+while not os.path.exists(marker) and time.time() < end: time.sleep(0.05)
+ffd = os.open(os.path.join(mnt, 'fresh'), os.O_CREAT | os.O_RDWR, 0o644)
+os.write(ffd, b'fresh;')
+try:
+    os.pwrite(tfd, b'tmp2;', 0)
+    os.fsync(tfd)
+    print('tmpfile write: ok', flush=True)
+except OSError as e:
+    print('tmpfile write: ' + os.strerror(e.errno), flush=True)
+os.close(ffd)
+try: os.close(tfd)
+except OSError: pass
+`, mnt, marker, path.join(dir, 'opened')], { timeoutMs: 60_000 });
+      const s0 = await waitFor('supervisor stats', () => readJson(`${stats}.supervisor`));
+      await waitFor('the client to open the O_TMPFILE', () => (fs.existsSync(path.join(dir, 'opened')) ? true : null), 30_000);
+      process.kill(s0.workerPid, 'SIGKILL');
+      await waitFor('the restarted worker', () => {
+        const s = readJson(`${stats}.supervisor`);
+        return s && s.workerPid !== s0.workerPid ? s : null;
+      });
+      fs.writeFileSync(marker, '');
+      const r = await client;
+      expect(r.status, r.stderr).toBe(0);
+      // the new file holds what was written to it, and nothing of the O_TMPFILE's
+      expect(fs.readFileSync(path.join(dir, 'orig', 'fresh'), 'utf8')).toBe('fresh;');
+      expect(fs.readFileSync(path.join(dir, 'orig', 'before'), 'utf8')).toBe('before;');
+      expect(fs.readdirSync(path.join(dir, 'orig')).sort()).toEqual(['before', 'fresh']);
+      // the O_TMPFILE went with the worker: its write fails instead of landing elsewhere (the new
+      // worker's generation differs: the kernel takes the old inode for stale, EIO)
+      expect(r.stdout).toMatch(/tmpfile write: (Bad file descriptor|Stale file handle|Input\/output error)/);
+    });
+  }, 90_000);
+
   it('a file held open by a client keeps working across an upgrade (its fh passes to the new worker)', async () => {
     await withMount({
       args: ['--supervise', '--stats-file', '{dir}/stats'],
