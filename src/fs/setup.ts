@@ -10,7 +10,7 @@ import { realpathSync } from 'node:fs';
 import { handleKey, type FileHandle } from '../handle/file-handle.js';
 import { Sealer } from '../handle/seal.js';
 import { LogOnce } from '../log.js';
-import { nofileLimit, openFdCount, probeCaps } from '../sys/caps.js';
+import { growFdTable, nofileLimit, openFdCount, probeCaps } from '../sys/caps.js';
 import {
   sys, statAt, AT_EMPTY_PATH, AT_FDCWD, AT_HANDLE_MNT_ID_UNIQUE, O_CLOEXEC, O_DIRECTORY, O_PATH, O_RDONLY, S_IFMT,
 } from '../sys/syscalls.js';
@@ -34,6 +34,11 @@ import { StateFile } from './state-file.js';
 
 /** fds outside the budget: root O_PATH + root dir fd + transient fds (truncate, xattr, '..' walks) */
 const FD_RESERVE = 8;
+/**
+ * The fd table is grown at start to hold the budget, up to this many fds (512 KiB of the kernel's
+ * file pointers); a larger budget's table grows further by doubling as the cache fills.
+ */
+const FD_TABLE_AT_START = 1 << 16;
 
 export function openServices(opts: PassthroughOptions): Services {
   const log = opts.log.child({ component: 'fs' });
@@ -85,6 +90,10 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
 
   const counters = newFsCounters();
   const budget = fitBudget(opts.fdBudget === 'auto' ? autoBudget() : opts.fdBudget, log);
+  // one growth of the fd table now instead of one per doubling while the first requests fill the cache
+  const soft = nofileLimit().soft;
+  const tableFds = Math.min(FD_TABLE_AT_START, budget + FD_RESERVE + Math.max(0, openFdCount()) + 64, soft < 0 ? Infinity : soft);
+  if (!growFdTable(rootPathFd, tableFds)) log.debug({ fds: tableFds }, 'could not grow the fd table at start');
   // an evicted directory fd loses its position: its listing seeks again on next use
   const shared = opts.sharedFds ?? null;
   const cache = new FdCache(budget, closeQuietly, log, (key) => {
