@@ -82,6 +82,12 @@ export interface Config {
    */
   threads: number;
   /**
+   * microseconds the thread that runs the filesystem keeps polling for the next request after
+   * each reply (and, with serving threads, after each request handed over) before it sleeps: on a
+   * VM a sleeping thread's wake-up is an IPI and a halt exit (--poll-us; 0: sleep at once)
+   */
+  pollUs: number;
+  /**
    * FUSE over io_uring (src/frontends/devfuse/ring.ts): auto takes it with more than one serving
    * thread when the kernel offers it at INIT (root enabled it: /sys/module/fuse/parameters/enable_uring),
    * on requires it, off never asks (raw frontend, not supervised; auto is off elsewhere)
@@ -129,6 +135,7 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   statsFile: null,
   supervise: false,
   threads: 1,
+  pollUs: 200,
   ioUring: 'auto',
   sandbox: 'none',
   seccomp: 'none',
@@ -177,6 +184,15 @@ function parseThreads(v: string): number {
   return n;
 }
 
+/** Longest --poll-us: a tenth of a second of polling after a reply is already all CPU, no latency. */
+export const MAX_POLL_US = 100_000;
+
+function parsePollUs(v: string): number {
+  const n = parseIntOption('poll-us', v);
+  if (n > MAX_POLL_US) throw new ConfigError(`--poll-us must be 0..${MAX_POLL_US}, got ${v}`);
+  return n;
+}
+
 export function parseIntOption(name: string, v: string): number {
   if (!/^\d{1,9}$/.test(v)) throw new ConfigError(`--${name} must be a non-negative integer, got '${v}'`);
   return Number(v);
@@ -202,6 +218,7 @@ export interface RawOptions {
   statsFile?: string;
   supervise?: boolean;
   threads?: string;
+  pollUs?: string;
   ioUring?: string;
   translateUid?: string[];
   translateGid?: string[];
@@ -258,6 +275,7 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     statsFile: o.statsFile ?? d.statsFile,
     supervise: o.supervise ?? d.supervise,
     threads: o.threads === undefined ? d.threads : parseThreads(o.threads),
+    pollUs: o.pollUs === undefined ? d.pollUs : parsePollUs(o.pollUs),
     ioUring: o.ioUring === undefined ? d.ioUring : oneOf('io-uring', o.ioUring, IO_URING_MODES),
     translateUid: o.translateUid ?? d.translateUid,
     translateGid: o.translateGid ?? d.translateGid,
@@ -355,14 +373,14 @@ export interface SealingKeys {
  */
 export type CoreConfig = Pick<Config, 'fdBudget' | 'reopen' | 'cache' | 'xattr' | 'readonly' | 'writeback' | 'passthrough' | 'maxWrite' | 'logLevel' | 'statsFile' | 'stateFile'
   | 'translateUid' | 'translateGid' | 'posixAcl' | 'xattrmap' | 'securityLabel' | 'announceSubmounts' | 'preserveNoatime'
-  | 'sandbox'>;
+  | 'sandbox' | 'pollUs'>;
 
 export function coreConfig(cfg: Config): CoreConfig {
   const { fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile } = cfg;
-  const { translateUid, translateGid, posixAcl, xattrmap, securityLabel, announceSubmounts, preserveNoatime, sandbox } = cfg;
+  const { translateUid, translateGid, posixAcl, xattrmap, securityLabel, announceSubmounts, preserveNoatime, sandbox, pollUs } = cfg;
   return {
     fdBudget, reopen, cache, xattr, readonly, writeback, passthrough, maxWrite, logLevel, statsFile, stateFile,
-    translateUid, translateGid, posixAcl, xattrmap, securityLabel, announceSubmounts, preserveNoatime, sandbox,
+    translateUid, translateGid, posixAcl, xattrmap, securityLabel, announceSubmounts, preserveNoatime, sandbox, pollUs,
   };
 }
 

@@ -67,7 +67,7 @@ describe.skipIf(!built)('handlefs CLI errors', () => {
     expect(r.status).toBe(0);
     for (const o of ['--fd-budget', '--reopen', '--handle-key-file', '--cache', '--writeback', '--passthrough', '--readonly',
       '--allow-other', '--no-default-permissions', '--xattr', '--no-xattr', '--log-level', '--frontend', '--nonempty',
-      '--max-write', '--stats-file', '--supervise', 'SIGHUP', 'HANDLEFS_READY_FD']) {
+      '--max-write', '--stats-file', '--supervise', '--poll-us', 'SIGHUP', 'HANDLEFS_READY_FD']) {
       expect(r.stdout).toContain(o);
     }
   });
@@ -88,6 +88,8 @@ describe.skipIf(!built)('handlefs CLI errors', () => {
     ['a tiny --fd-budget', () => ['mount', shared, mnt, '--fd-budget', '3'], /--fd-budget must be 'auto' or at least 16/],
     ['a bad --max-write', () => ['mount', shared, mnt, '--max-write', '1000'], /--max-write must be a multiple of 4096/],
     ['a huge --max-write', () => ['mount', shared, mnt, '--max-write', '2m'], /--max-write must be a multiple of 4096/],
+    ['a bad --poll-us', () => ['mount', shared, mnt, '--poll-us', '1.5'], /--poll-us must be a non-negative integer, got '1.5'/],
+    ['a huge --poll-us', () => ['mount', shared, mnt, '--poll-us', '100001'], /--poll-us must be 0\.\.100000, got 100001/],
     ['a bad --log-level', () => ['mount', shared, mnt, '--log-level', 'loud'], /--log-level must be one of/],
     ['a bad --frontend', () => ['mount', shared, mnt, '--frontend', 'nfs'], /--frontend must be one of raw\|fuse-native/],
     ['--passthrough with --writeback', () => ['mount', shared, mnt, '--passthrough', '--writeback'], /cannot be combined/],

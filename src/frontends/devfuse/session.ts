@@ -59,6 +59,19 @@ function readDev(fd: number, buf: Buffer, size: number): number | string {
   }
 }
 
+/**
+ * Keep this thread's event loop polling, without sleeping, for `ms` (a later call extends it): the
+ * next request or hand-over is then taken on the next turn instead of after a wake-up, which on a
+ * VM is an IPI and a halt exit (tens of microseconds). 0: nothing. One thread serving /dev/fuse
+ * alone, measured side by side on tmpfs (partial scripts/bench, 2026-12-05, 0 against 200 us):
+ * create+stat+unlink 23.9 -> 9.2 s, tar -x 18.5 -> 7.3 s, du 0.41 -> 0.27 s, random 4 KiB reads
+ * 9,800 -> 23,300 IOPS, at the same or less server CPU per request (the sleep and wake-up cost
+ * more than the polling).
+ */
+export function keepPolling(ms: number): void {
+  if (ms > 0) sys.loopHot(ms);
+}
+
 export class DevFuseSession {
   private readonly once: LogOnce;
   private ended = false;
@@ -81,6 +94,8 @@ export class DevFuseSession {
     private readonly fd: number,
     private readonly server: RequestHandler,
     private readonly log: Logger,
+    /** after each reply, keep polling this long (keepPolling); 0: sleep at once */
+    private readonly hotMs = 0,
   ) {
     this.once = new LogOnce(log);
     this.done = new Promise((r) => (this.resolveEnd = r));
@@ -190,6 +205,7 @@ export class DevFuseSession {
       // a write to /dev/fuse never blocks: the kernel copies the reply and wakes the requester
       // (the addon's write: fs.writeSync validates and sets up a libuv request each time)
       sys.pwrite(this.fd, reply, 0, reply.length, -1);
+      keepPolling(this.hotMs);
     } catch (e) {
       const code = (e as { code?: string }).code;
       if (code === 'ENOENT') return; // the request was interrupted and is gone

@@ -179,7 +179,7 @@ export function awaitBack(back: Int32Array, entry: number, spinMs = BACK_SPIN_MS
   return Atomics.load(back, 1);
 }
 
-/** How long the owner keeps looking for hand-overs after answering one (stayAwake). */
+/** How long the owner keeps looking for hand-overs after answering one (stayAwake), unless --poll-us says otherwise. */
 const HOT_MS = 0.2;
 /** How long start() waits for the threads to be ready. */
 const START_MS = 10_000;
@@ -403,8 +403,11 @@ export class ServingThreads {
    * tar -x 8.15 -> 6.26 s).
    */
   stayAwake(): void {
-    if (!this.stopping) sys.loopHot(HOT_MS);
+    if (!this.stopping && this.hotMs > 0) sys.loopHot(this.hotMs);
   }
+
+  /** the window of stayAwake (--poll-us); 0: the owner sleeps at once */
+  hotMs = HOT_MS;
 
   /**
    * Requests reach the owner in another order than the kernel queued them when another thread

@@ -63,7 +63,8 @@ async function start(m: StartMsg): Promise<void> {
       }
     },
   };
-  const s = new DevFuseSession(DEVICE_FD, handler, childLogger('devfuse', w.log));
+  // one serving thread, as the unsupervised raw server: it polls after each reply (--poll-us)
+  const s = new DevFuseSession(DEVICE_FD, handler, childLogger('devfuse', w.log), m.cfg.pollUs / 1000);
   session = s;
   s.start();
   void s.done.then((end) => send({ t: 'ended', reason: end.reason, ...(end.code ? { code: end.code } : {}) }));
