@@ -24,6 +24,14 @@ const MODES: Array<{ name: string; env: Record<string, string> }> = [
   { name: 'the supervisor forwards each request', env: { HANDLEFS_SUPERVISE_FORWARD: '1' } },
 ];
 
+/** The supervisor's stats once its worker is another than `old` (restarted or upgraded). */
+function nextWorker(stats: string, old: number, what: string): Promise<Record<string, any>> {
+  return waitFor(what, () => {
+    const s = readJson(`${stats}.supervisor`);
+    return s && s.workerPid !== old ? s : null;
+  });
+}
+
 describe.skipIf(skip !== null).each(MODES)(`persistent handles across restarts, $name${skip ? ` (skipped: ${skip})` : ''}`, ({ env }) => {
   it('1,000 client handles survive an upgrade and a SIGKILL of the worker; the mount stays', async () => {
     const N = 1000;
@@ -67,10 +75,7 @@ describe.skipIf(skip !== null).each(MODES)(`persistent handles across restarts, 
       expect(r1.ok).toBe(N);
       // --- crash
       process.kill(up.workerPid, 'SIGKILL');
-      await waitFor('the restarted worker', () => {
-        const s = readJson(`${stats}.supervisor`);
-        return s && s.workerPid !== up.workerPid ? s : null;
-      });
+      await nextWorker(stats, up.workerPid, 'the restarted worker');
       const r2 = await openAll();
       expect(r2.failed).toEqual([]);
       expect(r2.ok).toBe(N);
@@ -122,18 +127,12 @@ for i, m in enumerate(marks):
       // the client holds both directories open before the first worker goes
       await waitFor('the client to list', () => (fs.existsSync(path.join(dir, 'listed0')) ? true : null), 30_000);
       process.kill(pid, 'SIGHUP');
-      const up = await waitFor('the upgraded worker', () => {
-        const s = readJson(`${stats}.supervisor`);
-        return s && s.workerPid !== s0.workerPid ? s : null;
-      });
+      const up = await nextWorker(stats, s0.workerPid, 'the upgraded worker');
       fs.writeFileSync(path.join(dir, 'upgraded'), '');
       // the client lists again (through the upgraded worker) before that one is killed
       await waitFor('the client to list again', () => (fs.existsSync(path.join(dir, 'listed1')) ? true : null), 30_000);
       process.kill(up.workerPid, 'SIGKILL');
-      await waitFor('the restarted worker', () => {
-        const s = readJson(`${stats}.supervisor`);
-        return s && s.workerPid !== up.workerPid ? s : null;
-      });
+      await nextWorker(stats, up.workerPid, 'the restarted worker');
       fs.writeFileSync(path.join(dir, 'killed'), '');
       const r = await client;
       expect(r.status, r.stderr).toBe(0);
@@ -176,10 +175,7 @@ except OSError: pass
       const s0 = await waitFor('supervisor stats', () => readJson(`${stats}.supervisor`));
       await waitFor('the client to open the O_TMPFILE', () => (fs.existsSync(path.join(dir, 'opened')) ? true : null), 30_000);
       process.kill(s0.workerPid, 'SIGKILL');
-      await waitFor('the restarted worker', () => {
-        const s = readJson(`${stats}.supervisor`);
-        return s && s.workerPid !== s0.workerPid ? s : null;
-      });
+      await nextWorker(stats, s0.workerPid, 'the restarted worker');
       fs.writeFileSync(marker, '');
       const r = await client;
       expect(r.status, r.stderr).toBe(0);
@@ -215,10 +211,7 @@ print(os.read(fd, 100).decode(), flush=True)
       await waitFor('the client to open', () => (fs.readFileSync(path.join(dir, 'orig', 'held'), 'utf8').includes('before;') ? true : null));
       const s0 = await waitFor('supervisor stats', () => readJson(`${stats}.supervisor`));
       process.kill(pid, 'SIGHUP');
-      await waitFor('the upgraded worker', () => {
-        const s = readJson(`${stats}.supervisor`);
-        return s && s.workerPid !== s0.workerPid ? s : null;
-      });
+      await nextWorker(stats, s0.workerPid, 'the upgraded worker');
       fs.writeFileSync(marker, '');
       const r = await client;
       expect(r.status, r.stderr).toBe(0);
