@@ -89,10 +89,11 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   }
 
   const counters = newFsCounters();
-  const budget = fitBudget(opts.fdBudget === 'auto' ? autoBudget() : opts.fdBudget, log);
-  // one growth of the fd table now instead of one per doubling while the first requests fill the cache
-  const soft = nofileLimit().soft;
-  const tableFds = Math.min(FD_TABLE_AT_START, budget + FD_RESERVE + Math.max(0, openFdCount()) + 64, soft < 0 ? Infinity : soft);
+  const open = openFdCount();
+  const budget = fitBudget(opts.fdBudget === 'auto' ? autoBudget() : opts.fdBudget, open, log);
+  // one growth of the fd table now, to the highest fd the cache can reach (fitBudget keeps it
+  // under RLIMIT_NOFILE), instead of one per doubling while the first requests fill the cache
+  const tableFds = Math.min(FD_TABLE_AT_START, Math.max(0, open) + budget + FD_RESERVE);
   if (!growFdTable(rootPathFd, tableFds)) log.debug({ fds: tableFds }, 'could not grow the fd table at start');
   // an evicted directory fd loses its position: its listing seeks again on next use
   const shared = opts.sharedFds ?? null;
@@ -216,16 +217,14 @@ function probeOpenByHandle(mountFd: number, h: FileHandle): boolean {
 }
 
 /**
- * The budget RLIMIT_NOFILE leaves room for: the soft limit minus the fds already open (the
- * transport's, the log's, the root's) and the reserve. A budget asked beyond it would end in
+ * The budget RLIMIT_NOFILE leaves room for: the soft limit minus the fds already open (`open`: the
+ * transport's, the log's, the root's; -1 where they cannot be counted) and the reserve. A budget asked beyond it would end in
  * EMFILE from the kernel before the cache ever evicts; it is lowered, with one warning. Where the
  * open fds cannot be counted (no /proc), the budget stays and EMFILE evicts (openFd, InodeFds).
  */
-function fitBudget(asked: number, log: Logger): number {
+function fitBudget(asked: number, open: number, log: Logger): number {
   const soft = nofileLimit().soft;
-  if (soft < 0) return asked;
-  const open = openFdCount();
-  if (open < 0) return asked;
+  if (soft < 0 || open < 0) return asked;
   const room = soft - open - FD_RESERVE;
   if (asked <= room) return asked;
   const budget = Math.max(4, room);

@@ -24,7 +24,7 @@ import { Op } from '../../fuse/opcodes.js';
 import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { entryReplySpace, type RingSession } from './ring.js';
-import type { RequestHandler } from './session.js';
+import { keepPolling, type RequestHandler } from './session.js';
 
 /**
  * Per thread in ServingThreads.stats: requests read, answered there, handed to the owner, LOOKUPs
@@ -403,7 +403,7 @@ export class ServingThreads {
    * tar -x 8.15 -> 6.26 s).
    */
   stayAwake(): void {
-    if (!this.stopping && this.hotMs > 0) sys.loopHot(this.hotMs);
+    if (!this.stopping) keepPolling(this.hotMs);
   }
 
   /** the window of stayAwake (--poll-us); 0: the owner sleeps at once */
