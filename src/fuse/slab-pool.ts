@@ -4,6 +4,13 @@
  * into major collections; sequential I/O spent a quarter of its CPU on that. A slab is handed out
  * by take() and comes back by give() once nothing reads it: a slab given back twice, or a buffer
  * that is not one of ours, is ignored, so a mistake costs an allocation and never shares a slab.
+ *
+ * A new slab is written through once, so that every page of it is present and writable before the
+ * kernel copies a request into it. The kernel copies into pages it finds mapped without waiting;
+ * a page it must fault in fails the copy when the reader has a fatal signal pending, and a copy
+ * that fails ends the request with EIO (fuse_dev_do_read), where a request not yet copied would
+ * stay queued, or be resent, for the reader's successor. A supervised worker killed with SIGKILL
+ * while it read a WRITE into a fresh slab gave the client EIO (test/mount/resend.test.ts).
  */
 export class SlabPool {
   private readonly free: Buffer[] = [];
@@ -16,7 +23,7 @@ export class SlabPool {
   ) {}
 
   take(): Buffer {
-    const b = this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    const b = this.free.pop() ?? Buffer.allocUnsafeSlow(this.size).fill(0);
     this.out.add(b.buffer);
     return b;
   }

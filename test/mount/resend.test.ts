@@ -53,7 +53,9 @@ describe.skipIf(skip !== null)(`requests in flight across a SIGKILL of the worke
       const r = await client;
       expect(r.status, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout);
-      expect(out.failures).toEqual([]);
+      // on a failure, the server's warnings and errors say what it saw
+      const noted = () => serverLog().split('\n').filter((l) => /"level":(4|5|6)0/.test(l)).slice(-40).join('\n');
+      expect(out.failures, noted()).toEqual([]);
       expect(kills).toBeGreaterThan(0);
       // each successor logs how it answered what was resent: none of it EIO. Whether a kill found
       // a request read and not yet answered is timing (requests still queued in the kernel are
