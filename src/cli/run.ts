@@ -63,7 +63,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         const keys = await loadKeys(cfg);
         const { startVirtiofsd } = await import('./virtiofsd-serve.js');
         return startVirtiofsd(cfg, plan, root, keys, log);
-      });
+      }, { exiting: true });
     }
     case 'rotate-key': {
       const { rotateKeyFile } = await import('../handle/key.js');
@@ -84,7 +84,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         // absence is a set-up error with its own message, not a usage error
         const keys = await loadKeys(cfg);
         return cfg.frontend === 'fuse-native' ? startHighLevel(cfg, pre, keys, log) : startRaw(cfg, pre, keys, log);
-      });
+      }, { exiting: true });
     }
   }
 }

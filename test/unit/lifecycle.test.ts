@@ -140,6 +140,22 @@ describe('server lifecycle', () => {
     await done;
   });
 
+  it('exiting: once ended, SIGINT and SIGTERM stay caught and do nothing until the process exits (not killed by them on the way out)', async () => {
+    const s = new FakeServed();
+    const done = runServer(cfg, async () => s, { exiting: true });
+    await tick();
+    s.end(0);
+    expect(await done).toBe(0);
+    // the server's own handlers are gone; one that does nothing is left for each (the CLI exits next)
+    const late = (['SIGINT', 'SIGTERM'] as const).map((e) => added(e, before));
+    expect(late[0]).toBe(late[1]);
+    late[0]!('SIGTERM');
+    expect(s.calls).toEqual(['release']);
+    for (const e of ['SIGINT', 'SIGTERM'] as const) process.off(e, late[0] as () => void);
+    expect(process.listeners('SIGHUP')).toEqual(before.get('SIGHUP'));
+    expect(process.listeners('uncaughtException')).toEqual(before.get('uncaughtException'));
+  });
+
   it('a set-up failure (start throws) is exit 1', async () => {
     expect(await runServer(cfg, async () => {
       throw new Error('mount /m failed (EPERM); mounting needs CAP_SYS_ADMIN\nsecond line');

@@ -64,7 +64,9 @@ function getFeatures(path: string): Promise<bigint> {
   });
 }
 
-const exited = (c: ChildProcess): Promise<number | null> => new Promise((r) => (c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code))));
+/** The exit code, or the name of the signal that ended the process. */
+const exited = (c: ChildProcess): Promise<number | string | null> =>
+  new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(c.exitCode ?? c.signalCode) : c.once('exit', (code, sig) => r(code ?? sig))));
 
 describe('handlefs virtiofsd: where it listens', () => {
   it('--socket-path: owner-only by default; a stale socket file is replaced; the VMM gets its features', async () => {
@@ -78,7 +80,7 @@ describe('handlefs virtiofsd: where it listens', () => {
     expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
     expect((await getFeatures(sock)) & VERSION_1).toBe(VERSION_1);
     s.child.kill('SIGTERM');
-    expect(await exited(s.child)).toBe(0);
+    expect(await exited(s.child), s.err()).toBe(0);
     expect(fs.existsSync(sock)).toBe(false);
   });
 
@@ -101,7 +103,7 @@ describe('handlefs virtiofsd: where it listens', () => {
     const s = server(['--fd=3', `--shared-dir=${join(d, 'share')}`], ['ignore', 'pipe', 'pipe', fd]);
     expect((await getFeatures(sock)) & VERSION_1).toBe(VERSION_1);
     s.child.kill('SIGTERM');
-    expect(await exited(s.child)).toBe(0);
+    expect(await exited(s.child), s.err()).toBe(0);
   });
 
   it('anything but a socket at --socket-path, or a missing shared dir: one line, exit 1', async () => {
