@@ -56,15 +56,15 @@ export interface LifecycleOptions {
   /** Ends the process after an uncaught exception (default process.exit). */
   exit?: (code: number) => void;
   /**
-   * The process exits once runServer resolves (the CLI): SIGINT and SIGTERM stay caught, and do
-   * nothing, from the end of serving to the exit. Without this, a signal that arrives while the
+   * The process exits once runServer resolves (the CLI): SIGINT, SIGTERM and SIGHUP stay caught,
+   * and do nothing, from the end of serving to the exit. Without this, a signal that arrives while the
    * process exits on its own (a VMM that disconnected; a mount unmounted from outside) ends it
    * by the signal's default action, not with the server's exit code.
    */
   exiting?: boolean;
 }
 
-/** SIGINT/SIGTERM after the server ended, in a process about to exit: already stopping. */
+/** SIGINT/SIGTERM/SIGHUP after the server ended, in a process about to exit: already stopping. */
 const lateSignal = (): void => {};
 
 /** One line to stderr, prefixed; EPIPE on a closed stderr is ignored. */
@@ -150,7 +150,7 @@ export async function runServer(cfg: Config, start: (log: Logger) => Promise<Ser
     await s.release().catch((e: unknown) => log.warn({ err: e }, 'releasing the server failed'));
     return code;
   } finally {
-    if (opts.exiting) for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, lateSignal);
+    if (opts.exiting) for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, lateSignal);
     for (const [sig, fn] of Object.entries(signals)) process.off(sig, fn);
     process.off('uncaughtException', onCrash);
   }
