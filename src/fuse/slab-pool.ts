@@ -9,8 +9,8 @@
  * kernel copies a request into it. The kernel copies into pages it finds mapped without waiting;
  * a page it must fault in fails the copy when the reader has a fatal signal pending, and a copy
  * that fails ends the request with EIO (fuse_dev_do_read), where a request not yet copied would
- * stay queued, or be resent, for the reader's successor. A supervised worker killed with SIGKILL
- * while it read a WRITE into a fresh slab gave the client EIO (test/mount/resend.test.ts).
+ * stay queued, or be resent, for the reader's successor: without the write-through, a supervised
+ * worker killed by SIGKILL while it read a WRITE into a fresh slab would fail that WRITE.
  */
 export class SlabPool {
   private readonly free: Buffer[] = [];
