@@ -82,6 +82,12 @@ export interface Config {
    */
   threads: number;
   /**
+   * no --threads given: at start, one serving thread per CPU where root switched FUSE over io_uring
+   * on in the kernel (the rings then bring each request to its caller's CPU's thread, measured to
+   * pay), one elsewhere (servingThreads in src/cli/preflight.ts; raw, not supervised, not --io-uring off)
+   */
+  threadsFollowRing: boolean;
+  /**
    * microseconds the thread that runs the filesystem keeps polling for the next request after
    * each reply (and, with serving threads, after each request handed over) before it sleeps: on a
    * VM a sleeping thread's wake-up is an IPI and a halt exit (--poll-us; 0: sleep at once)
@@ -135,6 +141,7 @@ export const DEFAULT_CONFIG: Readonly<Omit<Config, 'sharedDir' | 'mountpoint'>> 
   statsFile: null,
   supervise: false,
   threads: 1,
+  threadsFollowRing: false, // set by makeConfig when --threads is not given
   pollUs: 200,
   ioUring: 'auto',
   sandbox: 'none',
@@ -177,9 +184,14 @@ export function parseSize(name: string, v: string): number {
 /** Most serving threads: far more than this machine's CPUs, and each costs a JS isolate (~10 MB). */
 export const MAX_THREADS = 64;
 
+/** One serving thread per CPU this process may run on (--threads auto). */
+export function threadsPerCpu(): number {
+  return Math.min(MAX_THREADS, Math.max(1, availableParallelism()));
+}
+
 /** --threads N|auto: auto is one per CPU this process may run on. */
 function parseThreads(v: string): number {
-  const n = v === 'auto' ? Math.min(MAX_THREADS, Math.max(1, availableParallelism())) : parseIntOption('threads', v);
+  const n = v === 'auto' ? threadsPerCpu() : parseIntOption('threads', v);
   if (n < 1 || n > MAX_THREADS) throw new ConfigError(`--threads must be 'auto' or 1..${MAX_THREADS}, got ${v}`);
   return n;
 }
@@ -275,6 +287,7 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     statsFile: o.statsFile ?? d.statsFile,
     supervise: o.supervise ?? d.supervise,
     threads: o.threads === undefined ? d.threads : parseThreads(o.threads),
+    threadsFollowRing: d.threadsFollowRing,
     pollUs: o.pollUs === undefined ? d.pollUs : parsePollUs(o.pollUs),
     ioUring: o.ioUring === undefined ? d.ioUring : oneOf('io-uring', o.ioUring, IO_URING_MODES),
     translateUid: o.translateUid ?? d.translateUid,
@@ -302,6 +315,7 @@ export function makeConfig(sharedDir: string, mountpoint: string, o: RawOptions 
     if (cfg.ioUring === 'on') throw new ConfigError('--io-uring on needs --frontend raw without --supervise');
     cfg.ioUring = 'off';
   }
+  cfg.threadsFollowRing = o.threads === undefined && cfg.frontend === 'raw' && !cfg.supervise && cfg.ioUring !== 'off';
   // backing files are registered on the /dev/fuse fd, which only the supervisor holds
   if (cfg.supervise && cfg.passthrough) throw new ConfigError('--passthrough cannot be combined with --supervise');
   if (cfg.passthrough && cfg.frontend !== 'raw') throw new ConfigError('--passthrough needs --frontend raw');

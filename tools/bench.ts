@@ -96,10 +96,13 @@ interface Target {
 const uringBefore = uringParam();
 process.on('exit', () => setUringParam(uringBefore));
 
+/** A raw unsupervised server is given its thread count (one unless the target says): without
+ * --threads it would start one per CPU where the kernel's io_uring switch is left on. */
 const handlefs = (frontend: string, extra: string[] = []): Start => (shared, mnt) => [
   process.execPath,
   [...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : []), CLI, 'mount', shared, mnt,
-    '--frontend', frontend, '--cache', 'auto', '--log-level', 'warn', ...extra],
+    '--frontend', frontend, '--cache', 'auto', '--log-level', 'warn',
+    ...(frontend === 'raw' && !extra.includes('--threads') && !extra.includes('--supervise') ? ['--threads', '1'] : []), ...extra],
 ];
 /** the fuse-native frontend needs the fuse-native module and its libfuse.so.2: load it, in a child */
 function fuseNativeUnavailable(): string | null {

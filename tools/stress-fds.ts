@@ -220,7 +220,8 @@ async function spawnServer(): Promise<ChildProcess> {
   if (opt.nofile > 0) cmd.push('prlimit', `--nofile=${opt.nofile}:${opt.nofile}`, '--');
   if (!opt.cap) cmd.push('setpriv', '--inh-caps=-dac_read_search', '--bounding-set=-dac_read_search', '--');
   cmd.push(process.execPath, CLI, 'mount', shared, mnt, '--fd-budget', opt.budget, '--cache', opt.cache, '--log-level', 'warn', '--stats-file', statsFile);
-  if (opt.threads > 1) cmd.push('--threads', String(opt.threads));
+  // always given: without it the server starts one per CPU where FUSE over io_uring is switched on
+  cmd.push('--threads', String(opt.threads));
   cmd.push('--io-uring', opt.ioUring);
   // prlimit and setpriv exec the next command: the child's pid is the server's
   const s = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...READY_ENV } });

@@ -104,11 +104,13 @@ options:
   --supervise               keep /dev/fuse in a supervisor and run the filesystem in a worker
                             process: SIGHUP upgrades the worker (new code, same mount), a crashed
                             worker is restarted; client handles and node ids survive both
-  --threads N|auto          serving threads (default 1; auto: one per CPU): the others each read a
-                            clone of the /dev/fuse connection, bound to a CPU, and serve getattr
-                            and readlink of known inodes and reads, writes, fsync and flush of
-                            open files there; every other request is handed to the thread that
-                            runs the filesystem (raw, not --supervise; README "Serving threads")
+  --threads N|auto          serving threads (auto: one per CPU; default: one per CPU where root
+                            switched FUSE over io_uring on, see --io-uring, else 1): the others each
+                            read a clone of the /dev/fuse connection or their CPU's io_uring queue,
+                            bound to a CPU, and serve getattr and readlink of known inodes and
+                            reads, writes, fsync and flush of open files there; every other request
+                            is handed to the thread that runs the filesystem (raw, not --supervise;
+                            README "Serving threads")
   --poll-us N               after each reply, the thread that runs the filesystem keeps polling
                             for the next request for N microseconds before it sleeps (default
                             200; 0: sleep at once): a sleeping thread's wake-up costs an IPI, on a

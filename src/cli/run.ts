@@ -16,7 +16,7 @@ import { childLogger } from '../log.js';
 import { loadKeys, makeCore, type CoreWiring } from './core.js';
 import { parseCommandLine, USAGE, UsageError, type Command } from './args.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, runServer, say, type Served } from './lifecycle.js';
-import { preflight, SetupError, sharedDirectory, type Preflight } from './preflight.js';
+import { preflight, servingThreads, SetupError, sharedDirectory, type Preflight } from './preflight.js';
 
 const noop = (): void => {};
 
@@ -112,9 +112,12 @@ interface RawHandler {
  * Raw /dev/fuse: mount first, then the filesystem (FUSE passthrough registers backing files on the
  * device fd, so the core is built with it), then the session. A failure after mounting unmounts.
  */
-async function startRaw(cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger): Promise<Served> {
+async function startRaw(given: Config, pre: Preflight, keys: SealingKeys, log: Logger): Promise<Served> {
   const dev = await import('../frontends/devfuse/index.js');
   const mlog = childLogger('devfuse', log);
+  const threads = servingThreads(given, dev.ringUnavailable);
+  const cfg = threads === given.threads ? given : { ...given, threads };
+  if (cfg !== given) log.info({ threads }, `FUSE over io_uring is switched on in the kernel: ${threads} serving threads, one per CPU (--threads 1 for one)`);
   const mount = await dev.mountFuse(
     { source: pre.root, mountpoint: pre.mountpoint, allowOther: cfg.allowOther, defaultPermissions: cfg.defaultPermissions, readonly: cfg.readonly },
     mlog,

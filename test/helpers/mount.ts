@@ -32,6 +32,8 @@ export interface MountOptions {
   /** extra environment for the server */
   env?: Record<string, string>;
   readyTimeoutMs?: number;
+  /** exactly `args`, without what the project's environment adds (HANDLEFS_TEST_THREADS, ...): a test of the defaults */
+  asGiven?: boolean;
 }
 
 export interface ExitStatus {
@@ -180,8 +182,9 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
   };
 
   let args = opts.args ?? [];
+  const added = (): string[] => (opts.asGiven ? [] : environmentArgs(args));
   const argv = (): string[] => [...environmentWrap(), ...(opts.wrap ?? []), process.execPath, CLI, 'mount', orig, mnt,
-    ...args.map((a) => a.replaceAll('{dir}', dir)), ...environmentArgs(args)];
+    ...args.map((a) => a.replaceAll('{dir}', dir)), ...added()];
   const start = async (): Promise<ChildProcess> => {
     const cmd = argv();
     status = null;
@@ -201,7 +204,7 @@ export async function startMount(opts: MountOptions = {}): Promise<MountHandle> 
   // the kernel offers io_uring at INIT only while its switch is on: on for the start, then put
   // back (only for the --io-uring this helper added: a test that passes its own sets the switch itself)
   const launch = async (): Promise<ChildProcess> =>
-    environmentArgs(args).includes('--io-uring') ? withUringParam('Y', start) : start();
+    added().includes('--io-uring') ? withUringParam('Y', start) : start();
 
   try {
     await opts.setup?.(orig);

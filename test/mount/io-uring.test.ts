@@ -139,6 +139,28 @@ describe.skipIf(skip !== null)(`FUSE over io_uring${skip ? ` (skipped: ${skip})`
     });
   }
 
+  // without --threads: one serving thread per CPU where root switched the rings on (where they were
+  // measured to pay), one elsewhere; run as given in every project (no --threads or --supervise added)
+  for (const [param, when] of [['Y', 'the switch on'], ['N', 'the switch off']] as const) {
+    it(`without --threads, with ${when}: ${param === 'Y' ? 'one serving thread per CPU over the rings' : 'one thread on /dev/fuse'}`, { timeout: 60_000 }, async () => {
+      await withUringParam(param, () => withMount({ asGiven: true, args: ['--stats-file', '{dir}/stats.json', '--log-level', 'info'] }, async (t) => {
+        const stats = await clientThenStats(t, `d${param}`);
+        const threaded = param === 'Y' && cpus > 1;
+        expect(stats.ioUring).toBe(threaded);
+        // one thread has no per-thread counters
+        expect(stats.threads ?? 1).toBe(threaded ? cpus : 1);
+        if (threaded) {
+          expect(stats.ringRequests).toBeGreaterThan(50);
+          expect(t.serverLog()).toMatch(new RegExp(`FUSE over io_uring is switched on in the kernel: ${cpus} serving threads, one per CPU`));
+          expect(t.serverLog()).toMatch(new RegExp(`mounted .* \\(raw, fd budget \\d+, reopen by \\w+, ${cpus} threads, io_uring\\)`));
+        } else {
+          expect(stats.ringRequests).toBe(0);
+          expect(t.serverLog()).toMatch(/mounted .* \(raw, fd budget \d+, reopen by \w+\)/);
+        }
+      }));
+    });
+  }
+
   it('--io-uring on with the switch off: one line saying how to turn it on, exit 1, nothing mounted', async () => {
     const { dir, orig, mnt } = mountDirs('handlefs-uring-');
     try {
