@@ -5,6 +5,7 @@
 // answered back through that thread's ring). The host tree must be what the clients made, and the
 // stats must show that the rings, not /dev/fuse, carried the requests.
 import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -46,9 +47,32 @@ interface RingStats {
   ioUring: boolean;
   ringRequests: number;
   threads: number;
-  perThread: { requests: number; served: number; handedOver: number; answeredAtOnce: number }[];
+  perThread: { requests: number; served: number; handedOver: number; answeredAtOnce: number; farReads: number }[];
+  ringFarReads: number;
   openHandles: number;
 }
+
+// Reads FILE front to back in 1 MiB reads (the kernel's readahead turns them into large READs), or
+// with 'random' 200 reads of 4 KiB at random places without readahead; prints the sha256 of what it read.
+const READER = String.raw`
+import hashlib, os, random, sys
+path, how = sys.argv[1], sys.argv[2]
+h = hashlib.sha256()
+fd = os.open(path, os.O_RDONLY)
+if how == 'random':
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    size = os.fstat(fd).st_size
+    rnd = random.Random(7)
+    for _ in range(200):
+        h.update(os.pread(fd, 4096, rnd.randrange(0, size // 4096) * 4096))
+else:
+    while True:
+        b = os.read(fd, 1 << 20)
+        if not b: break
+        h.update(b)
+os.close(fd)
+print(h.hexdigest())
+`;
 
 async function readStats(dir: string): Promise<RingStats> {
   await sleep(1200);
@@ -120,6 +144,45 @@ describe.skipIf(skip !== null)(`FUSE over io_uring${skip ? ` (skipped: ${skip})`
       const stats = await clientThenStats(t, 'x');
       expect(stats.ioUring).toBe(true);
       expect(stats.ringRequests).toBeGreaterThan(50);
+    } finally {
+      await t.cleanup();
+    }
+    expect(t.exited()).toEqual({ code: 0, signal: null });
+  });
+
+  // A streaming reader's readahead comes as large READs on the queue of its CPU; they are served by
+  // the thread of the other CPU (FAR_READ in threads.ts): a reader on the owner's CPU has them
+  // handed to the other thread, one on the other thread's CPU to the owner. 4 KiB reads stay.
+  it.skipIf(cpus < 2)('--io-uring on --threads 2: a streaming reader on either CPU is served from the other one and reads what the host has; 4 KiB reads stay on their CPU', { timeout: 120_000 }, async () => {
+    const data = Buffer.alloc(24 << 20);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const host = createHash('sha256').update(data).digest('hex');
+    const t = await withUringParam('Y', () => startMount({
+      args: ['--io-uring', 'on', '--threads', '2', '--stats-file', '{dir}/stats.json'],
+      setup: (orig) => fs.writeFileSync(join(orig, 'big.bin'), data),
+    }));
+    try {
+      const file = join(t.mnt, 'big.bin');
+      for (const cpu of ['0', '1']) {
+        const r = await run('taskset', ['-c', cpu, 'python3', '-c', READER, file, 'stream'], { timeoutMs: 60_000 });
+        expect(r.status, `${r.stderr}\n${t.serverLog()}`).toBe(0);
+        expect(r.stdout.trim(), `reader on CPU ${cpu}`).toBe(host);
+      }
+      const streamed = await readStats(t.dir);
+      console.log(`far READs: owner ${streamed.ringFarReads}, thread ${streamed.perThread[1]!.farReads}; per thread ${JSON.stringify(streamed.perThread)}`);
+      // the reader on CPU 0 (the owner's queue): its large READs went to the other thread
+      expect(streamed.ringFarReads).toBeGreaterThan(0);
+      // the reader on CPU 1 (the other thread's queue): they went to the owner
+      expect(streamed.perThread[1]!.farReads).toBeGreaterThan(0);
+      // the same 4 KiB reads (same seed) through the mount and on the host
+      const r = await run('taskset', ['-c', '1', 'python3', '-c', READER, file, 'random'], { timeoutMs: 60_000 });
+      expect(r.status, `${r.stderr}\n${t.serverLog()}`).toBe(0);
+      const onHost = await run('python3', ['-c', READER, join(t.orig, 'big.bin'), 'random'], { timeoutMs: 60_000 });
+      expect(r.stdout.trim()).toBe(onHost.stdout.trim());
+      const after = await readStats(t.dir);
+      expect(after.ringFarReads).toBe(streamed.ringFarReads);
+      expect(after.perThread[1]!.farReads).toBe(streamed.perThread[1]!.farReads);
+      expect(after.perThread[1]!.served).toBeGreaterThan(streamed.perThread[1]!.served + 150);
     } finally {
       await t.cleanup();
     }

@@ -46,8 +46,8 @@ export interface RingRequests extends RequestHandler {
    * through its own ring (RingSession.commit), and the entry's next request comes to that ring.
    */
   handle(req: Buffer, entry?: number, qid?: number, io?: TransportIo): Promise<Buffer | null>;
-  /** told after each reply this ring committed */
-  answered?(): void;
+  /** told after each reply this ring committed, with its request */
+  answered?(req: Buffer, qid: number): void;
 }
 
 const LEN_SHIFT = 2 ** 22;
@@ -193,7 +193,7 @@ export class RingSession {
       // null: another thread answers it (a hand-over)
       if (reply === null) return;
       this.commit(entry, reply);
-      this.handler.answered?.();
+      this.handler.answered?.(req, qid);
     }, (e: unknown) => {
       give?.();
       this.once.error('handle-rejected', { err: e }, 'protocol server rejected a request (bug)');

@@ -19,8 +19,8 @@ import { DECLINED, ProtocolServer } from '../../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { RING_DEPTH, RingSession, entryReplySpace, type RingRequests } from './ring.js';
-import { DevFuseSession } from './session.js';
-import { ANSWERED_AT_ONCE, THREAD_STATS, awaitBack, BACK_WAITING, type AnsweredHandOver, type RingHandOver, type ThreadData, type ThreadReady } from './threads.js';
+import { DevFuseSession, keepPolling } from './session.js';
+import { ANSWERED_AT_ONCE, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type RingHandOver, type ThreadData, type ThreadReady } from './threads.js';
 
 const d = workerData as ThreadData;
 const log = makeLogger(d.logLevel as LevelWithSilent, { thread: d.index });
@@ -60,6 +60,7 @@ const back = new Int32Array(d.back);
 let requests = 0;
 let handedOver = 0;
 let answeredAtOnce = 0;
+let farReads = 0;
 
 /**
  * HANDLEFS_TEST_THREAD_FAULT=NAME (tests only): a LOOKUP of NAME that this thread reads makes it
@@ -72,6 +73,11 @@ const IN_HEADER = 40;
 
 const handler: RingRequests = {
   negotiated: true,
+  // after a large READ of a caller on another CPU this thread polls for the next one: the reader
+  // streams, and this is not the CPU it copies on
+  answered: (req, qid) => {
+    if (qid !== d.cpu && farRead(req)) keepPolling(d.hotMs);
+  },
   bufferSize: () => server.bufferSize(),
   reuseReplies: () => server.reuseReplies(),
   recycle: (reply) => server.recycle(reply),
@@ -79,7 +85,21 @@ const handler: RingRequests = {
     if (active) Atomics.store(gate, busy, 1);
     else release();
   },
-  async handle(req: Buffer, entry?: number, _qid?: number, io?: TransportIo): Promise<Buffer | null> {
+  async handle(req: Buffer, entry?: number, qid?: number, io?: TransportIo): Promise<Buffer | null> {
+    // A large READ of a caller on this CPU is served by the owner, on another CPU (FAR_READ). An
+    // entry of another queue (it came here with a large READ the owner handed over) goes home with
+    // anything but such a READ. Neither waits for its reply: the owner commits it through its own
+    // ring, and the entry follows it.
+    if (entry !== undefined && ring !== null && qid !== undefined && (qid === d.cpu) === farRead(req)) {
+      stats[row] = ++requests;
+      stats[row + 2] = ++handedOver;
+      if (qid === d.cpu) stats[row + 6] = ++farReads;
+      const copy = new ArrayBuffer(req.length);
+      new Uint8Array(copy).set(req);
+      port.postMessage({ entry, req: copy } satisfies RingHandOver, [copy]);
+      release();
+      return null;
+    }
     if (faultName !== null && req.length >= IN_HEADER && req.readUInt32LE(4) === Op.LOOKUP && req.subarray(IN_HEADER).equals(faultName)) {
       setImmediate(() => {
         throw new Error(`HANDLEFS_TEST_THREAD_FAULT: LOOKUP of ${faultName.toString('utf8', 0, faultName.length - 1)}`);
@@ -137,8 +157,12 @@ if (d.ring !== null) {
     ring.start(d.ring.payloadSize);
     const r = ring;
     port.on('message', (m: RingHandOver) => {
-      handler.handle(Buffer.from(m.req), m.entry).then((reply) => {
-        if (reply !== null) r.commit(m.entry, reply);
+      const req = Buffer.from(m.req);
+      handler.handle(req, m.entry, undefined, entryIo(req, m.entry)).then((reply) => {
+        if (reply === null) return;
+        r.commit(m.entry, reply);
+        // the owner hands over a large READ of a caller on another CPU (FAR_READ), or a READ or WRITE of this CPU's
+        if (farRead(req)) keepPolling(d.hotMs);
       }, (e: unknown) => log.error({ err: e }, 'serving a request handed back failed (bug)'));
     });
   } catch (e) {

@@ -19,7 +19,8 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import type { Logger } from 'pino';
 import type { NegotiatedState } from '../../fuse/protocol-server.js';
 import { E } from '../../errors.js';
-import { encodeError } from '../../fuse/codec.js';
+import { InHeader, ReadIn } from '../../fuse/abi.js';
+import { encodeError, type TransportIo } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
 import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
@@ -29,9 +30,9 @@ import { keepPolling, type RequestHandler } from './session.js';
 /**
  * Per thread in ServingThreads.stats: requests read, answered there, handed to the owner, LOOKUPs
  * answered ENOENT there, RELEASEs answered there and handed over (ANSWERED_AT_ONCE), UNLINKs and
- * RMDIRs done there.
+ * RMDIRs done there, large READs of its own CPU's queue handed to the owner (FAR_READ).
  */
-export const THREAD_STATS = 6;
+export const THREAD_STATS = 7;
 
 /** What a serving thread is started with (src/frontends/devfuse/thread-worker.ts). */
 export interface ThreadData {
@@ -55,6 +56,8 @@ export interface ThreadData {
   back: SharedArrayBuffer;
   /** over io_uring: the thread registers RING_DEPTH entries of its CPU's queue with this payload size */
   ring: { payloadSize: number; possible: number } | null;
+  /** --poll-us in ms: the thread keeps its loop turning this long after answering a large READ of a caller on another CPU (FAR_READ) */
+  hotMs: number;
   logLevel: string;
 }
 
@@ -82,6 +85,31 @@ export interface ThreadFsOptions {
 /** The owner's side: what it needs of its protocol server for requests handed over. */
 export interface Owner extends RequestHandler {
   negotiatedState(): NegotiatedState | null;
+  /** io: a ring entry's reply space, where a READ's reply is built */
+  handle(req: Buffer, io?: TransportIo): Promise<Buffer | null>;
+}
+
+/**
+ * Over io_uring, a READ of at least this size is served by a thread bound to another CPU than its
+ * caller's. Such READs are the kernel's readahead for a streaming reader, which it puts on the
+ * queue of the reader's CPU: served there, the reader and the serving thread take turns on one
+ * CPU, and the scheduler, waking the reader while the thread still runs, moves it to the other
+ * CPU at nearly every reply, its next READs then going to the other queue (README, "Benchmarks":
+ * 420-790 migrations of fio per GiB). Served from the other CPU, the reader copies while the
+ * server reads, as with one thread on /dev/fuse. Smaller READs (random reads: each caller waits
+ * for its answer) stay on the caller's CPU, where a round trip costs no cross-CPU wake-up.
+ */
+export const FAR_READ = 128 * 1024;
+const READ_SIZE = InHeader.SIZE + ReadIn.size;
+
+/** Whether `req` is a READ that is served away from its caller's CPU (FAR_READ). */
+export function farRead(req: Buffer): boolean {
+  return req.length >= READ_SIZE + 4 && req.readUInt32LE(4) === Op.READ && req.readUInt32LE(READ_SIZE) >= FAR_READ;
+}
+
+/** A READ's reply is built in its ring entry (no copy at the commit). */
+export function entryIo(req: Buffer, entry: number): TransportIo | undefined {
+  return req.length >= 8 && req.readUInt32LE(4) === Op.READ ? { replySpace: entryReplySpace(entry) } : undefined;
 }
 
 interface Served {
@@ -254,7 +282,7 @@ export class ServingThreads {
       const { port1, port2 } = new MessageChannel();
       const data: ThreadData = {
         index: i, fd, cpu: allowed[i % allowed.length]!, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
-        gate: this.gate.buffer as SharedArrayBuffer, port: port2, back: new SharedArrayBuffer(8), logLevel: this.log.level, ring,
+        gate: this.gate.buffer as SharedArrayBuffer, port: port2, back: new SharedArrayBuffer(8), logLevel: this.log.level, ring, hotMs: this.hotMs,
       };
       const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
       let ready!: () => void;
@@ -318,19 +346,36 @@ export class ServingThreads {
   /**
    * The owner's ring read a request of another thread's queue (that thread's entry came to the
    * owner with the last request it answered): a READ or WRITE goes to that thread, which serves
-   * it on its CPU and takes the entry back. True when it was handed over.
+   * it on its CPU and takes the entry back. A large READ (FAR_READ) goes the other way: one of
+   * another thread's queue is served here, one of the owner's own queues goes to a thread bound
+   * to another CPU. True when it was handed over.
    */
   routeRing(req: Buffer, entry: number, qid: number): boolean {
-    const t = this.byQueue.get(qid);
-    if (t === undefined || req.length < 8) return false;
-    const op = req.readUInt32LE(4);
-    if (op !== Op.READ && op !== Op.WRITE) return false;
+    if (req.length < 8) return false;
+    const mine = this.byQueue.get(qid);
+    let t: Served | undefined = mine;
+    if (farRead(req)) {
+      if (mine !== undefined) return false;
+      for (const [q, other] of this.byQueue) {
+        if (q !== qid) {
+          t = other;
+          this.farReads++;
+          break;
+        }
+      }
+    } else {
+      const op = req.readUInt32LE(4);
+      if (op !== Op.READ && op !== Op.WRITE) return false;
+    }
+    if (t === undefined) return false;
     const copy = new ArrayBuffer(req.length);
     new Uint8Array(copy).set(req);
     t.port.postMessage({ entry, req: copy } satisfies RingHandOver, [copy]);
     return true;
   }
 
+  /** large READs of the owner's queues it handed to a thread bound to another CPU (FAR_READ) */
+  private farReads = 0;
   /** replies to ring hand-overs the waiting thread took (ReplyBack), and those the owner committed */
   private givenBack = 0;
   private committedHere = 0;
@@ -356,7 +401,7 @@ export class ServingThreads {
    */
   private handOver(req: Buffer, t: Served, entry?: number): void {
     const fd = t.fd;
-    this.owner.handle(req).then((reply) => {
+    this.owner.handle(req, entry !== undefined ? entryIo(req, entry) : undefined).then((reply) => {
       if (entry !== undefined) {
         // no reply (a malformed request): the entry still needs an answer
         const out = reply ?? (req.length >= 16 ? encodeError(req.readBigUInt64LE(8), E.EIO) : null);
@@ -442,22 +487,25 @@ export class ServingThreads {
   /**
    * Per-thread numbers for the stats file: requests read, served there, handed to the owner; of
    * those served, LOOKUPs answered ENOENT and UNLINKs and RMDIRs done there; of those handed over,
-   * RELEASEs answered there (ANSWERED_AT_ONCE). The owner's row first; its own are not counted apart.
+   * RELEASEs answered there (ANSWERED_AT_ONCE) and large READs of its own CPU's queue (FAR_READ). The
+   * owner's row first; its own are not counted apart. ringFarReads: the large READs of the owner's
+   * queues it handed to another thread.
    */
   counters(): {
-    threads: number; perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number; removals: number; answeredAtOnce: number }>;
-    ringGivenBack: number; ringCommittedByOwner: number;
+    threads: number;
+    perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number; removals: number; answeredAtOnce: number; farReads: number }>;
+    ringGivenBack: number; ringCommittedByOwner: number; ringFarReads: number;
   } {
     const s = this.stats;
     const own = this.ownerRequests();
-    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, removals: 0, answeredAtOnce: 0 }];
+    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, removals: 0, answeredAtOnce: 0, farReads: 0 }];
     for (let i = 1; i <= this.threads.length; i++) {
       const r = i * THREAD_STATS;
       perThread.push({
-        requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, removals: s[r + 5]!, answeredAtOnce: s[r + 4]!,
+        requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, removals: s[r + 5]!, answeredAtOnce: s[r + 4]!, farReads: s[r + 6]!,
       });
     }
-    return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere };
+    return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere, ringFarReads: this.farReads };
   }
 
   /**
