@@ -113,10 +113,11 @@ function checkIoUring(): void {
 /**
  * The serving threads to start. Without --threads: one per CPU where root switched FUSE over
  * io_uring on and this process can make a ring (`ringUnavailable` says why not), one elsewhere.
- * Measured (README, "Why the default stays 1" and the benchmark section): over the rings the
- * threads were 1.04-2.04x one thread on metadata and 2.7x on random reads; on /dev/fuse clones,
- * which give no request to the thread of its caller's CPU, one thread polling after each reply was
- * faster on metadata and sequential I/O.
+ * Measured (README, "Why the default follows the kernel's io_uring switch"): over the rings the
+ * threads were 2.0-2.8x one thread on random reads and, depending on the day, 0.6-2.0x on
+ * metadata; on /dev/fuse clones, which give no request to the thread of its caller's CPU, one
+ * thread polling after each reply was faster on metadata and sequential I/O. And --io-uring auto
+ * takes the rings only with more than one thread: a root who switched them on wants them.
  */
 export function servingThreads(cfg: Config, ringUnavailable: () => string | null, switchedOn: () => boolean | null = uringSwitch): number {
   if (!cfg.threadsFollowRing) return cfg.threads;

@@ -161,7 +161,8 @@ if (d.ring !== null) {
       handler.handle(req, m.entry, undefined, entryIo(req, m.entry)).then((reply) => {
         if (reply === null) return;
         r.commit(m.entry, reply);
-        // the owner hands over a large READ of a caller on another CPU (FAR_READ), or a READ or WRITE of this CPU's
+        // a large READ comes from the owner only for a caller on another CPU (routeRing, FAR_READ):
+        // poll for the reader's next one, as after those this ring reads itself
         if (farRead(req)) keepPolling(d.hotMs);
       }, (e: unknown) => log.error({ err: e }, 'serving a request handed back failed (bug)'));
     });
