@@ -175,8 +175,8 @@ type SessionLike = Pick<DevFuseSession, 'done' | 'live'>;
 async function inProcess(
   cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, wiring: CoreWiring, stop: StopServed, notifier: NotifyWriter | null, device: number,
 ): Promise<RawHandler> {
-  const [{ ProtocolServer }, { SharedFileTable, SharedRemovalGate }, dev] = await Promise.all([
-    import('../fuse/protocol-server.js'), import('../fs/shared-files.js'), import('../frontends/devfuse/index.js'),
+  const [{ ProtocolServer }, { SharedFileTable, SharedRemovalGate }, { SharedInodeLink }, dev] = await Promise.all([
+    import('../fuse/protocol-server.js'), import('../fs/shared-files.js'), import('../fs/shared-inodes.js'), import('../frontends/devfuse/index.js'),
   ]);
   // --io-uring auto asks for FUSE over io_uring where it was measured to pay: with more than one
   // serving thread (each CPU's queue then has its own thread; one thread serving every queue was
@@ -186,16 +186,19 @@ async function inProcess(
   const ioUring = cfg.ioUring === 'on' ? 'need' : cfg.threads > 1 && noRing === null ? 'want' : undefined;
   // fds for the other serving threads: as many open files and inodes as a busy server holds
   const shared = cfg.threads > 1
-    ? { files: SharedFileTable.create(SHARED_OPEN_FILES), inodes: SharedFileTable.create(SHARED_INODE_FDS), removals: SharedRemovalGate.create() }
+    ? {
+      files: SharedFileTable.create(SHARED_OPEN_FILES), inodes: SharedFileTable.create(SHARED_INODE_FDS), removals: SharedRemovalGate.create(),
+      inodeTable: new SharedInodeLink(),
+    }
     : null;
   let threads: ServingThreads | null = null;
   const { core, fsys } = await makeCore(cfg, pre.root, keys, log, { ...wiring, sharedFds: shared, settle: shared ? () => threads?.settle() : null });
   const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), ioUring, onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
   if (shared) {
     threads = new dev.ServingThreads(device, server, cfg.threads, { files: shared.files.buffer, inodes: shared.inodes.buffer, removals: shared.removals.buffer }, {
-      maxWrite: cfg.maxWrite, attrTimeoutMs: timeoutMs(cfg.cache), rootPath: core.procRootPath,
+      maxWrite: cfg.maxWrite, attrTimeoutMs: timeoutMs(cfg.cache), rootPath: core.procRootPath, ...core.handleKeying,
       plainXattrs: cfg.xattr && cfg.xattrmap === null && cfg.translateUid.length === 0 && cfg.translateGid.length === 0, readonly: cfg.readonly, translateUid: cfg.translateUid, translateGid: cfg.translateGid,
-    }, childLogger('threads', log), (why) => stop(why, true, true));
+    }, childLogger('threads', log), (why) => stop(why, true, true), shared.inodeTable);
     threads.hotMs = cfg.pollUs / 1000;
   }
   let ring: InstanceType<typeof dev.RingSession> | null = null;

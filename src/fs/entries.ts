@@ -63,7 +63,7 @@ export class Entries {
         this.conf.confirmInside(target, fd);
         return statAt(fd, EMPTY, AT_EMPTY_PATH);
       });
-      target.nlookup++;
+      target.addLookup();
       return entryOf(s, target, st);
     }
     const r = this.conf.withDir(parent, (dfd) => this.lookupKnown(parent, dfd, name) ?? this.lookupAt(parent, dfd, name));
@@ -226,7 +226,7 @@ export class Entries {
     inode.ino = st.ino;
     inode.dev = devOf(st);
     if (inode.type !== S_IFDIR) s.store.setLinks(inode, st.nlink);
-    inode.nlookup++;
+    inode.addLookup();
     if (parent && name) this.conf.inheritProof(inode, parent);
     return { inode, st };
   }
@@ -257,7 +257,7 @@ export class Entries {
     if (st.ino !== inode.ino || devOf(st) !== inode.dev || (st.mode & S_IFMT) !== inode.type) return null;
     if (inode.type !== S_IFDIR) s.store.setLinks(inode, st.nlink);
     this.learnName(inode, parent, name);
-    inode.nlookup++;
+    inode.addLookup();
     this.conf.inheritProof(inode, parent);
     return { inode, st };
   }

@@ -1,5 +1,9 @@
 import type { Logger } from 'pino';
 import { handleKey, type FileHandle } from '../handle/file-handle.js';
+import {
+  CHUNK, CHUNK_BYTES, Chunk, EMPTY_SLOT, F_HANDLE, F_INDEXED, F_LIVE, F_REOPENABLE, F_ROUGH, F_UNLINKED, HANDLE_INLINE, LK_COUNT, LK_DEAD, LK_INC_MASK,
+  LK_INC_SHIFT, MASK, NAME_INLINE, NO_LEN, SHIFT, TYPE_MASK, handleHash, type SharedInodeLink,
+} from './shared-inodes.js';
 
 /**
  * The inode table: what the server knows of every host inode the client may name, kept in typed
@@ -13,53 +17,7 @@ import { handleKey, type FileHandle } from '../handle/file-handle.js';
  * a slot is reused only after its inode left the table.
  */
 
-/** name bytes kept in the slot; a longer name lives in a side map */
-const NAME_INLINE = 24;
-/** file handle bytes kept in the slot (ext4 8, tmpfs 12, xfs 8-16, btrfs 20); longer in a side map */
-const HANDLE_INLINE = 24;
-const NO_LEN = 0xffff;
-const TYPE_MASK = 0o170000;
-const F_REOPENABLE = 1 << 16;
-const F_UNLINKED = 1 << 17;
-/** in the identity index (an alias restored under another node id is not) */
-const F_INDEXED = 1 << 18;
-const F_LIVE = 1 << 19;
-const F_HANDLE = 1 << 20;
-/** the lookup count came from a crashed predecessor's stream: it may be behind the client's */
-const F_ROUGH = 1 << 21;
-const EMPTY_SLOT = -1;
-/** slots per chunk: 2^14, about 2.3 MB of columns (its pages resident as they are used) */
-const SHIFT = 14;
-const CHUNK = 1 << SHIFT;
-const MASK = CHUNK - 1;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-
-/** The columns of CHUNK slots. */
-class Chunk {
-  readonly gen = new BigUint64Array(CHUNK);
-  readonly nodeid = new Float64Array(CHUNK);
-  /** S_IFMT bits and the F_ flags */
-  readonly flags = new Uint32Array(CHUNK);
-  readonly nlookup = new Float64Array(CHUNK);
-  readonly children = new Uint32Array(CHUNK);
-  readonly opens = new Uint32Array(CHUNK);
-  /** the parent link's slot, -1 for none */
-  readonly parent = new Int32Array(CHUNK);
-  readonly links = new Uint32Array(CHUNK);
-  readonly ino = new BigInt64Array(CHUNK);
-  readonly dev = new Float64Array(CHUNK);
-  readonly proven = new Float64Array(CHUNK);
-  /** the handle's type, its mount (an index of InodeStore.mounts) and length */
-  readonly htype = new Int32Array(CHUNK);
-  readonly mount = new Uint16Array(CHUNK);
-  readonly handleLen = new Uint16Array(CHUNK);
-  /** NO_LEN: no name */
-  readonly nameLen = new Uint16Array(CHUNK);
-  readonly name = new Uint8Array(CHUNK * NAME_INLINE);
-  readonly handle = new Uint8Array(CHUNK * HANDLE_INLINE);
-}
-const CHUNK_BYTES = CHUNK * (8 * 6 + 4 * 6 + 2 * 3 + NAME_INLINE + HANDLE_INLINE);
-
 /** A view of one inode of the table. Identity is the sealed file handle (or dev:ino on a filesystem without handles); the fd is only a cache entry (FdCache key `fdKey`). */
 export class Inode {
   private key: string | null = null;
@@ -90,13 +48,20 @@ export class Inode {
     return this.c.flags[this.i]! & TYPE_MASK;
   }
 
-  /** lookups the client holds (FUSE nlookup); saturates at 0 */
+  /** lookups the client holds (FUSE nlookup), those other serving threads counted included; saturates at 0 */
   get nlookup(): number {
-    return this.c.nlookup[this.i]!;
+    return this.c.nlookup[this.i]! + (Atomics.load(this.c.lk, this.i) & LK_COUNT);
   }
 
+  /** Set the count of an inode no lookup was counted on yet (the root, a restored record's count). */
   set nlookup(v: number) {
+    this.t.fold(this.slot);
     this.c.nlookup[this.i] = v;
+  }
+
+  /** Count one lookup (the owner's; other threads count theirs in the lookup word). */
+  addLookup(): void {
+    this.c.nlookup[this.i] = this.c.nlookup[this.i]! + 1;
   }
 
   /** inodes whose parent link points here: a parent stays known while a child may need the re-walk */
@@ -315,7 +280,7 @@ export class InodeStore {
   private readonly mounts: bigint[] = [];
   /** node id -> slot and identity -> slot: open addressing, linear probing, slots (-1 empty), at most half full */
   private byNode = new Int32Array(2 * CHUNK).fill(EMPTY_SLOT);
-  private byIdent = new Int32Array(2 * CHUNK).fill(EMPTY_SLOT);
+  private byIdent: Int32Array;
   private used = 0;
   /** slots freed, reused oldest first */
   private free: number[] = [];
@@ -328,8 +293,37 @@ export class InodeStore {
     private readonly log: Logger,
     /** an inode left memory: release its fd, keep its record */
     private readonly onDrop: ((inode: Inode) => void) | null = null,
+    /**
+     * The other serving threads read the chunks and the identity index (src/fs/shared-inodes.ts):
+     * they live in SharedArrayBuffers, and the link hears of each new one.
+     */
+    private readonly sharing: SharedInodeLink | null = null,
   ) {
     this.nextId = rootId + 1n;
+    this.byIdent = this.newIndex(2 * CHUNK);
+  }
+
+  private newIndex(size: number): Int32Array {
+    return new Int32Array(this.sharing ? new SharedArrayBuffer(size * 4) : new ArrayBuffer(size * 4)).fill(EMPTY_SLOT);
+  }
+
+  /** Tell the other threads of the chunks and index as they are now. */
+  private share(): void {
+    this.sharing?.publish({ chunks: this.chunks.map((c) => c.buffer as SharedArrayBuffer), ident: this.byIdent.buffer as SharedArrayBuffer });
+  }
+
+  /** Fold the lookups other threads counted on `slot` into its nlookup column. */
+  fold(slot: number): void {
+    const c = this.chunkOf(slot), i = slot & MASK;
+    for (;;) {
+      const w = Atomics.load(c.lk, i);
+      const n = w & LK_COUNT;
+      if (n === 0) return;
+      if (Atomics.compareExchange(c.lk, i, w, w - n) === w) {
+        c.nlookup[i] = c.nlookup[i]! + n;
+        return;
+      }
+    }
   }
 
   get size(): number {
@@ -400,6 +394,8 @@ export class InodeStore {
     if (this.findNode(Number(n.nodeid)) >= 0) throw new Error(`node id ${n.nodeid} is already in the table`);
     const slot = this.takeSlot();
     const c = this.chunkOf(slot), i = slot & MASK;
+    // the slot's next incarnation is published by the lookup word once its columns are written (below)
+    const word = ((((Atomics.load(c.lk, i) & LK_INC_MASK) >>> LK_INC_SHIFT) + 1) & (LK_INC_MASK >>> LK_INC_SHIFT)) << LK_INC_SHIFT;
     c.gen[i] = n.generation;
     c.nodeid[i] = Number(n.nodeid);
     let f = (n.type & TYPE_MASK) | F_LIVE;
@@ -432,6 +428,7 @@ export class InodeStore {
     }
     if (n.seal) this.seals.set(slot, n.seal);
     this.count++;
+    Atomics.store(c.lk, i, word);
     this.insertNode(slot);
     if (n.indexed !== false) this.index(slot);
     return new Inode(this, slot, n.nodeid);
@@ -455,6 +452,7 @@ export class InodeStore {
   /** Drop `n` lookups; a count going below zero is a client bug: saturate and log, never abort. */
   /** Drop n of the client's lookups; false when it had fewer (the count saturates at 0; the caller logs it). */
   forget(inode: Inode, n: number): boolean {
+    this.fold(inode.slot);
     const have = this.chunkOf(inode.slot).nlookup[inode.slot & MASK]!;
     const ok = n <= have;
     this.chunkOf(inode.slot).nlookup[inode.slot & MASK] = ok ? have - n : 0;
@@ -557,7 +555,10 @@ export class InodeStore {
       }
       return s;
     }
-    if (this.used === this.chunks.length * CHUNK) this.chunks.push(new Chunk());
+    if (this.used === this.chunks.length * CHUNK) {
+      this.chunks.push(new Chunk(this.sharing ? new SharedArrayBuffer(CHUNK_BYTES) : new ArrayBuffer(CHUNK_BYTES)));
+      this.share();
+    }
     return this.used++;
   }
 
@@ -566,6 +567,12 @@ export class InodeStore {
     // iterative: dropping a child may drop its parent, and so on up the chain
     while (slot >= 0 && this.chunkOf(slot).flags[slot & MASK]! & F_LIVE && this.chunkOf(slot).nlookup[slot & MASK] === 0 && this.chunkOf(slot).children[slot & MASK] === 0
       && this.chunkOf(slot).opens[slot & MASK] === 0 && this.chunkOf(slot).nodeid[slot & MASK] !== Number(this.rootId)) {
+      // out of the table only while no other thread counted a lookup: then none can any more
+      const c = this.chunkOf(slot), w = Atomics.load(c.lk, slot & MASK);
+      if (w & LK_COUNT || Atomics.compareExchange(c.lk, slot & MASK, w, w | LK_DEAD) !== w) {
+        this.fold(slot);
+        break;
+      }
       const inode = this.view(slot);
       this.onDrop?.(inode);
       this.removeNode(slot);
@@ -594,7 +601,7 @@ export class InodeStore {
     if ((this.count + 1) * 2 <= this.byNode.length) return;
     const size = this.byNode.length * 2;
     this.byNode = new Int32Array(size).fill(EMPTY_SLOT);
-    this.byIdent = new Int32Array(size).fill(EMPTY_SLOT);
+    this.byIdent = this.newIndex(size);
     for (let s = 0; s < this.used; s++) {
       const c = this.chunkOf(s), i = s & MASK;
       if (!(c.flags[i]! & F_LIVE)) continue;
@@ -604,6 +611,7 @@ export class InodeStore {
         this.index(s);
       }
     }
+    this.share();
   }
 
   // ---- node id index
@@ -664,12 +672,7 @@ export class InodeStore {
   }
 
   private handleHash(m: number, type: number, b: Uint8Array): number {
-    let h = Math.imul(m ^ 0x811c9dc5, 0x01000193) ^ type;
-    for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
-    h ^= h >>> 15;
-    h = Math.imul(h, 0x2c1b3c6d);
-    h ^= h >>> 12;
-    return (h >>> 0) & (this.byIdent.length - 1);
+    return handleHash(m, type, b, this.byIdent.length);
   }
 
   private devInoHash(dev: number, ino: bigint): number {

@@ -101,6 +101,11 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
     return chrooted() ? null : this.s.rootPath;
   }
 
+  /** What another serving thread needs to make the handles the inode table is keyed by: the root's mount id and name_to_handle_at's flags. */
+  get handleKeying(): { rootMount: bigint; handleFlags: number } {
+    return { rootMount: this.s.root.mountId!, handleFlags: this.s.handleFlags };
+  }
+
   get reopenStrategy(): 'handle' | 'path' {
     return this.s.fds.strategy;
   }

@@ -111,7 +111,7 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
     // a count restored after a crash may have reached 0 before the client's: the record keeps saying so
     if (r && inode.countApproximate) r.approximate = true;
     if (r) exports.put(r, inode.identity);
-  });
+  }, shared?.inodeTable ?? null);
   const rootStat = statAt(rootPathFd, EMPTY, AT_EMPTY_PATH);
   // the device is what a child directory is compared with to find a submount
   const root = store.create({

@@ -15,6 +15,8 @@
  * since the slot may have been withdrawn and reused between its look and its borrow.
  */
 
+import type { SharedInodeLink } from './shared-inodes.js';
+
 const WORDS = 9;
 const STATE = 0;
 const FH_LO = 1;
@@ -60,6 +62,8 @@ export interface SharedFds {
   inodes: SharedFileTable;
   /** whether the other threads may remove names (UNLINK, RMDIR) */
   removals: SharedRemovalGate;
+  /** the inode table's chunks and identity index, for the threads' LOOKUPs of known inodes (src/fs/shared-inodes.ts) */
+  inodeTable?: SharedInodeLink;
 }
 
 const WATCHING = 0;

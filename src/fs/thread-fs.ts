@@ -9,14 +9,17 @@
  * the owner, which answers it on this thread's channel.
  */
 import { DECLINE, E, FsError } from '../errors.js';
-import { sys, statAt, procFdDir, procFdPath, AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFDIR, S_IFLNK, XATTR_SIZE_MAX } from '../sys/syscalls.js';
+import {
+  sys, statAt, procFdDir, procFdPath, AT_EMPTY_PATH, AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFDIR, S_IFLNK, S_IFMT, XATTR_SIZE_MAX,
+} from '../sys/syscalls.js';
 import { killSuidgid, setModeOwner, setTimes } from './attrs.js';
 import { pathBeneath } from './confinement.js';
 import { NowaitIo } from './data-io.js';
 import { ROOT_ID, type FileSystem } from './filesystem.js';
 import type { MoveWatch } from './move-watch.js';
 import { checkName, isDotName } from './names.js';
-import { EMPTY, statToAttr, type FsCounters } from './services.js';
+import { EMPTY, devOf, statToAttr, type FsCounters } from './services.js';
+import type { SharedInodes } from './shared-inodes.js';
 import { SHARED_LOCK_OWNERS, SHARED_ROOT_MOUNT, type SharedFds, type SharedFile, type SharedFileTable, type SharedRemovalGate } from './shared-files.js';
 import {
   FATTR_ATIME, FATTR_ATIME_NOW, FATTR_CTIME, FATTR_FH, FATTR_GID, FATTR_KILL_SUIDGID, FATTR_LOCKOWNER, FATTR_MODE, FATTR_MTIME, FATTR_MTIME_NOW, FATTR_UID,
@@ -38,6 +41,10 @@ export interface ThreadFsSettings {
    * --xattrmap, no id translation): only then does this thread answer it.
    */
   plainXattrs: boolean;
+  /** the root's mount id: the inode table is keyed by handles on it */
+  rootMount: bigint;
+  /** name_to_handle_at's flags, as the owner makes handles (they decide the mount id) */
+  handleFlags: number;
 }
 
 /** What this thread did: requests it answered from the table, and the ones it declined. */
@@ -46,6 +53,8 @@ export interface ThreadFsCounters {
   declined: number;
   /** LOOKUPs answered ENOENT here (in `served` too) */
   negativeLookups: number;
+  /** LOOKUPs of inodes the owner knows, answered and counted here (in `served` too) */
+  positiveLookups: number;
   /** UNLINKs and RMDIRs done here, whatever their answer (in `served` too) */
   removals: number;
 }
@@ -61,7 +70,7 @@ class ThreadFiles {
   private readonly io: NowaitIo;
   private killPrivV2 = false;
   private readonly f: SharedFile = { fd: -1, flags: 0, dev: 0, marks: 0 };
-  readonly counters: ThreadFsCounters = { served: 0, declined: 0, negativeLookups: 0, removals: 0 };
+  readonly counters: ThreadFsCounters = { served: 0, declined: 0, negativeLookups: 0, positiveLookups: 0, removals: 0 };
 
   private readonly table: SharedFileTable;
   private readonly inodes: SharedFileTable;
@@ -69,11 +78,16 @@ class ThreadFiles {
   private readonly attrTimeoutMs: number;
   private readonly rootPath: Buffer | null;
   private readonly plainXattrs: boolean;
+  private readonly rootMount: bigint;
+  private readonly handleFlags: number;
   /** node ids proven beneath the root at moves' epoch provenEpoch (inside) */
   private readonly proven = new Set<bigint>();
   private provenEpoch = -1;
 
-  constructor(tables: SharedFds, private readonly fsCounters: FsCounters, settings: ThreadFsSettings, private readonly moves: MoveWatch | null) {
+  constructor(
+    tables: SharedFds, private readonly fsCounters: FsCounters, settings: ThreadFsSettings, private readonly moves: MoveWatch | null,
+    private readonly known: SharedInodes | null,
+  ) {
     this.table = tables.files;
     this.inodes = tables.inodes;
     this.removals = tables.removals;
@@ -81,6 +95,8 @@ class ThreadFiles {
     this.attrTimeoutMs = settings.attrTimeoutMs;
     this.rootPath = settings.rootPath ? Buffer.from(settings.rootPath) : null;
     this.plainXattrs = settings.plainXattrs;
+    this.rootMount = settings.rootMount;
+    this.handleFlags = settings.handleFlags;
   }
 
   /**
@@ -109,11 +125,17 @@ class ThreadFiles {
   }
 
   /**
-   * LOOKUP of a name that is not there: ENOENT from here, the commonest lookup of a create or an
-   * untar. The parent must be a published directory, proven beneath the root as the owner proves
-   * it (Confinement.confirmInside's path check), or an absent name inside a directory the host moved
-   * out would be told. A name that is there, '.', '..', an unpublished parent, a failed proof or any
-   * other error: the owner's (it counts lookups and keeps the inode table).
+   * LOOKUP in a published directory, proven beneath the root as the owner proves it
+   * (Confinement.confirmInside's path check), or an answer about a directory the host moved out
+   * would be told:
+   * - a name that is not there: ENOENT from here, the commonest lookup of a create or an untar;
+   * - a name of an inode the owner knows under this very parent link (SharedInodes.find): the
+   *   owner's LOOKUP fast path (Entries.lookupKnown) done here, name_to_handle_at and statx by
+   *   name, the statx matching the inode's recorded ino, device and type (or the name changed
+   *   between the two calls), and its lookup counted in the table's lookup word.
+   * '.', '..', an unpublished parent, an unknown inode, another parent link or name (the owner
+   * learns names), a change in whether it has other links, a submount, a failed proof or any other
+   * error: the owner's.
    */
   async lookup(_ctx: Context, parentId: bigint, name: Buffer): Promise<Entry> {
     // the owner's answers to a bad name (EINVAL, ENAMETOOLONG)
@@ -122,19 +144,49 @@ class ThreadFiles {
     const slot = this.inodes.borrow(parentId, parentId);
     if (slot < 0) this.decline();
     let absent = false;
+    let entry: Entry | null = null;
     try {
       const { fd, flags: type } = this.inodes.fileAt(slot, this.f);
       if (type !== S_IFDIR) this.decline();
-      const h = sys.nameToHandleAtTry(fd, name, 0);
-      // proven after the look, before the answer: a directory moved out in between is refused
-      absent = h === -E.ENOENT && this.inside(parentId, fd);
+      const h = sys.nameToHandleAtTry(fd, name, this.handleFlags);
+      if (typeof h === 'number') {
+        // proven after the look, before the answer: a directory moved out in between is refused
+        absent = h === -E.ENOENT && this.inside(parentId, fd);
+      } else if (this.known !== null && h.mountId === this.rootMount) {
+        entry = this.lookupKnown(parentId, fd, name, h.type, h.bytes);
+      }
     } finally {
       this.inodes.release(slot);
+    }
+    if (entry !== null) {
+      this.counters.served++;
+      this.counters.positiveLookups++;
+      return entry;
     }
     if (!absent) this.decline();
     this.counters.served++;
     this.counters.negativeLookups++;
     throw new FsError(E.ENOENT);
+  }
+
+  /** The entry of a known inode found by its handle (lookup), its lookup counted; null: the owner's. */
+  private lookupKnown(parentId: bigint, dirFd: number, name: Buffer, type: number, bytes: Buffer): Entry | null {
+    const found = this.known!.find(type, bytes, Number(parentId), name, Number(ROOT_ID));
+    if (found === null) return null;
+    let st;
+    try {
+      st = statAt(dirFd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT);
+    } catch {
+      return null;
+    }
+    if (st.ino !== found.ino || devOf(st) !== found.dev || (st.mode & S_IFMT) !== found.type) return null;
+    // the owner keeps count of inodes with other names (SharedRemovalGate): it sees that change
+    if (found.type !== S_IFDIR && st.nlink > 1 !== found.multiLinked) return null;
+    // proven after the look; counted last, only if the slot still holds that inode
+    if (!this.inside(parentId, dirFd) || !this.known!.count(found)) return null;
+    return {
+      nodeid: BigInt(found.nodeid), generation: found.generation, attr: statToAttr(st), entryTimeoutMs: this.attrTimeoutMs, attrTimeoutMs: this.attrTimeoutMs,
+    };
   }
 
   async unlink(_ctx: Context, parentId: bigint, name: Buffer): Promise<void> {
@@ -343,9 +395,9 @@ class ThreadFiles {
  * turns DECLINE into its DECLINED reply, which the thread forwards to the owner).
  */
 export function threadFs(
-  tables: SharedFds, fsCounters: FsCounters, settings: ThreadFsSettings, moves: MoveWatch | null = null,
+  tables: SharedFds, fsCounters: FsCounters, settings: ThreadFsSettings, moves: MoveWatch | null = null, known: SharedInodes | null = null,
 ): { fs: FileSystem; counters: ThreadFsCounters } {
-  const files = new ThreadFiles(tables, fsCounters, settings, moves);
+  const files = new ThreadFiles(tables, fsCounters, settings, moves, known);
   const own: Record<string | symbol, unknown> = {};
   for (const k of ['init', 'destroy', 'lookup', 'getattr', 'setattr', 'statx', 'readlink', 'getxattr', 'unlink', 'rmdir', 'read', 'write', 'flush', 'fsync'] as const) own[k] = files[k].bind(files);
   const declined = (): never => files.decline();

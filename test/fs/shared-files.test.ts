@@ -484,7 +484,7 @@ describe('names removed by another serving thread (threadFs beside PassthroughFs
     const { pfs } = makeFs(root, { sharedFds: tables, fdBudget: 32 });
     cores.push(pfs);
     await pfs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
-    const t = threadFs(tables, newFsCounters(), { attrTimeoutMs: 1000, rootPath: Buffer.from(fs.realpathSync(root)), plainXattrs: true });
+    const t = threadFs(tables, newFsCounters(), { attrTimeoutMs: 1000, rootPath: Buffer.from(fs.realpathSync(root)), plainXattrs: true, rootMount: 0n, handleFlags: 0 });
     return { root, outside, tables, pfs, t };
   }
 

@@ -57,7 +57,7 @@ function shareAndOutside(): { share: string; outside: string; settings: ThreadFs
   const outside = path.join(root, 'outside');
   fs.mkdirSync(share);
   fs.mkdirSync(outside);
-  const settings = { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)), plainXattrs: true };
+  const settings = { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(share)), plainXattrs: true, rootMount: 0n, handleFlags: 0 };
   ({ fs: tfs, counters } = threadFs({ files: table, inodes, removals }, fsCounters(), settings));
   return { share, outside, settings };
 }
@@ -90,7 +90,7 @@ beforeEach(async () => {
   table = SharedFileTable.create(16);
   inodes = SharedFileTable.create(16);
   removals = SharedRemovalGate.create();
-  ({ fs: tfs, counters } = threadFs({ files: table, inodes, removals }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(root)), plainXattrs: true }));
+  ({ fs: tfs, counters } = threadFs({ files: table, inodes, removals }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: Buffer.from(fs.realpathSync(root)), plainXattrs: true, rootMount: 0n, handleFlags: 0 }));
   await tfs.init({ writeback: false, killPrivV2: false, passthrough: false, submounts: false });
 });
 
@@ -157,7 +157,7 @@ describe('reads and writes through a published fd', () => {
     await expect(tfs.fsync(ctx, NODE, FH, false)).resolves.toBeUndefined();
     await expect(tfs.fsync(ctx, NODE, FH, true)).resolves.toBeUndefined();
     expect(table.borrowers(FH)).toBe(0);
-    expect(counters).toEqual({ served: 2, declined: 0, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 2, declined: 0, negativeLookups: 0, positiveLookups: 0, removals: 0 });
   });
 
   it('a failing read (an fd opened write-only) fails with the host errno and gives its borrow back', async () => {
@@ -173,14 +173,14 @@ describe('FLUSH', () => {
   it('served while no lock owner used the fh; declined once the entry is marked SHARED_LOCK_OWNERS, and served again when unmarked', async () => {
     publishFile('f', 'x', 'r+', FH, NODE, O_RDWR);
     await expect(tfs.flush(ctx, NODE, FH, 1n)).resolves.toBeUndefined();
-    expect(counters).toEqual({ served: 1, declined: 0, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 1, declined: 0, negativeLookups: 0, positiveLookups: 0, removals: 0 });
     table.mark(FH, SHARED_LOCK_OWNERS, true);
     await declines(() => tfs.flush(ctx, NODE, FH, 1n));
     expect(table.borrowers(FH)).toBe(0);
-    expect(counters).toEqual({ served: 1, declined: 1, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 1, declined: 1, negativeLookups: 0, positiveLookups: 0, removals: 0 });
     table.mark(FH, SHARED_LOCK_OWNERS, false);
     await tfs.flush(ctx, NODE, FH, 1n);
-    expect(counters).toEqual({ served: 2, declined: 1, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 2, declined: 1, negativeLookups: 0, positiveLookups: 0, removals: 0 });
   });
 });
 
@@ -194,7 +194,7 @@ describe('declined: the owner serves it', () => {
     await declines(() => tfs.read(ctx, NODE + 1n, FH, 0, 1));
     await declines(() => tfs.write(ctx, NODE + 1n, FH, 0, B('y'), 0));
     expect(fs.readFileSync(path.join(root, 'f'), 'utf8')).toBe('x');
-    expect(counters).toEqual({ served: 0, declined: 6, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 0, declined: 6, negativeLookups: 0, positiveLookups: 0, removals: 0 });
     // closing (the owner released it while a borrower held it): no new borrows
     const s = table.borrow(FH, NODE);
     expect(table.withdraw(FH, true)).toBe(false);
@@ -202,7 +202,7 @@ describe('declined: the owner serves it', () => {
     table.release(s);
     expect(table.withdraw(FH, true)).toBe(true);
     await declines(() => tfs.read(ctx, NODE, FH, 0, 1));
-    expect(counters).toEqual({ served: 0, declined: 8, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 0, declined: 8, negativeLookups: 0, positiveLookups: 0, removals: 0 });
   });
 
   it('every other method declines without touching the host', async () => {
@@ -217,7 +217,7 @@ describe('declined: the owner serves it', () => {
     // release was declined: the entry is still published and lent
     expect(table.borrowers(FH)).toBe(0);
     expect((await tfs.read(ctx, NODE, FH, 0, 1)).toString()).toBe('x');
-    expect(counters).toEqual({ served: 1, declined: 5, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 1, declined: 5, negativeLookups: 0, positiveLookups: 0, removals: 0 });
   });
 
   it('destroy leaves the owner\'s fds open', async () => {
@@ -287,7 +287,7 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
     for (const [parent, name] of [[1n, B('nope')], [NODE, B('nope')], [NODE, Buffer.from([0x66, 0xff, 0xfe])]] as const) {
       expect(await errnoOf(tfs.lookup(ctx, parent, name))).toBe(E.ENOENT);
     }
-    expect(counters).toEqual({ served: 3, declined: 0, negativeLookups: 3, removals: 0 });
+    expect(counters).toEqual({ served: 3, declined: 0, negativeLookups: 3, positiveLookups: 0, removals: 0 });
     expect(inodes.borrowers(1n)).toBe(0);
     expect(inodes.borrowers(NODE)).toBe(0);
   });
@@ -299,7 +299,7 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
     fs.symlinkSync('f', path.join(root, 'l'));
     fs.symlinkSync('/etc/nothing-here', path.join(root, 'dangling'));
     for (const n of ['f', 'd', 'l', 'dangling']) await declines(() => tfs.lookup(ctx, 1n, B(n)));
-    expect(counters).toEqual({ served: 0, declined: 4, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 0, declined: 4, negativeLookups: 0, positiveLookups: 0, removals: 0 });
     expect(inodes.borrowers(1n)).toBe(0);
   });
 
@@ -336,7 +336,7 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
     // back inside: answered again
     fs.renameSync(`${share}d`, path.join(share, 'd'));
     expect(await errnoOf(tfs.lookup(ctx, NODE, B('secret')))).toBe(E.ENOENT);
-    expect(counters).toEqual({ served: 2, declined: 3, negativeLookups: 2, removals: 0 });
+    expect(counters).toEqual({ served: 2, declined: 3, negativeLookups: 2, positiveLookups: 0, removals: 0 });
     expect(inodes.borrowers(NODE)).toBe(0);
   });
 
@@ -388,10 +388,10 @@ describe('LOOKUP: an absent name is answered here, anything else is the owner\'s
   });
 
   it('without a root path to prove places with (a chrooted process), every LOOKUP is the owner\'s', async () => {
-    ({ fs: tfs, counters } = threadFs({ files: table, inodes, removals }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: null, plainXattrs: true }));
+    ({ fs: tfs, counters } = threadFs({ files: table, inodes, removals }, fsCounters(), { attrTimeoutMs: ATTR_MS, rootPath: null, plainXattrs: true, rootMount: 0n, handleFlags: 0 }));
     publishPath(root, 1n, S_IFDIR);
     await declines(() => tfs.lookup(ctx, 1n, B('nope')));
-    expect(counters).toEqual({ served: 0, declined: 1, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 0, declined: 1, negativeLookups: 0, positiveLookups: 0, removals: 0 });
   });
 });
 
@@ -435,7 +435,7 @@ describe('GETXATTR', () => {
     expect(await errnoOf(tfs.getxattr(ctx, NODE, NAME, 3))).toBe(E.ERANGE);
     expect(await errnoOf(tfs.getxattr(ctx, NODE, Buffer.alloc(0), 0))).toBe(E.EINVAL);
     expect(await errnoOf(tfs.getxattr(ctx, NODE, Buffer.alloc(256, 0x61), 0))).toBe(E.ERANGE);
-    expect(counters).toEqual({ served: 4, declined: 0, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 4, declined: 0, negativeLookups: 0, positiveLookups: 0, removals: 0 });
     expect(inodes.borrowers(NODE)).toBe(0);
   });
 
@@ -444,7 +444,7 @@ describe('GETXATTR', () => {
     const p = fileWithXattr(share, 'f', 'inside', NODE);
     expect(await tfs.getxattr(ctx, NODE, NAME, 100)).toEqual({ value: B('inside') });
     await declines(() => tfs.getxattr(ctx, NODE + 1n, NAME, 100));
-    for (const other of [{ ...settings, plainXattrs: false }, { ...settings, rootPath: null }]) {
+    for (const other of [{ ...settings, plainXattrs: false, rootMount: 0n, handleFlags: 0 }, { ...settings, rootPath: null }]) {
       const t = threadFs({ files: table, inodes, removals }, fsCounters(), other);
       await declines(() => t.fs.getxattr(ctx, NODE, NAME, 100));
     }
@@ -453,7 +453,7 @@ describe('GETXATTR', () => {
     sys.setxattr(Buffer.from(path.join(outside, 'f')), NAME, B('outside secret'), 0);
     await declines(() => tfs.getxattr(ctx, NODE, NAME, 100));
     await declines(() => tfs.getxattr(ctx, NODE, NAME, 0));
-    expect(counters).toEqual({ served: 1, declined: 3, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 1, declined: 3, negativeLookups: 0, positiveLookups: 0, removals: 0 });
     expect(inodes.borrowers(NODE)).toBe(0);
   });
 });
@@ -525,7 +525,7 @@ describe('SETATTR', () => {
     fs.renameSync(p, path.join(outside, 'f'));
     await declines(() => tfs.setattr(ctx, NODE, sa(FATTR_MODE, { mode: 0o777 })));
     expect(fs.statSync(path.join(outside, 'f')).mode & 0o7777).toBe(0o600);
-    expect(counters).toEqual({ served: 1, declined: 5, negativeLookups: 0, removals: 0 });
+    expect(counters).toEqual({ served: 1, declined: 5, negativeLookups: 0, positiveLookups: 0, removals: 0 });
     expect(inodes.borrowers(NODE)).toBe(0);
     expect(table.borrowers(FH)).toBe(0);
   });

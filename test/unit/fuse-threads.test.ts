@@ -173,7 +173,7 @@ describe('a serving thread over threadFs and a published fd', () => {
       reopenByPath: 0, reopenByHandle: 0, estale: 0, sealFailures: 0, resurrected: 0, placeChecks: 0, nowaitRefusals: 0,
       forgetUnknown: 0, forgetUnderflow: 0, forgetAfterCrash: 0,
     };
-    const t = threadFs({ files: table, inodes: SharedFileTable.create(8), removals: SharedRemovalGate.create() }, counters, { attrTimeoutMs: 1000, rootPath: null, plainXattrs: false });
+    const t = threadFs({ files: table, inodes: SharedFileTable.create(8), removals: SharedRemovalGate.create() }, counters, { attrTimeoutMs: 1000, rootPath: null, plainXattrs: false, rootMount: 0n, handleFlags: 0 });
     const thread = new ProtocolServer(t.fs, { localOps: LOCAL }, silent);
     const { owner } = await pair();
     await thread.adopt(owner.negotiatedState()!);
@@ -184,7 +184,7 @@ describe('a serving thread over threadFs and a published fd', () => {
     expect(fs.readFileSync(p, 'utf8')).toBe('abcdefghi');
     expect(parse(await thread.handle(req(Op.FSYNC, 5n, encodeStruct(FsyncIn, { fh: 4n, fsync_flags: F.FUSE_FSYNC_FDATASYNC }))))[0]).toBe(0);
     expect(parse(await thread.handle(req(Op.FLUSH, 5n, encodeStruct(FlushIn, { fh: 4n, lock_owner: 9n }))))[0]).toBe(0);
-    expect(t.counters).toEqual({ served: 5, declined: 0, negativeLookups: 0, removals: 0 });
+    expect(t.counters).toEqual({ served: 5, declined: 0, negativeLookups: 0, positiveLookups: 0, removals: 0 });
 
     // not this fh, not this node, a FLUSH that must drop locks, not a local opcode: the owner's
     expect(await thread.handle(readReq(5n, 0n, 3))).toBe(DECLINED);
@@ -192,7 +192,7 @@ describe('a serving thread over threadFs and a published fd', () => {
     table.mark(4n, SHARED_LOCK_OWNERS, true);
     expect(await thread.handle(req(Op.FLUSH, 5n, encodeStruct(FlushIn, { fh: 4n, lock_owner: 9n })))).toBe(DECLINED);
     expect(await thread.handle(req(Op.RELEASE, 5n, encodeStruct(ReleaseIn, { fh: 4n })))).toBe(DECLINED);
-    expect(t.counters).toEqual({ served: 5, declined: 3, negativeLookups: 0, removals: 0 });
+    expect(t.counters).toEqual({ served: 5, declined: 3, negativeLookups: 0, positiveLookups: 0, removals: 0 });
     expect(table.borrowers(4n)).toBe(0);
   });
 });

@@ -12,6 +12,7 @@ import { decorate } from '../../fs/decorate.js';
 import { MoveWatch } from '../../fs/move-watch.js';
 import { threadFs } from '../../fs/thread-fs.js';
 import { SharedFileTable, SharedRemovalGate } from '../../fs/shared-files.js';
+import { SharedInodes } from '../../fs/shared-inodes.js';
 import { newFsCounters } from '../../fs/services.js';
 import { encodeReply, type TransportIo } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
@@ -20,7 +21,9 @@ import { childLogger, makeLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { RING_DEPTH, RingSession, entryReplySpace, type RingRequests } from './ring.js';
 import { DevFuseSession, keepPolling } from './session.js';
-import { ANSWERED_AT_ONCE, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type RingHandOver, type ThreadData, type ThreadReady } from './threads.js';
+import {
+  ANSWERED_AT_ONCE, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type InodeTableUpdate, type RingHandOver, type ThreadData, type ThreadReady,
+} from './threads.js';
 
 const d = workerData as ThreadData;
 const log = makeLogger(d.logLevel as LevelWithSilent, { thread: d.index });
@@ -38,7 +41,15 @@ const tables = {
 };
 // this thread's own rename watch, for the proofs of place it keeps (as the owner's MoveWatch does)
 const moves = d.fs.rootPath !== null ? new MoveWatch(Buffer.from(d.fs.rootPath), childLogger('moves', log)) : null;
-const { fs: own, counters } = threadFs(tables, fsCounters, d.fs, moves);
+// the owner's inode table, for LOOKUPs of inodes it knows; each growth comes as a message
+const inodeTable = d.inodeTable !== null ? new SharedInodes() : null;
+if (inodeTable !== null) {
+  inodeTable.update(d.inodeTable!);
+  parentPort!.on('message', (m: InodeTableUpdate) => {
+    if (m?.inodeTable) inodeTable.update(m.inodeTable);
+  });
+}
+const { fs: own, counters } = threadFs(tables, fsCounters, d.fs, moves, inodeTable);
 // the same id translation and read-only refusal as the owner's filesystem
 const fs = decorate(own, d.fs);
 const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.UNLINK, Op.RMDIR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
@@ -111,6 +122,7 @@ const handler: RingRequests = {
     stats[row + 1] = counters.served;
     stats[row + 3] = counters.negativeLookups;
     stats[row + 5] = counters.removals;
+    stats[row + 7] = counters.positiveLookups;
     if (reply !== DECLINED) {
       release();
       return reply;

@@ -22,6 +22,7 @@ import { E } from '../../errors.js';
 import { InHeader, ReadIn } from '../../fuse/abi.js';
 import { encodeError, type TransportIo } from '../../fuse/codec.js';
 import { Op } from '../../fuse/opcodes.js';
+import type { SharedInodeLink, SharedInodeTables } from '../../fs/shared-inodes.js';
 import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { entryReplySpace, type RingSession } from './ring.js';
@@ -30,9 +31,10 @@ import { keepPolling, type RequestHandler } from './session.js';
 /**
  * Per thread in ServingThreads.stats: requests read, answered there, handed to the owner, LOOKUPs
  * answered ENOENT there, RELEASEs answered there and handed over (ANSWERED_AT_ONCE), UNLINKs and
- * RMDIRs done there, large READs of its own CPU's queue handed to the owner (FAR_READ).
+ * RMDIRs done there, large READs of its own CPU's queue handed to the owner (FAR_READ), LOOKUPs
+ * of inodes the owner knows answered there (SharedInodes).
  */
-export const THREAD_STATS = 7;
+export const THREAD_STATS = 8;
 
 /** What a serving thread is started with (src/frontends/devfuse/thread-worker.ts). */
 export interface ThreadData {
@@ -59,6 +61,13 @@ export interface ThreadData {
   /** --poll-us in ms: the thread keeps its loop turning this long after answering a large READ of a caller on another CPU (FAR_READ) */
   hotMs: number;
   logLevel: string;
+  /** the owner's inode table as it is at the start; each growth comes as an InodeTableUpdate message */
+  inodeTable: SharedInodeTables | null;
+}
+
+/** The owner's inode table grew (a chunk, a bigger index): sent to each thread's worker. */
+export interface InodeTableUpdate {
+  inodeTable: SharedInodeTables;
 }
 
 export interface SharedTables {
@@ -77,6 +86,9 @@ export interface ThreadFsOptions {
   rootPath: Uint8Array | null;
   /** GETXATTR is the host's getxattr (ThreadFsSettings) */
   plainXattrs: boolean;
+  /** the root's mount id and name_to_handle_at's flags (ThreadFsSettings) */
+  rootMount: bigint;
+  handleFlags: number;
   readonly: boolean;
   translateUid: readonly string[];
   translateGid: readonly string[];
@@ -249,6 +261,8 @@ export class ServingThreads {
     private readonly log: Logger,
     /** called when a thread dies of a bug: the caller stops serving (unmounts) */
     private readonly onFatal: (why: string) => void,
+    /** the owner's inode table, which the threads read to answer LOOKUPs of known inodes (null: they hand those over) */
+    private readonly inodeTable: SharedInodeLink | null = null,
   ) {
     this.once = new LogOnce(log);
     this.stats = new Float64Array(new SharedArrayBuffer(count * THREAD_STATS * 8));
@@ -271,6 +285,9 @@ export class ServingThreads {
     const allowed = allowedCpus();
     if (ring !== null) await this.pinOwner(allowed[0]!);
     const started: Promise<void>[] = [];
+    this.inodeTable?.subscribe((t) => {
+      for (const s of this.threads) s.worker.postMessage({ inodeTable: t } satisfies InodeTableUpdate);
+    });
     for (let i = 1; i < this.count && !this.stopping; i++) {
       let fd: number;
       try {
@@ -283,6 +300,7 @@ export class ServingThreads {
       const data: ThreadData = {
         index: i, fd, cpu: allowed[i % allowed.length]!, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
         gate: this.gate.buffer as SharedArrayBuffer, port: port2, back: new SharedArrayBuffer(8), logLevel: this.log.level, ring, hotMs: this.hotMs,
+        inodeTable: this.inodeTable?.current ?? null,
       };
       const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
       let ready!: () => void;
@@ -493,16 +511,19 @@ export class ServingThreads {
    */
   counters(): {
     threads: number;
-    perThread: Array<{ requests: number; served: number; handedOver: number; negativeLookups: number; removals: number; answeredAtOnce: number; farReads: number }>;
+    perThread: Array<{
+      requests: number; served: number; handedOver: number; negativeLookups: number; positiveLookups: number; removals: number; answeredAtOnce: number; farReads: number;
+    }>;
     ringGivenBack: number; ringCommittedByOwner: number; ringFarReads: number;
   } {
     const s = this.stats;
     const own = this.ownerRequests();
-    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, removals: 0, answeredAtOnce: 0, farReads: 0 }];
+    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, positiveLookups: 0, removals: 0, answeredAtOnce: 0, farReads: 0 }];
     for (let i = 1; i <= this.threads.length; i++) {
       const r = i * THREAD_STATS;
       perThread.push({
-        requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, removals: s[r + 5]!, answeredAtOnce: s[r + 4]!, farReads: s[r + 6]!,
+        requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, positiveLookups: s[r + 7]!, removals: s[r + 5]!, answeredAtOnce: s[r + 4]!,
+        farReads: s[r + 6]!,
       });
     }
     return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere, ringFarReads: this.farReads };
