@@ -15,6 +15,11 @@ import {
  * of the same inode are different objects, so inodes are compared with `is`, never `===`. A view
  * is used synchronously within one request (or kept by an open file, which keeps its slot alive);
  * a slot is reused only after its inode left the table.
+ *
+ * With several serving threads the chunks and the identity index are SharedArrayBuffers the
+ * other threads read, and each slot's lookup word is where they count the lookups they answer
+ * (src/fs/shared-inodes.ts): the owner folds those into `nlookup` and drops a slot only through
+ * that word.
  */
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);

@@ -1,6 +1,7 @@
 /**
  * The filesystem as a serving thread other than its owner sees it, through the fds the owner
- * published (SharedFds): GETATTR, STATX, READLINK, GETXATTR and SETATTR (but a size) of an inode, a LOOKUP whose name is not there,
+ * published (SharedFds): GETATTR, STATX, READLINK, GETXATTR and SETATTR (but a size) of an inode, a LOOKUP whose name is not there
+ * or names an inode the owner knows under that parent link (SharedInodes, the owner's table in shared memory),
  * UNLINK and RMDIR while the owner keeps no books on their victims (SharedRemovalGate),
  * reads, writes, fsyncs and FLUSHes of an open file, done here as the owner does them (fstat,
  * readlinkat, NowaitIo, O_APPEND, FUSE_WRITE_KILL_SUIDGID, the same proof that a directory is

@@ -1,7 +1,7 @@
 /**
  * A serving thread other than the owner (src/frontends/devfuse/threads.ts): bound to its CPU, it
  * reads its clone of the connection, answers GETATTR, SETATTR (but sizes), STATX, READLINK and GETXATTR of published inodes,
- * LOOKUPs of absent names in published directories, UNLINKs and RMDIRs there while the owner keeps no
+ * LOOKUPs of absent names and of inodes the owner knows in published directories, UNLINKs and RMDIRs there while the owner keeps no
  * books on their victims, and READ, WRITE, FSYNC and FLUSH of published
  * open files itself (src/fs/thread-fs.ts), and posts every other request's bytes to the owner. It
  * ends when the connection does.
