@@ -114,7 +114,7 @@ function fuseNativeUnavailable(): string | null {
 const PLL = (): string => opts.pll!;
 /** where a threaded target's server writes its counters (beside its mountpoint) */
 const threadStatsFile = (mnt: string): string => `${mnt}.stats.json`;
-interface ThreadRow { requests: number; served: number; handedOver: number }
+interface ThreadRow { requests: number; served: number; handedOver: number; handedOverByOp?: Record<string, number> }
 /** The per-thread counters a threaded server last wrote (every second), or null. */
 function threadRows(mnt: string): ThreadRow[] | null {
   try {
@@ -561,7 +561,12 @@ async function runTarget(target: Target, results: Record<string, Record<string, 
             r.detail = { ...r.detail, threads: rows.map((t, i) => {
               // a thread that started during the workload counts from zero too
               const b = (fresh ? undefined : rows0?.[i]) ?? { requests: 0, served: 0, handedOver: 0 };
-              return { requests: t.requests - b.requests, served: t.served - b.served, handedOver: t.handedOver - b.handedOver };
+              const byOp: Record<string, number> = {};
+              for (const [op, n] of Object.entries(t.handedOverByOp ?? {})) {
+                const d = n - (b.handedOverByOp?.[op] ?? 0);
+                if (d > 0) byOp[op] = d;
+              }
+              return { requests: t.requests - b.requests, served: t.served - b.served, handedOver: t.handedOver - b.handedOver, handedOverByOp: byOp };
             }) };
           }
         }
@@ -689,13 +694,16 @@ function report(doc: Doc): string {
   }
   for (const t of targets.filter((x) => x.threadStats && results[x.id])) {
     lines.push(`Requests per serving thread (${t.label}; from its --stats-file, so a workload that remounts shows its last server): read by each thread, and of those the other threads served themselves / handed to the thread that runs the filesystem:`, '');
-    lines.push('| workload | threads | requests per thread | served there (other threads) | handed over |', '|---|---:|---|---:|---:|');
+    lines.push('| workload | threads | requests per thread | served there (other threads) | handed over | most handed over |', '|---|---:|---|---:|---:|---|');
     for (const w of wl) {
       const r = results[t.id]?.[w.id];
       const rows = r && !('error' in r) ? (r.detail?.threads as ThreadRow[] | undefined) : undefined;
-      if (!rows) { lines.push(`| ${w.label} | n/a | | | |`); continue; }
+      if (!rows) { lines.push(`| ${w.label} | n/a | | | | |`); continue; }
       const others = rows.slice(1);
-      lines.push(`| ${w.label} | ${rows.length} | ${rows.map((x) => x.requests).join(' / ')} | ${others.reduce((n, x) => n + x.served, 0)} | ${others.reduce((n, x) => n + x.handedOver, 0)} |`);
+      const byOp = new Map<string, number>();
+      for (const x of others) for (const [op, n] of Object.entries(x.handedOverByOp ?? {})) byOp.set(op, (byOp.get(op) ?? 0) + n);
+      const top = [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([op, n]) => `${op} ${n}`).join(', ');
+      lines.push(`| ${w.label} | ${rows.length} | ${rows.map((x) => x.requests).join(' / ')} | ${others.reduce((n, x) => n + x.served, 0)} | ${others.reduce((n, x) => n + x.handedOver, 0)} | ${top} |`);
     }
     lines.push('');
   }

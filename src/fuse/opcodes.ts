@@ -504,6 +504,15 @@ export function opcodeRow(opcode: number): OpcodeRow | undefined {
   return opcode < OPCODES.length ? OPCODES[opcode] : undefined;
 }
 
+/** The opcodes every server answers ENOSYS without looking at anything (a row without a handler that expects a reply: IOCTL, BMAP, POLL, ...). */
+export function enosysOpcodes(): number[] {
+  const out: number[] = [];
+  OPCODES.forEach((row, op) => {
+    if (row !== undefined && row.handler === null && !row.noReply) out.push(op);
+  });
+  return out;
+}
+
 /** Opcode name for logs ('OPCODE_4096' when unknown). */
 export function opcodeName(opcode: number): string {
   return opcodeRow(opcode)?.name ?? `OPCODE_${opcode}`;

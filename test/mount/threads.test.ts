@@ -184,13 +184,23 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
       }
       await sleep(1200);
       const stats = JSON.parse(fs.readFileSync(join(t.dir, 'stats.json'), 'utf8')) as {
-        threads: number; perThread: { requests: number; served: number; handedOver: number }[]; evictions: number; estale: number; emfile: number; openHandles: number;
+        threads: number; perThread: { requests: number; served: number; handedOver: number; handedOverByOp: Record<string, number> }[];
+        evictions: number; estale: number; emfile: number; openHandles: number;
       };
       console.log(`per thread: ${JSON.stringify(stats.perThread)}; evictions ${stats.evictions}`);
       expect(stats.threads).toBe(2);
       // the other thread did serve reads and writes itself, and handed the rest over
       expect(stats.perThread[1]!.served).toBeGreaterThan(100);
       expect(stats.perThread[1]!.handedOver).toBeGreaterThan(0);
+      // each one counted under the name of its opcode
+      const byOp = stats.perThread[1]!.handedOverByOp;
+      expect(Object.values(byOp).reduce((a, b) => a + b, 0)).toBe(stats.perThread[1]!.handedOver);
+      for (const op of Object.keys(byOp)) expect(op).toMatch(/^[A-Z_0-9]+$/);
+      expect(Object.keys(byOp).filter((op) => op.startsWith('OPCODE_'))).toEqual([]);
+      // an IOCTL (Python's open() asks isatty) is answered ENOSYS there, as the owner would
+      expect(byOp.IOCTL).toBeUndefined();
+      // every request it read was served there or handed over
+      expect(stats.perThread[1]!.served + stats.perThread[1]!.handedOver).toBe(stats.perThread[1]!.requests);
       // and the budget did evict open files under the writers
       expect(stats.evictions).toBeGreaterThan(0);
       expect(stats).toMatchObject({ estale: 0, emfile: 0, openHandles: 0 });

@@ -15,14 +15,14 @@ import { SharedFileTable, SharedRemovalGate } from '../../fs/shared-files.js';
 import { SharedInodes } from '../../fs/shared-inodes.js';
 import { newFsCounters } from '../../fs/services.js';
 import { encodeReply, type TransportIo } from '../../fuse/codec.js';
-import { Op } from '../../fuse/opcodes.js';
+import { Op, enosysOpcodes } from '../../fuse/opcodes.js';
 import { DECLINED, ProtocolServer } from '../../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { RING_DEPTH, RingSession, entryReplySpace, type RingRequests } from './ring.js';
 import { DevFuseSession, keepPolling } from './session.js';
 import {
-  ANSWERED_AT_ONCE, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type InodeTableUpdate, type RingHandOver, type ThreadData, type ThreadReady,
+  ANSWERED_AT_ONCE, HANDED_OPS, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type InodeTableUpdate, type RingHandOver, type ThreadData, type ThreadReady,
 } from './threads.js';
 
 const d = workerData as ThreadData;
@@ -52,7 +52,11 @@ if (inodeTable !== null) {
 const { fs: own, counters } = threadFs(tables, fsCounters, d.fs, moves, inodeTable);
 // the same id translation and read-only refusal as the owner's filesystem
 const fs = decorate(own, d.fs);
-const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.UNLINK, Op.RMDIR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH]);
+// and what the owner answers ENOSYS without looking (IOCTL: each isatty() of an open file sends one)
+const enosys = new Set(enosysOpcodes());
+const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.UNLINK, Op.RMDIR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH, ...enosys]);
+/** requests answered ENOSYS here (in the served count: the filesystem never sees them) */
+let enosysHere = 0;
 const server = new ProtocolServer(fs, { maxWrite: d.fs.maxWrite, localOps }, childLogger('fuse', log));
 await server.adopt(d.negotiated);
 
@@ -67,6 +71,12 @@ const release = (): void => {
   Atomics.notify(gate, busy);
 };
 const row = d.index * THREAD_STATS;
+const handedOps = new Float64Array(d.handedOps);
+/** count a request handed over, by its opcode */
+const handed = (req: Buffer): void => {
+  stats[row + 2] = ++handedOver;
+  handedOps[d.index * HANDED_OPS + Math.min(req.readUInt32LE(4), HANDED_OPS - 1)]!++;
+};
 const back = new Int32Array(d.back);
 let requests = 0;
 let handedOver = 0;
@@ -103,7 +113,7 @@ const handler: RingRequests = {
     // ring, and the entry follows it.
     if (entry !== undefined && ring !== null && qid !== undefined && (qid === d.cpu) === farRead(req)) {
       stats[row] = ++requests;
-      stats[row + 2] = ++handedOver;
+      handed(req);
       if (qid === d.cpu) stats[row + 6] = ++farReads;
       const copy = new ArrayBuffer(req.length);
       new Uint8Array(copy).set(req);
@@ -119,7 +129,8 @@ const handler: RingRequests = {
     }
     const reply = await server.handle(req, io);
     stats[row] = ++requests;
-    stats[row + 1] = counters.served;
+    if (reply !== DECLINED && enosys.has(req.readUInt32LE(4))) enosysHere++;
+    stats[row + 1] = counters.served + enosysHere;
     stats[row + 3] = counters.negativeLookups;
     stats[row + 5] = counters.removals;
     stats[row + 7] = counters.positiveLookups;
@@ -128,7 +139,7 @@ const handler: RingRequests = {
       return reply;
     }
     // the owner serves it; the bytes are copied (the buffer is reused)
-    stats[row + 2] = ++handedOver;
+    handed(req);
     const copy = new ArrayBuffer(req.length);
     new Uint8Array(copy).set(req);
     // a RELEASE is answered here at once, the owner closes the fds without a reply (ANSWERED_AT_ONCE)

@@ -21,7 +21,7 @@ import type { NegotiatedState } from '../../fuse/protocol-server.js';
 import { E } from '../../errors.js';
 import { InHeader, ReadIn } from '../../fuse/abi.js';
 import { encodeError, type TransportIo } from '../../fuse/codec.js';
-import { Op } from '../../fuse/opcodes.js';
+import { Op, opcodeName } from '../../fuse/opcodes.js';
 import type { SharedInodeLink, SharedInodeTables } from '../../fs/shared-inodes.js';
 import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
@@ -35,6 +35,8 @@ import { keepPolling, type RequestHandler } from './session.js';
  * of inodes the owner knows answered there (SharedInodes).
  */
 export const THREAD_STATS = 8;
+/** Per thread, the requests it handed over by opcode (the last bucket holds every opcode from it up). */
+export const HANDED_OPS = 64;
 
 /** What a serving thread is started with (src/frontends/devfuse/thread-worker.ts). */
 export interface ThreadData {
@@ -50,6 +52,8 @@ export interface ThreadData {
   fs: ThreadFsOptions;
   /** THREAD_STATS numbers per thread, the owner's first */
   stats: SharedArrayBuffer;
+  /** HANDED_OPS numbers per thread, the owner's first: requests handed over by opcode */
+  handedOps: SharedArrayBuffer;
   /** [busy, done] Int32 per thread (ServingThreads.settle) */
   gate: SharedArrayBuffer;
   /** where it hands requests to the owner (and, over io_uring, gets their replies back) */
@@ -248,6 +252,7 @@ export class ServingThreads {
   private readonly once: LogOnce;
   /** requests, answered there, handed over; per thread, the owner's row first (its requests only) */
   readonly stats: Float64Array;
+  private readonly handedOps: Float64Array;
   private stopping = false;
   /** the owner's session's request count (requests it read itself) */
   ownerRequests: () => number = () => 0;
@@ -266,6 +271,7 @@ export class ServingThreads {
   ) {
     this.once = new LogOnce(log);
     this.stats = new Float64Array(new SharedArrayBuffer(count * THREAD_STATS * 8));
+    this.handedOps = new Float64Array(new SharedArrayBuffer(count * HANDED_OPS * 8));
     this.gate = new Int32Array(new SharedArrayBuffer(count * 2 * 4));
   }
 
@@ -299,6 +305,7 @@ export class ServingThreads {
       const { port1, port2 } = new MessageChannel();
       const data: ThreadData = {
         index: i, fd, cpu: allowed[i % allowed.length]!, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
+        handedOps: this.handedOps.buffer as SharedArrayBuffer,
         gate: this.gate.buffer as SharedArrayBuffer, port: port2, back: new SharedArrayBuffer(8), logLevel: this.log.level, ring, hotMs: this.hotMs,
         inodeTable: this.inodeTable?.current ?? null,
       };
@@ -505,28 +512,38 @@ export class ServingThreads {
   /**
    * Per-thread numbers for the stats file: requests read, served there, handed to the owner; of
    * those served, LOOKUPs answered ENOENT and UNLINKs and RMDIRs done there; of those handed over,
-   * RELEASEs answered there (ANSWERED_AT_ONCE) and large READs of its own CPU's queue (FAR_READ). The
-   * owner's row first; its own are not counted apart. ringFarReads: the large READs of the owner's
-   * queues it handed to another thread.
+   * RELEASEs answered there (ANSWERED_AT_ONCE) and large READs of its own CPU's queue (FAR_READ), and
+   * all of them by opcode name. The owner's row first; its own are not counted apart. ringFarReads:
+   * the large READs of the owner's queues it handed to another thread.
    */
   counters(): {
     threads: number;
     perThread: Array<{
       requests: number; served: number; handedOver: number; negativeLookups: number; positiveLookups: number; removals: number; answeredAtOnce: number; farReads: number;
+      handedOverByOp: Record<string, number>;
     }>;
     ringGivenBack: number; ringCommittedByOwner: number; ringFarReads: number;
   } {
     const s = this.stats;
     const own = this.ownerRequests();
-    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, positiveLookups: 0, removals: 0, answeredAtOnce: 0, farReads: 0 }];
+    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, positiveLookups: 0, removals: 0, answeredAtOnce: 0, farReads: 0, handedOverByOp: {} }];
     for (let i = 1; i <= this.threads.length; i++) {
       const r = i * THREAD_STATS;
       perThread.push({
         requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, positiveLookups: s[r + 7]!, removals: s[r + 5]!, answeredAtOnce: s[r + 4]!,
-        farReads: s[r + 6]!,
+        farReads: s[r + 6]!, handedOverByOp: this.byOp(i),
       });
     }
     return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere, ringFarReads: this.farReads };
+  }
+
+  private byOp(thread: number): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (let op = 0; op < HANDED_OPS; op++) {
+      const n = this.handedOps[thread * HANDED_OPS + op]!;
+      if (n > 0) out[op === HANDED_OPS - 1 ? `${opcodeName(op)}+` : opcodeName(op)] = n;
+    }
+    return out;
   }
 
   /**
