@@ -146,7 +146,7 @@ const TARGETS: Target[] = [
     cache: 'as handlefs raw, plus FUSE passthrough: open files are kernel backing files (reads/writes bypass the server)',
     start: handlefs('raw', ['--passthrough']) },
   { id: 'handlefs-threads', label: 'handlefs raw --threads auto', ready: 'fd', threadStats: true,
-    cache: 'as handlefs raw, with a serving thread per CPU (--threads auto): the others read clones of the connection, each bound to its CPU, serve open files\' reads, writes, fsync and flush, and hand every other request to the thread that runs the filesystem',
+    cache: 'as handlefs raw, with a serving thread per CPU (--threads auto): the others read clones of the connection, each bound to its CPU, serve what needs a cached fd or the shared inode table (open files\' reads, writes, fsync and flush; getattr, lookups of absent names and of known inodes, chmod/chown/utimes, unlink while no file is open, ...), and hand every other request to the thread that runs the filesystem',
     start: (s, m) => handlefs('raw', ['--threads', 'auto', '--stats-file', threadStatsFile(m)])(s, m) },
   { id: 'handlefs-uring', label: 'handlefs raw --io-uring on', ready: 'fd', ring: true, unavailable: uringUnavailable,
     cache: 'as handlefs raw (one serving thread), over FUSE over io_uring: every CPU\'s queue is that thread\'s ring; one io_uring_enter answers a request and fetches the next',
