@@ -13,10 +13,10 @@ import type { FsCounters } from '../../src/fs/services.js';
 import { SHARED_LOCK_OWNERS, SharedFileTable, SharedRemovalGate } from '../../src/fs/shared-files.js';
 import { threadFs } from '../../src/fs/thread-fs.js';
 import type { Context, InitOptions } from '../../src/fs/types.js';
-import { FlushIn, ForgetIn, FsyncIn, GetattrIn, InitIn, OutHeader, ReadIn, ReleaseIn, WriteIn, encodeStruct } from '../../src/fuse/abi.js';
+import { BmapIn, FlushIn, ForgetIn, FsyncIn, GetattrIn, InitIn, IoctlIn, OutHeader, ReadIn, ReleaseIn, WriteIn, encodeStruct } from '../../src/fuse/abi.js';
 import { cstr, encodeRequest } from '../../src/fuse/codec.js';
 import * as F from '../../src/fuse/flags.js';
-import { Op } from '../../src/fuse/opcodes.js';
+import { Op, enosysOpcodes } from '../../src/fuse/opcodes.js';
 import { DECLINED, ProtocolServer, type ProtocolOptions } from '../../src/fuse/protocol-server.js';
 import { tmpdir } from '../helpers/fs-fixture.js';
 
@@ -99,6 +99,20 @@ describe('localOps', () => {
     expect(err).toBe(E.ENOENT);
     expect(parse(await owner.handle(req(9999, 1n)))[0]).toBe(E.ENOSYS);
     expect(ownerFs.calls).toEqual(['lookup']);
+  });
+
+  it('the opcodes answered ENOSYS without a handler (IOCTL, BMAP, POLL) are answered so by a thread that serves them, as by the owner; none with a handler or without a reply is among them', async () => {
+    const stubs = enosysOpcodes();
+    expect(stubs).toEqual(expect.arrayContaining([Op.IOCTL, Op.BMAP, Op.POLL]));
+    for (const op of [Op.LOOKUP, Op.GETATTR, Op.FORGET, Op.BATCH_FORGET, Op.INTERRUPT, Op.INIT, Op.RELEASE]) expect(stubs).not.toContain(op);
+    const { owner, ownerFs } = await pair();
+    const thread = new ProtocolServer(new RecordingFs(), { localOps: new Set(stubs) }, silent);
+    await thread.adopt(owner.negotiatedState()!);
+    for (const [op, body] of [[Op.IOCTL, encodeStruct(IoctlIn, { fh: 1n, cmd: 0x5401, outSize: 64 })], [Op.BMAP, encodeStruct(BmapIn, { block: 0n, blocksize: 4096 })]] as const) {
+      expect(parse(await thread.handle(req(op, 5n, body)))[0]).toBe(E.ENOSYS);
+      expect(parse(await owner.handle(req(op, 5n, body)))[0]).toBe(E.ENOSYS);
+    }
+    expect(ownerFs.calls).toEqual([]);
   });
 
   it('a local opcode before adopt (no INIT on this server) is EIO, not DECLINED', async () => {
