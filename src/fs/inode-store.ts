@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { handleKey, type FileHandle } from '../handle/file-handle.js';
 import {
   CHUNK, CHUNK_BYTES, Chunk, EMPTY_SLOT, F_HANDLE, F_INDEXED, F_LIVE, F_REOPENABLE, F_ROUGH, F_UNLINKED, HANDLE_INLINE, LK_COUNT, LK_DEAD, LK_INC_MASK,
-  LK_INC_SHIFT, MASK, NAME_INLINE, NO_LEN, SHIFT, TYPE_MASK, handleHash, type SharedInodeLink,
+  LK_INC_SHIFT, MASK, NAME_INLINE, NO_LEN, SHIFT, TYPE_MASK, handleHash, inlineHandleIs, type SharedInodeLink,
 } from './shared-inodes.js';
 
 /**
@@ -692,8 +692,10 @@ export class InodeStore {
     for (let i = this.handleHash(m, type, b); ; i = (i + 1) & mask) {
       const s = t[i]!;
       if (s === EMPTY_SLOT) return -1;
-      if (this.chunkOf(s).flags[s & MASK]! & F_HANDLE && this.chunkOf(s).mount[s & MASK] === m && this.chunkOf(s).htype[s & MASK] === type && this.chunkOf(s).handleLen[s & MASK] === b.length
-        && bytesEqual(this.handleBytesAt(s), b)) return s;
+      // an inline handle is compared as the other serving threads compare it; a long one through the side map
+      if (b.length <= HANDLE_INLINE ? inlineHandleIs(this.chunkOf(s), s & MASK, m, type, b)
+        : this.chunkOf(s).flags[s & MASK]! & F_HANDLE && this.chunkOf(s).mount[s & MASK] === m && this.chunkOf(s).htype[s & MASK] === type
+          && this.chunkOf(s).handleLen[s & MASK] === b.length && bytesEqual(this.handleBytesAt(s), b)) return s;
     }
   }
 

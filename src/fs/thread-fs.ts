@@ -30,7 +30,7 @@ import { checkXattrName } from './xattrs.js';
 
 /** What a serving thread's filesystem is built with. */
 export interface ThreadFsSettings {
-  /** the cache policy's attribute timeout */
+  /** the cache policy's attribute timeout, which is its entry timeout too (the owner's Services.timeout) */
   attrTimeoutMs: number;
   /**
    * The shared root's real path, as the owner's proofs compare with (Services.rootPath); null where
