@@ -51,7 +51,8 @@ export class HostChanges implements HostEventSink {
   private timer: NodeJS.Timeout | null = null;
   private tokens = BURST;
   private refilled = performance.now();
-  private readonly ownPid = process.pid;
+  /** MoveWatch hands this pid's events to own(), unparsed */
+  readonly ownPid = process.pid;
 
   constructor(
     private readonly listener: HostChangeListener,
@@ -78,6 +79,12 @@ export class HostChanges implements HostEventSink {
       const target = this.known(e.object ?? (self ? e.dir : null));
       if (target) this.invalInode(target.nodeid, (e.mask & FAN_MODIFY) !== 0);
     }
+  }
+
+  /** an event the server caused itself, left unparsed (HostEventSink.own) */
+  own(): void {
+    this.counters.hostEvents++;
+    this.counters.hostEventsOwn++;
   }
 
   overflow(): void {

@@ -45,6 +45,13 @@ export interface HostEvent {
 /** What learns of the events beyond renames (src/fs/host-changes.ts). */
 export interface HostEventSink {
   event(e: HostEvent): void;
+  /**
+   * Events caused by this pid go to `own` instead of `event`, unparsed (a sink that skips the
+   * server's own events: they are most of the queue while a client writes, and parsing copies two
+   * handles and a name out of each).
+   */
+  readonly ownPid?: number;
+  own?(): void;
   /** the kernel's queue overflowed: events were lost */
   overflow(): void;
 }
@@ -78,6 +85,8 @@ export class MoveWatch {
   private readonly buf = Buffer.allocUnsafeSlow(EVENT_BUF);
   private current = 0;
   private poll: unknown = null;
+  /** the sink's own pid (HostEventSink.ownPid), or 0: every event is parsed */
+  private readonly ownPid: number;
   /** renames (or overflows) seen; for the stats */
   events = 0;
 
@@ -96,6 +105,7 @@ export class MoveWatch {
     }
     this.fd = fd;
     this.enabled = fd >= 0;
+    this.ownPid = sink?.ownPid !== undefined && sink.own !== undefined ? sink.ownPid : 0;
     if (this.enabled && sink) this.poll = sys.pollStart(fd, () => this.drain());
   }
 
@@ -156,6 +166,7 @@ export class MoveWatch {
       }
       if (this.sink) {
         if (mask & FAN_Q_OVERFLOW) this.sink.overflow();
+        else if (this.ownPid !== 0 && b.readInt32LE(off + 20) === this.ownPid) this.sink.own!();
         else this.sink.event(parseEvent(b, off, len, mask));
       }
       off += len;
