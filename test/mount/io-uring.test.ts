@@ -49,6 +49,7 @@ interface RingStats {
   threads: number;
   perThread: { requests: number; served: number; handedOver: number; answeredAtOnce: number; farReads: number }[];
   ringFarReads: number;
+  ringSentHome: number;
   openHandles: number;
 }
 
@@ -183,6 +184,54 @@ describe.skipIf(skip !== null)(`FUSE over io_uring${skip ? ` (skipped: ${skip})`
       expect(after.ringFarReads).toBe(streamed.ringFarReads);
       expect(after.perThread[1]!.farReads).toBe(streamed.perThread[1]!.farReads);
       expect(after.perThread[1]!.served).toBeGreaterThan(streamed.perThread[1]!.served + 150);
+    } finally {
+      await t.cleanup();
+    }
+    expect(t.exited()).toEqual({ code: 0, signal: null });
+  });
+
+  // The large READs of a reader on CPU 1 are handed to the owner, which commits them through its
+  // own ring: the other thread's entries are then the owner's, and the kernel hands a queue's most
+  // recently committed entry the next request. Kept there, every later lookup of a client on CPU 1
+  // reached the owner (the owner served 30,258 such requests, the thread 5): the owner sends the
+  // entries home with the requests the thread has handlers for (routeRing).
+  it.skipIf(cpus < 2)('--io-uring on --threads 2: after a streaming read on CPU 1, that CPU\'s lookups are the other thread\'s again and agree with the host', { timeout: 120_000 }, async () => {
+    const names = Array.from({ length: 20 }, (_, i) => `k${i}`);
+    const t = await withUringParam('Y', () => startMount({
+      args: ['--io-uring', 'on', '--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json'],
+      setup: (orig) => {
+        fs.writeFileSync(join(orig, 'big.bin'), Buffer.alloc(8 << 20, 7));
+        for (const [i, n] of names.entries()) fs.writeFileSync(join(orig, n), 'x'.repeat(i));
+      },
+    }));
+    // 500 rounds of lstat of each name; prints the last round's inode number and size per name
+    const LSTATS = String.raw`
+import os, sys
+root, names = sys.argv[1], sys.argv[2:]
+for r in range(500):
+    out = [(n, os.lstat(os.path.join(root, n))) for n in names]
+print('\n'.join('%s %d %d' % (n, st.st_ino, st.st_size) for n, st in out))
+`;
+    const host = names.map((n) => { const st = fs.lstatSync(join(t.orig, n)); return `${n} ${st.ino} ${st.size}`; }).join('\n');
+    try {
+      // the owner learns the names, then the reader on CPU 1 hands its large READs over
+      const warm = await run('taskset', ['-c', '1', 'python3', '-c', LSTATS, t.mnt, ...names], { timeoutMs: 60_000 });
+      expect(warm.status, `${warm.stderr}\n${t.serverLog()}`).toBe(0);
+      const r = await run('taskset', ['-c', '1', 'python3', '-c', READER, join(t.mnt, 'big.bin'), 'stream'], { timeoutMs: 60_000 });
+      expect(r.status, `${r.stderr}\n${t.serverLog()}`).toBe(0);
+      const streamed = await readStats(t.dir);
+      expect(streamed.perThread[1]!.farReads).toBeGreaterThan(0);
+      const l = await run('taskset', ['-c', '1', 'python3', '-c', LSTATS, t.mnt, ...names], { timeoutMs: 60_000 });
+      expect(l.status, `${l.stderr}\n${t.serverLog()}`).toBe(0);
+      expect(l.stdout.trim()).toBe(host);
+      const after = await readStats(t.dir);
+      const threadServed = after.perThread[1]!.served - streamed.perThread[1]!.served;
+      const ownerServed = after.perThread[0]!.served - streamed.perThread[0]!.served;
+      console.log(`10,000 lstats on CPU 1 after the stream: the other thread served ${threadServed}, the owner ${ownerServed}; sent home ${after.ringSentHome}`);
+      // at least a LOOKUP per lstat, nearly all of them the other thread's
+      expect(threadServed).toBeGreaterThan(9_000);
+      expect(ownerServed).toBeLessThan(1_000);
+      expect(after.ringSentHome).toBeGreaterThan(0);
     } finally {
       await t.cleanup();
     }

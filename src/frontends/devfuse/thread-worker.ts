@@ -22,7 +22,7 @@ import { sys } from '../../sys/syscalls.js';
 import { RING_DEPTH, RingSession, entryReplySpace, type RingRequests } from './ring.js';
 import { DevFuseSession, keepPolling } from './session.js';
 import {
-  ANSWERED_AT_ONCE, HANDED_OPS, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type InodeTableUpdate, type RingHandOver, type ThreadData, type ThreadReady,
+  ANSWERED_AT_ONCE, HANDED_OPS, THREAD_OPS, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type InodeTableUpdate, type RingHandOver, type ThreadData, type ThreadReady,
 } from './threads.js';
 
 const d = workerData as ThreadData;
@@ -54,10 +54,9 @@ const { fs: own, counters } = threadFs(tables, fsCounters, d.fs, moves, inodeTab
 const fs = decorate(own, d.fs);
 // and what the owner answers ENOSYS without looking (IOCTL: each isatty() of an open file sends one)
 const enosys = new Set(enosysOpcodes());
-const localOps = new Set([Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.UNLINK, Op.RMDIR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH, ...enosys]);
 /** requests answered ENOSYS here (in the served count: the filesystem never sees them) */
 let enosysHere = 0;
-const server = new ProtocolServer(fs, { maxWrite: d.fs.maxWrite, localOps }, childLogger('fuse', log));
+const server = new ProtocolServer(fs, { maxWrite: d.fs.maxWrite, localOps: THREAD_OPS }, childLogger('fuse', log));
 await server.adopt(d.negotiated);
 
 const stats = new Float64Array(d.stats);
