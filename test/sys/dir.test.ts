@@ -31,6 +31,27 @@ describe('getdents64', () => {
     expect(sys.getdents64(fd, buf)).toBe(0);
   });
 
+  it('names read into a reused buffer stay as they were; the garbage a buffer held after a name\'s NUL is not part of it', () => {
+    const names = Array.from({ length: 40 }, (_, i) => `${'n'.repeat(1 + (i % 13))}${i}`);
+    for (const n of names) writeFileSync(t.path(n), '');
+    const fd = t.track(sys.openat(t.fd, b('.'), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0));
+    // a buffer full of non-zero bytes: the kernel writes each name and its NUL, not the padding after
+    const buf = Buffer.alloc(1024, 0xab);
+    const first = readDir(fd, buf);
+    const kept = first.map((e) => e.name.toString('latin1'));
+    const all = [...first];
+    for (let ents = readDir(fd, buf); ents.length > 0; ents = readDir(fd, buf)) all.push(...ents);
+    // the buffer was written over since: the first names are still the same bytes
+    expect(first.map((e) => e.name.toString('latin1'))).toEqual(kept);
+    expect(all.map((e) => e.name.toString('latin1')).sort()).toEqual(['.', '..', ...names].sort());
+    for (const e of all) expect(e.name.includes(0xab)).toBe(false);
+    // a malformed record (a reclen past the bytes given) ends the parse instead of reading on
+    const one = Buffer.alloc(64);
+    one.writeUInt16LE(200, 16);
+    expect(parseDirents(one, 64)).toEqual([]);
+    expect(parseDirents(one, 0)).toEqual([]);
+  });
+
   it('d_off cookies resume a listing after lseek', () => {
     for (let i = 0; i < 200; i++) writeFileSync(t.path(`n${i}`), '');
     const fd = t.track(sys.openat(t.fd, b('.'), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0));
