@@ -216,7 +216,7 @@ async function inProcess(
         ...answers,
         handle: (req, entry, qid, io) => (t !== null && t.routeRing(req, entry!, qid!) ? Promise.resolve(null) : answers.handle(req, entry, qid, io)),
         // one thread serving every queue polls after each commit as it does on /dev/fuse
-        answered: () => (t !== null ? t.stayAwake() : dev.keepPolling(cfg.pollUs / 1000)),
+        answered: (_req, qid) => (t !== null ? t.committed(qid) : dev.keepPolling(cfg.pollUs / 1000)),
       };
       if (!ringOk(() => (ring = new dev.RingSession(device, owner, childLogger('ring', log))))) return;
       threads?.attachRing(ring!);
