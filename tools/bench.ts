@@ -223,6 +223,28 @@ function timed(cmd: string, argv: string[]): number {
   sh(cmd, argv);
   return now() - t;
 }
+/**
+ * This machine's balloon reports free guest memory to the host (virtio_balloon free page reporting,
+ * page_reporting's reported_kib counts it), and the host discards what was reported: the first
+ * write to such a page is a fault in the host. A sequential read fills a fresh page cache of the
+ * file's size; read through handlefs (one thread) right after a 5 s rest it ran at 585-1,510 MiB/s,
+ * right after a process touched and freed 1.5 GiB at 1,914-2,156 (3 rounds each, one mount): the
+ * same server, its kernel copy (`memcpy`) 2-4 times slower into discarded pages. So before each fio
+ * run a throw-away process touches and frees 1.5 times the run's data, and the run fills pages the
+ * host backs, as on a machine without the balloon, the same for every target.
+ */
+const REPORTED_KIB = '/sys/module/page_reporting/parameters/reported_kib';
+function backMemory(mib: number): void {
+  spawnSync('dd', ['if=/dev/zero', 'of=/dev/null', `bs=${Math.ceil(mib)}M`, 'count=1', 'status=none'], { timeout: CMD_TIMEOUT_MS });
+}
+/** KiB of free memory reported to the host so far, or null where the kernel does not report */
+function reportedKib(): number | null {
+  try {
+    return Number(fs.readFileSync(REPORTED_KIB, 'utf8').trim());
+  } catch {
+    return null;
+  }
+}
 function dropCaches(): void {
   spawnSync('sync');
   fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
@@ -419,15 +441,21 @@ function fio(c: Ctx, rw: 'write' | 'read' | 'randread' | 'randread4'): Measured 
     randread4: ['--rw=randread', '--bs=4k', `--io_size=${SIZES.randMiB}m`, '--randrepeat=1', '--random_generator=lfsr', '--numjobs=4', '--group_reporting'],
   }[rw];
   spawnSync('sync');
+  // the page cache this run fills: the file (the random readers may touch all of it)
+  backMemory(SIZES.seqMiB * 1.5);
+  const r0 = reportedKib();
   const out = JSON.parse(sh('fio', [...common, ...spec], { capture: true })) as { jobs: { job_runtime: number; read: FioSide; write: FioSide }[] };
+  const r1 = reportedKib();
+  // free memory the host was told of during the run (backMemory's effect wears off as it grows)
+  const reported = r0 === null || r1 === null ? {} : { host_reported_MiB: Math.round((r1 - r0) / 1024) };
   const j = out.jobs[0]!;
   const side = rw === 'write' ? j.write : j.read;
   if (rw === 'randread' || rw === 'randread4') {
-    return { value: side.iops, unit: 'IOPS', better: 'higher', detail: { MiB: side.io_bytes / 1048576, runtime_ms: side.runtime, clat_mean_us: side.clat_ns.mean / 1000 } };
+    return { value: side.iops, unit: 'IOPS', better: 'higher', detail: { MiB: side.io_bytes / 1048576, runtime_ms: side.runtime, clat_mean_us: side.clat_ns.mean / 1000, ...reported } };
   }
   // bandwidth over the whole job, end_fsync included for the write (job_runtime covers it)
   const secs = (j.job_runtime || side.runtime) / 1000;
-  return { value: side.io_bytes / 1048576 / secs, unit: 'MiB/s', better: 'higher', detail: { MiB: side.io_bytes / 1048576, seconds: secs } };
+  return { value: side.io_bytes / 1048576 / secs, unit: 'MiB/s', better: 'higher', detail: { MiB: side.io_bytes / 1048576, seconds: secs, ...reported } };
 }
 
 // The fd-budget sweep: directory by directory (1000 files each), a stat pass over its files, then
@@ -726,7 +754,8 @@ function report(doc: Doc): string {
   const fsNote = doc.machine.fsNote ? ` (${doc.machine.fsNote}: no target pays for the deletions of those before it)` : '';
   lines.push('', `Method: one run, targets one after another, each on its own copy of the data on the same ${doc.machine.fs} file system${fsNote}. ` +
     'Times are wall-clock of the whole command. Cold caches = server restarted (fresh mount) and `echo 3 > /proc/sys/vm/drop_caches`. ' +
-    'fio: psync, one job, `--invalidate=0` (reads come from the host page cache, so they measure the server, not the disk); the write includes `end_fsync`. ' +
+    'fio: psync, one job, `--invalidate=0` (reads come from the host page cache, so they measure the server, not the disk); the write includes `end_fsync`; ' +
+    'before each fio run a throw-away process touches and frees 1.5x the file size, so that the page cache the run fills is memory the host backs (this VM reports free memory to its host, which discards it: tools/bench.ts, backMemory). ' +
     'git status runs once untimed first (it refreshes the index: the copied repository has new inode numbers).', '');
   return lines.join('\n');
 }
