@@ -8,7 +8,7 @@ import { sameHandle, type FileHandle } from '../handle/file-handle.js';
 import {
   sys, statAt, procFdDir, procFdPath, parseDirents, DT_DIR, O_DIRECTORY, O_RDONLY, PATH_MAX,
   AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW,
-  O_CLOEXEC, O_NOFOLLOW, O_PATH, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFMT, S_ISGID,
+  O_CLOEXEC, O_NOFOLLOW, O_PATH, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID,
   type Stat,
 } from '../sys/syscalls.js';
 import { createMode } from './acl.js';
@@ -102,18 +102,19 @@ export class Entries {
   }
 
   async mknod(ctx: Context, parentId: bigint, name: Buffer, mode: number, rdev: DeviceNumber, umask: number): Promise<Entry> {
-    return this.makeNode(ctx, parentId, name, (dfd) => sys.mknodat(dfd, name, createMode(this.s, dfd, mode, umask), sys.makedev(rdev.major, rdev.minor)));
+    const type = mode & S_IFMT || S_IFREG;
+    return this.makeNode(ctx, parentId, name, type, (dfd) => sys.mknodat(dfd, name, createMode(this.s, dfd, mode, umask), sys.makedev(rdev.major, rdev.minor)));
   }
 
   async mkdir(ctx: Context, parentId: bigint, name: Buffer, mode: number, umask: number): Promise<Entry> {
-    return this.makeNode(ctx, parentId, name, (dfd) => sys.mkdirat(dfd, name, createMode(this.s, dfd, mode, umask) & 0o7777));
+    return this.makeNode(ctx, parentId, name, S_IFDIR, (dfd) => sys.mkdirat(dfd, name, createMode(this.s, dfd, mode, umask) & 0o7777));
   }
 
   async symlink(ctx: Context, target: Buffer, parentId: bigint, name: Buffer): Promise<Entry> {
     if (target.length === 0 || target.indexOf(0) >= 0) throw new FsError(E.EINVAL);
     if (target.length >= PATH_MAX) throw new FsError(E.ENAMETOOLONG);
     // the target is stored, never followed by the server
-    return this.makeNode(ctx, parentId, name, (dfd) => sys.symlinkat(target, dfd, name));
+    return this.makeNode(ctx, parentId, name, S_IFLNK, (dfd) => sys.symlinkat(target, dfd, name));
   }
 
   async unlink(parentId: bigint, name: Buffer): Promise<void> {
@@ -156,7 +157,7 @@ export class Entries {
         // without CAP_DAC_READ_SEARCH: through the fd's /proc magic link
         else sys.linkat(procFdDir(), procFdPath(fd), dfd, newname, AT_SYMLINK_FOLLOW);
       });
-      return this.lookupAt(newparent, dfd, newname);
+      return this.madeAs(this.lookupAt(newparent, dfd, newname), inode.type);
     });
     return entryOf(s, r.inode, r.st);
   }
@@ -313,13 +314,13 @@ export class Entries {
     return this.s.opts.creds && this.s.isRoot && (ctx.uid !== 0 || ctx.gid !== 0);
   }
 
-  private makeNode(ctx: Context, parentId: bigint, name: Buffer, make: (dfd: number) => void): Entry {
+  private makeNode(ctx: Context, parentId: bigint, name: Buffer, type: number, make: (dfd: number) => void): Entry {
     const s = this.s;
     checkName(name);
     const parent = s.records.inode(parentId);
     return this.conf.withDir(parent, (dfd) => {
       make(dfd);
-      const r = this.lookupAt(parent, dfd, name);
+      const r = this.madeAs(this.lookupAt(parent, dfd, name), type);
       if (this.needsChown(ctx)) {
         s.fds.with(r.inode, (fd) => {
           this.chownToRequester(ctx, fd, dfd);
@@ -336,6 +337,21 @@ export class Entries {
       }
       return entryOf(s, r.inode, r.st);
     });
+  }
+
+  /**
+   * What a name reached right after this server made it (mkdir, mknod, symlink, link), which must
+   * be of the type it made: another process on the host may have replaced the name in between
+   * (its own file renamed over it, or an unlink and a create), and the kernel refuses an entry of
+   * another type than the one it asked for with EIO (fuse's create_new_entry). The lookup just
+   * counted is dropped and the answer is EEXIST, as if the other process had made its name first:
+   * what the client then looks up is that process's inode. (ENOENT from the lookup, the name
+   * removed in between, stays ENOENT.)
+   */
+  private madeAs(r: Reached, type: number): Reached {
+    if (r.inode.type === type) return r;
+    this.forget(r.inode.nodeid, 1n);
+    throw new FsError(E.EEXIST, 'the name was replaced on the host before it could be looked up');
   }
 
   private removeName(parentId: bigint, name: Buffer, flags: number): void {
