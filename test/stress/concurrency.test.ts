@@ -32,6 +32,9 @@ ok = {errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR}
 # time it is used twice over (the kernel retries an ESTALE once)
 mode = sys.argv[6] if len(sys.argv) > 6 else ''
 if mode == 'host-races': ok.add(errno.ESTALE)
+# under a small fd budget (see the test): at most 2 ESTALEs, each a path operation whose inode a
+# peer removed twice over, both times after the server had evicted its fd
+stale = 0
 def p(): return os.path.join(root, 'd%d' % rnd.randrange(dirs), 'n%d' % rnd.randrange(names))
 def sub(): return os.path.join(root, 'd%d' % rnd.randrange(dirs), 's%d' % rnd.randrange(4))
 counts = {}
@@ -76,6 +79,8 @@ for i in range(ops):
         # a REMOVEXATTR the killed worker may or may not have done is answered EIO, not guessed
         # (src/frontends/supervisor/resend-journal.ts)
         if mode == 'crash-races' and op == 'removexattr' and e.errno == errno.EIO: continue
+        if mode == 'budget' and e.errno == errno.ESTALE and stale < 2:
+            stale += 1; sys.stderr.write('%s: ESTALE (%d)\n' % (op, stale)); continue
         if e.errno in (errno.ELOOP, errno.EINVAL) and op in ('fsync', 'readlink', 'read', 'truncate', 'chmod', 'utime'): continue
         if e.errno not in ok:
             print('%s: unexpected %s' % (op, errno.errorcode.get(e.errno, e.errno))); sys.exit(1)
@@ -133,6 +138,14 @@ describe.skipIf(skip !== null)(`many clients in the same directories${skip ? ` (
   ];
   for (const { extra, host: onHost, kills = 0 } of variants) {
   it(`${CLIENTS} clients create, rename, link, unlink${extra.length ? ` (${extra.join(' ')})` : ''}${onHost ? `, ${onHost} of them on the host` : ''}${kills ? `, the worker killed ${kills} times` : ''}: the host and the mount agree, and nothing is left held`, { timeout: 120_000 }, async () => {
+    // A client may see ESTALE under a small budget, rarely (once in CI's runs of 2026-12-06, a
+    // truncate in the --threads 2 --fd-budget 16 variant over io_uring): a path operation reaches
+    // an inode whose fd was evicted and whose last name a peer unlinked just before, the server
+    // has nothing to reopen (ESTALE), and the kernel's one retry (a fresh lookup) lands on the
+    // peer's next file at that name, which meets the same fate. Only an fd kept for every removed
+    // inode the kernel still holds would rule it out (not built: README, "The fd cache"). Two per client
+    // at most: a server that answered ESTALE for a live inode would give many more.
+    const budgeted = extra.includes('--fd-budget') && !onHost && !kills;
     await withMount({
       args: ['--stats-file', '{dir}/stats.json', ...extra],
       setup: (orig) => {
@@ -140,7 +153,7 @@ describe.skipIf(skip !== null)(`many clients in the same directories${skip ? ` (
       },
     }, async (t) => {
       const clients = Promise.all(Array.from({ length: CLIENTS }, (_, i) =>
-        run('python3', ['-c', CLIENT, i < onHost ? t.orig : t.mnt, String(i + 1), String(OPS), String(DIRS), String(NAMES), onHost ? 'host-races' : kills ? 'crash-races' : ''], { timeoutMs: 60_000 })));
+        run('python3', ['-c', CLIENT, i < onHost ? t.orig : t.mnt, String(i + 1), String(OPS), String(DIRS), String(NAMES), onHost ? 'host-races' : kills ? 'crash-races' : budgeted ? 'budget' : ''], { timeoutMs: 60_000 })));
       for (let k = 0; k < kills; k++) {
         await sleep(300);
         const sup = JSON.parse(fs.readFileSync(join(t.dir, 'stats.json.supervisor'), 'utf8')) as { workerPid: number };
