@@ -229,7 +229,7 @@ function timed(cmd: string, argv: string[]): number {
  * write to such a page is a fault in the host. A sequential read fills a fresh page cache of the
  * file's size; read through handlefs (one thread) right after a 5 s rest it ran at 585-1,510 MiB/s,
  * right after a process touched and freed 1.5 GiB at 1,914-2,156 (3 rounds each, one mount): the
- * same server, its kernel copy (`memcpy`) 2-4 times slower into discarded pages. So before each fio
+ * same server, its kernel copy (`memcpy`) up to 3.7 times slower into discarded pages. So before each fio
  * run a throw-away process touches and frees 1.5 times the run's data, and the run fills pages the
  * host backs, as on a machine without the balloon, the same for every target.
  */
