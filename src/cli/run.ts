@@ -146,11 +146,16 @@ async function startRaw(given: Config, pre: Preflight, keys: SealingKeys, log: L
       own.start();
       session = own;
       const { threads, afterInit, ringRequests } = handler;
-      if (threads) threads.ownerRequests = () => own.requests + (ringRequests?.() ?? 0);
+      if (threads) {
+        threads.ownerRequests = () => own.requests + (ringRequests?.() ?? 0);
+        threads.ownerAside = () => own.steppedBack;
+      }
       if (afterInit) {
         // the mount is ready once the other threads and the rings serve too (loading a thread
         // takes a few hundred milliseconds of CPU, which a client starting at once would share)
-        const live = own.live.then(afterInit).catch((e: unknown) => {
+        const live = own.live.then(afterInit).then(() => {
+          if (threads) own.stepBack = threads.streamReader();
+        }).catch((e: unknown) => {
           log.error({ err: e }, 'serving threads failed to start: serving with one thread');
         });
         session = { done: own.done, live };

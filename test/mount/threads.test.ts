@@ -4,7 +4,7 @@
 // budget makes the published fds be withdrawn, evicted and reopened under them; what they read
 // must be what they wrote, and the host must hold the same bytes.
 import { describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -54,6 +54,39 @@ while time.monotonic() < deadline and n < 4000:
         if f.read() != b'small %d\n' % i: print('small file %d: wrong content' % i); sys.exit(1)
     n += 1
 print(n)
+`;
+
+const STREAM_MIB = 64;
+// Reads a file from start to end in 1 MiB reads, `rounds` times, dropping its cached pages before
+// each round; prints each round's sha256.
+const STREAM = String.raw`
+import hashlib, os, sys
+path, rounds = sys.argv[1], int(sys.argv[2])
+out = []
+for r in range(rounds):
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    h = hashlib.sha256()
+    while True:
+        b = os.read(fd, 1 << 20)
+        if not b: break
+        h.update(b)
+    os.close(fd)
+    out.append(h.hexdigest())
+print(' '.join(out))
+`;
+// Makes n files in a directory (each with its content), stats and closes them; with a third
+// argument, makes names prefixed with it and removes them again.
+const MAKE_FILES = String.raw`
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+pre = sys.argv[3] if len(sys.argv) > 3 else 'f'
+for i in range(n):
+    p = os.path.join(d, '%s%d' % (pre, i))
+    with open(p, 'w') as f: f.write('file %d\n' % i)
+    os.lstat(p)
+if pre != 'f':
+    for i in range(n): os.unlink(os.path.join(d, '%s%d' % (pre, i)))
 `;
 
 const ABSENT_LOOKUPS = 2000;
@@ -341,6 +374,45 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
       // the client runs on the other thread's CPU: that thread removed the 200 files and 5 directories itself
       expect(stats.perThread[1]!.removals).toBeGreaterThan(20);
       expect(stats).toMatchObject({ openHandles: 0, emfile: 0 });
+    });
+  });
+
+  it('on clones the owner leaves a streaming reader to the other thread: the stream reads what the host holds, files made meanwhile are there, and the owner reads again after', { timeout: 90_000 }, async () => {
+    await withMount({
+      args: ['--threads', '2', '--io-uring', 'off', '--cache', 'auto', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
+      setup: (orig) => {
+        fs.writeFileSync(join(orig, 'big'), randomBytes(STREAM_MIB << 20));
+        fs.mkdirSync(join(orig, 'm'));
+      },
+    }, async (t) => {
+      await threadsServing(t, 2);
+      type Stats = { ownerStoodAside: number; perThread: { requests: number; handedOver: number }[] };
+      const stats = async (): Promise<Stats> => {
+        await sleep(1200);
+        return JSON.parse(fs.readFileSync(join(t.dir, 'stats.json'), 'utf8')) as Stats;
+      };
+      const before = await stats();
+      expect(before.ownerStoodAside).toBe(0);
+      const stream = run('python3', ['-c', STREAM, join(t.mnt, 'big'), '3'], { timeoutMs: 60_000 });
+      const maker = run('python3', ['-c', MAKE_FILES, join(t.mnt, 'm'), '300'], { timeoutMs: 60_000 });
+      const [s, m] = [await stream, await maker];
+      expect(s.status, `${s.stdout}${s.stderr}\n${t.serverLog()}`).toBe(0);
+      expect(m.status, `${m.stdout}${m.stderr}\n${t.serverLog()}`).toBe(0);
+      const host = createHash('sha256').update(fs.readFileSync(join(t.orig, 'big'))).digest('hex');
+      expect(s.stdout.trim().split(' ')).toEqual([host, host, host]);
+      for (let i = 0; i < 300; i++) expect(fs.readFileSync(join(t.orig, 'm', `f${i}`), 'utf8')).toBe(`file ${i}\n`);
+      const during = await stats();
+      console.log(`stood aside ${during.ownerStoodAside}; per thread: ${JSON.stringify(during.perThread)}`);
+      // the owner read large READs and stood aside after them; the other thread read the most
+      expect(during.ownerStoodAside).toBeGreaterThan(0);
+      const read = (x: Stats, i: number): number => x.perThread[i]!.requests - before.perThread[i]!.requests;
+      expect(read(during, 1)).toBeGreaterThan(read(during, 0));
+      // once the stream is over, the owner reads the device again: lstats of names it has not
+      // seen reach it, read there or handed over by the other thread
+      const r = await run('python3', ['-c', MAKE_FILES, join(t.mnt, 'm'), '300', 'n'], { timeoutMs: 30_000 });
+      expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
+      const after = await stats();
+      expect(after.perThread[0]!.requests).toBeGreaterThan(during.perThread[0]!.requests + 50);
     });
   });
 

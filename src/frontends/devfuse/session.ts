@@ -98,6 +98,17 @@ export class DevFuseSession {
 
   private reader: unknown = null;
   private idle: (() => void) | null = null;
+  private arm: (() => void) | null = null;
+  private paused = false;
+  /** the timer of standAside, while this session does not read */
+  private aside: ReturnType<typeof setTimeout> | null = null;
+  /** times this session stood aside (stepBack) */
+  steppedBack = 0;
+  /**
+   * Where other readers serve the same connection (ServingThreads on clones): after reading a
+   * request for which `when` holds, stop reading for `ms`. null: never.
+   */
+  stepBack: { ms: number; when: (req: Buffer) => boolean } | null = null;
 
   /** Resolves when the reader has stopped: the connection ended (unmount, abort) or a read failed. */
   readonly done: Promise<SessionEnd>;
@@ -138,7 +149,7 @@ export class DevFuseSession {
       this.reader = null;
       this.readerEnded(m);
     };
-    this.reader = sys.pollStart(this.fd, () => {
+    const onReadable = (): void => {
       // One request per wake-up: its reply (written from a microtask, once this callback returns)
       // goes out before anything else is read, so a lone client never waits for our EAGAIN read.
       // The poll is level-triggered: queued requests wake the loop again at once.
@@ -157,6 +168,8 @@ export class DevFuseSession {
           stop({ end: 'EOF' });
           return;
         }
+        const back = this.stepBack;
+        if (back !== null && back.when(buf.subarray(0, n))) this.standAside(back.ms);
         if (n > LARGE_REQUEST) {
           const held = buf;
           buf = slabs.take();
@@ -168,7 +181,26 @@ export class DevFuseSession {
         this.dispatch(req);
         return;
       }
-    });
+    };
+    this.arm = () => {
+      this.reader = sys.pollStart(this.fd, onReadable);
+    };
+    this.arm();
+  }
+
+  /**
+   * Stop reading for `ms` (the request just read is still served): other readers of the same
+   * connection take what comes meanwhile. Not after pause() or the end.
+   */
+  private standAside(ms: number): void {
+    if (this.reader === null || this.aside !== null) return;
+    sys.pollStop(this.reader);
+    this.reader = null;
+    this.steppedBack++;
+    this.aside = setTimeout(() => {
+      this.aside = null;
+      if (!this.ended && !this.paused) this.arm?.();
+    }, ms);
   }
 
   /**
@@ -176,6 +208,9 @@ export class DevFuseSession {
    * and resolve once every request read is answered, or after `waitMs`.
    */
   async pause(waitMs: number): Promise<void> {
+    this.paused = true;
+    if (this.aside !== null) clearTimeout(this.aside);
+    this.aside = null;
     if (this.reader !== null) sys.pollStop(this.reader);
     this.reader = null;
     if (this.inflight === 0) return;
@@ -238,6 +273,8 @@ export class DevFuseSession {
     else if (m.end !== 'ENODEV') this.log.info({ code: m.end }, `the kernel ended the connection (${m.end})`);
     // further replies could only fail; the fd may be closed soon
     this.ended = true;
+    if (this.aside !== null) clearTimeout(this.aside);
+    this.aside = null;
     this.resolveEnd(end);
   }
 }

@@ -244,6 +244,12 @@ const HOT_MS = 0.2;
 const STRAY_RUN = 4;
 /** How long start() waits for the threads to be ready. */
 const START_MS = 10_000;
+
+/**
+ * On /dev/fuse clones, how long the owner leaves the device to the other threads after it read a
+ * large READ (FAR_READ; ServingThreads.streamReader).
+ */
+export const ASIDE_MS = 10;
 /** How long settle() waits for the other threads' requests in hand. */
 const SETTLE_MS = 20;
 
@@ -273,6 +279,8 @@ export class ServingThreads {
   private stopping = false;
   /** the owner's session's request count (requests it read itself) */
   ownerRequests: () => number = () => 0;
+  /** how often the owner's session stood aside (streamReader) */
+  ownerAside: () => number = () => 0;
 
   constructor(
     private readonly device: number,
@@ -570,6 +578,20 @@ export class ServingThreads {
    * all of them by opcode name. The owner's row first; its own are not counted apart. ringFarReads:
    * the large READs of the owner's queues it handed to another thread.
    */
+  /**
+   * On /dev/fuse clones, the owner stops reading the device for ASIDE_MS after each large READ it
+   * reads (DevFuseSession.stepBack), and the other threads serve a streaming reader alone. Every
+   * reader of a clone waits on the connection's one queue, so each request woke both threads and
+   * both served the stream's READs: side by side (fio, 1 GiB, bs=1M, 3 runs each, 2026-12-06),
+   * one thread read 1,869-2,120 MiB/s, two threads 1,436-1,620; with the owner reading nothing,
+   * the other thread alone 1,816-2,116; standing aside 10 ms, 1,796-1,981 (2 ms: 1,554-1,869),
+   * the owner then reading 155 of 12,306 READs. What it needs meanwhile the other threads hand
+   * it, as always. Over io_uring (each CPU's queue has its thread) and with no other thread, never.
+   */
+  streamReader(): { ms: number; when: (req: Buffer) => boolean } | null {
+    return this.ring === null && this.threads.length > 0 ? { ms: ASIDE_MS, when: farRead } : null;
+  }
+
   counters(): {
     threads: number;
     perThread: Array<{
@@ -577,6 +599,8 @@ export class ServingThreads {
       handedOverByOp: Record<string, number>;
     }>;
     ringGivenBack: number; ringCommittedByOwner: number; ringFarReads: number; ringSentHome: number;
+    /** times the owner stopped reading the device for a stream (streamReader) */
+    ownerStoodAside: number;
   } {
     const s = this.stats;
     const own = this.ownerRequests();
@@ -588,7 +612,7 @@ export class ServingThreads {
         farReads: s[r + 6]!, handedOverByOp: this.byOp(i),
       });
     }
-    return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere, ringFarReads: this.farReads, ringSentHome: this.sentHome };
+    return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere, ringFarReads: this.farReads, ringSentHome: this.sentHome, ownerStoodAside: this.ownerAside() };
   }
 
   private byOp(thread: number): Record<string, number> {
