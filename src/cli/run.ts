@@ -154,7 +154,10 @@ async function startRaw(given: Config, pre: Preflight, keys: SealingKeys, log: L
         // the mount is ready once the other threads and the rings serve too (loading a thread
         // takes a few hundred milliseconds of CPU, which a client starting at once would share)
         const live = own.live.then(afterInit).then(() => {
-          if (threads) own.stepBack = threads.streamReader();
+          if (threads) {
+            own.stepBack = threads.streamReader();
+            own.pollAfterReply = threads.ownerPoll();
+          }
         }).catch((e: unknown) => {
           log.error({ err: e }, 'serving threads failed to start: serving with one thread');
         });

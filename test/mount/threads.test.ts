@@ -57,6 +57,7 @@ print(n)
 `;
 
 const STREAM_MIB = 64;
+const MADE = 1000;
 // Reads a file from start to end in 1 MiB reads, `rounds` times, dropping its cached pages before
 // each round; prints each round's sha256.
 const STREAM = String.raw`
@@ -198,7 +199,7 @@ async function threadsServing(t: { serverLog: () => string }, n: number): Promis
 describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : ''}`, () => {
   it('reads and writes through two threads while the fd budget evicts the open files: every read is what was written, the host holds it', { timeout: 120_000 }, async () => {
     await withMount({
-      args: ['--threads', '2', '--fd-budget', '16', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
+      env: { HANDLEFS_TEST_NO_ASIDE: '1' }, args: ['--threads', '2', '--fd-budget', '16', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
       setup: (orig) => {
         fs.writeFileSync(join(orig, 'shared'), Buffer.alloc(WRITERS * REGION, 0x5a));
         for (let i = 0; i < 40; i++) fs.writeFileSync(join(orig, `s${i}`), `small ${i}\n`);
@@ -242,7 +243,7 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
 
   it('the other thread answers LOOKUPs of absent names itself; once the host moves the directory out of the share, neither absent nor present names nor xattrs are told, nor modes changed', { timeout: 60_000 }, async () => {
     await withMount({
-      args: ['--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
+      env: { HANDLEFS_TEST_NO_ASIDE: '1' }, args: ['--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
       setup: (orig) => {
         fs.mkdirSync(join(orig, 'd'));
         fs.writeFileSync(join(orig, 'd', 'there'), 'x');
@@ -290,7 +291,7 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
 
   it('the other thread answers LOOKUPs of inodes the owner knows itself: every lstat from its CPU is the host\'s, through names the host replaces, and once the kernel forgets them the server holds only the root, no count gone wrong', { timeout: 90_000 }, async () => {
     await withMount({
-      args: ['--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
+      env: { HANDLEFS_TEST_NO_ASIDE: '1' }, args: ['--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
       setup: (orig) => {
         fs.writeFileSync(join(orig, 'a'), 'first a');
         fs.writeFileSync(join(orig, 'b'), 'b');
@@ -338,7 +339,7 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
   });
 
   it('the other thread answers RELEASE at once and the owner closes the file after: a file flocked and closed on that thread\'s CPU can be locked again at once, and no open file is left', { timeout: 60_000 }, async () => {
-    await withMount({ args: ['--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'] }, async (t) => {
+    await withMount({ env: { HANDLEFS_TEST_NO_ASIDE: '1' }, args: ['--threads', '2', '--cache', 'never', '--stats-file', '{dir}/stats.json', '--log-level', 'info'] }, async (t) => {
       await threadsServing(t, 2);
       const r = await run('python3', [RELOCK, t.mnt, String(RELOCKS)], { timeoutMs: 40_000 });
       expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
@@ -358,7 +359,7 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
   });
 
   it('the other thread removes names the owner keeps no books on: files and directories go from the host, an open file unlinked lives on through evictions, a second name stays readable', { timeout: 90_000 }, async () => {
-    await withMount({ args: ['--threads', '2', '--cache', 'never', '--fd-budget', '16', '--stats-file', '{dir}/stats.json', '--log-level', 'info'] }, async (t) => {
+    await withMount({ env: { HANDLEFS_TEST_NO_ASIDE: '1' }, args: ['--threads', '2', '--cache', 'never', '--fd-budget', '16', '--stats-file', '{dir}/stats.json', '--log-level', 'info'] }, async (t) => {
       await threadsServing(t, 2);
       const r = await run('python3', [REMOVE_NAMES, t.mnt, '5', '40', '300'], { timeoutMs: 60_000 });
       expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
@@ -386,40 +387,68 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
       },
     }, async (t) => {
       await threadsServing(t, 2);
-      type Stats = { ownerStoodAside: number; perThread: { requests: number; handedOver: number }[] };
+      type Stats = { perThread: { requests: number; handedOver: number; stoodAside: number }[] };
       const stats = async (): Promise<Stats> => {
         await sleep(1200);
         return JSON.parse(fs.readFileSync(join(t.dir, 'stats.json'), 'utf8')) as Stats;
       };
       const before = await stats();
-      expect(before.ownerStoodAside).toBe(0);
-      const stream = run('python3', ['-c', STREAM, join(t.mnt, 'big'), '3'], { timeoutMs: 60_000 });
-      const maker = run('python3', ['-c', MAKE_FILES, join(t.mnt, 'm'), '300'], { timeoutMs: 60_000 });
-      const [s, m] = [await stream, await maker];
-      expect(s.status, `${s.stdout}${s.stderr}\n${t.serverLog()}`).toBe(0);
-      expect(m.status, `${m.stdout}${m.stderr}\n${t.serverLog()}`).toBe(0);
+      expect(before.perThread[0]!.stoodAside).toBe(0);
       const host = createHash('sha256').update(fs.readFileSync(join(t.orig, 'big'))).digest('hex');
+      const s = await run('python3', ['-c', STREAM, join(t.mnt, 'big'), '3'], { timeoutMs: 60_000 });
+      expect(s.status, `${s.stdout}${s.stderr}\n${t.serverLog()}`).toBe(0);
       expect(s.stdout.trim().split(' ')).toEqual([host, host, host]);
-      for (let i = 0; i < 300; i++) expect(fs.readFileSync(join(t.orig, 'm', `f${i}`), 'utf8')).toBe(`file ${i}\n`);
       const during = await stats();
-      console.log(`stood aside ${during.ownerStoodAside}; per thread: ${JSON.stringify(during.perThread)}`);
+      console.log(`per thread: ${JSON.stringify(during.perThread)}`);
       // the owner read large READs and stood aside after them; the other thread read the most
-      expect(during.ownerStoodAside).toBeGreaterThan(0);
+      expect(during.perThread[0]!.stoodAside).toBeGreaterThan(0);
       const read = (x: Stats, i: number): number => x.perThread[i]!.requests - before.perThread[i]!.requests;
       expect(read(during, 1)).toBeGreaterThan(read(during, 0));
+      // a stream and a maker of files at once (each thread may stand aside, one at a time)
+      const stream = run('python3', ['-c', STREAM, join(t.mnt, 'big'), '2'], { timeoutMs: 60_000 });
+      const maker = run('python3', ['-c', MAKE_FILES, join(t.mnt, 'm'), '300'], { timeoutMs: 60_000 });
+      const [s2, m] = [await stream, await maker];
+      expect(s2.status, `${s2.stdout}${s2.stderr}\n${t.serverLog()}`).toBe(0);
+      expect(m.status, `${m.stdout}${m.stderr}\n${t.serverLog()}`).toBe(0);
+      expect(s2.stdout.trim().split(' ')).toEqual([host, host]);
+      for (let i = 0; i < 300; i++) expect(fs.readFileSync(join(t.orig, 'm', `f${i}`), 'utf8')).toBe(`file ${i}\n`);
+      const mixed = await stats();
       // once the stream is over, the owner reads the device again: lstats of names it has not
       // seen reach it, read there or handed over by the other thread
       const r = await run('python3', ['-c', MAKE_FILES, join(t.mnt, 'm'), '300', 'n'], { timeoutMs: 30_000 });
       expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
       const after = await stats();
-      expect(after.perThread[0]!.requests).toBeGreaterThan(during.perThread[0]!.requests + 50);
+      expect(after.perThread[0]!.requests).toBeGreaterThan(mixed.perThread[0]!.requests + 50);
+    });
+  });
+
+  it('on clones the other thread leaves the device to the owner after a request only the owner serves: files made from that thread\'s CPU reach the owner first-hand, each as the host holds it', { timeout: 90_000 }, async () => {
+    await withMount({
+      args: ['--threads', '2', '--io-uring', 'off', '--cache', 'auto', '--stats-file', '{dir}/stats.json', '--log-level', 'info'],
+      setup: (orig) => fs.mkdirSync(join(orig, 'm')),
+    }, async (t) => {
+      await threadsServing(t, 2);
+      const r = await run('python3', ['-c', `import os\nif len(os.sched_getaffinity(0)) > 1: os.sched_setaffinity(0, {1})\n${MAKE_FILES}`, join(t.mnt, 'm'), String(MADE)], { timeoutMs: 60_000 });
+      expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
+      for (let i = 0; i < MADE; i++) expect(fs.readFileSync(join(t.orig, 'm', `f${i}`), 'utf8')).toBe(`file ${i}\n`);
+      await sleep(1200);
+      const stats = JSON.parse(fs.readFileSync(join(t.dir, 'stats.json'), 'utf8')) as {
+        perThread: { requests: number; handedOver: number; stoodAside: number; handedOverByOp: Record<string, number> }[]; openHandles: number;
+      };
+      console.log(`per thread: ${JSON.stringify(stats.perThread)}`);
+      // the thread on the client's CPU handed some CREATEs over and stood aside after each; the
+      // owner read the rest itself (reading alongside, that thread handed over most of them)
+      expect(stats.perThread[1]!.stoodAside).toBeGreaterThan(0);
+      expect(stats.perThread[1]!.handedOverByOp.CREATE ?? 0).toBeLessThan(MADE / 4);
+      expect(stats.perThread[0]!.requests).toBeGreaterThan(MADE * 2);
+      expect(stats.openHandles).toBe(0);
     });
   });
 
   it('a serving thread that dies of a bug stops the server: the mount goes, and the caller whose request it held gets an error instead of waiting forever', { timeout: 60_000 }, async () => {
     await withMount({
       args: ['--threads', '2', '--cache', 'never', '--log-level', 'info'],
-      env: { HANDLEFS_TEST_THREAD_FAULT: 'die-here' },
+      env: { HANDLEFS_TEST_THREAD_FAULT: 'die-here', HANDLEFS_TEST_NO_ASIDE: '1' },
       setup: (orig) => fs.writeFileSync(join(orig, 'f'), 'x'),
     }, async (t) => {
       await threadsServing(t, 2);

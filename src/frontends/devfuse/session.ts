@@ -55,6 +55,17 @@ export function sessionEnd(code: string): SessionEnd {
   return { reason: 'error', code };
 }
 
+/**
+ * Which of the readers of one connection stands aside (DevFuseSession.standAside): one at a time,
+ * so that someone always reads.
+ */
+export interface AsideTurn {
+  /** true: this reader may stop reading now */
+  take(): boolean;
+  /** it reads again */
+  give(): void;
+}
+
 interface EndMessage {
   end: string;
   message?: string;
@@ -102,13 +113,16 @@ export class DevFuseSession {
   private paused = false;
   /** the timer of standAside, while this session does not read */
   private aside: ReturnType<typeof setTimeout> | null = null;
-  /** times this session stood aside (stepBack) */
+  private asideTurn: AsideTurn | null = null;
+  /** times this session stood aside */
   steppedBack = 0;
   /**
    * Where other readers serve the same connection (ServingThreads on clones): after reading a
-   * request for which `when` holds, stop reading for `ms`. null: never.
+   * request for which `when` holds, stop reading for `ms` (standAside). null: never.
    */
-  stepBack: { ms: number; when: (req: Buffer) => boolean } | null = null;
+  stepBack: { ms: number; when: (req: Buffer) => boolean; turn: AsideTurn } | null = null;
+  /** with hotMs 0: how long to poll after a reply all the same (0: not); asked at each reply */
+  pollAfterReply: (() => number) | null = null;
 
   /** Resolves when the reader has stopped: the connection ended (unmount, abort) or a read failed. */
   readonly done: Promise<SessionEnd>;
@@ -169,7 +183,7 @@ export class DevFuseSession {
           return;
         }
         const back = this.stepBack;
-        if (back !== null && back.when(buf.subarray(0, n))) this.standAside(back.ms);
+        if (back !== null && back.when(buf.subarray(0, n))) this.standAside(back.ms, back.turn);
         if (n > LARGE_REQUEST) {
           const held = buf;
           buf = slabs.take();
@@ -189,18 +203,26 @@ export class DevFuseSession {
   }
 
   /**
-   * Stop reading for `ms` (the request just read is still served): other readers of the same
-   * connection take what comes meanwhile. Not after pause() or the end.
+   * Stop reading for `ms` (a request already read is still served), if `turn` lets this reader
+   * (another reader of the connection that stood aside could leave no one reading): the other
+   * readers take what comes meanwhile. Not after pause() or the end.
    */
-  private standAside(ms: number): void {
-    if (this.reader === null || this.aside !== null) return;
+  standAside(ms: number, turn: AsideTurn): void {
+    if (this.reader === null || this.aside !== null || !turn.take()) return;
     sys.pollStop(this.reader);
     this.reader = null;
     this.steppedBack++;
+    this.asideTurn = turn;
     this.aside = setTimeout(() => {
       this.aside = null;
+      this.backFromAside();
       if (!this.ended && !this.paused) this.arm?.();
     }, ms);
+  }
+
+  private backFromAside(): void {
+    this.asideTurn?.give();
+    this.asideTurn = null;
   }
 
   /**
@@ -211,6 +233,7 @@ export class DevFuseSession {
     this.paused = true;
     if (this.aside !== null) clearTimeout(this.aside);
     this.aside = null;
+    this.backFromAside();
     if (this.reader !== null) sys.pollStop(this.reader);
     this.reader = null;
     if (this.inflight === 0) return;
@@ -254,7 +277,7 @@ export class DevFuseSession {
       // a write to /dev/fuse never blocks: the kernel copies the reply and wakes the requester
       // (the addon's write: fs.writeSync validates and sets up a libuv request each time)
       sys.pwrite(this.fd, reply, 0, reply.length, -1);
-      keepPolling(this.hotMs);
+      keepPolling(this.hotMs > 0 ? this.hotMs : this.pollAfterReply?.() ?? 0);
     } catch (e) {
       const code = (e as { code?: string }).code;
       if (code === 'ENOENT') return; // the request was interrupted and is gone
@@ -275,6 +298,7 @@ export class DevFuseSession {
     this.ended = true;
     if (this.aside !== null) clearTimeout(this.aside);
     this.aside = null;
+    this.backFromAside();
     this.resolveEnd(end);
   }
 }

@@ -22,7 +22,7 @@ import { sys } from '../../sys/syscalls.js';
 import { RING_DEPTH, RingSession, entryReplySpace, type RingRequests } from './ring.js';
 import { DevFuseSession, keepPolling } from './session.js';
 import {
-  ANSWERED_AT_ONCE, HANDED_OPS, THREAD_OPS, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type InodeTableUpdate, type RingHandOver, type ThreadData, type ThreadReady,
+  ANSWERED_AT_ONCE, asideTurn, HANDOVER_ASIDE_MS, HANDED_OPS, NO_ASIDE, THREAD_OPS, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type InodeTableUpdate, type RingHandOver, type ThreadData, type ThreadReady,
 } from './threads.js';
 
 const d = workerData as ThreadData;
@@ -77,6 +77,7 @@ const handed = (req: Buffer): void => {
   handedOps[d.index * HANDED_OPS + Math.min(req.readUInt32LE(4), HANDED_OPS - 1)]!++;
 };
 const back = new Int32Array(d.back);
+const turn = asideTurn(new Int32Array(d.aside), d.index);
 let requests = 0;
 let handedOver = 0;
 let answeredAtOnce = 0;
@@ -148,8 +149,12 @@ const handler: RingRequests = {
       release();
       return encodeReply(req.readBigUInt64LE(8));
     }
-    // from a clone: the owner answers on this thread's clone
+    // from a clone: the owner answers on this thread's clone, and reads the device alone a while
     if (entry === undefined || ring === null) {
+      if (ring === null && !NO_ASIDE) {
+        session.standAside(HANDOVER_ASIDE_MS, turn);
+        stats[row + 8] = session.steppedBack;
+      }
       port.postMessage(copy, [copy]);
       release();
       return null;

@@ -26,15 +26,15 @@ import type { SharedInodeLink, SharedInodeTables } from '../../fs/shared-inodes.
 import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { entryReplySpace, type RingSession } from './ring.js';
-import { keepPolling, type RequestHandler } from './session.js';
+import { keepPolling, type AsideTurn, type RequestHandler } from './session.js';
 
 /**
  * Per thread in ServingThreads.stats: requests read, answered there, handed to the owner, LOOKUPs
  * answered ENOENT there, RELEASEs answered there and handed over (ANSWERED_AT_ONCE), UNLINKs and
  * RMDIRs done there, large READs of its own CPU's queue handed to the owner (FAR_READ), LOOKUPs
- * of inodes the owner knows answered there (SharedInodes).
+ * of inodes the owner knows answered there (SharedInodes), times it stood aside (HANDOVER_ASIDE_MS).
  */
-export const THREAD_STATS = 8;
+export const THREAD_STATS = 9;
 /** Per thread, the requests it handed over by opcode (the last bucket holds every opcode from it up). */
 export const HANDED_OPS = 64;
 
@@ -67,6 +67,8 @@ export interface ThreadData {
   logLevel: string;
   /** the owner's inode table as it is at the start; each growth comes as an InodeTableUpdate message */
   inodeTable: SharedInodeTables | null;
+  /** the word of asideTurn */
+  aside: SharedArrayBuffer;
 }
 
 /** The owner's inode table grew (a chunk, a bigger index): sent to each thread's worker. */
@@ -250,6 +252,31 @@ const START_MS = 10_000;
  * large READ (FAR_READ; ServingThreads.streamReader).
  */
 export const ASIDE_MS = 10;
+
+/**
+ * On /dev/fuse clones, how long another thread leaves the device to the owner after it read a
+ * request only the owner serves (ServingThreads.streamReader, the thread's worker).
+ */
+export const HANDOVER_ASIDE_MS = 20;
+
+/**
+ * HANDLEFS_TEST_NO_ASIDE=1 (tests only): no reader stands aside, so that the mounted tests of what
+ * the other threads serve on clones see them serve it.
+ */
+export const NO_ASIDE = process.env.HANDLEFS_TEST_NO_ASIDE === '1';
+
+/**
+ * The AsideTurn of reader `index` (0: the owner) over the threads' shared word, which holds the
+ * index + 1 of the reader that stands aside, 0 for none.
+ */
+export function asideTurn(word: Int32Array, index: number): AsideTurn {
+  return {
+    take: () => Atomics.compareExchange(word, 0, 0, index + 1) === 0,
+    give: () => {
+      Atomics.compareExchange(word, 0, index + 1, 0);
+    },
+  };
+}
 /** How long settle() waits for the other threads' requests in hand. */
 const SETTLE_MS = 20;
 
@@ -332,7 +359,7 @@ export class ServingThreads {
         index: i, fd, cpu: allowed[i % allowed.length]!, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
         handedOps: this.handedOps.buffer as SharedArrayBuffer,
         gate: this.gate.buffer as SharedArrayBuffer, port: port2, back: new SharedArrayBuffer(8), logLevel: this.log.level, ring, hotMs: this.hotMs,
-        inodeTable: this.inodeTable?.current ?? null,
+        inodeTable: this.inodeTable?.current ?? null, aside: this.aside.buffer as SharedArrayBuffer,
       };
       const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { workerData: data, transferList: [port2] });
       let ready!: () => void;
@@ -588,31 +615,43 @@ export class ServingThreads {
    * the owner then reading 155 of 12,306 READs. What it needs meanwhile the other threads hand
    * it, as always. Over io_uring (each CPU's queue has its thread) and with no other thread, never.
    */
-  streamReader(): { ms: number; when: (req: Buffer) => boolean } | null {
-    return this.ring === null && this.threads.length > 0 ? { ms: ASIDE_MS, when: farRead } : null;
+  streamReader(): { ms: number; when: (req: Buffer) => boolean; turn: AsideTurn } | null {
+    return this.ring === null && this.threads.length > 0 && !NO_ASIDE ? { ms: ASIDE_MS, when: farRead, turn: asideTurn(this.aside, 0) } : null;
   }
+
+  /**
+   * On /dev/fuse clones, while another thread stands aside (it read a request only the owner
+   * serves, HANDOVER_ASIDE_MS), the owner polls after its replies as one serving thread does.
+   */
+  ownerPoll(): (() => number) | null {
+    if (this.ring !== null || this.threads.length === 0 || NO_ASIDE) return null;
+    return () => (Atomics.load(this.aside, 0) > 1 ? this.hotMs : 0);
+  }
+
+  /** which reader stands aside (asideTurn) */
+  private readonly aside = new Int32Array(new SharedArrayBuffer(4));
 
   counters(): {
     threads: number;
     perThread: Array<{
       requests: number; served: number; handedOver: number; negativeLookups: number; positiveLookups: number; removals: number; answeredAtOnce: number; farReads: number;
+      /** times it stopped reading the device for a while (the owner: streamReader; the others: HANDOVER_ASIDE_MS) */
+      stoodAside: number;
       handedOverByOp: Record<string, number>;
     }>;
     ringGivenBack: number; ringCommittedByOwner: number; ringFarReads: number; ringSentHome: number;
-    /** times the owner stopped reading the device for a stream (streamReader) */
-    ownerStoodAside: number;
   } {
     const s = this.stats;
     const own = this.ownerRequests();
-    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, positiveLookups: 0, removals: 0, answeredAtOnce: 0, farReads: 0, handedOverByOp: {} }];
+    const perThread = [{ requests: own, served: own, handedOver: 0, negativeLookups: 0, positiveLookups: 0, removals: 0, answeredAtOnce: 0, farReads: 0, stoodAside: this.ownerAside(), handedOverByOp: {} }];
     for (let i = 1; i <= this.threads.length; i++) {
       const r = i * THREAD_STATS;
       perThread.push({
         requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, positiveLookups: s[r + 7]!, removals: s[r + 5]!, answeredAtOnce: s[r + 4]!,
-        farReads: s[r + 6]!, handedOverByOp: this.byOp(i),
+        farReads: s[r + 6]!, stoodAside: s[r + 8]!, handedOverByOp: this.byOp(i),
       });
     }
-    return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere, ringFarReads: this.farReads, ringSentHome: this.sentHome, ownerStoodAside: this.ownerAside() };
+    return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere, ringFarReads: this.farReads, ringSentHome: this.sentHome };
   }
 
   private byOp(thread: number): Record<string, number> {
