@@ -255,7 +255,7 @@ export const ASIDE_MS = 10;
 
 /**
  * On /dev/fuse clones, how long another thread leaves the device to the owner after it read a
- * request only the owner serves (ServingThreads.streamReader, the thread's worker).
+ * request only the owner serves (thread-worker.ts; the owner polls meanwhile, ServingThreads.ownerPoll).
  */
 export const HANDOVER_ASIDE_MS = 20;
 
