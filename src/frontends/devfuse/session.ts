@@ -118,9 +118,10 @@ export class DevFuseSession {
   steppedBack = 0;
   /**
    * Where other readers serve the same connection (ServingThreads on clones): after reading a
-   * request for which `when` holds, stop reading for `ms` (standAside). null: never.
+   * request for which `when` holds (of the read buffer, the request's length), stop reading for
+   * `ms` (standAside). null: never.
    */
-  stepBack: { ms: number; when: (req: Buffer) => boolean; turn: AsideTurn } | null = null;
+  stepBack: { ms: number; when: (buf: Buffer, n: number) => boolean; turn: AsideTurn } | null = null;
   /** with hotMs 0: how long to poll after a reply all the same (0: not); asked at each reply */
   pollAfterReply: (() => number) | null = null;
 
@@ -183,7 +184,7 @@ export class DevFuseSession {
           return;
         }
         const back = this.stepBack;
-        if (back !== null && back.when(buf.subarray(0, n))) this.standAside(back.ms, back.turn);
+        if (back !== null && back.when(buf, n)) this.standAside(back.ms, back.turn);
         if (n > LARGE_REQUEST) {
           const held = buf;
           buf = slabs.take();

@@ -120,9 +120,9 @@ export interface Owner extends RequestHandler {
 export const FAR_READ = 128 * 1024;
 const READ_SIZE = InHeader.SIZE + ReadIn.size;
 
-/** Whether `req` is a READ that is served away from its caller's CPU (FAR_READ). */
-export function farRead(req: Buffer): boolean {
-  return req.length >= READ_SIZE + 4 && req.readUInt32LE(4) === Op.READ && req.readUInt32LE(READ_SIZE) >= FAR_READ;
+/** Whether `req` (its first `n` bytes) is a READ that is served away from its caller's CPU (FAR_READ). */
+export function farRead(req: Buffer, n = req.length): boolean {
+  return n >= READ_SIZE + 4 && req.readUInt32LE(4) === Op.READ && req.readUInt32LE(READ_SIZE) >= FAR_READ;
 }
 
 /** A READ's reply is built in its ring entry (no copy at the commit). */
@@ -615,7 +615,7 @@ export class ServingThreads {
    * the owner then reading 155 of 12,306 READs. What it needs meanwhile the other threads hand
    * it, as always. Over io_uring (each CPU's queue has its thread) and with no other thread, never.
    */
-  streamReader(): { ms: number; when: (req: Buffer) => boolean; turn: AsideTurn } | null {
+  streamReader(): { ms: number; when: (req: Buffer, n: number) => boolean; turn: AsideTurn } | null {
     return this.ring === null && this.threads.length > 0 && !NO_ASIDE ? { ms: ASIDE_MS, when: farRead, turn: asideTurn(this.aside, 0) } : null;
   }
 
