@@ -148,7 +148,7 @@ async function startRaw(given: Config, pre: Preflight, keys: SealingKeys, log: L
       const { threads, afterInit, ringRequests } = handler;
       if (threads) {
         threads.ownerRequests = () => own.requests + (ringRequests?.() ?? 0);
-        threads.ownerAside = () => own.steppedBack;
+        threads.ownerAside = () => own.stoodAside;
       }
       if (afterInit) {
         // the mount is ready once the other threads and the rings serve too (loading a thread

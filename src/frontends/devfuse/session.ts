@@ -115,7 +115,7 @@ export class DevFuseSession {
   private aside: ReturnType<typeof setTimeout> | null = null;
   private asideTurn: AsideTurn | null = null;
   /** times this session stood aside */
-  steppedBack = 0;
+  stoodAside = 0;
   /**
    * Where other readers serve the same connection (ServingThreads on clones): after reading a
    * request for which `when` holds (of the read buffer, the request's length), stop reading for
@@ -212,16 +212,18 @@ export class DevFuseSession {
     if (this.reader === null || this.aside !== null || !turn.take()) return;
     sys.pollStop(this.reader);
     this.reader = null;
-    this.steppedBack++;
+    this.stoodAside++;
     this.asideTurn = turn;
     this.aside = setTimeout(() => {
-      this.aside = null;
-      this.backFromAside();
+      this.endAside();
       if (!this.ended && !this.paused) this.arm?.();
     }, ms);
   }
 
-  private backFromAside(): void {
+  /** No longer standing aside (the timer ran out, pause(), the end): the turn goes back. */
+  private endAside(): void {
+    if (this.aside !== null) clearTimeout(this.aside);
+    this.aside = null;
     this.asideTurn?.give();
     this.asideTurn = null;
   }
@@ -232,9 +234,7 @@ export class DevFuseSession {
    */
   async pause(waitMs: number): Promise<void> {
     this.paused = true;
-    if (this.aside !== null) clearTimeout(this.aside);
-    this.aside = null;
-    this.backFromAside();
+    this.endAside();
     if (this.reader !== null) sys.pollStop(this.reader);
     this.reader = null;
     if (this.inflight === 0) return;
@@ -297,9 +297,7 @@ export class DevFuseSession {
     else if (m.end !== 'ENODEV') this.log.info({ code: m.end }, `the kernel ended the connection (${m.end})`);
     // further replies could only fail; the fd may be closed soon
     this.ended = true;
-    if (this.aside !== null) clearTimeout(this.aside);
-    this.aside = null;
-    this.backFromAside();
+    this.endAside();
     this.resolveEnd(end);
   }
 }

@@ -153,7 +153,7 @@ const handler: RingRequests = {
     if (entry === undefined || ring === null) {
       if (ring === null && !NO_ASIDE) {
         session.standAside(HANDOVER_ASIDE_MS, turn);
-        stats[row + 8] = session.steppedBack;
+        stats[row + 8] = session.stoodAside;
       }
       port.postMessage(copy, [copy]);
       release();

@@ -616,7 +616,7 @@ export class ServingThreads {
    * it, as always. Over io_uring (each CPU's queue has its thread) and with no other thread, never.
    */
   streamReader(): { ms: number; when: (req: Buffer, n: number) => boolean; turn: AsideTurn } | null {
-    return this.ring === null && this.threads.length > 0 && !NO_ASIDE ? { ms: ASIDE_MS, when: farRead, turn: asideTurn(this.aside, 0) } : null;
+    return this.standsAside() ? { ms: ASIDE_MS, when: farRead, turn: asideTurn(this.aside, 0) } : null;
   }
 
   /**
@@ -624,8 +624,13 @@ export class ServingThreads {
    * serves, HANDOVER_ASIDE_MS), the owner polls after its replies as one serving thread does.
    */
   ownerPoll(): (() => number) | null {
-    if (this.ring !== null || this.threads.length === 0 || NO_ASIDE) return null;
+    if (!this.standsAside()) return null;
     return () => (Atomics.load(this.aside, 0) > 1 ? this.hotMs : 0);
+  }
+
+  /** Readers stand aside on clones only, with another thread to read (and not in the tests that turn it off). */
+  private standsAside(): boolean {
+    return this.ring === null && this.threads.length > 0 && !NO_ASIDE;
   }
 
   /** which reader stands aside (asideTurn) */
