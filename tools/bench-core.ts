@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pino } from 'pino';
+import { FsError } from '../dist/errors.js';
 import { PassthroughFs } from '../dist/fs/passthrough.js';
 import { ephemeralKey } from '../dist/handle/key.js';
 import { probeCaps } from '../dist/sys/caps.js';
@@ -29,12 +30,18 @@ interface Measured {
   hits: number;
 }
 
+/** A lookup's entry; a missing name (an FsError value) is an error here. */
+function found<T>(e: T | FsError): T {
+  if (e instanceof FsError) throw e;
+  return e;
+}
+
 async function measure(reopen: 'path' | 'handle', budget: number, prefix = 'f'): Promise<Measured> {
   const pfs = new PassthroughFs({ root: top, fdBudget: budget, reopen, key: ephemeralKey(), cache: 'auto', xattr: true, creds: false, log: pino({ level: 'silent' }) });
   const nodes: bigint[] = [];
   for (let i = 0; i < N; i++) {
-    const d = await pfs.lookup(ctx, 1n, Buffer.from(`d${i % 10}`));
-    nodes.push((await pfs.lookup(ctx, d.nodeid, Buffer.from(`${prefix}${i}`))).nodeid);
+    const d = found(await pfs.lookup(ctx, 1n, Buffer.from(`d${i % 10}`)));
+    nodes.push(found(await pfs.lookup(ctx, d.nodeid, Buffer.from(`${prefix}${i}`))).nodeid);
   }
   const samples: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {

@@ -84,6 +84,7 @@ export class Dirs {
     const dir = h.inode;
     if (dir.children > 0 && h.plusUnknown <= h.plusKnown) {
       const r = this.entries.lookupKnown(dir, fd, name);
+      if (r instanceof FsError) throw r;
       if (r) {
         h.plusKnown++;
         return r;

@@ -3,7 +3,7 @@
  * moves one (unlink, rmdir, rename). Every name is one checked component, used with an *at()
  * syscall relative to a directory fd proven to be beneath the root.
  */
-import { E, FsError } from '../errors.js';
+import { E, failure, FsError } from '../errors.js';
 import { sameHandle, type FileHandle } from '../handle/file-handle.js';
 import {
   sys, statAt, procFdDir, procFdPath, parseDirents, DT_DIR, O_DIRECTORY, O_RDONLY, PATH_MAX,
@@ -40,7 +40,8 @@ export function victimMatters(handles: { readonly size: number }, store: { reado
 export class Entries {
   constructor(private readonly s: Services, private readonly conf: Confinement) {}
 
-  async lookup(_ctx: Context, parentId: bigint, name: Buffer): Promise<Entry> {
+  /** A missing name resolves to failure(ENOENT) when the fast path finds it missing (Entries.lookupKnown). */
+  async lookup(_ctx: Context, parentId: bigint, name: Buffer): Promise<Entry | FsError> {
     const s = this.s;
     checkName(name, true);
     const parent = s.records.inode(parentId);
@@ -67,7 +68,7 @@ export class Entries {
       return entryOf(s, target, st);
     }
     const r = this.conf.withDir(parent, (dfd) => this.lookupKnown(parent, dfd, name) ?? this.lookupAt(parent, dfd, name));
-    return entryOf(s, r.inode, r.st);
+    return r instanceof FsError ? r : entryOf(s, r.inode, r.st);
   }
 
   forget(nodeid: bigint, nlookup: bigint): void {
@@ -238,13 +239,13 @@ export class Entries {
    * statx must then describe that same inode (the ino and device recorded when it was last reached
    * through an fd), or the name changed between the two calls and the slow path decides. Unknown
    * inodes, submounts and filesystems without handles take the slow path (null); a name that is
-   * not there is ENOENT at once.
+   * not there is failure(ENOENT) at once, returned, not thrown.
    */
-  lookupKnown(parent: Inode, dirFd: number, name: Buffer): Reached | null {
+  lookupKnown(parent: Inode, dirFd: number, name: Buffer): Reached | FsError | null {
     const s = this.s;
     const h = sys.nameToHandleAtTry(dirFd, name, s.handleFlags);
     if (typeof h === 'number') {
-      if (h === -E.ENOENT) throw new FsError(E.ENOENT, 'name_to_handle_at');
+      if (h === -E.ENOENT) return failure(E.ENOENT);
       return null;
     }
     const inode = s.store.byHandle(h);

@@ -25,7 +25,7 @@
  * - Offsets for regular files are byte offsets (numbers, exact below 2^53). Directory offsets are
  *   opaque 64-bit cookies (bigint): 0 starts a listing, and the `off` of an entry resumes after it.
  */
-import { enosys } from '../errors.js';
+import { enosys, type FsError } from '../errors.js';
 import type { MappedSeg } from '../sys/syscalls.js';
 
 /** Memory a transport mapped, as the addon takes it (a mapping, an offset in it, a length). */
@@ -43,8 +43,12 @@ export interface FileSystem {
   /** Called on DESTROY or when the session ends: release every fd. */
   destroy(): Promise<void>;
 
-  /** Look up `name` in directory `parent`; '.' is the directory itself, '..' its parent ('..' of the root is the root). */
-  lookup(ctx: Context, parent: bigint, name: Buffer): Promise<Entry>;
+  /**
+   * Look up `name` in directory `parent`; '.' is the directory itself, '..' its parent ('..' of
+   * the root is the root). A missing name may resolve to an FsError (errors.ts failure()) instead
+   * of rejecting: callers check for one.
+   */
+  lookup(ctx: Context, parent: bigint, name: Buffer): Promise<Entry | FsError>;
   /** Drop `nlookup` lookups of a node. Never replied to. Must not throw. */
   forget(ctx: Context, nodeid: bigint, nlookup: bigint): void;
   batchForget(ctx: Context, items: ReadonlyArray<{ nodeid: bigint; nlookup: bigint }>): void;
@@ -118,8 +122,11 @@ export interface FileSystem {
   syncfs(ctx: Context, nodeid: bigint): Promise<void>;
 
   setxattr(ctx: Context, nodeid: bigint, name: Buffer, value: Buffer, flags: number): Promise<void>;
-  /** size 0 asks for the value's size; a value larger than `size` is ERANGE. */
-  getxattr(ctx: Context, nodeid: bigint, name: Buffer, size: number): Promise<XattrReply>;
+  /**
+   * size 0 asks for the value's size; a value larger than `size` is ERANGE. A failure of the host's
+   * call (ENODATA, the common answer) may resolve to an FsError instead of rejecting.
+   */
+  getxattr(ctx: Context, nodeid: bigint, name: Buffer, size: number): Promise<XattrReply | FsError>;
   /** NUL-separated names; size 0 asks for the list's size. */
   listxattr(ctx: Context, nodeid: bigint, size: number): Promise<XattrReply>;
   removexattr(ctx: Context, nodeid: bigint, name: Buffer): Promise<void>;
@@ -158,7 +165,7 @@ export interface FileSystem {
 export class DefaultFileSystem implements FileSystem {
   async init(_opts: InitOptions): Promise<void> {}
   async destroy(): Promise<void> {}
-  async lookup(_c: Context, _p: bigint, _n: Buffer): Promise<Entry> { throw enosys(); }
+  async lookup(_c: Context, _p: bigint, _n: Buffer): Promise<Entry | FsError> { throw enosys(); }
   forget(_c: Context, _n: bigint, _k: bigint): void {}
   batchForget(c: Context, items: ReadonlyArray<{ nodeid: bigint; nlookup: bigint }>): void {
     for (const it of items) this.forget(c, it.nodeid, it.nlookup);
@@ -190,7 +197,7 @@ export class DefaultFileSystem implements FileSystem {
   async statfs(_c: Context, _n: bigint): Promise<StatfsOut> { throw enosys(); }
   async syncfs(_c: Context, _n: bigint): Promise<void> { throw enosys(); }
   async setxattr(_c: Context, _n: bigint, _k: Buffer, _v: Buffer, _f: number): Promise<void> { throw enosys(); }
-  async getxattr(_c: Context, _n: bigint, _k: Buffer, _s: number): Promise<XattrReply> { throw enosys(); }
+  async getxattr(_c: Context, _n: bigint, _k: Buffer, _s: number): Promise<XattrReply | FsError> { throw enosys(); }
   async listxattr(_c: Context, _n: bigint, _s: number): Promise<XattrReply> { throw enosys(); }
   async removexattr(_c: Context, _n: bigint, _k: Buffer): Promise<void> { throw enosys(); }
   async opendir(_c: Context, _n: bigint, _f: number): Promise<OpenOut> { throw enosys(); }

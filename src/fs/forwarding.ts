@@ -1,3 +1,4 @@
+import type { FsError } from '../errors.js';
 import type { FileSystem } from './filesystem.js';
 import type { MappedSeg } from '../sys/syscalls.js';
 import type {
@@ -13,7 +14,7 @@ export class ForwardingFs implements FileSystem {
   constructor(protected readonly inner: FileSystem) {}
   init(o: InitOptions): Promise<void> { return this.inner.init(o); }
   destroy(): Promise<void> { return this.inner.destroy(); }
-  lookup(c: Context, p: bigint, n: Buffer): Promise<Entry> { return this.inner.lookup(c, p, n); }
+  lookup(c: Context, p: bigint, n: Buffer): Promise<Entry | FsError> { return this.inner.lookup(c, p, n); }
   forget(c: Context, n: bigint, k: bigint): void { this.inner.forget(c, n, k); }
   batchForget(c: Context, items: ReadonlyArray<{ nodeid: bigint; nlookup: bigint }>): void { this.inner.batchForget(c, items); }
   getattr(c: Context, n: bigint, fh?: bigint): Promise<AttrReply> { return this.inner.getattr(c, n, fh); }
@@ -45,7 +46,7 @@ export class ForwardingFs implements FileSystem {
   statfs(c: Context, n: bigint): Promise<StatfsOut> { return this.inner.statfs(c, n); }
   syncfs(c: Context, n: bigint): Promise<void> { return this.inner.syncfs(c, n); }
   setxattr(c: Context, n: bigint, k: Buffer, v: Buffer, f: number): Promise<void> { return this.inner.setxattr(c, n, k, v, f); }
-  getxattr(c: Context, n: bigint, k: Buffer, s: number): Promise<XattrReply> { return this.inner.getxattr(c, n, k, s); }
+  getxattr(c: Context, n: bigint, k: Buffer, s: number): Promise<XattrReply | FsError> { return this.inner.getxattr(c, n, k, s); }
   listxattr(c: Context, n: bigint, s: number): Promise<XattrReply> { return this.inner.listxattr(c, n, s); }
   removexattr(c: Context, n: bigint, k: Buffer): Promise<void> { return this.inner.removexattr(c, n, k); }
   opendir(c: Context, n: bigint, f: number): Promise<OpenOut> { return this.inner.opendir(c, n, f); }

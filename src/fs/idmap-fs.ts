@@ -56,7 +56,10 @@ export class IdMapFs extends ForwardingFs {
     return { ...r, entry: this.entry(r.entry) };
   }
 
-  override lookup(c: Context, p: bigint, n: Buffer): Promise<Entry> { return this.entryOf(this.inner.lookup(c, p, n)); }
+  override async lookup(c: Context, p: bigint, n: Buffer): Promise<Entry | FsError> {
+    const e = await this.inner.lookup(c, p, n);
+    return e instanceof FsError ? e : this.entry(e);
+  }
   override getattr(c: Context, n: bigint, fh?: bigint): Promise<AttrReply> { return this.reply(this.inner.getattr(c, n, fh)); }
   override statx(c: Context, n: bigint, fh: bigint | undefined, f: number, m: number): Promise<AttrReply> {
     return this.reply(this.inner.statx(c, n, fh, f, m));

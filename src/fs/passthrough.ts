@@ -14,6 +14,7 @@
  *   state.ts    node ids that outlive memory: sealed records, a successor's state
  *   confinement.ts, open-files.ts, data-io.ts  what several of them use
  */
+import type { FsError } from '../errors.js';
 import { Attrs } from './attrs.js';
 import { Confinement } from './confinement.js';
 import { Dirs } from './dirs.js';
@@ -156,7 +157,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   }
 
   // names
-  override lookup(ctx: Context, parent: bigint, name: Buffer): Promise<Entry> {
+  override lookup(ctx: Context, parent: bigint, name: Buffer): Promise<Entry | FsError> {
     return this.entries.lookup(ctx, parent, name);
   }
   override forget(_ctx: Context, nodeid: bigint, nlookup: bigint): void {
@@ -273,7 +274,7 @@ export class PassthroughFs extends DefaultFileSystem implements FileSystem {
   override setxattr(_ctx: Context, nodeid: bigint, name: Buffer, value: Buffer, flags: number): Promise<void> {
     return this.xattrs.setxattr(nodeid, name, value, flags);
   }
-  override getxattr(_ctx: Context, nodeid: bigint, name: Buffer, size: number): Promise<XattrReply> {
+  override getxattr(_ctx: Context, nodeid: bigint, name: Buffer, size: number): Promise<XattrReply | FsError> {
     return this.xattrs.getxattr(nodeid, name, size);
   }
   override listxattr(_ctx: Context, nodeid: bigint, size: number): Promise<XattrReply> {

@@ -9,7 +9,7 @@
  * directory's open fd, a FLUSH that must drop locks), is declined: the thread hands the request to
  * the owner, which answers it on this thread's channel.
  */
-import { DECLINE, E, FsError } from '../errors.js';
+import { DECLINE, E, failure, FsError } from '../errors.js';
 import {
   sys, statAt, procFdDir, procFdPath, AT_EMPTY_PATH, AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, O_APPEND, S_IFDIR, S_IFLNK, S_IFMT, XATTR_SIZE_MAX,
 } from '../sys/syscalls.js';
@@ -106,7 +106,7 @@ class ThreadFiles {
    * the first write of every new file. Declined unless the owner's answer is the host's own
    * (ThreadFsSettings.plainXattrs), or for an unpublished inode.
    */
-  async getxattr(_ctx: Context, nodeid: bigint, name: Buffer, size: number): Promise<XattrReply> {
+  async getxattr(_ctx: Context, nodeid: bigint, name: Buffer, size: number): Promise<XattrReply | FsError> {
     if (!this.plainXattrs || this.rootPath === null) this.decline();
     checkXattrName(name);
     const slot = this.inodes.borrow(nodeid, nodeid);
@@ -121,7 +121,7 @@ class ThreadFiles {
       this.inodes.release(slot);
     }
     this.counters.served++;
-    if (n < 0) throw new FsError(-n, 'getxattr');
+    if (n < 0) return failure(-n);
     return buf === null ? { size: n } : { value: buf.subarray(0, n) };
   }
 
@@ -138,7 +138,7 @@ class ThreadFiles {
    * learns names), a change in whether it has other links, a submount, a failed proof or any other
    * error: the owner's.
    */
-  async lookup(_ctx: Context, parentId: bigint, name: Buffer): Promise<Entry> {
+  async lookup(_ctx: Context, parentId: bigint, name: Buffer): Promise<Entry | FsError> {
     // the owner's answers to a bad name (EINVAL, ENAMETOOLONG)
     checkName(name, true);
     if (isDotName(name) || this.rootPath === null) this.decline();
@@ -167,7 +167,7 @@ class ThreadFiles {
     if (!absent) this.decline();
     this.counters.served++;
     this.counters.negativeLookups++;
-    throw new FsError(E.ENOENT);
+    return failure(E.ENOENT);
   }
 
   /** The entry of a known inode found by its handle (lookup), its lookup counted; null: the owner's. */

@@ -5,7 +5,7 @@
  * With --xattrmap (src/fs/xattr-map.ts) every client name is mapped before it reaches the host and
  * every listed host name after.
  */
-import { E, FsError } from '../errors.js';
+import { E, failure, FsError } from '../errors.js';
 import { sys, withProcFdPath, XATTR_CREATE, XATTR_REPLACE, XATTR_SIZE_MAX } from '../sys/syscalls.js';
 import type { Confinement } from './confinement.js';
 import type { XattrOp } from './xattr-map.js';
@@ -23,7 +23,8 @@ export class Xattrs {
     this.byPath(this.s.records.inode(nodeid), (p) => sys.setxattr(p, name, value, flags));
   }
 
-  async getxattr(nodeid: bigint, clientName: Buffer, size: number): Promise<XattrReply> {
+  /** The host's failure (ENODATA, the usual one) resolves to failure(errno). */
+  async getxattr(nodeid: bigint, clientName: Buffer, size: number): Promise<XattrReply | FsError> {
     const name = hostName(this.s, clientName, 'get');
     const inode = this.s.records.inode(nodeid);
     const buf = size === 0 ? null : Buffer.allocUnsafe(Math.min(size, XATTR_SIZE_MAX));
@@ -31,7 +32,7 @@ export class Xattrs {
     // write, while the writer holds it open, so the open file's fd answers without a /proc walk
     let n = this.byOpenFile(inode, (fd) => sys.fgetxattrTry(fd, name, buf));
     if (n === null) n = this.byPath(inode, (p) => sys.getxattrTry(p, name, buf));
-    if (n < 0) throw new FsError(-n, 'getxattr');
+    if (n < 0) return failure(-n);
     if (buf === null) return { size: n };
     return { value: buf.subarray(0, n) };
   }

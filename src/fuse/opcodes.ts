@@ -7,7 +7,7 @@
  * ProtocolError is a malformed request, anything else is a bug answered EIO (protocol-server.ts).
  * Rows with a null handler (BMAP, IOCTL, POLL, SETUPMAPPING, ...) answer ENOSYS.
  */
-import { E, fsErr, ProtocolError } from '../errors.js';
+import { E, fsErr, FsError, ProtocolError } from '../errors.js';
 import type { FileSystem } from '../fs/filesystem.js';
 import type { AttrReply, Context, CreateOut, Entry, OpenOut as OpenOutT, XattrReply } from '../fs/types.js';
 import {
@@ -18,7 +18,7 @@ import {
   readFileLock, readSetattrIn, readU64Num, r64, w64, writeAttrOut, writeEntryOut, writeFileLock, writeKstatfs, writeOpenOut,
   writeStatxOut, writeU64, type Struct,
 } from './abi.js';
-import { allocReply, encodeReply, IN, writeReplyHeader, type Request } from './codec.js';
+import { allocReply, encodeError, encodeReply, IN, writeReplyHeader, type Request } from './codec.js';
 import { DirentList } from './dirent-list.js';
 import { securityContext } from './extensions.js';
 import { decodeDev32 } from '../sys/stat.js';
@@ -157,7 +157,11 @@ function xattrReply(r: Request, size: number, x: XattrReply): Buffer {
 // ---------------------------------------------------------------------------------------------
 // Handlers, in opcode order
 
-const hLookup: Handler = async (s, r) => entryReply(r, await s.fs.lookup(r.ctx, r.nodeid, r.name1!));
+/** A missing name may come back as an FsError value (FileSystem.lookup): answered without a throw. */
+const hLookup: Handler = async (s, r) => {
+  const e = await s.fs.lookup(r.ctx, r.nodeid, r.name1!);
+  return e instanceof FsError ? encodeError(r.unique, e.errno) : entryReply(r, e);
+};
 
 const hForget: Handler = async (s, r) => {
   s.fs.forget(r.ctx, r.nodeid, u64(r, ForgetIn.nlookup));
@@ -276,7 +280,8 @@ const hSetxattr: Handler = async (s, r) => {
 
 const hGetxattr: Handler = async (s, r) => {
   const size = Math.min(u32(r, GetxattrIn.size), s.conn.maxReply);
-  return xattrReply(r, size, await s.fs.getxattr(r.ctx, r.nodeid, r.name1!, size));
+  const x = await s.fs.getxattr(r.ctx, r.nodeid, r.name1!, size);
+  return x instanceof FsError ? encodeError(r.unique, x.errno) : xattrReply(r, size, x);
 };
 
 const hListxattr: Handler = async (s, r) => {

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { O_CREAT, O_RDONLY, O_RDWR, O_WRONLY, S_ISUID } from '../../src/sys/syscalls.js';
 import { B, ctx, makeFs, useCleanup } from '../helpers/fs-fixture.js';
+import { found } from '../helpers/errno.js';
 
 const { cores, dir } = useCleanup();
 
@@ -34,13 +35,13 @@ describe('backing files (FUSE passthrough)', () => {
     await pfs.init({ writeback: false, killPrivV2: false, passthrough: true });
     fs.writeFileSync(path.join(root, 'f'), 'x');
     fs.writeFileSync(path.join(root, 'g'), 'y');
-    const f = await pfs.lookup(ctx, 1n, B('f'));
+    const f = found(await pfs.lookup(ctx, 1n, B('f')));
     const a = await pfs.open(ctx, f.nodeid, O_RDONLY);
     const b = await pfs.open(ctx, f.nodeid, O_WRONLY);
     expect(a.backingId).toBe(101);
     expect(b.backingId).toBe(101);
     // another inode gets its own
-    const g = await pfs.lookup(ctx, 1n, B('g'));
+    const g = found(await pfs.lookup(ctx, 1n, B('g')));
     const c = await pfs.open(ctx, g.nodeid, O_RDWR);
     expect(c.backingId).toBe(102);
     expect(opened).toEqual([101, 102]);
@@ -64,7 +65,7 @@ describe('backing files (FUSE passthrough)', () => {
   it('a setuid file and a connection without passthrough get no backing file', async () => {
     const { pfs, root, opened } = setup();
     fs.writeFileSync(path.join(root, 'f'), 'x');
-    const f = await pfs.lookup(ctx, 1n, B('f'));
+    const f = found(await pfs.lookup(ctx, 1n, B('f')));
     await pfs.init({ writeback: false, killPrivV2: false, passthrough: false });
     expect((await pfs.open(ctx, f.nodeid, O_RDONLY)).backingId).toBeUndefined();
     await pfs.init({ writeback: false, killPrivV2: false, passthrough: true });

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { start } from '../helpers/child.js';
-import { codeOf, errnoOf } from '../helpers/errno.js';
+import { codeOf, errnoOf, found } from '../helpers/errno.js';
 import { makeFs, tmpdir, ctx, B, walk } from '../helpers/fs-fixture.js';
 import { scratchExt4, scratchExt4Unavailable } from '../helpers/scratch-ext4.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
@@ -44,7 +44,7 @@ describe('names', () => {
     it(`a name with ${what} gives ${code} for every operation`, async () => {
       const { pfs, root } = setup();
       fs.writeFileSync(path.join(root, 'f'), 'x');
-      const f = await pfs.lookup(ctx, 1n, B('f'));
+      const f = found(await pfs.lookup(ctx, 1n, B('f')));
       expect(await errnoOf(pfs.lookup(ctx, 1n, name))).toBe(code);
       expect(await errnoOf(pfs.create(ctx, 1n, name, 0o100644, 0, 0))).toBe(code);
       expect(await errnoOf(pfs.mkdir(ctx, 1n, name, 0o755, 0))).toBe(code);
@@ -85,7 +85,7 @@ describe('symlinks and ..', () => {
     fs.symlinkSync('../outside', path.join(root, 'rel'));
     fs.symlinkSync(path.join(outside, 'secret'), path.join(root, 'file-link'));
     for (const n of ['abs', 'rel', 'file-link']) {
-      const e = await pfs.lookup(ctx, 1n, B(n));
+      const e = found(await pfs.lookup(ctx, 1n, B(n)));
       expect(e.attr.mode & S_IFMT).toBe(S_IFLNK);
       expect((await pfs.readlink(ctx, e.nodeid)).toString()).toBe(fs.readlinkSync(path.join(root, n)));
       expect(await errnoOf(pfs.lookup(ctx, e.nodeid, B('secret')))).toBe('ENOTDIR');
@@ -102,9 +102,9 @@ describe('symlinks and ..', () => {
     fs.mkdirSync(path.join(root, 'a/b'), { recursive: true });
     const b = await walk(pfs, 'a/b');
     let cur = b.nodeid;
-    for (let i = 0; i < 6; i++) cur = (await pfs.lookup(ctx, cur, B('..'))).nodeid;
+    for (let i = 0; i < 6; i++) cur = (found(await pfs.lookup(ctx, cur, B('..')))).nodeid;
     expect(cur).toBe(1n);
-    const rootAttr = (await pfs.lookup(ctx, 1n, B('..'))).attr;
+    const rootAttr = (found(await pfs.lookup(ctx, 1n, B('..')))).attr;
     expect(rootAttr.ino).toBe(fs.statSync(root, { bigint: true }).ino);
   });
 });
@@ -114,8 +114,8 @@ describe('moved outside while held', () => {
     const { pfs, root, outside } = setup();
     fs.mkdirSync(path.join(root, 'held'));
     fs.writeFileSync(path.join(root, 'held', 'f'), 'inside');
-    const held = await pfs.lookup(ctx, 1n, B('held'));
-    const f = await pfs.lookup(ctx, held.nodeid, B('f'));
+    const held = found(await pfs.lookup(ctx, 1n, B('held')));
+    const f = found(await pfs.lookup(ctx, held.nodeid, B('f')));
     const od = await pfs.opendir(ctx, held.nodeid, 0);
     const mode0 = fs.statSync(path.join(root, 'held', 'f')).mode;
     fs.renameSync(path.join(root, 'held'), path.join(outside, 'held'));
@@ -154,11 +154,11 @@ describe('moved outside a share that is a bind mount', () => {
       spawnSync('umount', ['-l', root]);
       fs.rmSync(top, { recursive: true, force: true });
     });
-    const held = await pfs.lookup(ctx, 1n, B('held'));
+    const held = found(await pfs.lookup(ctx, 1n, B('held')));
     // moved through the underlying path: out of the bind's subtree
     fs.renameSync(path.join(under, 'held'), path.join(top, 'outside', 'held'));
     fs.writeFileSync(path.join(top, 'outside', 'held', 'leak'), 'OUTSIDE');
-    for (let i = 0; i < 40; i++) await pfs.lookup(ctx, 1n, B(`f${i}`)); // evicts held's fd
+    for (let i = 0; i < 40; i++) found(await pfs.lookup(ctx, 1n, B(`f${i}`))); // evicts held's fd
     expect(await errnoOf(pfs.lookup(ctx, held.nodeid, B('leak')))).toBe('ESTALE');
     expect(await errnoOf(pfs.opendir(ctx, held.nodeid, 0))).toBe('ESTALE');
   });
@@ -168,7 +168,7 @@ describe('kept confinement proofs (MoveWatch)', () => {
   it('a proof kept across many operations is voided by a host rename: the moved directory is ESTALE at once', async () => {
     const { pfs, root, outside } = setup();
     fs.mkdirSync(path.join(root, 'busy'));
-    const busy = await pfs.lookup(ctx, 1n, B('busy'));
+    const busy = found(await pfs.lookup(ctx, 1n, B('busy')));
     // many name operations in the same directory: with the watch, one proof serves them all
     for (let i = 0; i < 50; i++) {
       const c = await pfs.create(ctx, busy.nodeid, B(`f${i}`), 0o100644, 1, 0);
@@ -194,14 +194,14 @@ describe('kept confinement proofs (MoveWatch)', () => {
     const { pfs, root, outside } = setup({}, sx.dir);
     fs.mkdirSync(path.join(root, 'd'));
     fs.writeFileSync(path.join(root, 'd', 'old'), 'x');
-    const d = await pfs.lookup(ctx, 1n, B('d'));
-    const old = await pfs.lookup(ctx, d.nodeid, B('old'));
+    const d = found(await pfs.lookup(ctx, 1n, B('d')));
+    const old = found(await pfs.lookup(ctx, d.nodeid, B('old')));
     const c = await pfs.create(ctx, d.nodeid, B('f'), 0o100644, O_WRONLY, 0);
     const checks0 = pfs.counters().placeChecks;
     // through the open file, through the inode's own fd, and a re-lookup of a known name
     expect(await errnoOf(pfs.getxattr(ctx, c.entry.nodeid, B('user.none'), 0))).toBe('ENODATA');
     expect(await errnoOf(pfs.getxattr(ctx, old.nodeid, B('user.none'), 0))).toBe('ENODATA');
-    expect((await pfs.lookup(ctx, d.nodeid, B('old'))).nodeid).toBe(old.nodeid);
+    expect((found(await pfs.lookup(ctx, d.nodeid, B('old')))).nodeid).toBe(old.nodeid);
     expect(await errnoOf(pfs.getxattr(ctx, old.nodeid, B('user.none'), 0))).toBe('ENODATA');
     expect(pfs.counters().placeChecks).toBe(checks0);
     fs.renameSync(path.join(root, 'd'), path.join(outside, 'd'));
@@ -219,13 +219,13 @@ describe('kept confinement proofs (MoveWatch)', () => {
     const { pfs, root } = setup();
     fs.mkdirSync(path.join(root, 'a/d'), { recursive: true });
     fs.mkdirSync(path.join(root, 'b'));
-    const a = await pfs.lookup(ctx, 1n, B('a'));
-    const d = await pfs.lookup(ctx, a.nodeid, B('d'));
+    const a = found(await pfs.lookup(ctx, 1n, B('a')));
+    const d = found(await pfs.lookup(ctx, a.nodeid, B('d')));
     fs.writeFileSync(path.join(root, 'a/d/x'), 'x');
-    await pfs.lookup(ctx, d.nodeid, B('x'));
+    found(await pfs.lookup(ctx, d.nodeid, B('x')));
     fs.renameSync(path.join(root, 'a/d'), path.join(root, 'b/d'));
     fs.writeFileSync(path.join(root, 'b/d/y'), 'y');
-    expect((await pfs.lookup(ctx, d.nodeid, B('y'))).attr.size).toBe(1n);
+    expect((found(await pfs.lookup(ctx, d.nodeid, B('y')))).attr.size).toBe(1n);
   });
 });
 
@@ -256,8 +256,8 @@ while time.time() < end:
       const deadline = Date.now() + 2000;
       while (Date.now() < deadline) {
         try {
-          const d = await pfs.lookup(ctx, 1n, B('d'));
-          const s = await pfs.lookup(ctx, d.nodeid, B('secret'));
+          const d = found(await pfs.lookup(ctx, 1n, B('d')));
+          const s = found(await pfs.lookup(ctx, d.nodeid, B('secret')));
           const o = await pfs.open(ctx, s.nodeid, O_RDONLY);
           const data = (await pfs.read(ctx, s.nodeid, o.fh, 0, 100)).toString();
           await pfs.release(ctx, s.nodeid, o.fh, 0, 0n, false);
@@ -274,7 +274,7 @@ while time.time() < end:
           expect(['ENOENT', 'ENOTDIR', 'ESTALE', 'ELOOP', 'EACCES']).toContain(codeOf(e));
         }
         // churn the cache so that reopens happen during the race
-        for (let i = 0; i < 8; i++) await pfs.lookup(ctx, 1n, B(`z${i}`));
+        for (let i = 0; i < 8; i++) found(await pfs.lookup(ctx, 1n, B(`z${i}`)));
       }
       await done;
       expect(leaked).toBe(0);

@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sys, AT_FDCWD, O_RDONLY, O_RDWR, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFIFO, S_IFREG } from '../../src/sys/syscalls.js';
-import { errnoOf, errnoOfSync } from '../helpers/errno.js';
+import { E, FsError } from '../../src/errors.js';
+import { errnoOf, errnoOfSync, found } from '../helpers/errno.js';
 import {
   B, ctx, other, isRoot, root, pfs, cap, P, look, openFile, expectHostAttr, tmpdir, remakeFs, useFs,
 } from '../helpers/fs-fixture.js';
@@ -24,7 +25,7 @@ describe('lookup', () => {
     fs.mkdirSync(P('d'));
     fs.symlinkSync('f', P('l'));
     for (const n of ['f', 'd', 'l']) {
-      const e = await pfs.lookup(ctx, 1n, B(n));
+      const e = found(await pfs.lookup(ctx, 1n, B(n)));
       expect(e.nodeid).not.toBe(0n);
       expect(e.nodeid).not.toBe(1n);
       expectHostAttr(e.attr, P(n));
@@ -34,9 +35,9 @@ describe('lookup', () => {
   it('gives the same node id for the same inode: re-lookup and hard links', async () => {
     fs.writeFileSync(P('f'), '');
     fs.linkSync(P('f'), P('g'));
-    const a = await pfs.lookup(ctx, 1n, B('f'));
-    const b = await pfs.lookup(ctx, 1n, B('f'));
-    const c = await pfs.lookup(ctx, 1n, B('g'));
+    const a = found(await pfs.lookup(ctx, 1n, B('f')));
+    const b = found(await pfs.lookup(ctx, 1n, B('f')));
+    const c = found(await pfs.lookup(ctx, 1n, B('g')));
     expect(b.nodeid).toBe(a.nodeid);
     expect(c.nodeid).toBe(a.nodeid);
     expect(b.generation).toBe(a.generation);
@@ -46,26 +47,26 @@ describe('lookup', () => {
     fs.writeFileSync(P('k'), 'one');
     fs.mkdirSync(P('kd'));
     fs.symlinkSync('k', P('kl'));
-    const k = await pfs.lookup(ctx, 1n, B('k'));
-    const kd = await pfs.lookup(ctx, 1n, B('kd'));
-    const kl = await pfs.lookup(ctx, 1n, B('kl'));
+    const k = found(await pfs.lookup(ctx, 1n, B('k')));
+    const kd = found(await pfs.lookup(ctx, 1n, B('kd')));
+    const kl = found(await pfs.lookup(ctx, 1n, B('kl')));
     fs.appendFileSync(P('k'), 'more');
     fs.chmodSync(P('kd'), 0o700);
     for (const [n, e] of [['k', k], ['kd', kd], ['kl', kl]] as const) {
-      const again = await pfs.lookup(ctx, 1n, B(n));
+      const again = found(await pfs.lookup(ctx, 1n, B(n)));
       expect(again.nodeid).toBe(e.nodeid);
       expectHostAttr(again.attr, P(n));
     }
     // replaced by the host (write + rename over): the name is another inode now
     fs.writeFileSync(P('k.new'), 'replacement');
     fs.renameSync(P('k.new'), P('k'));
-    const r = await pfs.lookup(ctx, 1n, B('k'));
+    const r = found(await pfs.lookup(ctx, 1n, B('k')));
     expect(r.nodeid).not.toBe(k.nodeid);
     expectHostAttr(r.attr, P('k'));
     // a directory swapped for a file of the same name
     fs.rmSync(P('kd'), { recursive: true });
     fs.writeFileSync(P('kd'), 'file now');
-    const f = await pfs.lookup(ctx, 1n, B('kd'));
+    const f = found(await pfs.lookup(ctx, 1n, B('kd')));
     expect(f.nodeid).not.toBe(kd.nodeid);
     expect(f.attr.mode & 0o170000).toBe(0o100000);
     fs.rmSync(P('kd'));
@@ -75,14 +76,14 @@ describe('lookup', () => {
   it("'.' is the directory, '..' its parent, '..' of the root is the root", async () => {
     fs.mkdirSync(P('d/e'), { recursive: true });
     const d = await look('d');
-    const e = await pfs.lookup(ctx, d.nodeid, B('e'));
-    expect((await pfs.lookup(ctx, d.nodeid, B('.'))).nodeid).toBe(d.nodeid);
-    expect((await pfs.lookup(ctx, e.nodeid, B('..'))).nodeid).toBe(d.nodeid);
-    expect((await pfs.lookup(ctx, d.nodeid, B('..'))).nodeid).toBe(1n);
-    const up = await pfs.lookup(ctx, 1n, B('..'));
+    const e = found(await pfs.lookup(ctx, d.nodeid, B('e')));
+    expect((found(await pfs.lookup(ctx, d.nodeid, B('.')))).nodeid).toBe(d.nodeid);
+    expect((found(await pfs.lookup(ctx, e.nodeid, B('..')))).nodeid).toBe(d.nodeid);
+    expect((found(await pfs.lookup(ctx, d.nodeid, B('..')))).nodeid).toBe(1n);
+    const up = found(await pfs.lookup(ctx, 1n, B('..')));
     expect(up.nodeid).toBe(1n);
     expectHostAttr(up.attr, root);
-    expectHostAttr((await pfs.lookup(ctx, 1n, B('.'))).attr, root);
+    expectHostAttr((found(await pfs.lookup(ctx, 1n, B('.')))).attr, root);
   });
 
   it('ENOENT for a missing name, ENOTDIR below a file (as the host)', async () => {
@@ -91,6 +92,24 @@ describe('lookup', () => {
     const f = await look('f');
     expect(await errnoOf(pfs.lookup(ctx, f.nodeid, B('x')))).toBe(errnoOfSync(() => fs.lstatSync(P('f/x'))));
     expect(await errnoOf(pfs.lookup(ctx, f.nodeid, B('x')))).toBe('ENOTDIR');
+  });
+
+  it('a missing name is answered as a value: the lookup resolves to the ENOENT FsError, counts nothing, and a later create finds the name', async () => {
+    fs.mkdirSync(P('d'));
+    const d = await look('d');
+    const base = pfs.counters().inodes;
+    // in the root (the fast path's directory from the start) and in a subdirectory, repeatedly
+    for (const [parent, name] of [[1n, 'nope'], [d.nodeid, 'nope'], [d.nodeid, 'nope']] as const) {
+      const r = await pfs.lookup(ctx, parent, B(name));
+      expect(r).toBeInstanceOf(FsError);
+      expect((r as FsError).errno).toBe(E.ENOENT);
+    }
+    expect(pfs.counters().inodes).toBe(base);
+    // the name made on the host is found at once (nothing negative is remembered)
+    fs.writeFileSync(P('d/nope'), 'x');
+    const e = found(await pfs.lookup(ctx, d.nodeid, B('nope')));
+    expectHostAttr(e.attr, P('d/nope'));
+    expect(pfs.counters().inodes).toBe(base + 1);
   });
 
   it("names with '/', empty, NUL: EINVAL; 256 bytes: ENAMETOOLONG; 255 bytes work", async () => {
@@ -104,13 +123,13 @@ describe('lookup', () => {
     expect(await errnoOf(pfs.lookup(ctx, 1n, B(long)))).toBe('ENAMETOOLONG');
     const ok = 'y'.repeat(255);
     fs.writeFileSync(P(ok), '');
-    expectHostAttr((await pfs.lookup(ctx, 1n, B(ok))).attr, P(ok));
+    expectHostAttr((found(await pfs.lookup(ctx, 1n, B(ok)))).attr, P(ok));
   });
 
   it('non-UTF-8 names are bytes', async () => {
     const name = Buffer.from([0xff, 0xfe, 0x41]);
     fs.writeFileSync(Buffer.concat([Buffer.from(root + '/'), name]), 'b');
-    const e = await pfs.lookup(ctx, 1n, name);
+    const e = found(await pfs.lookup(ctx, 1n, name));
     expect(e.attr.size).toBe(1n);
   });
 
@@ -203,12 +222,12 @@ describe('names are request-buffer views: what the filesystem keeps is copied', 
     fs.writeFileSync(P('zzz'), 'Z');
     const names = ['aaa', 'ddd', 'fff', 'sss', 'lll'].map((n) => Buffer.from(n));
     const ids = [
-      (await pfs.lookup(ctx, 1n, names[0]!)).nodeid,
+      (found(await pfs.lookup(ctx, 1n, names[0]!))).nodeid,
       (await pfs.mkdir(ctx, 1n, names[1]!, 0o755, 0)).nodeid,
       (await pfs.mknod(ctx, 1n, names[2]!, S_IFIFO | 0o600, NODEV, 0)).nodeid,
       (await pfs.symlink(ctx, B('aaa'), 1n, names[3]!)).nodeid,
     ];
-    const z = await pfs.lookup(ctx, 1n, B('zzz'));
+    const z = found(await pfs.lookup(ctx, 1n, B('zzz')));
     // link re-points the node's parent link at its new name
     ids.push((await pfs.link(ctx, z.nodeid, 1n, names[4]!)).nodeid);
     expect(ids[4]).toBe(z.nodeid);
@@ -217,7 +236,7 @@ describe('names are request-buffer views: what the filesystem keeps is copied', 
     // push every inode fd out of the cache, then use the nodes again (reopen by path)
     for (let i = 0; i < 12; i++) {
       fs.writeFileSync(P(`pad${i}`), '');
-      await pfs.lookup(ctx, 1n, B(`pad${i}`));
+      found(await pfs.lookup(ctx, 1n, B(`pad${i}`)));
     }
     expect(pfs.counters().evictions).toBeGreaterThan(0);
     for (const [i, id] of ids.entries()) expect([i, await errnoOf(pfs.getattr(ctx, id))]).toEqual([i, 'OK']);
@@ -336,7 +355,7 @@ describe('rename', () => {
     await pfs.rename(ctx, x.nodeid, B('src'), y.nodeid, B('empty'), 0);
     expect(fs.readFileSync(P('y/empty/f'), 'utf8')).toBe('f');
     // the moved directory's parent link follows it
-    expect((await pfs.lookup(ctx, src.nodeid, B('..'))).nodeid).toBe(y.nodeid);
+    expect((found(await pfs.lookup(ctx, src.nodeid, B('..')))).nodeid).toBe(y.nodeid);
     // a directory into its own subdirectory
     expect(await errnoOf(pfs.rename(ctx, 1n, B('y'), src.nodeid, B('in'), 0))).toBe(errnoOfSync(() => fs.renameSync(P('y'), P('y/empty/in'))));
     expect(await errnoOf(pfs.rename(ctx, 1n, B('y'), src.nodeid, B('in'), 0))).toBe('EINVAL');

@@ -6,7 +6,7 @@
 import { describe, it, expect } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { errnoOf } from '../helpers/errno.js';
+import { errnoOf, found } from '../helpers/errno.js';
 import { makeFs, ctx, B, walk, readAll, useCleanup } from '../helpers/fs-fixture.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
 import { ephemeralKey } from '../../src/handle/key.js';
@@ -30,7 +30,7 @@ async function forgetChain(pfs: PassthroughFs, rel: string): Promise<bigint[]> {
   const ids: bigint[] = [];
   let parent = 1n;
   for (const part of rel.split('/')) {
-    const e = await pfs.lookup(ctx, parent, B(part));
+    const e = found(await pfs.lookup(ctx, parent, B(part)));
     ids.push(e.nodeid);
     parent = e.nodeid;
   }
@@ -48,11 +48,11 @@ describe('records of forgotten inodes', () => {
       const ids = await forgetChain(pfs, 'a/b/c/f7');
       expect(pfs.counters().inodes).toBe(1); // only the root is in memory
       const f = ids[3]!;
-      const e = await pfs.lookup(ctx, f, B('.'));
+      const e = found(await pfs.lookup(ctx, f, B('.')));
       expect(e.nodeid).toBe(f);
       expect(await readAll(pfs, f)).toBe('file-7');
       // its directory came back too, and '..' answers
-      const up = await pfs.lookup(ctx, ids[2]!, B('..'));
+      const up = found(await pfs.lookup(ctx, ids[2]!, B('..')));
       expect(up.nodeid).toBe(ids[1]);
       expect(pfs.counters().resurrected).toBeGreaterThanOrEqual(4);
     });
@@ -104,7 +104,7 @@ describe('successor state', () => {
     expect(b.importState(state)).toEqual({ ok: true, records: expect.any(Number) });
     for (let i = 0; i < 20; i++) expect(await readAll(b, nodes[i]!)).toBe(`file-${i}`);
     fs.writeFileSync(path.join(root, 'fresh'), 'x');
-    const fresh = await b.lookup(ctx, 1n, B('fresh'));
+    const fresh = found(await b.lookup(ctx, 1n, B('fresh')));
     expect(fresh.nodeid).toBeGreaterThan(nodes.reduce((m, x) => (x > m ? x : m), 0n));
   });
 
@@ -113,7 +113,7 @@ describe('successor state', () => {
     const { key, a } = predecessor(root);
     const f = await walk(a, 'a/b/c/f1');
     // the client looks it up twice more: a crashed worker's stream would not have these
-    await a.lookup(ctx, (await walk(a, 'a/b/c')).nodeid, B('f1'));
+    found(await a.lookup(ctx, (await walk(a, 'a/b/c')).nodeid, B('f1')));
     const state = await retire(a);
     for (const approximate of [false, true]) {
       const b = successor(root, key);

@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { S_IFIFO } from '../../src/sys/syscalls.js';
-import { errnoOf } from '../helpers/errno.js';
+import { errnoOf, found } from '../helpers/errno.js';
 import { B, ctx, pfs, P, expectHostAttr, useFs } from '../helpers/fs-fixture.js';
 
 type Hooked = 'symlinkat' | 'mkdirat' | 'mknodat' | 'linkat';
@@ -65,7 +65,7 @@ const hostFileOver = (name: string, dir = false) => () => {
 describe('a name the host replaces between the make and its lookup', () => {
   it("symlink, mknod of a FIFO, mkdir, link: EEXIST when the name became another type; the host's inode untouched, no inode kept", async () => {
     fs.writeFileSync(P('src'), 'linked');
-    const src = await pfs.lookup(ctx, 1n, B('src'));
+    const src = found(await pfs.lookup(ctx, 1n, B('src')));
     const base = pfs.counters().inodes;
     expect(await racing('symlinkat', hostFileOver('sl'), () => pfs.symlink(ctx, B('target'), 1n, B('sl')))).toBe('EEXIST');
     expect(await racing('mknodat', hostFileOver('fifo'), () => pfs.mknod(ctx, 1n, B('fifo'), S_IFIFO | 0o644, NODEV, 0))).toBe('EEXIST');
@@ -106,7 +106,7 @@ describe('a name the host replaces between the make and its lookup', () => {
 
   it('without a race the four make what they were asked for (the hook changes nothing else)', async () => {
     fs.writeFileSync(P('src'), '');
-    const src = await pfs.lookup(ctx, 1n, B('src'));
+    const src = found(await pfs.lookup(ctx, 1n, B('src')));
     expectHostAttr((await pfs.symlink(ctx, B('t'), 1n, B('a'))).attr, P('a'));
     expectHostAttr((await pfs.mknod(ctx, 1n, B('b'), S_IFIFO | 0o600, NODEV, 0)).attr, P('b'));
     expectHostAttr((await pfs.mkdir(ctx, 1n, B('c'), 0o700, 0)).attr, P('c'));

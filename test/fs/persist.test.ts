@@ -7,7 +7,7 @@ import { describe, it, expect } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pino } from 'pino';
-import { errnoOf } from '../helpers/errno.js';
+import { errnoOf, found } from '../helpers/errno.js';
 import { makeFs, ctx, B, walk, readAll, useCleanup } from '../helpers/fs-fixture.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
 import { StateFile, StateFileError } from '../../src/fs/state-file.js';
@@ -41,7 +41,7 @@ function crash(a: { sf: StateFile }): void {
 
 /** The client's handle resolved by a server: LOOKUP "." of the node id, as the kernel's export code does. */
 async function resolve(pfs: PassthroughFs, nodeid: bigint, generation: bigint): Promise<string> {
-  const e = await pfs.lookup(ctx, nodeid, B('.'));
+  const e = found(await pfs.lookup(ctx, nodeid, B('.')));
   expect(e.nodeid).toBe(nodeid);
   expect(e.generation).toBe(generation);
   return readAll(pfs, nodeid);
@@ -165,7 +165,7 @@ describe('a record survives the loss of its name (hard links)', () => {
     const e = await walk(a.pfs, 'a/f4');
     await a.pfs.link(ctx, e.nodeid, bdir.nodeid, B('link4'));
     // the client looks the first name up again (its record now names a/f4), then unlinks it
-    await a.pfs.lookup(ctx, adir.nodeid, B('f4'));
+    found(await a.pfs.lookup(ctx, adir.nodeid, B('f4')));
     await a.pfs.unlink(ctx, adir.nodeid, B('f4'));
     crash(a);
     const b = serverWithStateFile(root, key, file);

@@ -6,7 +6,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { scratchExt4, scratchExt4Unavailable } from '../helpers/scratch-ext4.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { codeOf, errnoOf } from '../helpers/errno.js';
+import { codeOf, errnoOf, found } from '../helpers/errno.js';
 import { makeFs, tmpdir, ctx, B, walk, countFds } from '../helpers/fs-fixture.js';
 import type { PassthroughFs } from '../../src/fs/passthrough.js';
 import { F_WRLCK, O_APPEND, O_RDWR, O_TRUNC, O_WRONLY, O_RDONLY } from '../../src/sys/constants.js';
@@ -29,9 +29,9 @@ describe('identity', () => {
     fs.linkSync(path.join(dir, 'f'), path.join(dir, 'g'));
     const m = makeFs(dir);
     pfs = m.pfs;
-    const a = await pfs.lookup(ctx, 1n, B('f'));
-    const b = await pfs.lookup(ctx, 1n, B('f'));
-    const c = await pfs.lookup(ctx, 1n, B('g'));
+    const a = found(await pfs.lookup(ctx, 1n, B('f')));
+    const b = found(await pfs.lookup(ctx, 1n, B('f')));
+    const c = found(await pfs.lookup(ctx, 1n, B('g')));
     expect(b.nodeid).toBe(a.nodeid);
     expect(c.nodeid).toBe(a.nodeid);
     expect(a.attr.nlink).toBe(2);
@@ -48,10 +48,10 @@ describe('identity', () => {
       pfs = m.pfs;
       const p = path.join(root, 'f');
       fs.writeFileSync(p, 'old');
-      const old = await pfs.lookup(ctx, 1n, B('f'));
+      const old = found(await pfs.lookup(ctx, 1n, B('f')));
       const oldIno = fs.statSync(p, { bigint: true }).ino;
       // evict the old node's fd, so that the host can free and reuse its inode number
-      for (let i = 0; i < 10; i++) await pfs.lookup(ctx, 1n, B(`z${i}`));
+      for (let i = 0; i < 10; i++) found(await pfs.lookup(ctx, 1n, B(`z${i}`)));
       let same = false;
       for (let i = 0; i < 200 && !same; i++) {
         fs.unlinkSync(p);
@@ -59,7 +59,7 @@ describe('identity', () => {
         same = fs.statSync(p, { bigint: true }).ino === oldIno;
       }
       expect(same).toBe(true); // journaled ext4 reuses the inode number at once
-      const now = await pfs.lookup(ctx, 1n, B('f'));
+      const now = found(await pfs.lookup(ctx, 1n, B('f')));
       expect(now.attr.ino).toBe(oldIno);
       expect(now.nodeid).not.toBe(old.nodeid);
       // the old node does not read the new file: it is stale
@@ -130,18 +130,18 @@ describe('fd budget', () => {
     for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(dir, `x${i}`), '');
     const m = makeFs(dir, { fdBudget: 4 });
     pfs = m.pfs;
-    const log = await pfs.lookup(ctx, 1n, B('log'));
-    const tr = await pfs.lookup(ctx, 1n, B('trunc'));
+    const log = found(await pfs.lookup(ctx, 1n, B('log')));
+    const tr = found(await pfs.lookup(ctx, 1n, B('trunc')));
     const oa = await pfs.open(ctx, log.nodeid, O_WRONLY | O_APPEND);
     const ot = await pfs.open(ctx, tr.nodeid, O_RDWR | O_TRUNC);
     expect(fs.readFileSync(path.join(dir, 'trunc'), 'utf8')).toBe('');
     await pfs.write(ctx, tr.nodeid, ot.fh, 0, B('after'), 0);
     const ev0 = pfs.counters().evictions;
     // churn the cache so both open files are evicted
-    for (let i = 0; i < 50; i++) await pfs.getattr(ctx, (await pfs.lookup(ctx, 1n, B(`x${i}`))).nodeid);
+    for (let i = 0; i < 50; i++) await pfs.getattr(ctx, (found(await pfs.lookup(ctx, 1n, B(`x${i}`)))).nodeid);
     expect(pfs.counters().evictions - ev0).toBeGreaterThan(40);
     await pfs.write(ctx, log.nodeid, oa.fh, 0, B('B'), 0); // offset 0 ignored: O_APPEND
-    for (let i = 0; i < 50; i++) await pfs.getattr(ctx, (await pfs.lookup(ctx, 1n, B(`x${i}`))).nodeid);
+    for (let i = 0; i < 50; i++) await pfs.getattr(ctx, (found(await pfs.lookup(ctx, 1n, B(`x${i}`)))).nodeid);
     await pfs.write(ctx, log.nodeid, oa.fh, 0, B('C'), 0);
     await pfs.read(ctx, tr.nodeid, ot.fh, 0, 100);
     expect(fs.readFileSync(path.join(dir, 'log'), 'utf8')).toBe('ABC');
@@ -153,18 +153,18 @@ describe('fd budget', () => {
     const m = makeFs(dir, { fdBudget: 8 });
     pfs = m.pfs;
     // unlinked while open: survives any churn
-    const u = await pfs.lookup(ctx, 1n, B('p0'));
+    const u = found(await pfs.lookup(ctx, 1n, B('p0')));
     const ou = await pfs.open(ctx, u.nodeid, O_RDWR);
     await pfs.unlink(ctx, 1n, B('p0'));
     // locked
-    const l = await pfs.lookup(ctx, 1n, B('p1'));
+    const l = found(await pfs.lookup(ctx, 1n, B('p1')));
     const ol = await pfs.open(ctx, l.nodeid, O_RDWR);
     await pfs.setlk(ctx, l.nodeid, ol.fh, 1n, { start: 0n, end: 10n, type: F_WRLCK, pid: 0 }, false, false);
     // tmpfile
     const t = await pfs.tmpfile(ctx, 1n, 0o100600, O_RDWR, 0);
     await pfs.write(ctx, t.entry.nodeid, t.open.fh, 0, B('tmpdata'), 0);
     for (let round = 0; round < 3; round++) {
-      for (let i = 2; i < 10; i++) await pfs.getattr(ctx, (await pfs.lookup(ctx, 1n, B(`p${i}`))).nodeid);
+      for (let i = 2; i < 10; i++) await pfs.getattr(ctx, (found(await pfs.lookup(ctx, 1n, B(`p${i}`)))).nodeid);
     }
     expect((await pfs.read(ctx, u.nodeid, ou.fh, 0, 10)).toString()).toBe('data0');
     expect((await pfs.read(ctx, t.entry.nodeid, t.open.fh, 0, 10)).toString()).toBe('tmpdata');
@@ -177,7 +177,7 @@ describe('fd budget', () => {
     let err = 'OK';
     for (let i = 2; i < 10 && err === 'OK'; i++) {
       try {
-        const e = await pfs.lookup(ctx, 1n, B(`p${i}`));
+        const e = found(await pfs.lookup(ctx, 1n, B(`p${i}`)));
         const o = await pfs.open(ctx, e.nodeid, O_RDWR);
         await pfs.setlk(ctx, e.nodeid, o.fh, 10n + BigInt(i), { start: 0n, end: 1n, type: F_WRLCK, pid: 0 }, false, false);
         pinned.push({ n: e.nodeid, fh: o.fh });
@@ -191,7 +191,7 @@ describe('fd budget', () => {
     // still serving: release frees the budget and work goes on
     for (const p of pinned) await pfs.release(ctx, p.n, p.fh, 0, 0n, false);
     await pfs.release(ctx, l.nodeid, ol2.fh, 0, 0n, false);
-    const again = await pfs.lookup(ctx, 1n, B('p9'));
+    const again = found(await pfs.lookup(ctx, 1n, B('p9')));
     expect((await pfs.getattr(ctx, again.nodeid)).attr.size).toBe(5n);
     expect(pfs.counters().fds).toBeLessThanOrEqual(8);
   });
@@ -210,7 +210,7 @@ describe('reopen', () => {
       const f = await walk(pfs, 'a/b/f');
       const g = await walk(pfs, 'a/b/g');
       const churn = async (): Promise<void> => {
-        for (let i = 0; i < 20; i++) await pfs!.getattr(ctx, (await pfs!.lookup(ctx, 1n, B(`z${i}`))).nodeid);
+        for (let i = 0; i < 20; i++) await pfs!.getattr(ctx, found(await pfs!.lookup(ctx, 1n, B(`z${i}`))).nodeid);
       };
       await churn();
       expect((await pfs.getattr(ctx, f.nodeid)).attr.size).toBe(8n);
@@ -241,8 +241,8 @@ describe('reopen', () => {
     for (let i = 0; i < 10; i++) fs.writeFileSync(path.join(dir, `z${i}`), '');
     const m = makeFs(dir, { fdBudget: 3, reopen: 'path' });
     pfs = m.pfs;
-    const f = await pfs.lookup(ctx, 1n, B('f'));
-    for (let i = 0; i < 10; i++) await pfs.lookup(ctx, 1n, B(`z${i}`));
+    const f = found(await pfs.lookup(ctx, 1n, B('f')));
+    for (let i = 0; i < 10; i++) found(await pfs.lookup(ctx, 1n, B(`z${i}`)));
     // seals are made when records leave memory (here: a hand-over state), and kept
     pfs.exportState();
     // reach into the store as an attacker with memory access would: flip one MAC bit
@@ -262,7 +262,7 @@ describe('HANDLE_KILLPRIV_V2', () => {
     const m = makeFs(dir);
     pfs = m.pfs;
     await pfs.init({ writeback: false, killPrivV2: true, passthrough: false });
-    const e = await pfs.lookup(ctx, 1n, B('suid'));
+    const e = found(await pfs.lookup(ctx, 1n, B('suid')));
     const o1 = await pfs.open(ctx, e.nodeid, O_WRONLY | O_TRUNC, false);
     await pfs.release(ctx, e.nodeid, o1.fh, 0, 0n, false);
     expect(fs.statSync(p).mode & 0o7777).toBe(0o6755);

@@ -9,6 +9,7 @@ import { decodeState } from '../../src/fs/export-table.js';
 import { Sealer } from '../../src/handle/seal.js';
 import { O_CREAT, O_EXCL, O_PATH, O_WRONLY } from '../../src/sys/syscalls.js';
 import { B, ctx, makeFs, useCleanup } from '../helpers/fs-fixture.js';
+import { found } from '../helpers/errno.js';
 
 const { cores, dir } = useCleanup();
 
@@ -57,7 +58,7 @@ describe('seals', () => {
     const pfs = core(root);
     const before = pfs.counters().seals;
     const ids: bigint[] = [];
-    for (let i = 0; i < 10; i++) ids.push((await pfs.lookup(ctx, 1n, B(`f${i}`))).nodeid);
+    for (let i = 0; i < 10; i++) ids.push((found(await pfs.lookup(ctx, 1n, B(`f${i}`)))).nodeid);
     const c = await pfs.create(ctx, 1n, B('new'), 0o100644, O_WRONLY | O_CREAT | O_EXCL, 0);
     await pfs.release(ctx, c.entry.nodeid, c.open.fh, O_WRONLY, 0n, false);
     const d = await pfs.mkdir(ctx, 1n, B('d'), 0o755, 0);
@@ -67,7 +68,7 @@ describe('seals', () => {
     expect(pfs.counters().inodes).toBe(2); // the root and d
     expect(pfs.counters().seals).toBe(before);
     // a record the process made itself brings its inode back without a MAC (LOOKUP "." of a client handle)
-    const back = await pfs.lookup(ctx, ids[3]!, B('.'));
+    const back = found(await pfs.lookup(ctx, ids[3]!, B('.')));
     expect(back.nodeid).toBe(ids[3]);
     expect(pfs.counters().resurrected).toBe(1);
     expect(pfs.counters().seals).toBe(before);
@@ -89,7 +90,7 @@ describe('seals', () => {
     const streamed: Buffer[] = [];
     const pfs = core(root, { onRecord: (b) => streamed.push(b) });
     const before = pfs.counters().seals;
-    for (let i = 0; i < 5; i++) await pfs.lookup(ctx, 1n, B(`f${i}`));
+    for (let i = 0; i < 5; i++) found(await pfs.lookup(ctx, 1n, B(`f${i}`)));
     // each one-record state: the record's seal and the state's MAC
     expect(streamed.length).toBe(5);
     expect(pfs.counters().seals - before).toBe(5 * 2);
@@ -117,7 +118,7 @@ describe('CREATE', () => {
     expect(opens.filter(([, p]) => isProc(p)).length).toBe(0);
     expect(opens.filter(([, p, f]) => !isProc(p) && ((f as number) & O_PATH) !== 0).length).toBe(5);
     // the inode works on without its open file (its O_PATH fd is cached: no reopen)
-    const e = await pfs.lookup(ctx, 1n, B('n0'));
+    const e = found(await pfs.lookup(ctx, 1n, B('n0')));
     await pfs.getattr(ctx, e.nodeid);
     expect(pfs.counters().reopenByPath + pfs.counters().reopenByHandle).toBe(0);
   });
@@ -144,7 +145,7 @@ describe('CREATE', () => {
     await pfs.release(ctx, c.entry.nodeid, c.open.fh, O_WRONLY, 0n, false);
     expect(fs.readFileSync(path.join(root, 'new'), 'utf8')).toBe('other');
     // the name now reaches the other file, a node of its own
-    const o = await pfs.lookup(ctx, 1n, B('new'));
+    const o = found(await pfs.lookup(ctx, 1n, B('new')));
     expect(o.nodeid).not.toBe(c.entry.nodeid);
     expect(o.attr.ino).toBe(BigInt(fs.statSync(path.join(root, 'new')).ino));
   });
@@ -190,7 +191,7 @@ describe('READDIRPLUS', () => {
     fs.mkdirSync(path.join(root, 'd'));
     for (let i = 0; i < N; i++) fs.writeFileSync(path.join(root, 'd', `f${i}`), `${i}`);
     const pfs = core(root);
-    const d = await pfs.lookup(ctx, 1n, B('d'));
+    const d = found(await pfs.lookup(ctx, 1n, B('d')));
     trace.record.add('openatTry');
     trace.record.add('nameToHandleAtTry');
     const { ids: first, refused } = await listPlus(pfs, d.nodeid);

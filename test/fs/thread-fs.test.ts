@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DECLINE, E, toErrno } from '../../src/errors.js';
+import { DECLINE, E, FsError, toErrno } from '../../src/errors.js';
 import type { FileSystem } from '../../src/fs/filesystem.js';
 import type { FsCounters } from '../../src/fs/services.js';
 import { MoveWatch } from '../../src/fs/move-watch.js';
@@ -73,10 +73,11 @@ async function declines(call: () => unknown): Promise<void> {
   await expect((async () => call())()).rejects.toBe(DECLINE);
 }
 
-/** The errno the protocol server would answer the call's failure with. */
+/** The errno the protocol server would answer the call's failure with (a rejection or an FsError value). */
 async function errnoOf(p: Promise<unknown>): Promise<number> {
   try {
-    await p;
+    const v = await p;
+    if (v instanceof FsError) return v.errno;
   } catch (e) {
     expect(e).not.toBe(DECLINE);
     return toErrno(e);

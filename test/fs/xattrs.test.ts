@@ -5,9 +5,10 @@
  */
 import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { E, FsError } from '../../src/errors.js';
 import { type XattrReply } from '../../src/fs/types.js';
 import { sys, AT_FDCWD, O_RDWR, S_IFIFO, XATTR_CREATE, XATTR_REPLACE } from '../../src/sys/syscalls.js';
-import { errnoOf, errnoOfSync } from '../helpers/errno.js';
+import { errnoOf, errnoOfSync, found } from '../helpers/errno.js';
 import { B, ctx, hostGet, isRoot, pfs, P, look, remakeFs, useFs } from '../helpers/fs-fixture.js';
 
 useFs();
@@ -29,10 +30,10 @@ describe('xattrs', () => {
     await pfs.setxattr(ctx, f, B('user.a'), B('alpha'), 0);
     await pfs.setxattr(ctx, f, B('user.empty'), Buffer.alloc(0), 0);
     expect(hostGet(P('f'), 'user.a')).toBe('alpha');
-    expect(size(await pfs.getxattr(ctx, f, B('user.a'), 0))).toBe(5);
-    expect(value(await pfs.getxattr(ctx, f, B('user.a'), 5)).toString()).toBe('alpha');
-    expect(value(await pfs.getxattr(ctx, f, B('user.a'), 100)).toString()).toBe('alpha');
-    expect(value(await pfs.getxattr(ctx, f, B('user.empty'), 10)).length).toBe(0);
+    expect(size(found(await pfs.getxattr(ctx, f, B('user.a'), 0)))).toBe(5);
+    expect(value(found(await pfs.getxattr(ctx, f, B('user.a'), 5))).toString()).toBe('alpha');
+    expect(value(found(await pfs.getxattr(ctx, f, B('user.a'), 100))).toString()).toBe('alpha');
+    expect(value(found(await pfs.getxattr(ctx, f, B('user.empty'), 10))).length).toBe(0);
     expect(await errnoOf(pfs.getxattr(ctx, f, B('user.a'), 4))).toBe(errnoOfSync(() => sys.lgetxattr(B(P('f')), B('user.a'), Buffer.alloc(4))));
     expect(await errnoOf(pfs.getxattr(ctx, f, B('user.a'), 4))).toBe('ERANGE');
     expect(await errnoOf(pfs.getxattr(ctx, f, B('user.none'), 0))).toBe(errnoOfSync(() => sys.lgetxattr(B(P('f')), B('user.none'), null)));
@@ -56,19 +57,35 @@ describe('xattrs', () => {
     expect(await errnoOf(pfs.setxattr(ctx, f, B('nonamespace'), B('v'), 0))).toBe(errnoOfSync(() => sys.lsetxattr(B(P('f')), B('nonamespace'), B('v'), 0)));
   });
 
+  it('a missing attribute is answered as a value: ENODATA resolves as an FsError, by path and through an open file', async () => {
+    fs.writeFileSync(P('f'), '');
+    const f = (await look('f')).nodeid;
+    const byPath = await pfs.getxattr(ctx, f, B('security.capability'), 0);
+    expect(byPath).toBeInstanceOf(FsError);
+    expect((byPath as FsError).errno).toBe(E.ENODATA);
+    const o = await pfs.open(ctx, f, O_RDWR);
+    try {
+      const byFd = await pfs.getxattr(ctx, f, B('user.none'), 64);
+      expect(byFd).toBeInstanceOf(FsError);
+      expect((byFd as FsError).errno).toBe(E.ENODATA);
+    } finally {
+      await pfs.release(ctx, f, o.fh, O_RDWR, 0n, false);
+    }
+  });
+
   it('while the file is open (read through its fd): values, ENODATA, ERANGE and host changes as the host; after release as before', async () => {
     fs.writeFileSync(P('o'), 'data');
     const f = (await look('o')).nodeid;
     const o = await pfs.open(ctx, f, O_RDWR);
     expect(await errnoOf(pfs.getxattr(ctx, f, B('security.capability'), 0))).toBe(errnoOfSync(() => sys.lgetxattr(B(P('o')), B('security.capability'), null)));
     sys.lsetxattr(B(P('o')), B('user.k'), B('one'), 0);
-    expect(size(await pfs.getxattr(ctx, f, B('user.k'), 0))).toBe(3);
-    expect(value(await pfs.getxattr(ctx, f, B('user.k'), 3)).toString()).toBe('one');
+    expect(size(found(await pfs.getxattr(ctx, f, B('user.k'), 0)))).toBe(3);
+    expect(value(found(await pfs.getxattr(ctx, f, B('user.k'), 3))).toString()).toBe('one');
     expect(await errnoOf(pfs.getxattr(ctx, f, B('user.k'), 2))).toBe('ERANGE');
     sys.lsetxattr(B(P('o')), B('user.k'), B('second'), 0);
-    expect(value(await pfs.getxattr(ctx, f, B('user.k'), 64)).toString()).toBe('second');
+    expect(value(found(await pfs.getxattr(ctx, f, B('user.k'), 64))).toString()).toBe('second');
     await pfs.release(ctx, f, o.fh, O_RDWR, 0n, false);
-    expect(value(await pfs.getxattr(ctx, f, B('user.k'), 64)).toString()).toBe('second');
+    expect(value(found(await pfs.getxattr(ctx, f, B('user.k'), 64))).toString()).toBe('second');
     expect(await errnoOf(pfs.getxattr(ctx, f, B('user.none'), 0))).toBe('ENODATA');
   });
 
@@ -86,7 +103,7 @@ describe('xattrs', () => {
       if (isRoot) {
         await pfs.setxattr(ctx, id, B('trusted.k'), B(`t-${rel}`), 0);
         expect(hostGet(P(rel), 'trusted.k')).toBe(`t-${rel}`);
-        expect(value(await pfs.getxattr(ctx, id, B('trusted.k'), 100)).toString()).toBe(`t-${rel}`);
+        expect(value(found(await pfs.getxattr(ctx, id, B('trusted.k'), 100))).toString()).toBe(`t-${rel}`);
         expect(value(await pfs.listxattr(ctx, id, 1000)).toString()).toContain('trusted.k\0');
         await pfs.removexattr(ctx, id, B('trusted.k'));
         expect(hostGet(P(rel), 'trusted.k')).toBe('ENODATA');

@@ -1,6 +1,7 @@
 /**
  * Errno helpers. Three questions, three names:
- * - errnoOf(call): which errno name does this call fail with ('OK' when it succeeds)? For a promise
+ * - errnoOf(call): which errno name does this call fail with ('OK' when it succeeds)? A call that
+ *   resolves to an FsError (a FileSystem answer given as a value: lookup, getxattr) fails with it. For a promise
  *   or a function (sync or async); errnoOfSync(fn) for a synchronous host call, e.g.
  *   `expect(await errnoOf(pfs.unlink(...))).toBe(errnoOfSync(() => fs.unlinkSync(p)))`.
  * - codeOf(err): the errno name of an error already caught.
@@ -8,17 +9,18 @@
  */
 import { constants } from 'node:os';
 import { expect } from 'vitest';
+import { FsError } from '../../src/errors.js';
 
 /** The errno name (err.code) of a caught error; its text when it has none. */
 export function codeOf(err: unknown): string {
   return (err as { code?: string } | null)?.code ?? String(err);
 }
 
-/** The errno name the call fails with, 'OK' when it succeeds. */
+/** The errno name the call fails with (by rejecting or by resolving to an FsError), 'OK' when it succeeds. */
 export async function errnoOf(call: Promise<unknown> | (() => unknown)): Promise<string> {
   try {
-    await (typeof call === 'function' ? call() : call);
-    return 'OK';
+    const v = await (typeof call === 'function' ? call() : call);
+    return v instanceof FsError ? v.code : 'OK';
   } catch (e) {
     return codeOf(e);
   }
@@ -44,4 +46,10 @@ export function errnoNumber(name: string): number {
   const n = (constants.errno as Record<string, number>)[name];
   if (n === undefined) throw new Error(`unknown errno name ${name}`);
   return n;
+}
+
+/** The answer of a FileSystem call that must succeed: an FsError given as a value (lookup, getxattr) is thrown. */
+export function found<T>(v: T | FsError): T {
+  if (v instanceof FsError) throw v;
+  return v;
 }

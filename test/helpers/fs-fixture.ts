@@ -19,7 +19,7 @@ import type { Attr, Context, Entry, FileLock, SetattrIn, Timespec } from '../../
 import { ephemeralKey } from '../../src/handle/key.js';
 import { O_RDONLY, O_RDWR } from '../../src/sys/constants.js';
 import { sys } from '../../src/sys/syscalls.js';
-import { codeOf } from './errno.js';
+import { codeOf, found } from './errno.js';
 
 /** The requester of most tests: root, like the server. */
 export const ctx: Context = { uid: 0, gid: 0, pid: process.pid, unique: 1n };
@@ -61,7 +61,7 @@ export async function walk(pfs: PassthroughFs, rel: string): Promise<Entry> {
   let e: Entry | null = null;
   let parent = 1n;
   for (const part of rel.split('/').filter(Boolean)) {
-    e = await pfs.lookup(ctx, parent, B(part));
+    e = found(await pfs.lookup(ctx, parent, B(part)));
     parent = e.nodeid;
   }
   if (!e) throw new Error('empty path');

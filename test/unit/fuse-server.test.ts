@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { E, FsError } from '../../src/errors.js';
+import { E, failure, FsError } from '../../src/errors.js';
 import { DefaultFileSystem } from '../../src/fs/filesystem.js';
 import type { AttrReply, Context, CreateOut, DeviceNumber, DirEntry, Entry, FileLock, InitOptions, OpenOut, StatfsOut, XattrReply } from '../../src/fs/types.js';
 import {
@@ -29,8 +29,10 @@ class StubFs extends DefaultFileSystem {
   initOpts?: InitOptions;
   override async init(o: InitOptions): Promise<void> { this.initOpts = o; }
   override async destroy(): Promise<void> { this.calls.push(['destroy']); }
-  override async lookup(_c: Context, parent: bigint, name: Buffer): Promise<Entry> {
+  override async lookup(_c: Context, parent: bigint, name: Buffer): Promise<Entry | FsError> {
     this.calls.push(['lookup', parent, name.toString()]);
+    if (name.toString() === 'gone') return failure(E.ENOENT);
+    if (name.toString() === 'denied') return failure(E.EACCES);
     if (name.toString() === 'boom') throw new Error('a bug');
     if (name.toString() === 'nodeerr') throw Object.assign(new Error('x'), { code: 'EACCES', errno: -13 });
     if (!['a', 'b', 'c'].includes(name.toString())) throw new FsError(E.ENOENT);
@@ -78,7 +80,8 @@ class StubFs extends DefaultFileSystem {
       this.calls.push(['added', i]);
     }
   }
-  override async getxattr(_c: Context, _n: bigint, name: Buffer, size: number): Promise<XattrReply> {
+  override async getxattr(_c: Context, _n: bigint, name: Buffer, size: number): Promise<XattrReply | FsError> {
+    if (name.toString() === 'user.none') return failure(E.ENODATA);
     const v = Buffer.from(`value-of-${name}`);
     return size === 0 ? { size: v.length } : { value: v };
   }
@@ -258,6 +261,26 @@ describe('requests', () => {
     expect(parse(await call(Op.LOOKUP, 1n, cstr('zz')))).toEqual([E.ENOENT, Buffer.alloc(0)]);
     expect(parse(await call(Op.LOOKUP, 1n, cstr('nodeerr')))[0]).toBe(E.EACCES);
     expect(parse(await call(Op.LOOKUP, 1n, cstr('boom')))[0]).toBe(E.EIO);
+  });
+
+  it('an FsError the filesystem resolves to (not rejects with) is answered as that errno, with no payload', async () => {
+    const { call } = await setup();
+    expect(parse(await call(Op.LOOKUP, 1n, cstr('gone')))).toEqual([E.ENOENT, Buffer.alloc(0)]);
+    expect(parse(await call(Op.LOOKUP, 1n, cstr('denied')))).toEqual([E.EACCES, Buffer.alloc(0)]);
+    for (const size of [0, 100]) {
+      expect(parse(await call(Op.GETXATTR, 5n, encodeStruct(GetxattrIn, { size }), cstr('user.none')))).toEqual([E.ENODATA, Buffer.alloc(0)]);
+    }
+    // the same request for a name that is there still answers the entry
+    expect(parse(await call(Op.LOOKUP, 1n, cstr('a')))[0]).toBe(0);
+  });
+
+  it('failure() is one frozen FsError per errno', () => {
+    const f = failure(E.ENOENT);
+    expect(f).toBeInstanceOf(FsError);
+    expect([f.errno, f.code]).toEqual([E.ENOENT, 'ENOENT']);
+    expect(failure(E.ENOENT)).toBe(f);
+    expect(failure(E.ENODATA)).not.toBe(f);
+    expect(Object.isFrozen(f)).toBe(true);
   });
 
   it('MKNOD hands the filesystem the device number as major and minor (the wire has new_encode_dev)', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DefaultFileSystem } from '../../src/fs/filesystem.js';
 import type { Attr, Context, Entry } from '../../src/fs/types.js';
-import { E, FsError } from '../../src/errors.js';
+import { E, failure, type FsError } from '../../src/errors.js';
 import { PathTable, isRepresentable, splitPath } from '../../src/frontends/highlevel/path-table.js';
 
 const ctx: Context = { uid: 0, gid: 0, pid: 1, unique: 1n };
@@ -43,11 +43,12 @@ class StubFs extends DefaultFileSystem {
     const attr = { mode: this.nodes.get(id)!.mode } as Attr;
     return { nodeid: id, generation: 0n, attr, entryTimeoutMs: this.entryTimeoutMs, attrTimeoutMs: 0 };
   }
-  override async lookup(_c: Context, parent: bigint, name: Buffer): Promise<Entry> {
+  override async lookup(_c: Context, parent: bigint, name: Buffer): Promise<Entry | FsError> {
     this.lookupCalls++;
     if (this.delay) await new Promise((r) => setTimeout(r, this.delay));
     const id = this.nodes.get(parent)?.children.get(name.toString());
-    if (id === undefined) throw new FsError(E.ENOENT);
+    // a missing name answered as the passthrough filesystem answers it: a value, not a rejection
+    if (id === undefined) return failure(E.ENOENT);
     this.nodes.get(id)!.nlookup++;
     return this.entry(id);
   }

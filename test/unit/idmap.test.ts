@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { E, FsError } from '../../src/errors.js';
+import { E, failure, FsError } from '../../src/errors.js';
 import { DefaultFileSystem } from '../../src/fs/filesystem.js';
 import { IdMapFs } from '../../src/fs/idmap-fs.js';
 import { buildIdMap, guestToHost, hostToGuest, ID_MAX, IdMapError, parseIdMapRule } from '../../src/fs/idmap.js';
 import { FATTR_GID, FATTR_MODE, FATTR_UID, type Attr, type Context, type Entry, type SetattrIn } from '../../src/fs/types.js';
 import { mulberry32 } from '../helpers/prng.js';
+import { found } from '../helpers/errno.js';
 
 describe('parseIdMapRule', () => {
   it('reads every virtiofsd rule type', () => {
@@ -132,7 +133,9 @@ class Recorder extends DefaultFileSystem {
   constructor(private readonly owner: [number, number]) {
     super();
   }
-  override async lookup(): Promise<Entry> { return entry(...this.owner); }
+  override async lookup(_c: Context, _p: bigint, name: Buffer): Promise<Entry | FsError> {
+    return name.toString() === 'missing' ? failure(E.ENOENT) : entry(...this.owner);
+  }
   override async getattr() { return { attr: attr(...this.owner), attrTimeoutMs: 0 }; }
   override async setattr(_c: Context, _n: bigint, s: SetattrIn) {
     this.chown = s;
@@ -166,8 +169,10 @@ describe('IdMapFs', () => {
     const c = await fs.create(ctx(1002, 102), 1n, Buffer.from('f'), 0o644, 0, 0);
     expect(core.seen[1]).toMatchObject({ uid: 5002, gid: 702 });
     expect([c.entry.attr.uid, c.entry.attr.gid]).toEqual([1001, 101]);
-    const l = await fs.lookup(ctx(0, 0), 1n, Buffer.from('f'));
+    const l = found(await fs.lookup(ctx(0, 0), 1n, Buffer.from('f')));
     expect([l.attr.uid, l.attr.gid]).toEqual([1001, 101]);
+    // a missing name answered as a value passes through as that FsError, not as a mapped entry
+    expect(await fs.lookup(ctx(0, 0), 1n, Buffer.from('missing'))).toBe(failure(E.ENOENT));
     const g = await fs.getattr(ctx(0, 0), 2n);
     expect([g.attr.uid, g.attr.gid]).toEqual([1001, 101]);
     const seen: Array<Entry | null> = [];

@@ -372,6 +372,7 @@ export class HighLevelAdapter {
   getxattrRaw(signal: (code: number, ...rest: unknown[]) => void, path: string, name: string, valueBuf: Buffer): void {
     this.run('getxattr', (c) => signal(c, valueBuf.buffer), () => this.withPath(path, async (r) => {
       const rep = await this.fs.getxattr(this.ctx(), r.nodeid, Buffer.from(name, 'utf8'), valueBuf.length);
+      if (rep instanceof FsError) throw rep;
       if ('size' in rep) return rep.size;
       if (rep.value.length > valueBuf.length) throw new FsError(E.ERANGE);
       return rep.value.copy(valueBuf);

@@ -223,7 +223,9 @@ export class PathTable {
     }
     let e: Entry;
     try {
-      e = await this.fs.lookup(ctx, dirId, Buffer.from(part, 'utf8'));
+      const found = await this.fs.lookup(ctx, dirId, Buffer.from(part, 'utf8'));
+      if (found instanceof FsError) throw found;
+      e = found;
     } catch (err) {
       this.unpin(dir);
       throw err;
