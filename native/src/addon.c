@@ -12,7 +12,7 @@ static napi_value init(napi_env env, napi_value exports) {
     EXPORT(openat), EXPORT(openatTry), EXPORT(openat2), EXPORT(close), EXPORT(fcntlInt),
     EXPORT(statx), EXPORT(fstatfs), EXPORT(readlinkat),
     /* handle.c */
-    EXPORT(nameToHandleAt), EXPORT(nameToHandleAtTry), EXPORT(openByHandleAt),
+    EXPORT(nameToHandleInto), EXPORT(throwErrno), EXPORT(openByHandleAt),
     /* ns.c */
     EXPORT(mkdirat), EXPORT(mknodat), EXPORT(symlinkat), EXPORT(unlinkat), EXPORT(renameat2),
     EXPORT(linkat), EXPORT(fchownat), EXPORT(fchmodat2), EXPORT(utimensat), EXPORT(faccessat2),

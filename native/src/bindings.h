@@ -10,7 +10,7 @@
 BINDING(openat); BINDING(openatTry); BINDING(openat2); BINDING(close); BINDING(fcntlInt);
 BINDING(statx); BINDING(fstatfs); BINDING(readlinkat);
 /* handle.c */
-BINDING(nameToHandleAt); BINDING(nameToHandleAtTry); BINDING(openByHandleAt);
+BINDING(nameToHandleInto); BINDING(throwErrno); BINDING(openByHandleAt);
 /* ns.c */
 BINDING(mkdirat); BINDING(mknodat); BINDING(symlinkat); BINDING(unlinkat); BINDING(renameat2);
 BINDING(linkat); BINDING(fchownat); BINDING(fchmodat2); BINDING(utimensat); BINDING(faccessat2);

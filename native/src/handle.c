@@ -18,16 +18,38 @@ static struct file_handle *alloc_handle(void) {
   return malloc(sizeof(struct file_handle) + MAX_HANDLE_SZ);
 }
 
-static napi_value name_to_handle(napi_env env, napi_callback_info info, bool soft) {
-  GET_ARGS(env, info, 3);
+/* nameToHandleInto's record, little-endian: handle_type (i32), handle_bytes (u32), mount id (u64), the bytes */
+#define HANDLE_REC_HEAD 16
+
+static void put_le(unsigned char *p, uint64_t v, int n) {
+  for (int i = 0; i < n; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/*
+ * nameToHandleInto(dirfd, name, flags, out): name_to_handle_at into `out` (a Buffer of at least
+ * 16 + MAX_HANDLE_SZ bytes, the record above); 0, or -errno. No object
+ * is built here: src/sys/syscalls.ts makes the FileHandleRaw in JS, where an object literal costs
+ * a fraction of napi_set_named_property's (which internalizes each key per call).
+ */
+BINDING(nameToHandleInto) {
+  GET_ARGS(env, info, 4);
   int32_t dirfd, flags;
   char name[NAME_BUF_SIZE];
+  void *data;
+  size_t len;
   ARG_I32(0, &dirfd);
   ARG_NAME(1, "name_to_handle_at", name);
   ARG_I32(2, &flags);
-  struct file_handle *fh = alloc_handle();
-  if (fh == NULL) return throw_errno(env, ENOMEM, "name_to_handle_at");
-  fh->handle_bytes = MAX_HANDLE_SZ;
+  ARG_BUFFER(3, &data, &len);
+  if (len < HANDLE_REC_HEAD + MAX_HANDLE_SZ) {
+    napi_throw_range_error(env, NULL, "nameToHandleInto: the record buffer is too small");
+    return NULL;
+  }
+  union {
+    struct file_handle fh;
+    unsigned char room[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+  } h;
+  h.fh.handle_bytes = MAX_HANDLE_SZ;
   /*
    * With AT_HANDLE_MNT_ID_UNIQUE the kernel writes a u64 through the mount_id pointer, otherwise
    * an int. The raw syscall avoids glibc's int * prototype.
@@ -35,37 +57,34 @@ static napi_value name_to_handle(napi_env env, napi_callback_info info, bool sof
   uint64_t mnt_unique = 0;
   int mnt_int = 0;
   void *mnt_ptr = (flags & AT_HANDLE_MNT_ID_UNIQUE) ? (void *)&mnt_unique : (void *)&mnt_int;
-  if (syscall(SYS_name_to_handle_at, dirfd, name, fh, mnt_ptr, flags) < 0) {
-    int err = errno;
-    free(fh);
-    return fail_errno(env, err, "name_to_handle_at", soft);
+  int r = 0;
+  if (syscall(SYS_name_to_handle_at, dirfd, name, &h.fh, mnt_ptr, flags) < 0) {
+    r = -errno;
+  } else {
+    uint64_t mount_id = (flags & AT_HANDLE_MNT_ID_UNIQUE) ? mnt_unique : (uint64_t)(uint32_t)mnt_int;
+    unsigned char *out = data;
+    int32_t type = h.fh.handle_type;
+    uint32_t n = h.fh.handle_bytes;
+    put_le(out, (uint32_t)type, 4);
+    put_le(out + 4, n, 4);
+    put_le(out + 8, mount_id, 8);
+    memcpy(out + HANDLE_REC_HEAD, h.fh.f_handle, n);
   }
-  uint64_t mount_id = (flags & AT_HANDLE_MNT_ID_UNIQUE) ? mnt_unique : (uint64_t)(uint32_t)mnt_int;
-
-  napi_value result, type, bytes, mnt;
-  napi_status s;
-  const char *what = "napi_create_object";
-  if ((s = napi_create_object(env, &result)) != napi_ok) goto fail;
-  what = "napi_create_int32";
-  if ((s = napi_create_int32(env, fh->handle_type, &type)) != napi_ok) goto fail;
-  what = "napi_create_buffer_copy";
-  if ((s = napi_create_buffer_copy(env, fh->handle_bytes, fh->f_handle, NULL, &bytes)) != napi_ok) goto fail;
-  what = "napi_create_bigint_uint64";
-  if ((s = napi_create_bigint_uint64(env, mount_id, &mnt)) != napi_ok) goto fail;
-  what = "napi_set_named_property";
-  if ((s = napi_set_named_property(env, result, "type", type)) != napi_ok) goto fail;
-  if ((s = napi_set_named_property(env, result, "bytes", bytes)) != napi_ok) goto fail;
-  if ((s = napi_set_named_property(env, result, "mountId", mnt)) != napi_ok) goto fail;
-  free(fh);
-  return result;
-fail:
-  free(fh);
-  return throw_napi_failure(env, s, what);
+  napi_value v;
+  NAPI_CALL(env, napi_create_int32(env, r, &v));
+  return v;
 }
 
-BINDING(nameToHandleAt) { return name_to_handle(env, info, false); }
-/* nameToHandleAt returning -errno (a number) instead of throwing: lookups of names that are not there. */
-BINDING(nameToHandleAtTry) { return name_to_handle(env, info, true); }
+/* throwErrno(errno, syscall): throws the addon's error for errno, as a failing binding does. */
+BINDING(throwErrno) {
+  GET_ARGS(env, info, 2);
+  int32_t err;
+  ARG_I32(0, &err);
+  char syscall_name[64];
+  size_t n = 0;
+  NAPI_CALL(env, napi_get_value_string_utf8(env, argv[1], syscall_name, sizeof syscall_name, &n));
+  return throw_errno(env, err, syscall_name);
+}
 
 BINDING(openByHandleAt) {
   GET_ARGS(env, info, 4);

@@ -72,10 +72,21 @@ export interface NativeAddon {
   fcntlInt(fd: number, cmd: number, arg: number): number;
 
   // --- handles
-  /** name_to_handle_at; flags may include AT_EMPTY_PATH, AT_SYMLINK_FOLLOW, AT_HANDLE_FID, AT_HANDLE_MNT_ID_UNIQUE. */
+  /**
+   * name_to_handle_at; flags may include AT_EMPTY_PATH, AT_SYMLINK_FOLLOW, AT_HANDLE_FID,
+   * AT_HANDLE_MNT_ID_UNIQUE. Made in JS (src/sys/syscalls.ts) over nameToHandleInto.
+   */
   nameToHandleAt(dirfd: number, name: Buffer, flags: number): FileHandleRaw;
   /** nameToHandleAt returning -errno instead of throwing */
   nameToHandleAtTry(dirfd: number, name: Buffer, flags: number): FileHandleRaw | number;
+  /**
+   * The addon's name_to_handle_at: 0 or -errno; on success `out` (at least 16 + MAX_HANDLE_SZ
+   * bytes) holds, little-endian, handle_type (i32), handle_bytes (u32), the mount id (u64) and the
+   * handle's bytes from offset 16.
+   */
+  nameToHandleInto(dirfd: number, name: Buffer, flags: number, out: Buffer): number;
+  /** Throws the addon's error for a positive errno (code, errno, syscall), as a failing binding does. */
+  throwErrno(errno: number, syscall: string): never;
   /**
    * open_by_handle_at. mountFd must be a real fd (not O_PATH: the kernel answers EBADF) on the
    * handle's filesystem. Needs CAP_DAC_READ_SEARCH (EPERM without). Stale handles give ESTALE.

@@ -5,8 +5,8 @@
  * and `.syscall`, the shape `FsError` expects.
  */
 import { loadAddon } from './binding.js';
-import { AT_FDCWD, O_CLOEXEC, O_DIRECTORY, O_PATH, STATX_BASIC_STATS, STATX_BTIME, STATX_MNT_ID } from './constants.js';
-import type { NativeAddon } from './native.js';
+import { AT_FDCWD, MAX_HANDLE_SZ, O_CLOEXEC, O_DIRECTORY, O_PATH, STATX_BASIC_STATS, STATX_BTIME, STATX_MNT_ID } from './constants.js';
+import type { FileHandleRaw, NativeAddon } from './native.js';
 import { decodeStat, decodeStatfs, STAT_LEN, STATFS_LEN, type Stat, type StatFs } from './stat.js';
 
 export * from './constants.js';
@@ -14,8 +14,16 @@ export * from './stat.js';
 export * from './dirent.js';
 export type { FileHandleRaw, FlockRaw, MappedSeg, NativeAddon, RecvMsgResult, RingHandle } from './native.js';
 
-/** The addon, loaded once. */
+/** The addon, loaded once; nameToHandleAt(Try) are made here (handleRecord). */
 export const sys: NativeAddon = loadAddon();
+sys.nameToHandleAt = (dirfd, name, flags) => {
+  const r = sys.nameToHandleInto(dirfd, name, flags, handleScratch);
+  return r < 0 ? sys.throwErrno(-r, 'name_to_handle_at') : handleRecord();
+};
+sys.nameToHandleAtTry = (dirfd, name, flags) => {
+  const r = sys.nameToHandleInto(dirfd, name, flags, handleScratch);
+  return r < 0 ? r : handleRecord();
+};
 
 /** statx mask used by statAt: everything stat(2) has plus birth time and mount id. */
 const STAT_AT_MASK = STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID;
@@ -23,6 +31,31 @@ const STAT_AT_MASK = STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID;
 // Scratch records: the addon fills them synchronously and they are decoded before returning.
 const statScratch = new BigUint64Array(STAT_LEN);
 const statfsScratch = new BigUint64Array(STATFS_LEN);
+
+/** nameToHandleInto's record (see native.d.ts), reused by every call */
+const handleScratch = Buffer.alloc(16 + MAX_HANDLE_SZ);
+/** the last mount id read, as a bigint: nearly every handle is of the share's one mount */
+let mountLo = -1, mountHi = -1, mountId = 0n;
+
+/**
+ * The FileHandleRaw of the record nameToHandleInto just wrote. Built here rather than in the
+ * addon: napi_set_named_property internalizes each key string per call, and with the object and
+ * a malloc'd Buffer that was two thirds of a name_to_handle_at's cost (perf, cold find). The bytes
+ * are a copy (a small pooled Buffer).
+ */
+function handleRecord(): FileHandleRaw {
+  const b = handleScratch;
+  const n = b.readUInt32LE(4);
+  const lo = b.readUInt32LE(8), hi = b.readUInt32LE(12);
+  if (lo !== mountLo || hi !== mountHi) {
+    mountLo = lo;
+    mountHi = hi;
+    mountId = b.readBigUInt64LE(8);
+  }
+  const bytes = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) bytes[i] = b[16 + i]!;
+  return { type: b.readInt32LE(0), bytes, mountId };
+}
 
 /** statx(dirfd, name, flags, STAT_AT_MASK), decoded. Use an empty name with AT_EMPTY_PATH for the fd itself. */
 export function statAt(dirfd: number, name: Buffer, flags: number): Stat {

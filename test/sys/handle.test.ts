@@ -41,6 +41,33 @@ describe('name_to_handle_at / open_by_handle_at', () => {
     expect(h.mountId).toBe(out[ST.MNT_ID]);
   });
 
+  it('each answer is its own: the bytes of one call are not changed by the next (the record buffer is shared)', () => {
+    writeFileSync(t.path('a'), '');
+    writeFileSync(t.path('z'), '');
+    const a = sys.nameToHandleAt(t.fd, b('a'), 0);
+    const keep = Buffer.from(a.bytes);
+    const z = sys.nameToHandleAt(t.fd, b('z'), 0);
+    expect(sys.nameToHandleAtTry(t.fd, b('missing'), 0)).toBe(-2);
+    expect(a.bytes.equals(keep)).toBe(true);
+    expect(z.bytes.equals(a.bytes)).toBe(false);
+    // a file is told by its handle: the same file answers the same bytes again
+    expect(sys.nameToHandleAt(t.fd, b('a'), 0).bytes.equals(keep)).toBe(true);
+  });
+
+  it('nameToHandleInto writes type, length, mount id and bytes little-endian, or answers -errno; a short buffer is refused', () => {
+    writeFileSync(t.path('f'), '');
+    const h = sys.nameToHandleAt(t.fd, b('f'), 0);
+    const rec = Buffer.alloc(16 + 128, 0xee);
+    expect(sys.nameToHandleInto(t.fd, b('f'), 0, rec)).toBe(0);
+    expect(rec.readInt32LE(0)).toBe(h.type);
+    expect(rec.readUInt32LE(4)).toBe(h.bytes.length);
+    expect(rec.readBigUInt64LE(8)).toBe(h.mountId);
+    expect(rec.subarray(16, 16 + h.bytes.length).equals(h.bytes)).toBe(true);
+    expect(sys.nameToHandleInto(t.fd, b('missing'), 0, rec)).toBe(-2);
+    expect(() => sys.nameToHandleInto(t.fd, b('f'), 0, Buffer.alloc(16 + 127))).toThrow(RangeError);
+    expectErrno(() => sys.nameToHandleAt(t.fd, b('missing'), 0), 'ENOENT', 'name_to_handle_at');
+  });
+
   it('AT_HANDLE_MNT_ID_UNIQUE returns the 64-bit unique mount id (or EINVAL on old kernels)', () => {
     writeFileSync(t.path('f'), '');
     let h;
