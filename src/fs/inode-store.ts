@@ -243,11 +243,12 @@ export function dropAltLink(inode: Inode, parent: bigint, name: Buffer): void {
 }
 
 /**
- * The key a record is found by in the export table: its file handle, or (dev, ino) where the
- * filesystem has no handles.
+ * The key a record is found by in the export table: its file handle (handleKey, within the
+ * share's mount: records are only of inodes on it), or (dev, ino) where the filesystem has no
+ * handles ('d...', never a handle's key, which starts with 'h').
  */
 export function identityOf(h: FileHandle | null, st: { devMajor: number; devMinor: number; ino: bigint }): string {
-  return h ? handleKey(h) : `d${st.devMajor * 0x100000 + st.devMinor}:${st.ino}`;
+  return h ? handleKey(h.type, h.bytes) : `d${st.devMajor * 0x100000 + st.devMinor}:${st.ino}`;
 }
 
 /** What a new inode is made of (InodeStore.create). */
@@ -525,8 +526,8 @@ export class InodeStore {
   }
 
   identityAt(slot: number): string {
-    const h = this.handleOf(slot);
-    return h ? handleKey(h) : `d${this.chunkOf(slot).dev[slot & MASK]}:${this.chunkOf(slot).ino[slot & MASK]}`;
+    const c = this.chunkOf(slot), i = slot & MASK;
+    return c.flags[i]! & F_HANDLE ? handleKey(c.htype[i]!, this.handleBytesAt(slot)) : `d${c.dev[i]}:${c.ino[i]}`;
   }
 
   // ---- slots

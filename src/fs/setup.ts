@@ -103,7 +103,7 @@ function build(opts: PassthroughOptions, log: Services['log'], rootPath: Buffer,
   }, shared ? fdShare(shared, (key): OpenHandle | undefined => handles.byKey(key), (id): Inode | undefined => store.get(id), rootHandle.mountId) : null);
   // records are of reopenable inodes, all on the root's mount
   const exports = new ExportTable(opts.exportTableSize ?? 100_000,
-    (r) => handleKey({ type: r.handleType, bytes: r.handle, mountId: rootHandle.mountId }));
+    (r) => handleKey(r.handleType, r.handle));
   // an inode leaving memory gives up its fd and leaves its record behind
   const store = new InodeStore(ROOT_ID, log, (inode) => {
     cache.remove(inode.fdKey);

@@ -3,7 +3,7 @@
 // of its open-addressing indexes.
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { InodeStore, type Inode } from '../../src/fs/inode-store.js';
+import { identityOf, InodeStore, type Inode } from '../../src/fs/inode-store.js';
 import type { FileHandle } from '../../src/handle/file-handle.js';
 
 const log = pino({ level: 'silent' });
@@ -247,3 +247,34 @@ function isAncestor(model: Map<bigint, Model>, a: bigint, of: bigint): boolean {
   for (let c: bigint | null = of; c !== null; c = model.get(c)?.parent ?? null) if (c === a) return true;
   return false;
 }
+
+describe('export identities (identityOf, Inode.identity)', () => {
+  it('one key per (type, bytes): equal handles agree, a byte, the length or the type tells them apart; never a (dev, ino) key', () => {
+    const keys = new Set<string>();
+    const st = { devMajor: 8, devMinor: 1, ino: 5n };
+    for (let i = 0; i < 2000; i++) {
+      const h = handle(i, i % 3 === 0 ? 12 : 8);
+      const k = identityOf(h, st);
+      expect(identityOf({ ...h, bytes: Buffer.from(h.bytes) }, st)).toBe(k);
+      keys.add(k);
+      keys.add(identityOf({ ...h, type: 0x81 }, st));
+      keys.add(identityOf({ ...h, type: 0x20001 }, st)); // FILEID_IS_DIR-style high bits
+    }
+    expect(keys.size).toBe(6000);
+    // a handle whose bytes are a prefix of another's
+    const long = handle(1, 12);
+    expect(identityOf({ ...long, bytes: long.bytes.subarray(0, 8) }, st)).not.toBe(identityOf(long, st));
+    const noHandle = identityOf(null, st);
+    expect(keys.has(noHandle)).toBe(false);
+    expect(noHandle).toBe(identityOf(null, { ...st }));
+  });
+
+  it("an inode's identity is the identity of the handle it was made with", () => {
+    const s = new InodeStore(1n, log, () => {});
+    const h = handle(42, 12);
+    const i = s.create({ nodeid: 2n, generation: 1n, type: S_IFREG, handle: h, seal: null, reopenable: true, dev: 5, ino: 9n });
+    expect(i.identity).toBe(identityOf(h, { devMajor: 0, devMinor: 5, ino: 9n }));
+    const j = s.create({ nodeid: 3n, generation: 1n, type: S_IFREG, handle: null, seal: null, reopenable: false, dev: 5, ino: 10n });
+    expect(j.identity).toBe('d5:10');
+  });
+});
