@@ -70,9 +70,7 @@ BINDING(nameToHandleInto) {
     put_le(out + 8, mount_id, 8);
     memcpy(out + HANDLE_REC_HEAD, h.fh.f_handle, n);
   }
-  napi_value v;
-  NAPI_CALL(env, napi_create_int32(env, r, &v));
-  return v;
+  return js_int(env, r);
 }
 
 /* throwErrno(errno, syscall): throws the addon's error for errno, as a failing binding does. */
