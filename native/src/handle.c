@@ -26,10 +26,10 @@ static void put_le(unsigned char *p, uint64_t v, int n) {
 }
 
 /*
- * nameToHandleInto(dirfd, name, flags, out): name_to_handle_at into `out` (a Buffer of at least
- * 16 + MAX_HANDLE_SZ bytes, the record above); 0, or -errno. No object
- * is built here: src/sys/syscalls.ts makes the FileHandleRaw in JS, where an object literal costs
- * a fraction of napi_set_named_property's (which internalizes each key per call).
+ * nameToHandleInto(dirfd, name, flags, out): name_to_handle_at into `out`, a Buffer of at least
+ * 16 + MAX_HANDLE_SZ bytes holding the record above; 0, or -errno. No object is built here:
+ * src/sys/syscalls.ts makes the FileHandleRaw in JS, where an object literal costs a fraction of
+ * napi_set_named_property (which internalizes each key per call).
  */
 BINDING(nameToHandleInto) {
   GET_ARGS(env, info, 4);
