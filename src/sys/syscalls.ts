@@ -16,13 +16,13 @@ export type { FileHandleRaw, FlockRaw, MappedSeg, NativeAddon, RecvMsgResult, Ri
 
 /** The addon, loaded once; nameToHandleAt(Try) are made here (handleRecord). */
 export const sys: NativeAddon = loadAddon();
-sys.nameToHandleAt = (dirfd, name, flags) => {
-  const r = sys.nameToHandleInto(dirfd, name, flags, handleScratch);
-  return r < 0 ? sys.throwErrno(-r, 'name_to_handle_at') : handleRecord();
-};
 sys.nameToHandleAtTry = (dirfd, name, flags) => {
   const r = sys.nameToHandleInto(dirfd, name, flags, handleScratch);
   return r < 0 ? r : handleRecord();
+};
+sys.nameToHandleAt = (dirfd, name, flags) => {
+  const h = sys.nameToHandleAtTry(dirfd, name, flags);
+  return typeof h === 'number' ? sys.throwErrno(-h, 'name_to_handle_at') : h;
 };
 
 /** statx mask used by statAt: everything stat(2) has plus birth time and mount id. */

@@ -625,6 +625,7 @@ export class ServingThreads {
    */
   ownerPoll(): (() => number) | null {
     if (!this.standsAside()) return null;
+    // the word holds the index + 1 of the reader aside: above 1, a thread other than the owner
     return () => (Atomics.load(this.aside, 0) > 1 ? this.hotMs : 0);
   }
 
