@@ -10,25 +10,29 @@
  * failure reply or the end of the connection, and a bad chain into a broken queue, each with one
  * log line. Nothing here throws out to the event loop: every callback is wrapped.
  *
- * Threads: everything runs on the event loop. The socket and the kick eventfds are non-blocking
- * and watched with uv_poll; no thread sits in a read.
+ * Threads: everything here runs on the event loop. The socket and the kick eventfds are
+ * non-blocking and watched with uv_poll; no thread sits in a read. A request queue may be served
+ * on a serving thread of its own (ConnectionOptions.remote, queue-threads.ts): the messages that
+ * start, stop and remap it still come here, and reach that thread before they are acknowledged.
  */
 import type { Logger } from 'pino';
 import { E } from '../../errors.js';
-import { InHeader, OutHeader, WriteIn } from '../../fuse/abi.js';
+import { InHeader } from '../../fuse/abi.js';
 import type { TransportIo } from '../../fuse/codec.js';
 import { encodeError } from '../../fuse/codec.js';
 import { Op, opcodeRow } from '../../fuse/opcodes.js';
 import { LogOnce } from '../../log.js';
-import { AT_EMPTY_PATH, F_GETFL, F_SETFL, O_NONBLOCK, PAGE_SIZE, S_IFMT, S_IFREG } from '../../sys/constants.js';
-import { statAt, sys, type MappedSeg } from '../../sys/syscalls.js';
+import { F_DUPFD_CLOEXEC, F_GETFL, F_SETFL, O_NONBLOCK } from '../../sys/constants.js';
+import { sys } from '../../sys/syscalls.js';
 import { GuestMemory, type MemoryRegion } from './guest-memory.js';
+import { mapRegion, regionPieces, unmap } from './mapping.js';
 import {
   Feature, MessageReader, ProtocolFeature, Req, decodeMessage, encodeAck, encodeReply, encodeStateReply, encodeU64Reply, featureMask,
   messageFds, type RawMessage, type RegionDesc, type VhostMessage,
 } from './messages.js';
 import { INFLIGHT_BYTES, InflightTable } from './inflight.js';
-import { ChainWriter, SplitQueue, readAll, sliceViews, type Chain } from './vring.js';
+import { QueueRunner, type QueueHost } from './queue-runner.js';
+import { SplitQueue, readAll } from './vring.js';
 
 /** What the connection needs from the protocol server (src/fuse/protocol-server.ts). */
 export interface FuseRequestHandler {
@@ -56,6 +60,46 @@ export interface ConnectionOptions {
    * protocol feature for VMMs that read it (GET_CONFIG); QEMU sets its own (tag=) and never asks.
    */
   tag?: string;
+  /** request queues served on other threads (queue-threads.ts); never with `supervised` */
+  remote?: RemoteQueues;
+}
+
+/** A queue's ring as a serving thread builds it: guest-physical addresses, checked against guest memory here. */
+export interface RemoteQueueSpec {
+  num: number;
+  desc: bigint;
+  avail: bigint;
+  used: bigint;
+  lastAvail: number;
+  eventIdx: boolean;
+  indirect: boolean;
+  maxChainBytes: number;
+  /** dups of the queue's eventfds, which the thread takes over (and closes); -1 for none */
+  kickFd: number;
+  callFd: number;
+}
+
+/** A piece of guest memory (regionPieces) and a dup of its fd, which the thread takes over: maps, then closes. */
+export interface RemoteRegion extends RegionDesc {
+  fd: number;
+}
+
+/**
+ * Request queues served on other threads. Each call that starts, stops or remaps a queue returns
+ * once the thread did it (the VMM may reuse the memory once the message is acknowledged).
+ */
+export interface RemoteQueues {
+  /** whether vring `index` is served on another thread */
+  serves(index: number): boolean;
+  /** start it there; false when the thread could not (its reason is logged there) */
+  start(index: number, spec: RemoteQueueSpec, regions: RemoteRegion[]): boolean;
+  /** stop it there: where it stopped (its next avail index), or null when the thread did not answer */
+  stop(index: number): number | null;
+  /** a new kick or call eventfd for a running queue (a dup the thread takes over) */
+  setKick(index: number, fd: number): void;
+  setCall(index: number, fd: number): void;
+  /** the memory table changed: each running queue remaps and rebuilds its ring where it was; false when one could not */
+  remap(regions: RemoteRegion[]): boolean;
 }
 
 /**
@@ -87,28 +131,8 @@ const P_REPLY_ACK = featureMask(ProtocolFeature.REPLY_ACK);
 /** recvmsg's fd room: the codec refuses a message with more than it allows (8) */
 const RECV_FDS = 32;
 const READ_CHUNK = 4096 + 12;
-const PAGE_MASK = BigInt(PAGE_SIZE - 1);
 /** GET_MAX_MEM_SLOTS: the regions a VMM may add (QEMU's most) */
 const MAX_MEM_SLOTS = 32;
-/** a region is mapped in pieces of at most this (page-aligned, below the 4 GiB an ArrayBuffer holds) */
-const MAX_PIECE = (1n << 32n) - 65536n;
-
-/** The pieces a region is mapped in: consecutive, each at most MAX_PIECE (`piece` smaller in tests). */
-export function regionPieces(r: RegionDesc, piece = MAX_PIECE): RegionDesc[] {
-  const out: RegionDesc[] = [];
-  for (let off = 0n; off < r.size; off += piece) {
-    const size = r.size - off < piece ? r.size - off : piece;
-    out.push({ gpa: r.gpa + off, size, uva: r.uva + off, mmapOffset: r.mmapOffset + off });
-  }
-  return out;
-}
-/** fuse_in_header and fuse_write_in: what a WRITE copies; its data stays in guest memory */
-const WRITE_HEADERS = InHeader.SIZE + WriteIn.SIZE;
-/** Views of mapped guest memory as the addon takes them. */
-const mapped = (views: readonly Uint8Array[]): MappedSeg[] => views.map((v): MappedSeg => [v.buffer as ArrayBuffer, v.byteOffset, v.byteLength]);
-const EMPTY_NAME = Buffer.alloc(0);
-/** chains taken per turn of the event loop before other events get theirs */
-const BATCH = 256;
 
 interface QueueState {
   index: number;
@@ -119,14 +143,14 @@ interface QueueState {
   callFd: number;
   errFd: number;
   enabled: boolean;
-  ring: SplitQueue | null;
-  /** bumped when the queue stops: replies of chains popped before belong to nobody */
-  epoch: number;
-  poll: unknown;
+  /** running here */
+  runner: QueueRunner | null;
+  /** running on another thread (ConnectionOptions.remote) */
+  remote: boolean;
   broken: string | null;
-  signalPending: boolean;
-  servePending: boolean;
 }
+
+const running = (q: QueueState): boolean => q.runner !== null || q.remote;
 
 const closeQuietly = (fd: number | null | undefined): void => {
   if (fd === null || fd === undefined || fd < 0) return;
@@ -137,7 +161,8 @@ const closeQuietly = (fd: number | null | undefined): void => {
   }
 };
 
-const unmap = (r: MemoryRegion): void => sys.unmapShared(r.bytes.buffer as ArrayBuffer);
+/** A dup of `fd` for another thread to take over, or -1. */
+const dupFor = (fd: number): number => (fd < 0 ? -1 : sys.fcntlInt(fd, F_DUPFD_CLOEXEC, 3));
 
 export class VhostUserConnection {
   private readonly memory = new GuestMemory();
@@ -157,6 +182,10 @@ export class VhostUserConnection {
   private draining: RawMessage | null = null;
   private endWith: (e: ConnectionEnd) => void = () => {};
   private readonly once: LogOnce;
+  /** with remote queues: a dup of the fd each mapped piece of guest memory came from (closed when it is unmapped) */
+  private readonly regionFds = new Map<MemoryRegion, number>();
+  /** what the queues running here need of the connection */
+  private readonly host: QueueHost;
   /** resolves when the VMM closed the socket or the connection failed; everything is released by then */
   readonly done: Promise<ConnectionEnd>;
   readonly counters = { requests: 0, replies: 0, signals: 0, brokenQueues: 0, badMessages: 0, recoveredRequests: 0 };
@@ -169,11 +198,32 @@ export class VhostUserConnection {
   ) {
     this.once = new LogOnce(log);
     this.queues = Array.from({ length: 1 + opts.requestQueues }, (_, index) => ({
-      index, num: 0, base: 0, addr: null, kickFd: -1, callFd: -1, errFd: -1, enabled: false, ring: null, epoch: 0, poll: null,
-      broken: null, signalPending: false, servePending: false,
+      index, num: 0, base: 0, addr: null, kickFd: -1, callFd: -1, errFd: -1, enabled: false, runner: null, remote: false, broken: null,
     }));
     this.done = new Promise((r) => (this.endWith = r));
     server.reuseReplies?.();
+    this.host = {
+      handle: (req, io) => server.handle(req, io),
+      ...(server.recycle ? { recycle: (reply: Buffer) => server.recycle!(reply) } : {}),
+      holding: () => this.draining !== null,
+      taken: (q, head, lastAvail) => {
+        this.inflight.taken(q, head, lastAvail);
+        this.taken++;
+      },
+      answering: (q, head, lastUsed) => this.inflight.answering(q, head, lastUsed),
+      answered: (q, head) => this.inflight.answered(q, head),
+      settled: () => {
+        this.taken--;
+        this.drained();
+      },
+      ...(opts.supervised ? { request: (req: Buffer) => this.forwardInit(req) } : {}),
+      ...(opts.beforeReply ? { beforeReply: opts.beforeReply } : {}),
+      broken: (q, why) => this.breakQueue(this.queues[q]!, why),
+      fail: (why) => this.fail(why),
+      guard: (what, fn) => this.guard(what, fn),
+      counters: this.counters,
+      once: this.once,
+    };
   }
 
   start(): void {
@@ -361,12 +411,8 @@ export class VhostUserConnection {
         const q = this.queueOf(m.index);
         if (m.request === Req.GET_VRING_BASE) {
           // the queue stops; its next avail index goes back to the VMM
-          const next = q?.ring ? q.ring.lastAvailIdx : q?.base ?? 0;
-          if (q) {
-            this.stopQueue(q);
-            q.base = next;
-          }
-          this.send(encodeStateReply(m.request, m.index, next));
+          if (q) this.stopQueue(q);
+          this.send(encodeStateReply(m.request, m.index, q?.base ?? 0));
           return null;
         }
         if (!q) return false;
@@ -375,14 +421,14 @@ export class VhostUserConnection {
           this.maybeStart(q);
           return true;
         }
-        if (q.ring) return false; // a running queue's size and base are fixed
+        if (running(q)) return false; // a running queue's size and base are fixed
         if (m.request === Req.SET_VRING_NUM) q.num = m.num;
         else q.base = m.num;
         return true;
       }
       case Req.SET_VRING_ADDR: {
         const q = this.queueOf(m.index);
-        if (!q || q.ring) return false;
+        if (!q || running(q)) return false;
         q.addr = { desc: m.desc, avail: m.avail, used: m.used };
         return true;
       }
@@ -396,14 +442,17 @@ export class VhostUserConnection {
         }
         const fd = m.fd ?? -1;
         if (m.request === Req.SET_VRING_KICK) {
-          this.unwatchKick(q);
           closeQuietly(q.kickFd);
           q.kickFd = fd;
-          if (q.ring) this.watchKick(q);
-          else this.maybeStart(q);
+          if (q.remote) this.opts.remote!.setKick(q.index, dupFor(fd));
+          else if (q.runner) {
+            if (!q.runner.setKick(fd)) return true;
+          } else this.maybeStart(q);
         } else if (m.request === Req.SET_VRING_CALL) {
           closeQuietly(q.callFd);
           q.callFd = nonBlocking(fd);
+          if (q.remote) this.opts.remote!.setCall(q.index, dupFor(q.callFd));
+          else if (q.runner) q.runner.callFd = q.callFd;
         } else {
           closeQuietly(q.errFd);
           q.errFd = nonBlocking(fd);
@@ -471,58 +520,93 @@ export class VhostUserConnection {
   private maybeStart(q: QueueState): void {
     const enabled = q.enabled || (this.features & F_PROTOCOL_FEATURES) === 0n;
     if (!enabled) {
-      if (q.ring) this.stopQueue(q);
+      if (running(q)) this.stopQueue(q);
       return;
     }
-    if (q.ring) {
-      this.scheduleServe(q);
+    if (q.runner) {
+      q.runner.wake();
       return;
     }
-    if (q.broken || !q.addr || q.kickFd < 0 || q.num === 0) return;
-    if (!this.startRing(q)) return;
-    if (!this.watchKick(q)) return;
-    // requests posted before the kick fd arrived are not lost
-    this.scheduleServe(q);
+    if (q.remote || q.broken || !q.addr || q.kickFd < 0 || q.num === 0) return;
+    if (this.opts.remote?.serves(q.index)) {
+      this.startRemote(q);
+      return;
+    }
+    const ring = this.buildRing(q, q.base);
+    if (ring === null) return;
+    const runner = new QueueRunner(q.index, ring, q.kickFd, q.callFd, this.host);
+    q.runner = runner;
+    this.recoverTaken(q, runner);
+    if (q.runner === runner) runner.start();
   }
 
-  private buildRing(q: QueueState, lastAvail: number): boolean {
+  /** The queue's ring addresses as guest-physical ones, or null (the queue broken) when they are outside guest memory. */
+  private ringPlace(q: QueueState): { desc: bigint; avail: bigint; used: bigint } | null {
     const a = q.addr!;
     const desc = this.memory.uvaToGpa(a.desc, 16 * q.num);
     const avail = this.memory.uvaToGpa(a.avail, 6 + 2 * q.num);
     const used = this.memory.uvaToGpa(a.used, 6 + 8 * q.num);
     if (desc === null || avail === null || used === null) {
       this.breakQueue(q, 'its ring addresses are outside guest memory');
-      return false;
+      return null;
     }
-    const ring = SplitQueue.create(this.memory, {
-      num: q.num, desc, avail, used, lastAvail,
-      eventIdx: (this.features & F_EVENT_IDX) !== 0n,
-      indirect: (this.features & F_INDIRECT) !== 0n,
-      maxChainBytes: this.opts.maxRequestBytes,
-    });
+    return { desc, avail, used };
+  }
+
+  private ringConfig(): { eventIdx: boolean; indirect: boolean; maxChainBytes: number } {
+    return { eventIdx: (this.features & F_EVENT_IDX) !== 0n, indirect: (this.features & F_INDIRECT) !== 0n, maxChainBytes: this.opts.maxRequestBytes };
+  }
+
+  private buildRing(q: QueueState, lastAvail: number): SplitQueue | null {
+    const place = this.ringPlace(q);
+    if (place === null) return null;
+    const ring = SplitQueue.create(this.memory, { num: q.num, ...place, lastAvail, ...this.ringConfig() });
     if (!(ring instanceof SplitQueue)) {
       this.breakQueue(q, ring.error);
-      return false;
+      return null;
     }
-    q.ring = ring;
-    return true;
+    return ring;
+  }
+
+  /** The queue starts on the thread that serves it; the ring is checked here first, and there again. */
+  private startRemote(q: QueueState): void {
+    const place = this.ringPlace(q);
+    if (place === null) return;
+    const spec: RemoteQueueSpec = { num: q.num, ...place, lastAvail: q.base, ...this.ringConfig(), kickFd: dupFor(q.kickFd), callFd: dupFor(q.callFd) };
+    if (!this.opts.remote!.start(q.index, spec, this.remoteRegions())) {
+      this.breakQueue(q, 'its serving thread could not start it');
+      return;
+    }
+    q.remote = true;
+  }
+
+  /** The mapped pieces of guest memory, each with a dup of its fd for a serving thread. */
+  private remoteRegions(): RemoteRegion[] {
+    return this.memory.regions.map((r) => ({ gpa: r.gpa, size: r.size, uva: r.uva, mmapOffset: r.mmapOffset, fd: dupFor(this.regionFds.get(r) ?? -1) }));
   }
 
   /**
-   * A queue starts: fresh, or (after a predecessor died) where it left off. Chains it took and never
-   * answered get an error reply: a guest process waiting on one sees EIO instead of hanging.
+   * After a predecessor died: chains it took and never answered get an error reply, so that a
+   * guest process waiting on one sees EIO instead of hanging. The queue resumes where the
+   * predecessor took its last chain.
    */
-  private startRing(q: QueueState): boolean {
-    if (!this.buildRing(q, q.base)) return false;
-    const rec = this.recover.delete(q.index) ? this.inflight.recover(q.index, q.num, q.ring!.lastUsedIdx) : null;
+  private recoverTaken(q: QueueState, first: QueueRunner): void {
+    const rec = this.recover.delete(q.index) ? this.inflight.recover(q.index, q.num, first.lastUsedIdx) : null;
     if (!rec) {
       this.inflight.reset(q.index, q.base);
-      return true;
+      return;
     }
-    if (rec.lastAvail !== q.base && !this.buildRing(q, rec.lastAvail)) return false;
-    const ring = q.ring!;
+    let runner = first;
+    if (rec.lastAvail !== q.base) {
+      first.stop();
+      q.runner = null;
+      const ring = this.buildRing(q, rec.lastAvail);
+      if (ring === null) return;
+      runner = new QueueRunner(q.index, ring, q.kickFd, q.callFd, this.host);
+      q.runner = runner;
+    }
     for (const head of rec.heads) {
-      const c = ring.chainAt(head);
+      const c = runner.chainAt(head);
       let rep: Buffer | null = null;
       if (!('broken' in c)) {
         const req = readAll(c.readable);
@@ -532,55 +616,26 @@ export class VhostUserConnection {
       }
       this.counters.recoveredRequests++;
       this.taken++;
-      this.complete(q, q.epoch, 'broken' in c ? { head, readable: [], writable: [], readableBytes: 0, writableBytes: 0 } : c, rep);
+      runner.complete('broken' in c ? { head, readable: [], writable: [], readableBytes: 0, writableBytes: 0 } : c, rep);
     }
     if (rec.heads.length > 0) {
       this.log.warn({ queue: q.index, requests: rec.heads.length }, 'vhost-user: answered EIO to the requests a crashed worker had taken');
     }
-    return true;
   }
 
   /**
-   * Serve the queue on each kick; false (the queue broken) when the kick fd cannot be polled (a
-   * regular file, say). uv_poll makes the fd non-blocking. One read resets an eventfd's counter; a
-   * loop until EAGAIN would spin for ever on a semaphore-mode eventfd the VMM filled (the poll is
-   * level-triggered: a count left over fires it again next turn).
+   * The queue stops: where it stopped is what GET_VRING_BASE answers (QEMU sends SET_VRING_ENABLE 0
+   * first) and where it resumes: the base it was started with would replay served chains.
    */
-  private watchKick(q: QueueState): boolean {
-    if (q.poll || q.kickFd < 0) return true;
-    const fd = q.kickFd;
-    try {
-      q.poll = sys.pollStart(fd, () => this.guard(`queue ${q.index}`, () => {
-        // reset the counter first: a kick arriving while we serve re-arms the poll
-        try {
-          sys.eventfdRead(fd);
-        } catch (e) {
-          this.breakQueue(q, `its kick fd cannot be read (${(e as Error).message})`);
-          return;
-        }
-        this.serveQueue(q);
-      }));
-    } catch (e) {
-      this.breakQueue(q, `its kick fd cannot be polled (${(e as Error).message})`);
-      return false;
-    }
-    return true;
-  }
-
-  private unwatchKick(q: QueueState): void {
-    if (q.poll) sys.pollStop(q.poll);
-    q.poll = null;
-  }
-
   private stopQueue(q: QueueState): void {
-    this.unwatchKick(q);
-    if (q.ring) {
-      // where the queue stopped is what GET_VRING_BASE answers (QEMU sends SET_VRING_ENABLE 0
-      // first) and where it resumes: the base it was started with would replay served chains
-      q.base = q.ring.lastAvailIdx;
-      q.epoch++;
+    if (q.runner) q.base = q.runner.stop();
+    q.runner = null;
+    if (q.remote) {
+      q.remote = false;
+      const at = this.opts.remote!.stop(q.index);
+      if (at === null) this.fail(`the serving thread of queue ${q.index} did not stop it`);
+      else q.base = at;
     }
-    q.ring = null;
   }
 
   private breakQueue(q: QueueState, why: string): void {
@@ -589,6 +644,11 @@ export class VhostUserConnection {
     this.counters.brokenQueues++;
     this.log.warn({ queue: q.index, why }, 'vhost-user: the guest broke a queue; it is no longer served');
     this.stopQueue(q);
+    this.signalError(q);
+  }
+
+  /** Tell the VMM a queue broke (its error eventfd). */
+  private signalError(q: QueueState): void {
     if (q.errFd >= 0) {
       try {
         sys.eventfdWrite(q.errFd, 1);
@@ -598,172 +658,51 @@ export class VhostUserConnection {
     }
   }
 
-  private scheduleServe(q: QueueState): void {
-    if (q.servePending) return;
-    q.servePending = true;
-    setImmediate(() => {
-      q.servePending = false;
-      this.guard(`queue ${q.index}`, () => this.serveQueue(q));
-    });
+  /** The supervisor keeps the guest's INIT for a successor (INIT comes once per guest driver). */
+  private forwardInit(req: Buffer): void {
+    if (req.length < InHeader.SIZE || req.readUInt32LE(InHeader.opcode) !== Op.INIT) return;
+    const init = Buffer.concat([Buffer.alloc(12), req]);
+    init.writeUInt32LE(Private.INIT, 0);
+    init.writeUInt32LE(1, 4);
+    init.writeUInt32LE(req.length, 8);
+    this.send(init);
   }
 
-  /** Take the available chains; with EVENT_IDX, publish how far we got and look once more. */
-  private serveQueue(q: QueueState): void {
-    const ring = q.ring;
-    if (!ring || this.draining) return;
-    for (let n = 0; n < BATCH; n++) {
-      let c = ring.pop();
-      if (c === null) {
-        // ask for a kick at the next index, then look again: a chain posted in between is taken now
-        ring.updateAvailEvent();
-        c = ring.pop();
-        if (c === null) return;
-      }
-      if ('broken' in c) {
-        this.breakQueue(q, c.broken);
-        return;
-      }
-      // recorded before the request runs: a successor must know it was taken
-      this.inflight.taken(q.index, c.head, ring.lastAvailIdx);
-      this.taken++;
-      this.dispatch(q, c);
-    }
-    // more than a batch: go on after other events had their turn
-    this.scheduleServe(q);
-  }
-
-  private dispatch(q: QueueState, c: Chain): void {
-    this.counters.requests++;
-    const epoch = q.epoch;
-    const { req, io } = this.split(c);
-    if (req === null) {
-      // its memory was unmapped under it: nothing to serve, the buffers go back empty
-      this.complete(q, epoch, c, null);
-      return;
-    }
-    if (this.opts.supervised && req.length >= InHeader.SIZE && req.readUInt32LE(InHeader.opcode) === Op.INIT) {
-      // the supervisor keeps it for a successor (INIT comes once per guest driver)
-      const init = Buffer.concat([Buffer.alloc(12), req]);
-      init.writeUInt32LE(Private.INIT, 0);
-      init.writeUInt32LE(1, 4);
-      init.writeUInt32LE(req.length, 8);
-      this.send(init);
-    }
-    this.server.handle(req, io).then(
-      (rep) => this.guard(`queue ${q.index}`, () => this.complete(q, epoch, c, rep, io?.readInto ? c.writableBytes : 0)),
-      () => this.guard(`queue ${q.index}`, () => this.complete(q, epoch, c, null)),
-    );
-  }
-
-  /**
-   * The request bytes to hand over, and the guest memory READ and WRITE data moves through
-   * directly: a WRITE's payload stays in the guest's pages (only its headers are copied), a READ
-   * gets the reply space after the out header. Other requests are copied whole.
-   */
-  private split(c: Chain): { req: Buffer | null; io?: TransportIo } {
-    // the opcode without a copy when the header is in one buffer (Linux puts it in its own)
-    const first = c.readable[0];
-    const inOne = first !== undefined && first.byteLength >= InHeader.SIZE;
-    const head = inOne ? null : readAll(sliceViews(c.readable, 0, InHeader.SIZE));
-    const view = inOne ? first : head;
-    if (view === null || view.byteLength < InHeader.SIZE) return { req: readAll(c.readable) };
-    const dv = new DataView(view.buffer, view.byteOffset, InHeader.SIZE);
-    const opcode = dv.getUint32(InHeader.opcode, true);
-    if (opcode === Op.WRITE && c.readableBytes > WRITE_HEADERS && dv.getUint16(InHeader.total_extlen, true) === 0) {
-      const payload = sliceViews(c.readable, WRITE_HEADERS);
-      return { req: readAll(sliceViews(c.readable, 0, WRITE_HEADERS)), io: { payload: mapped(payload), payloadBytes: c.readableBytes - WRITE_HEADERS } };
-    }
-    const req = readAll(c.readable);
-    if (opcode === Op.READ && c.writableBytes > OutHeader.SIZE) return { req, io: { readInto: mapped(sliceViews(c.writable, OutHeader.SIZE)) } };
-    return { req };
-  }
-
-  /** `readRoom`: a READ served into guest memory (`split`): the reply header counts data already in place, up to this room. */
-  private complete(q: QueueState, epoch: number, c: Chain, rep: Buffer | null, readRoom = 0): void {
-    this.taken--;
-    const ring = q.ring;
-    // the queue was stopped or reset meanwhile: the chain is not ours any more
-    if (!ring || q.epoch !== epoch) {
-      if (rep) this.server.recycle?.(rep);
-      this.drained();
-      return;
-    }
-    let written = 0;
-    if (rep) {
-      this.opts.beforeReply?.();
-      const w = new ChainWriter(c.writable);
-      written = w.write(rep);
-      this.server.recycle?.(rep);
-      const claimed = rep.length === OutHeader.SIZE ? rep.readUInt32LE(OutHeader.len) : 0;
-      if (readRoom > 0 && written === OutHeader.SIZE && claimed > OutHeader.SIZE && claimed <= readRoom) written = claimed;
-      else if (written < rep.length) {
-        this.once.warn(`short-${q.index}`, { queue: q.index, reply: rep.length, room: c.writableBytes }, "vhost-user: a reply did not fit the guest's buffers; truncated");
-      }
-    }
-    this.inflight.answering(q.index, c.head, ring.lastUsedIdx);
-    const broken = ring.pushUsed(c.head, written);
-    this.inflight.answered(q.index, c.head);
-    this.drained();
-    if (broken) {
-      this.breakQueue(q, broken.broken);
-      return;
-    }
-    this.counters.replies++;
-    if (!q.signalPending) {
-      q.signalPending = true;
-      // one interrupt for the replies completed in the same turn
-      queueMicrotask(() => this.guard(`queue ${q.index}`, () => this.signal(q)));
-    }
-  }
-
-  private signal(q: QueueState): void {
-    q.signalPending = false;
-    const ring = q.ring;
-    if (!ring || q.callFd < 0) return;
-    if (ring.shouldNotify()) {
-      try {
-        sys.eventfdWrite(q.callFd, 1);
-      } catch (e) {
-        this.fail(`the call fd of queue ${q.index} refuses writes (${(e as Error).message})`);
-        return;
-      }
-      this.counters.signals++;
-    }
-  }
-
-  /**
-   * Map a region from the page holding its start (mmap's offset must be page-aligned). One mapping
-   * holds at most 4 GiB (an ArrayBuffer's limit in Node 20): a larger region is refused. mmap
-   * accepts a range past the end of a file, but touching those pages raises SIGBUS and kills the
-   * process: a region a regular file (memfd, shm, hugetlbfs) does not cover is refused here.
-   */
+  /** Map a region (mapping.ts); with remote queues, a dup of its fd is kept for their threads. */
   private map(r: RegionDesc, fd: number): MemoryRegion[] {
-    if (r.size === 0n) throw new Error('a memory region of size 0');
-    const st = statAt(fd, EMPTY_NAME, AT_EMPTY_PATH);
-    if ((st.mode & S_IFMT) === S_IFREG && st.size < r.mmapOffset + r.size) {
-      throw new Error(`region [${r.mmapOffset}, +${r.size}) ends past the end of its file (${st.size} bytes)`);
-    }
-    const out: MemoryRegion[] = [];
-    try {
-      for (const p of regionPieces(r, this.opts.mapPieceBytes)) {
-        const lead = p.mmapOffset & PAGE_MASK;
-        const ab = sys.mapShared(fd, p.size + lead, p.mmapOffset - lead);
-        out.push({ ...p, bytes: new Uint8Array(ab, Number(lead), Number(p.size)) });
+    const out = mapRegion(r, fd, this.opts.mapPieceBytes);
+    if (this.opts.remote) {
+      try {
+        for (const p of out) this.regionFds.set(p, dupFor(fd));
+      } catch (e) {
+        this.release(out);
+        throw e;
       }
-    } catch (e) {
-      for (const m of out) unmap(m);
-      throw e;
     }
     return out;
   }
 
-  /** Rings live in guest memory: after a change of the table each running queue is rebuilt where it was. */
+  /** Unmap regions no longer in the table (and close the fds kept for them). */
+  private release(regions: readonly MemoryRegion[]): void {
+    for (const r of regions) {
+      unmap(r);
+      closeQuietly(this.regionFds.get(r));
+      this.regionFds.delete(r);
+    }
+  }
+
+  /**
+   * Rings live in guest memory: after a change of the table each running queue is rebuilt where
+   * it was, here and on the serving threads (which are done with the old table when this returns).
+   */
   private rebuildRings(): void {
     for (const q of this.queues) {
-      if (!q.ring) continue;
-      const at = q.ring.lastAvailIdx;
-      q.ring = null;
-      if (!this.buildRing(q, at)) this.unwatchKick(q);
+      if (!q.runner) continue;
+      const ring = this.buildRing(q, q.runner.lastAvailIdx);
+      if (ring !== null) q.runner.replaceRing(ring);
+    }
+    if (this.opts.remote && this.queues.some((q) => q.remote) && !this.opts.remote.remap(this.remoteRegions())) {
+      for (const q of this.queues) if (q.remote) this.breakQueue(q, 'its serving thread could not map the new memory table');
     }
   }
 
@@ -772,7 +711,7 @@ export class VhostUserConnection {
     try {
       for (let i = 0; i < regions.length; i++) mapped.push(...this.map(regions[i]!, fds[i]!));
     } catch (e) {
-      for (const r of mapped) unmap(r);
+      this.release(mapped);
       this.once.warn('mem-table', { err: e }, 'vhost-user: cannot map the guest memory table');
       return false;
     } finally {
@@ -780,12 +719,12 @@ export class VhostUserConnection {
     }
     const res = this.memory.replaceAll(mapped);
     if ('error' in res) {
-      for (const r of mapped) unmap(r);
+      this.release(mapped);
       this.once.warn('mem-table-bad', { why: res.error }, 'vhost-user: refused a guest memory table');
       return false;
     }
     this.rebuildRings();
-    for (const r of res.removed) unmap(r);
+    this.release(res.removed);
     return true;
   }
 
@@ -801,9 +740,13 @@ export class VhostUserConnection {
     }
     const res = this.memory.replaceAll([...this.memory.regions, ...pieces]);
     if ('error' in res) {
-      for (const p of pieces) unmap(p);
+      this.release(pieces);
       this.once.warn('add-mem-reg-bad', { why: res.error }, 'vhost-user: refused a guest memory region');
       return false;
+    }
+    // a running queue's thread maps what the guest added (its rings may move into it)
+    if (this.opts.remote && this.queues.some((q) => q.remote) && !this.opts.remote.remap(this.remoteRegions())) {
+      for (const q of this.queues) if (q.remote) this.breakQueue(q, 'its serving thread could not map the new memory region');
     }
     return true;
   }
@@ -819,7 +762,7 @@ export class VhostUserConnection {
     const res = this.memory.replaceAll(this.memory.regions.filter((r) => !gone.includes(r)));
     if ('error' in res) return false;
     this.rebuildRings();
-    for (const r of gone) unmap(r);
+    this.release(gone);
     return true;
   }
 
@@ -830,12 +773,13 @@ export class VhostUserConnection {
     if (this.socketPoll) sys.pollStop(this.socketPoll);
     this.socketPoll = null;
     for (const q of this.queues) {
+      // a serving thread stops its queue and unmaps its memory before the fds below are closed
       this.stopQueue(q);
       for (const f of [q.kickFd, q.callFd, q.errFd]) closeQuietly(f);
       q.kickFd = q.callFd = q.errFd = -1;
     }
     for (const f of this.reader.close()) closeQuietly(f);
-    for (const r of this.memory.clear()) unmap(r);
+    this.release(this.memory.clear());
     if (this.inflightMapping) sys.unmapShared(this.inflightMapping);
     this.inflightMapping = null;
     closeQuietly(this.fd);
