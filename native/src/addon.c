@@ -37,7 +37,7 @@ static napi_value init(napi_env env, napi_value exports) {
     /* notify.c */
     EXPORT(fanotifyInit), EXPORT(fanotifyMark),
     /* vhost.c */
-    EXPORT(unixListen), EXPORT(acceptNonblock), EXPORT(recvMsg), EXPORT(sendMsg),
+    EXPORT(unixListen), EXPORT(unixConnect), EXPORT(acceptNonblock), EXPORT(recvMsg), EXPORT(sendMsg),
     EXPORT(eventfdCreate), EXPORT(eventfdRead), EXPORT(eventfdWrite),
     EXPORT(mapShared), EXPORT(unmapShared), EXPORT(preadvMappedAsync), EXPORT(pwritevMappedAsync),
     EXPORT(memfdCreate),

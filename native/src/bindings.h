@@ -35,7 +35,7 @@ BINDING(pollStart); BINDING(pollStop); BINDING(loopHot);
 /* notify.c */
 BINDING(fanotifyInit); BINDING(fanotifyMark);
 /* vhost.c */
-BINDING(unixListen); BINDING(acceptNonblock); BINDING(recvMsg); BINDING(sendMsg);
+BINDING(unixListen); BINDING(unixConnect); BINDING(acceptNonblock); BINDING(recvMsg); BINDING(sendMsg);
 BINDING(eventfdCreate); BINDING(eventfdRead); BINDING(eventfdWrite);
 BINDING(mapShared); BINDING(unmapShared); BINDING(preadvMappedAsync); BINDING(pwritevMappedAsync);
 BINDING(memfdCreate);

@@ -1,11 +1,13 @@
 /*
- * The syscalls of a vhost-user back-end: its AF_UNIX listening socket and the SCM_RIGHTS messages
- * on it, eventfds (kick/call), guest memory mapped MAP_SHARED from the VMM's fds, and vectored
- * file I/O straight into and out of that memory on the libuv pool. Thin wrappers; the protocol,
- * address translation and every policy live in TypeScript.
+ * The syscalls of a vhost-user back-end: its AF_UNIX listening socket (and the connecting end a VMM,
+ * or a test posing as one, uses) and the SCM_RIGHTS messages on it, eventfds (kick/call), guest
+ * memory mapped MAP_SHARED from the VMM's fds, and vectored file I/O straight into and out of that
+ * memory on the libuv pool. Thin wrappers; the protocol, address translation and every policy live
+ * in TypeScript.
  */
 #define _FILE_OFFSET_BITS 64
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +77,7 @@ static napi_value js_null(napi_env env) {
   return v;
 }
 
-/* ---- the listening socket */
+/* ---- the socket: listening, and connecting as a VMM does */
 
 /* unixListen(path, backlog): socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC) + bind + listen. */
 BINDING(unixListen) {
@@ -92,6 +94,32 @@ BINDING(unixListen) {
   if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
     failed = "listen";
     if (listen(fd, backlog) == 0) return js_int(env, fd);
+  }
+  int err = errno;
+  close(fd);
+  return throw_errno(env, err, failed);
+}
+
+/*
+ * unixConnect(path): socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC) connected to path; the fd is
+ * blocking, as socketpairUnix's are (recvMsg and sendMsg never wait either way). The connect itself
+ * never waits: a listener whose backlog is full gives EAGAIN rather than blocking the thread, which
+ * may be the one that would accept.
+ */
+BINDING(unixConnect) {
+  GET_ARGS(env, info, 1);
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  if (!arg_text(env, argv[0], 0, "connect", addr.sun_path, sizeof addr.sun_path)) return NULL;
+  /* an empty path would name an abstract address: unixListen never binds one */
+  if (addr.sun_path[0] == '\0') return throw_errno(env, EINVAL, "connect");
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  /* AF_UNIX: a non-blocking connect completes at once or fails (EAGAIN, never EINPROGRESS) */
+  const char *failed = "connect";
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
+    failed = "fcntl";
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0) return js_int(env, fd);
   }
   int err = errno;
   close(fd);

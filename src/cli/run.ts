@@ -11,9 +11,8 @@ import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import { coreConfig, protocolOptions, type Config, type SealingKeys } from '../config.js';
 import type { FuseMount, DevFuseSession, NotifyWriter, RequestHandler, RingRequests, ServingThreads } from '../frontends/devfuse/index.js';
-import { timeoutMs } from '../fs/cache-policy.js';
 import { childLogger } from '../log.js';
-import { loadKeys, makeCore, type CoreWiring } from './core.js';
+import { loadKeys, makeCore, sharedState, threadFsOptions, type CoreWiring } from './core.js';
 import { parseCommandLine, USAGE, UsageError, type Command } from './args.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, runServer, say, type Served } from './lifecycle.js';
 import { preflight, servingThreads, SetupError, sharedDirectory, type Preflight } from './preflight.js';
@@ -183,9 +182,7 @@ type SessionLike = Pick<DevFuseSession, 'done' | 'live'>;
 async function inProcess(
   cfg: Config, pre: Preflight, keys: SealingKeys, log: Logger, wiring: CoreWiring, stop: StopServed, notifier: NotifyWriter | null, device: number,
 ): Promise<RawHandler> {
-  const [{ ProtocolServer }, { SharedFileTable, SharedRemovalGate }, { SharedInodeLink }, dev] = await Promise.all([
-    import('../fuse/protocol-server.js'), import('../fs/shared-files.js'), import('../fs/shared-inodes.js'), import('../frontends/devfuse/index.js'),
-  ]);
+  const [{ ProtocolServer }, dev] = await Promise.all([import('../fuse/protocol-server.js'), import('../frontends/devfuse/index.js')]);
   // --io-uring auto asks for FUSE over io_uring where it was measured to pay: with more than one
   // serving thread (each CPU's queue then has its own thread; one thread serving every queue was
   // 0.67-0.93x of /dev/fuse on 6 of the 9 benchmark workloads), and where this process can make a ring
@@ -193,20 +190,14 @@ async function inProcess(
   if (cfg.ioUring === 'on' && noRing !== null) throw new SetupError(`--io-uring on: this process cannot make an io_uring (${noRing}; see sysctl kernel.io_uring_disabled)`);
   const ioUring = cfg.ioUring === 'on' ? 'need' : cfg.threads > 1 && noRing === null ? 'want' : undefined;
   // fds for the other serving threads: as many open files and inodes as a busy server holds
-  const shared = cfg.threads > 1
-    ? {
-      files: SharedFileTable.create(SHARED_OPEN_FILES), inodes: SharedFileTable.create(SHARED_INODE_FDS), removals: SharedRemovalGate.create(),
-      inodeTable: new SharedInodeLink(),
-    }
-    : null;
+  const shared = cfg.threads > 1 ? await sharedState() : null;
   let threads: ServingThreads | null = null;
   const { core, fsys } = await makeCore(cfg, pre.root, keys, log, { ...wiring, sharedFds: shared, settle: shared ? () => threads?.settle() : null });
   const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), ioUring, onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
   if (shared) {
-    threads = new dev.ServingThreads(device, server, cfg.threads, { files: shared.files.buffer, inodes: shared.inodes.buffer, removals: shared.removals.buffer }, {
-      maxWrite: cfg.maxWrite, attrTimeoutMs: timeoutMs(cfg.cache), rootPath: core.procRootPath, ...core.handleKeying,
-      plainXattrs: cfg.xattr && cfg.xattrmap === null && cfg.translateUid.length === 0 && cfg.translateGid.length === 0, readonly: cfg.readonly, translateUid: cfg.translateUid, translateGid: cfg.translateGid,
-    }, childLogger('threads', log), (why) => stop(why, true, true), shared.inodeTable);
+    threads = new dev.ServingThreads(
+      device, server, cfg.threads, shared.buffers, threadFsOptions(cfg, core), childLogger('threads', log), (why) => stop(why, true, true), shared.inodeTable,
+    );
     threads.hotMs = cfg.pollUs / 1000;
   }
   let ring: InstanceType<typeof dev.RingSession> | null = null;
@@ -268,10 +259,6 @@ async function inProcess(
     },
   };
 }
-
-/** Entries of the tables the serving threads share; beyond them, files and inodes are served by the owner alone. */
-const SHARED_OPEN_FILES = 1 << 16;
-const SHARED_INODE_FDS = 1 << 17;
 
 /** Stop writing notifications; true once none is in flight, so that the device fd may be closed. */
 async function closeNotifier(n: NotifyWriter | null): Promise<boolean> {

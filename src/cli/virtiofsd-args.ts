@@ -53,7 +53,12 @@ where the VMM connects:
   --tag=TAG                 the tag in the device's config space (1 to 36 bytes), for VMMs that
                             read it (GET_CONFIG); QEMU sets its own (tag=) and never asks
   --thread-pool-size=N      threads for blocking I/O (libuv's pool, UV_THREADPOOL_SIZE; 0: leave
-                            it, libuv's default 4); requests are read and answered on one thread
+                            it, libuv's default 4)
+  --threads=N|auto          handlefs's own: serving threads, one per request queue offered to the
+                            VMM (default 1; auto: one per CPU). A guest spreads its requests over
+                            the queues only where its driver does (Linux 6.11 and later) and the
+                            VMM gives it as many (QEMU: vhost-user-fs-pci num-request-queues=N);
+                            not with --supervise
   --rlimit-nofile=N         set RLIMIT_NOFILE to N before the share is opened (0: leave it, the
                             default); --fd-budget auto follows it
 
@@ -105,6 +110,8 @@ logging and process:
   --log-level=LEVEL, -o log_level=LEVEL
                             error (err), warn (default), info, debug, trace, off; JSON lines on
                             stderr; debug traces every request
+  --stats-file=FILE         handlefs's own: write the server's counters to FILE as JSON, every
+                            second and at exit (with --threads, what each serving thread served)
   -d, -o debug              --log-level=debug
   -f                        run in the foreground: handlefs always does
   --sandbox=namespace|chroot|none
@@ -163,7 +170,7 @@ type Entry = Opt | Refused;
 const flag = (set: (s: State) => void): Opt => ({ value: false, set: (s) => set(s) });
 const value = (set: Opt['set']): Opt => ({ value: true, set });
 const raw = <K extends keyof RawOptions>(k: K, v: RawOptions[K]): Opt => flag((s) => (s.raw[k] = v));
-const rawValue = (k: 'cache' | 'xattrmap' | 'fdBudget' | 'handleKeyFile' | 'stateFile'): Opt => value((s, v) => (s.raw[k] = v));
+const rawValue = (k: 'cache' | 'xattrmap' | 'fdBudget' | 'handleKeyFile' | 'stateFile' | 'statsFile'): Opt => value((s, v) => (s.raw[k] = v));
 const refused = (why: string): Refused => ({ refused: why });
 
 /** A value that names one of a set: an accepted one (returned), a refused one (usage error with why), or a bad one. */
@@ -194,6 +201,7 @@ const LONG: Readonly<Record<string, Entry>> = {
     s.tag = v;
   }),
   'thread-pool-size': value((s, v) => (s.threadPoolSize = parseIntOption('thread-pool-size', v))),
+  threads: value((s, v) => (s.raw.threads = v)),
   'rlimit-nofile': value((s, v) => {
     const n = parseIntOption('rlimit-nofile', v);
     s.rlimitNofile = n === 0 ? null : n;
@@ -222,6 +230,7 @@ const LONG: Readonly<Record<string, Entry>> = {
   'fd-budget': rawValue('fdBudget'),
   'handle-key-file': rawValue('handleKeyFile'),
   'state-file': rawValue('stateFile'),
+  'stats-file': rawValue('statsFile'),
   'log-level': value((s, v) => (s.raw.logLevel = LOG_LEVEL_NAMES[v] ?? v)),
   sandbox: value((s, v, shown) => (s.raw.sandbox = choice(shown, v, ['namespace', 'chroot', 'none'], {}))),
   seccomp: value((s, v, shown) => (s.raw.seccomp = choice(shown, v, ['kill', 'log', 'none'], { trap: NO_TRAP }))),
@@ -396,5 +405,10 @@ function build(s: State): VirtiofsdCommand {
     exitOnDisconnect: !s.keepListening,
     ...(s.tag === undefined ? {} : { tag: s.tag }),
   };
-  return { kind: 'virtiofsd', config: makeConfig(s.sharedDir, where, o), vhost };
+  // a supervised worker serves every queue on its one thread
+  if (r.supervise && r.threads !== undefined && r.threads !== '1') throw new ConfigError('--threads above 1 does not go with --supervise');
+  const config = makeConfig(s.sharedDir, where, o);
+  // the mount's default (threads per CPU where io_uring is on) is /dev/fuse's: here one unless --threads says
+  config.threadsFollowRing = false;
+  return { kind: 'virtiofsd', config, vhost };
 }

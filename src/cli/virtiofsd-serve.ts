@@ -8,14 +8,14 @@ import type { Logger } from 'pino';
 import { coreConfig, protocolOptions, type Config, type SealingKeys } from '../config.js';
 import type { VhostPlan } from '../frontends/vhost-user/index.js';
 import { requestBufferSize } from '../fuse/abi.js';
+import type { TransportIo } from '../fuse/codec.js';
+import { Op } from '../fuse/opcodes.js';
+import type { QueueThreads } from '../frontends/vhost-user/queue-threads.js';
 import { childLogger } from '../log.js';
 import { sys } from '../sys/syscalls.js';
-import { makeCore } from './core.js';
+import { makeCore, sharedState, threadFsOptions } from './core.js';
 import { EXIT_FAILURE, EXIT_OK, type Served } from './lifecycle.js';
 import { SetupError } from './preflight.js';
-
-/** Request queues offered to the VMM (QEMU's num-request-queues must not exceed it). */
-const REQUEST_QUEUES = 1;
 
 /** A group name or number as a gid (from /etc/group: Node has no getgrnam). */
 export function groupId(group: string): number {
@@ -49,8 +49,9 @@ export async function startVirtiofsd(cfg: Config, plan: VhostPlan, root: string,
   }
   let stopping = false;
   let failed = false;
+  // request queues offered to the VMM (QEMU's num-request-queues must not exceed it): one per serving thread
   const connection = {
-    requestQueues: REQUEST_QUEUES,
+    requestQueues: cfg.threads,
     // a WRITE of max_write bytes and its headers; a longer chain is a hostile one
     maxRequestBytes: requestBufferSize(cfg.maxWrite),
     ...(plan.tag === undefined ? {} : { tag: plan.tag }),
@@ -71,12 +72,38 @@ export async function startVirtiofsd(cfg: Config, plan: VhostPlan, root: string,
       }
       // a guest has no notification queue here (VIRTIO_FS_F_NOTIFICATION is not offered): host
       // changes reach it through the cache timeouts, as with virtiofsd
-      const { core, fsys } = await makeCore(cfg, root, keys, log);
+      const shared = cfg.threads > 1 ? await sharedState() : null;
+      let threads: QueueThreads | null = null;
+      const { core, fsys } = await makeCore(cfg, root, keys, log, { sharedFds: shared, settle: null });
       // a requester's pid is the guest's: the host's /proc knows nothing of it
       const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), requesterGroups: () => null }, childLogger('fuse', log));
-      return inProcessSession(fd, server, connection, vlog, {
-        counters: () => core.counters() as unknown as Record<string, number>,
-        release: () => fsys.destroy(),
+      if (shared) {
+        const { QueueThreads } = await import('../frontends/vhost-user/queue-threads.js');
+        threads = new QueueThreads(server, cfg.threads, shared.buffers, threadFsOptions(cfg, core), childLogger('threads', log), (why) => {
+          failed = true;
+          listener.stop();
+          vlog.error(`${why}: stopping`);
+        }, shared.inodeTable);
+        await threads.launch();
+      }
+      const t = threads;
+      // what INIT settles (and DESTROY ends) the other threads serve with
+      const handler = t === null ? server : {
+        handle: async (req: Buffer, io?: TransportIo) => {
+          const op = req.length >= 8 ? req.readUInt32LE(4) : -1;
+          const reply = await server.handle(req, io);
+          if (op === Op.INIT || op === Op.DESTROY) t.adopt(server.negotiatedState());
+          return reply;
+        },
+        reuseReplies: () => server.reuseReplies(),
+        recycle: (reply: Buffer) => server.recycle(reply),
+      };
+      return inProcessSession(fd, handler, { ...connection, requestQueues: t?.requestQueues ?? 1, ...(t ? { remote: t } : {}) }, vlog, {
+        counters: () => ({ ...core.counters() as unknown as Record<string, number>, ...t?.counters() }),
+        release: async () => {
+          await t?.close();
+          await fsys.destroy();
+        },
       });
     },
     vlog,

@@ -254,6 +254,8 @@ export interface NativeAddon {
   // Paths and memfd names here are strings or Buffers (an operator's path, a label). -EAGAIN is -11.
   /** socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC) + bind + listen; unlinks nothing (EADDRINUSE); a path longer than sun_path gives ENAMETOOLONG. */
   unixListen(path: string | Buffer, backlog: number): number;
+  /** socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC) connected to path, blocking like socketpairUnix's; ENOENT/ECONNREFUSED as connect(2) gives them, EAGAIN when the listener's backlog is full (never waits). */
+  unixConnect(path: string | Buffer): number;
   /** accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) -> the connection's fd, or -EAGAIN when none is pending. */
   acceptNonblock(listenFd: number): number;
   /** One non-blocking recvmsg into buf[offset, offset+length) with SCM_RIGHTS (maxFds <= 32, extra fds closed); null on EAGAIN. */

@@ -1,9 +1,14 @@
 /**
  * A fake VMM for the live vhost-user back-end tests: what QEMU 7.2 does, in the test process. One
  * end of a socketpair speaks vhost-user messages (header, payload, SCM_RIGHTS fds) to a real
- * VhostUserConnection on the other end; guest RAM is a memfd the back-end maps from the fd it is
- * sent, and the test maps too (sys.mapShared), so the guest driver (FakeDriver of
- * vhost-fake-driver.ts) writes rings and requests the back-end reads. Kick and call are eventfds.
+ * VhostUserConnection on the other end, or a socket connected to a real server's path
+ * (FakeVmm.connect) does; guest RAM is a memfd the back-end maps from the fd it is sent, and the
+ * test maps too (sys.mapShared), so the guest drivers (FakeDriver of vhost-fake-driver.ts, one per
+ * request queue) write rings and requests the back-end reads. Kick and call are eventfds.
+ *
+ * The queues are the hiprio queue (vring 0, its rings in the low region, nothing ever posted there)
+ * and R request queues (vrings 1..R): the high region from 0xc000 on is cut into R equal
+ * page-aligned areas, one per request queue, each holding that queue's rings and then its heap.
  *
  * Each region sits in its own page-aligned chunk of the memfd with GUARD bytes before and after it
  * (so its mmap_offset is the chunk's offset + GUARD): the bytes the back-end must never write. The
@@ -78,40 +83,105 @@ export interface Reply { request: number; flags: number; payload: Buffer }
 /** One message the VMM sends, and what it waits for. */
 export interface Frame { request: number; flags: number; payload: Buffer; fds: number[]; reply: 'value' | 'ack' | null }
 
+export interface PostOpts {
+  indirect?: boolean;
+  /** the request split over two readable descriptors (at byte 40) */
+  splitReadable?: boolean;
+  /** the request queue's vring index (default 1) */
+  queue?: number;
+}
+
 export interface HandshakeOpts {
   /** ADD_MEM_REG (CONFIGURE_MEM_SLOTS, what QEMU 7.2 does) or SET_MEM_TABLE */
   memSlots?: boolean;
   eventIdx?: boolean;
   indirect?: boolean;
-  /** request queue size (QEMU: 128) */
+  /** each request queue's size (QEMU: 128) */
   num?: number;
 }
 
 /** The ring placement of the hiprio queue (queue 0): the low region, nothing ever posted there. */
 const HIPRIO = { num: 8, desc: 0x1000, avail: 0x1080, used: 0x10c0 };
+/** Where the request queues' areas start: FakeDriver's default ring address, in the high region. */
+const REQUEST_AREAS = 0xc000;
+
+export interface FakeVmmOpts {
+  /** request queues the VMM sets up (vrings 1..requestQueues), beside the hiprio queue; default 1 */
+  requestQueues?: number;
+  /** a socket already connected to the back-end (FakeVmm.connect): used instead of a socketpair, and taken over */
+  socket?: number;
+}
 
 export class FakeVmm {
   readonly sock: number;
-  /** the back-end's end of the socketpair: VhostUserConnection takes it over (and closes it) */
+  /**
+   * The back-end's end of the socketpair: VhostUserConnection takes it over (and closes it). -1 for
+   * a VMM connected to a server's socket (FakeVmm.connect): there is nothing to hand over.
+   */
   readonly backFd: number;
   readonly guest: SharedGuest;
-  /** the test's ends of the queues' eventfds, [hiprio, request] */
+  /** request queues set up: vrings 1..requestQueues */
+  readonly requestQueues: number;
+  /** the test's ends of the queues' eventfds, indexed by vring: [hiprio, request 1, ..., request R] */
   readonly kick: number[];
   readonly call: number[];
   readonly err: number[];
-  driver: FakeDriver | null = null;
+  /** the request queues' drivers, drivers[k] for vring k + 1; empty until qemuFrames (or handshake) */
+  drivers: FakeDriver[] = [];
   private readonly rx = Buffer.alloc(8192);
   private pending = Buffer.alloc(0);
   private closed = false;
   private extraFds: number[] = [];
 
-  constructor(layout?: readonly { gpa: number; size: number }[]) {
-    [this.sock, this.backFd] = sys.socketpairUnix();
+  constructor(layout?: readonly { gpa: number; size: number }[], opts: FakeVmmOpts = {}) {
+    this.requestQueues = opts.requestQueues ?? 1;
+    if (!Number.isInteger(this.requestQueues) || this.requestQueues < 1) throw new Error(`test bug: ${this.requestQueues} request queues`);
+    if (opts.socket === undefined) {
+      [this.sock, this.backFd] = sys.socketpairUnix();
+    } else {
+      this.sock = opts.socket;
+      this.backFd = -1;
+    }
     this.guest = new SharedGuest(layout);
     const ev = (): number => sys.eventfdCreate(EFD_NONBLOCK | EFD_CLOEXEC);
-    this.kick = [ev(), ev()];
-    this.call = [ev(), ev()];
-    this.err = [ev(), ev()];
+    const queues = 1 + this.requestQueues;
+    this.kick = Array.from({ length: queues }, ev);
+    this.call = Array.from({ length: queues }, ev);
+    this.err = Array.from({ length: queues }, ev);
+  }
+
+  /** A VMM connected to a back-end listening at `path` (sys.unixConnect), as QEMU's vhost-user socket chardev is. */
+  static connect(path: string, layout?: readonly { gpa: number; size: number }[], opts: Omit<FakeVmmOpts, 'socket'> = {}): FakeVmm {
+    const socket = sys.unixConnect(path);
+    try {
+      return new FakeVmm(layout, { ...opts, socket });
+    } catch (e) {
+      sys.close(socket);
+      throw e;
+    }
+  }
+
+  /** The first request queue's driver (vring 1), null before qemuFrames. */
+  get driver(): FakeDriver | null {
+    return this.drivers[0] ?? null;
+  }
+
+  /** The driver of request queue `queue` (its vring index, 1..requestQueues). */
+  driverOf(queue: number): FakeDriver {
+    const d = this.drivers[queue - 1];
+    if (queue < 1 || d === undefined) throw new Error(`test bug: no driver for vring ${queue} (${this.drivers.length} request queues set up)`);
+    return d;
+  }
+
+  /**
+   * The areas of the request queues' drivers: the region holding REQUEST_AREAS, from there to its
+   * end, cut into requestQueues equal page-aligned pieces.
+   */
+  private areas(): { at: number; end: number }[] {
+    const r = this.guest.regions.find((x) => REQUEST_AREAS >= x.gpa && REQUEST_AREAS < x.gpa + x.size);
+    if (!r) throw new Error(`test bug: no region holds ${REQUEST_AREAS.toString(16)}, where the request queues go`);
+    const span = Math.floor((r.gpa + r.size - REQUEST_AREAS) / this.requestQueues / PAGE_SIZE) * PAGE_SIZE;
+    return Array.from({ length: this.requestQueues }, (_, k) => ({ at: REQUEST_AREAS + k * span, end: REQUEST_AREAS + (k + 1) * span }));
   }
 
   /** An fd the test made for one case, closed with the rest. */
@@ -200,20 +270,21 @@ export class FakeVmm {
   }
 
   /**
-   * The QEMU 7.2 sequence (VIRTIO-FS.md) up to both queues enabled, as frames (what each expects
-   * back: a value, an ack or nothing); the request queue's driver becomes `driver`.
+   * The QEMU 7.2 sequence (VIRTIO-FS.md) up to every queue enabled, as frames (what each expects
+   * back: a value, an ack or nothing); fresh drivers of the request queues become `drivers`.
    */
   qemuFrames(o: HandshakeOpts = {}): Frame[] {
     const memSlots = o.memSlots ?? true;
     const g = this.guest;
-    const d = new FakeDriver(g, { num: o.num ?? 128, eventIdx: o.eventIdx ?? true, indirect: o.indirect ?? true });
-    this.driver = d;
+    this.drivers = this.areas().map(({ at, end }) =>
+      new FakeDriver(g, { num: o.num ?? 128, eventIdx: o.eventIdx ?? true, indirect: o.indirect ?? true, at, end }));
+    const vrings = [...this.kick.keys()];
     const f = (request: number, payload: Buffer = Buffer.alloc(0), reply: Frame['reply'] = null, fds: number[] = []): Frame =>
       ({ request, flags: reply === 'ack' ? FLAG_NEED_REPLY : 0, payload, fds, reply });
     const vfd = (request: number, i: number, fd: number): Frame => f(request, u64(BigInt(i)), null, [fd]);
     const features = featureMask(Feature.VIRTIO_F_VERSION_1, Feature.VHOST_USER_F_PROTOCOL_FEATURES,
       ...(o.eventIdx ?? true ? [Feature.VIRTIO_RING_F_EVENT_IDX] : []), ...(o.indirect ?? true ? [Feature.VIRTIO_RING_F_INDIRECT_DESC] : []));
-    const rings = [HIPRIO, { num: d.num, desc: d.desc, avail: d.avail, used: d.used }];
+    const rings = [HIPRIO, ...this.drivers.map((d) => ({ num: d.num, desc: d.desc, avail: d.avail, used: d.used }))];
     return [
       f(Req.GET_FEATURES, undefined, 'value'),
       f(Req.GET_PROTOCOL_FEATURES, undefined, 'value'),
@@ -222,8 +293,8 @@ export class FakeVmm {
       f(Req.GET_MAX_MEM_SLOTS, undefined, 'value'),
       f(Req.SET_OWNER),
       f(Req.GET_FEATURES, undefined, 'value'),
-      ...[0, 1].map((i) => vfd(Req.SET_VRING_CALL, i, this.call[i]!)),
-      ...[0, 1].map((i) => vfd(Req.SET_VRING_ERR, i, this.err[i]!)),
+      ...vrings.map((i) => vfd(Req.SET_VRING_CALL, i, this.call[i]!)),
+      ...vrings.map((i) => vfd(Req.SET_VRING_ERR, i, this.err[i]!)),
       f(Req.SET_FEATURES, u64(features)),
       ...(memSlots
         ? g.descs.map((r) => f(Req.ADD_MEM_REG, Buffer.concat([u64(0n), regionBytes(r)]), 'ack', [g.memfd]))
@@ -234,8 +305,8 @@ export class FakeVmm {
         f(Req.SET_VRING_ADDR, this.addrPayload(i, q.desc, q.avail, q.used)),
         vfd(Req.SET_VRING_KICK, i, this.kick[i]!),
       ]),
-      ...[0, 1].map((i) => f(Req.SET_VRING_ENABLE, u32(i, 1))),
-      ...[0, 1].map((i) => vfd(Req.SET_VRING_CALL, i, this.call[i]!)),
+      ...vrings.map((i) => f(Req.SET_VRING_ENABLE, u32(i, 1))),
+      ...vrings.map((i) => vfd(Req.SET_VRING_CALL, i, this.call[i]!)),
     ];
   }
 
@@ -243,7 +314,10 @@ export class FakeVmm {
     return this.sendRaw(Buffer.concat([u32(fr.request, fr.flags | 0x1, fr.payload.length), fr.payload]), fr.fds);
   }
 
-  /** The QEMU handshake, each value and ack checked; returns the request queue's driver. */
+  /**
+   * The QEMU handshake, each value and ack checked (the back-end must offer at least the queues set
+   * up; it may offer more); returns the first request queue's driver.
+   */
   async handshake(o: HandshakeOpts = {}): Promise<FakeDriver> {
     for (const fr of this.qemuFrames(o)) {
       this.sendFrame(fr);
@@ -252,7 +326,9 @@ export class FakeVmm {
       if (r === null || r === 'closed' || r.request !== fr.request || (r.flags & FLAG_REPLY) === 0) {
         throw new Error(`no reply to request ${fr.request}: ${JSON.stringify(r)}`);
       }
-      if (fr.request === Req.GET_QUEUE_NUM && r.payload.readBigUInt64LE(0) !== 2n) throw new Error('expected 2 queues');
+      if (fr.request === Req.GET_QUEUE_NUM && r.payload.readBigUInt64LE(0) < BigInt(1 + this.requestQueues)) {
+        throw new Error(`expected at least ${1 + this.requestQueues} queues, the back-end offers ${r.payload.readBigUInt64LE(0)}`);
+      }
       if (fr.reply === 'ack' && r.payload.readBigUInt64LE(0) !== 0n) throw new Error(`request ${fr.request} refused`);
     }
     await this.barrier();
@@ -260,11 +336,13 @@ export class FakeVmm {
   }
 
   /**
-   * Posts one request chain on the request queue: `req` readable, `room` bytes of writable reply
-   * space with `GUARD` guard bytes either side; kicks. Returns where the reply space is.
+   * Posts one request chain on request queue `o.queue` (its vring index, default 1): `req`
+   * readable, `room` bytes of writable reply space with `GUARD` guard bytes either side; kicks.
+   * Returns where the reply space is.
    */
-  post(req: Buffer, room: number, o: { indirect?: boolean; splitReadable?: boolean } = {}): { head: number; out: number } {
-    const d = this.driver!;
+  post(req: Buffer, room: number, o: PostOpts = {}): { head: number; out: number } {
+    const queue = o.queue ?? 1;
+    const d = this.driverOf(queue);
     const inAt = d.alloc(req.length);
     this.guest.write(inAt, req);
     const outAt = d.alloc(room + 2 * GUARD, GUARD_BYTE) + GUARD;
@@ -275,7 +353,7 @@ export class FakeVmm {
     const head = o.indirect ? d.indirectChain(bufs) : d.chain(bufs);
     if (d.opts.eventIdx) d.setUsedEvent(d.usedSeen);
     d.post(head);
-    sys.eventfdWrite(this.kick[1]!, 1);
+    sys.eventfdWrite(this.kick[queue]!, 1);
     return { head, out: outAt };
   }
 
@@ -286,24 +364,35 @@ export class FakeVmm {
     return before.every((b) => b === GUARD_BYTE) && after.every((b) => b === GUARD_BYTE);
   }
 
-  /** Used entries of the request queue, waiting up to `ms` for at least `n`; and whether the call eventfd fired. */
-  async used(n = 1, ms = 3000): Promise<{ used: [number, number][]; called: boolean }> {
-    const d = this.driver!;
+  /**
+   * Used entries of request queue `queue` (its vring index), waiting up to `ms` for at least `n`;
+   * and whether its call eventfd fired.
+   */
+  async used(n = 1, ms = 3000, queue = 1): Promise<{ used: [number, number][]; called: boolean }> {
+    const d = this.driverOf(queue);
     const deadline = Date.now() + ms;
     const used: [number, number][] = [];
     let called = false;
     for (;;) {
-      if (sys.eventfdRead(this.call[1]!) !== null) called = true;
+      if (sys.eventfdRead(this.call[queue]!) !== null) called = true;
       used.push(...d.takeUsed());
-      if (used.length >= n || Date.now() > deadline) return { used, called };
+      if (used.length >= n || Date.now() > deadline) break;
       await sleep(1);
     }
+    // a back-end in another process (or thread) signals after it published the used entry: the
+    // interrupt may come a moment after the entry was seen
+    const late = Date.now() + 500;
+    while (used.length > 0 && !called && Date.now() < late) {
+      await sleep(1);
+      if (sys.eventfdRead(this.call[queue]!) !== null) called = true;
+    }
+    return { used, called };
   }
 
-  /** One request, its reply (null when no used entry came). */
-  async request(req: Buffer, room = 4096, o: { indirect?: boolean; splitReadable?: boolean } = {}): Promise<{ reply: Buffer; len: number; called: boolean; guards: boolean } | null> {
+  /** One request on request queue `o.queue` (default vring 1), its reply (null when no used entry came). */
+  async request(req: Buffer, room = 4096, o: PostOpts = {}): Promise<{ reply: Buffer; len: number; called: boolean; guards: boolean } | null> {
     const { head, out } = this.post(req, room, o);
-    const { used, called } = await this.used(1);
+    const { used, called } = await this.used(1, undefined, o.queue);
     if (used.length === 0) return null;
     const [[id, len]] = used as [[number, number]];
     if (id !== head) throw new Error(`used id ${id}, expected ${head}`);

@@ -92,9 +92,23 @@ export class FakeGuest {
 }
 
 export interface Buf { gpa: number; len: number; write?: boolean }
-export interface QueueOpts { num?: number; eventIdx?: boolean; indirect?: boolean; base?: number; maxChainBytes?: number }
+export interface QueueOpts {
+  num?: number;
+  eventIdx?: boolean;
+  indirect?: boolean;
+  base?: number;
+  maxChainBytes?: number;
+  /** where the desc table starts, 16-byte aligned (default 0xc000, the start of the high region); the avail and used rings follow it */
+  at?: number;
+  /** the first address past this driver's area: an alloc reaching past it throws (default: only the region's end bounds the heap) */
+  end?: number;
+}
 
-/** The driver side of one split queue placed in the fake guest's high region. */
+/**
+ * The driver side of one split queue: its rings at `at` (by default the start of the fake guest's
+ * high region), then its heap of data and indirect tables up to `end`. Drivers sharing a guest are
+ * given disjoint areas.
+ */
 export class FakeDriver {
   readonly num: number;
   readonly desc: number;
@@ -107,13 +121,17 @@ export class FakeDriver {
   private nextDesc = 0;
   /** Data and indirect tables are bump-allocated from here. */
   private heap: number;
+  private readonly end: number;
 
   constructor(readonly g: FakeGuest, readonly opts: QueueOpts = {}) {
     this.num = opts.num ?? 8;
-    this.desc = 0xc000;
+    this.desc = opts.at ?? 0xc000;
+    if (this.desc % 16 !== 0) throw new Error(`test bug: desc table at ${this.desc.toString(16)} is not 16-byte aligned`);
     this.avail = this.desc + 16 * this.num;
     this.used = (this.avail + 6 + 2 * this.num + 3) & ~3;
     this.heap = (this.used + 6 + 8 * this.num + 0xfff) & ~0xfff;
+    this.end = opts.end ?? Infinity;
+    if (this.heap > this.end) throw new Error(`test bug: the rings of ${this.num} entries do not fit below ${this.end.toString(16)}`);
     this.availIdx = opts.base ?? 0;
     this.usedSeen = opts.base ?? 0;
     g.w16(this.avail + 2, this.availIdx);
@@ -133,6 +151,7 @@ export class FakeDriver {
   /** A buffer of `len` bytes filled with `fill` (or zero), 16-byte aligned, from the heap. */
   alloc(len: number, fill = 0): number {
     const gpa = this.heap;
+    if (gpa + len > this.end) throw new Error(`test bug: ${len} bytes at ${gpa.toString(16)} pass the driver's area (end ${this.end.toString(16)})`);
     this.heap = (this.heap + len + 15) & ~15;
     if (len > 0) this.g.write(gpa, new Uint8Array(len).fill(fill));
     return gpa;

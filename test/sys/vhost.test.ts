@@ -1,6 +1,7 @@
 /**
- * The vhost-user syscall layer against the real kernel: the listening socket, SCM_RIGHTS messages,
- * eventfds, guest memory as external ArrayBuffers and vectored I/O into it. No mounts.
+ * The vhost-user syscall layer against the real kernel: the listening and connecting sockets,
+ * SCM_RIGHTS messages, eventfds, guest memory as external ArrayBuffers and vectored I/O into it. No
+ * mounts.
  */
 import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
@@ -10,8 +11,8 @@ import { runInNewContext } from 'node:vm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import {
-  AT_EMPTY_PATH, EFD_CLOEXEC, EFD_NONBLOCK, F_GETFD, FD_CLOEXEC, MAP_SHARED_MAX, O_CLOEXEC, O_CREAT, O_RDWR, SEEK_CUR,
-  SEEK_SET, statAt, sys, type MappedSeg,
+  AT_EMPTY_PATH, EFD_CLOEXEC, EFD_NONBLOCK, F_GETFD, F_GETFL, FD_CLOEXEC, MAP_SHARED_MAX, O_CLOEXEC, O_CREAT, O_NONBLOCK, O_RDWR,
+  SEEK_CUR, SEEK_SET, statAt, sys, type MappedSeg,
 } from '../../src/sys/syscalls.js';
 import { b, EMPTY, errnoOf, expectErrno, expectRejectErrno, sleep, useTmpDir } from './util.js';
 
@@ -113,6 +114,48 @@ describe('vhost-user socket', () => {
     expectErrno(() => sys.unixListen(t.path('missing/s'), 1), 'ENOENT', 'bind');
     expect(() => sys.unixListen(42 as unknown as string, 1)).toThrow(TypeError);
     expectErrno(() => sys.acceptNonblock(-1), 'EBADF', 'accept4');
+  });
+
+  it('unixConnect reaches a unixListen socket: close-on-exec, blocking like socketpairUnix, bytes both ways until EOF', async () => {
+    const path = t.path('vmm.sock');
+    const lfd = t.track(sys.unixListen(path, 4));
+    const cfd = t.track(sys.unixConnect(path));
+    expect(sys.fcntlInt(cfd, F_GETFD, 0) & FD_CLOEXEC).toBe(FD_CLOEXEC);
+    // blocking, as socketpairUnix's fds are (a test's FakeVmm holds either)
+    expect(sys.fcntlInt(cfd, F_GETFL, 0) & O_NONBLOCK).toBe(0);
+    const pair = sys.socketpairUnix().map((fd) => t.track(fd));
+    expect(sys.fcntlInt(pair[0]!, F_GETFL, 0) & O_NONBLOCK).toBe(0);
+    const afd = await until(() => sys.acceptNonblock(lfd)); // closed below, for the EOF
+
+    const buf = Buffer.alloc(16, 0x2d);
+    expect(sys.recvMsg(cfd, buf, 0, 16, 4)).toBeNull(); // recvMsg never waits, blocking fd or not
+    expect(sys.sendMsg(cfd, b('to back-end'), 0, 11)).toBe(11);
+    expect(await until(() => sys.recvMsg(afd, buf, 0, 16, 4))).toEqual({ n: 11, fds: [], truncated: false });
+    expect(buf.subarray(0, 11).toString()).toBe('to back-end');
+    expect(sys.sendMsg(afd, b('to vmm'), 0, 6)).toBe(6);
+    expect(await until(() => sys.recvMsg(cfd, buf, 0, 16, 4))).toEqual({ n: 6, fds: [], truncated: false });
+    expect(buf.subarray(0, 6).toString()).toBe('to vmm');
+
+    sys.close(afd);
+    expect(await until(() => sys.recvMsg(cfd, buf, 0, 16, 4))).toEqual({ n: 0, fds: [], truncated: false });
+  });
+
+  it('unixConnect errors: missing path, nobody listening, full backlog (no wait), too long, NUL, empty', () => {
+    expectErrno(() => sys.unixConnect(t.path('missing')), 'ENOENT', 'connect');
+    expectErrno(() => sys.unixConnect(t.path('missing/s')), 'ENOENT', 'connect');
+    const stale = t.path('stale');
+    sys.close(sys.unixListen(stale, 1));
+    expectErrno(() => sys.unixConnect(stale), 'ECONNREFUSED', 'connect');
+    expectErrno(() => sys.unixConnect(b(stale)), 'ECONNREFUSED', 'connect');
+    // backlog 0 holds one pending connection; the next fails at once instead of waiting
+    const full = t.path('full');
+    t.track(sys.unixListen(full, 0));
+    t.track(sys.unixConnect(full));
+    expectErrno(() => sys.unixConnect(full), 'EAGAIN', 'connect');
+    expectErrno(() => sys.unixConnect(`/tmp/${'x'.repeat(103)}`), 'ENAMETOOLONG', 'connect');
+    expectErrno(() => sys.unixConnect(t.path('a\0b')), 'EINVAL', 'connect');
+    expectErrno(() => sys.unixConnect(''), 'EINVAL', 'connect');
+    expect(() => sys.unixConnect(42 as unknown as string)).toThrow(TypeError);
   });
 
   it('passes fds with SCM_RIGHTS: same files, close-on-exec', () => {

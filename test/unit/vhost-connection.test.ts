@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VhostUserConnection, type ConnectionEnd } from '../../src/frontends/vhost-user/connection.js';
 import { Feature, FLAG_NEED_REPLY, FLAG_REPLY, Req, featureMask } from '../../src/frontends/vhost-user/messages.js';
 import {
-  CreateIn, EntryOut, GetattrIn, InitIn, OutHeader, ReadIn, ReleaseIn, WriteIn, encodeStruct, requestBufferSize,
+  CreateIn, EntryOut, GetattrIn, InHeader, InitIn, OutHeader, ReadIn, ReleaseIn, WriteIn, encodeStruct, requestBufferSize,
 } from '../../src/fuse/abi.js';
 import { cstr, encodeRequest } from '../../src/fuse/codec.js';
 import { Op } from '../../src/fuse/opcodes.js';
@@ -24,7 +24,8 @@ import { E } from '../../src/errors.js';
 import { EFD_CLOEXEC, EFD_NONBLOCK, O_CREAT, O_RDWR } from '../../src/sys/constants.js';
 import { sys } from '../../src/sys/syscalls.js';
 import { captureLogger, makeFs, tmpdir, type Captured } from '../helpers/fs-fixture.js';
-import { FakeVmm, sleep, u32, u64, wire, type HandshakeOpts } from '../helpers/fake-vmm.js';
+import { FakeVmm, sleep, u32, u64, wire, type HandshakeOpts, type PostOpts } from '../helpers/fake-vmm.js';
+import { fileRoundTrip, initReq, ok, outErr, outLen, req, unique } from '../helpers/vhost-requests.js';
 import { mulberry32 } from '../helpers/prng.js';
 import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from '../../src/frontends/vhost-user/vring.js';
 
@@ -89,6 +90,8 @@ interface CaseOpts {
   pieceBytes?: bigint;
   /** --tag: the config space the back-end offers */
   tag?: string;
+  /** request queues the back-end offers and the VMM sets up (default 1) */
+  requestQueues?: number;
 }
 
 /**
@@ -110,8 +113,8 @@ async function withConnection(body: (env: Env) => Promise<void>, o: CaseOpts = {
   const { pfs } = makeFs(share);
   const server = new ProtocolServer(pfs, { maxWrite: MAX_WRITE, requesterGroups: () => null }, silent);
   const { log, cap } = captureLogger('warn');
-  const vmm = new FakeVmm(o.layout);
-  const conn = new VhostUserConnection(vmm.backFd, server, { requestQueues: 1, maxRequestBytes: requestBufferSize(MAX_WRITE), mapPieceBytes: o.pieceBytes, ...(o.tag === undefined ? {} : { tag: o.tag }) }, log);
+  const vmm = new FakeVmm(o.layout, { requestQueues: o.requestQueues ?? 1 });
+  const conn = new VhostUserConnection(vmm.backFd, server, { requestQueues: o.requestQueues ?? 1, maxRequestBytes: requestBufferSize(MAX_WRITE), mapPieceBytes: o.pieceBytes, ...(o.tag === undefined ? {} : { tag: o.tag }) }, log);
   let settled = false;
   void conn.done.then(() => (settled = true));
   conn.start();
@@ -136,46 +139,6 @@ async function withConnection(body: (env: Env) => Promise<void>, o: CaseOpts = {
 }
 
 // ------------------------------------------------------------------ FUSE requests as the guest sends them
-
-let unique = 100n;
-const req = (opcode: number, nodeid: bigint, ...parts: Buffer[]): Buffer =>
-  encodeRequest({ opcode, unique: ++unique, nodeid, uid: UID, gid: GID, pid: 1 }, ...parts);
-/** FUSE 7.38 INIT with the 6.1 guest's flags (0xb7bfffffb). */
-const initReq = (): Buffer => req(Op.INIT, 0n, encodeStruct(InitIn, { major: 7, minor: 38, max_readahead: 131072, flags: 0x7bfffffb, flags2: 0xb }));
-const outErr = (b: Buffer): number => b.readInt32LE(OutHeader.error);
-const outLen = (b: Buffer): number => b.readUInt32LE(OutHeader.len);
-
-async function ok(vmm: FakeVmm, r: Buffer, room = 4096, o: { indirect?: boolean; splitReadable?: boolean } = {}): Promise<Buffer> {
-  const got = await vmm.request(r, room, o);
-  expect(got, 'no reply on the used ring').not.toBeNull();
-  expect(got!.guards, 'a guard byte around the reply space changed').toBe(true);
-  expect(got!.called, 'no interrupt on the call eventfd').toBe(true);
-  expect(outErr(got!.reply), `FUSE error for opcode ${r.readUInt32LE(4)}`).toBe(0);
-  expect(got!.len).toBe(outLen(got!.reply));
-  return got!.reply;
-}
-
-/** INIT, CREATE, WRITE, READ, GETATTR, LOOKUP, RELEASE through the queue; checks the host file. */
-async function fileRoundTrip(env: Env, name: string, o: { indirect?: boolean; splitReadable?: boolean } = {}): Promise<void> {
-  const { vmm, share } = env;
-  const init = await ok(vmm, initReq(), 4096, o);
-  expect(init.readUInt32LE(16)).toBe(7);
-  const created = await ok(vmm, req(Op.CREATE, 1n, encodeStruct(CreateIn, { flags: O_RDWR | O_CREAT, mode: 0o100644, umask: 0o022, open_flags: 0 }), cstr(name)), 4096, o);
-  const nodeid = created.readBigUInt64LE(16);
-  const fh = created.readBigUInt64LE(16 + EntryOut.SIZE);
-  const data = Buffer.from(`bytes of ${name} through the virtqueue `.repeat(50));
-  const wrote = await ok(vmm, req(Op.WRITE, nodeid, encodeStruct(WriteIn, { fh, offset: 0n, size: data.length, write_flags: 0, lock_owner: 0n, flags: O_RDWR, padding: 0 }), data), 4096, o);
-  expect(wrote.readUInt32LE(16)).toBe(data.length);
-  expect(fs.readFileSync(path.join(env.share, name))).toEqual(data);
-  const read = await ok(vmm, req(Op.READ, nodeid, encodeStruct(ReadIn, { fh, offset: 0n, size: 8192, read_flags: 0, lock_owner: 0n, flags: O_RDWR, padding: 0 })), 8192 + 16, o);
-  expect(read.subarray(16)).toEqual(data);
-  const attr = await ok(vmm, req(Op.GETATTR, nodeid, encodeStruct(GetattrIn, { getattr_flags: 0, dummy: 0, fh: 0n })), 4096, o);
-  expect(attr.readBigUInt64LE(16 + 16 + 8)).toBe(BigInt(data.length)); // AttrOut.attr.size
-  const looked = await ok(vmm, req(Op.LOOKUP, 1n, cstr(name)), 4096, o);
-  expect(looked.readBigUInt64LE(16)).toBe(nodeid);
-  await ok(vmm, req(Op.RELEASE, nodeid, encodeStruct(ReleaseIn, { fh, flags: O_RDWR, release_flags: 0, lock_owner: 0n })), 4096, o);
-  expect(fs.readdirSync(share)).toEqual([name]);
-}
 
 beforeAll(async () => {
   // warm-up: whatever the process opens once and keeps (libuv's pool, io_uring) is opened here
@@ -210,6 +173,41 @@ describe('vhost-user connection: happy path', () => {
       expect(end).toEqual({ reason: 'closed' });
     });
   }
+
+  it('two request queues: each request is answered on its own queue\'s used ring and call eventfd', async () => {
+    const end = await withConnection(async (env) => {
+      const { vmm } = env;
+      await vmm.handshake();
+      expect(await vmm.get(Req.GET_QUEUE_NUM)).toBe(3n);
+      const nothing = { used: [], called: false };
+      // one at a time: INIT on vring 1, GETATTR on vring 2; the other queue sees nothing
+      await ok(vmm, initReq(), 4096, { queue: 1 });
+      expect(await vmm.used(1, 20, 2)).toEqual(nothing);
+      const attr = await ok(vmm, getattr(), 4096, { queue: 2 });
+      expect(attr.readBigUInt64LE(OutHeader.unique)).toBe(unique);
+      expect(await vmm.used(1, 20, 1)).toEqual(nothing);
+      // both at once: the same head index on each ring, each reply in its own queue's buffer
+      const posted = [1, 2].map((queue) => { const r = getattr(); return { queue, unique: r.readBigUInt64LE(InHeader.unique), ...vmm.post(r, 256, { queue }) }; });
+      expect(posted[0]!.head).toBe(posted[1]!.head);
+      for (const p of posted) {
+        const { used, called } = await vmm.used(1, 3000, p.queue);
+        expect(used.map(([id]) => id), `vring ${p.queue}`).toEqual([p.head]);
+        expect(called).toBe(true);
+        const reply = vmm.guest.read(p.out, used[0]![1]);
+        expect(outErr(reply)).toBe(0);
+        expect(reply.readBigUInt64LE(OutHeader.unique)).toBe(p.unique);
+      }
+      expect(env.conn.counters).toMatchObject({ requests: 4, replies: 4, brokenQueues: 0, badMessages: 0 });
+      expect(warnings(env.cap)).toEqual([]);
+      // each queue's next avail index is its own: two requests taken from each
+      for (const i of [0, 1, 2]) env.vmm.send(Req.SET_VRING_ENABLE, u32(i, 0));
+      for (const [i, next] of [[0, 0], [1, 2], [2, 2]] as const) {
+        env.vmm.send(Req.GET_VRING_BASE, u32(i, 0));
+        expect(await env.vmm.reply()).toMatchObject({ request: Req.GET_VRING_BASE, payload: u32(i, next) });
+      }
+    }, { requestQueues: 2 });
+    expect(end).toEqual({ reason: 'closed' });
+  });
 
   it('regions mapped in pieces (as a region over 4 GiB is): buffers across piece boundaries work, REM_MEM_REG unmaps every piece', async () => {
     await withConnection(async (env) => {

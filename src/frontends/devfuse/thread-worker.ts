@@ -7,26 +7,20 @@
  * ends when the connection does.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { LevelWithSilent } from 'pino';
-import { decorate } from '../../fs/decorate.js';
-import { MoveWatch } from '../../fs/move-watch.js';
-import { threadFs } from '../../fs/thread-fs.js';
-import { SharedFileTable, SharedRemovalGate } from '../../fs/shared-files.js';
-import { SharedInodes } from '../../fs/shared-inodes.js';
-import { newFsCounters } from '../../fs/services.js';
 import { encodeReply, type TransportIo } from '../../fuse/codec.js';
-import { Op, enosysOpcodes } from '../../fuse/opcodes.js';
-import { DECLINED, ProtocolServer } from '../../fuse/protocol-server.js';
-import { childLogger, makeLogger } from '../../log.js';
+import { Op } from '../../fuse/opcodes.js';
+import { DECLINED } from '../../fuse/protocol-server.js';
+import { childLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
+import { threadServer } from '../thread-server.js';
 import { RING_DEPTH, RingSession, entryReplySpace, type RingRequests } from './ring.js';
 import { DevFuseSession, keepPolling } from './session.js';
 import {
-  ANSWERED_AT_ONCE, asideTurn, HANDOVER_ASIDE_MS, HANDED_OPS, NO_ASIDE, THREAD_OPS, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type InodeTableUpdate, type RingHandOver, type ThreadData, type ThreadReady,
+  ANSWERED_AT_ONCE, asideTurn, HANDOVER_ASIDE_MS, HANDED_OPS, NO_ASIDE, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type RingHandOver, type ThreadData, type ThreadReady,
 } from './threads.js';
 
 const d = workerData as ThreadData;
-const log = makeLogger(d.logLevel as LevelWithSilent, { thread: d.index });
+const { server, counters, enosys, log, update, close } = threadServer(d);
 const port = d.port;
 if (d.cpu >= 0) {
   try {
@@ -35,28 +29,10 @@ if (d.cpu >= 0) {
     log.warn({ cpu: d.cpu, code: (e as { code?: string }).code }, 'cannot bind the serving thread to its CPU');
   }
 }
-const fsCounters = newFsCounters();
-const tables = {
-  files: SharedFileTable.attach(d.tables.files), inodes: SharedFileTable.attach(d.tables.inodes), removals: SharedRemovalGate.attach(d.tables.removals),
-};
-// this thread's own rename watch, for the proofs of place it keeps (as the owner's MoveWatch does)
-const moves = d.fs.rootPath !== null ? new MoveWatch(Buffer.from(d.fs.rootPath), childLogger('moves', log)) : null;
-// the owner's inode table, for LOOKUPs of inodes it knows; each growth comes as a message
-const inodeTable = d.inodeTable !== null ? new SharedInodes() : null;
-if (inodeTable !== null) {
-  inodeTable.update(d.inodeTable!);
-  parentPort!.on('message', (m: InodeTableUpdate) => {
-    if (m?.inodeTable) inodeTable.update(m.inodeTable);
-  });
-}
-const { fs: own, counters } = threadFs(tables, fsCounters, d.fs, moves, inodeTable);
-// the same id translation and read-only refusal as the owner's filesystem
-const fs = decorate(own, d.fs);
-// and what the owner answers ENOSYS without looking (IOCTL: each isatty() of an open file sends one)
-const enosys = new Set(enosysOpcodes());
+// each growth of the owner's inode table comes as a message
+parentPort!.on('message', (m: unknown) => void update(m));
 /** requests answered ENOSYS here (in the served count: the filesystem never sees them) */
 let enosysHere = 0;
-const server = new ProtocolServer(fs, { maxWrite: d.fs.maxWrite, localOps: THREAD_OPS }, childLogger('fuse', log));
 await server.adopt(d.negotiated);
 
 const stats = new Float64Array(d.stats);
@@ -204,5 +180,5 @@ parentPort!.postMessage({ ready: true, qids: ring ? ring.qids : [] } satisfies T
 await session.done;
 // the connection ended: the ring's entries ended with it
 ring?.close();
-moves?.close();
+close();
 process.exit(0);

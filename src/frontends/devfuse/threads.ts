@@ -21,8 +21,10 @@ import type { NegotiatedState } from '../../fuse/protocol-server.js';
 import { E } from '../../errors.js';
 import { InHeader, ReadIn } from '../../fuse/abi.js';
 import { encodeError, type TransportIo } from '../../fuse/codec.js';
-import { Op, enosysOpcodes, opcodeName } from '../../fuse/opcodes.js';
-import type { SharedInodeLink, SharedInodeTables } from '../../fs/shared-inodes.js';
+import { Op, opcodeName } from '../../fuse/opcodes.js';
+import { THREAD_OPS } from '../thread-server.js';
+import type { SharedInodeLink } from '../../fs/shared-inodes.js';
+import type { InodeTableUpdate, SharedTables, ThreadFsOptions, ThreadServerData } from '../thread-server.js';
 import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { entryReplySpace, type RingSession } from './ring.js';
@@ -38,18 +40,15 @@ export const THREAD_STATS = 9;
 /** Per thread, the requests it handed over by opcode (the last bucket holds every opcode from it up). */
 export const HANDED_OPS = 64;
 
+export { THREAD_OPS, type InodeTableUpdate, type SharedTables, type ThreadFsOptions } from '../thread-server.js';
+
 /** What a serving thread is started with (src/frontends/devfuse/thread-worker.ts). */
-export interface ThreadData {
-  index: number;
+export interface ThreadData extends ThreadServerData {
   /** its clone of the connection */
   fd: number;
   /** the CPU it is bound to, -1 for none */
   cpu: number;
   negotiated: NegotiatedState;
-  /** the shared tables (SharedFds: SharedFileTable.buffer of each) */
-  tables: SharedTables;
-  /** what the thread's filesystem is built with */
-  fs: ThreadFsOptions;
   /** THREAD_STATS numbers per thread, the owner's first */
   stats: SharedArrayBuffer;
   /** HANDED_OPS numbers per thread, the owner's first: requests handed over by opcode */
@@ -64,40 +63,8 @@ export interface ThreadData {
   ring: { payloadSize: number; possible: number } | null;
   /** --poll-us in ms: the thread keeps its loop turning this long after answering a large READ of a caller on another CPU (FAR_READ) */
   hotMs: number;
-  logLevel: string;
-  /** the owner's inode table as it is at the start; each growth comes as an InodeTableUpdate message */
-  inodeTable: SharedInodeTables | null;
   /** the word of asideTurn */
   aside: SharedArrayBuffer;
-}
-
-/** The owner's inode table grew (a chunk, a bigger index): sent to each thread's worker. */
-export interface InodeTableUpdate {
-  inodeTable: SharedInodeTables;
-}
-
-export interface SharedTables {
-  files: SharedArrayBuffer;
-  inodes: SharedArrayBuffer;
-  /** SharedRemovalGate.buffer */
-  removals: SharedArrayBuffer;
-}
-
-/** The options a serving thread's filesystem and protocol server take from the configuration. */
-export interface ThreadFsOptions {
-  maxWrite: number;
-  /** the cache policy's attribute timeout */
-  attrTimeoutMs: number;
-  /** the shared root's real path, for the proofs behind LOOKUP's negative answers (ThreadFsSettings; null: none) */
-  rootPath: Uint8Array | null;
-  /** GETXATTR is the host's getxattr (ThreadFsSettings) */
-  plainXattrs: boolean;
-  /** the root's mount id and name_to_handle_at's flags (ThreadFsSettings) */
-  rootMount: bigint;
-  handleFlags: number;
-  readonly: boolean;
-  translateUid: readonly string[];
-  translateGid: readonly string[];
 }
 
 /** The owner's side: what it needs of its protocol server for requests handed over. */
@@ -180,16 +147,6 @@ export type HandOver = ArrayBuffer | RingHandOver | AnsweredHandOver;
  * later changes no answer. The one order that shows, a lock the release drops, ServingThreads.settle keeps.
  */
 export const ANSWERED_AT_ONCE: ReadonlySet<number> = new Set([Op.RELEASE, Op.RELEASEDIR]);
-
-/**
- * The opcodes a thread other than the owner has a handler for (ThreadFiles, and the ENOSYS the
- * owner answers without looking); it may still decline one of them (an unknown inode, an fd not
- * published), the others it hands over unread.
- */
-export const THREAD_OPS: ReadonlySet<number> = new Set([
-  Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.UNLINK, Op.RMDIR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH,
-  ...enosysOpcodes(),
-]);
 
 /**
  * Over io_uring, the reply to a request a thread handed over goes back to that thread, which waits

@@ -22,10 +22,10 @@ import type { TransportIo } from '../../fuse/codec.js';
 import { encodeError } from '../../fuse/codec.js';
 import { Op, opcodeRow } from '../../fuse/opcodes.js';
 import { LogOnce } from '../../log.js';
-import { F_DUPFD_CLOEXEC, F_GETFL, F_SETFL, O_NONBLOCK } from '../../sys/constants.js';
+import { F_GETFL, F_SETFL, O_NONBLOCK } from '../../sys/constants.js';
 import { sys } from '../../sys/syscalls.js';
 import { GuestMemory, type MemoryRegion } from './guest-memory.js';
-import { mapRegion, regionPieces, unmap } from './mapping.js';
+import { closeQuietly, dupFor, mapRegion, regionPieces, unmap } from './mapping.js';
 import {
   Feature, MessageReader, ProtocolFeature, Req, decodeMessage, encodeAck, encodeReply, encodeStateReply, encodeU64Reply, featureMask,
   messageFds, type RawMessage, type RegionDesc, type VhostMessage,
@@ -91,8 +91,11 @@ export interface RemoteRegion extends RegionDesc {
 export interface RemoteQueues {
   /** whether vring `index` is served on another thread */
   serves(index: number): boolean;
-  /** start it there; false when the thread could not (its reason is logged there) */
-  start(index: number, spec: RemoteQueueSpec, regions: RemoteRegion[]): boolean;
+  /**
+   * Start it there; false when the thread could not (its reason is logged there). `onBroken`: the
+   * thread stopped it on its own (the guest broke the ring), until stop() is called.
+   */
+  start(index: number, spec: RemoteQueueSpec, regions: RemoteRegion[], onBroken: (why: string) => void): boolean;
   /** stop it there: where it stopped (its next avail index), or null when the thread did not answer */
   stop(index: number): number | null;
   /** a new kick or call eventfd for a running queue (a dup the thread takes over) */
@@ -152,17 +155,6 @@ interface QueueState {
 
 const running = (q: QueueState): boolean => q.runner !== null || q.remote;
 
-const closeQuietly = (fd: number | null | undefined): void => {
-  if (fd === null || fd === undefined || fd < 0) return;
-  try {
-    sys.close(fd);
-  } catch {
-    /* already closed */
-  }
-};
-
-/** A dup of `fd` for another thread to take over, or -1. */
-const dupFor = (fd: number): number => (fd < 0 ? -1 : sys.fcntlInt(fd, F_DUPFD_CLOEXEC, 3));
 
 export class VhostUserConnection {
   private readonly memory = new GuestMemory();
@@ -573,7 +565,8 @@ export class VhostUserConnection {
     const place = this.ringPlace(q);
     if (place === null) return;
     const spec: RemoteQueueSpec = { num: q.num, ...place, lastAvail: q.base, ...this.ringConfig(), kickFd: dupFor(q.kickFd), callFd: dupFor(q.callFd) };
-    if (!this.opts.remote!.start(q.index, spec, this.remoteRegions())) {
+    const broken = (why: string): void => this.guard(`queue ${q.index}`, () => this.breakQueue(q, why));
+    if (!this.opts.remote!.start(q.index, spec, this.remoteRegions(), broken)) {
       this.breakQueue(q, 'its serving thread could not start it');
       return;
     }

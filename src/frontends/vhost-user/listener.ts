@@ -19,7 +19,7 @@ import { VhostUserConnection, type ConnectionEnd, type ConnectionOptions, type F
 export interface Session {
   readonly done: Promise<ConnectionEnd>;
   close(): void;
-  counters(): Record<string, number>;
+  counters(): Record<string, unknown>;
   /** once done: release what serving held (the filesystem core) */
   release(): Promise<void>;
   /** SIGHUP: hand the connection to a worker on the code on disk */
@@ -28,7 +28,7 @@ export interface Session {
 
 /** A session of a VhostUserConnection over `handler`, in this process. */
 export function inProcessSession(fd: number, handler: FuseRequestHandler, opts: ConnectionOptions, log: Logger,
-  extra: { counters(): Record<string, number>; release(): Promise<void> }): Session {
+  extra: { counters(): Record<string, unknown>; release(): Promise<void> }): Session {
   const conn = new VhostUserConnection(fd, handler, opts, log);
   conn.start();
   return { done: conn.done, close: () => conn.close(), counters: () => ({ ...conn.counters, ...extra.counters() }), release: extra.release };
@@ -97,7 +97,7 @@ export class VhostUserListener {
     this.poll = sys.pollStart(this.fd, () => this.accept());
   }
 
-  counters(): Record<string, number> {
+  counters(): Record<string, unknown> {
     return { connections: this.connections, ...this.current?.counters() };
   }
 

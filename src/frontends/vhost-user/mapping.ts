@@ -1,9 +1,10 @@
 /**
  * Mapping guest memory from the fds the VMM sends (SET_MEM_TABLE, ADD_MEM_REG): each region in
- * pieces an ArrayBuffer can hold, refused where its file does not cover it. Used by the connection
- * and by the serving threads that map the same regions for their queues (queue-worker.ts).
+ * pieces an ArrayBuffer can hold, refused where its file does not cover it; and the fds
+ * themselves. Used by the connection and by the serving threads that map the same regions for
+ * their queues (queue-threads.ts, queue-worker.ts).
  */
-import { AT_EMPTY_PATH, PAGE_SIZE, S_IFMT, S_IFREG } from '../../sys/constants.js';
+import { AT_EMPTY_PATH, F_DUPFD_CLOEXEC, PAGE_SIZE, S_IFMT, S_IFREG } from '../../sys/constants.js';
 import { statAt, sys } from '../../sys/syscalls.js';
 import type { MemoryRegion } from './guest-memory.js';
 import type { RegionDesc } from './messages.js';
@@ -53,3 +54,15 @@ export function mapRegion(r: RegionDesc, fd: number, piece?: bigint): MemoryRegi
   }
   return out;
 }
+
+export const closeQuietly = (fd: number | null | undefined): void => {
+  if (fd === null || fd === undefined || fd < 0) return;
+  try {
+    sys.close(fd);
+  } catch {
+    /* already closed */
+  }
+};
+
+/** A dup of `fd` for another thread to take over (and close), or -1 for none. */
+export const dupFor = (fd: number): number => (fd < 0 ? -1 : sys.fcntlInt(fd, F_DUPFD_CLOEXEC, 3));

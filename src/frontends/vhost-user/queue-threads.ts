@@ -1,0 +1,290 @@
+/**
+ * Request queues of a virtio-fs device served on serving threads of their own (`handlefs
+ * virtiofsd --threads N`): one queue per thread. The thread that runs the filesystem (the owner:
+ * the main thread) keeps the vhost-user connection, the hiprio queue and the first request queue;
+ * request queue k (vring index k + 1) is served by thread k, a worker thread that maps guest memory
+ * itself, runs the queue's ring (queue-runner.ts, the same code as the owner's) and answers there
+ * what the filesystem as it sees it can answer (src/frontends/thread-server.ts, the same as the
+ * /dev/fuse threads'); every other request it hands to the owner as bytes and writes the owner's
+ * reply into its chain.
+ *
+ * The connection starts, stops and remaps a queue through RemoteQueues: each of those calls returns
+ * once the thread has done it (the owner waits on a shared word, at most CALL_MS), because the VMM
+ * may reuse the memory, the ring or the eventfds once the message is acknowledged. The fds a thread
+ * needs (guest memory, kick, call) are dups it takes over and closes itself.
+ *
+ * A guest uses more than one request queue only where its driver does (Linux 6.11 and later) and
+ * the VMM offers them (QEMU: vhost-user-fs-pci's num-request-queues).
+ */
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { SharedInodeLink } from '../../fs/shared-inodes.js';
+import { E } from '../../errors.js';
+import { encodeError } from '../../fuse/codec.js';
+import { opcodeName } from '../../fuse/opcodes.js';
+import type { NegotiatedState } from '../../fuse/protocol-server.js';
+import { LogOnce } from '../../log.js';
+import type { InodeTableUpdate, SharedTables, ThreadFsOptions, ThreadServerData } from '../thread-server.js';
+import type { RemoteQueues, RemoteQueueSpec, RemoteRegion } from './connection.js';
+import { closeQuietly, dupFor } from './mapping.js';
+
+/** How long the owner waits for a thread to start, stop or remap its queue before it gives the thread up. */
+const CALL_MS = 5000;
+/** How long launch() waits for the threads to be ready. */
+const START_MS = 10_000;
+
+/** Per thread in the stats: requests taken from its queue, answered there, handed to the owner. */
+export const QUEUE_STATS = 3;
+/** Per thread, the requests it handed over by opcode (the last bucket holds every opcode from it up). */
+export const QUEUE_HANDED_OPS = 64;
+
+/** What a queue's thread is started with (queue-worker.ts). */
+export interface QueueThreadData extends ThreadServerData {
+  /** the vring index it serves */
+  queue: number;
+  /** Int32 [seq, result]: the answer to the owner's last call */
+  ctl: SharedArrayBuffer;
+  /** QUEUE_STATS numbers per thread, the owner's row first (unused) */
+  stats: SharedArrayBuffer;
+  /** QUEUE_HANDED_OPS numbers per thread */
+  handedOps: SharedArrayBuffer;
+}
+
+/** The owner's messages to a queue's thread. A `seq` message is a call: the thread answers through ctl. */
+export type ToQueueThread =
+  | InodeTableUpdate
+  | { adopt: NegotiatedState | null }
+  | { start: RemoteQueueSpec; regions: RemoteRegion[]; seq: number }
+  | { stop: true; seq: number }
+  | { remap: RemoteRegion[]; seq: number }
+  | { kick: number }
+  | { call: number }
+  | { reply: number; bytes: ArrayBuffer | null };
+
+/** A queue's thread's messages to the owner. */
+export type FromQueueThread =
+  | { ready: true }
+  | { handOver: number; req: ArrayBuffer }
+  /** the guest broke the queue, or the thread cannot go on serving it: it stopped */
+  | { broken: string };
+
+/** What the owner serves handed-over requests with: its protocol server. */
+export interface QueueOwner {
+  handle(req: Buffer): Promise<Buffer | null>;
+  recycle?(reply: Buffer): void;
+}
+
+interface QueueThread {
+  worker: Worker;
+  ctl: Int32Array;
+  seq: number;
+  /** the queue's connection side, told when the thread stops it on its own */
+  onBroken: ((why: string) => void) | null;
+  ended: Promise<void>;
+  /** gave no answer to a call: given up (the connection ends) */
+  lost: boolean;
+}
+
+export class QueueThreads implements RemoteQueues {
+  private readonly threads: QueueThread[] = [];
+  private readonly once: LogOnce;
+  private readonly stats: Float64Array;
+  private readonly handedOps: Float64Array;
+  private negotiated: NegotiatedState | null = null;
+  private stopping = false;
+  private handedOver = 0;
+
+  constructor(
+    private readonly owner: QueueOwner,
+    /** serving threads, the owner included: the request queues offered */
+    private readonly count: number,
+    private readonly tables: SharedTables,
+    private readonly fsOptions: ThreadFsOptions,
+    private readonly log: Logger,
+    /** called when a thread dies of a bug: the caller stops serving */
+    private readonly onFatal: (why: string) => void,
+    private readonly inodeTable: SharedInodeLink | null = null,
+  ) {
+    this.once = new LogOnce(log);
+    this.stats = new Float64Array(new SharedArrayBuffer(count * QUEUE_STATS * 8));
+    this.handedOps = new Float64Array(new SharedArrayBuffer(count * QUEUE_HANDED_OPS * 8));
+  }
+
+  /** Start the other count - 1 threads. One that cannot be started is logged and left out: the VMM is offered fewer queues. */
+  async launch(): Promise<void> {
+    this.inodeTable?.subscribe((t) => {
+      for (const s of this.threads) s.worker.postMessage({ inodeTable: t } satisfies ToQueueThread);
+    });
+    const started: Promise<void>[] = [];
+    for (let i = 1; i < this.count; i++) {
+      const data: QueueThreadData = {
+        index: i, queue: i + 1, tables: this.tables, fs: this.fsOptions, logLevel: this.log.level, inodeTable: this.inodeTable?.current ?? null,
+        ctl: new SharedArrayBuffer(8), stats: this.stats.buffer as SharedArrayBuffer, handedOps: this.handedOps.buffer as SharedArrayBuffer,
+      };
+      let worker: Worker;
+      try {
+        worker = new Worker(new URL('./queue-worker.js', import.meta.url), { workerData: data });
+      } catch (e) {
+        this.log.warn({ err: e }, `cannot start a serving thread: serving ${i} request queue(s)`);
+        break;
+      }
+      let ready!: () => void;
+      started.push(new Promise<void>((r) => (ready = r)));
+      const t: QueueThread = {
+        worker, ctl: new Int32Array(data.ctl), seq: 0, onBroken: null, lost: false,
+        ended: new Promise<void>((resolve) => worker.on('exit', () => {
+          ready();
+          resolve();
+        })),
+      };
+      // a thread that fails takes the requests it had taken with it: the guest would wait for
+      // them for ever, so the whole server stops, as a C server's crash in one of its threads would
+      worker.on('error', (e) => {
+        this.log.error({ err: e, thread: i }, `serving thread ${i} failed (bug)`);
+        this.onFatal(`serving thread ${i} failed: ${e.message}`);
+      });
+      worker.on('message', (m: FromQueueThread) => {
+        if ('ready' in m) ready();
+        else if ('handOver' in m) this.handOver(t, m.handOver, Buffer.from(m.req));
+        else if ('broken' in m) t.onBroken?.(m.broken);
+      });
+      if (this.negotiated !== null) worker.postMessage({ adopt: this.negotiated } satisfies ToQueueThread);
+      this.threads.push(t);
+    }
+    let late: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(started), new Promise<void>((r) => (late = setTimeout(r, START_MS)))]);
+    clearTimeout(late);
+    this.log.info({ threads: 1 + this.threads.length }, `serving request queues with ${1 + this.threads.length} threads`);
+  }
+
+  /** The request queues offered to the VMM: one per serving thread. */
+  get requestQueues(): number {
+    return 1 + this.threads.length;
+  }
+
+  /** What INIT settled (null after DESTROY): the threads serve with it, and hand everything over without it. */
+  adopt(n: NegotiatedState | null): void {
+    this.negotiated = n;
+    for (const t of this.threads) t.worker.postMessage({ adopt: n } satisfies ToQueueThread);
+  }
+
+  private threadOf(index: number): QueueThread | undefined {
+    return index >= 2 ? this.threads[index - 2] : undefined;
+  }
+
+  serves(index: number): boolean {
+    const t = this.threadOf(index);
+    return t !== undefined && !t.lost;
+  }
+
+  start(index: number, spec: RemoteQueueSpec, regions: RemoteRegion[], onBroken: (why: string) => void): boolean {
+    const t = this.threadOf(index)!;
+    t.onBroken = onBroken;
+    const r = this.call(t, (seq) => ({ start: spec, regions, seq }));
+    if (r === null) {
+      // the thread did not take the dups: they are closed here
+      for (const fd of [spec.kickFd, spec.callFd, ...regions.map((g) => g.fd)]) closeQuietly(fd);
+    }
+    return r === 0;
+  }
+
+  stop(index: number): number | null {
+    const t = this.threadOf(index)!;
+    t.onBroken = null;
+    return this.call(t, (seq) => ({ stop: true, seq }));
+  }
+
+  setKick(index: number, fd: number): void {
+    this.threadOf(index)!.worker.postMessage({ kick: fd } satisfies ToQueueThread);
+  }
+
+  setCall(index: number, fd: number): void {
+    this.threadOf(index)!.worker.postMessage({ call: fd } satisfies ToQueueThread);
+  }
+
+  remap(regions: RemoteRegion[]): boolean {
+    let ok = true;
+    // each running queue's thread maps the table itself: every one but the first gets its own dups
+    let first = true;
+    for (const t of this.threads) {
+      if (t.onBroken === null || t.lost) continue;
+      const mine = first ? regions : regions.map((g) => ({ ...g, fd: dupFor(g.fd) }));
+      first = false;
+      if (this.call(t, (seq) => ({ remap: mine, seq })) !== 0) ok = false;
+    }
+    if (first) for (const g of regions) closeQuietly(g.fd);
+    return ok;
+  }
+
+  /**
+   * A call: post the message, wait until the thread answers through ctl. A thread that does not
+   * answer in CALL_MS is given up (its queue is served no more, and the connection ends).
+   */
+  private call(t: QueueThread, msg: (seq: number) => ToQueueThread): number | null {
+    if (t.lost) return null;
+    const seq = ++t.seq;
+    t.worker.postMessage(msg(seq));
+    const deadline = Date.now() + CALL_MS;
+    for (;;) {
+      if (Atomics.load(t.ctl, 0) === seq) return Atomics.load(t.ctl, 1);
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      Atomics.wait(t.ctl, 0, seq - 1, Math.min(left, 50));
+    }
+    t.lost = true;
+    this.log.error({ queue: this.threads.indexOf(t) + 2 }, 'a serving thread did not answer its queue\'s control message');
+    return null;
+  }
+
+  /** A request the thread did not serve: answered here, the reply sent back (a copy: the server reuses its buffers). */
+  private handOver(t: QueueThread, id: number, req: Buffer): void {
+    this.handedOver++;
+    this.owner.handle(req).then((reply) => {
+      const out = reply ?? null;
+      let bytes: ArrayBuffer | null = null;
+      if (out !== null) {
+        bytes = new ArrayBuffer(out.length);
+        new Uint8Array(bytes).set(out);
+        this.owner.recycle?.(out);
+      }
+      t.worker.postMessage({ reply: id, bytes } satisfies ToQueueThread, bytes ? [bytes] : []);
+    }, (e: unknown) => {
+      this.once.error('queue-handover-rejected', { err: e }, 'protocol server rejected a request (bug)');
+      const bytes = req.length >= 16 ? toArrayBuffer(encodeError(req.readBigUInt64LE(8), E.EIO)) : null;
+      t.worker.postMessage({ reply: id, bytes } satisfies ToQueueThread, bytes ? [bytes] : []);
+    });
+  }
+
+  /** Per-thread numbers for the stats file: requests taken, answered there, handed to the owner (and by opcode). */
+  counters(): { threads: number; queueThreads: Array<{ queue: number; requests: number; served: number; handedOver: number; handedOverByOp: Record<string, number> }>; handedOverToOwner: number } {
+    const s = this.stats;
+    const queueThreads = [];
+    for (let i = 1; i <= this.threads.length; i++) {
+      const r = i * QUEUE_STATS;
+      const byOp: Record<string, number> = {};
+      for (let op = 0; op < QUEUE_HANDED_OPS; op++) {
+        const n = this.handedOps[i * QUEUE_HANDED_OPS + op]!;
+        if (n > 0) byOp[op === QUEUE_HANDED_OPS - 1 ? `${opcodeName(op)}+` : opcodeName(op)] = n;
+      }
+      queueThreads.push({ queue: i + 1, requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, handedOverByOp: byOp });
+    }
+    return { threads: 1 + this.threads.length, queueThreads, handedOverToOwner: this.handedOver };
+  }
+
+  /** End the threads (after the connection stopped their queues). */
+  async close(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await Promise.all(this.threads.map(async (t) => {
+      void t.worker.terminate();
+      await t.ended;
+    }));
+    this.threads.length = 0;
+  }
+}
+
+function toArrayBuffer(b: Buffer): ArrayBuffer {
+  const ab = new ArrayBuffer(b.length);
+  new Uint8Array(ab).set(b);
+  return ab;
+}
