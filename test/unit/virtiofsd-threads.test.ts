@@ -147,6 +147,8 @@ describe('handlefs virtiofsd --threads 2: a request queue per thread', () => {
     s.canary();
     vmm.hangUp();
     expect(await exited(s.child), s.err()).toBe(0);
+    // at exit the stats file keeps the ended connection's numbers
+    expect(readStats(s.stats)).toMatchObject({ threads: 2, queueThreads: [{ queue: 2, requests: 13 }] });
   });
 
   it('the second queue stops where the VMM asks (GET_VRING_BASE), resumes from there, and its thread remaps a new memory table', async () => {

@@ -257,6 +257,8 @@ export interface BootOptions {
   memMiB?: number;
   /** the virtio-fs tag (default 'handlefs') */
   tag?: string;
+  /** request queues of the device (QEMU's num-request-queues, default 1) */
+  requestQueues?: number;
   /** a line of the script's output as it arrives (progress) */
   onLine?: (line: string) => void;
 }
@@ -299,7 +301,7 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
     '-object', `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
     '-numa', 'node,memdev=mem',
     '-chardev', `socket,id=char0,path=${opts.socketPath}`,
-    '-device', `vhost-user-fs-pci,chardev=char0,tag=${opts.tag ?? 'handlefs'}`,
+    '-device', `vhost-user-fs-pci,chardev=char0,tag=${opts.tag ?? 'handlefs'}${opts.requestQueues ? `,num-request-queues=${opts.requestQueues}` : ''}`,
     '-kernel', k.kernel,
     '-initrd', initrd,
     '-append', 'console=ttyS0 quiet panic=-1',

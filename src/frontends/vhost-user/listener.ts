@@ -97,9 +97,12 @@ export class VhostUserListener {
     this.poll = sys.pollStart(this.fd, () => this.accept());
   }
 
+  /** The connection's counters; between connections (and at exit), the last one's as it ended. */
   counters(): Record<string, unknown> {
-    return { connections: this.connections, ...this.current?.counters() };
+    return { connections: this.connections, ...(this.current?.counters() ?? this.last) };
   }
+
+  private last: Record<string, unknown> = {};
 
   private accept(): void {
     if (this.current || this.stopped) return;
@@ -136,6 +139,7 @@ export class VhostUserListener {
     this.log.info('vhost-user: the VMM connected');
     this.connectedOnce();
     const end = await session.done;
+    this.last = session.counters();
     this.log.info({ end: end.reason, ...(end.reason === 'error' ? { why: end.message } : {}) }, 'vhost-user: the VMM disconnected');
     this.current = null;
     await session.release().catch((e: unknown) => this.log.warn({ err: e }, 'vhost-user: releasing the filesystem failed'));

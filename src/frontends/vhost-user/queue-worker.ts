@@ -149,6 +149,7 @@ function start(spec: RemoteQueueSpec, regions: RemoteRegion[]): number {
   running = { spec, memory: m.memory, regions: m.regions, runner, kickFd: spec.kickFd, callFd: spec.callFd };
   // a kick fd that cannot be polled breaks the queue (the owner is told, and stops it)
   runner.start();
+  log.info({ queue: d.queue, size: spec.num, from: spec.lastAvail }, 'serving a request queue on its own thread');
   return 0;
 }
 
