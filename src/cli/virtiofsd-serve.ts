@@ -73,31 +73,31 @@ export async function startVirtiofsd(cfg: Config, plan: VhostPlan, root: string,
       // a guest has no notification queue here (VIRTIO_FS_F_NOTIFICATION is not offered): host
       // changes reach it through the cache timeouts, as with virtiofsd
       const shared = cfg.threads > 1 ? await sharedState() : null;
-      let threads: QueueThreads | null = null;
       const { core, fsys } = await makeCore(cfg, root, keys, log, { sharedFds: shared, settle: null });
       // a requester's pid is the guest's: the host's /proc knows nothing of it
       const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), requesterGroups: () => null }, childLogger('fuse', log));
-      if (shared) {
-        const { QueueThreads } = await import('../frontends/vhost-user/queue-threads.js');
-        threads = new QueueThreads(server, cfg.threads, shared.buffers, threadFsOptions(cfg, core), childLogger('threads', log), (why) => {
-          failed = true;
-          listener.stop();
-          vlog.error(`${why}: stopping`);
-        }, shared.inodeTable);
-        await threads.launch();
-      }
-      const t = threads;
-      // what INIT settles (and DESTROY ends) the other threads serve with
-      const handler = t === null ? server : {
+      // what INIT settles (and DESTROY ends) the other threads serve with, whichever queue it came on
+      let threads: QueueThreads | null = null;
+      const handler = shared === null ? server : {
         handle: async (req: Buffer, io?: TransportIo) => {
           const op = req.length >= 8 ? req.readUInt32LE(4) : -1;
           const reply = await server.handle(req, io);
-          if (op === Op.INIT || op === Op.DESTROY) t.adopt(server.negotiatedState());
+          if (op === Op.INIT || op === Op.DESTROY) threads?.adopt(server.negotiatedState());
           return reply;
         },
         reuseReplies: () => server.reuseReplies(),
         recycle: (reply: Buffer) => server.recycle(reply),
       };
+      if (shared) {
+        const { QueueThreads } = await import('../frontends/vhost-user/queue-threads.js');
+        threads = new QueueThreads(handler, cfg.threads, shared.buffers, threadFsOptions(cfg, core), childLogger('threads', log), (why) => {
+          failed = true;
+          vlog.error(`${why}: stopping`);
+          listener.stop();
+        }, shared.inodeTable);
+        await threads.launch();
+      }
+      const t = threads;
       return inProcessSession(fd, handler, { ...connection, requestQueues: t?.requestQueues ?? 1, ...(t ? { remote: t } : {}) }, vlog, {
         counters: () => ({ ...core.counters() as unknown as Record<string, number>, ...t?.counters() }),
         release: async () => {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Req } from '../../src/frontends/vhost-user/messages.js';
-import { EntryOut, GetattrIn, OpenIn, OutHeader, ReadIn, ReleaseIn, WriteIn, CreateIn, encodeStruct } from '../../src/fuse/abi.js';
+import { EntryOut, ForgetIn, GetattrIn, LinkIn, OpenIn, OutHeader, ReadIn, ReleaseIn, RenameIn, WriteIn, CreateIn, encodeStruct } from '../../src/fuse/abi.js';
 import { cstr } from '../../src/fuse/codec.js';
 import { Op } from '../../src/fuse/opcodes.js';
 import { E } from '../../src/errors.js';
@@ -52,7 +52,7 @@ async function until<T>(what: string, get: () => T | null | undefined, ms = 10_0
 }
 
 /** The server with two serving threads on a fresh share, the fake VMM connected and through the QEMU handshake, INIT answered. */
-async function serve(extra: string[] = [], layout?: readonly { gpa: number; size: number }[]): Promise<Served> {
+async function serve(extra: string[] = [], layout?: readonly { gpa: number; size: number }[], initQueue = 1): Promise<Served> {
   const base = fs.mkdtempSync(join(os.tmpdir(), 'hfs-vthreads-'));
   cleanup.push(() => fs.rmSync(base, { recursive: true, force: true }));
   const share = join(base, 'share');
@@ -74,7 +74,7 @@ async function serve(extra: string[] = [], layout?: readonly { gpa: number; size
   const vmm = FakeVmm.connect(sock, layout, { requestQueues: 2 });
   cleanup.push(() => vmm.release());
   await vmm.handshake({ num: 64 });
-  await ok(vmm, initReq(), 4096, { queue: 1 });
+  await ok(vmm, initReq(), 4096, { queue: initQueue });
   return { child, err: () => err, vmm, share, stats, canary: () => (expect(listing(outside)).toEqual(before), before) };
 }
 
@@ -151,6 +151,18 @@ describe('handlefs virtiofsd --threads 2: a request queue per thread', () => {
     expect(readStats(s.stats)).toMatchObject({ threads: 2, queueThreads: [{ queue: 2, requests: 13 }] });
   });
 
+  it('an INIT that comes on the second queue is settled by the owner, and the thread then serves with it', async () => {
+    const s = await serve([], undefined, 2);
+    const { vmm } = s;
+    await sleep(200);
+    for (let i = 0; i < 3; i++) await ok(vmm, getattr(1n), 4096, Q2);
+    const t = await threadStats(s.stats, 4);
+    expect(t.handedOverByOp).toEqual({ INIT: 1 });
+    expect(t.served).toBe(3);
+    vmm.hangUp();
+    expect(await exited(s.child), s.err()).toBe(0);
+  });
+
   it('the second queue stops where the VMM asks (GET_VRING_BASE), resumes from there, and its thread remaps a new memory table', async () => {
     const s = await serve([], ADJACENT_LAYOUT);
     const { vmm } = s;
@@ -216,6 +228,79 @@ describe('handlefs virtiofsd --threads 2: a request queue per thread', () => {
     expect(vmm.guest.guardsIntact()).toBe(true);
     await ok(vmm, getattr(1n), 4096, { queue: 1 });
     await until('the broken queue in the stats', () => (readStats(s.stats) as { brokenQueues?: number } | null)?.brokenQueues === 1 || null, 5000);
+    s.canary();
+    vmm.hangUp();
+    expect(await exited(s.child), s.err()).toBe(0);
+  });
+
+  it('both queues at once: creates, writes, renames, links and unlinks in flight together; the host agrees, every inode forgotten and every handle released at the end', async () => {
+    const s = await serve();
+    const { vmm } = s;
+    /** Post every request at once, then take every reply (matched by queue and head); a request without a reply space gets none. */
+    const batch = async (items: Array<{ queue: number; req: Buffer; room?: number }>): Promise<Buffer[]> => {
+      const posted = items.map((it) => ({ ...it, ...vmm.post(it.req, it.room ?? 256, { queue: it.queue }) }));
+      const got = new Map<string, number>();
+      for (const q of [1, 2]) {
+        const want = posted.filter((p) => p.queue === q).length;
+        if (want === 0) continue;
+        const { used } = await vmm.used(want, 10_000, q);
+        expect(used.length, `replies on queue ${q}`).toBe(want);
+        for (const [id, len] of used) got.set(`${q}:${id}`, len);
+      }
+      return posted.map((p) => {
+        const len = got.get(`${p.queue}:${p.head}`);
+        expect(len, `a reply to opcode ${p.req.readUInt32LE(4)} on queue ${p.queue}`).toBeDefined();
+        const reply = vmm.guest.read(p.out, len!);
+        if ((p.room ?? 256) > 0) expect(outErr(reply), `opcode ${p.req.readUInt32LE(4)} on queue ${p.queue}`).toBe(0);
+        return reply;
+      });
+    };
+    const N = 24;
+    const name = (i: number): Buffer => cstr(`f${i}`);
+    const other = (i: number): number => (i % 2 === 0 ? 2 : 1);
+    const mine = (i: number): number => (i % 2 === 0 ? 1 : 2);
+    const ids = [...Array(N).keys()];
+    const created = await batch(ids.map((i) => ({ queue: mine(i), req: req(Op.CREATE, 1n, encodeStruct(CreateIn, { flags: O_RDWR | O_CREAT, mode: 0o100644, umask: 0o022, open_flags: 0 }), name(i)) })));
+    const node = created.map((r) => r.readBigUInt64LE(OutHeader.SIZE));
+    const fh = created.map((r) => r.readBigUInt64LE(OutHeader.SIZE + EntryOut.SIZE));
+    const lookups = ids.map(() => 1n);
+    const data = ids.map((i) => Buffer.from(`content of f${i} `.repeat(i + 1)));
+    // each file written and released from the queue that did not create it
+    await batch(ids.map((i) => ({ queue: other(i), req: req(Op.WRITE, node[i]!, encodeStruct(WriteIn, { fh: fh[i]!, offset: 0n, size: data[i]!.length, write_flags: 0, lock_owner: 0n, flags: O_RDWR, padding: 0 }), data[i]!) })));
+    await batch(ids.map((i) => ({ queue: other(i), req: req(Op.RELEASE, node[i]!, encodeStruct(ReleaseIn, { fh: fh[i]!, flags: O_RDWR, release_flags: 0, lock_owner: 0n })) })));
+    // looked up and stat'ed from both queues together
+    const looked = await batch(ids.flatMap((i) => [
+      { queue: other(i), req: req(Op.LOOKUP, 1n, name(i)) },
+      { queue: mine(i), req: getattr(node[i]!) },
+    ]));
+    ids.forEach((i) => {
+      expect(looked[2 * i]!.readBigUInt64LE(OutHeader.SIZE), `f${i}`).toBe(node[i]);
+      lookups[i]!++;
+    });
+    // a third renamed, a third linked, a third unlinked, every kind on both queues at once
+    await batch(ids.map((i) => {
+      const q = i % 4 < 2 ? 1 : 2;
+      if (i % 3 === 0) return { queue: q, req: req(Op.RENAME, 1n, encodeStruct(RenameIn, { newdir: 1n }), name(i), cstr(`r${i}`)) };
+      if (i % 3 === 1) return { queue: q, req: req(Op.LINK, 1n, encodeStruct(LinkIn, { oldnodeid: node[i]! }), cstr(`l${i}`)) };
+      return { queue: q, req: req(Op.UNLINK, 1n, name(i)), room: 16 };
+    }));
+    ids.forEach((i) => void (i % 3 === 1 && lookups[i]!++));
+    const expected = ids.flatMap((i) => (i % 3 === 0 ? [`r${i}`] : i % 3 === 1 ? [`f${i}`, `l${i}`] : [])).sort();
+    expect(fs.readdirSync(s.share).filter((n) => n !== 'host.txt').sort()).toEqual(expected);
+    for (const i of ids) {
+      if (i % 3 === 2) continue;
+      expect(fs.readFileSync(join(s.share, i % 3 === 0 ? `r${i}` : `l${i}`)), `f${i}`).toEqual(data[i]);
+    }
+    // the guest forgets every inode, from both queues: the server's inode table is back to the root, no handle open
+    await batch(ids.map((i) => ({ queue: mine(i), req: req(Op.FORGET, node[i]!, encodeStruct(ForgetIn, { nlookup: lookups[i]! })), room: 0 })));
+    const end = await until('every inode forgotten', () => {
+      const st = readStats(s.stats) as { inodes?: number; openHandles?: number; queueThreads?: ThreadStats[] } | null;
+      return st?.inodes === 1 && st.openHandles === 0 ? st : null;
+    }, 5000);
+    const t = end.queueThreads!.find((x) => x.queue === 2)!;
+    // on queue 2: 12 CREATEs, 12 WRITEs, 12 RELEASEs, 12 LOOKUPs and 12 GETATTRs, 12 name operations, 12 FORGETs
+    expect(t.requests).toBe(7 * (N / 2));
+    expect(readStats(s.stats)).toMatchObject({ brokenQueues: 0, badMessages: 0 });
     s.canary();
     vmm.hangUp();
     expect(await exited(s.child), s.err()).toBe(0);
