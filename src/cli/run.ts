@@ -195,9 +195,9 @@ async function inProcess(
   const { core, fsys } = await makeCore(cfg, pre.root, keys, log, { ...wiring, sharedFds: shared, settle: shared ? () => threads?.settle() : null });
   const server = new ProtocolServer(fsys, { ...protocolOptions(cfg), ioUring, onDestroy: () => stop('DESTROY from the kernel', false) }, childLogger('fuse', log));
   if (shared) {
-    threads = new dev.ServingThreads(
-      device, server, cfg.threads, shared.buffers, threadFsOptions(cfg, core), childLogger('threads', log), (why) => stop(why, true, true), shared.inodeTable,
-    );
+    threads = new dev.ServingThreads(device, server, {
+      count: cfg.threads, tables: shared.buffers, fs: threadFsOptions(cfg, core), log: childLogger('threads', log), onFatal: (why) => stop(why, true, true), inodeTable: shared.inodeTable,
+    });
     threads.hotMs = cfg.pollUs / 1000;
   }
   let ring: InstanceType<typeof dev.RingSession> | null = null;

@@ -90,11 +90,14 @@ export async function startVirtiofsd(cfg: Config, plan: VhostPlan, root: string,
       };
       if (shared) {
         const { QueueThreads } = await import('../frontends/vhost-user/queue-threads.js');
-        threads = new QueueThreads(handler, cfg.threads, shared.buffers, threadFsOptions(cfg, core), childLogger('threads', log), (why) => {
+        const onFatal = (why: string): void => {
           failed = true;
           vlog.error(`${why}: stopping`);
           listener.stop();
-        }, shared.inodeTable);
+        };
+        threads = new QueueThreads(handler, {
+          count: cfg.threads, tables: shared.buffers, fs: threadFsOptions(cfg, core), log: childLogger('threads', log), onFatal, inodeTable: shared.inodeTable,
+        });
         await threads.launch();
       }
       const t = threads;

@@ -10,9 +10,9 @@ import { decorate } from '../fs/decorate.js';
 import { MoveWatch } from '../fs/move-watch.js';
 import { newFsCounters } from '../fs/services.js';
 import { SharedFileTable, SharedRemovalGate } from '../fs/shared-files.js';
-import { SharedInodes, type SharedInodeTables } from '../fs/shared-inodes.js';
+import { SharedInodes, type SharedInodeLink, type SharedInodeTables } from '../fs/shared-inodes.js';
 import { threadFs, type ThreadFsCounters } from '../fs/thread-fs.js';
-import { enosysOpcodes, Op } from '../fuse/opcodes.js';
+import { enosysOpcodes, Op, opcodeName } from '../fuse/opcodes.js';
 import { ProtocolServer } from '../fuse/protocol-server.js';
 import { childLogger, makeLogger } from '../log.js';
 
@@ -41,6 +41,19 @@ export interface ThreadFsOptions {
   translateGid: readonly string[];
 }
 
+/** What the owner starts its other serving threads with (ServingThreads, QueueThreads). */
+export interface ThreadPlan {
+  /** serving threads, the owner included */
+  count: number;
+  tables: SharedTables;
+  fs: ThreadFsOptions;
+  log: Logger;
+  /** called when a thread dies of a bug: the caller stops serving */
+  onFatal: (why: string) => void;
+  /** the owner's inode table, which the threads read to answer LOOKUPs of known inodes (null: they hand those over) */
+  inodeTable: SharedInodeLink | null;
+}
+
 /** What a serving thread is started with, whatever its channel. */
 export interface ThreadServerData {
   index: number;
@@ -65,6 +78,37 @@ export const THREAD_OPS: ReadonlySet<number> = new Set([
   Op.LOOKUP, Op.GETATTR, Op.SETATTR, Op.STATX, Op.READLINK, Op.GETXATTR, Op.UNLINK, Op.RMDIR, Op.READ, Op.WRITE, Op.FSYNC, Op.FLUSH,
   ...enosysOpcodes(),
 ]);
+
+/** Opcodes counted apart in HandedOps: the last bucket holds every opcode from it up. */
+const HANDED_OPS = 64;
+
+/** Per thread, the requests it handed to the owner by opcode, in shared memory (each thread writes its own row). */
+export class HandedOps {
+  readonly counts: Float64Array;
+
+  constructor(buffer: SharedArrayBuffer | number) {
+    this.counts = new Float64Array(typeof buffer === 'number' ? new SharedArrayBuffer(buffer * HANDED_OPS * 8) : buffer);
+  }
+
+  get buffer(): SharedArrayBuffer {
+    return this.counts.buffer as SharedArrayBuffer;
+  }
+
+  /** Count `req` (a FUSE request: its opcode) as handed over by `thread`. */
+  count(thread: number, req: Buffer): void {
+    if (req.length >= 8) this.counts[thread * HANDED_OPS + Math.min(req.readUInt32LE(4), HANDED_OPS - 1)]!++;
+  }
+
+  /** What `thread` handed over, by opcode name. */
+  byName(thread: number): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (let op = 0; op < HANDED_OPS; op++) {
+      const n = this.counts[thread * HANDED_OPS + op]!;
+      if (n > 0) out[op === HANDED_OPS - 1 ? `${opcodeName(op)}+` : opcodeName(op)] = n;
+    }
+    return out;
+  }
+}
 
 export interface ThreadServer {
   server: ProtocolServer;

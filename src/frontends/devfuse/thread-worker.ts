@@ -12,11 +12,11 @@ import { Op } from '../../fuse/opcodes.js';
 import { DECLINED } from '../../fuse/protocol-server.js';
 import { childLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
-import { threadServer } from '../thread-server.js';
+import { HandedOps, threadServer } from '../thread-server.js';
 import { RING_DEPTH, RingSession, entryReplySpace, type RingRequests } from './ring.js';
 import { DevFuseSession, keepPolling } from './session.js';
 import {
-  ANSWERED_AT_ONCE, asideTurn, HANDOVER_ASIDE_MS, HANDED_OPS, NO_ASIDE, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type RingHandOver, type ThreadData, type ThreadReady,
+  ANSWERED_AT_ONCE, asideTurn, HANDOVER_ASIDE_MS, NO_ASIDE, THREAD_STATS, awaitBack, BACK_WAITING, entryIo, farRead, type AnsweredHandOver, type RingHandOver, type ThreadData, type ThreadReady,
 } from './threads.js';
 
 const d = workerData as ThreadData;
@@ -46,11 +46,11 @@ const release = (): void => {
   Atomics.notify(gate, busy);
 };
 const row = d.index * THREAD_STATS;
-const handedOps = new Float64Array(d.handedOps);
+const handedOps = new HandedOps(d.handedOps);
 /** count a request handed over, by its opcode */
 const handed = (req: Buffer): void => {
   stats[row + 2] = ++handedOver;
-  handedOps[d.index * HANDED_OPS + Math.min(req.readUInt32LE(4), HANDED_OPS - 1)]!++;
+  handedOps.count(d.index, req);
 };
 const back = new Int32Array(d.back);
 const turn = asideTurn(new Int32Array(d.aside), d.index);

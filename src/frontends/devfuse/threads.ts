@@ -22,9 +22,9 @@ import { E } from '../../errors.js';
 import { InHeader, ReadIn } from '../../fuse/abi.js';
 import { encodeError, type TransportIo } from '../../fuse/codec.js';
 import { Op, opcodeName } from '../../fuse/opcodes.js';
-import { THREAD_OPS } from '../thread-server.js';
+import { HandedOps, THREAD_OPS } from '../thread-server.js';
 import type { SharedInodeLink } from '../../fs/shared-inodes.js';
-import type { InodeTableUpdate, SharedTables, ThreadFsOptions, ThreadServerData } from '../thread-server.js';
+import type { InodeTableUpdate, SharedTables, ThreadFsOptions, ThreadPlan, ThreadServerData } from '../thread-server.js';
 import { LogOnce } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
 import { entryReplySpace, type RingSession } from './ring.js';
@@ -37,8 +37,6 @@ import { keepPolling, type AsideTurn, type RequestHandler } from './session.js';
  * of inodes the owner knows answered there (SharedInodes), times it stood aside (HANDOVER_ASIDE_MS).
  */
 export const THREAD_STATS = 9;
-/** Per thread, the requests it handed over by opcode (the last bucket holds every opcode from it up). */
-export const HANDED_OPS = 64;
 
 export { THREAD_OPS, type InodeTableUpdate, type SharedTables, type ThreadFsOptions } from '../thread-server.js';
 
@@ -51,7 +49,7 @@ export interface ThreadData extends ThreadServerData {
   negotiated: NegotiatedState;
   /** THREAD_STATS numbers per thread, the owner's first */
   stats: SharedArrayBuffer;
-  /** HANDED_OPS numbers per thread, the owner's first: requests handed over by opcode */
+  /** HandedOps per thread, the owner's first: requests handed over by opcode */
   handedOps: SharedArrayBuffer;
   /** [busy, done] Int32 per thread (ServingThreads.settle) */
   gate: SharedArrayBuffer;
@@ -259,29 +257,27 @@ export class ServingThreads {
   private readonly once: LogOnce;
   /** requests, answered there, handed over; per thread, the owner's row first (its requests only) */
   readonly stats: Float64Array;
-  private readonly handedOps: Float64Array;
+  private readonly handedOps: HandedOps;
   private stopping = false;
   /** the owner's session's request count (requests it read itself) */
   ownerRequests: () => number = () => 0;
   /** how often the owner's session stood aside (streamReader) */
   ownerAside: () => number = () => 0;
 
-  constructor(
-    private readonly device: number,
-    private readonly owner: Owner,
-    private readonly count: number,
-    private readonly tables: SharedTables,
-    private readonly fsOptions: ThreadFsOptions,
-    private readonly log: Logger,
-    /** called when a thread dies of a bug: the caller stops serving (unmounts) */
-    private readonly onFatal: (why: string) => void,
-    /** the owner's inode table, which the threads read to answer LOOKUPs of known inodes (null: they hand those over) */
-    private readonly inodeTable: SharedInodeLink | null = null,
-  ) {
-    this.once = new LogOnce(log);
-    this.stats = new Float64Array(new SharedArrayBuffer(count * THREAD_STATS * 8));
-    this.handedOps = new Float64Array(new SharedArrayBuffer(count * HANDED_OPS * 8));
-    this.gate = new Int32Array(new SharedArrayBuffer(count * 2 * 4));
+  private readonly count: number;
+  private readonly tables: SharedTables;
+  private readonly fsOptions: ThreadFsOptions;
+  private readonly log: Logger;
+  /** the caller stops serving (unmounts) */
+  private readonly onFatal: (why: string) => void;
+  private readonly inodeTable: SharedInodeLink | null;
+
+  constructor(private readonly device: number, private readonly owner: Owner, plan: ThreadPlan) {
+    ({ count: this.count, tables: this.tables, fs: this.fsOptions, log: this.log, onFatal: this.onFatal, inodeTable: this.inodeTable } = plan);
+    this.once = new LogOnce(this.log);
+    this.stats = new Float64Array(new SharedArrayBuffer(this.count * THREAD_STATS * 8));
+    this.handedOps = new HandedOps(this.count);
+    this.gate = new Int32Array(new SharedArrayBuffer(this.count * 2 * 4));
   }
 
   private readonly gate: Int32Array;
@@ -314,7 +310,7 @@ export class ServingThreads {
       const { port1, port2 } = new MessageChannel();
       const data: ThreadData = {
         index: i, fd, cpu: allowed[i % allowed.length]!, negotiated, tables: this.tables, fs: this.fsOptions, stats: this.stats.buffer as SharedArrayBuffer,
-        handedOps: this.handedOps.buffer as SharedArrayBuffer,
+        handedOps: this.handedOps.buffer,
         gate: this.gate.buffer as SharedArrayBuffer, port: port2, back: new SharedArrayBuffer(8), logLevel: this.log.level, ring, hotMs: this.hotMs,
         inodeTable: this.inodeTable?.current ?? null, aside: this.aside.buffer as SharedArrayBuffer,
       };
@@ -611,20 +607,12 @@ export class ServingThreads {
       const r = i * THREAD_STATS;
       perThread.push({
         requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, negativeLookups: s[r + 3]!, positiveLookups: s[r + 7]!, removals: s[r + 5]!, answeredAtOnce: s[r + 4]!,
-        farReads: s[r + 6]!, stoodAside: s[r + 8]!, handedOverByOp: this.byOp(i),
+        farReads: s[r + 6]!, stoodAside: s[r + 8]!, handedOverByOp: this.handedOps.byName(i),
       });
     }
     return { threads: perThread.length, perThread, ringGivenBack: this.givenBack, ringCommittedByOwner: this.committedHere, ringFarReads: this.farReads, ringSentHome: this.sentHome };
   }
 
-  private byOp(thread: number): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (let op = 0; op < HANDED_OPS; op++) {
-      const n = this.handedOps[thread * HANDED_OPS + op]!;
-      if (n > 0) out[op === HANDED_OPS - 1 ? `${opcodeName(op)}+` : opcodeName(op)] = n;
-    }
-    return out;
-  }
 
   /**
    * Once the connection ended (each thread then reads ENODEV and exits), or at once when stopping

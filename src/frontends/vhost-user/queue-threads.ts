@@ -18,13 +18,11 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { SharedInodeLink } from '../../fs/shared-inodes.js';
 import { E } from '../../errors.js';
 import { encodeError } from '../../fuse/codec.js';
-import { opcodeName } from '../../fuse/opcodes.js';
 import type { NegotiatedState } from '../../fuse/protocol-server.js';
 import { LogOnce } from '../../log.js';
-import type { InodeTableUpdate, SharedTables, ThreadFsOptions, ThreadServerData } from '../thread-server.js';
+import { HandedOps, type InodeTableUpdate, type ThreadPlan, type ThreadServerData } from '../thread-server.js';
 import type { RemoteQueues, RemoteQueueSpec, RemoteRegion } from './connection.js';
 import { closeQuietly, dupFor } from './mapping.js';
 
@@ -35,8 +33,6 @@ const START_MS = 10_000;
 
 /** Per thread in the stats: requests taken from its queue, answered there, handed to the owner. */
 export const QUEUE_STATS = 3;
-/** Per thread, the requests it handed over by opcode (the last bucket holds every opcode from it up). */
-export const QUEUE_HANDED_OPS = 64;
 
 /** What a queue's thread is started with (queue-worker.ts). */
 export interface QueueThreadData extends ThreadServerData {
@@ -46,7 +42,7 @@ export interface QueueThreadData extends ThreadServerData {
   ctl: SharedArrayBuffer;
   /** QUEUE_STATS numbers per thread, the owner's row first (unused) */
   stats: SharedArrayBuffer;
-  /** QUEUE_HANDED_OPS numbers per thread */
+  /** HandedOps per thread */
   handedOps: SharedArrayBuffer;
 }
 
@@ -89,37 +85,31 @@ export class QueueThreads implements RemoteQueues {
   private readonly threads: QueueThread[] = [];
   private readonly once: LogOnce;
   private readonly stats: Float64Array;
-  private readonly handedOps: Float64Array;
+  private readonly handedOps: HandedOps;
   private negotiated: NegotiatedState | null = null;
   private stopping = false;
   private handedOver = 0;
 
-  constructor(
-    private readonly owner: QueueOwner,
-    /** serving threads, the owner included: the request queues offered */
-    private readonly count: number,
-    private readonly tables: SharedTables,
-    private readonly fsOptions: ThreadFsOptions,
-    private readonly log: Logger,
-    /** called when a thread dies of a bug: the caller stops serving */
-    private readonly onFatal: (why: string) => void,
-    private readonly inodeTable: SharedInodeLink | null = null,
-  ) {
-    this.once = new LogOnce(log);
-    this.stats = new Float64Array(new SharedArrayBuffer(count * QUEUE_STATS * 8));
-    this.handedOps = new Float64Array(new SharedArrayBuffer(count * QUEUE_HANDED_OPS * 8));
+  private readonly log: Logger;
+
+  /** `plan.count`: serving threads, the owner included, and so the request queues offered */
+  constructor(private readonly owner: QueueOwner, private readonly plan: ThreadPlan) {
+    this.log = plan.log;
+    this.once = new LogOnce(plan.log);
+    this.stats = new Float64Array(new SharedArrayBuffer(plan.count * QUEUE_STATS * 8));
+    this.handedOps = new HandedOps(plan.count);
   }
 
   /** Start the other count - 1 threads. One that cannot be started is logged and left out: the VMM is offered fewer queues. */
   async launch(): Promise<void> {
-    this.inodeTable?.subscribe((t) => {
+    this.plan.inodeTable?.subscribe((t) => {
       for (const s of this.threads) s.worker.postMessage({ inodeTable: t } satisfies ToQueueThread);
     });
     const started: Promise<void>[] = [];
-    for (let i = 1; i < this.count; i++) {
+    for (let i = 1; i < this.plan.count; i++) {
       const data: QueueThreadData = {
-        index: i, queue: i + 1, tables: this.tables, fs: this.fsOptions, logLevel: this.log.level, inodeTable: this.inodeTable?.current ?? null,
-        ctl: new SharedArrayBuffer(8), stats: this.stats.buffer as SharedArrayBuffer, handedOps: this.handedOps.buffer as SharedArrayBuffer,
+        index: i, queue: i + 1, tables: this.plan.tables, fs: this.plan.fs, logLevel: this.log.level, inodeTable: this.plan.inodeTable?.current ?? null,
+        ctl: new SharedArrayBuffer(8), stats: this.stats.buffer as SharedArrayBuffer, handedOps: this.handedOps.buffer,
       };
       let worker: Worker;
       try {
@@ -141,7 +131,7 @@ export class QueueThreads implements RemoteQueues {
       // them for ever, so the whole server stops, as a C server's crash in one of its threads would
       worker.on('error', (e) => {
         this.log.error({ err: e, thread: i }, `serving thread ${i} failed (bug)`);
-        this.onFatal(`serving thread ${i} failed: ${e.message}`);
+        this.plan.onFatal(`serving thread ${i} failed: ${e.message}`);
       });
       worker.on('message', (m: FromQueueThread) => {
         if ('ready' in m) ready();
@@ -261,12 +251,7 @@ export class QueueThreads implements RemoteQueues {
     const queueThreads = [];
     for (let i = 1; i <= this.threads.length; i++) {
       const r = i * QUEUE_STATS;
-      const byOp: Record<string, number> = {};
-      for (let op = 0; op < QUEUE_HANDED_OPS; op++) {
-        const n = this.handedOps[i * QUEUE_HANDED_OPS + op]!;
-        if (n > 0) byOp[op === QUEUE_HANDED_OPS - 1 ? `${opcodeName(op)}+` : opcodeName(op)] = n;
-      }
-      queueThreads.push({ queue: i + 1, requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, handedOverByOp: byOp });
+      queueThreads.push({ queue: i + 1, requests: s[r]!, served: s[r + 1]!, handedOver: s[r + 2]!, handedOverByOp: this.handedOps.byName(i) });
     }
     return { threads: 1 + this.threads.length, queueThreads, handedOverToOwner: this.handedOver };
   }

@@ -9,11 +9,11 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { TransportIo } from '../../fuse/codec.js';
 import { DECLINED } from '../../fuse/protocol-server.js';
 import { LogOnce } from '../../log.js';
-import { threadServer } from '../thread-server.js';
+import { HandedOps, threadServer } from '../thread-server.js';
 import { GuestMemory, type MemoryRegion } from './guest-memory.js';
 import { closeQuietly, mapRegion, unmap } from './mapping.js';
 import type { RemoteQueueSpec, RemoteRegion } from './connection.js';
-import { QUEUE_HANDED_OPS, QUEUE_STATS, type FromQueueThread, type QueueThreadData, type ToQueueThread } from './queue-threads.js';
+import { QUEUE_STATS, type FromQueueThread, type QueueThreadData, type ToQueueThread } from './queue-threads.js';
 import { QueueRunner, type QueueHost } from './queue-runner.js';
 import { SplitQueue } from './vring.js';
 
@@ -23,7 +23,7 @@ const port = parentPort!;
 const once = new LogOnce(log);
 const ctl = new Int32Array(d.ctl);
 const stats = new Float64Array(d.stats);
-const handedOps = new Float64Array(d.handedOps);
+const handedOps = new HandedOps(d.handedOps);
 const row = d.index * QUEUE_STATS;
 
 let adopted = false;
@@ -57,7 +57,7 @@ function handOver(req: Buffer, io: TransportIo | undefined): Promise<Buffer | nu
   new Uint8Array(copy).set(whole);
   const id = nextId++;
   stats[row + 2] = ++handedOver;
-  if (whole.length >= 8) handedOps[d.index * QUEUE_HANDED_OPS + Math.min(whole.readUInt32LE(4), QUEUE_HANDED_OPS - 1)]!++;
+  handedOps.count(d.index, whole);
   return new Promise((resolve) => {
     waiting.set(id, resolve);
     post({ handOver: id, req: copy }, [copy]);
