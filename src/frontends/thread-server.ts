@@ -110,6 +110,23 @@ export class HandedOps {
   }
 }
 
+/**
+ * HANDLEFS_TEST_THREAD_FAULT=NAME (tests only): a LOOKUP of NAME that a serving thread other than
+ * the owner reads makes it die as a bug would (an exception thrown outside any request), so that
+ * the tests can see the server stop instead of leaving that request's caller waiting. True when
+ * `req` is that LOOKUP: the thread leaves it unanswered.
+ */
+export function testFault(req: Buffer): boolean {
+  if (faultName === null || req.length < IN_HEADER || req.readUInt32LE(4) !== Op.LOOKUP || !req.subarray(IN_HEADER).equals(faultName)) return false;
+  setImmediate(() => {
+    throw new Error(`HANDLEFS_TEST_THREAD_FAULT: LOOKUP of ${faultName.toString('utf8', 0, faultName.length - 1)}`);
+  });
+  return true;
+}
+const faultName = process.env.HANDLEFS_TEST_THREAD_FAULT ? Buffer.from(`${process.env.HANDLEFS_TEST_THREAD_FAULT}\0`) : null;
+/** fuse_in_header's size: a LOOKUP's name follows it */
+const IN_HEADER = 40;
+
 export interface ThreadServer {
   server: ProtocolServer;
   counters: ThreadFsCounters;

@@ -19,7 +19,7 @@ import { cstr } from '../../src/fuse/codec.js';
 import { Op } from '../../src/fuse/opcodes.js';
 import { sys } from '../../src/sys/syscalls.js';
 import { CLI, REPO } from '../helpers/mount.js';
-import { FakeVmm, sleep } from '../helpers/fake-vmm.js';
+import { connectWhenListening, type FakeVmm, sleep } from '../helpers/fake-vmm.js';
 import { GUARD } from '../helpers/vhost-fake-driver.js';
 import { initReq, ok, outErr, req } from '../helpers/vhost-requests.js';
 
@@ -49,12 +49,7 @@ async function server(threads: number, share: string, dir: string): Promise<{ ch
   const sock = join(dir, `s${threads}.sock`);
   fs.rmSync(sock, { force: true });
   const child = spawn(process.execPath, [CLI, 'virtiofsd', `--socket-path=${sock}`, `--shared-dir=${share}`, `--threads=${threads}`], { stdio: 'ignore' });
-  const end = Date.now() + 10_000;
-  while (!fs.existsSync(sock)) {
-    if (Date.now() > end) throw new Error('no socket');
-    await sleep(20);
-  }
-  const vmm = FakeVmm.connect(sock, undefined, { requestQueues: threads });
+  const vmm = await connectWhenListening(sock, undefined, { requestQueues: threads });
   await vmm.handshake({ num: 64 });
   await ok(vmm, initReq(), 4096, { queue: 1 });
   await sleep(300);

@@ -414,3 +414,20 @@ export class FakeVmm {
     this.guest.release();
   }
 }
+
+/**
+ * A FakeVmm connected to a server that is starting: the socket file appears at bind(), before
+ * listen(), so a connect refused (or the file not there yet) is tried again, for up to `ms`.
+ */
+export async function connectWhenListening(path: string, layout?: readonly { gpa: number; size: number }[], opts: Omit<FakeVmmOpts, 'socket'> = {}, ms = 10_000): Promise<FakeVmm> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      return FakeVmm.connect(path, layout, opts);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() > end) throw e;
+    }
+    await sleep(20);
+  }
+}

@@ -19,7 +19,7 @@ import { E } from '../../src/errors.js';
 import { O_CREAT, O_RDONLY, O_RDWR } from '../../src/sys/constants.js';
 import { sys } from '../../src/sys/syscalls.js';
 import { CLI } from '../helpers/mount.js';
-import { FakeVmm, sleep, u32, u64 } from '../helpers/fake-vmm.js';
+import { FakeVmm, connectWhenListening, sleep, u32, u64 } from '../helpers/fake-vmm.js';
 import { ADJACENT_LAYOUT } from '../helpers/vhost-fake-driver.js';
 import { initReq, ok, outErr, req } from '../helpers/vhost-requests.js';
 
@@ -51,8 +51,10 @@ async function until<T>(what: string, get: () => T | null | undefined, ms = 10_0
   }
 }
 
+const connect = (sock: string, layout?: readonly { gpa: number; size: number }[]): Promise<FakeVmm> => connectWhenListening(sock, layout, { requestQueues: 2 });
+
 /** The server with two serving threads on a fresh share, the fake VMM connected and through the QEMU handshake, INIT answered. */
-async function serve(extra: string[] = [], layout?: readonly { gpa: number; size: number }[], initQueue = 1): Promise<Served> {
+async function serve(extra: string[] = [], layout?: readonly { gpa: number; size: number }[], initQueue = 1, env: NodeJS.ProcessEnv = {}): Promise<Served> {
   const base = fs.mkdtempSync(join(os.tmpdir(), 'hfs-vthreads-'));
   cleanup.push(() => fs.rmSync(base, { recursive: true, force: true }));
   const share = join(base, 'share');
@@ -64,14 +66,13 @@ async function serve(extra: string[] = [], layout?: readonly { gpa: number; size
   const before = listing(outside);
   const sock = join(base, 'vhost.sock');
   const stats = join(base, 'stats.json');
-  const child = spawn(process.execPath, [CLI, 'virtiofsd', `--socket-path=${sock}`, `--shared-dir=${share}`, '--threads=2', `--stats-file=${stats}`, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'virtiofsd', `--socket-path=${sock}`, `--shared-dir=${share}`, '--threads=2', `--stats-file=${stats}`, ...extra], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
   cleanup.push(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  await until('the socket', () => (fs.existsSync(sock) ? true : null));
-  const vmm = FakeVmm.connect(sock, layout, { requestQueues: 2 });
+  const vmm = await connect(sock, layout);
   cleanup.push(() => vmm.release());
   await vmm.handshake({ num: 64 });
   await ok(vmm, initReq(), 4096, { queue: initQueue });
@@ -304,6 +305,15 @@ describe('handlefs virtiofsd --threads 2: a request queue per thread', () => {
     s.canary();
     vmm.hangUp();
     expect(await exited(s.child), s.err()).toBe(0);
+  });
+
+  it('a queue thread that dies of a bug stops the server (exit 1, one line naming the thread) instead of leaving its requests unanswered', async () => {
+    const s = await serve([], undefined, 1, { HANDLEFS_TEST_THREAD_FAULT: 'boom' });
+    const { vmm } = s;
+    vmm.post(req(Op.LOOKUP, 1n, cstr('boom')), 256, Q2);
+    expect(await exited(s.child)).toBe(1);
+    expect(s.err()).toMatch(/serving thread 1 failed: HANDLEFS_TEST_THREAD_FAULT: LOOKUP of boom: stopping/);
+    s.canary();
   });
 
   it('--threads above 1 with --supervise: a usage error naming both', async () => {

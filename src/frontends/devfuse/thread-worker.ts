@@ -12,7 +12,7 @@ import { Op } from '../../fuse/opcodes.js';
 import { DECLINED } from '../../fuse/protocol-server.js';
 import { childLogger } from '../../log.js';
 import { sys } from '../../sys/syscalls.js';
-import { HandedOps, threadServer } from '../thread-server.js';
+import { HandedOps, testFault, threadServer } from '../thread-server.js';
 import { RING_DEPTH, RingSession, entryReplySpace, type RingRequests } from './ring.js';
 import { DevFuseSession, keepPolling } from './session.js';
 import {
@@ -59,14 +59,6 @@ let handedOver = 0;
 let answeredAtOnce = 0;
 let farReads = 0;
 
-/**
- * HANDLEFS_TEST_THREAD_FAULT=NAME (tests only): a LOOKUP of NAME that this thread reads makes it
- * die as a bug would (an exception thrown outside any request), so that the mounted tests can see
- * the server stop instead of leaving that request's caller waiting.
- */
-const faultName = process.env.HANDLEFS_TEST_THREAD_FAULT ? Buffer.from(`${process.env.HANDLEFS_TEST_THREAD_FAULT}\0`) : null;
-/** fuse_in_header's size: a LOOKUP's name follows it */
-const IN_HEADER = 40;
 
 const handler: RingRequests = {
   negotiated: true,
@@ -97,12 +89,7 @@ const handler: RingRequests = {
       release();
       return null;
     }
-    if (faultName !== null && req.length >= IN_HEADER && req.readUInt32LE(4) === Op.LOOKUP && req.subarray(IN_HEADER).equals(faultName)) {
-      setImmediate(() => {
-        throw new Error(`HANDLEFS_TEST_THREAD_FAULT: LOOKUP of ${faultName.toString('utf8', 0, faultName.length - 1)}`);
-      });
-      return new Promise(() => {});
-    }
+    if (testFault(req)) return new Promise(() => {});
     const reply = await server.handle(req, io);
     stats[row] = ++requests;
     if (reply !== DECLINED && enosys.has(req.readUInt32LE(4))) enosysHere++;

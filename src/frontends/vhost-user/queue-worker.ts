@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { TransportIo } from '../../fuse/codec.js';
 import { DECLINED } from '../../fuse/protocol-server.js';
 import { LogOnce } from '../../log.js';
-import { HandedOps, threadServer } from '../thread-server.js';
+import { HandedOps, testFault, threadServer } from '../thread-server.js';
 import { GuestMemory, type MemoryRegion } from './guest-memory.js';
 import { closeQuietly, mapRegion, unmap } from './mapping.js';
 import type { RemoteQueueSpec, RemoteRegion } from './connection.js';
@@ -67,6 +67,7 @@ function handOver(req: Buffer, io: TransportIo | undefined): Promise<Buffer | nu
 const host: QueueHost = {
   async handle(req, io) {
     stats[row] = ++requests;
+    if (testFault(req)) return new Promise(() => {});
     if (adopted) {
       const reply = await server.handle(req, io);
       if (reply !== DECLINED) {
