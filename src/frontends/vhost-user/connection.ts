@@ -526,10 +526,10 @@ export class VhostUserConnection {
     }
     const ring = this.buildRing(q, q.base);
     if (ring === null) return;
-    const runner = new QueueRunner(q.index, ring, q.kickFd, q.callFd, this.host);
-    q.runner = runner;
-    this.recoverTaken(q, runner);
-    if (q.runner === runner) runner.start();
+    q.runner = new QueueRunner(q.index, ring, q.kickFd, q.callFd, this.host);
+    // a queue a predecessor ran may resume on a ring rebuilt where it stopped (a new runner)
+    this.recoverTaken(q, q.runner);
+    q.runner?.start();
   }
 
   /** The queue's ring addresses as guest-physical ones, or null (the queue broken) when they are outside guest memory. */
