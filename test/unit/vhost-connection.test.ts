@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VhostUserConnection, type ConnectionEnd } from '../../src/frontends/vhost-user/connection.js';
+import { Private, VhostUserConnection, type ConnectionEnd } from '../../src/frontends/vhost-user/connection.js';
+import { INFLIGHT_BYTES, InflightTable } from '../../src/frontends/vhost-user/inflight.js';
 import { Feature, FLAG_NEED_REPLY, FLAG_REPLY, Req, featureMask } from '../../src/frontends/vhost-user/messages.js';
 import {
   CreateIn, EntryOut, GetattrIn, InHeader, InitIn, OutHeader, ReadIn, ReleaseIn, WriteIn, encodeStruct, requestBufferSize,
@@ -92,6 +93,8 @@ interface CaseOpts {
   tag?: string;
   /** request queues the back-end offers and the VMM sets up (default 1) */
   requestQueues?: number;
+  /** the peer is a supervisor (ConnectionOptions.supervised: the private messages, in-flight records) */
+  supervised?: boolean;
 }
 
 /**
@@ -114,7 +117,7 @@ async function withConnection(body: (env: Env) => Promise<void>, o: CaseOpts = {
   const server = new ProtocolServer(pfs, { maxWrite: MAX_WRITE, requesterGroups: () => null }, silent);
   const { log, cap } = captureLogger('warn');
   const vmm = new FakeVmm(o.layout, { requestQueues: o.requestQueues ?? 1 });
-  const conn = new VhostUserConnection(vmm.backFd, server, { requestQueues: o.requestQueues ?? 1, maxRequestBytes: requestBufferSize(MAX_WRITE), mapPieceBytes: o.pieceBytes, ...(o.tag === undefined ? {} : { tag: o.tag }) }, log);
+  const conn = new VhostUserConnection(vmm.backFd, server, { requestQueues: o.requestQueues ?? 1, maxRequestBytes: requestBufferSize(MAX_WRITE), mapPieceBytes: o.pieceBytes, ...(o.tag === undefined ? {} : { tag: o.tag }), ...(o.supervised ? { supervised: true } : {}) }, log);
   let settled = false;
   void conn.done.then(() => (settled = true));
   conn.start();
@@ -979,5 +982,63 @@ describe('vhost-user connection: replies due when the connection ends', () => {
       expect(env.cap.lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
     }, { endsItself: true });
     expect(end).toEqual({ reason: 'error', message: 'request 31 is not supported' });
+  });
+});
+
+// ------------------------------------------------------------------ 5. a predecessor's queue
+
+describe('vhost-user connection: the queues a crashed predecessor ran', () => {
+  it('resume where it took its last chain (not at the stale base the VMM replays): its unanswered chain gets EIO, the next request is served', async () => {
+    await withConnection(async (env) => {
+      const { vmm } = env;
+      // the in-flight table the predecessor left: it took chains A and B off the request queue and
+      // answered A; the VMM (a supervisor replaying the device) sets the queue's base to 0 again
+      const memfd = sys.memfdCreate('inflight', INFLIGHT_BYTES);
+      const mapped = sys.mapShared(memfd, INFLIGHT_BYTES, 0);
+      const table = new InflightTable(new Uint8Array(mapped));
+      vmm.send(Private.INFLIGHT, u64(1n), { fds: [memfd] });
+      sys.close(memfd);
+      const frames = vmm.qemuFrames();
+      const firstEnable = frames.findIndex((f) => f.request === Req.SET_VRING_ENABLE);
+      for (const fr of frames.slice(0, firstEnable)) {
+        vmm.sendFrame(fr);
+        if (fr.reply !== null) expect(await vmm.reply()).not.toBeNull();
+      }
+      // the guest posted A and B before the crash; A's answer reached the used ring
+      const d = vmm.driver!;
+      const chain = (r: Buffer): { head: number; out: number } => {
+        const at = d.alloc(r.length);
+        vmm.guest.write(at, r);
+        const out = d.alloc(256);
+        return { head: d.chain([{ gpa: at, len: r.length }, { gpa: out, len: 256, write: true }]), out };
+      };
+      const a = chain(getattr());
+      const bReq = getattr();
+      const b = chain(bReq);
+      d.post(a.head, b.head);
+      vmm.guest.w32(d.used + 4, a.head);
+      vmm.guest.w32(d.used + 8, 16);
+      vmm.guest.w16(d.used + 2, 1);
+      d.usedSeen = 1;
+      table.reset(1, 0);
+      table.taken(1, a.head, 1);
+      table.taken(1, b.head, 2);
+      table.answering(1, a.head, 0);
+      table.answered(1, a.head);
+      sys.unmapShared(mapped);
+      for (const fr of frames.slice(firstEnable)) vmm.sendFrame(fr);
+      await vmm.barrier();
+      // B, taken and never answered: EIO
+      const { used } = await vmm.used(1);
+      expect(used.map(([id]) => id)).toEqual([b.head]);
+      const reply = vmm.guest.read(b.out, used[0]![1]);
+      expect(outErr(reply)).toBe(-E.EIO);
+      expect(reply.readBigUInt64LE(OutHeader.unique)).toBe(bReq.readBigUInt64LE(InHeader.unique));
+      expect(env.conn.counters.recoveredRequests).toBe(1);
+      // and the queue serves on, from where the predecessor stopped
+      await ok(vmm, initReq());
+      await ok(vmm, getattr());
+      expect(env.conn.counters).toMatchObject({ brokenQueues: 0, badMessages: 0 });
+    }, { supervised: true });
   });
 });
