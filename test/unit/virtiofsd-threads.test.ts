@@ -307,6 +307,41 @@ describe('handlefs virtiofsd --threads 2: a request queue per thread', () => {
     expect(await exited(s.child), s.err()).toBe(0);
   });
 
+  it('--keep-listening: each VMM that goes leaves no fd and no guest memory behind, its threads\' included', async () => {
+    const s = await serve(['--keep-listening']);
+    const pid = s.child.pid!;
+    const fds = (): string[] => fs.readdirSync(`/proc/${pid}/fd`).map((n) => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/${n}`);
+      } catch {
+        return '?';
+      }
+    }).sort();
+    const guestMaps = (): number => fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').filter((l) => l.includes('memfd:fake-vmm-ram')).length;
+    let vmm = s.vmm;
+    let after: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      await ok(vmm, getattr(1n), 4096, Q2);
+      await ok(vmm, getattr(1n), 4096, { queue: 1 });
+      // both queues' threads have the guest mapped while it is connected
+      expect(guestMaps()).toBeGreaterThan(0);
+      vmm.hangUp();
+      await until('the server to let the VMM go', () => (guestMaps() === 0 ? true : null));
+      const idle = fds();
+      if (round > 0) expect(idle, `round ${round}`).toEqual(after);
+      after = idle;
+      vmm = await connect(join(s.share, '..', 'vhost.sock'));
+      const v = vmm;
+      cleanup.push(() => v.release());
+      await vmm.handshake({ num: 64 });
+      await ok(vmm, initReq(), 4096, { queue: 1 });
+      await sleep(200);
+    }
+    vmm.hangUp();
+    s.child.kill('SIGTERM');
+    expect(await exited(s.child), s.err()).toBe(0);
+  });
+
   it('a queue thread that dies of a bug stops the server (exit 1, one line naming the thread) instead of leaving its requests unanswered', async () => {
     const s = await serve([], undefined, 1, { HANDLEFS_TEST_THREAD_FAULT: 'boom' });
     const { vmm } = s;

@@ -30,6 +30,8 @@ import { closeQuietly, dupFor } from './mapping.js';
 const CALL_MS = 5000;
 /** How long launch() waits for the threads to be ready. */
 const START_MS = 10_000;
+/** How long close() waits for a thread to end by itself. */
+const END_MS = 2000;
 
 /** Per thread in the stats: requests taken from its queue, answered there, handed to the owner. */
 export const QUEUE_STATS = 3;
@@ -55,7 +57,9 @@ export type ToQueueThread =
   | { remap: RemoteRegion[]; seq: number }
   | { kick: number }
   | { call: number }
-  | { reply: number; bytes: ArrayBuffer | null };
+  | { reply: number; bytes: ArrayBuffer | null }
+  /** the connection ended: stop, release, exit */
+  | { end: true };
 
 /** A queue's thread's messages to the owner. */
 export type FromQueueThread =
@@ -77,7 +81,7 @@ interface QueueThread {
   /** the queue's connection side, told when the thread stops it on its own */
   onBroken: ((why: string) => void) | null;
   ended: Promise<void>;
-  /** gave no answer to a call: given up (the connection ends) */
+  /** ended, or gave no answer to a call: given up (its queue is served no more) */
   lost: boolean;
 }
 
@@ -123,6 +127,7 @@ export class QueueThreads implements RemoteQueues {
       const t: QueueThread = {
         worker, ctl: new Int32Array(data.ctl), seq: 0, onBroken: null, lost: false,
         ended: new Promise<void>((resolve) => worker.on('exit', () => {
+          t.lost = true;
           ready();
           resolve();
         })),
@@ -130,6 +135,8 @@ export class QueueThreads implements RemoteQueues {
       // a thread that fails takes the requests it had taken with it: the guest would wait for
       // them for ever, so the whole server stops, as a C server's crash in one of its threads would
       worker.on('error', (e) => {
+        // it answers no call any more: the connection's stop of its queue must not wait for it
+        t.lost = true;
         this.log.error({ err: e, thread: i }, `serving thread ${i} failed (bug)`);
         this.plan.onFatal(`serving thread ${i} failed: ${e.message}`);
       });
@@ -256,13 +263,19 @@ export class QueueThreads implements RemoteQueues {
     return { threads: 1 + this.threads.length, queueThreads, handedOverToOwner: this.handedOver };
   }
 
-  /** End the threads (after the connection stopped their queues). */
+  /**
+   * End the threads (after the connection stopped their queues): each closes what it opened (its
+   * rename watch: fds are the process's, and a terminated isolate leaves them open) and exits; one
+   * that does not within END_MS is terminated.
+   */
   async close(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     await Promise.all(this.threads.map(async (t) => {
-      void t.worker.terminate();
+      t.worker.postMessage({ end: true } satisfies ToQueueThread);
+      const late = setTimeout(() => void t.worker.terminate(), END_MS);
       await t.ended;
+      clearTimeout(late);
     }));
     this.threads.length = 0;
   }

@@ -18,7 +18,7 @@ import { QueueRunner, type QueueHost } from './queue-runner.js';
 import { SplitQueue } from './vring.js';
 
 const d = workerData as QueueThreadData;
-const { server, counters, enosys, log, update } = threadServer(d, { queue: d.queue });
+const { server, counters, enosys, log, update, close } = threadServer(d, { queue: d.queue });
 const port = parentPort!;
 const once = new LogOnce(log);
 const ctl = new Int32Array(d.ctl);
@@ -222,6 +222,10 @@ port.on('message', (m: ToQueueThread) => {
       running.kickFd = m.kick;
       running.runner.setKick(m.kick);
     }
+  } else if ('end' in m) {
+    stop();
+    close();
+    process.exit(0);
   } else if ('call' in m) {
     if (running === null) closeQuietly(m.call);
     else {
