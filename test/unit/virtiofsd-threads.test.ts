@@ -24,8 +24,17 @@ import { ADJACENT_LAYOUT } from '../helpers/vhost-fake-driver.js';
 import { initReq, ok, outErr, req } from '../helpers/vhost-requests.js';
 
 const cleanup: Array<() => void> = [];
+// every step runs, whatever an earlier one threw: a server left running would outlive the test
 afterEach(() => {
-  while (cleanup.length) cleanup.pop()!();
+  const errors: unknown[] = [];
+  while (cleanup.length) {
+    try {
+      cleanup.pop()!();
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  if (errors.length > 0) throw errors[0];
 });
 
 interface Served {
