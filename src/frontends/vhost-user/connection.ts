@@ -626,8 +626,10 @@ export class VhostUserConnection {
     if (q.remote) {
       q.remote = false;
       const at = this.opts.remote!.stop(q.index);
-      if (at === null) this.fail(`the serving thread of queue ${q.index} did not stop it`);
-      else q.base = at;
+      if (at !== null) q.base = at;
+      // the thread is gone or hung (QueueThreads logged it): not the VMM's fault, so not a bad
+      // message; the connection cannot answer for that queue any more, so it ends
+      else if (!this.ended) this.finish({ reason: 'error', message: `the serving thread of queue ${q.index} did not stop it` });
     }
   }
 
