@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '../helpers/child.js';
 import { mountSkipReason, runCli, withMount } from '../helpers/mount.js';
+import { HANDOVER_ASIDE_MS } from '../../src/frontends/devfuse/threads.js';
 
 const skip = mountSkipReason();
 const WRITERS = 4;
@@ -428,7 +429,9 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
       setup: (orig) => fs.mkdirSync(join(orig, 'm')),
     }, async (t) => {
       await threadsServing(t, 2);
+      const began = performance.now();
       const r = await run('python3', ['-c', `import os\nif len(os.sched_getaffinity(0)) > 1: os.sched_setaffinity(0, {1})\n${MAKE_FILES}`, join(t.mnt, 'm'), String(MADE)], { timeoutMs: 60_000 });
+      const tookMs = performance.now() - began;
       expect(r.status, `${r.stdout}${r.stderr}\n${t.serverLog()}`).toBe(0);
       for (let i = 0; i < MADE; i++) expect(fs.readFileSync(join(t.orig, 'm', `f${i}`), 'utf8')).toBe(`file ${i}\n`);
       await sleep(1200);
@@ -436,10 +439,18 @@ describe.skipIf(skip !== null)(`serving threads${skip ? ` (skipped: ${skip})` : 
         perThread: { requests: number; handedOver: number; stoodAside: number; handedOverByOp: Record<string, number> }[]; openHandles: number;
       };
       console.log(`per thread: ${JSON.stringify(stats.perThread)}`);
-      // the thread on the client's CPU handed some CREATEs over and stood aside after each; the
-      // owner read the rest itself (reading alongside, that thread handed over most of them)
-      expect(stats.perThread[1]!.stoodAside).toBeGreaterThan(0);
-      expect(stats.perThread[1]!.handedOverByOp.CREATE ?? 0).toBeLessThan(MADE / 4);
+      // the thread on the client's CPU handed some CREATEs over and stood aside after each, so it
+      // handed over at most one per HANDOVER_ASIDE_MS of the run (reading alongside, it hands over
+      // most of them: 656 of 1,000 once here); the owner read the rest itself. How
+      // many that is depends on the machine's load (the run lasts longer): the bound is the run's
+      // own time, not a share of the files.
+      const aside = stats.perThread[1]!.stoodAside;
+      const handedCreates = stats.perThread[1]!.handedOverByOp.CREATE ?? 0;
+      console.log(`${MADE} files in ${Math.round(tookMs)} ms; CREATEs handed over ${handedCreates}, stood aside ${aside}`);
+      expect(aside).toBeGreaterThan(0);
+      expect(aside).toBeLessThanOrEqual(Math.ceil(tookMs / HANDOVER_ASIDE_MS) + 2);
+      expect(handedCreates).toBeLessThanOrEqual(aside + 2);
+      expect(handedCreates).toBeLessThan(MADE);
       expect(stats.perThread[0]!.requests).toBeGreaterThan(MADE * 2);
       expect(stats.openHandles).toBe(0);
     });
