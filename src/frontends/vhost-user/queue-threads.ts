@@ -57,14 +57,25 @@ export type ToQueueThread =
   | { remap: RemoteRegion[]; seq: number }
   | { kick: number }
   | { call: number }
-  | { reply: number; bytes: ArrayBuffer | null }
+  /** the owner's replies to hand-overs (null: none, the request had no reply) */
+  | { replies: ReplyBatch }
   /** the connection ended: stop, release, exit */
   | { end: true };
+
+/**
+ * Hand-overs and their replies travel in batches, one message per turn of the sender's event
+ * loop: a message costs both threads more than its bytes (serialising, waking the receiver, a call
+ * into JavaScript and a microtask checkpoint per message there), and the chains a kick brings are
+ * taken in one turn.
+ */
+export type HandOverBatch = { id: number; req: ArrayBuffer }[];
+export type ReplyBatch = { id: number; bytes: ArrayBuffer | null }[];
 
 /** A queue's thread's messages to the owner. */
 export type FromQueueThread =
   | { ready: true }
-  | { handOver: number; req: ArrayBuffer }
+  /** requests the thread does not serve, each with the id its reply comes back under */
+  | { handOvers: HandOverBatch }
   /** the guest broke the queue, or the thread cannot go on serving it: it stopped */
   | { broken: string };
 
@@ -83,6 +94,8 @@ interface QueueThread {
   ended: Promise<void>;
   /** ended, or gave no answer to a call: given up (its queue is served no more) */
   lost: boolean;
+  /** replies to its hand-overs not yet posted (replyTo) */
+  outbox: ReplyBatch;
 }
 
 export class QueueThreads implements RemoteQueues {
@@ -125,7 +138,7 @@ export class QueueThreads implements RemoteQueues {
       let ready!: () => void;
       started.push(new Promise<void>((r) => (ready = r)));
       const t: QueueThread = {
-        worker, ctl: new Int32Array(data.ctl), seq: 0, onBroken: null, lost: false,
+        worker, ctl: new Int32Array(data.ctl), seq: 0, onBroken: null, lost: false, outbox: [],
         ended: new Promise<void>((resolve) => worker.on('exit', () => {
           t.lost = true;
           ready();
@@ -142,7 +155,7 @@ export class QueueThreads implements RemoteQueues {
       });
       worker.on('message', (m: FromQueueThread) => {
         if ('ready' in m) ready();
-        else if ('handOver' in m) this.handOver(t, m.handOver, Buffer.from(m.req));
+        else if ('handOvers' in m) for (const h of m.handOvers) this.handOver(t, h.id, Buffer.from(h.req));
         else if ('broken' in m) t.onBroken?.(m.broken);
       });
       if (this.negotiated !== null) worker.postMessage({ adopt: this.negotiated } satisfies ToQueueThread);
@@ -244,11 +257,20 @@ export class QueueThreads implements RemoteQueues {
         new Uint8Array(bytes).set(out);
         this.owner.recycle?.(out);
       }
-      t.worker.postMessage({ reply: id, bytes } satisfies ToQueueThread, bytes ? [bytes] : []);
+      this.replyTo(t, id, bytes);
     }, (e: unknown) => {
       this.once.error('queue-handover-rejected', { err: e }, 'protocol server rejected a request (bug)');
-      const bytes = req.length >= 16 ? toArrayBuffer(encodeError(req.readBigUInt64LE(8), E.EIO)) : null;
-      t.worker.postMessage({ reply: id, bytes } satisfies ToQueueThread, bytes ? [bytes] : []);
+      this.replyTo(t, id, req.length >= 16 ? toArrayBuffer(encodeError(req.readBigUInt64LE(8), E.EIO)) : null);
+    });
+  }
+
+  /** Queue a hand-over's reply for its thread: the replies of one turn go as one message (HandOverBatch). */
+  private replyTo(t: QueueThread, id: number, bytes: ArrayBuffer | null): void {
+    if (t.outbox.push({ id, bytes }) > 1) return;
+    setImmediate(() => {
+      const replies = t.outbox;
+      t.outbox = [];
+      t.worker.postMessage({ replies } satisfies ToQueueThread, replies.flatMap((r) => (r.bytes ? [r.bytes] : [])));
     });
   }
 

@@ -13,7 +13,7 @@ import { HandedOps, testFault, threadServer } from '../thread-server.js';
 import { GuestMemory, type MemoryRegion } from './guest-memory.js';
 import { closeQuietly, mapRegion, unmap } from './mapping.js';
 import type { RemoteQueueSpec, RemoteRegion } from './connection.js';
-import { QUEUE_STATS, type FromQueueThread, type QueueThreadData, type ToQueueThread } from './queue-threads.js';
+import { QUEUE_STATS, type FromQueueThread, type HandOverBatch, type QueueThreadData, type ToQueueThread } from './queue-threads.js';
 import { QueueRunner, type QueueHost } from './queue-runner.js';
 import { SplitQueue } from './vring.js';
 
@@ -49,6 +49,17 @@ let nextId = 1;
 
 const post = (m: FromQueueThread, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
 
+/**
+ * Hand-overs of this turn of the event loop, posted as one message once the turn's chains are
+ * taken (the owner is woken once, and the message machinery runs once, for all of them).
+ */
+let outbox: HandOverBatch = [];
+function flushOutbox(): void {
+  const batch = outbox;
+  outbox = [];
+  post({ handOvers: batch }, batch.map((h) => h.req));
+}
+
 /** Hand a request to the owner (a WRITE with its payload, which stays in guest memory otherwise); its reply. */
 function handOver(req: Buffer, io: TransportIo | undefined): Promise<Buffer | null> {
   let whole = req;
@@ -60,7 +71,7 @@ function handOver(req: Buffer, io: TransportIo | undefined): Promise<Buffer | nu
   handedOps.count(d.index, whole);
   return new Promise((resolve) => {
     waiting.set(id, resolve);
-    post({ handOver: id, req: copy }, [copy]);
+    if (outbox.push({ id, req: copy }) === 1) setImmediate(flushOutbox);
   });
 }
 
@@ -200,10 +211,12 @@ function answer(seq: number, result: number): void {
 
 port.on('message', (m: ToQueueThread) => {
   if (update(m)) return;
-  if ('reply' in m) {
-    const resolve = waiting.get(m.reply);
-    waiting.delete(m.reply);
-    resolve?.(m.bytes === null ? null : Buffer.from(m.bytes));
+  if ('replies' in m) {
+    for (const r of m.replies) {
+      const resolve = waiting.get(r.id);
+      waiting.delete(r.id);
+      resolve?.(r.bytes === null ? null : Buffer.from(r.bytes));
+    }
   } else if ('adopt' in m) {
     if (m.adopt === null) adopted = false;
     else {
