@@ -27,7 +27,7 @@ const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 100_000);
 /**
  * requests per workload before the measured ones: each serving thread is an isolate of its own
  * whose code V8 compiles apart, so a short warm-up measures the threads' JIT (with 2,000, two
- * threads looked 1.25x slower on GETATTR where, warm, they are 0.72x)
+ * threads looked 1.25x slower on GETATTR where, warm, they take 0.80x the time)
  */
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 20_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
